@@ -1,0 +1,193 @@
+//! The alert lifecycle: pending → firing → resolved, after Alertmanager, with
+//! tiers, hysteresis (via `Level::Hold`) and repeat intervals.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::rules::{AlertKey, Finding, Level, RuleSet, Severity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The condition holds but not yet for the rule's `pending` time.
+    Pending,
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertState> {
+        match s {
+            "pending" => Some(AlertState::Pending),
+            "firing" => Some(AlertState::Firing),
+            "resolved" => Some(AlertState::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// One occurrence of an alert condition, from the first time it held until it resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub fingerprint: String,
+    pub key: AlertKey,
+    pub severity: Severity,
+    pub rank: u32,
+    pub state: AlertState,
+    pub summary: String,
+    pub started_at: DateTime<Utc>,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub last_notified_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    Firing,
+    /// Still firing after the rule's repeat interval.
+    Repeat,
+    Resolved,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Firing => "firing",
+            NoticeKind::Repeat => "repeat",
+            NoticeKind::Resolved => "resolved",
+        }
+    }
+}
+
+/// Something to tell people about one alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub alert: Alert,
+    /// When a more severe tier takes over from a firing one: the one it replaces.
+    pub escalated_from: Option<String>,
+}
+
+/// What one evaluation changes: alerts to write and notices to send, to be
+/// stored together so that neither is lost without the other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub alerts: Vec<Alert>,
+    pub notices: Vec<Notice>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty() && self.notices.is_empty()
+    }
+}
+
+/// Moves one account's open alerts (pending or firing) forward given what its
+/// rules found now. Pure: the caller stores the result.
+pub fn reconcile(open: &[Alert], findings: &[Finding], rules: &RuleSet, now: DateTime<Utc>) -> Changes {
+    let mut changes = Changes::default();
+    let by_fp: HashMap<&str, &Alert> = open.iter().map(|a| (a.fingerprint.as_str(), a)).collect();
+    let mut seen: HashSet<String> = HashSet::new();
+
+    for f in findings {
+        let fp = f.key.fingerprint();
+        if !seen.insert(fp.clone()) {
+            continue;
+        }
+        let timing = rules.timing(f.key.rule);
+        match (by_fp.get(fp.as_str()), f.level) {
+            (None, Level::Hold) => {}
+            (None, Level::Breach) => {
+                let mut alert = Alert {
+                    fingerprint: fp,
+                    key: f.key.clone(),
+                    severity: f.severity,
+                    rank: f.rank,
+                    state: AlertState::Pending,
+                    summary: f.summary.clone(),
+                    started_at: now,
+                    fired_at: None,
+                    last_notified_at: None,
+                    resolved_at: None,
+                };
+                if timing.pending_for <= chrono::Duration::zero() {
+                    fire(&mut alert, open, now, &mut changes);
+                }
+                changes.alerts.push(alert);
+            }
+            (Some(existing), level) => {
+                let mut alert = (*existing).clone();
+                alert.summary = f.summary.clone();
+                alert.severity = f.severity;
+                if level == Level::Breach {
+                    match alert.state {
+                        AlertState::Pending if now - alert.started_at >= timing.pending_for => {
+                            fire(&mut alert, open, now, &mut changes);
+                        }
+                        AlertState::Firing => {
+                            let due = match (timing.repeat_every, alert.last_notified_at) {
+                                (Some(every), Some(last)) => now - last >= every,
+                                _ => false,
+                            };
+                            if due {
+                                alert.last_notified_at = Some(now);
+                                changes.notices.push(Notice {
+                                    kind: NoticeKind::Repeat,
+                                    alert: alert.clone(),
+                                    escalated_from: None,
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if alert != **existing {
+                    changes.alerts.push(alert);
+                }
+            }
+        }
+    }
+
+    for a in open {
+        if seen.contains(&a.fingerprint) {
+            continue;
+        }
+        let mut alert = a.clone();
+        alert.state = AlertState::Resolved;
+        alert.resolved_at = Some(now);
+        // A tier that a more severe one had taken over from resolves quietly:
+        // one resolved notice per group, from the tier people last heard about.
+        let superseded = open.iter().any(|o| {
+            o.key.same_group(&a.key) && o.rank > a.rank && o.state == AlertState::Firing
+        });
+        if a.state == AlertState::Firing && !superseded {
+            alert.last_notified_at = Some(now);
+            changes.notices.push(Notice { kind: NoticeKind::Resolved, alert: alert.clone(), escalated_from: None });
+        }
+        changes.alerts.push(alert);
+    }
+    changes
+}
+
+fn fire(alert: &mut Alert, open: &[Alert], now: DateTime<Utc>, changes: &mut Changes) {
+    alert.state = AlertState::Firing;
+    alert.fired_at = Some(now);
+    alert.last_notified_at = Some(now);
+    let escalated_from = open
+        .iter()
+        .filter(|o| o.key.same_group(&alert.key) && o.rank < alert.rank && o.state == AlertState::Firing)
+        .max_by_key(|o| o.rank)
+        .map(|o| o.fingerprint.clone());
+    changes.notices.push(Notice { kind: NoticeKind::Firing, alert: alert.clone(), escalated_from });
+}

@@ -1,0 +1,184 @@
+//! Runway: how many days the available balance lasts at the current burn rate.
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::model::Snapshot;
+use super::money::Money;
+
+/// Where a burn rate came from, so output can say how much to trust it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BurnSource {
+    /// The cloud's own spend records.
+    Reported,
+    /// Falls of the balance between polls, with known top-ups added back.
+    BalanceDeltas,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BurnRate {
+    pub per_day: Money,
+    pub source: BurnSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Forecast {
+    pub burn: BurnRate,
+    /// Days until the available balance reaches zero; `None` when nothing is being spent.
+    pub runway_days: Option<Decimal>,
+}
+
+/// Observations shorter than this say more about polling noise than about spending.
+const MIN_OBSERVED: i64 = 3600;
+
+/// Burn rate from the snapshots of one account (oldest first) over `window`
+/// ending at `now`. The cloud's own spend figure in the newest snapshot wins;
+/// otherwise the balance's falls are summed, with recorded top-ups added back so
+/// that a top-up never makes spending look negative, and rises that no record
+/// explains are counted as zero spend.
+pub fn burn_rate(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> Option<BurnRate> {
+    let latest = history.last()?;
+    if let Some(spend) = &latest.spend {
+        return Some(BurnRate { per_day: spend.per_day, source: BurnSource::Reported });
+    }
+    let since = now - window;
+    let points: Vec<&Snapshot> = history.iter().filter(|s| s.taken_at >= since).collect();
+    let (first, last) = (points.first()?, points.last()?);
+    let observed = (last.taken_at - first.taken_at).num_seconds();
+    if observed < MIN_OBSERVED {
+        return None;
+    }
+    let currency = last.balance.available.currency();
+    let mut spent = Decimal::ZERO;
+    for pair in points.windows(2) {
+        let (prev, cur) = (pair[0], pair[1]);
+        if prev.balance.available.currency() != currency || cur.balance.available.currency() != currency {
+            return None;
+        }
+        let recharged: Decimal = cur
+            .recharges
+            .iter()
+            .filter(|r| r.at > prev.taken_at && r.at <= cur.taken_at && r.amount.currency() == currency)
+            .map(|r| r.amount.amount())
+            .sum();
+        let fall = prev.balance.available.amount() - cur.balance.available.amount() + recharged;
+        if fall > Decimal::ZERO {
+            spent += fall;
+        }
+    }
+    let per_day = spent * Decimal::from(86_400) / Decimal::from(observed);
+    Some(BurnRate { per_day: Money::new(per_day, currency).round_to_minor(), source: BurnSource::BalanceDeltas })
+}
+
+/// Days of runway at `burn` for `available`: zero when the money is already gone,
+/// `None` when nothing is being spent.
+pub fn runway_days(available: &Money, burn: &BurnRate) -> Option<Decimal> {
+    if available.currency() != burn.per_day.currency() {
+        return None;
+    }
+    if available.amount() <= Decimal::ZERO {
+        return Some(Decimal::ZERO);
+    }
+    if burn.per_day.amount() <= Decimal::ZERO {
+        return None;
+    }
+    Some((available.amount() / burn.per_day.amount()).round_dp(1))
+}
+
+pub fn forecast(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> Option<Forecast> {
+    let burn = burn_rate(history, window, now)?;
+    let latest = history.last()?;
+    let runway_days = runway_days(&latest.balance.available, &burn);
+    Some(Forecast { burn, runway_days })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::{Balance, Recharge, ReportedSpend};
+    use crate::domain::money::Currency;
+    use chrono::TimeZone;
+    use std::str::FromStr;
+
+    fn cny(s: &str) -> Money {
+        Money::new(Decimal::from_str(s).unwrap(), Currency::Cny)
+    }
+
+    fn t(hours: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + Duration::hours(hours)
+    }
+
+    fn snap(hours: i64, available: &str) -> Snapshot {
+        Snapshot {
+            taken_at: t(hours),
+            balance: Balance::available_only(cny(available)),
+            resources: vec![],
+            orders: vec![],
+            spend: None,
+            recharges: vec![],
+        }
+    }
+
+    #[test]
+    fn burn_from_balance_falls() {
+        let h = vec![snap(0, "1000"), snap(12, "950"), snap(24, "900")];
+        let b = burn_rate(&h, Duration::days(7), t(24)).unwrap();
+        assert_eq!(b.per_day, cny("100"));
+        assert_eq!(b.source, BurnSource::BalanceDeltas);
+        assert_eq!(runway_days(&cny("900"), &b), Some(Decimal::from(9)));
+    }
+
+    #[test]
+    fn a_top_up_does_not_make_burn_negative() {
+        // 100 a day spent; a 5,000 top-up arrives at hour 12.
+        let mut mid = snap(12, "5950");
+        mid.recharges.push(Recharge { at: t(11), amount: cny("5000") });
+        let h = vec![snap(0, "1000"), mid, snap(24, "5900")];
+        let b = burn_rate(&h, Duration::days(7), t(24)).unwrap();
+        assert_eq!(b.per_day, cny("100"));
+    }
+
+    #[test]
+    fn an_unexplained_rise_counts_as_no_spend() {
+        let h = vec![snap(0, "1000"), snap(12, "6000"), snap(24, "5950")];
+        let b = burn_rate(&h, Duration::days(7), t(24)).unwrap();
+        assert_eq!(b.per_day, cny("50"));
+        assert!(b.per_day.amount() >= Decimal::ZERO);
+    }
+
+    #[test]
+    fn reported_spend_wins() {
+        let mut last = snap(24, "900");
+        last.spend = Some(ReportedSpend { per_day: cny("42"), over_days: 7 });
+        let h = vec![snap(0, "1000"), last];
+        let b = burn_rate(&h, Duration::days(7), t(24)).unwrap();
+        assert_eq!(b, BurnRate { per_day: cny("42"), source: BurnSource::Reported });
+    }
+
+    #[test]
+    fn too_little_history_gives_no_rate() {
+        assert_eq!(burn_rate(&[snap(0, "1000")], Duration::days(7), t(0)), None);
+        assert_eq!(burn_rate(&[], Duration::days(7), t(0)), None);
+        let h = vec![snap(0, "1000"), snap(0, "999")];
+        assert_eq!(burn_rate(&h, Duration::days(7), t(0)), None);
+    }
+
+    #[test]
+    fn only_the_window_counts() {
+        // A big fall 10 days ago is outside a 7-day window.
+        let h = vec![snap(-240, "10000"), snap(-200, "1000"), snap(0, "990"), snap(24, "980")];
+        let b = burn_rate(&h, Duration::days(7), t(24)).unwrap();
+        assert_eq!(b.per_day, cny("10"));
+    }
+
+    #[test]
+    fn runway_edges() {
+        let b = BurnRate { per_day: cny("100"), source: BurnSource::Reported };
+        assert_eq!(runway_days(&cny("-5"), &b), Some(Decimal::ZERO));
+        assert_eq!(runway_days(&cny("250"), &b), Some(Decimal::from_str("2.5").unwrap()));
+        let none = BurnRate { per_day: cny("0"), source: BurnSource::Reported };
+        assert_eq!(runway_days(&cny("250"), &none), None);
+    }
+}

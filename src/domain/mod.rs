@@ -1,0 +1,7 @@
+//! Pure types and decisions: no I/O, no clock reads (time is a parameter).
+
+pub mod alert;
+pub mod forecast;
+pub mod model;
+pub mod money;
+pub mod rules;

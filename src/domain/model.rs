@@ -1,0 +1,329 @@
+//! What purser knows about an account: its balance, resources and orders, as one
+//! poll saw them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::money::Money;
+
+/// Refusal to build an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{kind} is empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} {value:?} is longer than {max} characters")]
+    TooLong { kind: &'static str, value: String, max: usize },
+    #[error("{kind} {value:?} may contain only {allowed}")]
+    BadChar { kind: &'static str, value: String, allowed: &'static str },
+}
+
+/// purser's name for an account, chosen in config: `tencent-prod`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountId(String);
+
+impl AccountId {
+    pub fn parse(value: &str) -> Result<AccountId, IdError> {
+        const ALLOWED: &str = "lower-case letters, digits, '-', '_' and '.'";
+        if value.is_empty() {
+            return Err(IdError::Empty { kind: "account id" });
+        }
+        if value.len() > 64 {
+            return Err(IdError::TooLong { kind: "account id", value: value.into(), max: 64 });
+        }
+        let ok = value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            return Err(IdError::BadChar { kind: "account id", value: value.into(), allowed: ALLOWED });
+        }
+        Ok(AccountId(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AccountId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        AccountId::parse(&value)
+    }
+}
+
+impl From<AccountId> for String {
+    fn from(id: AccountId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A cloud's own identifier for a resource or an order (`ins-abc123`,
+/// `20241022000123`): printable, no spaces, bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    pub fn parse(value: &str) -> Result<ExternalId, IdError> {
+        if value.is_empty() {
+            return Err(IdError::Empty { kind: "resource or order id" });
+        }
+        if value.len() > 256 {
+            return Err(IdError::TooLong { kind: "resource or order id", value: value.into(), max: 256 });
+        }
+        if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(IdError::BadChar {
+                kind: "resource or order id",
+                value: value.into(),
+                allowed: "printable characters without spaces",
+            });
+        }
+        Ok(ExternalId(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ExternalId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        ExternalId::parse(&value)
+    }
+}
+
+impl From<ExternalId> for String {
+    fn from(id: ExternalId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for ExternalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Free-form labels (`env = "prod"`, `team = "core"`), used to match overrides
+/// and, later, routes and silences.
+pub type Labels = BTreeMap<String, String>;
+
+/// An account as configured: which provider instance reads it and how it is labelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub id: AccountId,
+    /// The configured provider instance (not the cloud's name: that stays in config).
+    pub provider: String,
+    pub site: String,
+    pub labels: Labels,
+}
+
+/// The money on an account, split the way the cloud splits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// What can be spent now: the figure the cloud suspends service on.
+    pub available: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cash: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owed: Option<Money>,
+    /// Named balances kept apart from `available`, such as a per-contract balance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<Bucket>,
+}
+
+impl Balance {
+    pub fn available_only(available: Money) -> Balance {
+        Balance { available, cash: None, credit: None, frozen: None, owed: None, buckets: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub name: String,
+    pub kind: BucketKind,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BucketKind {
+    /// Money allocated to one service contract.
+    Contract,
+    /// Money paid in but not yet allocated: it does not keep anything running.
+    Unallocated,
+    Coupon,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RenewalMode {
+    /// The cloud deducts the renewal from the balance before expiry.
+    Auto,
+    Manual,
+    /// Set to lapse on purpose: the cloud stops reminding, and so does purser.
+    ExpireWithoutRenewal,
+}
+
+impl RenewalMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RenewalMode::Auto => "auto",
+            RenewalMode::Manual => "manual",
+            RenewalMode::ExpireWithoutRenewal => "expire_without_renewal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceStatus {
+    Active,
+    Expired,
+    /// Expired and stopped; released for good unless renewed in time.
+    Recovery,
+    Released,
+}
+
+impl ResourceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceStatus::Active => "active",
+            ResourceStatus::Expired => "expired",
+            ResourceStatus::Recovery => "recovery",
+            ResourceStatus::Released => "released",
+        }
+    }
+}
+
+/// A prepaid (subscription) resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    pub id: ExternalId,
+    pub product: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub renewal: RenewalMode,
+    pub status: ResourceStatus,
+    /// The price of the next renewal period, when the cloud tells it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_price: Option<Money>,
+}
+
+/// An order placed but not paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: ExternalId,
+    pub amount: Money,
+    pub created_at: DateTime<Utc>,
+    /// After this the cloud cancels the order.
+    pub pay_deadline: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// Spending the cloud itself reports (a bill or cost record), preferred over
+/// balance deltas for the burn rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedSpend {
+    pub per_day: Money,
+    /// How many days the figure averages over.
+    pub over_days: u32,
+}
+
+/// Money that arrived on the account (a top-up), as the cloud records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recharge {
+    pub at: DateTime<Utc>,
+    pub amount: Money,
+}
+
+/// What one successful poll of one account saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub taken_at: DateTime<Utc>,
+    pub balance: Balance,
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    #[serde(default)]
+    pub orders: Vec<Order>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<ReportedSpend>,
+    /// Top-ups the cloud recorded recently; used to keep them out of the burn rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recharges: Vec<Recharge>,
+}
+
+/// How reading one account has been going.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollHealth {
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Set while the latest attempt failed: why.
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+impl PollHealth {
+    pub fn new() -> PollHealth {
+        PollHealth { last_success_at: None, last_attempt_at: None, last_error: None, consecutive_failures: 0 }
+    }
+
+    pub fn succeeded(&mut self, at: DateTime<Utc>) {
+        self.last_success_at = Some(at);
+        self.last_attempt_at = Some(at);
+        self.last_error = None;
+        self.consecutive_failures = 0;
+    }
+
+    pub fn failed(&mut self, at: DateTime<Utc>, error: String) {
+        self.last_attempt_at = Some(at);
+        self.last_error = Some(error);
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+    }
+}
+
+impl Default for PollHealth {
+    fn default() -> Self {
+        PollHealth::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids_are_checked() {
+        assert!(AccountId::parse("tencent-prod").is_ok());
+        assert!(matches!(AccountId::parse(""), Err(IdError::Empty { .. })));
+        assert!(matches!(AccountId::parse("Tencent Prod"), Err(IdError::BadChar { .. })));
+        assert!(matches!(AccountId::parse(&"a".repeat(65)), Err(IdError::TooLong { .. })));
+    }
+
+    #[test]
+    fn external_ids_refuse_spaces() {
+        assert!(ExternalId::parse("ins-abc123").is_ok());
+        assert!(ExternalId::parse("i abc").is_err());
+        assert!(ExternalId::parse("").is_err());
+    }
+}

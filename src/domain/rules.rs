@@ -1,0 +1,532 @@
+//! The seven rules. Each is a pure function of (rule settings, what is known of
+//! one account, now) that says which alert conditions hold.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::forecast::{self, Forecast};
+use super::model::{Account, PollHealth, RenewalMode, Resource, ResourceStatus, Snapshot};
+use super::money::Money;
+
+/// Stable rule names, used in config, output and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleName {
+    LowBalance,
+    Runway,
+    Expiring,
+    AutorenewAtRisk,
+    AutorenewFailed,
+    UnpaidOrder,
+    PollFailed,
+}
+
+impl RuleName {
+    pub const ALL: [RuleName; 7] = [
+        RuleName::LowBalance,
+        RuleName::Runway,
+        RuleName::Expiring,
+        RuleName::AutorenewAtRisk,
+        RuleName::AutorenewFailed,
+        RuleName::UnpaidOrder,
+        RuleName::PollFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleName::LowBalance => "low_balance",
+            RuleName::Runway => "runway",
+            RuleName::Expiring => "expiring",
+            RuleName::AutorenewAtRisk => "autorenew_at_risk",
+            RuleName::AutorenewFailed => "autorenew_failed",
+            RuleName::UnpaidOrder => "unpaid_order",
+            RuleName::PollFailed => "poll_failed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RuleName> {
+        RuleName::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl fmt::Display for RuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Severities after the support model purser's users already know:
+/// A critical (2-hour response), B moderate (4 hours), C minimal (8 hours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    A,
+    B,
+    C,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::A => "A",
+            Severity::B => "B",
+            Severity::C => "C",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "A" | "a" => Some(Severity::A),
+            "B" | "b" => Some(Severity::B),
+            "C" | "c" => Some(Severity::C),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a condition must hold before it fires, and how often a firing
+/// alert is repeated (`None`: never).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    pub pending_for: Duration,
+    pub repeat_every: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmountTier {
+    pub below: Money,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaysTier {
+    pub below_days: Decimal,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LadderStep {
+    pub days: u32,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowBalance {
+    pub enabled: bool,
+    /// Most severe (lowest threshold) first.
+    pub tiers: Vec<AmountTier>,
+    /// Resolve only once the balance is back above the threshold by this much.
+    pub margin: Money,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runway {
+    pub enabled: bool,
+    /// Most severe (fewest days) first.
+    pub tiers: Vec<DaysTier>,
+    pub margin_days: Decimal,
+    /// The span of snapshots the burn rate is averaged over.
+    pub window: Duration,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    pub enabled: bool,
+    /// Fewest days (most severe) first.
+    pub ladder: Vec<LadderStep>,
+    /// Which renewal modes get reminders; auto-renewing resources are covered by
+    /// `autorenew_at_risk` instead.
+    pub modes: Vec<RenewalMode>,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutorenewAtRisk {
+    pub enabled: bool,
+    pub within: Duration,
+    pub severity: Severity,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Simple {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpaidOrder {
+    pub enabled: bool,
+    pub before_deadline: Duration,
+    pub severity: Severity,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollFailed {
+    pub enabled: bool,
+    /// How long an account may go unread before purser says it is blind.
+    pub after: Duration,
+    pub severity: Severity,
+    pub timing: Timing,
+}
+
+/// The settings of every rule, as they apply to one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSet {
+    pub low_balance: LowBalance,
+    pub runway: Runway,
+    pub expiring: Expiring,
+    pub autorenew_at_risk: AutorenewAtRisk,
+    pub autorenew_failed: Simple,
+    pub unpaid_order: UnpaidOrder,
+    pub poll_failed: PollFailed,
+}
+
+impl RuleSet {
+    pub fn timing(&self, rule: RuleName) -> &Timing {
+        match rule {
+            RuleName::LowBalance => &self.low_balance.timing,
+            RuleName::Runway => &self.runway.timing,
+            RuleName::Expiring => &self.expiring.timing,
+            RuleName::AutorenewAtRisk => &self.autorenew_at_risk.timing,
+            RuleName::AutorenewFailed => &self.autorenew_failed.timing,
+            RuleName::UnpaidOrder => &self.unpaid_order.timing,
+            RuleName::PollFailed => &self.poll_failed.timing,
+        }
+    }
+}
+
+/// Identifies an alert condition; its fingerprint is derived from this alone,
+/// so it stays the same when amounts or summaries change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AlertKey {
+    pub rule: RuleName,
+    pub account: String,
+    /// The resource or order the alert is about; empty for account-wide alerts.
+    pub resource: String,
+    /// Which threshold or reminder step; empty for untiered rules.
+    pub tier: String,
+}
+
+impl AlertKey {
+    /// A stable fingerprint: the first 16 hex digits of SHA-256 over the key.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [self.rule.as_str(), &self.account, &self.resource, &self.tier] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+
+    /// Alerts of one group are tiers of the same condition on the same thing.
+    pub fn same_group(&self, other: &AlertKey) -> bool {
+        self.rule == other.rule && self.account == other.account && self.resource == other.resource
+    }
+}
+
+/// Whether a condition holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Holds, and is the most severe tier of its group that holds: fire it.
+    Breach,
+    /// Keep whatever state the alert has, but do not start it and do not repeat it:
+    /// a less severe tier while a more severe one holds, or a value inside the
+    /// hysteresis margin.
+    Hold,
+}
+
+/// One condition found to hold (or to be held) for an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub key: AlertKey,
+    pub severity: Severity,
+    pub level: Level,
+    /// Orders tiers inside a group: higher is more severe.
+    pub rank: u32,
+    pub summary: String,
+}
+
+/// Everything the rules may look at for one account.
+pub struct AccountState<'a> {
+    pub account: &'a Account,
+    /// Good snapshots, oldest first; the last is what the rules judge.
+    pub history: &'a [Snapshot],
+    pub health: &'a PollHealth,
+}
+
+/// What evaluation of one account produced: the conditions, and the forecast
+/// it was based on (for display).
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    pub forecast: Option<Forecast>,
+}
+
+pub fn evaluate(rules: &RuleSet, state: &AccountState<'_>, now: DateTime<Utc>) -> Evaluation {
+    let mut out = Evaluation::default();
+    let account = state.account.id.as_str();
+    if rules.poll_failed.enabled {
+        poll_failed(&rules.poll_failed, account, state.health, now, &mut out.findings);
+    }
+    let Some(latest) = state.history.last() else {
+        return out;
+    };
+    out.forecast = forecast::forecast(state.history, rules.runway.window, now);
+    if rules.low_balance.enabled {
+        low_balance(&rules.low_balance, account, latest, &mut out.findings);
+    }
+    if rules.runway.enabled
+        && let Some(f) = &out.forecast
+    {
+        runway(&rules.runway, account, f, &mut out.findings);
+    }
+    if rules.expiring.enabled {
+        expiring(&rules.expiring, account, latest, now, &mut out.findings);
+    }
+    if rules.autorenew_at_risk.enabled {
+        autorenew_at_risk(&rules.autorenew_at_risk, account, latest, now, &mut out.findings);
+    }
+    if rules.autorenew_failed.enabled {
+        autorenew_failed(&rules.autorenew_failed, account, latest, now, &mut out.findings);
+    }
+    if rules.unpaid_order.enabled {
+        unpaid_order(&rules.unpaid_order, account, latest, now, &mut out.findings);
+    }
+    out
+}
+
+fn key(rule: RuleName, account: &str, resource: &str, tier: String) -> AlertKey {
+    AlertKey { rule, account: account.to_owned(), resource: resource.to_owned(), tier }
+}
+
+/// Marks every tier of a group but the most severe breached one as `Hold`.
+/// `tiers` must be ordered most severe first; each entry says whether the tier
+/// is breached (`Some(true)`), inside its margin (`Some(false)`), or clear (`None`).
+fn tiered(
+    tiers: impl Iterator<Item = (AlertKey, Severity, Option<bool>, String)>,
+    out: &mut Vec<Finding>,
+) {
+    let mut breach_taken = false;
+    let tiers: Vec<_> = tiers.collect();
+    let n = tiers.len() as u32;
+    for (i, (key, severity, state, summary)) in tiers.into_iter().enumerate() {
+        let Some(breached) = state else { continue };
+        let level = if breached && !breach_taken {
+            breach_taken = true;
+            Level::Breach
+        } else {
+            Level::Hold
+        };
+        out.push(Finding { key, severity, level, rank: n - i as u32, summary });
+    }
+}
+
+fn low_balance(rule: &LowBalance, account: &str, snap: &Snapshot, out: &mut Vec<Finding>) {
+    let available = &snap.balance.available;
+    let tiers = rule.tiers.iter().filter_map(|tier| {
+        // A threshold in another currency never matches; config validation
+        // refuses that combination, so this is only a guard.
+        let below = available.checked_cmp(&tier.below).ok()?.is_lt();
+        let release = tier.below.checked_add(&rule.margin).ok()?;
+        let in_margin = available.checked_cmp(&release).ok()?.is_lt();
+        let state = if below { Some(true) } else if in_margin { Some(false) } else { None };
+        let summary = format!("available balance {available} is below {}", tier.below);
+        Some((key(RuleName::LowBalance, account, "", tier.below.amount_string()), tier.severity, state, summary))
+    });
+    tiered(tiers, out);
+}
+
+fn runway(rule: &Runway, account: &str, f: &Forecast, out: &mut Vec<Finding>) {
+    let Some(days) = f.runway_days else { return };
+    let tiers = rule.tiers.iter().map(|tier| {
+        let state = if days < tier.below_days {
+            Some(true)
+        } else if days < tier.below_days + rule.margin_days {
+            Some(false)
+        } else {
+            None
+        };
+        let summary = format!(
+            "runway {days} days at {}/day, under {} days",
+            f.burn.per_day, tier.below_days
+        );
+        (key(RuleName::Runway, account, "", format!("{}d", tier.below_days)), tier.severity, state, summary)
+    });
+    tiered(tiers, out);
+}
+
+/// Whole days left, rounded down; negative once past.
+fn days_left(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (until - now).num_seconds().div_euclid(86_400)
+}
+
+fn describe(r: &Resource) -> String {
+    match &r.name {
+        Some(name) => format!("{} {} ({name})", r.product, r.id),
+        None => format!("{} {}", r.product, r.id),
+    }
+}
+
+fn expiring(rule: &Expiring, account: &str, snap: &Snapshot, now: DateTime<Utc>, out: &mut Vec<Finding>) {
+    for r in &snap.resources {
+        if !rule.modes.contains(&r.renewal) || r.status == ResourceStatus::Released {
+            continue;
+        }
+        let left = days_left(r.expires_at, now);
+        let when = if r.expires_at <= now {
+            format!("expired {} days ago, now {}", -left - 1, r.status.as_str())
+        } else {
+            format!("expires in {left} days ({})", r.expires_at.format("%Y-%m-%d %H:%M UTC"))
+        };
+        let summary = format!("{} ({} renewal) {when}", describe(r), r.renewal.as_str());
+        let tiers = rule.ladder.iter().map(|step| {
+            let reached = (r.expires_at - now) <= Duration::days(i64::from(step.days));
+            (
+                key(RuleName::Expiring, account, r.id.as_str(), format!("{}d", step.days)),
+                step.severity,
+                reached.then_some(true),
+                summary.clone(),
+            )
+        });
+        tiered(tiers, out);
+    }
+}
+
+fn autorenew_at_risk(
+    rule: &AutorenewAtRisk,
+    account: &str,
+    snap: &Snapshot,
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
+    let available = &snap.balance.available;
+    let due: Vec<&Resource> = snap
+        .resources
+        .iter()
+        .filter(|r| {
+            r.renewal == RenewalMode::Auto
+                && r.status == ResourceStatus::Active
+                && r.expires_at > now
+                && r.expires_at - now <= rule.within
+        })
+        .collect();
+    let priced: Vec<(&Resource, Money)> =
+        due.iter().filter_map(|r| r.renewal_price.map(|p| (*r, p))).collect();
+    let total = priced
+        .iter()
+        .try_fold(Money::zero(available.currency()), |acc, (_, p)| acc.checked_add(p).ok());
+    let total_short = total
+        .as_ref()
+        .is_some_and(|t| available.checked_cmp(t).is_ok_and(|o| o.is_lt()));
+    for (r, price) in priced {
+        let alone_short = available.checked_cmp(&price).is_ok_and(|o| o.is_lt());
+        if !(alone_short || total_short) {
+            continue;
+        }
+        let mut summary = format!(
+            "{} auto-renews in {} days for {price}, but the available balance is {available}",
+            describe(r),
+            days_left(r.expires_at, now)
+        );
+        if !alone_short && let Some(t) = &total {
+            summary.push_str(&format!(
+                " and {} renewals due within {} days need {t}",
+                due.len(),
+                rule.within.num_days()
+            ));
+        }
+        out.push(Finding {
+            key: key(RuleName::AutorenewAtRisk, account, r.id.as_str(), String::new()),
+            severity: rule.severity,
+            level: Level::Breach,
+            rank: 1,
+            summary,
+        });
+    }
+}
+
+fn autorenew_failed(rule: &Simple, account: &str, snap: &Snapshot, now: DateTime<Utc>, out: &mut Vec<Finding>) {
+    for r in &snap.resources {
+        if r.renewal != RenewalMode::Auto {
+            continue;
+        }
+        let failed = matches!(r.status, ResourceStatus::Expired | ResourceStatus::Recovery)
+            || (r.status == ResourceStatus::Active && r.expires_at <= now);
+        if !failed {
+            continue;
+        }
+        let summary = format!(
+            "{} was set to auto-renew but is {} since {}: renewal failed, renew it before it is released",
+            describe(r),
+            if r.status == ResourceStatus::Active { "past expiry" } else { r.status.as_str() },
+            r.expires_at.format("%Y-%m-%d %H:%M UTC")
+        );
+        out.push(Finding {
+            key: key(RuleName::AutorenewFailed, account, r.id.as_str(), String::new()),
+            severity: rule.severity,
+            level: Level::Breach,
+            rank: 1,
+            summary,
+        });
+    }
+}
+
+fn unpaid_order(rule: &UnpaidOrder, account: &str, snap: &Snapshot, now: DateTime<Utc>, out: &mut Vec<Finding>) {
+    for o in &snap.orders {
+        if o.pay_deadline - now > rule.before_deadline {
+            continue;
+        }
+        let hours = (o.pay_deadline - now).num_hours();
+        let when = if hours >= 0 {
+            format!("must be paid within {hours} hours (by {})", o.pay_deadline.format("%Y-%m-%d %H:%M UTC"))
+        } else {
+            format!("passed its payment deadline {} hours ago", -hours)
+        };
+        let what = if o.description.is_empty() { String::new() } else { format!(" ({})", o.description) };
+        out.push(Finding {
+            key: key(RuleName::UnpaidOrder, account, o.id.as_str(), String::new()),
+            severity: rule.severity,
+            level: Level::Breach,
+            rank: 1,
+            summary: format!("order {}{what} for {} {when}", o.id, o.amount),
+        });
+    }
+}
+
+fn poll_failed(rule: &PollFailed, account: &str, health: &PollHealth, now: DateTime<Utc>, out: &mut Vec<Finding>) {
+    let Some(error) = &health.last_error else { return };
+    // Never read at all: purser knows nothing about the account, so it is blind now.
+    let blind_for = health.last_success_at.map(|t| now - t);
+    if blind_for.is_some_and(|d| d < rule.after) {
+        return;
+    }
+    let since = match health.last_success_at {
+        Some(t) => format!("not read since {} ({} minutes)", t.format("%Y-%m-%d %H:%M UTC"), (now - t).num_minutes()),
+        None => "never read successfully".to_owned(),
+    };
+    out.push(Finding {
+        key: key(RuleName::PollFailed, account, "", String::new()),
+        severity: rule.severity,
+        level: Level::Breach,
+        rank: 1,
+        summary: format!(
+            "purser is blind to this account: {since}, {} failed attempts; last error: {error}",
+            health.consecutive_failures
+        ),
+    });
+}

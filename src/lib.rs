@@ -1,0 +1,10 @@
+//! purser keeps prepaid cloud accounts from running dry.
+//!
+//! See ARCHITECTURE.md for the map: `domain` decides, `ports` are the traits the
+//! engine needs, `adapters` translate to the outside world, `engine` runs the
+//! long-lived tasks, `cli` is the surface.
+
+pub mod config;
+pub mod domain;
+pub mod ports;
+pub mod secret;

@@ -1,0 +1,143 @@
+//! The few traits the engine needs from the outside world. Adapters implement them.
+
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::alert::{Alert, Changes, Notice};
+use crate::domain::model::{Account, AccountId, PollHealth, Snapshot};
+
+/// Why a provider could not be read. Adapters classify; the engine decides what
+/// to do (nothing here says which cloud it was).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the credentials were refused: {0}")]
+    Unauthorized(String),
+    #[error("throttled by the provider{}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited { retry_after: Option<StdDuration> },
+    #[error("the provider refused the request: {code}: {message}")]
+    Rejected { code: String, message: String },
+    #[error("the provider's answer could not be understood: {0}")]
+    Malformed(String),
+    #[error("could not reach the provider: {0}")]
+    Transport(String),
+    #[error("no answer within {0:?}")]
+    Timeout(StdDuration),
+}
+
+/// Reads one cloud account. Read-only here; actions are a separate port.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    async fn poll(&self, account: &Account) -> Result<Snapshot, ProviderError>;
+}
+
+/// The time, and a way to wait for a moment. Tests drive a manual clock.
+#[async_trait]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+    async fn sleep_until(&self, at: DateTime<Utc>);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("store: a stored row could not be read back: {0}")]
+    Corrupt(String),
+}
+
+/// A notice waiting in the outbox for one output.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub output: String,
+    pub attempts: u32,
+    pub notice: StoredNotice,
+}
+
+/// A notice as it was decided, kept in the outbox until delivered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredNotice {
+    /// Unique per notice and output: receivers use it to drop duplicates.
+    pub id: String,
+    pub kind: crate::domain::alert::NoticeKind,
+    pub fingerprint: String,
+    pub rule: crate::domain::rules::RuleName,
+    pub severity: crate::domain::rules::Severity,
+    pub status: crate::domain::alert::AlertState,
+    pub account: String,
+    pub resource: String,
+    pub tier: String,
+    pub summary: String,
+    pub labels: crate::domain::model::Labels,
+    pub started_at: DateTime<Utc>,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub escalated_from: Option<String>,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// Persistence. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Records a poll: the snapshot when it succeeded, and the account's poll health.
+    async fn record_poll(
+        &self,
+        account: &AccountId,
+        at: DateTime<Utc>,
+        outcome: Result<&Snapshot, &str>,
+    ) -> Result<PollHealth, StoreError>;
+    async fn health(&self, account: &AccountId) -> Result<PollHealth, StoreError>;
+    /// Good snapshots taken at or after `since`, oldest first.
+    async fn history(&self, account: &AccountId, since: DateTime<Utc>) -> Result<Vec<Snapshot>, StoreError>;
+    async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
+    /// Writes alert changes and one outbox row per (notice, output) together.
+    async fn apply(&self, account: &Account, changes: &Changes, outputs: &[String]) -> Result<(), StoreError>;
+    async fn due_notices(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// The earliest time an undelivered notice becomes due, if any.
+    async fn next_notice_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// A failed attempt: retry at `retry_at`, or give up when `None`.
+    async fn mark_failed(&self, id: i64, error: &str, retry_at: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+    /// Drops snapshots older than `before`, keeping each account's newest.
+    async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0} (will retry)")]
+    Retryable(String),
+    #[error("{0} (not retried)")]
+    Permanent(String),
+}
+
+/// Somewhere notices go: the console, a webhook, later chat platforms.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn send(&self, notice: &StoredNotice) -> Result<(), SendError>;
+}
+
+impl StoredNotice {
+    pub fn from_notice(n: &Notice, account: &Account, id: String, decided_at: DateTime<Utc>) -> StoredNotice {
+        let a = &n.alert;
+        StoredNotice {
+            id,
+            kind: n.kind,
+            fingerprint: a.fingerprint.clone(),
+            rule: a.key.rule,
+            severity: a.severity,
+            status: a.state,
+            account: a.key.account.clone(),
+            resource: a.key.resource.clone(),
+            tier: a.key.tier.clone(),
+            summary: a.summary.clone(),
+            labels: account.labels.clone(),
+            started_at: a.started_at,
+            fired_at: a.fired_at,
+            resolved_at: a.resolved_at,
+            escalated_from: n.escalated_from.clone(),
+            decided_at,
+        }
+    }
+}
