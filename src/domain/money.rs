@@ -282,7 +282,8 @@ fn parse(input: &str, default: Currency, allow_negative: bool) -> Result<Money, 
     }
     // A leading code: "CNY 5000".
     let lead: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-    if lead.len() >= 3 {
+    let after_lead = rest[lead.len()..].trim_start();
+    if lead.len() >= 3 && after_lead.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
         let c = Currency::from_code(&lead).ok_or_else(|| AmountError::UnknownCurrency(lead.clone()))?;
         set_currency(c, &mut currency)?;
         rest = rest[lead.len()..].trim_start();
