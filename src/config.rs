@@ -14,8 +14,8 @@ use toml::Spanned;
 use crate::domain::model::{Account, AccountId, Labels, RenewalMode};
 use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{
-    AmountTier, AutorenewAtRisk, DaysTier, Expiring, LadderStep, LowBalance, PollFailed, RuleSet, Runway,
-    Severity, Simple, Timing, UnpaidOrder,
+    AmountTier, AutorenewAtRisk, DaysTier, Expiring, LadderStep, LowBalance, PollFailed, RuleSet,
+    Runway, Severity, Simple, Timing, UnpaidOrder,
 };
 use crate::secret::Secret;
 
@@ -78,7 +78,12 @@ pub struct OutputConfig {
 #[derive(Debug, Clone)]
 pub enum OutputKind {
     Console,
-    Webhook { url: reqwest::Url, secret: Secret, timeout: std::time::Duration, max_attempts: u32 },
+    Webhook {
+        url: reqwest::Url,
+        secret: Secret,
+        timeout: std::time::Duration,
+        max_attempts: u32,
+    },
 }
 
 // ---------------------------------------------------------------- errors
@@ -125,16 +130,27 @@ struct Issues<'a> {
 
 impl Issues<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.source[..offset.min(self.source.len())].matches('\n').count() + 1
+        self.source[..offset.min(self.source.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn at<T>(&mut self, value: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) {
         let line = self.line_of(value.span().start);
-        self.list.push(ConfigIssue { line: Some(line), key: key.into(), message: message.into() });
+        self.list.push(ConfigIssue {
+            line: Some(line),
+            key: key.into(),
+            message: message.into(),
+        });
     }
 
     fn nowhere(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.list.push(ConfigIssue { line: None, key: key.into(), message: message.into() });
+        self.list.push(ConfigIssue {
+            line: None,
+            key: key.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -189,19 +205,12 @@ struct RawRules {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTiming {
-    pending: Option<S>,
-    repeat: Option<S>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawLowBalance {
     enabled: Option<bool>,
     tiers: Option<Vec<RawAmountTier>>,
     margin: Option<S>,
-    #[serde(flatten)]
-    timing: RawTiming,
+    pending: Option<S>,
+    repeat: Option<S>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,8 +227,8 @@ struct RawRunway {
     tiers: Option<Vec<RawDaysTier>>,
     margin_days: Option<Spanned<f64>>,
     window: Option<S>,
-    #[serde(flatten)]
-    timing: RawTiming,
+    pending: Option<S>,
+    repeat: Option<S>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,8 +244,8 @@ struct RawExpiring {
     enabled: Option<bool>,
     ladder: Option<Vec<RawStep>>,
     modes: Option<Vec<S>>,
-    #[serde(flatten)]
-    timing: RawTiming,
+    pending: Option<S>,
+    repeat: Option<S>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,8 +261,8 @@ struct RawAtRisk {
     enabled: Option<bool>,
     within: Option<S>,
     severity: Option<S>,
-    #[serde(flatten)]
-    timing: RawTiming,
+    pending: Option<S>,
+    repeat: Option<S>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -261,8 +270,8 @@ struct RawAtRisk {
 struct RawSimple {
     enabled: Option<bool>,
     severity: Option<S>,
-    #[serde(flatten)]
-    timing: RawTiming,
+    pending: Option<S>,
+    repeat: Option<S>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -271,8 +280,8 @@ struct RawUnpaid {
     enabled: Option<bool>,
     before_deadline: Option<S>,
     severity: Option<S>,
-    #[serde(flatten)]
-    timing: RawTiming,
+    pending: Option<S>,
+    repeat: Option<S>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -281,8 +290,8 @@ struct RawPollFailed {
     enabled: Option<bool>,
     after: Option<S>,
     severity: Option<S>,
-    #[serde(flatten)]
-    timing: RawTiming,
+    pending: Option<S>,
+    repeat: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,12 +361,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'h' => Duration::hours(n),
             'd' => Duration::days(n),
             'w' => Duration::weeks(n),
-            _ => return Err(format!("{text:?} has unknown unit {c:?}; use s, m, h, d or w")),
+            _ => {
+                return Err(format!(
+                    "{text:?} has unknown unit {c:?}; use s, m, h, d or w"
+                ));
+            }
         };
         total += unit;
     }
     if !digits.is_empty() {
-        return Err(format!("{text:?} lacks a unit; write e.g. {digits}s, {digits}m or {digits}d"));
+        return Err(format!(
+            "{text:?} lacks a unit; write e.g. {digits}s, {digits}m or {digits}d"
+        ));
     }
     Ok(total)
 }
@@ -365,13 +380,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Cron with a seconds field (`0 */5 * * * *`); a five-field expression gets `0` seconds.
 pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
     let fields = text.split_whitespace().count();
-    let full = if fields == 5 { format!("0 {text}") } else { text.to_owned() };
+    let full = if fields == 5 {
+        format!("0 {text}")
+    } else {
+        text.to_owned()
+    };
     cron::Schedule::from_str(&full).map_err(|e| format!("{text:?} is not a cron expression: {e}"))
 }
 
 fn severity(issues: &mut Issues<'_>, key: &str, value: &S) -> Severity {
     Severity::parse(value.get_ref()).unwrap_or_else(|| {
-        issues.at(value, key, format!("severity {:?} must be A, B or C", value.get_ref()));
+        issues.at(
+            value,
+            key,
+            format!("severity {:?} must be A, B or C", value.get_ref()),
+        );
         Severity::C
     })
 }
@@ -393,7 +416,15 @@ fn duration(issues: &mut Issues<'_>, key: &str, value: Option<&S>, default: Dura
 fn money(issues: &mut Issues<'_>, key: &str, value: &S, currency: Currency) -> Money {
     match Money::parse(value.get_ref(), currency) {
         Ok(m) if m.currency() != currency => {
-            issues.at(value, key, format!("{} is in {}, but the account is in {currency}", m, m.currency()));
+            issues.at(
+                value,
+                key,
+                format!(
+                    "{} is in {}, but the account is in {currency}",
+                    m,
+                    m.currency()
+                ),
+            );
             Money::zero(currency)
         }
         Ok(m) => m,
@@ -404,15 +435,30 @@ fn money(issues: &mut Issues<'_>, key: &str, value: &S, currency: Currency) -> M
     }
 }
 
-fn timing(issues: &mut Issues<'_>, rule: &str, raw: &RawTiming, repeat_default: Option<Duration>) -> Timing {
-    let pending_for = duration(issues, &format!("rules.{rule}.pending"), raw.pending.as_ref(), Duration::zero());
-    let repeat_every = match &raw.repeat {
+fn timing(
+    issues: &mut Issues<'_>,
+    rule: &str,
+    pending: &Option<S>,
+    repeat: &Option<S>,
+    repeat_default: Option<Duration>,
+) -> Timing {
+    let pending_for = duration(
+        issues,
+        &format!("rules.{rule}.pending"),
+        pending.as_ref(),
+        Duration::zero(),
+    );
+    let repeat_every = match repeat {
         None => repeat_default,
         Some(v) if v.get_ref() == "never" => None,
         Some(v) => match parse_duration(v.get_ref()) {
             Ok(d) if d > Duration::zero() => Some(d),
             Ok(_) => {
-                issues.at(v, format!("rules.{rule}.repeat"), "repeat must be longer than zero, or \"never\"");
+                issues.at(
+                    v,
+                    format!("rules.{rule}.repeat"),
+                    "repeat must be longer than zero, or \"never\"",
+                );
                 None
             }
             Err(e) => {
@@ -421,7 +467,10 @@ fn timing(issues: &mut Issues<'_>, rule: &str, raw: &RawTiming, repeat_default: 
             }
         },
     };
-    Timing { pending_for, repeat_every }
+    Timing {
+        pending_for,
+        repeat_every,
+    }
 }
 
 fn days(issues: &mut Issues<'_>, key: &str, value: &Spanned<f64>) -> Decimal {
@@ -442,46 +491,35 @@ macro_rules! merge_opt {
     };
 }
 
-fn merge_timing(base: &mut RawTiming, over: &RawTiming) {
-    merge_opt!(base, over, pending, repeat);
-}
-
 /// Lays `over` on top of `base`, field by field.
 fn merge_rules(base: &mut RawRules, over: &RawRules) {
     if let Some(o) = &over.low_balance {
         let b = base.low_balance.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, tiers, margin);
-        merge_timing(&mut b.timing, &o.timing);
+        merge_opt!(b, o, enabled, tiers, margin, pending, repeat);
     }
     if let Some(o) = &over.runway {
         let b = base.runway.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, tiers, margin_days, window);
-        merge_timing(&mut b.timing, &o.timing);
+        merge_opt!(b, o, enabled, tiers, margin_days, window, pending, repeat);
     }
     if let Some(o) = &over.expiring {
         let b = base.expiring.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, ladder, modes);
-        merge_timing(&mut b.timing, &o.timing);
+        merge_opt!(b, o, enabled, ladder, modes, pending, repeat);
     }
     if let Some(o) = &over.autorenew_at_risk {
         let b = base.autorenew_at_risk.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, within, severity);
-        merge_timing(&mut b.timing, &o.timing);
+        merge_opt!(b, o, enabled, within, severity, pending, repeat);
     }
     if let Some(o) = &over.autorenew_failed {
         let b = base.autorenew_failed.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, severity);
-        merge_timing(&mut b.timing, &o.timing);
+        merge_opt!(b, o, enabled, severity, pending, repeat);
     }
     if let Some(o) = &over.unpaid_order {
         let b = base.unpaid_order.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, before_deadline, severity);
-        merge_timing(&mut b.timing, &o.timing);
+        merge_opt!(b, o, enabled, before_deadline, severity, pending, repeat);
     }
     if let Some(o) = &over.poll_failed {
         let b = base.poll_failed.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, after, severity);
-        merge_timing(&mut b.timing, &o.timing);
+        merge_opt!(b, o, enabled, after, severity, pending, repeat);
     }
 }
 
@@ -496,19 +534,34 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
     let mut tiers: Vec<AmountTier> = match &lb.tiers {
         // Defaults from the seed: warn at ¥3,000 (payment takes days), critical at ¥500.
         None => vec![
-            AmountTier { below: Money::new(Decimal::from(500), currency), severity: Severity::A },
-            AmountTier { below: Money::new(Decimal::from(3000), currency), severity: Severity::B },
+            AmountTier {
+                below: Money::new(Decimal::from(500), currency),
+                severity: Severity::A,
+            },
+            AmountTier {
+                below: Money::new(Decimal::from(3000), currency),
+                severity: Severity::B,
+            },
         ],
         Some(list) => list
             .iter()
             .enumerate()
             .map(|(i, t)| AmountTier {
-                below: money(issues, &format!("rules.low_balance.tiers[{i}].below"), &t.below, currency),
-                severity: severity(issues, &format!("rules.low_balance.tiers[{i}].severity"), &t.severity),
+                below: money(
+                    issues,
+                    &format!("rules.low_balance.tiers[{i}].below"),
+                    &t.below,
+                    currency,
+                ),
+                severity: severity(
+                    issues,
+                    &format!("rules.low_balance.tiers[{i}].severity"),
+                    &t.severity,
+                ),
             })
             .collect(),
     };
-    tiers.sort_by(|a, b| a.below.amount().cmp(&b.below.amount()));
+    tiers.sort_by_key(|t| t.below.amount());
     let margin = match &lb.margin {
         Some(m) => money(issues, "rules.low_balance.margin", m, currency),
         None => Money::new(Decimal::from(200), currency),
@@ -517,39 +570,72 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
         enabled: lb.enabled.unwrap_or(true),
         tiers,
         margin,
-        timing: timing(issues, "low_balance", &lb.timing, repeat),
+        timing: timing(issues, "low_balance", &lb.pending, &lb.repeat, repeat),
     };
 
     let rw = raw.runway.clone().unwrap_or_default();
     let mut tiers: Vec<DaysTier> = match &rw.tiers {
         None => vec![
-            DaysTier { below_days: Decimal::from(3), severity: Severity::A },
-            DaysTier { below_days: Decimal::from(7), severity: Severity::B },
+            DaysTier {
+                below_days: Decimal::from(3),
+                severity: Severity::A,
+            },
+            DaysTier {
+                below_days: Decimal::from(7),
+                severity: Severity::B,
+            },
         ],
         Some(list) => list
             .iter()
             .enumerate()
             .map(|(i, t)| DaysTier {
-                below_days: days(issues, &format!("rules.runway.tiers[{i}].below_days"), &t.below_days),
-                severity: severity(issues, &format!("rules.runway.tiers[{i}].severity"), &t.severity),
+                below_days: days(
+                    issues,
+                    &format!("rules.runway.tiers[{i}].below_days"),
+                    &t.below_days,
+                ),
+                severity: severity(
+                    issues,
+                    &format!("rules.runway.tiers[{i}].severity"),
+                    &t.severity,
+                ),
             })
             .collect(),
     };
-    tiers.sort_by(|a, b| a.below_days.cmp(&b.below_days));
+    tiers.sort_by_key(|t| t.below_days);
     let runway = Runway {
         enabled: rw.enabled.unwrap_or(true),
         tiers,
-        margin_days: rw.margin_days.as_ref().map_or(Decimal::ONE, |m| days(issues, "rules.runway.margin_days", m)),
-        window: duration(issues, "rules.runway.window", rw.window.as_ref(), Duration::days(7)),
-        timing: timing(issues, "runway", &rw.timing, Some(Duration::hours(24))),
+        margin_days: rw.margin_days.as_ref().map_or(Decimal::ONE, |m| {
+            days(issues, "rules.runway.margin_days", m)
+        }),
+        window: duration(
+            issues,
+            "rules.runway.window",
+            rw.window.as_ref(),
+            Duration::days(7),
+        ),
+        timing: timing(
+            issues,
+            "runway",
+            &rw.pending,
+            &rw.repeat,
+            Some(Duration::hours(24)),
+        ),
     };
 
     let ex = raw.expiring.clone().unwrap_or_default();
     let mut ladder: Vec<LadderStep> = match &ex.ladder {
-        None => [(1, Severity::A), (3, Severity::B), (7, Severity::B), (15, Severity::C), (30, Severity::C)]
-            .into_iter()
-            .map(|(days, severity)| LadderStep { days, severity })
-            .collect(),
+        None => [
+            (1, Severity::A),
+            (3, Severity::B),
+            (7, Severity::B),
+            (15, Severity::C),
+            (30, Severity::C),
+        ]
+        .into_iter()
+        .map(|(days, severity)| LadderStep { days, severity })
+        .collect(),
         Some(list) => list
             .iter()
             .enumerate()
@@ -557,11 +643,22 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
                 let days = match u32::try_from(*s.days.get_ref()) {
                     Ok(d) if d > 0 => d,
                     _ => {
-                        issues.at(&s.days, format!("rules.expiring.ladder[{i}].days"), "must be a whole number of days above zero");
+                        issues.at(
+                            &s.days,
+                            format!("rules.expiring.ladder[{i}].days"),
+                            "must be a whole number of days above zero",
+                        );
                         1
                     }
                 };
-                LadderStep { days, severity: severity(issues, &format!("rules.expiring.ladder[{i}].severity"), &s.severity) }
+                LadderStep {
+                    days,
+                    severity: severity(
+                        issues,
+                        &format!("rules.expiring.ladder[{i}].severity"),
+                        &s.severity,
+                    ),
+                }
             })
             .collect(),
     };
@@ -588,42 +685,73 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
         ladder,
         modes,
         // The ladder is the reminder: one notice per step, not one per poll.
-        timing: timing(issues, "expiring", &ex.timing, None),
+        timing: timing(issues, "expiring", &ex.pending, &ex.repeat, None),
     };
 
     let ar = raw.autorenew_at_risk.clone().unwrap_or_default();
     let autorenew_at_risk = AutorenewAtRisk {
         enabled: ar.enabled.unwrap_or(true),
         // Clouds deduct auto-renewals 7 to 9 days before expiry.
-        within: duration(issues, "rules.autorenew_at_risk.within", ar.within.as_ref(), Duration::days(10)),
-        severity: ar.severity.as_ref().map_or(Severity::B, |s| severity(issues, "rules.autorenew_at_risk.severity", s)),
-        timing: timing(issues, "autorenew_at_risk", &ar.timing, repeat),
+        within: duration(
+            issues,
+            "rules.autorenew_at_risk.within",
+            ar.within.as_ref(),
+            Duration::days(10),
+        ),
+        severity: ar.severity.as_ref().map_or(Severity::B, |s| {
+            severity(issues, "rules.autorenew_at_risk.severity", s)
+        }),
+        timing: timing(issues, "autorenew_at_risk", &ar.pending, &ar.repeat, repeat),
     };
 
     let af = raw.autorenew_failed.clone().unwrap_or_default();
     let autorenew_failed = Simple {
         enabled: af.enabled.unwrap_or(true),
-        severity: af.severity.as_ref().map_or(Severity::A, |s| severity(issues, "rules.autorenew_failed.severity", s)),
-        timing: timing(issues, "autorenew_failed", &af.timing, repeat),
+        severity: af.severity.as_ref().map_or(Severity::A, |s| {
+            severity(issues, "rules.autorenew_failed.severity", s)
+        }),
+        timing: timing(issues, "autorenew_failed", &af.pending, &af.repeat, repeat),
     };
 
     let up = raw.unpaid_order.clone().unwrap_or_default();
     let unpaid_order = UnpaidOrder {
         enabled: up.enabled.unwrap_or(true),
-        before_deadline: duration(issues, "rules.unpaid_order.before_deadline", up.before_deadline.as_ref(), Duration::days(3)),
-        severity: up.severity.as_ref().map_or(Severity::B, |s| severity(issues, "rules.unpaid_order.severity", s)),
-        timing: timing(issues, "unpaid_order", &up.timing, repeat),
+        before_deadline: duration(
+            issues,
+            "rules.unpaid_order.before_deadline",
+            up.before_deadline.as_ref(),
+            Duration::days(3),
+        ),
+        severity: up.severity.as_ref().map_or(Severity::B, |s| {
+            severity(issues, "rules.unpaid_order.severity", s)
+        }),
+        timing: timing(issues, "unpaid_order", &up.pending, &up.repeat, repeat),
     };
 
     let pf = raw.poll_failed.clone().unwrap_or_default();
     let poll_failed = PollFailed {
         enabled: pf.enabled.unwrap_or(true),
-        after: duration(issues, "rules.poll_failed.after", pf.after.as_ref(), Duration::minutes(30)),
-        severity: pf.severity.as_ref().map_or(Severity::B, |s| severity(issues, "rules.poll_failed.severity", s)),
-        timing: timing(issues, "poll_failed", &pf.timing, repeat),
+        after: duration(
+            issues,
+            "rules.poll_failed.after",
+            pf.after.as_ref(),
+            Duration::minutes(30),
+        ),
+        severity: pf.severity.as_ref().map_or(Severity::B, |s| {
+            severity(issues, "rules.poll_failed.severity", s)
+        }),
+        timing: timing(issues, "poll_failed", &pf.pending, &pf.repeat, repeat),
     };
 
-    RuleSet { low_balance, runway, expiring, autorenew_at_risk, autorenew_failed, unpaid_order, poll_failed }
+    RuleSet {
+        low_balance,
+        runway,
+        expiring,
+        autorenew_at_risk,
+        autorenew_failed,
+        unpaid_order,
+        poll_failed,
+    }
 }
 
 // ---------------------------------------------------------------- loading
@@ -632,7 +760,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
-            issues: vec![ConfigIssue { line: None, key: String::new(), message: format!("cannot read: {e}") }],
+            issues: vec![ConfigIssue {
+                line: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }],
         })?;
         Config::parse(&source, path)
     }
@@ -640,15 +772,24 @@ impl Config {
     /// Parses and validates `source`, read from `path` (used for messages and
     /// for resolving relative file references).
     pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
-        let fail = |issues: Vec<ConfigIssue>| ConfigError { file: path.to_owned(), issues };
-        let mut issues = Issues { source, list: Vec::new() };
+        let fail = |issues: Vec<ConfigIssue>| ConfigError {
+            file: path.to_owned(),
+            issues,
+        };
+        let mut issues = Issues {
+            source,
+            list: Vec::new(),
+        };
         let raw: RawConfig = match toml::from_str(source) {
             Ok(raw) => raw,
             Err(e) => {
                 let (line, key) = match e.span() {
                     Some(span) => {
                         let text = source.get(span.clone()).unwrap_or("").trim();
-                        let key = if text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                        let key = if text
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                        {
                             text.to_owned()
                         } else {
                             String::new()
@@ -663,7 +804,11 @@ impl Config {
         };
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let config = build(&mut issues, raw, path, &base);
-        if issues.list.is_empty() { Ok(config) } else { Err(fail(issues.list)) }
+        if issues.list.is_empty() {
+            Ok(config)
+        } else {
+            Err(fail(issues.list))
+        }
     }
 
     pub fn account(&self, id: &str) -> Option<&AccountConfig> {
@@ -680,16 +825,35 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
     }
     let store = StoreConfig {
         path: store_path,
-        retention: duration(issues, "store.retention", raw.store.retention.as_ref(), Duration::days(35)),
+        retention: duration(
+            issues,
+            "store.retention",
+            raw.store.retention.as_ref(),
+            Duration::days(35),
+        ),
     };
 
-    let default_schedule = raw.scheduler.schedule.as_ref().map(|s| (s, parse_cron(s.get_ref())));
+    let default_schedule = raw
+        .scheduler
+        .schedule
+        .as_ref()
+        .map(|s| (s, parse_cron(s.get_ref())));
     if let Some((s, Err(e))) = &default_schedule {
         issues.at(s, "scheduler.schedule", e.clone());
     }
     let scheduler = SchedulerConfig {
-        jitter: duration(issues, "scheduler.jitter", raw.scheduler.jitter.as_ref(), Duration::seconds(30)),
-        timeout: duration(issues, "scheduler.timeout", raw.scheduler.timeout.as_ref(), Duration::seconds(30)),
+        jitter: duration(
+            issues,
+            "scheduler.jitter",
+            raw.scheduler.jitter.as_ref(),
+            Duration::seconds(30),
+        ),
+        timeout: duration(
+            issues,
+            "scheduler.timeout",
+            raw.scheduler.timeout.as_ref(),
+            Duration::seconds(30),
+        ),
     };
     if scheduler.timeout <= Duration::zero() {
         issues.nowhere("scheduler.timeout", "must be longer than zero");
@@ -700,32 +864,54 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
     for (i, p) in raw.providers.iter().enumerate() {
         let name = p.name.get_ref().clone();
         if !provider_names.insert(name.clone()) {
-            issues.at(&p.name, format!("providers[{i}].name"), format!("provider {name:?} is defined twice"));
+            issues.at(
+                &p.name,
+                format!("providers[{i}].name"),
+                format!("provider {name:?} is defined twice"),
+            );
         }
         let concurrency = match &p.concurrency {
             None => 4,
             Some(c) => match usize::try_from(*c.get_ref()) {
                 Ok(n) if n > 0 => n,
                 _ => {
-                    issues.at(c, format!("providers[{i}].concurrency"), "must be 1 or more");
+                    issues.at(
+                        c,
+                        format!("providers[{i}].concurrency"),
+                        "must be 1 or more",
+                    );
                     1
                 }
             },
         };
         let kind = match p.kind.get_ref().as_str() {
             "simulated" => match &p.scenario {
-                Some(s) => ProviderKind::Simulated { scenario: base.join(s.get_ref()) },
+                Some(s) => ProviderKind::Simulated {
+                    scenario: base.join(s.get_ref()),
+                },
                 None => {
-                    issues.at(&p.kind, format!("providers[{i}].scenario"), "a simulated provider needs a scenario file");
+                    issues.at(
+                        &p.kind,
+                        format!("providers[{i}].scenario"),
+                        "a simulated provider needs a scenario file",
+                    );
                     continue;
                 }
             },
             other => {
-                issues.at(&p.kind, format!("providers[{i}].kind"), format!("unknown provider kind {other:?}; known: simulated"));
+                issues.at(
+                    &p.kind,
+                    format!("providers[{i}].kind"),
+                    format!("unknown provider kind {other:?}; known: simulated"),
+                );
                 continue;
             }
         };
-        providers.push(ProviderConfig { name, concurrency, kind });
+        providers.push(ProviderConfig {
+            name,
+            concurrency,
+            kind,
+        });
     }
 
     let mut accounts = Vec::new();
@@ -739,15 +925,30 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             }
         };
         if !ids.insert(id.clone()) {
-            issues.at(&a.id, format!("accounts[{i}].id"), format!("account {id} is defined twice"));
+            issues.at(
+                &a.id,
+                format!("accounts[{i}].id"),
+                format!("account {id} is defined twice"),
+            );
         }
         if !provider_names.contains(a.provider.get_ref()) {
-            issues.at(&a.provider, format!("accounts[{i}].provider"), format!("no provider named {:?} in [[providers]]", a.provider.get_ref()));
+            issues.at(
+                &a.provider,
+                format!("accounts[{i}].provider"),
+                format!(
+                    "no provider named {:?} in [[providers]]",
+                    a.provider.get_ref()
+                ),
+            );
         }
         let currency = match &a.currency {
             None => Currency::Cny,
             Some(c) => Currency::from_code(c.get_ref()).unwrap_or_else(|| {
-                issues.at(c, format!("accounts[{i}].currency"), format!("unknown currency {:?}; known: CNY, USD", c.get_ref()));
+                issues.at(
+                    c,
+                    format!("accounts[{i}].currency"),
+                    format!("unknown currency {:?}; known: CNY, USD", c.get_ref()),
+                );
                 Currency::Cny
             }),
         };
@@ -768,7 +969,10 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         let mut merged = raw.rules.clone();
         for o in &raw.overrides {
             let by_account = o.accounts.is_empty() || o.accounts.iter().any(|x| x == id.as_str());
-            let by_labels = o.labels.iter().all(|(k, v)| account.labels.get(k) == Some(v));
+            let by_labels = o
+                .labels
+                .iter()
+                .all(|(k, v)| account.labels.get(k) == Some(v));
             if by_account && by_labels {
                 merge_rules(&mut merged, &o.rules);
             }
@@ -777,17 +981,28 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         let rules = build_rules(issues, &merged, currency);
         // The same bad value would be reported once per account; keep the first.
         dedup_from(&mut issues.list, before);
-        accounts.push(AccountConfig { account, currency, schedule, rules });
+        accounts.push(AccountConfig {
+            account,
+            currency,
+            schedule,
+            rules,
+        });
     }
     for (i, o) in raw.overrides.iter().enumerate() {
         for a in &o.accounts {
             if !ids.iter().any(|id| id.as_str() == a) {
-                issues.nowhere(format!("overrides[{i}].accounts"), format!("no account {a:?} is defined"));
+                issues.nowhere(
+                    format!("overrides[{i}].accounts"),
+                    format!("no account {a:?} is defined"),
+                );
             }
         }
     }
     if accounts.is_empty() && issues.list.is_empty() {
-        issues.nowhere("accounts", "no [[accounts]] defined: purser would watch nothing");
+        issues.nowhere(
+            "accounts",
+            "no [[accounts]] defined: purser would watch nothing",
+        );
     }
 
     let mut outputs = Vec::new();
@@ -795,7 +1010,11 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
     for (i, o) in raw.outputs.iter().enumerate() {
         let name = o.name.get_ref().clone();
         if !output_names.insert(name.clone()) {
-            issues.at(&o.name, format!("outputs[{i}].name"), format!("output {name:?} is defined twice"));
+            issues.at(
+                &o.name,
+                format!("outputs[{i}].name"),
+                format!("output {name:?} is defined twice"),
+            );
         }
         let kind = match o.kind.get_ref().as_str() {
             "console" => OutputKind::Console,
@@ -804,7 +1023,11 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                     Some(u) => match reqwest::Url::parse(u.get_ref()) {
                         Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
                         Ok(_) => {
-                            issues.at(u, format!("outputs[{i}].url"), "must be an http or https URL");
+                            issues.at(
+                                u,
+                                format!("outputs[{i}].url"),
+                                "must be an http or https URL",
+                            );
                             None
                         }
                         Err(e) => {
@@ -813,44 +1036,79 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                         }
                     },
                     None => {
-                        issues.at(&o.kind, format!("outputs[{i}].url"), "a webhook needs a url");
+                        issues.at(
+                            &o.kind,
+                            format!("outputs[{i}].url"),
+                            "a webhook needs a url",
+                        );
                         None
                     }
                 };
                 let secret = match &o.secret {
-                    Some(s) => Secret::resolve(s.get_ref(), base).map_err(|e| issues.at(s, format!("outputs[{i}].secret"), e)).ok(),
+                    Some(s) => Secret::resolve(s.get_ref(), base)
+                        .map_err(|e| issues.at(s, format!("outputs[{i}].secret"), e))
+                        .ok(),
                     None => {
-                        issues.at(&o.kind, format!("outputs[{i}].secret"), "a webhook needs a signing secret (\"env:NAME\" or \"file:PATH\")");
+                        issues.at(
+                            &o.kind,
+                            format!("outputs[{i}].secret"),
+                            "a webhook needs a signing secret (\"env:NAME\" or \"file:PATH\")",
+                        );
                         None
                     }
                 };
-                let timeout = duration(issues, &format!("outputs[{i}].timeout"), o.timeout.as_ref(), Duration::seconds(10));
+                let timeout = duration(
+                    issues,
+                    &format!("outputs[{i}].timeout"),
+                    o.timeout.as_ref(),
+                    Duration::seconds(10),
+                );
                 let max_attempts = match &o.max_attempts {
                     None => 10,
-                    Some(m) => u32::try_from(*m.get_ref()).ok().filter(|n| *n > 0).unwrap_or_else(|| {
-                        issues.at(m, format!("outputs[{i}].max_attempts"), "must be 1 or more");
-                        1
-                    }),
+                    Some(m) => u32::try_from(*m.get_ref())
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .unwrap_or_else(|| {
+                            issues.at(m, format!("outputs[{i}].max_attempts"), "must be 1 or more");
+                            1
+                        }),
                 };
                 match (url, secret, timeout.to_std()) {
-                    (Some(url), Some(secret), Ok(timeout)) => OutputKind::Webhook { url, secret, timeout, max_attempts },
+                    (Some(url), Some(secret), Ok(timeout)) => OutputKind::Webhook {
+                        url,
+                        secret,
+                        timeout,
+                        max_attempts,
+                    },
                     _ => continue,
                 }
             }
             other => {
-                issues.at(&o.kind, format!("outputs[{i}].kind"), format!("unknown output kind {other:?}; known: console, webhook"));
+                issues.at(
+                    &o.kind,
+                    format!("outputs[{i}].kind"),
+                    format!("unknown output kind {other:?}; known: console, webhook"),
+                );
                 continue;
             }
         };
         outputs.push(OutputConfig { name, kind });
     }
 
-    Config { file: path.to_owned(), store, scheduler, providers, accounts, outputs }
+    Config {
+        file: path.to_owned(),
+        store,
+        scheduler,
+        providers,
+        accounts,
+        outputs,
+    }
 }
 
 fn default_cron() -> cron::Schedule {
     // Every five minutes; a constant expression, checked by a test.
-    cron::Schedule::from_str("0 */5 * * * *").unwrap_or_else(|_| unreachable!("constant cron expression"))
+    cron::Schedule::from_str("0 */5 * * * *")
+        .unwrap_or_else(|_| unreachable!("constant cron expression"))
 }
 
 fn dedup_from(list: &mut Vec<ConfigIssue>, from: usize) {
@@ -867,10 +1125,11 @@ fn dedup_from(list: &mut Vec<ConfigIssue>, from: usize) {
 /// A labelled, readable summary for `config check`.
 pub fn describe(config: &Config) -> String {
     let mut out = String::new();
-    let by_provider: BTreeMap<&str, usize> = config.accounts.iter().fold(BTreeMap::new(), |mut m, a| {
-        *m.entry(a.account.provider.as_str()).or_insert(0) += 1;
-        m
-    });
+    let by_provider: BTreeMap<&str, usize> =
+        config.accounts.iter().fold(BTreeMap::new(), |mut m, a| {
+            *m.entry(a.account.provider.as_str()).or_insert(0) += 1;
+            m
+        });
     out.push_str(&format!(
         "{}: ok — {} accounts, {} providers, {} outputs; store {}\n",
         config.file.display(),

@@ -4,7 +4,11 @@
 //! engine needs, `adapters` translate to the outside world, `engine` runs the
 //! long-lived tasks, `cli` is the surface.
 
+pub mod adapters;
+pub mod check;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod ports;
 pub mod secret;
+pub mod startup;

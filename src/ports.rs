@@ -90,16 +90,34 @@ pub trait Store: Send + Sync {
     ) -> Result<PollHealth, StoreError>;
     async fn health(&self, account: &AccountId) -> Result<PollHealth, StoreError>;
     /// Good snapshots taken at or after `since`, oldest first.
-    async fn history(&self, account: &AccountId, since: DateTime<Utc>) -> Result<Vec<Snapshot>, StoreError>;
+    async fn history(
+        &self,
+        account: &AccountId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Snapshot>, StoreError>;
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
     /// Writes alert changes and one outbox row per (notice, output) together.
-    async fn apply(&self, account: &Account, changes: &Changes, outputs: &[String]) -> Result<(), StoreError>;
-    async fn due_notices(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    async fn apply(
+        &self,
+        account: &Account,
+        changes: &Changes,
+        outputs: &[String],
+    ) -> Result<(), StoreError>;
+    async fn due_notices(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
     /// The earliest time an undelivered notice becomes due, if any.
     async fn next_notice_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// A failed attempt: retry at `retry_at`, or give up when `None`.
-    async fn mark_failed(&self, id: i64, error: &str, retry_at: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+    async fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
     /// Drops snapshots older than `before`, keeping each account's newest.
     async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
@@ -119,7 +137,12 @@ pub trait Notifier: Send + Sync {
 }
 
 impl StoredNotice {
-    pub fn from_notice(n: &Notice, account: &Account, id: String, decided_at: DateTime<Utc>) -> StoredNotice {
+    pub fn from_notice(
+        n: &Notice,
+        account: &Account,
+        id: String,
+        decided_at: DateTime<Utc>,
+    ) -> StoredNotice {
         let a = &n.alert;
         StoredNotice {
             id,

@@ -11,8 +11,9 @@ impl Secret {
     /// Resolves a reference. `base` is the directory relative file paths start from.
     pub fn resolve(reference: &str, base: &Path) -> Result<Secret, String> {
         if let Some(name) = reference.strip_prefix("env:") {
-            let value = std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set (referenced as {reference:?})"))?;
+            let value = std::env::var(name).map_err(|_| {
+                format!("environment variable {name} is not set (referenced as {reference:?})")
+            })?;
             return Secret::non_empty(value.trim_end_matches(['\r', '\n']).to_owned(), reference);
         }
         if let Some(path) = reference.strip_prefix("file:") {
@@ -21,7 +22,10 @@ impl Secret {
                 .map_err(|e| format!("cannot read secret file {}: {e}", full.display()))?;
             return Secret::non_empty(value.trim_end_matches(['\r', '\n']).to_owned(), reference);
         }
-        Err("a secret must be a reference, \"env:NAME\" or \"file:PATH\", never the secret itself".to_owned())
+        Err(
+            "a secret must be a reference, \"env:NAME\" or \"file:PATH\", never the secret itself"
+                .to_owned(),
+        )
     }
 
     fn non_empty(value: String, reference: &str) -> Result<Secret, String> {

@@ -95,7 +95,12 @@ impl Changes {
 
 /// Moves one account's open alerts (pending or firing) forward given what its
 /// rules found now. Pure: the caller stores the result.
-pub fn reconcile(open: &[Alert], findings: &[Finding], rules: &RuleSet, now: DateTime<Utc>) -> Changes {
+pub fn reconcile(
+    open: &[Alert],
+    findings: &[Finding],
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+) -> Changes {
     let mut changes = Changes::default();
     let by_fp: HashMap<&str, &Alert> = open.iter().map(|a| (a.fingerprint.as_str(), a)).collect();
     let mut seen: HashSet<String> = HashSet::new();
@@ -168,12 +173,16 @@ pub fn reconcile(open: &[Alert], findings: &[Finding], rules: &RuleSet, now: Dat
         alert.resolved_at = Some(now);
         // A tier that a more severe one had taken over from resolves quietly:
         // one resolved notice per group, from the tier people last heard about.
-        let superseded = open.iter().any(|o| {
-            o.key.same_group(&a.key) && o.rank > a.rank && o.state == AlertState::Firing
-        });
+        let superseded = open
+            .iter()
+            .any(|o| o.key.same_group(&a.key) && o.rank > a.rank && o.state == AlertState::Firing);
         if a.state == AlertState::Firing && !superseded {
             alert.last_notified_at = Some(now);
-            changes.notices.push(Notice { kind: NoticeKind::Resolved, alert: alert.clone(), escalated_from: None });
+            changes.notices.push(Notice {
+                kind: NoticeKind::Resolved,
+                alert: alert.clone(),
+                escalated_from: None,
+            });
         }
         changes.alerts.push(alert);
     }
@@ -186,8 +195,14 @@ fn fire(alert: &mut Alert, open: &[Alert], now: DateTime<Utc>, changes: &mut Cha
     alert.last_notified_at = Some(now);
     let escalated_from = open
         .iter()
-        .filter(|o| o.key.same_group(&alert.key) && o.rank < alert.rank && o.state == AlertState::Firing)
+        .filter(|o| {
+            o.key.same_group(&alert.key) && o.rank < alert.rank && o.state == AlertState::Firing
+        })
         .max_by_key(|o| o.rank)
         .map(|o| o.fingerprint.clone());
-    changes.notices.push(Notice { kind: NoticeKind::Firing, alert: alert.clone(), escalated_from });
+    changes.notices.push(Notice {
+        kind: NoticeKind::Firing,
+        alert: alert.clone(),
+        escalated_from,
+    });
 }

@@ -41,7 +41,10 @@ const MIN_OBSERVED: i64 = 3600;
 pub fn burn_rate(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> Option<BurnRate> {
     let latest = history.last()?;
     if let Some(spend) = &latest.spend {
-        return Some(BurnRate { per_day: spend.per_day, source: BurnSource::Reported });
+        return Some(BurnRate {
+            per_day: spend.per_day,
+            source: BurnSource::Reported,
+        });
     }
     let since = now - window;
     let points: Vec<&Snapshot> = history.iter().filter(|s| s.taken_at >= since).collect();
@@ -54,13 +57,17 @@ pub fn burn_rate(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> 
     let mut spent = Decimal::ZERO;
     for pair in points.windows(2) {
         let (prev, cur) = (pair[0], pair[1]);
-        if prev.balance.available.currency() != currency || cur.balance.available.currency() != currency {
+        if prev.balance.available.currency() != currency
+            || cur.balance.available.currency() != currency
+        {
             return None;
         }
         let recharged: Decimal = cur
             .recharges
             .iter()
-            .filter(|r| r.at > prev.taken_at && r.at <= cur.taken_at && r.amount.currency() == currency)
+            .filter(|r| {
+                r.at > prev.taken_at && r.at <= cur.taken_at && r.amount.currency() == currency
+            })
             .map(|r| r.amount.amount())
             .sum();
         let fall = prev.balance.available.amount() - cur.balance.available.amount() + recharged;
@@ -69,7 +76,10 @@ pub fn burn_rate(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> 
         }
     }
     let per_day = spent * Decimal::from(86_400) / Decimal::from(observed);
-    Some(BurnRate { per_day: Money::new(per_day, currency).round_to_minor(), source: BurnSource::BalanceDeltas })
+    Some(BurnRate {
+        per_day: Money::new(per_day, currency).round_to_minor(),
+        source: BurnSource::BalanceDeltas,
+    })
 }
 
 /// Days of runway at `burn` for `available`: zero when the money is already gone,
@@ -134,7 +144,10 @@ mod tests {
     fn a_top_up_does_not_make_burn_negative() {
         // 100 a day spent; a 5,000 top-up arrives at hour 12.
         let mut mid = snap(12, "5950");
-        mid.recharges.push(Recharge { at: t(11), amount: cny("5000") });
+        mid.recharges.push(Recharge {
+            at: t(11),
+            amount: cny("5000"),
+        });
         let h = vec![snap(0, "1000"), mid, snap(24, "5900")];
         let b = burn_rate(&h, Duration::days(7), t(24)).unwrap();
         assert_eq!(b.per_day, cny("100"));
@@ -151,10 +164,19 @@ mod tests {
     #[test]
     fn reported_spend_wins() {
         let mut last = snap(24, "900");
-        last.spend = Some(ReportedSpend { per_day: cny("42"), over_days: 7 });
+        last.spend = Some(ReportedSpend {
+            per_day: cny("42"),
+            over_days: 7,
+        });
         let h = vec![snap(0, "1000"), last];
         let b = burn_rate(&h, Duration::days(7), t(24)).unwrap();
-        assert_eq!(b, BurnRate { per_day: cny("42"), source: BurnSource::Reported });
+        assert_eq!(
+            b,
+            BurnRate {
+                per_day: cny("42"),
+                source: BurnSource::Reported
+            }
+        );
     }
 
     #[test]
@@ -168,17 +190,31 @@ mod tests {
     #[test]
     fn only_the_window_counts() {
         // A big fall 10 days ago is outside a 7-day window.
-        let h = vec![snap(-240, "10000"), snap(-200, "1000"), snap(0, "990"), snap(24, "980")];
+        let h = vec![
+            snap(-240, "10000"),
+            snap(-200, "1000"),
+            snap(0, "990"),
+            snap(24, "980"),
+        ];
         let b = burn_rate(&h, Duration::days(7), t(24)).unwrap();
         assert_eq!(b.per_day, cny("10"));
     }
 
     #[test]
     fn runway_edges() {
-        let b = BurnRate { per_day: cny("100"), source: BurnSource::Reported };
+        let b = BurnRate {
+            per_day: cny("100"),
+            source: BurnSource::Reported,
+        };
         assert_eq!(runway_days(&cny("-5"), &b), Some(Decimal::ZERO));
-        assert_eq!(runway_days(&cny("250"), &b), Some(Decimal::from_str("2.5").unwrap()));
-        let none = BurnRate { per_day: cny("0"), source: BurnSource::Reported };
+        assert_eq!(
+            runway_days(&cny("250"), &b),
+            Some(Decimal::from_str("2.5").unwrap())
+        );
+        let none = BurnRate {
+            per_day: cny("0"),
+            source: BurnSource::Reported,
+        };
         assert_eq!(runway_days(&cny("250"), &none), None);
     }
 }

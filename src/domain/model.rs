@@ -15,9 +15,17 @@ pub enum IdError {
     #[error("{kind} is empty")]
     Empty { kind: &'static str },
     #[error("{kind} {value:?} is longer than {max} characters")]
-    TooLong { kind: &'static str, value: String, max: usize },
+    TooLong {
+        kind: &'static str,
+        value: String,
+        max: usize,
+    },
     #[error("{kind} {value:?} may contain only {allowed}")]
-    BadChar { kind: &'static str, value: String, allowed: &'static str },
+    BadChar {
+        kind: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
 }
 
 /// purser's name for an account, chosen in config: `tencent-prod`.
@@ -32,13 +40,21 @@ impl AccountId {
             return Err(IdError::Empty { kind: "account id" });
         }
         if value.len() > 64 {
-            return Err(IdError::TooLong { kind: "account id", value: value.into(), max: 64 });
+            return Err(IdError::TooLong {
+                kind: "account id",
+                value: value.into(),
+                max: 64,
+            });
         }
         let ok = value
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
         if !ok {
-            return Err(IdError::BadChar { kind: "account id", value: value.into(), allowed: ALLOWED });
+            return Err(IdError::BadChar {
+                kind: "account id",
+                value: value.into(),
+                allowed: ALLOWED,
+            });
         }
         Ok(AccountId(value.to_owned()))
     }
@@ -76,10 +92,16 @@ pub struct ExternalId(String);
 impl ExternalId {
     pub fn parse(value: &str) -> Result<ExternalId, IdError> {
         if value.is_empty() {
-            return Err(IdError::Empty { kind: "resource or order id" });
+            return Err(IdError::Empty {
+                kind: "resource or order id",
+            });
         }
         if value.len() > 256 {
-            return Err(IdError::TooLong { kind: "resource or order id", value: value.into(), max: 256 });
+            return Err(IdError::TooLong {
+                kind: "resource or order id",
+                value: value.into(),
+                max: 256,
+            });
         }
         if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(IdError::BadChar {
@@ -149,7 +171,14 @@ pub struct Balance {
 
 impl Balance {
     pub fn available_only(available: Money) -> Balance {
-        Balance { available, cash: None, credit: None, frozen: None, owed: None, buckets: Vec::new() }
+        Balance {
+            available,
+            cash: None,
+            credit: None,
+            frozen: None,
+            owed: None,
+            buckets: Vec::new(),
+        }
     }
 }
 
@@ -285,7 +314,12 @@ pub struct PollHealth {
 
 impl PollHealth {
     pub fn new() -> PollHealth {
-        PollHealth { last_success_at: None, last_attempt_at: None, last_error: None, consecutive_failures: 0 }
+        PollHealth {
+            last_success_at: None,
+            last_attempt_at: None,
+            last_error: None,
+            consecutive_failures: 0,
+        }
     }
 
     pub fn succeeded(&mut self, at: DateTime<Utc>) {
@@ -316,8 +350,14 @@ mod tests {
     fn account_ids_are_checked() {
         assert!(AccountId::parse("tencent-prod").is_ok());
         assert!(matches!(AccountId::parse(""), Err(IdError::Empty { .. })));
-        assert!(matches!(AccountId::parse("Tencent Prod"), Err(IdError::BadChar { .. })));
-        assert!(matches!(AccountId::parse(&"a".repeat(65)), Err(IdError::TooLong { .. })));
+        assert!(matches!(
+            AccountId::parse("Tencent Prod"),
+            Err(IdError::BadChar { .. })
+        ));
+        assert!(matches!(
+            AccountId::parse(&"a".repeat(65)),
+            Err(IdError::TooLong { .. })
+        ));
     }
 
     #[test]

@@ -57,7 +57,8 @@ impl fmt::Display for Currency {
 impl FromStr for Currency {
     type Err = AmountError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Currency::from_code(s.trim()).ok_or_else(|| AmountError::UnknownCurrency(s.trim().to_owned()))
+        Currency::from_code(s.trim())
+            .ok_or_else(|| AmountError::UnknownCurrency(s.trim().to_owned()))
     }
 }
 
@@ -173,19 +174,28 @@ impl Money {
 
     pub fn checked_add(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let amount = self.amount.checked_add(other.amount).ok_or(MoneyError::Overflow)?;
+        let amount = self
+            .amount
+            .checked_add(other.amount)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money::new(amount, self.currency))
     }
 
     pub fn checked_sub(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let amount = self.amount.checked_sub(other.amount).ok_or(MoneyError::Overflow)?;
+        let amount = self
+            .amount
+            .checked_sub(other.amount)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money::new(amount, self.currency))
     }
 
     /// Scales by a plain factor (a number of days, a rate).
     pub fn checked_mul(&self, factor: Decimal) -> Result<Money, MoneyError> {
-        let amount = self.amount.checked_mul(factor).ok_or(MoneyError::Overflow)?;
+        let amount = self
+            .amount
+            .checked_mul(factor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money::new(amount, self.currency))
     }
 
@@ -259,7 +269,9 @@ fn parse(input: &str, default: Currency, allow_negative: bool) -> Result<Money, 
     let mut negative = false;
     let mut currency: Option<Currency> = None;
     let set_currency = |c: Currency, currency: &mut Option<Currency>| match currency {
-        Some(existing) if *existing != c => Err(AmountError::ConflictingCurrency(original.to_owned())),
+        Some(existing) if *existing != c => {
+            Err(AmountError::ConflictingCurrency(original.to_owned()))
+        }
         _ => {
             *currency = Some(c);
             Ok(())
@@ -271,7 +283,11 @@ fn parse(input: &str, default: Currency, allow_negative: bool) -> Result<Money, 
         negative = true;
         rest = r.trim_start();
     }
-    for (symbol, c) in [("¥", Currency::Cny), ("￥", Currency::Cny), ("$", Currency::Usd)] {
+    for (symbol, c) in [
+        ("¥", Currency::Cny),
+        ("￥", Currency::Cny),
+        ("$", Currency::Usd),
+    ] {
         if let Some(r) = rest.strip_prefix(symbol) {
             set_currency(c, &mut currency)?;
             rest = r.trim_start();
@@ -281,10 +297,14 @@ fn parse(input: &str, default: Currency, allow_negative: bool) -> Result<Money, 
         return Err(AmountError::UnknownCurrency(symbol.to_string()));
     }
     // A leading code: "CNY 5000".
-    let lead: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    let lead: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
     let after_lead = rest[lead.len()..].trim_start();
     if lead.len() >= 3 && after_lead.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
-        let c = Currency::from_code(&lead).ok_or_else(|| AmountError::UnknownCurrency(lead.clone()))?;
+        let c =
+            Currency::from_code(&lead).ok_or_else(|| AmountError::UnknownCurrency(lead.clone()))?;
         set_currency(c, &mut currency)?;
         rest = rest[lead.len()..].trim_start();
     }
@@ -311,7 +331,9 @@ fn parse(input: &str, default: Currency, allow_negative: bool) -> Result<Money, 
 
     // Exponent forms ("1e5", "2.5E3") are a provider or spreadsheet artefact.
     if suffix.starts_with(['e', 'E'])
-        && suffix[1..].trim_start_matches(['+', '-']).starts_with(|c: char| c.is_ascii_digit())
+        && suffix[1..]
+            .trim_start_matches(['+', '-'])
+            .starts_with(|c: char| c.is_ascii_digit())
     {
         return Err(AmountError::Exponent(original.to_owned()));
     }
@@ -319,7 +341,10 @@ fn parse(input: &str, default: Currency, allow_negative: bool) -> Result<Money, 
     // Multiplier suffix: k (thousand) or 万 (ten thousand).
     let mut multiplier = Decimal::ONE;
     let trimmed = suffix.trim_start();
-    if let Some(r) = trimmed.strip_prefix(['k', 'K']).filter(|r| !r.starts_with(|c: char| c.is_ascii_alphabetic())) {
+    if let Some(r) = trimmed
+        .strip_prefix(['k', 'K'])
+        .filter(|r| !r.starts_with(|c: char| c.is_ascii_alphabetic()))
+    {
         multiplier = Decimal::from(1000);
         suffix = r;
     } else if let Some(r) = trimmed.strip_prefix('万') {
@@ -340,8 +365,10 @@ fn parse(input: &str, default: Currency, allow_negative: bool) -> Result<Money, 
         set_currency(c, &mut currency)?;
     }
 
-    let digits = check_grouping(number).ok_or_else(|| AmountError::MalformedGrouping(original.to_owned()))?;
-    let value = Decimal::from_str(&digits).map_err(|_| AmountError::Overflow(original.to_owned()))?;
+    let digits = check_grouping(number)
+        .ok_or_else(|| AmountError::MalformedGrouping(original.to_owned()))?;
+    let value =
+        Decimal::from_str(&digits).map_err(|_| AmountError::Overflow(original.to_owned()))?;
     let value = value
         .checked_mul(multiplier)
         .ok_or_else(|| AmountError::Overflow(original.to_owned()))?
@@ -433,7 +460,8 @@ mod tests {
     #[test]
     fn refuses_with_a_specific_reason() {
         use AmountError::*;
-        let cases: [(&str, fn(&AmountError) -> bool); 15] = [
+        type Check = fn(&AmountError) -> bool;
+        let cases: [(&str, Check); 15] = [
             ("", |e| matches!(e, Empty)),
             ("   ", |e| matches!(e, Empty)),
             ("-5", |e| matches!(e, Negative(_))),
@@ -468,17 +496,36 @@ mod tests {
         assert_eq!(m.amount(), d("-11.19"));
         assert!(m.is_negative());
         assert_eq!(m.to_string(), "-¥11.19");
-        assert_eq!(Money::parse_signed("-1,234.5", Currency::Cny).unwrap().to_string(), "-¥1,234.50");
+        assert_eq!(
+            Money::parse_signed("-1,234.5", Currency::Cny)
+                .unwrap()
+                .to_string(),
+            "-¥1,234.50"
+        );
     }
 
     #[test]
     fn fen_round_trip() {
         assert_eq!(Money::from_minor(50000, Currency::Cny), cny("500.00"));
         assert_eq!(cny("500").to_minor().unwrap(), 50000);
-        assert_eq!(Money::from_minor(-1119, Currency::Cny).amount_string(), "-11.19");
-        assert_eq!(Money::from_minor_decimal(d("9647442.0"), Currency::Cny).unwrap().amount_string(), "96474.42");
-        assert!(matches!(Money::from_minor_decimal(d("1.5"), Currency::Cny), Err(MoneyError::SubMinor(_))));
-        assert!(matches!(cny("0.001").to_minor(), Err(MoneyError::SubMinor(_))));
+        assert_eq!(
+            Money::from_minor(-1119, Currency::Cny).amount_string(),
+            "-11.19"
+        );
+        assert_eq!(
+            Money::from_minor_decimal(d("9647442.0"), Currency::Cny)
+                .unwrap()
+                .amount_string(),
+            "96474.42"
+        );
+        assert!(matches!(
+            Money::from_minor_decimal(d("1.5"), Currency::Cny),
+            Err(MoneyError::SubMinor(_))
+        ));
+        assert!(matches!(
+            cny("0.001").to_minor(),
+            Err(MoneyError::SubMinor(_))
+        ));
     }
 
     #[test]
@@ -490,7 +537,10 @@ mod tests {
         );
         assert!(cny("1").checked_sub(&usd).is_err());
         assert!(cny("1").checked_cmp(&usd).is_err());
-        assert_eq!(cny("1.10").checked_add(&cny("2.05")).unwrap().amount(), d("3.15"));
+        assert_eq!(
+            cny("1.10").checked_add(&cny("2.05")).unwrap().amount(),
+            d("3.15")
+        );
     }
 
     #[test]

@@ -225,7 +225,12 @@ impl AlertKey {
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        for part in [self.rule.as_str(), &self.account, &self.resource, &self.tier] {
+        for part in [
+            self.rule.as_str(),
+            &self.account,
+            &self.resource,
+            &self.tier,
+        ] {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
@@ -281,7 +286,13 @@ pub fn evaluate(rules: &RuleSet, state: &AccountState<'_>, now: DateTime<Utc>) -
     let mut out = Evaluation::default();
     let account = state.account.id.as_str();
     if rules.poll_failed.enabled {
-        poll_failed(&rules.poll_failed, account, state.health, now, &mut out.findings);
+        poll_failed(
+            &rules.poll_failed,
+            account,
+            state.health,
+            now,
+            &mut out.findings,
+        );
     }
     let Some(latest) = state.history.last() else {
         return out;
@@ -299,10 +310,22 @@ pub fn evaluate(rules: &RuleSet, state: &AccountState<'_>, now: DateTime<Utc>) -
         expiring(&rules.expiring, account, latest, now, &mut out.findings);
     }
     if rules.autorenew_at_risk.enabled {
-        autorenew_at_risk(&rules.autorenew_at_risk, account, latest, now, &mut out.findings);
+        autorenew_at_risk(
+            &rules.autorenew_at_risk,
+            account,
+            latest,
+            now,
+            &mut out.findings,
+        );
     }
     if rules.autorenew_failed.enabled {
-        autorenew_failed(&rules.autorenew_failed, account, latest, now, &mut out.findings);
+        autorenew_failed(
+            &rules.autorenew_failed,
+            account,
+            latest,
+            now,
+            &mut out.findings,
+        );
     }
     if rules.unpaid_order.enabled {
         unpaid_order(&rules.unpaid_order, account, latest, now, &mut out.findings);
@@ -311,7 +334,12 @@ pub fn evaluate(rules: &RuleSet, state: &AccountState<'_>, now: DateTime<Utc>) -
 }
 
 fn key(rule: RuleName, account: &str, resource: &str, tier: String) -> AlertKey {
-    AlertKey { rule, account: account.to_owned(), resource: resource.to_owned(), tier }
+    AlertKey {
+        rule,
+        account: account.to_owned(),
+        resource: resource.to_owned(),
+        tier,
+    }
 }
 
 /// Marks every tier of a group but the most severe breached one as `Hold`.
@@ -332,7 +360,13 @@ fn tiered(
         } else {
             Level::Hold
         };
-        out.push(Finding { key, severity, level, rank: n - i as u32, summary });
+        out.push(Finding {
+            key,
+            severity,
+            level,
+            rank: n - i as u32,
+            summary,
+        });
     }
 }
 
@@ -344,9 +378,25 @@ fn low_balance(rule: &LowBalance, account: &str, snap: &Snapshot, out: &mut Vec<
         let below = available.checked_cmp(&tier.below).ok()?.is_lt();
         let release = tier.below.checked_add(&rule.margin).ok()?;
         let in_margin = available.checked_cmp(&release).ok()?.is_lt();
-        let state = if below { Some(true) } else if in_margin { Some(false) } else { None };
+        let state = if below {
+            Some(true)
+        } else if in_margin {
+            Some(false)
+        } else {
+            None
+        };
         let summary = format!("available balance {available} is below {}", tier.below);
-        Some((key(RuleName::LowBalance, account, "", tier.below.amount_string()), tier.severity, state, summary))
+        Some((
+            key(
+                RuleName::LowBalance,
+                account,
+                "",
+                tier.below.amount_string(),
+            ),
+            tier.severity,
+            state,
+            summary,
+        ))
     });
     tiered(tiers, out);
 }
@@ -365,7 +415,17 @@ fn runway(rule: &Runway, account: &str, f: &Forecast, out: &mut Vec<Finding>) {
             "runway {days} days at {}/day, under {} days",
             f.burn.per_day, tier.below_days
         );
-        (key(RuleName::Runway, account, "", format!("{}d", tier.below_days)), tier.severity, state, summary)
+        (
+            key(
+                RuleName::Runway,
+                account,
+                "",
+                format!("{}d", tier.below_days),
+            ),
+            tier.severity,
+            state,
+            summary,
+        )
     });
     tiered(tiers, out);
 }
@@ -382,22 +442,40 @@ fn describe(r: &Resource) -> String {
     }
 }
 
-fn expiring(rule: &Expiring, account: &str, snap: &Snapshot, now: DateTime<Utc>, out: &mut Vec<Finding>) {
+fn expiring(
+    rule: &Expiring,
+    account: &str,
+    snap: &Snapshot,
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
     for r in &snap.resources {
         if !rule.modes.contains(&r.renewal) || r.status == ResourceStatus::Released {
             continue;
         }
         let left = days_left(r.expires_at, now);
         let when = if r.expires_at <= now {
-            format!("expired {} days ago, now {}", -left - 1, r.status.as_str())
+            format!(
+                "expired {} days ago, now {}",
+                (now - r.expires_at).num_days(),
+                r.status.as_str()
+            )
         } else {
-            format!("expires in {left} days ({})", r.expires_at.format("%Y-%m-%d %H:%M UTC"))
+            format!(
+                "expires in {left} days ({})",
+                r.expires_at.format("%Y-%m-%d %H:%M UTC")
+            )
         };
         let summary = format!("{} ({} renewal) {when}", describe(r), r.renewal.as_str());
         let tiers = rule.ladder.iter().map(|step| {
             let reached = (r.expires_at - now) <= Duration::days(i64::from(step.days));
             (
-                key(RuleName::Expiring, account, r.id.as_str(), format!("{}d", step.days)),
+                key(
+                    RuleName::Expiring,
+                    account,
+                    r.id.as_str(),
+                    format!("{}d", step.days),
+                ),
                 step.severity,
                 reached.then_some(true),
                 summary.clone(),
@@ -425,11 +503,15 @@ fn autorenew_at_risk(
                 && r.expires_at - now <= rule.within
         })
         .collect();
-    let priced: Vec<(&Resource, Money)> =
-        due.iter().filter_map(|r| r.renewal_price.map(|p| (*r, p))).collect();
+    let priced: Vec<(&Resource, Money)> = due
+        .iter()
+        .filter_map(|r| r.renewal_price.map(|p| (*r, p)))
+        .collect();
     let total = priced
         .iter()
-        .try_fold(Money::zero(available.currency()), |acc, (_, p)| acc.checked_add(p).ok());
+        .try_fold(Money::zero(available.currency()), |acc, (_, p)| {
+            acc.checked_add(p).ok()
+        });
     let total_short = total
         .as_ref()
         .is_some_and(|t| available.checked_cmp(t).is_ok_and(|o| o.is_lt()));
@@ -451,7 +533,12 @@ fn autorenew_at_risk(
             ));
         }
         out.push(Finding {
-            key: key(RuleName::AutorenewAtRisk, account, r.id.as_str(), String::new()),
+            key: key(
+                RuleName::AutorenewAtRisk,
+                account,
+                r.id.as_str(),
+                String::new(),
+            ),
             severity: rule.severity,
             level: Level::Breach,
             rank: 1,
@@ -460,7 +547,13 @@ fn autorenew_at_risk(
     }
 }
 
-fn autorenew_failed(rule: &Simple, account: &str, snap: &Snapshot, now: DateTime<Utc>, out: &mut Vec<Finding>) {
+fn autorenew_failed(
+    rule: &Simple,
+    account: &str,
+    snap: &Snapshot,
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
     for r in &snap.resources {
         if r.renewal != RenewalMode::Auto {
             continue;
@@ -473,11 +566,20 @@ fn autorenew_failed(rule: &Simple, account: &str, snap: &Snapshot, now: DateTime
         let summary = format!(
             "{} was set to auto-renew but is {} since {}: renewal failed, renew it before it is released",
             describe(r),
-            if r.status == ResourceStatus::Active { "past expiry" } else { r.status.as_str() },
+            match r.status {
+                ResourceStatus::Recovery => "in recovery",
+                ResourceStatus::Expired => "expired",
+                _ => "past expiry",
+            },
             r.expires_at.format("%Y-%m-%d %H:%M UTC")
         );
         out.push(Finding {
-            key: key(RuleName::AutorenewFailed, account, r.id.as_str(), String::new()),
+            key: key(
+                RuleName::AutorenewFailed,
+                account,
+                r.id.as_str(),
+                String::new(),
+            ),
             severity: rule.severity,
             level: Level::Breach,
             rank: 1,
@@ -486,18 +588,31 @@ fn autorenew_failed(rule: &Simple, account: &str, snap: &Snapshot, now: DateTime
     }
 }
 
-fn unpaid_order(rule: &UnpaidOrder, account: &str, snap: &Snapshot, now: DateTime<Utc>, out: &mut Vec<Finding>) {
+fn unpaid_order(
+    rule: &UnpaidOrder,
+    account: &str,
+    snap: &Snapshot,
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
     for o in &snap.orders {
         if o.pay_deadline - now > rule.before_deadline {
             continue;
         }
         let hours = (o.pay_deadline - now).num_hours();
         let when = if hours >= 0 {
-            format!("must be paid within {hours} hours (by {})", o.pay_deadline.format("%Y-%m-%d %H:%M UTC"))
+            format!(
+                "must be paid within {hours} hours (by {})",
+                o.pay_deadline.format("%Y-%m-%d %H:%M UTC")
+            )
         } else {
             format!("passed its payment deadline {} hours ago", -hours)
         };
-        let what = if o.description.is_empty() { String::new() } else { format!(" ({})", o.description) };
+        let what = if o.description.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", o.description)
+        };
         out.push(Finding {
             key: key(RuleName::UnpaidOrder, account, o.id.as_str(), String::new()),
             severity: rule.severity,
@@ -508,15 +623,27 @@ fn unpaid_order(rule: &UnpaidOrder, account: &str, snap: &Snapshot, now: DateTim
     }
 }
 
-fn poll_failed(rule: &PollFailed, account: &str, health: &PollHealth, now: DateTime<Utc>, out: &mut Vec<Finding>) {
-    let Some(error) = &health.last_error else { return };
+fn poll_failed(
+    rule: &PollFailed,
+    account: &str,
+    health: &PollHealth,
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
+    let Some(error) = &health.last_error else {
+        return;
+    };
     // Never read at all: purser knows nothing about the account, so it is blind now.
     let blind_for = health.last_success_at.map(|t| now - t);
     if blind_for.is_some_and(|d| d < rule.after) {
         return;
     }
     let since = match health.last_success_at {
-        Some(t) => format!("not read since {} ({} minutes)", t.format("%Y-%m-%d %H:%M UTC"), (now - t).num_minutes()),
+        Some(t) => format!(
+            "not read since {} ({} minutes)",
+            t.format("%Y-%m-%d %H:%M UTC"),
+            (now - t).num_minutes()
+        ),
         None => "never read successfully".to_owned(),
     };
     out.push(Finding {
@@ -525,7 +652,7 @@ fn poll_failed(rule: &PollFailed, account: &str, health: &PollHealth, now: DateT
         level: Level::Breach,
         rank: 1,
         summary: format!(
-            "purser is blind to this account: {since}, {} failed attempts; last error: {error}",
+            "purser is blind to this account: {since}; failed attempts: {}; last error: {error}",
             health.consecutive_failures
         ),
     });

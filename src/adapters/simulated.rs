@@ -1,0 +1,376 @@
+//! A provider driven by a scenario file: accounts with a starting balance and a
+//! daily burn, resources expiring at offsets, orders, top-ups and outages.
+//! Deterministic under the injected clock, and re-read when the file changes,
+//! so a demo can be steered by editing it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::config::parse_duration;
+use crate::domain::model::{
+    Account, Balance, Bucket, BucketKind, ExternalId, Order, Recharge, RenewalMode, ReportedSpend,
+    Resource, ResourceStatus, Snapshot,
+};
+use crate::domain::money::{Currency, Money};
+use crate::ports::{Clock, Provider, ProviderError};
+
+pub struct SimulatedProvider {
+    path: PathBuf,
+    clock: Arc<dyn Clock>,
+    /// The epoch of scenarios that do not name one: when the provider was built.
+    started: DateTime<Utc>,
+    cache: Mutex<Option<Cached>>,
+}
+
+struct Cached {
+    stamp: (Option<SystemTime>, u64),
+    scenario: Arc<Result<Scenario, String>>,
+}
+
+struct Scenario {
+    epoch: Option<DateTime<Utc>>,
+    accounts: HashMap<String, Result<SimAccount, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimAccount {
+    id: String,
+    #[serde(default = "cny")]
+    currency: String,
+    balance: String,
+    #[serde(default = "zero")]
+    burn_per_day: String,
+    #[serde(default)]
+    report_spend: bool,
+    #[serde(default)]
+    topups: Vec<SimTopup>,
+    #[serde(default)]
+    buckets: Vec<SimBucket>,
+    #[serde(default)]
+    resources: Vec<SimResource>,
+    #[serde(default)]
+    orders: Vec<SimOrder>,
+    /// Every read fails this way.
+    fail: Option<String>,
+    #[serde(default)]
+    outages: Vec<SimOutage>,
+    /// Every answer takes this long.
+    slow: Option<String>,
+}
+
+fn cny() -> String {
+    "CNY".into()
+}
+
+fn zero() -> String {
+    "0".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimTopup {
+    at: String,
+    amount: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimBucket {
+    name: String,
+    kind: BucketKind,
+    amount: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimResource {
+    id: String,
+    product: String,
+    region: Option<String>,
+    name: Option<String>,
+    expires_in: String,
+    renewal: RenewalMode,
+    #[serde(default = "active")]
+    status: ResourceStatus,
+    renewal_price: Option<String>,
+}
+
+fn active() -> ResourceStatus {
+    ResourceStatus::Active
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimOrder {
+    id: String,
+    amount: String,
+    created: String,
+    deadline: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimOutage {
+    from: String,
+    until: String,
+    error: String,
+}
+
+/// A signed offset: `3d`, `-2d`, `1h30m`.
+fn offset(text: &str) -> Result<Duration, String> {
+    match text.trim().strip_prefix('-') {
+        Some(rest) => parse_duration(rest).map(|d| -d),
+        None => parse_duration(text),
+    }
+}
+
+fn failure(kind: &str) -> ProviderError {
+    match kind {
+        "unauthorized" => {
+            ProviderError::Unauthorized("the simulated key lacks permission to read billing".into())
+        }
+        "throttled" => ProviderError::RateLimited {
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        },
+        "garbage" => ProviderError::Malformed(
+            "expected a JSON object, got \"<html>502 Bad Gateway</html>\"".into(),
+        ),
+        "transport" => ProviderError::Transport("connection reset by peer".into()),
+        other => ProviderError::Rejected {
+            code: "Simulated".into(),
+            message: other.into(),
+        },
+    }
+}
+
+impl SimulatedProvider {
+    pub fn new(path: &Path, clock: Arc<dyn Clock>) -> SimulatedProvider {
+        let started = clock.now();
+        SimulatedProvider {
+            path: path.to_owned(),
+            clock,
+            started,
+            cache: Mutex::new(None),
+        }
+    }
+
+    fn scenario(&self) -> Arc<Result<Scenario, String>> {
+        let meta = std::fs::metadata(&self.path).ok();
+        let stamp = (
+            meta.as_ref().and_then(|m| m.modified().ok()),
+            meta.as_ref().map_or(0, |m| m.len()),
+        );
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_ref().filter(|c| c.stamp == stamp) {
+            return c.scenario.clone();
+        }
+        let scenario = Arc::new(load(&self.path));
+        *cache = Some(Cached {
+            stamp,
+            scenario: scenario.clone(),
+        });
+        scenario
+    }
+}
+
+fn load(path: &Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read scenario {}: {e}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("scenario {}: {e}", path.display()))?;
+    let epoch = match table.remove("epoch") {
+        None => None,
+        Some(toml::Value::String(s)) => Some(
+            DateTime::parse_from_rfc3339(&s)
+                .map_err(|e| format!("scenario {}: epoch {s:?}: {e}", path.display()))?
+                .with_timezone(&Utc),
+        ),
+        Some(toml::Value::Datetime(d)) => Some(
+            DateTime::parse_from_rfc3339(&d.to_string())
+                .map_err(|e| format!("scenario {}: epoch {d}: {e}", path.display()))?
+                .with_timezone(&Utc),
+        ),
+        Some(other) => {
+            return Err(format!(
+                "scenario {}: epoch must be a date-time, not {other}",
+                path.display()
+            ));
+        }
+    };
+    let mut accounts = HashMap::new();
+    if let Some(toml::Value::Array(list)) = table.remove("accounts") {
+        for entry in list {
+            let Some(id) = entry.get("id").and_then(|v| v.as_str()).map(str::to_owned) else {
+                continue;
+            };
+            // Each account is read on its own: one malformed entry spoils only itself.
+            let parsed = entry.try_into::<SimAccount>().map_err(|e| {
+                format!(
+                    "scenario {} account {id}: {}",
+                    path.display(),
+                    e.message().trim()
+                )
+            });
+            accounts.insert(id, parsed);
+        }
+    }
+    if let Some(key) = table.keys().next() {
+        return Err(format!(
+            "scenario {}: unknown key {key:?}; expected epoch and [[accounts]]",
+            path.display()
+        ));
+    }
+    Ok(Scenario { epoch, accounts })
+}
+
+impl SimAccount {
+    fn money(&self, field: &str, text: &str, currency: Currency) -> Result<Money, String> {
+        Money::parse_signed(text, currency)
+            .map_err(|e| format!("account {}: {field}: {e}", self.id))
+    }
+
+    fn snapshot(&self, epoch: DateTime<Utc>, now: DateTime<Utc>) -> Result<Snapshot, String> {
+        let currency: Currency = self
+            .currency
+            .parse()
+            .map_err(|e| format!("account {}: {e}", self.id))?;
+        let elapsed = now - epoch;
+        let start = self.money("balance", &self.balance, currency)?;
+        let burn = self.money("burn_per_day", &self.burn_per_day, currency)?;
+        let spent = burn
+            .checked_mul(Decimal::from(elapsed.num_seconds()) / Decimal::from(86_400))
+            .map_err(|e| e.to_string())?
+            .round_to_minor();
+        let mut available = start.checked_sub(&spent).map_err(|e| e.to_string())?;
+        let mut recharges = Vec::new();
+        for t in &self.topups {
+            let at = offset(&t.at).map_err(|e| format!("account {}: topup: {e}", self.id))?;
+            if at <= elapsed {
+                let amount = self.money("topup amount", &t.amount, currency)?;
+                available = available.checked_add(&amount).map_err(|e| e.to_string())?;
+                recharges.push(Recharge {
+                    at: epoch + at,
+                    amount,
+                });
+            }
+        }
+        let owed = available
+            .is_negative()
+            .then(|| Money::new(-available.amount(), currency));
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|b| {
+                Ok(Bucket {
+                    name: b.name.clone(),
+                    kind: b.kind,
+                    amount: self.money("bucket", &b.amount, currency)?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let resources = self
+            .resources
+            .iter()
+            .map(|r| {
+                Ok(Resource {
+                    id: ExternalId::parse(&r.id).map_err(|e| e.to_string())?,
+                    product: r.product.clone(),
+                    region: r.region.clone(),
+                    name: r.name.clone(),
+                    expires_at: epoch
+                        + offset(&r.expires_in).map_err(|e| format!("resource {}: {e}", r.id))?,
+                    renewal: r.renewal,
+                    status: r.status,
+                    renewal_price: r
+                        .renewal_price
+                        .as_deref()
+                        .map(|p| self.money("renewal_price", p, currency))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let orders = self
+            .orders
+            .iter()
+            .map(|o| {
+                Ok(Order {
+                    id: ExternalId::parse(&o.id).map_err(|e| e.to_string())?,
+                    amount: self.money("order amount", &o.amount, currency)?,
+                    created_at: epoch
+                        + offset(&o.created).map_err(|e| format!("order {}: {e}", o.id))?,
+                    pay_deadline: epoch
+                        + offset(&o.deadline).map_err(|e| format!("order {}: {e}", o.id))?,
+                    description: o.description.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Snapshot {
+            taken_at: now,
+            balance: Balance {
+                available,
+                cash: None,
+                credit: None,
+                frozen: None,
+                owed,
+                buckets,
+            },
+            resources,
+            orders,
+            spend: self.report_spend.then_some(ReportedSpend {
+                per_day: burn,
+                over_days: 7,
+            }),
+            recharges,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for SimulatedProvider {
+    async fn poll(&self, account: &Account) -> Result<Snapshot, ProviderError> {
+        let scenario = self.scenario();
+        let scenario = scenario
+            .as_ref()
+            .as_ref()
+            .map_err(|e| ProviderError::Malformed(e.clone()))?;
+        let sim = match scenario.accounts.get(account.id.as_str()) {
+            None => {
+                return Err(ProviderError::Rejected {
+                    code: "UnknownAccount".into(),
+                    message: format!("the scenario has no account {:?}", account.id.as_str()),
+                });
+            }
+            Some(Err(e)) => return Err(ProviderError::Malformed(e.clone())),
+            Some(Ok(sim)) => sim,
+        };
+        let epoch = scenario.epoch.unwrap_or(self.started);
+        if let Some(slow) = &sim.slow {
+            let delay = parse_duration(slow).map_err(ProviderError::Malformed)?;
+            let until = self.clock.now() + delay;
+            self.clock.sleep_until(until).await;
+        }
+        let now = self.clock.now();
+        if let Some(kind) = &sim.fail {
+            return Err(failure(kind));
+        }
+        for o in &sim.outages {
+            let from = offset(&o.from).map_err(ProviderError::Malformed)?;
+            let until = offset(&o.until).map_err(ProviderError::Malformed)?;
+            if now - epoch >= from && now - epoch < until {
+                return Err(failure(&o.error));
+            }
+        }
+        sim.snapshot(epoch, now).map_err(ProviderError::Malformed)
+    }
+}

@@ -1,0 +1,369 @@
+//! The embedded store: one SQLite file in WAL mode, migrated at start.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::domain::alert::{Alert, AlertState, Changes};
+use crate::domain::model::{Account, AccountId, PollHealth, Snapshot};
+use crate::domain::rules::{AlertKey, RuleName, Severity};
+use crate::ports::{OutboxItem, Store, StoreError, StoredNotice};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {v}")))
+}
+
+fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(from_ms).transpose()
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database file.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Corrupt(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(e.into()))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Every alert ever recorded, newest first (for inspection and tests).
+    pub async fn all_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM alerts ORDER BY id DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    /// Outbox rows as (output, notice, delivered) in insertion order (for tests).
+    pub async fn outbox(&self) -> Result<Vec<(String, StoredNotice, bool)>, StoreError> {
+        let rows = sqlx::query("SELECT output, body, delivered_at FROM outbox ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let body: String = r.get("body");
+                let notice: StoredNotice = serde_json::from_str(&body).map_err(corrupt)?;
+                Ok((
+                    r.get("output"),
+                    notice,
+                    r.get::<Option<i64>, _>("delivered_at").is_some(),
+                ))
+            })
+            .collect()
+    }
+}
+
+fn alert_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
+    let rule: String = r.get("rule");
+    let severity: String = r.get("severity");
+    let state: String = r.get("state");
+    Ok(Alert {
+        fingerprint: r.get("fingerprint"),
+        key: AlertKey {
+            rule: RuleName::parse(&rule).ok_or_else(|| corrupt(format!("unknown rule {rule}")))?,
+            account: r.get("account"),
+            resource: r.get("resource"),
+            tier: r.get("tier"),
+        },
+        severity: Severity::parse(&severity)
+            .ok_or_else(|| corrupt(format!("bad severity {severity}")))?,
+        rank: u32::try_from(r.get::<i64, _>("rank")).map_err(corrupt)?,
+        state: AlertState::parse(&state).ok_or_else(|| corrupt(format!("bad state {state}")))?,
+        summary: r.get("summary"),
+        started_at: from_ms(r.get("started_at"))?,
+        fired_at: opt_from_ms(r.get("fired_at"))?,
+        last_notified_at: opt_from_ms(r.get("last_notified_at"))?,
+        resolved_at: opt_from_ms(r.get("resolved_at"))?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record_poll(
+        &self,
+        account: &AccountId,
+        at: DateTime<Utc>,
+        outcome: Result<&Snapshot, &str>,
+    ) -> Result<PollHealth, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut health = health_in(&mut tx, account).await?;
+        match outcome {
+            Ok(snapshot) => {
+                let body = serde_json::to_string(snapshot).map_err(corrupt)?;
+                sqlx::query("INSERT INTO snapshots (account, taken_at, body) VALUES (?, ?, ?)")
+                    .bind(account.as_str())
+                    .bind(ms(snapshot.taken_at))
+                    .bind(body)
+                    .execute(&mut *tx)
+                    .await?;
+                health.succeeded(at);
+            }
+            Err(error) => health.failed(at, error.to_owned()),
+        }
+        sqlx::query(
+            "INSERT INTO poll_health (account, last_success_at, last_attempt_at, last_error, consecutive_failures)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (account) DO UPDATE SET last_success_at = excluded.last_success_at,
+               last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error,
+               consecutive_failures = excluded.consecutive_failures",
+        )
+        .bind(account.as_str())
+        .bind(health.last_success_at.map(ms))
+        .bind(health.last_attempt_at.map(ms))
+        .bind(health.last_error.as_deref())
+        .bind(i64::from(health.consecutive_failures))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(health)
+    }
+
+    async fn health(&self, account: &AccountId) -> Result<PollHealth, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        health_in(&mut conn, account).await
+    }
+
+    async fn history(
+        &self,
+        account: &AccountId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        // The newest snapshot before the window is kept too: the rules judge the
+        // latest known state even when the account has been unreadable for a while.
+        let rows = sqlx::query(
+            "SELECT body FROM snapshots WHERE account = ?1
+               AND taken_at >= MIN(?2, (SELECT MAX(taken_at) FROM snapshots WHERE account = ?1))
+             ORDER BY taken_at",
+        )
+        .bind(account.as_str())
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| serde_json::from_str::<Snapshot>(r.get::<&str, _>("body")).map_err(corrupt))
+            .collect()
+    }
+
+    async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE account = ? AND state <> 'resolved' ORDER BY id",
+        )
+        .bind(account.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn apply(
+        &self,
+        account: &Account,
+        changes: &Changes,
+        outputs: &[String],
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for a in &changes.alerts {
+            let updated = sqlx::query(
+                "UPDATE alerts SET severity = ?, rank = ?, state = ?, summary = ?, fired_at = ?,
+                   last_notified_at = ?, resolved_at = ?
+                 WHERE fingerprint = ? AND state <> 'resolved'",
+            )
+            .bind(a.severity.as_str())
+            .bind(i64::from(a.rank))
+            .bind(a.state.as_str())
+            .bind(&a.summary)
+            .bind(a.fired_at.map(ms))
+            .bind(a.last_notified_at.map(ms))
+            .bind(a.resolved_at.map(ms))
+            .bind(&a.fingerprint)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                sqlx::query(
+                    "INSERT INTO alerts (fingerprint, rule, account, resource, tier, severity, rank, state, summary,
+                       started_at, fired_at, last_notified_at, resolved_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&a.fingerprint)
+                .bind(a.key.rule.as_str())
+                .bind(&a.key.account)
+                .bind(&a.key.resource)
+                .bind(&a.key.tier)
+                .bind(a.severity.as_str())
+                .bind(i64::from(a.rank))
+                .bind(a.state.as_str())
+                .bind(&a.summary)
+                .bind(ms(a.started_at))
+                .bind(a.fired_at.map(ms))
+                .bind(a.last_notified_at.map(ms))
+                .bind(a.resolved_at.map(ms))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for n in &changes.notices {
+            let decided_at = n.alert.last_notified_at.unwrap_or(n.alert.started_at);
+            let notice_id = format!(
+                "{}-{}-{}-{}",
+                n.alert.fingerprint,
+                ms(n.alert.started_at),
+                n.kind.as_str(),
+                ms(decided_at)
+            );
+            let body = serde_json::to_string(&StoredNotice::from_notice(
+                n,
+                account,
+                notice_id.clone(),
+                decided_at,
+            ))
+            .map_err(corrupt)?;
+            for output in outputs {
+                sqlx::query(
+                    "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
+                )
+                .bind(&notice_id)
+                .bind(output)
+                .bind(&body)
+                .bind(ms(decided_at))
+                .bind(ms(decided_at))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_notices(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, output, attempts, body FROM outbox
+             WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= ?
+             ORDER BY id LIMIT ?",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.get("id"),
+                    output: r.get("output"),
+                    attempts: u32::try_from(r.get::<i64, _>("attempts")).map_err(corrupt)?,
+                    notice: serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_notice_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        opt_from_ms(next)
+    }
+
+    async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+            .bind(ms(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let query = match retry_at {
+            Some(at) => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?")
+                .bind(error)
+                .bind(ms(at)),
+            None => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, abandoned_at = next_attempt_at WHERE id = ?")
+                .bind(error),
+        };
+        query.bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM snapshots WHERE taken_at < ?
+               AND id NOT IN (SELECT MAX(id) FROM snapshots GROUP BY account)",
+        )
+        .bind(ms(before))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn health_in(
+    conn: &mut sqlx::SqliteConnection,
+    account: &AccountId,
+) -> Result<PollHealth, StoreError> {
+    let row = sqlx::query("SELECT * FROM poll_health WHERE account = ?")
+        .bind(account.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(r) = row else {
+        return Ok(PollHealth::new());
+    };
+    Ok(PollHealth {
+        last_success_at: opt_from_ms(r.get("last_success_at"))?,
+        last_attempt_at: opt_from_ms(r.get("last_attempt_at"))?,
+        last_error: r.get("last_error"),
+        consecutive_failures: u32::try_from(r.get::<i64, _>("consecutive_failures"))
+            .map_err(corrupt)?,
+    })
+}

@@ -1,0 +1,260 @@
+//! `purser check`: one poll of every account and one evaluation, printed.
+//! Reads providers only; writes nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::prelude::ToPrimitive;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::domain::model::{PollHealth, Snapshot};
+use crate::domain::money::Money;
+use crate::domain::rules::{self, AccountState, Level, Severity};
+use crate::ports::{Clock, Provider, ProviderError};
+use crate::startup::build_provider;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub checked_at: DateTime<Utc>,
+    pub accounts: Vec<AccountRow>,
+    pub resources: Vec<ResourceRow>,
+    pub alerts: Vec<AlertRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountRow {
+    pub id: String,
+    pub provider: String,
+    pub site: String,
+    /// Exact decimal string; absent when the account could not be read.
+    pub available: Option<String>,
+    pub currency: String,
+    pub burn_per_day: Option<String>,
+    pub runway_days: Option<f64>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    shown: (Option<Money>, Option<Money>),
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResourceRow {
+    pub account: String,
+    pub id: String,
+    pub product: String,
+    pub region: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub days_left: i64,
+    pub renewal: String,
+    pub status: String,
+    pub renewal_price: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AlertRow {
+    pub fingerprint: String,
+    pub rule: String,
+    pub severity: Severity,
+    pub account: String,
+    pub resource: Option<String>,
+    pub summary: String,
+}
+
+impl Report {
+    /// 0 when nothing fires, 1 when something does, 3 when something of severity A does.
+    pub fn exit_code(&self) -> u8 {
+        if self.alerts.iter().any(|a| a.severity == Severity::A) {
+            3
+        } else if self.alerts.is_empty() {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+pub async fn run(config: &Config, clock: Arc<dyn Clock>) -> Report {
+    let now = clock.now();
+    let providers: HashMap<String, (Arc<dyn Provider>, Arc<Semaphore>)> = config
+        .providers
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                (
+                    build_provider(&p.kind, clock.clone()),
+                    Arc::new(Semaphore::new(p.concurrency)),
+                ),
+            )
+        })
+        .collect();
+    let timeout = config
+        .scheduler
+        .timeout
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(30));
+    let polls = config.accounts.iter().map(|a| {
+        let (provider, permits) = providers[&a.account.provider].clone();
+        async move {
+            let _permit = permits.acquire().await;
+            match tokio::time::timeout(timeout, provider.poll(&a.account)).await {
+                Ok(r) => r,
+                Err(_) => Err(ProviderError::Timeout(timeout)),
+            }
+        }
+    });
+    let results = futures_util::future::join_all(polls).await;
+
+    let mut report = Report {
+        checked_at: now,
+        accounts: vec![],
+        resources: vec![],
+        alerts: vec![],
+    };
+    for (a, result) in config.accounts.iter().zip(results) {
+        let mut health = PollHealth::new();
+        let history: Vec<Snapshot> = match result {
+            Ok(s) if s.balance.available.currency() != a.currency => {
+                health.failed(
+                    now,
+                    format!(
+                        "the account reports {}, but is configured as {}",
+                        s.balance.available.currency(),
+                        a.currency
+                    ),
+                );
+                vec![]
+            }
+            Ok(s) => {
+                health.succeeded(now);
+                vec![s]
+            }
+            Err(e) => {
+                health.failed(now, e.to_string());
+                vec![]
+            }
+        };
+        let state = AccountState {
+            account: &a.account,
+            history: &history,
+            health: &health,
+        };
+        let eval = rules::evaluate(&a.rules, &state, now);
+        let latest = history.last();
+        report.accounts.push(AccountRow {
+            id: a.account.id.to_string(),
+            provider: a.account.provider.clone(),
+            site: a.account.site.clone(),
+            available: latest.map(|s| s.balance.available.amount_string()),
+            currency: a.currency.code().to_owned(),
+            burn_per_day: eval
+                .forecast
+                .as_ref()
+                .map(|f| f.burn.per_day.amount_string()),
+            runway_days: eval
+                .forecast
+                .as_ref()
+                .and_then(|f| f.runway_days)
+                .and_then(|d| d.to_f64()),
+            error: health.last_error.clone(),
+            shown: (
+                latest.map(|s| s.balance.available),
+                eval.forecast.as_ref().map(|f| f.burn.per_day),
+            ),
+        });
+        for r in latest.map(|s| s.resources.as_slice()).unwrap_or_default() {
+            report.resources.push(ResourceRow {
+                account: a.account.id.to_string(),
+                id: r.id.to_string(),
+                product: r.product.clone(),
+                region: r.region.clone(),
+                expires_at: r.expires_at,
+                days_left: (r.expires_at - now).num_seconds().div_euclid(86_400),
+                renewal: r.renewal.as_str().to_owned(),
+                status: r.status.as_str().to_owned(),
+                renewal_price: r.renewal_price.map(|p| p.amount_string()),
+            });
+        }
+        for f in eval
+            .findings
+            .into_iter()
+            .filter(|f| f.level == Level::Breach)
+        {
+            report.alerts.push(AlertRow {
+                fingerprint: f.key.fingerprint(),
+                rule: f.key.rule.as_str().to_owned(),
+                severity: f.severity,
+                account: f.key.account.clone(),
+                resource: (!f.key.resource.is_empty()).then(|| f.key.resource.clone()),
+                summary: f.summary,
+            });
+        }
+    }
+    report
+        .alerts
+        .sort_by(|a, b| (a.severity, &a.account, &a.rule).cmp(&(b.severity, &b.account, &b.rule)));
+    report
+}
+
+/// A table that reads well in a terminal.
+pub fn render_table(r: &Report) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<20} {:<12} {:>16} {:>12} {:>10}  {}\n",
+        "ACCOUNT", "PROVIDER", "AVAILABLE", "BURN/DAY", "RUNWAY", "STATUS"
+    ));
+    for a in &r.accounts {
+        let money = |v: &Option<Money>| v.as_ref().map_or("-".to_owned(), Money::to_string);
+        let runway = a
+            .runway_days
+            .map_or("-".to_owned(), |d| format!("{d:.1} d"));
+        let status = a
+            .error
+            .as_deref()
+            .map_or("ok".to_owned(), |e| format!("UNREADABLE: {e}"));
+        out.push_str(&format!(
+            "{:<20} {:<12} {:>16} {:>12} {:>10}  {}\n",
+            a.id,
+            a.provider,
+            money(&a.shown.0),
+            money(&a.shown.1),
+            runway,
+            status
+        ));
+    }
+    let soon: Vec<&ResourceRow> = r
+        .resources
+        .iter()
+        .filter(|x| x.days_left <= 30 || x.status != "active")
+        .collect();
+    if !soon.is_empty() {
+        out.push_str(&format!(
+            "\n{:<20} {:<22} {:<8} {:>9} {:<24} {}\n",
+            "ACCOUNT", "RESOURCE", "PRODUCT", "DAYS LEFT", "RENEWAL", "STATUS"
+        ));
+        for x in soon {
+            out.push_str(&format!(
+                "{:<20} {:<22} {:<8} {:>9} {:<24} {}\n",
+                x.account, x.id, x.product, x.days_left, x.renewal, x.status
+            ));
+        }
+    }
+    if r.alerts.is_empty() {
+        out.push_str("\nNo alerts.\n");
+    } else {
+        out.push_str(&format!("\n{} alerts:\n", r.alerts.len()));
+        for a in &r.alerts {
+            let target = a
+                .resource
+                .as_ref()
+                .map_or(a.account.clone(), |res| format!("{}/{res}", a.account));
+            out.push_str(&format!(
+                "[{}] {:<18} {}: {}\n",
+                a.severity, a.rule, target, a.summary
+            ));
+        }
+    }
+    out
+}

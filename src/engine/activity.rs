@@ -1,0 +1,59 @@
+//! What the engine's tasks are doing, published so that tests (and a future
+//! health endpoint) can wait for quiet instead of sleeping.
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivityState {
+    /// The earliest moment the scheduler will next start a poll; `None` while it works.
+    pub next_poll_due: Option<DateTime<Utc>>,
+    pub polls_in_flight: usize,
+    /// Counts evaluations that wrote notices to the outbox.
+    pub notices_written: u64,
+    /// The dispatcher found nothing due at this time, having seen this many writes.
+    pub dispatcher_idle: Option<(u64, DateTime<Utc>)>,
+    pub stopped: bool,
+}
+
+impl ActivityState {
+    /// Nothing due at or before `t` is left to poll, evaluate or send.
+    pub fn quiet_at(&self, t: DateTime<Utc>) -> bool {
+        self.next_poll_due.is_some_and(|n| n > t)
+            && self.polls_in_flight == 0
+            && self
+                .dispatcher_idle
+                .is_some_and(|(seen, at)| seen == self.notices_written && at >= t)
+    }
+}
+
+#[derive(Clone)]
+pub struct Activity {
+    tx: watch::Sender<ActivityState>,
+}
+
+impl Activity {
+    pub fn new() -> Activity {
+        Activity {
+            tx: watch::Sender::new(ActivityState::default()),
+        }
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut ActivityState)) {
+        self.tx.send_modify(f);
+    }
+
+    pub fn get(&self) -> ActivityState {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<ActivityState> {
+        self.tx.subscribe()
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity::new()
+    }
+}

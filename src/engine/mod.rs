@@ -1,0 +1,8 @@
+//! The long-running tasks: the scheduler (which runs polls and evaluations)
+//! and the dispatcher (which delivers the outbox).
+
+pub mod activity;
+pub mod clock;
+pub mod dispatcher;
+pub mod poller;
+pub mod scheduler;

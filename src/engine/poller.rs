@@ -1,0 +1,126 @@
+//! One poll of one account, then its evaluation: snapshot → rules → alert
+//! changes and outbox rows, committed together.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore};
+use tracing::{info, warn};
+
+use crate::config::AccountConfig;
+use crate::domain::alert::{self, Changes};
+use crate::domain::model::Snapshot;
+use crate::domain::rules::{self, AccountState};
+use crate::ports::{Clock, Provider, ProviderError, Store, StoreError};
+
+/// The handles one poll needs.
+#[derive(Clone)]
+pub struct Poller {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub outputs: Arc<Vec<String>>,
+    pub timeout: chrono::Duration,
+    /// Woken after notices were written.
+    pub outbox_written: Arc<Notify>,
+}
+
+/// A provider with the number of calls it may have open at once.
+#[derive(Clone)]
+pub struct LimitedProvider {
+    pub provider: Arc<dyn Provider>,
+    pub permits: Arc<Semaphore>,
+}
+
+impl Poller {
+    /// Polls, records and evaluates one account. Returns whether notices were written.
+    pub async fn run(
+        &self,
+        account: &AccountConfig,
+        provider: &LimitedProvider,
+    ) -> Result<bool, StoreError> {
+        let outcome = self.poll(account, provider).await;
+        let now = self.clock.now();
+        let id = &account.account.id;
+        let recorded = match &outcome {
+            Ok(snapshot) => self.store.record_poll(id, now, Ok(snapshot)).await?,
+            Err(e) => {
+                warn!(account.id = %id, error = %e, "poll failed; keeping the last good snapshot");
+                self.store.record_poll(id, now, Err(&e.to_string())).await?
+            }
+        };
+        let changes = self.evaluate(account, &recorded, now).await?;
+        let wrote = !changes.notices.is_empty();
+        for n in &changes.notices {
+            info!(
+                account.id = %id,
+                alert.fingerprint = %n.alert.fingerprint,
+                alert.rule = %n.alert.key.rule,
+                kind = n.kind.as_str(),
+                "alert notice decided"
+            );
+        }
+        self.store
+            .apply(&account.account, &changes, &self.outputs)
+            .await?;
+        if wrote {
+            self.outbox_written.notify_one();
+        }
+        Ok(wrote)
+    }
+
+    async fn poll(
+        &self,
+        account: &AccountConfig,
+        provider: &LimitedProvider,
+    ) -> Result<Snapshot, ProviderError> {
+        let timeout = self.timeout;
+        // The permit bounds calls per provider; the timeout bounds how long a slow
+        // account can hold one, so it never stalls the others for long.
+        let _permit = provider
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ProviderError::Transport("shutting down".into()))?;
+        let deadline = self.clock.now() + timeout;
+        let snapshot = tokio::select! {
+            r = provider.provider.poll(&account.account) => r?,
+            _ = self.clock.sleep_until(deadline) => {
+                return Err(ProviderError::Timeout(timeout.to_std().unwrap_or_default()));
+            }
+        };
+        let reported = snapshot.balance.available.currency();
+        if reported != account.currency {
+            return Err(ProviderError::Malformed(format!(
+                "the account reports its balance in {reported}, but is configured as {}",
+                account.currency
+            )));
+        }
+        Ok(snapshot)
+    }
+
+    async fn evaluate(
+        &self,
+        account: &AccountConfig,
+        health: &crate::domain::model::PollHealth,
+        now: DateTime<Utc>,
+    ) -> Result<Changes, StoreError> {
+        let id = &account.account.id;
+        let history = self
+            .store
+            .history(id, now - account.rules.runway.window)
+            .await?;
+        let state = AccountState {
+            account: &account.account,
+            history: &history,
+            health,
+        };
+        let evaluation = rules::evaluate(&account.rules, &state, now);
+        let open = self.store.open_alerts(id).await?;
+        Ok(alert::reconcile(
+            &open,
+            &evaluation.findings,
+            &account.rules,
+            now,
+        ))
+    }
+}

@@ -1,0 +1,156 @@
+//! Starts polls on each account's cron schedule: once at start, then at each
+//! tick, shifted by a fixed per-account jitter. A tick that finds the account's
+//! previous poll still running is skipped, and missed ticks are not replayed.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info};
+
+use super::activity::Activity;
+use super::poller::{LimitedProvider, Poller};
+use crate::config::AccountConfig;
+use crate::ports::Store;
+
+pub struct Scheduler {
+    pub accounts: Arc<Vec<AccountConfig>>,
+    pub providers: HashMap<String, LimitedProvider>,
+    pub poller: Poller,
+    pub jitter: Duration,
+    pub retention: Duration,
+    pub store: Arc<dyn Store>,
+    pub activity: Activity,
+}
+
+/// A fixed share of `jitter` for an account, so its polls land at the same
+/// offset every time and accounts sharing a schedule spread out.
+fn jitter_for(account: &str, jitter: Duration) -> Duration {
+    let secs = jitter.num_seconds();
+    if secs <= 0 {
+        return Duration::zero();
+    }
+    let h = Sha256::digest(account.as_bytes());
+    let n = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+    Duration::seconds((n % secs.unsigned_abs()) as i64)
+}
+
+impl Scheduler {
+    fn next_tick(&self, idx: usize, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let a = &self.accounts[idx];
+        let offset = jitter_for(a.account.id.as_str(), self.jitter);
+        a.schedule
+            .after(&(after - offset))
+            .next()
+            .map(|t| t + offset)
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let clock = self.poller.clock.clone();
+        let start = clock.now();
+        // Everything is polled once at start, so alerts show without waiting for a tick.
+        let mut due: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> = (0..self.accounts.len())
+            .map(|i| Reverse((start, i)))
+            .collect();
+        let mut running: JoinSet<(usize, bool)> = JoinSet::new();
+        let mut in_flight = vec![false; self.accounts.len()];
+        let mut next_prune = start;
+
+        loop {
+            let now = clock.now();
+            self.activity.update(|s| s.next_poll_due = None);
+            while let Some(Reverse((at, idx))) = due.peek().copied() {
+                if at > now {
+                    break;
+                }
+                due.pop();
+                if in_flight[idx] {
+                    debug!(account.id = %self.accounts[idx].account.id, "previous poll still running; tick skipped");
+                } else {
+                    in_flight[idx] = self.start(idx, &mut running);
+                }
+                if let Some(next) = self.next_tick(idx, now) {
+                    due.push(Reverse((next, idx)));
+                }
+            }
+            if now >= next_prune {
+                match self.store.prune_snapshots(now - self.retention).await {
+                    Ok(n) if n > 0 => info!(pruned = n, "old snapshots pruned"),
+                    Ok(_) => {}
+                    Err(e) => error!(error = %e, "pruning snapshots failed"),
+                }
+                next_prune = now + Duration::hours(1);
+            }
+            let wake = due
+                .peek()
+                .map(|Reverse((at, _))| *at)
+                .unwrap_or(next_prune)
+                .min(next_prune);
+            self.activity.update(|s| s.next_poll_due = Some(wake));
+
+            tokio::select! {
+                _ = clock.sleep_until(wake) => {}
+                Some(done) = running.join_next() => {
+                    if let Ok((idx, _)) = done {
+                        in_flight[idx] = false;
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+
+        // Let polls already under way finish and record what they saw.
+        while let Some(done) = running.join_next().await {
+            if let Ok((idx, _)) = done {
+                in_flight[idx] = false;
+            }
+        }
+        info!("scheduler stopped");
+    }
+
+    fn start(&self, idx: usize, running: &mut JoinSet<(usize, bool)>) -> bool {
+        let account = self.accounts[idx].clone();
+        let Some(provider) = self.providers.get(&account.account.provider).cloned() else {
+            error!(account.id = %account.account.id, provider = %account.account.provider, "no such provider");
+            return false;
+        };
+        let poller = self.poller.clone();
+        let activity = self.activity.clone();
+        activity.update(|s| s.polls_in_flight += 1);
+        running.spawn(async move {
+            let wrote = match poller.run(&account, &provider).await {
+                Ok(wrote) => wrote,
+                Err(e) => {
+                    error!(account.id = %account.account.id, error = %e, "recording the poll failed");
+                    false
+                }
+            };
+            activity.update(|s| {
+                s.polls_in_flight -= 1;
+                if wrote {
+                    s.notices_written += 1;
+                }
+            });
+            (idx, wrote)
+        });
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_stable_and_bounded() {
+        let j = Duration::seconds(30);
+        let a = jitter_for("tencent-prod", j);
+        assert_eq!(a, jitter_for("tencent-prod", j));
+        assert!(a >= Duration::zero() && a < j);
+        assert_eq!(jitter_for("x", Duration::zero()), Duration::zero());
+    }
+}

@@ -1,0 +1,157 @@
+//! The composition root: builds every adapter and task from a validated config.
+//! `main` and the integration tests both start purser through here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{Notify, Semaphore, watch};
+use tracing::info;
+
+use crate::adapters::console::Console;
+use crate::adapters::simulated::SimulatedProvider;
+use crate::adapters::sqlite::SqliteStore;
+use crate::adapters::webhook::Webhook;
+use crate::config::{Config, OutputKind, ProviderKind};
+use crate::engine::activity::Activity;
+use crate::engine::dispatcher::{Dispatcher, Output};
+use crate::engine::poller::{LimitedProvider, Poller};
+use crate::engine::scheduler::Scheduler;
+use crate::ports::{Clock, Notifier, Provider, Store};
+
+/// Builds a provider adapter from its config.
+pub fn build_provider(kind: &ProviderKind, clock: Arc<dyn Clock>) -> Arc<dyn Provider> {
+    match kind {
+        ProviderKind::Simulated { scenario } => Arc::new(SimulatedProvider::new(scenario, clock)),
+    }
+}
+
+pub fn build_outputs(config: &Config, clock: &Arc<dyn Clock>) -> HashMap<String, Output> {
+    config
+        .outputs
+        .iter()
+        .map(|o| {
+            let (notifier, max_attempts): (Arc<dyn Notifier>, u32) = match &o.kind {
+                OutputKind::Console => (Arc::new(Console), 3),
+                OutputKind::Webhook {
+                    url,
+                    secret,
+                    timeout,
+                    max_attempts,
+                } => (
+                    Arc::new(Webhook::new(
+                        url.clone(),
+                        secret.clone(),
+                        *timeout,
+                        clock.clone(),
+                    )),
+                    *max_attempts,
+                ),
+            };
+            (
+                o.name.clone(),
+                Output {
+                    notifier,
+                    max_attempts,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A built, not yet running, purser.
+pub struct Application {
+    scheduler: Scheduler,
+    dispatcher: Dispatcher,
+    store: SqliteStore,
+    activity: Activity,
+}
+
+impl Application {
+    /// Opens the store and builds the tasks. `providers` replaces configured
+    /// provider adapters by name (tests use it to plug in misbehaving ones).
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        mut providers: HashMap<String, Arc<dyn Provider>>,
+    ) -> anyhow::Result<Application> {
+        let store = SqliteStore::open(&config.store.path)
+            .await
+            .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let limited: HashMap<String, LimitedProvider> = config
+            .providers
+            .iter()
+            .map(|p| {
+                let provider = providers
+                    .remove(&p.name)
+                    .unwrap_or_else(|| build_provider(&p.kind, clock.clone()));
+                (
+                    p.name.clone(),
+                    LimitedProvider {
+                        provider,
+                        permits: Arc::new(Semaphore::new(p.concurrency)),
+                    },
+                )
+            })
+            .collect();
+        let written = Arc::new(Notify::new());
+        let activity = Activity::new();
+        let poller = Poller {
+            store: shared.clone(),
+            clock: clock.clone(),
+            outputs: Arc::new(config.outputs.iter().map(|o| o.name.clone()).collect()),
+            timeout: config.scheduler.timeout,
+            outbox_written: written.clone(),
+        };
+        let scheduler = Scheduler {
+            accounts: Arc::new(config.accounts.clone()),
+            providers: limited,
+            poller,
+            jitter: config.scheduler.jitter,
+            retention: config.store.retention,
+            store: shared.clone(),
+            activity: activity.clone(),
+        };
+        let dispatcher = Dispatcher {
+            store: shared,
+            clock: clock.clone(),
+            outputs: build_outputs(&config, &clock),
+            written,
+            activity: activity.clone(),
+        };
+        Ok(Application {
+            scheduler,
+            dispatcher,
+            store,
+            activity,
+        })
+    }
+
+    pub fn store(&self) -> SqliteStore {
+        self.store.clone()
+    }
+
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
+    }
+
+    /// Runs until `stop` completes, then stops scheduling, lets polls under way
+    /// finish, delivers what is due, and returns.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop_scheduler, scheduler_rx) = watch::channel(false);
+        let (stop_dispatcher, dispatcher_rx) = watch::channel(false);
+        let activity = self.activity.clone();
+        let scheduler = tokio::spawn(self.scheduler.run(scheduler_rx));
+        let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_rx));
+        info!("purser running");
+        stop.await;
+        info!("stopping: finishing polls under way and sends that are due");
+        stop_scheduler.send_replace(true);
+        scheduler.await.context("the scheduler task failed")?;
+        stop_dispatcher.send_replace(true);
+        dispatcher.await.context("the dispatcher task failed")?;
+        activity.update(|s| s.stopped = true);
+        Ok(())
+    }
+}
