@@ -102,7 +102,6 @@ impl Application {
             clock: clock.clone(),
             outputs: Arc::new(config.outputs.iter().map(|o| o.name.clone()).collect()),
             timeout: config.scheduler.timeout,
-            outbox_written: written.clone(),
         };
         let scheduler = Scheduler {
             accounts: Arc::new(config.accounts.clone()),
@@ -112,6 +111,7 @@ impl Application {
             retention: config.store.retention,
             store: shared.clone(),
             activity: activity.clone(),
+            outbox_written: written.clone(),
         };
         let dispatcher = Dispatcher {
             store: shared,

@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::config::parse_duration;
 use crate::domain::model::{
@@ -30,7 +30,7 @@ pub struct SimulatedProvider {
 }
 
 struct Cached {
-    stamp: (Option<SystemTime>, u64),
+    stamp: [u8; 32],
     scenario: Arc<Result<Scenario, String>>,
 }
 
@@ -164,17 +164,19 @@ impl SimulatedProvider {
         }
     }
 
+    /// The scenario, parsed again only when the file's bytes changed.
     fn scenario(&self) -> Arc<Result<Scenario, String>> {
-        let meta = std::fs::metadata(&self.path).ok();
-        let stamp = (
-            meta.as_ref().and_then(|m| m.modified().ok()),
-            meta.as_ref().map_or(0, |m| m.len()),
-        );
+        let bytes = std::fs::read(&self.path);
+        let stamp: [u8; 32] = Sha256::digest(bytes.as_deref().unwrap_or_default()).into();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.as_ref().filter(|c| c.stamp == stamp) {
             return c.scenario.clone();
         }
-        let scenario = Arc::new(load(&self.path));
+        let scenario = Arc::new(
+            bytes
+                .map_err(|e| format!("cannot read scenario {}: {e}", self.path.display()))
+                .and_then(|b| load(&self.path, &b)),
+        );
         *cache = Some(Cached {
             stamp,
             scenario: scenario.clone(),
@@ -183,9 +185,9 @@ impl SimulatedProvider {
     }
 }
 
-fn load(path: &Path) -> Result<Scenario, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read scenario {}: {e}", path.display()))?;
+fn load(path: &Path, bytes: &[u8]) -> Result<Scenario, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("scenario {}: not UTF-8: {e}", path.display()))?;
     let mut table: toml::Table = text
         .parse()
         .map_err(|e| format!("scenario {}: {e}", path.display()))?;

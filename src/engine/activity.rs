@@ -11,8 +11,9 @@ pub struct ActivityState {
     pub polls_in_flight: usize,
     /// Counts evaluations that wrote notices to the outbox.
     pub notices_written: u64,
-    /// The dispatcher found nothing due at this time, having seen this many writes.
-    pub dispatcher_idle: Option<(u64, DateTime<Utc>)>,
+    /// The dispatcher is waiting, having seen this many writes; with the time
+    /// its next retry is due, if any.
+    pub dispatcher_idle: Option<(u64, Option<DateTime<Utc>>)>,
     pub stopped: bool,
 }
 
@@ -21,9 +22,9 @@ impl ActivityState {
     pub fn quiet_at(&self, t: DateTime<Utc>) -> bool {
         self.next_poll_due.is_some_and(|n| n > t)
             && self.polls_in_flight == 0
-            && self
-                .dispatcher_idle
-                .is_some_and(|(seen, at)| seen == self.notices_written && at >= t)
+            && self.dispatcher_idle.is_some_and(|(seen, next)| {
+                seen == self.notices_written && next.is_none_or(|n| n > t)
+            })
     }
 }
 

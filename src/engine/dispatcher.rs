@@ -37,6 +37,7 @@ impl Dispatcher {
         loop {
             let seen = self.activity.get().notices_written;
             let now = self.clock.now();
+            self.activity.update(|s| s.dispatcher_idle = None);
             let sent = match self.deliver_due(now).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -50,9 +51,9 @@ impl Dispatcher {
             if sent > 0 {
                 continue;
             }
-            self.activity
-                .update(|s| s.dispatcher_idle = Some((seen, now)));
             let next = self.store.next_notice_due().await.ok().flatten();
+            self.activity
+                .update(|s| s.dispatcher_idle = Some((seen, next)));
             tokio::select! {
                 _ = self.written.notified() => {}
                 _ = sleep_until_opt(&*self.clock, next) => {}

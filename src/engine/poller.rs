@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::AccountConfig;
@@ -20,8 +20,6 @@ pub struct Poller {
     pub clock: Arc<dyn Clock>,
     pub outputs: Arc<Vec<String>>,
     pub timeout: chrono::Duration,
-    /// Woken after notices were written.
-    pub outbox_written: Arc<Notify>,
 }
 
 /// A provider with the number of calls it may have open at once.
@@ -62,9 +60,6 @@ impl Poller {
         self.store
             .apply(&account.account, &changes, &self.outputs)
             .await?;
-        if wrote {
-            self.outbox_written.notify_one();
-        }
         Ok(wrote)
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info};
 
@@ -25,6 +25,8 @@ pub struct Scheduler {
     pub retention: Duration,
     pub store: Arc<dyn Store>,
     pub activity: Activity,
+    /// Wakes the dispatcher after notices were written.
+    pub outbox_written: Arc<Notify>,
 }
 
 /// A fixed share of `jitter` for an account, so its polls land at the same
@@ -120,6 +122,7 @@ impl Scheduler {
         };
         let poller = self.poller.clone();
         let activity = self.activity.clone();
+        let written = self.outbox_written.clone();
         activity.update(|s| s.polls_in_flight += 1);
         running.spawn(async move {
             let wrote = match poller.run(&account, &provider).await {
@@ -129,12 +132,17 @@ impl Scheduler {
                     false
                 }
             };
+            // Count the write before waking the dispatcher, so that it never
+            // reports itself caught up with a write it has not seen.
             activity.update(|s| {
                 s.polls_in_flight -= 1;
                 if wrote {
                     s.notices_written += 1;
                 }
             });
+            if wrote {
+                written.notify_one();
+            }
             (idx, wrote)
         });
         true
