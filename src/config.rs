@@ -380,12 +380,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Cron with a seconds field (`0 */5 * * * *`); a five-field expression gets `0` seconds.
 pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
     let fields = text.split_whitespace().count();
-    let full = if fields == 5 {
-        format!("0 {text}")
-    } else {
-        text.to_owned()
+    let full = match fields {
+        5 => format!("0 {text}"),
+        6 | 7 => text.to_owned(),
+        n => {
+            return Err(format!(
+                "{text:?} has {n} fields; write 5 (min hour day month weekday) or 6 with seconds first, e.g. \"0 */5 * * * *\""
+            ));
+        }
     };
-    cron::Schedule::from_str(&full).map_err(|e| format!("{text:?} is not a cron expression: {e}"))
+    cron::Schedule::from_str(&full).map_err(|e| {
+        let why = e.to_string();
+        let why = why.lines().next().unwrap_or_default().trim().to_owned();
+        format!("{text:?} is not a cron expression ({why})")
+    })
 }
 
 fn severity(issues: &mut Issues<'_>, key: &str, value: &S) -> Severity {

@@ -142,16 +142,30 @@ impl Application {
         let (stop_scheduler, scheduler_rx) = watch::channel(false);
         let (stop_dispatcher, dispatcher_rx) = watch::channel(false);
         let activity = self.activity.clone();
-        let scheduler = tokio::spawn(self.scheduler.run(scheduler_rx));
-        let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_rx));
+        let mut scheduler = AbortOnDrop(tokio::spawn(self.scheduler.run(scheduler_rx)));
+        let mut dispatcher = AbortOnDrop(tokio::spawn(self.dispatcher.run(dispatcher_rx)));
         info!("purser running");
         stop.await;
         info!("stopping: finishing polls under way and sends that are due");
         stop_scheduler.send_replace(true);
-        scheduler.await.context("the scheduler task failed")?;
+        (&mut scheduler.0)
+            .await
+            .context("the scheduler task failed")?;
         stop_dispatcher.send_replace(true);
-        dispatcher.await.context("the dispatcher task failed")?;
+        (&mut dispatcher.0)
+            .await
+            .context("the dispatcher task failed")?;
         activity.update(|s| s.stopped = true);
         Ok(())
+    }
+}
+
+/// A task that ends with its owner: if `run_until_stopped` is dropped midway,
+/// its tasks stop too instead of running on detached.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -1,0 +1,153 @@
+use std::path::Path;
+
+use purser::config::Config;
+
+const BASE: &str = r#"
+[store]
+path = "x.db"
+
+[[providers]]
+name = "sim"
+kind = "simulated"
+scenario = "s.toml"
+
+[[accounts]]
+id = "acme"
+provider = "sim"
+"#;
+
+fn error_of(text: &str) -> String {
+    Config::parse(text, Path::new("conf/purser.toml"))
+        .expect_err("should be refused")
+        .to_string()
+}
+
+#[test]
+fn the_base_config_is_valid() {
+    let c = Config::parse(BASE, Path::new("conf/purser.toml")).unwrap();
+    assert_eq!(c.accounts.len(), 1);
+}
+
+#[test]
+fn an_unknown_key_names_file_line_and_key() {
+    let text = format!("{BASE}\n[rules.low_balance]\ntresholds = []\n");
+    let err = error_of(&text);
+    assert!(
+        err.starts_with("conf/purser.toml:15: tresholds: unknown field `tresholds`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_cron_expression_is_located() {
+    let text = BASE.replace(
+        "provider = \"sim\"",
+        "provider = \"sim\"\nschedule = \"*/5 * * *\"",
+    );
+    let err = error_of(&text);
+    assert!(
+        err.starts_with("conf/purser.toml:13: accounts[0].schedule: \"*/5 * * *\" has 4 fields"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_negative_threshold_is_refused() {
+    let text =
+        format!("{BASE}\n[rules.low_balance]\ntiers = [{{ below = \"¥-5\", severity = \"A\" }}]\n");
+    let err = error_of(&text);
+    assert!(err.contains("conf/purser.toml:15: rules.low_balance.tiers[0].below: negative amounts are not allowed"), "{err}");
+}
+
+#[test]
+fn malformed_amounts_and_severities_are_each_reported() {
+    let text = format!(
+        "{BASE}\n[rules.low_balance]\ntiers = [\n  {{ below = \"5,00.0\", severity = \"A\" }},\n  {{ below = \"100\", severity = \"D\" }},\n]\nmargin = \"1e3\"\n"
+    );
+    let err = error_of(&text);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].contains(":16: rules.low_balance.tiers[0].below")
+            && lines[0].contains("thousands separators"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains(":17: rules.low_balance.tiers[1].severity")
+            && lines[1].contains("A, B or C"),
+        "{err}"
+    );
+    assert!(
+        lines[2].contains(":19: rules.low_balance.margin") && lines[2].contains("exponent"),
+        "{err}"
+    );
+}
+
+#[test]
+fn references_to_missing_things_are_refused() {
+    let text = BASE.replace("provider = \"sim\"", "provider = \"nope\"");
+    assert!(error_of(&text).contains("accounts[0].provider: no provider named \"nope\""));
+    let text = format!("{BASE}\n[[accounts]]\nid = \"acme\"\nprovider = \"sim\"\n");
+    assert!(error_of(&text).contains("account acme is defined twice"));
+    let text = format!(
+        "{BASE}\n[[overrides]]\naccounts = [\"ghost\"]\n[overrides.rules.runway]\nenabled = false\n"
+    );
+    assert!(error_of(&text).contains("overrides[0].accounts: no account \"ghost\" is defined"));
+}
+
+#[test]
+fn a_threshold_in_another_currency_is_refused() {
+    let text = format!(
+        "{BASE}\n[rules.low_balance]\ntiers = [{{ below = \"$500\", severity = \"A\" }}]\n"
+    );
+    assert!(error_of(&text).contains("is in USD, but the account is in CNY"));
+}
+
+#[test]
+fn an_inline_secret_is_refused_without_echoing_it() {
+    let text = format!(
+        "{BASE}\n[[outputs]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://example.test/h\"\nsecret = \"hunter2-very-secret\"\n"
+    );
+    let err = error_of(&text);
+    assert!(
+        err.contains("outputs[0].secret") && err.contains("env:NAME"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2-very-secret"), "{err}");
+}
+
+#[test]
+fn secrets_never_appear_when_config_is_formatted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hook.secret"), "s3cr3t-value-xyz").unwrap();
+    let text = format!(
+        "{BASE}\n[[outputs]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://example.test/h\"\nsecret = \"file:hook.secret\"\n"
+    );
+    let c = Config::parse(&text, &dir.path().join("purser.toml")).unwrap();
+    let shown = format!("{c:?} {c:#?}");
+    assert!(!shown.contains("s3cr3t-value-xyz"));
+    assert!(shown.contains("redacted"));
+}
+
+#[test]
+fn overrides_apply_by_label_and_later_wins() {
+    let text = format!(
+        "{BASE}labels = {{ env = \"dev\" }}\n\n[[overrides]]\nlabels = {{ env = \"dev\" }}\n[overrides.rules.low_balance]\ntiers = [{{ below = \"100\", severity = \"C\" }}]\n\n[[overrides]]\naccounts = [\"acme\"]\n[overrides.rules.low_balance]\nmargin = \"7\"\n"
+    );
+    let c = Config::parse(&text, Path::new("p.toml")).unwrap();
+    let lb = &c.accounts[0].rules.low_balance;
+    assert_eq!(lb.tiers.len(), 1);
+    assert_eq!(lb.tiers[0].below.amount_string(), "100.00");
+    assert_eq!(lb.margin.amount_string(), "7.00");
+}
+
+#[test]
+fn a_cron_expression_with_a_bad_field_is_explained() {
+    let text = BASE.replace(
+        "provider = \"sim\"",
+        "provider = \"sim\"\nschedule = \"0 */5 * * * mon-xyz\"",
+    );
+    let err = error_of(&text);
+    assert!(err.starts_with("conf/purser.toml:13: accounts[0].schedule: \"0 */5 * * * mon-xyz\" is not a cron expression"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -1,0 +1,11 @@
+//! One integration-test binary: the real daemon, in-process, on a temporary
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! SQLite file, with the simulated provider, a manual clock and a webhook
+//! receiver on loopback that checks every signature.
+
+mod cli;
+mod config_errors;
+mod helpers;
+mod lifecycle;
+mod resilience;
