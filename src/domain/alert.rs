@@ -206,3 +206,78 @@ fn fire(alert: &mut Alert, open: &[Alert], now: DateTime<Utc>, changes: &mut Cha
         escalated_from,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::PollHealth;
+    use crate::domain::rules::tests::{account, now, rules, snapshot};
+    use crate::domain::rules::{AccountState, evaluate};
+    use chrono::Duration;
+
+    fn step(
+        open: &[Alert],
+        available: &str,
+        at: DateTime<Utc>,
+    ) -> (Vec<Alert>, Vec<(NoticeKind, String)>) {
+        let account = account();
+        let history = [snapshot(available)];
+        let health = PollHealth::new();
+        let f = evaluate(
+            &rules(),
+            &AccountState {
+                account: &account,
+                history: &history,
+                health: &health,
+            },
+            at,
+        )
+        .findings;
+        let changes = reconcile(open, &f, &rules(), at);
+        let mut next: Vec<Alert> = open.to_vec();
+        for a in &changes.alerts {
+            next.retain(|o| o.fingerprint != a.fingerprint);
+            if a.state != AlertState::Resolved {
+                next.push(a.clone());
+            }
+        }
+        let notices = changes
+            .notices
+            .iter()
+            .map(|n| (n.kind, n.alert.key.tier.clone()))
+            .collect();
+        (next, notices)
+    }
+
+    #[test]
+    fn escalation_and_one_resolution_per_group() {
+        let t = now();
+        let (open, n) = step(&[], "2500", t);
+        assert_eq!(n, [(NoticeKind::Firing, "3000.00".to_owned())]);
+        let (open, n) = step(&open, "400", t + Duration::minutes(1));
+        assert_eq!(n, [(NoticeKind::Firing, "500.00".to_owned())]);
+        assert_eq!(open.len(), 2);
+        // The warn tier is held while critical fires: it does not repeat.
+        let (open, n) = step(&open, "400", t + Duration::hours(5));
+        assert_eq!(n, [(NoticeKind::Repeat, "500.00".to_owned())]);
+        let (open, n) = step(&open, "50000", t + Duration::hours(6));
+        assert_eq!(n, [(NoticeKind::Resolved, "500.00".to_owned())]);
+        assert!(open.is_empty());
+    }
+
+    #[test]
+    fn deescalation_resolves_the_worse_tier_and_keeps_the_other() {
+        let t = now();
+        let (open, _) = step(&[], "400", t);
+        assert_eq!(open.len(), 1, "only the worst tier starts");
+        let (open, n) = step(&open, "2500", t + Duration::minutes(1));
+        assert_eq!(
+            n,
+            [
+                (NoticeKind::Firing, "3000.00".to_owned()),
+                (NoticeKind::Resolved, "500.00".to_owned())
+            ]
+        );
+        assert_eq!(open.len(), 1);
+    }
+}

@@ -28,7 +28,7 @@ pub enum IdError {
     },
 }
 
-/// purser's name for an account, chosen in config: `tencent-prod`.
+/// purser's name for an account, chosen in config: `shop-prod`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AccountId(String);
@@ -348,10 +348,10 @@ mod tests {
 
     #[test]
     fn account_ids_are_checked() {
-        assert!(AccountId::parse("tencent-prod").is_ok());
+        assert!(AccountId::parse("shop-prod").is_ok());
         assert!(matches!(AccountId::parse(""), Err(IdError::Empty { .. })));
         assert!(matches!(
-            AccountId::parse("Tencent Prod"),
+            AccountId::parse("Shop Prod"),
             Err(IdError::BadChar { .. })
         ));
         assert!(matches!(

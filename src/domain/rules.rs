@@ -657,3 +657,298 @@ fn poll_failed(
         ),
     });
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::model::{Balance, ExternalId, Labels, Order, ReportedSpend};
+    use crate::domain::money::Currency;
+    use chrono::TimeZone;
+    use std::str::FromStr;
+
+    pub fn cny(s: &str) -> Money {
+        Money::parse(s, Currency::Cny).unwrap()
+    }
+
+    pub fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
+    }
+
+    fn timing(repeat: Option<i64>) -> Timing {
+        Timing {
+            pending_for: Duration::zero(),
+            repeat_every: repeat.map(Duration::hours),
+        }
+    }
+
+    pub fn rules() -> RuleSet {
+        RuleSet {
+            low_balance: LowBalance {
+                enabled: true,
+                tiers: vec![
+                    AmountTier {
+                        below: cny("500"),
+                        severity: Severity::A,
+                    },
+                    AmountTier {
+                        below: cny("3000"),
+                        severity: Severity::B,
+                    },
+                ],
+                margin: cny("200"),
+                timing: timing(Some(4)),
+            },
+            runway: Runway {
+                enabled: true,
+                tiers: vec![
+                    DaysTier {
+                        below_days: Decimal::from(3),
+                        severity: Severity::A,
+                    },
+                    DaysTier {
+                        below_days: Decimal::from(7),
+                        severity: Severity::B,
+                    },
+                ],
+                margin_days: Decimal::ONE,
+                window: Duration::days(7),
+                timing: timing(Some(24)),
+            },
+            expiring: Expiring {
+                enabled: true,
+                ladder: [1, 3, 7, 15, 30]
+                    .map(|days| LadderStep {
+                        days,
+                        severity: Severity::C,
+                    })
+                    .to_vec(),
+                modes: vec![RenewalMode::Manual],
+                timing: timing(None),
+            },
+            autorenew_at_risk: AutorenewAtRisk {
+                enabled: true,
+                within: Duration::days(10),
+                severity: Severity::B,
+                timing: timing(Some(4)),
+            },
+            autorenew_failed: Simple {
+                enabled: true,
+                severity: Severity::A,
+                timing: timing(Some(4)),
+            },
+            unpaid_order: UnpaidOrder {
+                enabled: true,
+                before_deadline: Duration::days(3),
+                severity: Severity::B,
+                timing: timing(Some(4)),
+            },
+            poll_failed: PollFailed {
+                enabled: true,
+                after: Duration::minutes(30),
+                severity: Severity::B,
+                timing: timing(Some(4)),
+            },
+        }
+    }
+
+    pub fn account() -> Account {
+        Account {
+            id: crate::domain::model::AccountId::parse("acme").unwrap(),
+            provider: "sim".into(),
+            site: "cn".into(),
+            labels: Labels::new(),
+        }
+    }
+
+    pub fn snapshot(available: &str) -> Snapshot {
+        Snapshot {
+            taken_at: now(),
+            balance: Balance::available_only(cny(available)),
+            resources: vec![],
+            orders: vec![],
+            spend: None,
+            recharges: vec![],
+        }
+    }
+
+    fn auto(id: &str, days: i64, price: &str) -> Resource {
+        Resource {
+            id: ExternalId::parse(id).unwrap(),
+            product: "cvm".into(),
+            region: None,
+            name: None,
+            expires_at: now() + Duration::days(days),
+            renewal: RenewalMode::Auto,
+            status: ResourceStatus::Active,
+            renewal_price: Some(cny(price)),
+        }
+    }
+
+    fn run(snap: Snapshot, health: &PollHealth) -> Vec<Finding> {
+        let account = account();
+        let history = [snap];
+        evaluate(
+            &rules(),
+            &AccountState {
+                account: &account,
+                history: &history,
+                health,
+            },
+            now(),
+        )
+        .findings
+    }
+
+    fn breaches(findings: &[Finding], rule: RuleName) -> Vec<String> {
+        findings
+            .iter()
+            .filter(|f| f.key.rule == rule && f.level == Level::Breach)
+            .map(|f| format!("{}:{}", f.key.resource, f.key.tier))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_worst_balance_tier_breaches() {
+        let f = run(snapshot("400"), &PollHealth::new());
+        assert_eq!(breaches(&f, RuleName::LowBalance), [":500.00"]);
+        let held: Vec<_> = f
+            .iter()
+            .filter(|f| f.level == Level::Hold)
+            .map(|f| f.key.tier.clone())
+            .collect();
+        assert_eq!(held, ["3000.00"]);
+        // Inside the margin above the upper tier: held, not breached.
+        let f = run(snapshot("3100"), &PollHealth::new());
+        assert!(breaches(&f, RuleName::LowBalance).is_empty());
+        assert_eq!(
+            f.iter()
+                .filter(|f| f.key.rule == RuleName::LowBalance)
+                .count(),
+            1
+        );
+        assert!(run(snapshot("3200"), &PollHealth::new()).is_empty());
+    }
+
+    #[test]
+    fn autorenewals_at_risk_alone_or_together() {
+        // Each renewal fits the balance, but not both: both are at risk.
+        let mut s = snapshot("5000");
+        s.resources = vec![
+            auto("a", 3, "3000"),
+            auto("b", 8, "3000"),
+            auto("later", 40, "9000"),
+        ];
+        assert_eq!(
+            breaches(&run(s, &PollHealth::new()), RuleName::AutorenewAtRisk),
+            ["a:", "b:"]
+        );
+        let mut s = snapshot("7000");
+        s.resources = vec![auto("a", 3, "3000"), auto("b", 8, "3000")];
+        assert!(breaches(&run(s, &PollHealth::new()), RuleName::AutorenewAtRisk).is_empty());
+    }
+
+    #[test]
+    fn an_auto_renewal_past_expiry_has_failed() {
+        let mut s = snapshot("90000");
+        let mut r = auto("gone", -1, "100");
+        s.resources = vec![r.clone()];
+        assert_eq!(
+            breaches(
+                &run(s.clone(), &PollHealth::new()),
+                RuleName::AutorenewFailed
+            ),
+            ["gone:"]
+        );
+        r.status = ResourceStatus::Recovery;
+        r.expires_at = now() + Duration::days(1);
+        s.resources = vec![r];
+        assert_eq!(
+            breaches(&run(s, &PollHealth::new()), RuleName::AutorenewFailed),
+            ["gone:"]
+        );
+    }
+
+    #[test]
+    fn orders_near_their_deadline() {
+        let mut s = snapshot("90000");
+        let order = |id: &str, hours: i64| Order {
+            id: ExternalId::parse(id).unwrap(),
+            amount: cny("100"),
+            created_at: now() - Duration::days(5),
+            pay_deadline: now() + Duration::hours(hours),
+            description: String::new(),
+        };
+        s.orders = vec![order("soon", 47), order("later", 24 * 5)];
+        assert_eq!(
+            breaches(&run(s, &PollHealth::new()), RuleName::UnpaidOrder),
+            ["soon:"]
+        );
+    }
+
+    #[test]
+    fn runway_from_reported_spend() {
+        let mut s = snapshot("1000");
+        s.spend = Some(ReportedSpend {
+            per_day: cny("400"),
+            over_days: 7,
+        });
+        let f = run(s, &PollHealth::new());
+        assert_eq!(breaches(&f, RuleName::Runway), [":3d"]);
+        assert!(f.iter().any(|f| f.summary.contains("runway 2.5 days")));
+    }
+
+    #[test]
+    fn blindness_has_a_grace_period_once_read() {
+        let mut h = PollHealth::new();
+        h.succeeded(now() - Duration::minutes(20));
+        h.failed(now(), "timeout".into());
+        assert!(breaches(&run(snapshot("90000"), &h), RuleName::PollFailed).is_empty());
+        h.last_success_at = Some(now() - Duration::minutes(31));
+        assert_eq!(
+            breaches(&run(snapshot("90000"), &h), RuleName::PollFailed),
+            [":"]
+        );
+        // Never read at all: blind now.
+        let mut never = PollHealth::new();
+        never.failed(now(), "unauthorized".into());
+        let account = account();
+        let f = evaluate(
+            &rules(),
+            &AccountState {
+                account: &account,
+                history: &[],
+                health: &never,
+            },
+            now(),
+        )
+        .findings;
+        assert_eq!(breaches(&f, RuleName::PollFailed), [":"]);
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_distinct() {
+        let k = |tier: &str| AlertKey {
+            rule: RuleName::LowBalance,
+            account: "acme".into(),
+            resource: String::new(),
+            tier: tier.into(),
+        };
+        assert_eq!(k("500.00").fingerprint(), k("500.00").fingerprint());
+        assert_ne!(k("500.00").fingerprint(), k("3000.00").fingerprint());
+        // Fields are separated, so shifting text between them changes the print.
+        let a = AlertKey {
+            rule: RuleName::Expiring,
+            account: "ab".into(),
+            resource: "c".into(),
+            tier: String::new(),
+        };
+        let b = AlertKey {
+            rule: RuleName::Expiring,
+            account: "a".into(),
+            resource: "bc".into(),
+            tier: String::new(),
+        };
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(Decimal::from_str("1").unwrap(), Decimal::ONE);
+    }
+}

@@ -1,9 +1,10 @@
 //! One integration-test binary: the real daemon, in-process, on a temporary
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! SQLite file, with the simulated provider, a manual clock and a webhook
 //! receiver on loopback that checks every signature.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod architecture;
 mod cli;
 mod config_errors;
 mod helpers;

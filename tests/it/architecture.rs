@@ -1,0 +1,87 @@
+//! The invariants ARCHITECTURE.md states, kept by the test suite.
+
+use std::path::Path;
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn source(sub: &str) -> Vec<(String, String)> {
+    let mut files = vec![];
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(sub), &mut files);
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_domain_does_no_io_and_reads_no_clock() {
+    for (path, text) in source("src/domain") {
+        for forbidden in [
+            "sqlx",
+            "reqwest",
+            "tokio",
+            "Utc::now",
+            "SystemTime",
+            "std::fs",
+            "std::net",
+            "crate::adapters",
+            "crate::engine",
+        ] {
+            assert!(!text.contains(forbidden), "{path} uses {forbidden}");
+        }
+    }
+}
+
+#[test]
+fn money_never_passes_through_floats() {
+    for (path, text) in source("src/domain")
+        .into_iter()
+        .chain(source("src/adapters"))
+    {
+        for line in text.lines() {
+            let l = line.to_lowercase();
+            let floaty = l.contains("f64") || l.contains("f32");
+            let money = ["money", "amount", "balance", "price", "fen", "yuan"]
+                .iter()
+                .any(|w| l.contains(w));
+            assert!(!(floaty && money), "{path}: {line}");
+        }
+    }
+}
+
+#[test]
+fn only_adapters_and_config_name_a_cloud() {
+    let clouds = [
+        "tencent", "alibaba", "aliyun", "huawei", "azure", "21vianet",
+    ];
+    for dir in ["src/domain", "src/engine", "src/ports.rs"] {
+        let files = if dir.ends_with(".rs") {
+            vec![(
+                dir.to_owned(),
+                std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap(),
+            )]
+        } else {
+            source(dir)
+        };
+        for (path, text) in files {
+            let lower = text.to_lowercase();
+            for c in clouds {
+                assert!(!lower.contains(c), "{path} names {c}");
+            }
+        }
+    }
+}
