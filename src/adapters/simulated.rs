@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -30,7 +31,9 @@ pub struct SimulatedProvider {
 }
 
 struct Cached {
-    stamp: [u8; 32],
+    modified: Option<SystemTime>,
+    len: u64,
+    digest: [u8; 32],
     scenario: Arc<Result<Scenario, String>>,
 }
 
@@ -164,12 +167,29 @@ impl SimulatedProvider {
         }
     }
 
-    /// The scenario, parsed again only when the file's bytes changed.
+    /// The scenario, parsed again only when the file changed. Size and mtime
+    /// decide, except for a file modified in the last two seconds, whose bytes
+    /// are compared too: an edit within one mtime tick would otherwise be missed.
     fn scenario(&self) -> Arc<Result<Scenario, String>> {
-        let bytes = std::fs::read(&self.path);
-        let stamp: [u8; 32] = Sha256::digest(bytes.as_deref().unwrap_or_default()).into();
+        let meta = std::fs::metadata(&self.path).ok();
+        let modified = meta.as_ref().and_then(|m| m.modified().ok());
+        let len = meta.as_ref().map_or(0, |m| m.len());
+        let recent = modified
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_none_or(|age| age < std::time::Duration::from_secs(2));
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref().filter(|c| c.stamp == stamp) {
+        if let Some(c) = cache.as_ref()
+            && c.modified == modified
+            && c.len == len
+            && !recent
+        {
+            return c.scenario.clone();
+        }
+        let bytes = std::fs::read(&self.path);
+        let digest: [u8; 32] = Sha256::digest(bytes.as_deref().unwrap_or_default()).into();
+        if let Some(c) = cache.as_mut().filter(|c| c.digest == digest) {
+            c.modified = modified;
+            c.len = len;
             return c.scenario.clone();
         }
         let scenario = Arc::new(
@@ -178,7 +198,9 @@ impl SimulatedProvider {
                 .and_then(|b| load(&self.path, &b)),
         );
         *cache = Some(Cached {
-            stamp,
+            modified,
+            len,
+            digest,
             scenario: scenario.clone(),
         });
         scenario
