@@ -104,6 +104,15 @@ impl Hook {
         .expect("the expected notice never arrived")
     }
 
+    /// One field of every notice received for `rule`, in order.
+    pub fn values(&self, rule: &str, field: &str) -> Vec<String> {
+        self.received()
+            .iter()
+            .filter(|v| v["rule"] == rule)
+            .map(|v| v[field].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// (kind, rule, account, resource, tier) of every notice received, in order.
     pub fn events(&self) -> Vec<(String, String, String, String, String)> {
         self.received()
@@ -228,6 +237,14 @@ max_attempts = 5
         let world = World { dir, hook, clock };
         world.scenario(scenario);
         world
+    }
+
+    /// A world with purser started in it and its first polls settled.
+    pub async fn running(scenario: &str, setup: Setup<'_>) -> (World, TestApp) {
+        let world = World::new(scenario, setup).await;
+        let app = world.start().await;
+        app.settle().await;
+        (world, app)
     }
 
     pub fn config_path(&self) -> PathBuf {

@@ -89,7 +89,7 @@ fn rules_with(
 
 #[tokio::test]
 async fn every_rule_fires_and_resolves() {
-    let world = World::new(
+    let (world, app) = World::running(
         BAD,
         Setup {
             accounts: &["acme", "blind"],
@@ -97,8 +97,6 @@ async fn every_rule_fires_and_resolves() {
         },
     )
     .await;
-    let app = world.start().await;
-    app.settle().await;
 
     let fired = rules_with(&world.hook.events(), "firing");
     let all: BTreeSet<String> = purser::domain::rules::RuleName::ALL
@@ -139,7 +137,7 @@ async fn every_rule_fires_and_resolves() {
 
 #[tokio::test]
 async fn webhook_payload_is_documented_shape() {
-    let world = World::new(
+    let (world, app) = World::running(
         BAD,
         Setup {
             accounts: &["acme", "blind"],
@@ -147,8 +145,6 @@ async fn webhook_payload_is_documented_shape() {
         },
     )
     .await;
-    let app = world.start().await;
-    app.settle().await;
     let low = world.hook.wait_for(|v| v["rule"] == "low_balance").await;
     for key in [
         "version",
@@ -187,7 +183,7 @@ tiers = [{ below = "3000", severity = "B" }]
 margin = "200"
 repeat = "never"
 "#;
-    let world = World::new(
+    let (world, app) = World::running(
         &balance_only("2950"),
         Setup {
             rules,
@@ -195,8 +191,6 @@ repeat = "never"
         },
     )
     .await;
-    let app = world.start().await;
-    app.settle().await;
     let count = |kind: &str| {
         world
             .hook
@@ -222,9 +216,7 @@ repeat = "never"
 
 #[tokio::test]
 async fn tiers_escalate_and_resolve_once() {
-    let world = World::new(&balance_only("2500"), Setup::default()).await;
-    let app = world.start().await;
-    app.settle().await;
+    let (world, app) = World::running(&balance_only("2500"), Setup::default()).await;
     world.scenario(&balance_only("400"));
     app.advance(Duration::minutes(1)).await;
     world.scenario(&balance_only("90,000"));
@@ -271,9 +263,7 @@ product = "cvm"
 expires_in = "31d"
 renewal = "manual"
 "#;
-    let world = World::new(scenario, Setup::default()).await;
-    let app = world.start().await;
-    app.settle().await;
+    let (world, app) = World::running(scenario, Setup::default()).await;
     // Polled every six hours for 32 days: 128 polls.
     for _ in 0..128 {
         app.advance(Duration::hours(6)).await;
@@ -307,7 +297,7 @@ renewal = "manual"
 #[tokio::test]
 async fn still_firing_alerts_repeat_at_their_interval() {
     let rules = "[rules.low_balance]\nrepeat = \"4h\"\n";
-    let world = World::new(
+    let (world, app) = World::running(
         &balance_only("2000"),
         Setup {
             rules,
@@ -315,18 +305,10 @@ async fn still_firing_alerts_repeat_at_their_interval() {
         },
     )
     .await;
-    let app = world.start().await;
-    app.settle().await;
     for _ in 0..9 {
         app.advance(Duration::hours(1)).await;
     }
-    let kinds: Vec<String> = world
-        .hook
-        .received()
-        .iter()
-        .filter(|v| v["rule"] == "low_balance")
-        .map(|v| v["kind"].as_str().unwrap().to_owned())
-        .collect();
+    let kinds: Vec<String> = world.hook.values("low_balance", "kind");
     assert_eq!(kinds, ["firing", "repeat", "repeat"]);
     app.stop().await;
 }
@@ -334,7 +316,7 @@ async fn still_firing_alerts_repeat_at_their_interval() {
 #[tokio::test]
 async fn pending_alerts_wait_before_firing() {
     let rules = "[rules.low_balance]\npending = \"10m\"\n";
-    let world = World::new(
+    let (world, app) = World::running(
         &balance_only("2000"),
         Setup {
             rules,
@@ -342,8 +324,6 @@ async fn pending_alerts_wait_before_firing() {
         },
     )
     .await;
-    let app = world.start().await;
-    app.settle().await;
     assert!(world.hook.received().is_empty());
     // A condition that clears while pending is never announced.
     world.scenario(&balance_only("9000"));

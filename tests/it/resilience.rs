@@ -25,9 +25,7 @@ renewal = "manual"
 
 #[tokio::test]
 async fn a_restart_sends_nothing_twice() {
-    let world = World::new(LOW, Setup::default()).await;
-    let app = world.start().await;
-    app.settle().await;
+    let (world, app) = World::running(LOW, Setup::default()).await;
     let before = world.hook.received().len();
     assert!(before >= 2, "{:?}", world.hook.events());
     app.stop().await;
@@ -190,9 +188,7 @@ id = "acme"
 balance = "¥2,000"
 outages = [{ from = "1m", until = "2h", error = "garbage" }]
 "#;
-    let world = World::new(scenario, Setup::default()).await;
-    let app = world.start().await;
-    app.settle().await;
+    let (world, app) = World::running(scenario, Setup::default()).await;
     assert_eq!(world.hook.events().len(), 1, "{:?}", world.hook.events());
 
     // Unreadable for 29 minutes: the low-balance alert stays, nothing new is said.
@@ -241,7 +237,7 @@ balance = "¥2,000"
 id = "other"
 balance = "5,00.0"
 "#;
-    let world = World::new(
+    let (world, app) = World::running(
         scenario,
         Setup {
             accounts: &["acme", "other"],
@@ -249,8 +245,6 @@ balance = "5,00.0"
         },
     )
     .await;
-    let app = world.start().await;
-    app.settle().await;
     let blind = world
         .hook
         .wait_for(|v| v["account"] == "other" && v["rule"] == "poll_failed")
