@@ -407,12 +407,21 @@ fn severity(issues: &mut Issues<'_>, key: &str, value: &S) -> Severity {
     })
 }
 
+/// A rule's severity: the configured one if valid, else the rule's default.
+fn opt_severity(
+    issues: &mut Issues<'_>,
+    key: &str,
+    value: Option<&S>,
+    default: Severity,
+) -> Severity {
+    value.map_or(default, |s| severity(issues, key, s))
+}
+
 fn duration(issues: &mut Issues<'_>, key: &str, value: Option<&S>, default: Duration) -> Duration {
     match value {
         None => default,
         Some(v) => match parse_duration(v.get_ref()) {
-            Ok(d) if d >= Duration::zero() => d,
-            Ok(_) => default,
+            Ok(d) => d,
             Err(e) => {
                 issues.at(v, key, e);
                 default
@@ -706,18 +715,24 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
             ar.within.as_ref(),
             Duration::days(10),
         ),
-        severity: ar.severity.as_ref().map_or(Severity::B, |s| {
-            severity(issues, "rules.autorenew_at_risk.severity", s)
-        }),
+        severity: opt_severity(
+            issues,
+            "rules.autorenew_at_risk.severity",
+            ar.severity.as_ref(),
+            Severity::B,
+        ),
         timing: timing(issues, "autorenew_at_risk", &ar.pending, &ar.repeat, repeat),
     };
 
     let af = raw.autorenew_failed.clone().unwrap_or_default();
     let autorenew_failed = Simple {
         enabled: af.enabled.unwrap_or(true),
-        severity: af.severity.as_ref().map_or(Severity::A, |s| {
-            severity(issues, "rules.autorenew_failed.severity", s)
-        }),
+        severity: opt_severity(
+            issues,
+            "rules.autorenew_failed.severity",
+            af.severity.as_ref(),
+            Severity::A,
+        ),
         timing: timing(issues, "autorenew_failed", &af.pending, &af.repeat, repeat),
     };
 
@@ -730,9 +745,12 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
             up.before_deadline.as_ref(),
             Duration::days(3),
         ),
-        severity: up.severity.as_ref().map_or(Severity::B, |s| {
-            severity(issues, "rules.unpaid_order.severity", s)
-        }),
+        severity: opt_severity(
+            issues,
+            "rules.unpaid_order.severity",
+            up.severity.as_ref(),
+            Severity::B,
+        ),
         timing: timing(issues, "unpaid_order", &up.pending, &up.repeat, repeat),
     };
 
@@ -745,9 +763,12 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
             pf.after.as_ref(),
             Duration::minutes(30),
         ),
-        severity: pf.severity.as_ref().map_or(Severity::B, |s| {
-            severity(issues, "rules.poll_failed.severity", s)
-        }),
+        severity: opt_severity(
+            issues,
+            "rules.poll_failed.severity",
+            pf.severity.as_ref(),
+            Severity::B,
+        ),
         timing: timing(issues, "poll_failed", &pf.pending, &pf.repeat, repeat),
     };
 
@@ -817,10 +838,6 @@ impl Config {
         } else {
             Err(fail(issues.list))
         }
-    }
-
-    pub fn account(&self, id: &str) -> Option<&AccountConfig> {
-        self.accounts.iter().find(|a| a.account.id.as_str() == id)
     }
 }
 

@@ -141,7 +141,6 @@ impl Application {
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_scheduler, scheduler_rx) = watch::channel(false);
         let (stop_dispatcher, dispatcher_rx) = watch::channel(false);
-        let activity = self.activity.clone();
         let mut scheduler = AbortOnDrop(tokio::spawn(self.scheduler.run(scheduler_rx)));
         let mut dispatcher = AbortOnDrop(tokio::spawn(self.dispatcher.run(dispatcher_rx)));
         info!("purser running");
@@ -155,7 +154,6 @@ impl Application {
         (&mut dispatcher.0)
             .await
             .context("the dispatcher task failed")?;
-        activity.update(|s| s.stopped = true);
         Ok(())
     }
 }

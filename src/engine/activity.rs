@@ -14,7 +14,6 @@ pub struct ActivityState {
     /// The dispatcher is waiting, having seen this many writes; with the time
     /// its next retry is due, if any.
     pub dispatcher_idle: Option<(u64, Option<DateTime<Utc>>)>,
-    pub stopped: bool,
 }
 
 impl ActivityState {
