@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::domain::model::{PollHealth, Snapshot};
 use crate::domain::money::Money;
 use crate::domain::rules::{self, AccountState, Level, Severity};
-use crate::ports::{Clock, Provider, ProviderError};
+use crate::ports::{BalanceEntries, Clock, Provider, ProviderError};
 use crate::startup::build_provider;
 
 #[derive(Debug, Serialize)]
@@ -75,7 +75,12 @@ impl Report {
     }
 }
 
-pub async fn run(config: &Config, clock: Arc<dyn Clock>) -> Report {
+/// `entries` holds hand-entered balances (the store), for clouds with no balance API.
+pub async fn run(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    entries: Option<Arc<dyn BalanceEntries>>,
+) -> Report {
     let now = clock.now();
     let providers: HashMap<String, (Arc<dyn Provider>, Arc<Semaphore>)> = config
         .providers
@@ -84,7 +89,13 @@ pub async fn run(config: &Config, clock: Arc<dyn Clock>) -> Report {
             (
                 p.name.clone(),
                 (
-                    build_provider(&p.kind, clock.clone()),
+                    build_provider(
+                        &p.kind,
+                        &p.name,
+                        &config.accounts,
+                        clock.clone(),
+                        entries.clone(),
+                    ),
                     Arc::new(Semaphore::new(p.concurrency)),
                 ),
             )

@@ -1,8 +1,9 @@
 //! Configuration: TOML, read once, validated into [`Config`] before anything
 //! starts. Every error names the file, the line and the key.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -59,6 +60,45 @@ pub struct ProviderConfig {
 pub enum ProviderKind {
     /// Accounts and their money come from a scenario file; see config/scenarios/.
     Simulated { scenario: PathBuf },
+    /// A cloud's billing API. `requests_per_second` replaces the cloud's
+    /// documented per-API limits, shared by all the provider's accounts.
+    Cloud {
+        cloud: Cloud,
+        requests_per_second: Option<NonZeroU32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    Tencent,
+    Alibaba,
+    Huawei,
+    AzureChina,
+}
+
+impl Cloud {
+    const ALL: [(&'static str, Cloud); 4] = [
+        ("tencent", Cloud::Tencent),
+        ("alibaba", Cloud::Alibaba),
+        ("huawei", Cloud::Huawei),
+        ("azure_china", Cloud::AzureChina),
+    ];
+
+    /// The sites each cloud has, the first being the default.
+    pub fn sites(self) -> &'static [&'static str] {
+        match self {
+            Cloud::Tencent | Cloud::Alibaba | Cloud::Huawei => &["cn", "intl"],
+            Cloud::AzureChina => &["cn"],
+        }
+    }
+
+    /// The currency a site bills in.
+    pub fn site_currency(self, site: &str) -> Currency {
+        match site {
+            "intl" => Currency::Usd,
+            _ => Currency::Cny,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +107,30 @@ pub struct AccountConfig {
     pub currency: Currency,
     pub schedule: cron::Schedule,
     pub rules: RuleSet,
+    /// How to reach the account's cloud; `None` for simulated accounts.
+    pub access: Option<CloudAccess>,
+}
+
+/// An account's credentials and addresses. Which fields a cloud needs is
+/// checked when the config is read.
+#[derive(Debug, Clone)]
+pub struct CloudAccess {
+    /// Tencent SecretId, Alibaba AccessKeyId, Huawei AK, Azure client id.
+    pub key_id: Secret,
+    /// Tencent SecretKey, Alibaba AccessKeySecret, Huawei SK, Azure client secret.
+    pub secret: Secret,
+    /// Replaces the cloud's API base URL (tests, private endpoints).
+    pub endpoint: Option<reqwest::Url>,
+    /// Tencent: regions whose CVM instances are read too.
+    pub regions: Vec<String>,
+    /// Huawei: the account (domain) id, sent as X-Domain-Id.
+    pub domain_id: Option<String>,
+    /// Azure: the Entra ID tenant.
+    pub tenant: Option<String>,
+    /// Azure: the subscription whose usage is read.
+    pub subscription: Option<String>,
+    /// Azure: an EA billing account whose balance can be read.
+    pub billing_account: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +375,7 @@ struct RawProvider {
     kind: S,
     concurrency: Option<Spanned<i64>>,
     scenario: Option<S>,
+    requests_per_second: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -323,6 +388,21 @@ struct RawAccount {
     schedule: Option<S>,
     #[serde(default)]
     labels: Labels,
+    credentials: Option<Spanned<RawCredentials>>,
+    endpoint: Option<S>,
+    #[serde(default)]
+    regions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    key_id: Option<S>,
+    secret: Option<S>,
+    domain_id: Option<String>,
+    tenant: Option<String>,
+    subscription: Option<String>,
+    billing_account: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -886,6 +966,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
 
     let mut providers = Vec::new();
     let mut provider_names = HashSet::new();
+    let mut provider_kinds: HashMap<String, ProviderKind> = HashMap::new();
     for (i, p) in raw.providers.iter().enumerate() {
         let name = p.name.get_ref().clone();
         if !provider_names.insert(name.clone()) {
@@ -923,15 +1004,48 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                     continue;
                 }
             },
-            other => {
-                issues.at(
-                    &p.kind,
-                    format!("providers[{i}].kind"),
-                    format!("unknown provider kind {other:?}; known: simulated"),
-                );
-                continue;
-            }
+            other => match Cloud::ALL.iter().find(|(n, _)| *n == other) {
+                Some((_, cloud)) => ProviderKind::Cloud {
+                    cloud: *cloud,
+                    requests_per_second: p.requests_per_second.as_ref().and_then(|r| {
+                        let n = u32::try_from(*r.get_ref()).ok().and_then(NonZeroU32::new);
+                        if n.is_none() {
+                            issues.at(
+                                r,
+                                format!("providers[{i}].requests_per_second"),
+                                "must be 1 or more",
+                            );
+                        }
+                        n
+                    }),
+                },
+                None => {
+                    issues.at(
+                        &p.kind,
+                        format!("providers[{i}].kind"),
+                        format!(
+                            "unknown provider kind {other:?}; known: simulated, tencent, alibaba, huawei, azure_china"
+                        ),
+                    );
+                    continue;
+                }
+            },
         };
+        if let (ProviderKind::Simulated { .. }, Some(r)) = (&kind, &p.requests_per_second) {
+            issues.at(
+                r,
+                format!("providers[{i}].requests_per_second"),
+                "applies to cloud providers only",
+            );
+        }
+        if let (ProviderKind::Cloud { .. }, Some(sc)) = (&kind, &p.scenario) {
+            issues.at(
+                sc,
+                format!("providers[{i}].scenario"),
+                "only a simulated provider reads a scenario file",
+            );
+        }
+        provider_kinds.insert(name.clone(), kind.clone());
         providers.push(ProviderConfig {
             name,
             concurrency,
@@ -966,8 +1080,28 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 ),
             );
         }
+        let cloud = match provider_kinds.get(a.provider.get_ref()) {
+            Some(ProviderKind::Cloud { cloud, .. }) => Some(*cloud),
+            _ => None,
+        };
+        let site = a
+            .site
+            .clone()
+            .unwrap_or_else(|| cloud.map_or("cn", |c| c.sites()[0]).to_owned());
+        if let Some(c) = cloud
+            && !c.sites().contains(&site.as_str())
+        {
+            issues.nowhere(
+                format!("accounts[{i}].site"),
+                format!(
+                    "site {site:?} is not one of this cloud's: {}",
+                    c.sites().join(", ")
+                ),
+            );
+        }
+        let access = access(issues, a, i, cloud, base);
         let currency = match &a.currency {
-            None => Currency::Cny,
+            None => cloud.map_or(Currency::Cny, |c| c.site_currency(&site)),
             Some(c) => Currency::from_code(c.get_ref()).unwrap_or_else(|| {
                 issues.at(
                     c,
@@ -988,7 +1122,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         let account = Account {
             id: id.clone(),
             provider: a.provider.get_ref().clone(),
-            site: a.site.clone().unwrap_or_else(|| "cn".to_owned()),
+            site,
             labels: a.labels.clone(),
         };
         let mut merged = raw.rules.clone();
@@ -1011,6 +1145,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             currency,
             schedule,
             rules,
+            access,
         });
     }
     for (i, o) in raw.overrides.iter().enumerate() {
@@ -1148,6 +1283,112 @@ fn dedup_from(list: &mut Vec<ConfigIssue>, from: usize) {
 }
 
 /// A labelled, readable summary for `config check`.
+/// An account's credentials, checked against what its cloud needs.
+fn access(
+    issues: &mut Issues<'_>,
+    a: &RawAccount,
+    i: usize,
+    cloud: Option<Cloud>,
+    base: &Path,
+) -> Option<CloudAccess> {
+    let key = |k: &str| format!("accounts[{i}].{k}");
+    let Some(cloud) = cloud else {
+        if let Some(c) = &a.credentials {
+            issues.at(
+                c,
+                key("credentials"),
+                "a simulated account has no credentials",
+            );
+        }
+        if let Some(e) = &a.endpoint {
+            issues.at(e, key("endpoint"), "a simulated account has no endpoint");
+        }
+        return None;
+    };
+    let Some(raw) = &a.credentials else {
+        issues.at(
+            &a.id,
+            key("credentials"),
+            "a cloud account needs credentials = { key_id = \"env:…\", secret = \"env:…\" }",
+        );
+        return None;
+    };
+    let creds = raw.get_ref();
+    let mut secret = |field: &str, value: &Option<S>| match value {
+        Some(v) => Secret::resolve(v.get_ref(), base)
+            .map_err(|e| issues.at(v, key(&format!("credentials.{field}")), e))
+            .ok(),
+        None => {
+            issues.at(
+                raw,
+                key(&format!("credentials.{field}")),
+                "missing (\"env:NAME\" or \"file:PATH\")",
+            );
+            None
+        }
+    };
+    let key_id = secret("key_id", &creds.key_id);
+    let secret_value = secret("secret", &creds.secret);
+    let endpoint = a
+        .endpoint
+        .as_ref()
+        .and_then(|e| match reqwest::Url::parse(e.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            _ => {
+                issues.at(e, key("endpoint"), "must be an http or https URL");
+                None
+            }
+        });
+    let mut only = |field: &str, present: bool, clouds: &str| {
+        if present {
+            issues.at(
+                raw,
+                key(&format!("credentials.{field}")),
+                format!("is used by {clouds} accounts only"),
+            );
+        }
+    };
+    if cloud != Cloud::Huawei {
+        only("domain_id", creds.domain_id.is_some(), "huawei");
+    }
+    if cloud != Cloud::AzureChina {
+        only("tenant", creds.tenant.is_some(), "azure_china");
+        only("subscription", creds.subscription.is_some(), "azure_china");
+        only(
+            "billing_account",
+            creds.billing_account.is_some(),
+            "azure_china",
+        );
+    }
+    if cloud != Cloud::Tencent && !a.regions.is_empty() {
+        issues.at(&a.id, key("regions"), "is used by tencent accounts only");
+    }
+    if cloud == Cloud::AzureChina {
+        for (field, value) in [
+            ("tenant", &creds.tenant),
+            ("subscription", &creds.subscription),
+        ] {
+            if value.is_none() {
+                issues.at(
+                    raw,
+                    key(&format!("credentials.{field}")),
+                    "an azure_china account needs it",
+                );
+            }
+        }
+    }
+    Some(CloudAccess {
+        key_id: key_id?,
+        secret: secret_value?,
+        endpoint,
+        regions: a.regions.clone(),
+        domain_id: creds.domain_id.clone(),
+        tenant: creds.tenant.clone(),
+        subscription: creds.subscription.clone(),
+        billing_account: creds.billing_account.clone(),
+    })
+}
+
 pub fn describe(config: &Config) -> String {
     let mut out = String::new();
     let by_provider: BTreeMap<&str, usize> =

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use purser::adapters::sqlite::SqliteStore;
 use purser::config::Config;
+use purser::domain::model::BalanceEntry;
+use purser::domain::money::Money;
 use purser::engine::clock::SystemClock;
 use purser::startup::Application;
 use tracing_subscriber::EnvFilter;
@@ -37,6 +40,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Balances entered by hand, for accounts whose cloud has no balance API
+    /// (Azure operated by 21Vianet, Pay-in-advance).
+    Balance {
+        #[command(subcommand)]
+        command: BalanceCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -50,6 +59,25 @@ enum ConfigCommand {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BalanceCommand {
+    /// Record the balance the portal shows. purser subtracts the cost the
+    /// usage API reports after `--as-of` to estimate the balance until the next entry.
+    Set {
+        #[arg(long, short)]
+        config: PathBuf,
+        account: String,
+        /// As the portal shows it: 12,345.67 or ¥12345.67.
+        amount: String,
+        /// When the portal showed it (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Who read it off the portal; default $USER.
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -106,7 +134,21 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let report = purser::check::run(&config, Arc::new(SystemClock)).await;
+            // Hand-entered balances live in the store; read them if it exists,
+            // but never create a store just to check.
+            let entries: Option<Arc<dyn purser::ports::BalanceEntries>> =
+                if config.store.path.exists() {
+                    match SqliteStore::open(&config.store.path).await {
+                        Ok(s) => Some(Arc::new(s)),
+                        Err(e) => {
+                            eprintln!("purser: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                } else {
+                    None
+                };
+            let report = purser::check::run(&config, Arc::new(SystemClock), entries).await;
             match format {
                 Format::Table => print!("{}", purser::check::render_table(&report)),
                 Format::Json => match serde_json::to_string_pretty(&report) {
@@ -119,6 +161,31 @@ async fn main() -> ExitCode {
             }
             ExitCode::from(report.exit_code())
         }
+        Command::Balance {
+            command:
+                BalanceCommand::Set {
+                    config,
+                    account,
+                    amount,
+                    as_of,
+                    by,
+                },
+        } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match set_balance(&config, &account, &amount, as_of.as_deref(), by).await {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("purser: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match load(&config) {
@@ -129,6 +196,70 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
     }
+}
+
+async fn set_balance(
+    config: &Config,
+    account: &str,
+    amount: &str,
+    as_of: Option<&str>,
+    by: Option<String>,
+) -> anyhow::Result<String> {
+    use anyhow::{Context, bail};
+    use purser::ports::BalanceEntries;
+    let Some(a) = config
+        .accounts
+        .iter()
+        .find(|a| a.account.id.as_str() == account)
+    else {
+        let known: Vec<&str> = config
+            .accounts
+            .iter()
+            .map(|a| a.account.id.as_str())
+            .collect();
+        bail!(
+            "no account {account:?} in the config; known: {}",
+            known.join(", ")
+        );
+    };
+    let amount = Money::parse_signed(amount, a.currency)
+        .with_context(|| format!("the amount for {account}"))?;
+    if amount.currency() != a.currency {
+        bail!(
+            "{account} is kept in {}, not {}",
+            a.currency,
+            amount.currency()
+        );
+    }
+    let now = chrono::Utc::now();
+    let as_of = match as_of {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| {
+                format!("--as-of {t:?} is not an RFC 3339 time such as 2026-11-23T09:30:00+08:00")
+            })?
+            .with_timezone(&chrono::Utc),
+        None => now,
+    };
+    if as_of > now {
+        bail!("--as-of is in the future");
+    }
+    let entered_by = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let store = SqliteStore::open(&config.store.path).await?;
+    let entry = BalanceEntry {
+        amount,
+        as_of,
+        entered_by,
+        entered_at: now,
+    };
+    store.record_balance_entry(&a.account.id, &entry).await?;
+    Ok(format!(
+        "{account}: balance {} as of {} recorded (by {})",
+        entry.amount,
+        entry.as_of.format("%Y-%m-%d %H:%M UTC"),
+        entry.entered_by
+    ))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::alert::{Alert, Changes, Notice};
-use crate::domain::model::{Account, AccountId, PollHealth, Snapshot};
+use crate::domain::model::{Account, AccountId, BalanceEntry, PollHealth, Snapshot};
 
 /// Why a provider could not be read. Adapters classify; the engine decides what
 /// to do (nothing here says which cloud it was).
@@ -120,6 +120,21 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Drops snapshots older than `before`, keeping each account's newest.
     async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// Balances entered by hand, for clouds that cannot be asked.
+#[async_trait]
+pub trait BalanceEntries: Send + Sync {
+    async fn record_balance_entry(
+        &self,
+        account: &AccountId,
+        entry: &BalanceEntry,
+    ) -> Result<(), StoreError>;
+    /// The entry in force: the one with the latest `as_of`.
+    async fn latest_balance_entry(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<BalanceEntry>, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

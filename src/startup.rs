@@ -8,21 +8,47 @@ use anyhow::Context;
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::info;
 
+use crate::adapters::alibaba::Alibaba;
+use crate::adapters::azure_china::AzureChina;
 use crate::adapters::console::Console;
+use crate::adapters::huawei::Huawei;
 use crate::adapters::simulated::SimulatedProvider;
 use crate::adapters::sqlite::SqliteStore;
+use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
-use crate::config::{Config, OutputKind, ProviderKind};
+use crate::config::{AccountConfig, Cloud, CloudAccess, Config, OutputKind, ProviderKind};
+use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
 use crate::engine::dispatcher::{Dispatcher, Output};
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
-use crate::ports::{Clock, Notifier, Provider, Store};
+use crate::ports::{BalanceEntries, Clock, Notifier, Provider, Store};
 
-/// Builds a provider adapter from its config.
-pub fn build_provider(kind: &ProviderKind, clock: Arc<dyn Clock>) -> Arc<dyn Provider> {
+/// Builds the adapter for provider `name`, handing it the credentials of the
+/// accounts it reads.
+pub fn build_provider(
+    kind: &ProviderKind,
+    name: &str,
+    accounts: &[AccountConfig],
+    clock: Arc<dyn Clock>,
+    entries: Option<Arc<dyn BalanceEntries>>,
+) -> Arc<dyn Provider> {
+    let access: HashMap<AccountId, CloudAccess> = accounts
+        .iter()
+        .filter(|a| a.account.provider == name)
+        .filter_map(|a| Some((a.account.id.clone(), a.access.clone()?)))
+        .collect();
     match kind {
         ProviderKind::Simulated { scenario } => Arc::new(SimulatedProvider::new(scenario, clock)),
+        ProviderKind::Cloud {
+            cloud,
+            requests_per_second: rps,
+        } => match cloud {
+            Cloud::Tencent => Arc::new(Tencent::new(access, *rps, clock)),
+            Cloud::Alibaba => Arc::new(Alibaba::new(access, *rps, clock)),
+            Cloud::Huawei => Arc::new(Huawei::new(access, *rps, clock)),
+            Cloud::AzureChina => Arc::new(AzureChina::new(access, *rps, clock, entries)),
+        },
     }
 }
 
@@ -83,9 +109,15 @@ impl Application {
             .providers
             .iter()
             .map(|p| {
-                let provider = providers
-                    .remove(&p.name)
-                    .unwrap_or_else(|| build_provider(&p.kind, clock.clone()));
+                let provider = providers.remove(&p.name).unwrap_or_else(|| {
+                    build_provider(
+                        &p.kind,
+                        &p.name,
+                        &config.accounts,
+                        clock.clone(),
+                        Some(Arc::new(store.clone())),
+                    )
+                });
                 (
                     p.name.clone(),
                     LimitedProvider {

@@ -1,7 +1,12 @@
 //! One module per outside system. Adapters translate; they decide nothing.
 
+pub mod alibaba;
+pub mod azure_china;
+pub mod cloud;
 pub mod console;
+pub mod huawei;
 pub mod signing;
 pub mod simulated;
 pub mod sqlite;
+pub mod tencent;
 pub mod webhook;

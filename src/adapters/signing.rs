@@ -189,11 +189,7 @@ pub mod huawei {
     /// Each path segment encoded, and a trailing `/` always added — to the
     /// signed string only; the request goes to the path as it is.
     fn canonical_path(path: &str) -> String {
-        let mut out: String = path
-            .split('/')
-            .map(rfc3986)
-            .collect::<Vec<_>>()
-            .join("/");
+        let mut out: String = path.split('/').map(rfc3986).collect::<Vec<_>>().join("/");
         if !out.ends_with('/') {
             out.push('/');
         }

@@ -8,9 +8,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::domain::alert::{Alert, AlertState, Changes};
-use crate::domain::model::{Account, AccountId, PollHealth, Snapshot};
+use crate::domain::model::{Account, AccountId, BalanceEntry, PollHealth, Snapshot};
+use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{AlertKey, RuleName, Severity};
-use crate::ports::{OutboxItem, Store, StoreError, StoredNotice};
+use crate::ports::{BalanceEntries, OutboxItem, Store, StoreError, StoredNotice};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -112,6 +113,56 @@ fn alert_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
         last_notified_at: opt_from_ms(r.get("last_notified_at"))?,
         resolved_at: opt_from_ms(r.get("resolved_at"))?,
     })
+}
+
+#[async_trait]
+impl BalanceEntries for SqliteStore {
+    async fn record_balance_entry(
+        &self,
+        account: &AccountId,
+        entry: &BalanceEntry,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO balance_entries (account, amount, currency, as_of, entered_by, entered_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(account.as_str())
+        .bind(entry.amount.amount_string())
+        .bind(entry.amount.currency().code())
+        .bind(ms(entry.as_of))
+        .bind(&entry.entered_by)
+        .bind(ms(entry.entered_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_balance_entry(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<BalanceEntry>, StoreError> {
+        let row = sqlx::query(
+            "SELECT amount, currency, as_of, entered_by, entered_at FROM balance_entries
+             WHERE account = ? ORDER BY as_of DESC, id DESC LIMIT 1",
+        )
+        .bind(account.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let corrupt = |e: String| StoreError::Corrupt(format!("balance entry: {e}"));
+        let code: String = r.get("currency");
+        let currency = Currency::from_code(&code).ok_or_else(|| corrupt(code.clone()))?;
+        let amount: String = r.get("amount");
+        let amount = amount
+            .parse::<rust_decimal::Decimal>()
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some(BalanceEntry {
+            amount: Money::new(amount, currency),
+            as_of: from_ms(r.get("as_of"))?,
+            entered_by: r.get("entered_by"),
+            entered_at: from_ms(r.get("entered_at"))?,
+        }))
+    }
 }
 
 #[async_trait]

@@ -1,11 +1,11 @@
 //! Runway: how many days the available balance lasts at the current burn rate.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::model::Snapshot;
-use super::money::Money;
+use super::model::{BalanceEntry, Snapshot};
+use super::money::{Money, MoneyError};
 
 /// Where a burn rate came from, so output can say how much to trust it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,6 +102,40 @@ pub fn forecast(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> O
     let latest = history.last()?;
     let runway_days = runway_days(&latest.balance.available, &burn);
     Some(Forecast { burn, runway_days })
+}
+
+/// The balance now, from one a person entered and the daily costs the cloud
+/// reported since: the entry minus what was spent after it. The day of the
+/// entry counts for the part of it that was left (costs are daily totals);
+/// days before it not at all. Days are UTC dates, as the usage records give them.
+pub fn estimate_from_entry(
+    entry: &BalanceEntry,
+    daily_costs: &[(NaiveDate, Money)],
+    now: DateTime<Utc>,
+) -> Result<Money, MoneyError> {
+    let day_ms = Decimal::from(86_400_000i64);
+    let mut spent = Money::zero(entry.amount.currency());
+    for (day, cost) in daily_costs {
+        let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        let end = start + Duration::days(1);
+        // The share of the day after the entry and before now.
+        let from = start.max(entry.as_of);
+        let to = end.min(now);
+        if to <= from {
+            continue;
+        }
+        let covered = Decimal::from((to - from).num_milliseconds());
+        let elapsed = Decimal::from((end.min(now) - start).num_milliseconds());
+        // A day still under way reports what was spent so far: count its spent
+        // part pro rata over the time that has passed.
+        let share = if elapsed.is_zero() {
+            Decimal::ZERO
+        } else {
+            covered / elapsed.min(day_ms)
+        };
+        spent = spent.checked_add(&cost.checked_mul(share)?)?;
+    }
+    Ok(entry.amount.checked_sub(&spent)?.round_to_minor())
 }
 
 #[cfg(test)]

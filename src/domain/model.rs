@@ -302,6 +302,17 @@ pub struct Snapshot {
     pub recharges: Vec<Recharge>,
 }
 
+/// A balance a person read off a portal and entered, for a cloud with no
+/// balance API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceEntry {
+    pub amount: Money,
+    /// When the balance was what was entered (the portal's reading time).
+    pub as_of: DateTime<Utc>,
+    pub entered_by: String,
+    pub entered_at: DateTime<Utc>,
+}
+
 /// How reading one account has been going.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollHealth {

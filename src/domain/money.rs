@@ -158,7 +158,7 @@ impl Money {
     }
 
     /// Drops insignificant zeros but keeps the cents: 500 → 500.00, 1.500 → 1.50.
-    fn normalized(self) -> Money {
+    pub fn normalized(self) -> Money {
         let mut amount = self.amount.normalize();
         if amount.scale() < 2 {
             amount.rescale(2);

@@ -140,7 +140,10 @@ async fn a_slow_or_failing_account_does_not_stall_the_others() {
     let path = world.dir.path().join("scenario.toml");
     let sim = purser::startup::build_provider(
         &purser::config::ProviderKind::Simulated { scenario: path },
+        "sim",
+        &[],
         world.clock.clone(),
+        None,
     );
     let release = Arc::new(Semaphore::new(0));
     let stuck: Arc<dyn Provider> = Arc::new(Stuck {
