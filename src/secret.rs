@@ -36,6 +36,11 @@ impl Secret {
         }
     }
 
+    /// A secret obtained by other means than config (a vault client, a test).
+    pub fn from_value(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret's value, for signing. Never log or format what this returns.
     pub fn expose(&self) -> &str {
         &self.0

@@ -230,6 +230,7 @@ struct OrderList {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RawOrder {
+    /// A string by type, a bare number in some examples.
     order_id: Amount,
     create_time: String,
     pretax_amount: Amount,
@@ -378,14 +379,9 @@ impl Alibaba {
             let got = rows.len();
             for o in rows {
                 let bad = malformed("QueryOrders");
-                let id_text = o
-                    .order_id
-                    .decimal()
-                    .map(|d| d.to_string())
-                    .unwrap_or_default();
                 let created_at = utc_time(&o.create_time).map_err(&bad)?;
                 out.push(Order {
-                    id: external_id(&id_text)?,
+                    id: external_id(o.order_id.text())?,
                     amount: o.pretax_amount.major(currency).map_err(&bad)?,
                     created_at,
                     pay_deadline: created_at + Duration::days(ORDER_WINDOW_DAYS),

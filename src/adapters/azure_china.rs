@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::cloud::{
     self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, malformed, parse,
 };
+use super::signing::canonical_query;
 use crate::config::CloudAccess;
 use crate::domain::forecast::estimate_from_entry;
 use crate::domain::model::{Account, AccountId, Balance, ReportedSpend, Snapshot};
@@ -144,16 +145,17 @@ impl AzureChina {
         const WHAT: &str = "usageDetails";
         let subscription = access.subscription.as_deref().unwrap_or_default();
         let filter = format!("properties/usageStart ge '{from}' and properties/usageEnd le '{to}'");
-        let mut url = reqwest::Url::parse(&format!(
-            "{}/subscriptions/{subscription}/providers/Microsoft.Consumption/usageDetails",
+        // Encoded by hand: spaces as %20, which every server reads as a space
+        // (form encoding's '+' is not).
+        let query = canonical_query(&[
+            ("$filter".to_owned(), filter),
+            ("$top".to_owned(), "1000".to_owned()),
+            ("api-version".to_owned(), USAGE_API.to_owned()),
+        ]);
+        let mut url = format!(
+            "{}/subscriptions/{subscription}/providers/Microsoft.Consumption/usageDetails?{query}",
             Self::base(access, MANAGEMENT)
-        ))
-        .map_err(|e| ProviderError::Malformed(format!("usage URL: {e}")))?;
-        url.query_pairs_mut()
-            .append_pair("$filter", &filter)
-            .append_pair("$top", "1000")
-            .append_pair("api-version", USAGE_API);
-        let mut url = url.to_string();
+        );
         let mut by_day: BTreeMap<NaiveDate, Decimal> = BTreeMap::new();
         let bad = malformed(WHAT);
         for _ in 0..MAX_PAGES {

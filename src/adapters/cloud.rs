@@ -43,6 +43,8 @@ pub enum Failure {
     },
     /// Worth another try: a 5xx, an internal error, a dropped connection.
     Transient(String),
+    /// No answer in time; retried like a transient failure.
+    TimedOut(StdDuration),
     /// The cloud understood and said no (insufficient balance, bad parameter).
     Business {
         code: String,
@@ -64,6 +66,7 @@ impl Failure {
             )),
             Failure::Throttled { retry_after } => ProviderError::RateLimited { retry_after },
             Failure::Transient(m) => ProviderError::Transport(m),
+            Failure::TimedOut(d) => ProviderError::Timeout(d),
             Failure::Business { code, message } => ProviderError::Rejected { code, message },
             Failure::Malformed(m) => ProviderError::Malformed(m),
         }
@@ -207,7 +210,9 @@ impl Http {
                         .unwrap_or_default()
                         .max(self.retry.delay(attempt, self.unique())),
                 ),
-                Failure::Transient(_) => Some(self.retry.delay(attempt, self.unique())),
+                Failure::Transient(_) | Failure::TimedOut(_) => {
+                    Some(self.retry.delay(attempt, self.unique()))
+                }
                 _ => None,
             };
             match wait {
@@ -250,7 +255,7 @@ impl Http {
 
 fn transport(e: &reqwest::Error, timeout: StdDuration) -> Failure {
     if e.is_timeout() {
-        Failure::Transient(format!("no answer within {}s", timeout.as_secs_f32()))
+        Failure::TimedOut(timeout)
     } else if e.is_connect() {
         Failure::Transient("could not connect".into())
     } else {
@@ -340,6 +345,11 @@ impl<'de> serde::Deserialize<'de> for Amount {
 }
 
 impl Amount {
+    /// The text as sent; for identifiers that come as numbers or strings.
+    pub fn text(&self) -> &str {
+        self.0.trim()
+    }
+
     /// The exact decimal: digits with an optional sign, fraction, exponent (JSON
     /// numbers) or strict thousands grouping (strings such as `"12,345.67"`).
     /// `"5,00.0"` and anything else is refused.

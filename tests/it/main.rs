@@ -6,6 +6,7 @@
 
 mod architecture;
 mod cli;
+mod clouds;
 mod config_errors;
 mod helpers;
 mod lifecycle;
