@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use purser::adapters::sqlite::SqliteStore;
-use purser::config::Config;
+use purser::config::{Cloud, Config, ProviderKind};
 use purser::domain::model::BalanceEntry;
 use purser::domain::money::Money;
 use purser::engine::clock::SystemClock;
@@ -181,7 +181,7 @@ async fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("purser: {e}");
+                    eprintln!("purser: {e:#}");
                     ExitCode::from(2)
                 }
             }
@@ -222,6 +222,22 @@ async fn set_balance(
             known.join(", ")
         );
     };
+    let manual = matches!(
+        config
+            .providers
+            .iter()
+            .find(|p| p.name == a.account.provider)
+            .map(|p| &p.kind),
+        Some(ProviderKind::Cloud {
+            cloud: Cloud::AzureChina,
+            ..
+        })
+    );
+    if !manual {
+        bail!(
+            "{account}'s cloud reports its own balance; `balance set` is for azure_china accounts"
+        );
+    }
     let amount = Money::parse_signed(amount, a.currency)
         .with_context(|| format!("the amount for {account}"))?;
     if amount.currency() != a.currency {

@@ -84,3 +84,99 @@ fn config_check_describes_a_good_config() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ok — 5 accounts"), "{text}");
 }
+
+#[test]
+fn the_example_config_is_valid_once_its_secrets_are_in_the_environment() {
+    let mut cmd = purser();
+    cmd.args(["config", "check", "--config", "config/example.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for var in [
+        "TENCENT_SECRET_ID",
+        "TENCENT_SECRET_KEY",
+        "ALIBABA_ACCESS_KEY_ID",
+        "ALIBABA_ACCESS_KEY_SECRET",
+        "HUAWEI_AK",
+        "HUAWEI_SK",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "PURSER_WEBHOOK_SECRET",
+    ] {
+        cmd.env(var, format!("{var}-value"));
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("4 accounts, 4 providers"), "{stdout}");
+    assert!(!stdout.contains("-value"), "{stdout}");
+
+    // Without them, each missing variable is named.
+    let out = purser()
+        .args(["config", "check", "--config", "config/example.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("TENCENT_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TENCENT_SECRET_KEY is not set"));
+}
+
+#[test]
+fn balance_set_refuses_typos_and_bad_amounts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s"), "x-secret-value\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        r#"
+[store]
+path = "p.db"
+[[providers]]
+name = "azure"
+kind = "azure_china"
+[[providers]]
+name = "sim"
+kind = "simulated"
+scenario = "none.toml"
+[[accounts]]
+id = "azure-cn-pia"
+provider = "azure"
+credentials = { key_id = "file:s", secret = "file:s", tenant = "t", subscription = "s" }
+[[accounts]]
+id = "sim-1"
+provider = "sim"
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = purser()
+            .args(["balance", "set", "--config", "p.toml"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["azure-cn-pai", "1000"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("no account \"azure-cn-pai\""), "{text}");
+    let (code, text) = run(&["azure-cn-pia", "5,00.0"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("misplaced thousands separators"), "{text}");
+    let (code, text) = run(&["sim-1", "100"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("reports its own balance"), "{text}");
+    let (code, text) = run(&["azure-cn-pia", "¥12,345.67", "--by", "ops-lead"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("¥12,345.67") && text.contains("ops-lead"),
+        "{text}"
+    );
+}

@@ -151,3 +151,96 @@ fn a_cron_expression_with_a_bad_field_is_explained() {
     assert!(err.starts_with("conf/purser.toml:13: accounts[0].schedule: \"0 */5 * * * mon-xyz\" is not a cron expression"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+const CLOUD: &str = r#"
+[store]
+path = "x.db"
+
+[[providers]]
+name = "tc"
+kind = "tencent"
+
+[[accounts]]
+id = "tc-prod"
+provider = "tc"
+credentials = { key_id = "file:id", secret = "file:key" }
+"#;
+
+fn cloud_config(text: &str) -> Result<Config, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("id"), "AKIDconfigtest0001\n").unwrap();
+    std::fs::write(dir.path().join("key"), "config-test-secret-key-000\n").unwrap();
+    Config::parse(text, &dir.path().join("purser.toml")).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_cloud_account_reads_credentials_and_never_shows_them() {
+    let c = cloud_config(CLOUD).unwrap();
+    let a = &c.accounts[0];
+    assert_eq!(a.account.site, "cn");
+    assert_eq!(a.currency.code(), "CNY");
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("AKIDconfigtest0001"), "{shown}");
+    assert!(!shown.contains("config-test-secret-key-000"), "{shown}");
+    assert!(shown.contains("[redacted]"));
+    // The international site bills in dollars unless told otherwise.
+    let intl =
+        cloud_config(&CLOUD.replace("provider = \"tc\"", "provider = \"tc\"\nsite = \"intl\""))
+            .unwrap();
+    assert_eq!(intl.accounts[0].currency.code(), "USD");
+}
+
+#[test]
+fn cloud_account_mistakes_are_located() {
+    let inline = CLOUD.replace(
+        "secret = \"file:key\"",
+        "secret = \"Gu5t9xGARNpq86cd98joQYCN3\"",
+    );
+    let err = cloud_config(&inline).unwrap_err();
+    assert!(
+        err.contains("accounts[0].credentials.secret: a secret must be a reference"),
+        "{err}"
+    );
+    assert!(!err.contains("Gu5t9xGARNpq86cd98joQYCN3"), "{err}");
+
+    let missing = CLOUD.replace(
+        "credentials = { key_id = \"file:id\", secret = \"file:key\" }\n",
+        "",
+    );
+    let err = cloud_config(&missing).unwrap_err();
+    assert!(
+        err.contains(":10: accounts[0].credentials: a cloud account needs credentials"),
+        "{err}"
+    );
+
+    let site = CLOUD.replace("provider = \"tc\"", "provider = \"tc\"\nsite = \"mars\"");
+    let err = cloud_config(&site).unwrap_err();
+    assert!(
+        err.contains("site \"mars\" is not one of this cloud's: cn, intl"),
+        "{err}"
+    );
+
+    let kind = CLOUD.replace("kind = \"tencent\"", "kind = \"tencnet\"");
+    let err = cloud_config(&kind).unwrap_err();
+    assert!(
+        err.contains("unknown provider kind \"tencnet\"; known: simulated, tencent"),
+        "{err}"
+    );
+
+    let azure = CLOUD.replace("kind = \"tencent\"", "kind = \"azure_china\"");
+    let err = cloud_config(&azure).unwrap_err();
+    assert!(
+        err.contains("credentials.tenant: an azure_china account needs it"),
+        "{err}"
+    );
+
+    let endpoint = CLOUD.replace(
+        "provider = \"tc\"",
+        "provider = \"tc\"\nendpoint = \"ftp://x\"",
+    );
+    let err = cloud_config(&endpoint).unwrap_err();
+    assert!(
+        err.contains("accounts[0].endpoint: must be an http or https URL"),
+        "{err}"
+    );
+}
