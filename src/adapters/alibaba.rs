@@ -116,18 +116,7 @@ impl Alibaba {
 /// Branch on `Code` and `Success`, never on the HTTP status: the docs disagree
 /// on the status of the same error.
 fn classify(action: &str, reply: &Reply) -> Result<Value, Failure> {
-    let value = match cloud::json(reply) {
-        Ok(v) => v,
-        Err(_) if reply.status == 429 => {
-            return Err(Failure::Throttled {
-                retry_after: reply.retry_after,
-            });
-        }
-        Err(_) if reply.status >= 500 => {
-            return Err(Failure::Transient(format!("HTTP {}", reply.status)));
-        }
-        Err(e) => return Err(e),
-    };
+    let value = cloud::json_or_status(reply)?;
     let success = value.get("Success").and_then(Value::as_bool);
     if success == Some(true) && reply.status < 400 {
         return value.get("Data").cloned().ok_or_else(|| {

@@ -394,6 +394,18 @@ pub fn malformed(what: &str) -> impl Fn(String) -> ProviderError + '_ {
     move |e| ProviderError::Malformed(format!("{what}: {e}"))
 }
 
+/// The body as JSON; a body that is not JSON is throttling on 429, transient
+/// on a 5xx (a gateway's HTML page), and malformed otherwise.
+pub fn json_or_status(reply: &Reply) -> Result<Value, Failure> {
+    json(reply).map_err(|e| match reply.status {
+        429 => Failure::Throttled {
+            retry_after: reply.retry_after,
+        },
+        500.. => Failure::Transient(format!("HTTP {}", reply.status)),
+        _ => e,
+    })
+}
+
 /// Deserializes a successful answer into `T`.
 pub fn parse<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, ProviderError> {
     serde_json::from_value(v).map_err(|e| {

@@ -122,18 +122,7 @@ impl Huawei {
 }
 
 fn classify(what: &str, reply: &Reply) -> Result<Value, Failure> {
-    let value = match cloud::json(reply) {
-        Ok(v) => v,
-        Err(_) if reply.status == 429 => {
-            return Err(Failure::Throttled {
-                retry_after: reply.retry_after,
-            });
-        }
-        Err(_) if reply.status >= 500 => {
-            return Err(Failure::Transient(format!("HTTP {}", reply.status)));
-        }
-        Err(e) => return Err(e),
-    };
+    let value = cloud::json_or_status(reply)?;
     let code = value
         .get("error_code")
         .and_then(Value::as_str)

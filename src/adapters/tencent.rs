@@ -148,18 +148,7 @@ impl Tencent {
 
 /// Errors come in the body, usually with HTTP 200.
 fn classify(action: &str, reply: &Reply) -> Result<Value, Failure> {
-    let value = match cloud::json(reply) {
-        Ok(v) => v,
-        Err(_) if reply.status == 429 => {
-            return Err(Failure::Throttled {
-                retry_after: reply.retry_after,
-            });
-        }
-        Err(_) if reply.status >= 500 => {
-            return Err(Failure::Transient(format!("HTTP {}", reply.status)));
-        }
-        Err(e) => return Err(e),
-    };
+    let value = cloud::json_or_status(reply)?;
     let Some(response) = value.get("Response").filter(|r| r.is_object()) else {
         return Err(Failure::Malformed(format!(
             "{action}: HTTP {} without a Response object",
