@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::cloud::{
     self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority, external_id,
-    malformed, parse, utc_text, utc_time,
+    malformed, parse, per_second, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -43,7 +43,7 @@ impl Alibaba {
         clock: Arc<dyn Clock>,
     ) -> Alibaba {
         // BSS publishes no QPS figure; stay well under any plausible limit.
-        let rps = requests_per_second.unwrap_or(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
+        let rps = requests_per_second.unwrap_or(per_second(10));
         Alibaba {
             http: Http::new(RateTable::uniform(rps), clock),
             accounts,
@@ -102,7 +102,8 @@ impl Alibaba {
                 },
             );
             let mut req = self.http.client().post(url.clone());
-            for (k, v) in headers.iter().skip(1) {
+            // reqwest sets Host from the URL, to the same value that was signed.
+            for (k, v) in headers.iter().filter(|(k, _)| *k != "host") {
                 req = req.header(*k, *v);
             }
             req.header("Authorization", auth)
@@ -297,6 +298,7 @@ impl Alibaba {
         intl: bool,
     ) -> Result<Vec<Resource>, ProviderError> {
         let mut out = Vec::new();
+        let mut seen = 0u64;
         for n in 1..=MAX_PAGES {
             let v = self
                 .call(
@@ -312,6 +314,8 @@ impl Alibaba {
                 .await?;
             let p: Instances = parse(v, "QueryAvailableInstances")?;
             let got = p.instance_list.len();
+            // Rows without an end time are skipped, so count rows, not results.
+            seen += got as u64;
             for i in p.instance_list {
                 let bad = malformed("QueryAvailableInstances");
                 let Some(end) = i.end_time.filter(|t| !t.trim().is_empty()) else {
@@ -332,7 +336,7 @@ impl Alibaba {
                     renewal_price: None,
                 });
             }
-            if got == 0 || out.len() as u64 >= p.total_count {
+            if got == 0 || seen >= p.total_count {
                 break;
             }
         }
