@@ -135,10 +135,10 @@ async fn main() -> ExitCode {
                 Err(code) => return code,
             };
             // Hand-entered balances live in the store; read them if it exists,
-            // but never create a store just to check.
+            // without creating, migrating or writing anything.
             let entries: Option<Arc<dyn purser::ports::BalanceEntries>> =
                 if config.store.path.exists() {
-                    match SqliteStore::open(&config.store.path).await {
+                    match SqliteStore::open_read_only(&config.store.path).await {
                         Ok(s) => Some(Arc::new(s)),
                         Err(e) => {
                             eprintln!("purser: {e}");

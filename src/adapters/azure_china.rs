@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::cloud::{
     self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, malformed, parse,
+    per_second,
 };
 use super::signing::canonical_query;
 use crate::config::CloudAccess;
@@ -48,7 +49,7 @@ impl AzureChina {
         clock: Arc<dyn Clock>,
         entries: Option<Arc<dyn BalanceEntries>>,
     ) -> AzureChina {
-        let rps = requests_per_second.unwrap_or(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
+        let rps = requests_per_second.unwrap_or(per_second(10));
         AzureChina {
             http: Http::new(RateTable::uniform(rps), clock),
             accounts,

@@ -108,6 +108,14 @@ impl RetryPolicy {
     }
 }
 
+/// `n` requests a second, as a quota (0 reads as 1).
+pub const fn per_second(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(n) => n,
+        None => NonZeroU32::MIN,
+    }
+}
+
 /// Requests per second per API action; an action not listed gets `default`.
 #[derive(Debug, Clone)]
 pub struct RateTable {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority, external_id,
-    malformed, parse, utc_text, utc_time,
+    malformed, parse, per_second, utc_text, utc_time,
 };
 use super::signing::{canonical_query, huawei};
 use crate::config::CloudAccess;
@@ -46,7 +46,7 @@ impl Huawei {
     ) -> Huawei {
         // API Gateway's default is 200/s per API, but BSS is a shared global
         // service; a modest default keeps clear of APIGW.0308.
-        let rps = requests_per_second.unwrap_or(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN));
+        let rps = requests_per_second.unwrap_or(per_second(20));
         Huawei {
             http: Http::new(RateTable::uniform(rps), clock),
             accounts,

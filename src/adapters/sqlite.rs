@@ -64,6 +64,20 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// Opens an existing database for reading only: no migration, no writes
+    /// (`purser check` reads hand-entered balances this way).
+    pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
     /// Every alert ever recorded, newest first (for inspection and tests).
     pub async fn all_alerts(&self) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query("SELECT * FROM alerts ORDER BY id DESC")

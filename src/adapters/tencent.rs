@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
-    external_id as id, malformed as bad, parse,
+    external_id as id, malformed as bad, parse, per_second,
 };
 use super::signing::tc3;
 use crate::config::CloudAccess;
@@ -49,11 +49,8 @@ impl Tencent {
             Some(n) => RateTable::uniform(n),
             None => RateTable {
                 // Documented limits, per API (shared by the root account and its sub-users).
-                default: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
-                per_action: HashMap::from([(
-                    "DescribeInstances",
-                    NonZeroU32::new(40).unwrap_or(NonZeroU32::MIN),
-                )]),
+                default: per_second(20),
+                per_action: HashMap::from([("DescribeInstances", per_second(40))]),
             },
         };
         Tencent {

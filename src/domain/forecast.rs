@@ -251,4 +251,46 @@ mod tests {
         };
         assert_eq!(runway_days(&cny("250"), &none), None);
     }
+
+    #[test]
+    fn an_entered_balance_loses_what_was_spent_after_it() {
+        let cny = |v: &str| Money::new(Decimal::from_str(v).unwrap(), Currency::Cny);
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let entry = BalanceEntry {
+            amount: cny("1000"),
+            // A quarter into the 21st.
+            as_of: Utc.with_ymd_and_hms(2026, 11, 21, 6, 0, 0).unwrap(),
+            entered_by: "ops".into(),
+            entered_at: Utc.with_ymd_and_hms(2026, 11, 21, 7, 0, 0).unwrap(),
+        };
+        // Six hours into the 23rd, which has cost 10 so far.
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
+        let costs = [
+            (day(20), cny("100")),
+            (day(21), cny("100")),
+            (day(22), cny("100")),
+            (day(23), cny("10")),
+        ];
+        // 1000 − 75 (the last three quarters of the 21st) − 100 − 10.
+        assert_eq!(
+            estimate_from_entry(&entry, &costs, now)
+                .unwrap()
+                .amount_string(),
+            "815.00"
+        );
+        // An entry made now, with nothing spent since, stands as it is.
+        let fresh = BalanceEntry {
+            as_of: now,
+            ..entry.clone()
+        };
+        assert_eq!(
+            estimate_from_entry(&fresh, &costs, now)
+                .unwrap()
+                .amount_string(),
+            "1000.00"
+        );
+        // Costs in another currency are refused, not mixed.
+        let usd = [(day(22), Money::new(Decimal::ONE, Currency::Usd))];
+        assert!(estimate_from_entry(&entry, &usd, now).is_err());
+    }
 }

@@ -112,6 +112,21 @@ kind = "console"
     );
     assert!(String::from_utf8_lossy(&set.stdout).contains("¥8,765.43"));
 
+    let files = |d: &std::path::Path| {
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(dir.path());
     let out = purser()
         .args(["check", "--format", "json", "--config"])
         .arg(&path)
@@ -143,4 +158,6 @@ kind = "console"
     for m in [&tc, &ali, &hw, &az] {
         m.assert_clean();
     }
+    // check reads the hand-entered balance and writes nothing.
+    assert_eq!(files(dir.path()), before);
 }
