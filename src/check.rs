@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::domain::model::{PollHealth, Snapshot};
+use crate::domain::model::{FailureKind, PollFailure, PollHealth, Snapshot};
 use crate::domain::money::Money;
 use crate::domain::rules::{self, AccountState, Level, Severity};
 use crate::ports::{BalanceEntries, Clock, Provider, ProviderError};
@@ -130,11 +130,14 @@ pub async fn run(
             Ok(s) if s.balance.available.currency() != a.currency => {
                 health.failed(
                     now,
-                    format!(
-                        "the account reports {}, but is configured as {}",
-                        s.balance.available.currency(),
-                        a.currency
-                    ),
+                    PollFailure {
+                        kind: FailureKind::Malformed,
+                        message: format!(
+                            "the account reports {}, but is configured as {}",
+                            s.balance.available.currency(),
+                            a.currency
+                        ),
+                    },
                 );
                 vec![]
             }
@@ -143,7 +146,7 @@ pub async fn run(
                 vec![s]
             }
             Err(e) => {
-                health.failed(now, e.to_string());
+                health.failed(now, e.failure());
                 vec![]
             }
         };
@@ -169,7 +172,7 @@ pub async fn run(
                 .as_ref()
                 .and_then(|f| f.runway_days)
                 .and_then(|d| d.to_f64()),
-            error: health.last_error.clone(),
+            error: health.last_error.as_ref().map(|e| e.message.clone()),
             shown: (
                 latest.map(|s| s.balance.available),
                 eval.forecast.as_ref().map(|f| f.burn.per_day),

@@ -61,7 +61,7 @@ pub enum ProviderKind {
     /// Accounts and their money come from a scenario file; see config/scenarios/.
     Simulated { scenario: PathBuf },
     /// A cloud's billing API. `requests_per_second` replaces the cloud's
-    /// documented per-API limits, shared by all the provider's accounts.
+    /// documented per-API limits (counted per key, as the clouds count them).
     Cloud {
         cloud: Cloud,
         requests_per_second: Option<NonZeroU32>,

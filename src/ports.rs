@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::alert::{Alert, Changes, Notice};
-use crate::domain::model::{Account, AccountId, BalanceEntry, PollHealth, Snapshot};
+use crate::domain::model::{
+    Account, AccountId, BalanceEntry, FailureKind, PollFailure, PollHealth, Snapshot,
+};
 
 /// Why a provider could not be read. Adapters classify; the engine decides what
 /// to do (nothing here says which cloud it was).
@@ -24,6 +26,24 @@ pub enum ProviderError {
     Transport(String),
     #[error("no answer within {0:?}")]
     Timeout(StdDuration),
+}
+
+impl ProviderError {
+    /// The failure as the rules see it.
+    pub fn failure(&self) -> PollFailure {
+        let kind = match self {
+            ProviderError::Unauthorized(_) => FailureKind::Refused,
+            ProviderError::Rejected { .. } => FailureKind::Rejected,
+            ProviderError::Malformed(_) => FailureKind::Malformed,
+            ProviderError::RateLimited { .. }
+            | ProviderError::Transport(_)
+            | ProviderError::Timeout(_) => FailureKind::Unreachable,
+        };
+        PollFailure {
+            kind,
+            message: self.to_string(),
+        }
+    }
 }
 
 /// Reads one cloud account. Read-only here; actions are a separate port.
@@ -86,7 +106,7 @@ pub trait Store: Send + Sync {
         &self,
         account: &AccountId,
         at: DateTime<Utc>,
-        outcome: Result<&Snapshot, &str>,
+        outcome: Result<&Snapshot, &PollFailure>,
     ) -> Result<PollHealth, StoreError>;
     async fn health(&self, account: &AccountId) -> Result<PollHealth, StoreError>;
     /// Good snapshots taken at or after `since`, oldest first.

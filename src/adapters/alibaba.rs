@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::cloud::{
-    self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority, external_id,
-    malformed, parse, per_second, utc_text, utc_time,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
+    external_id, malformed, parse, per_second, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -109,8 +109,28 @@ impl Alibaba {
             req.header("Authorization", auth)
         };
         self.http
-            .call(action, &[key_id, secret], build, |r| classify(action, r))
+            .call(
+                Call {
+                    key_id,
+                    action,
+                    permission: permission(action),
+                },
+                &[key_id, secret],
+                build,
+                |r| classify(action, r),
+            )
             .await
+    }
+}
+
+/// The RAM action each API call needs (`bss:DescribeAcccount` has three c's).
+fn permission(action: &str) -> &'static str {
+    match action {
+        "QueryAccountBalance" => "bss:DescribeAcccount",
+        "QueryAvailableInstances" => "bss:DescribeInstances",
+        "QueryOrders" => "bss:DescribeOrder",
+        "QueryAccountTransactions" => "bss:DescribeAcccountTransactions",
+        _ => "AliyunBSSReadOnlyAccess",
     }
 }
 
@@ -150,15 +170,23 @@ fn classify(action: &str, reply: &Reply) -> Result<Value, Failure> {
             code,
             allowed: "15 minutes",
         },
-        "InvalidAccessKeyId"
-        | "SignatureDoesNotMatch"
-        | "IncompleteSignature"
-        | "Forbidden"
-        | "NoPermission"
-        | "NotAuthorized" => Failure::Auth {
-            code,
-            message: format!("{action}: {message}"),
-        },
+        _ if matches!(
+            code.as_str(),
+            "Forbidden" | "Forbidden.RAM" | "NoPermission" | "NotAuthorized"
+        ) =>
+        {
+            Failure::Denied {
+                code,
+                message: format!("{action}: {message}"),
+            }
+        }
+        // Forbidden.RiskControl, Forbidden.UserVerification: the account, not the key.
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "IncompleteSignature" | "Forbidden" => {
+            Failure::Auth {
+                code,
+                message: format!("{action}: {message}"),
+            }
+        }
         "Throttling" => Failure::Throttled {
             retry_after: reply.retry_after,
         },
@@ -500,7 +528,12 @@ mod tests {
             err(404, "InvalidAccessKeyId.NotFound"),
             Failure::Auth { .. }
         ));
-        assert!(matches!(err(403, "Forbidden.RAM"), Failure::Auth { .. }));
+        assert!(matches!(err(403, "Forbidden.RAM"), Failure::Denied { .. }));
+        assert!(matches!(err(400, "NoPermission"), Failure::Denied { .. }));
+        assert!(matches!(
+            err(403, "Forbidden.RiskControl"),
+            Failure::Auth { .. }
+        ));
         assert!(matches!(
             err(400, "InvalidTimeStamp.Expired"),
             Failure::ClockSkew { .. }

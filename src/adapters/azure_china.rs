@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::cloud::{
-    self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, malformed, parse,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, malformed, parse,
     per_second,
 };
 use super::signing::canonical_query;
@@ -91,7 +91,11 @@ impl AzureChina {
         let v = self
             .http
             .call(
-                "token",
+                Call {
+                    key_id: client_id,
+                    action: "token",
+                    permission: "a client secret for this app registration",
+                },
                 &[client_id, secret],
                 || self.http.client().post(&url).form(&form),
                 |r| classify("token", r),
@@ -120,15 +124,23 @@ impl AzureChina {
 
     async fn get(
         &self,
+        access: &CloudAccess,
         what: &str,
         url: &str,
         token: &str,
-        secrets: &[&str],
     ) -> Result<Value, ProviderError> {
         self.http
             .call(
-                what,
-                secrets,
+                Call {
+                    key_id: access.key_id.expose(),
+                    action: what,
+                    permission: if what.contains("balances") {
+                        "Microsoft.Consumption/balances/read (enrollment reader)"
+                    } else {
+                        "Microsoft.Consumption/usageDetails/read (Cost Management Reader)"
+                    },
+                },
+                &[access.secret.expose()],
                 || self.http.client().get(url).bearer_auth(token),
                 |r| classify(what, r),
             )
@@ -160,9 +172,7 @@ impl AzureChina {
         let mut by_day: BTreeMap<NaiveDate, Decimal> = BTreeMap::new();
         let bad = malformed(WHAT);
         for _ in 0..MAX_PAGES {
-            let v = self
-                .get(WHAT, &url, token, &[access.secret.expose()])
-                .await?;
+            let v = self.get(access, WHAT, &url, token).await?;
             let page: UsagePage = parse(v, WHAT)?;
             for row in page.value {
                 let p = row.properties;
@@ -213,9 +223,7 @@ impl AzureChina {
             "{}/providers/Microsoft.Billing/billingAccounts/{billing_account}/providers/Microsoft.Consumption/balances?api-version={BALANCE_API}",
             Self::base(access, MANAGEMENT)
         );
-        let v = self
-            .get(WHAT, &url, token, &[access.secret.expose()])
-            .await?;
+        let v = self.get(access, WHAT, &url, token).await?;
         let b: EaBalance = parse(v, WHAT)?;
         let bad = malformed(WHAT);
         if let Some(c) = &b.properties.currency
@@ -276,7 +284,8 @@ fn classify(what: &str, reply: &Reply) -> Result<Value, Failure> {
         400 if code == "invalid_client" || code == "unauthorized_client" => {
             Failure::Auth { code, message }
         }
-        401 | 403 => Failure::Auth { code, message },
+        401 => Failure::Auth { code, message },
+        403 => Failure::Denied { code, message },
         _ => Failure::Business { code, message },
     })
 }

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority, external_id,
-    malformed, parse, per_second, utc_text, utc_time,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
+    external_id, malformed, parse, per_second, utc_text, utc_time,
 };
 use super::signing::{canonical_query, huawei};
 use crate::config::CloudAccess;
@@ -116,8 +116,28 @@ impl Huawei {
             req.header("Authorization", auth)
         };
         self.http
-            .call(path, &[ak, sk], build, |r| classify(path, r))
+            .call(
+                Call {
+                    key_id: ak,
+                    action: path,
+                    permission: permission(path),
+                },
+                &[ak, sk],
+                build,
+                |r| classify(path, r),
+            )
             .await
+    }
+}
+
+/// The IAM permission each BSS path needs.
+fn permission(path: &str) -> &'static str {
+    if path.contains("/orders/suscriptions/") {
+        "billing:subscription:view"
+    } else if path.contains("/orders/") {
+        "billing:order:view"
+    } else {
+        "billing:balance:view"
     }
 }
 
@@ -149,7 +169,7 @@ fn classify(what: &str, reply: &Reply) -> Result<Value, Failure> {
                 "{message} (a wrong AK/SK, or a clock more than 15 minutes off, is refused alike)"
             ),
         },
-        "APIGW.0302" | "APIGW.0306" | "CBC.0151" | "CBC.0155" => Failure::Auth { code, message },
+        "APIGW.0302" | "APIGW.0306" | "CBC.0151" | "CBC.0155" => Failure::Denied { code, message },
         "APIGW.0308" => Failure::Throttled {
             retry_after: reply.retry_after,
         },
@@ -157,8 +177,12 @@ fn classify(what: &str, reply: &Reply) -> Result<Value, Failure> {
         "" if reply.status == 429 => Failure::Throttled {
             retry_after: reply.retry_after,
         },
-        "" if reply.status == 401 || reply.status == 403 => Failure::Auth {
-            code: format!("HTTP {}", reply.status),
+        "" if reply.status == 401 => Failure::Auth {
+            code: "HTTP 401".into(),
+            message,
+        },
+        "" if reply.status == 403 => Failure::Denied {
+            code: "HTTP 403".into(),
             message,
         },
         "" if reply.status >= 500 => Failure::Transient(format!("HTTP {}", reply.status)),
@@ -612,7 +636,7 @@ mod tests {
         ));
         assert!(matches!(
             err(403, "CBC.0151", "denied"),
-            Failure::Auth { .. }
+            Failure::Denied { .. }
         ));
         // The old success marker.
         assert!(

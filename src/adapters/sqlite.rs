@@ -8,7 +8,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::domain::alert::{Alert, AlertState, Changes};
-use crate::domain::model::{Account, AccountId, BalanceEntry, PollHealth, Snapshot};
+use crate::domain::model::{
+    Account, AccountId, BalanceEntry, FailureKind, PollFailure, PollHealth, Snapshot,
+};
 use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::ports::{BalanceEntries, OutboxItem, Store, StoreError, StoredNotice};
@@ -185,7 +187,7 @@ impl Store for SqliteStore {
         &self,
         account: &AccountId,
         at: DateTime<Utc>,
-        outcome: Result<&Snapshot, &str>,
+        outcome: Result<&Snapshot, &PollFailure>,
     ) -> Result<PollHealth, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut health = health_in(&mut tx, account).await?;
@@ -200,19 +202,22 @@ impl Store for SqliteStore {
                     .await?;
                 health.succeeded(at);
             }
-            Err(error) => health.failed(at, error.to_owned()),
+            Err(error) => health.failed(at, error.clone()),
         }
         sqlx::query(
-            "INSERT INTO poll_health (account, last_success_at, last_attempt_at, last_error, consecutive_failures)
-             VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO poll_health (account, last_success_at, last_attempt_at, last_error,
+               last_error_kind, consecutive_failures)
+             VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (account) DO UPDATE SET last_success_at = excluded.last_success_at,
                last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error,
+               last_error_kind = excluded.last_error_kind,
                consecutive_failures = excluded.consecutive_failures",
         )
         .bind(account.as_str())
         .bind(health.last_success_at.map(ms))
         .bind(health.last_attempt_at.map(ms))
-        .bind(health.last_error.as_deref())
+        .bind(health.last_error.as_ref().map(|e| e.message.as_str()))
+        .bind(health.last_error.as_ref().map(|e| e.kind.as_str()))
         .bind(i64::from(health.consecutive_failures))
         .execute(&mut *tx)
         .await?;
@@ -427,7 +432,24 @@ async fn health_in(
     Ok(PollHealth {
         last_success_at: opt_from_ms(r.get("last_success_at"))?,
         last_attempt_at: opt_from_ms(r.get("last_attempt_at"))?,
-        last_error: r.get("last_error"),
+        last_error: match r.get::<Option<String>, _>("last_error") {
+            None => None,
+            Some(message) => {
+                let kind: Option<String> = r.get("last_error_kind");
+                Some(PollFailure {
+                    // Rows from before kinds were kept: nothing says refused.
+                    kind: kind
+                        .as_deref()
+                        .map(|k| {
+                            FailureKind::parse(k)
+                                .ok_or_else(|| corrupt(format!("failure kind {k:?}")))
+                        })
+                        .transpose()?
+                        .unwrap_or(FailureKind::Unreachable),
+                    message,
+                })
+            }
+        },
         consecutive_failures: u32::try_from(r.get::<i64, _>("consecutive_failures"))
             .map_err(corrupt)?,
     })

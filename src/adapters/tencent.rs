@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
     external_id as id, malformed as bad, parse, per_second,
 };
 use super::signing::tc3;
@@ -135,10 +135,18 @@ impl Tencent {
             }
             req
         };
+        let permission = format!("{service}:{action}");
         self.http
-            .call(action, &[key_id, secret], build, |reply| {
-                classify(action, reply)
-            })
+            .call(
+                Call {
+                    key_id,
+                    action,
+                    permission: &permission,
+                },
+                &[key_id, secret],
+                build,
+                |reply| classify(action, reply),
+            )
             .await
     }
 }
@@ -171,6 +179,16 @@ fn classify(action: &str, reply: &Reply) -> Result<Value, Failure> {
             code,
             allowed: "5 minutes",
         },
+        (
+            _,
+            "UnauthorizedOperation"
+            | "UnauthorizedOperation.CamNoAuth"
+            | "AuthFailure.UnauthorizedOperation",
+        ) => Failure::Denied {
+            code,
+            message: format!("{action}: {message}"),
+        },
+        // The rest: a wrong or disabled key, or the account (real-name checks).
         ("AuthFailure" | "UnauthorizedOperation", _) => Failure::Auth {
             code,
             message: format!("{action}: {message}"),
@@ -637,6 +655,14 @@ mod tests {
         ));
         assert!(matches!(
             err("UnauthorizedOperation.CamNoAuth"),
+            Failure::Denied { .. }
+        ));
+        assert!(matches!(
+            err("AuthFailure.UnauthorizedOperation"),
+            Failure::Denied { .. }
+        ));
+        assert!(matches!(
+            err("UnauthorizedOperation.NotCertification"),
             Failure::Auth { .. }
         ));
         assert!(matches!(

@@ -313,13 +313,63 @@ pub struct BalanceEntry {
     pub entered_at: DateTime<Utc>,
 }
 
+/// What kind of failure a poll met, as far as the rules and people care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The provider refused the key, its permissions or the request's clock:
+    /// a person must act, and waiting will not help.
+    Refused,
+    /// No answer, or not in time, or throttled past the retries.
+    Unreachable,
+    /// The provider understood and said no.
+    Rejected,
+    /// An answer without the documented shape.
+    Malformed,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Refused => "refused",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Rejected => "rejected",
+            FailureKind::Malformed => "malformed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FailureKind> {
+        [
+            FailureKind::Refused,
+            FailureKind::Unreachable,
+            FailureKind::Rejected,
+            FailureKind::Malformed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// Why the latest poll of an account failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl fmt::Display for PollFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// How reading one account has been going.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollHealth {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// Set while the latest attempt failed: why.
-    pub last_error: Option<String>,
+    pub last_error: Option<PollFailure>,
     pub consecutive_failures: u32,
 }
 
@@ -340,7 +390,7 @@ impl PollHealth {
         self.consecutive_failures = 0;
     }
 
-    pub fn failed(&mut self, at: DateTime<Utc>, error: String) {
+    pub fn failed(&mut self, at: DateTime<Utc>, error: PollFailure) {
         self.last_attempt_at = Some(at);
         self.last_error = Some(error);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);

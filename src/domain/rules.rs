@@ -8,7 +8,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::forecast::{self, Forecast};
-use super::model::{Account, PollHealth, RenewalMode, Resource, ResourceStatus, Snapshot};
+use super::model::{
+    Account, FailureKind, PollHealth, RenewalMode, Resource, ResourceStatus, Snapshot,
+};
 use super::money::Money;
 
 /// Stable rule names, used in config, output and metrics.
@@ -633,9 +635,11 @@ fn poll_failed(
     let Some(error) = &health.last_error else {
         return;
     };
-    // Never read at all: purser knows nothing about the account, so it is blind now.
+    // A refused key will not mend itself: say so at once, not after the grace
+    // period. Never read at all: purser knows nothing, so it is blind now.
+    let refused = error.kind == FailureKind::Refused;
     let blind_for = health.last_success_at.map(|t| now - t);
-    if blind_for.is_some_and(|d| d < rule.after) {
+    if !refused && blind_for.is_some_and(|d| d < rule.after) {
         return;
     }
     let since = match health.last_success_at {
@@ -651,17 +655,24 @@ fn poll_failed(
         severity: rule.severity,
         level: Level::Breach,
         rank: 1,
-        summary: format!(
-            "purser is blind to this account: {since}; failed attempts: {}; last error: {error}",
-            health.consecutive_failures
-        ),
+        summary: if refused {
+            format!(
+                "the provider refuses purser's key for this account ({since}); \
+                 it will not read again until the key is fixed: {error}"
+            )
+        } else {
+            format!(
+                "purser is blind to this account: {since}; failed attempts: {}; last error: {error}",
+                health.consecutive_failures
+            )
+        },
     });
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::domain::model::{Balance, ExternalId, Labels, Order, ReportedSpend};
+    use crate::domain::model::{Balance, ExternalId, Labels, Order, PollFailure, ReportedSpend};
     use crate::domain::money::Currency;
     use chrono::TimeZone;
     use std::str::FromStr;
@@ -901,7 +912,7 @@ pub(crate) mod tests {
     fn blindness_has_a_grace_period_once_read() {
         let mut h = PollHealth::new();
         h.succeeded(now() - Duration::minutes(20));
-        h.failed(now(), "timeout".into());
+        h.failed(now(), failure(FailureKind::Unreachable, "timeout"));
         assert!(breaches(&run(snapshot("90000"), &h), RuleName::PollFailed).is_empty());
         h.last_success_at = Some(now() - Duration::minutes(31));
         assert_eq!(
@@ -910,7 +921,10 @@ pub(crate) mod tests {
         );
         // Never read at all: blind now.
         let mut never = PollHealth::new();
-        never.failed(now(), "unauthorized".into());
+        never.failed(
+            now(),
+            failure(FailureKind::Unreachable, "connection refused"),
+        );
         let account = account();
         let f = evaluate(
             &rules(),
@@ -923,6 +937,42 @@ pub(crate) mod tests {
         )
         .findings;
         assert_eq!(breaches(&f, RuleName::PollFailed), [":"]);
+    }
+
+    fn failure(kind: FailureKind, message: &str) -> PollFailure {
+        PollFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_key_alerts_at_once_and_says_why() {
+        let mut h = PollHealth::new();
+        h.succeeded(now() - Duration::minutes(5));
+        h.failed(
+            now(),
+            failure(
+                FailureKind::Refused,
+                "UnauthorizedOperation: not authorized; the key needs the permission \
+                 billing:DescribeAccountBalance for DescribeAccountBalance",
+            ),
+        );
+        let f = run(snapshot("90000"), &h);
+        assert_eq!(breaches(&f, RuleName::PollFailed), [":"]);
+        let summary = &f
+            .iter()
+            .find(|f| f.key.rule == RuleName::PollFailed)
+            .unwrap()
+            .summary;
+        assert!(summary.contains("refuses purser's key"), "{summary}");
+        assert!(
+            summary.contains("billing:DescribeAccountBalance"),
+            "{summary}"
+        );
+        // The same age with any other failure is still within the grace period.
+        h.failed(now(), failure(FailureKind::Malformed, "not JSON"));
+        assert!(breaches(&run(snapshot("90000"), &h), RuleName::PollFailed).is_empty());
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Poller {
             Ok(snapshot) => self.store.record_poll(id, now, Ok(snapshot)).await?,
             Err(e) => {
                 warn!(account.id = %id, error = %e, "poll failed; keeping the last good snapshot");
-                self.store.record_poll(id, now, Err(&e.to_string())).await?
+                self.store.record_poll(id, now, Err(&e.failure())).await?
             }
         };
         let changes = self.evaluate(account, &recorded, now).await?;

@@ -1,6 +1,6 @@
 use purser::adapters::tencent::Tencent;
 use purser::domain::model::{RenewalMode, ResourceStatus};
-use purser::ports::{Provider, ProviderError};
+use purser::ports::{Clock, Provider, ProviderError};
 use serde_json::json;
 
 use super::mock::{self, Mock, Req, by_header, expect, ok};
@@ -270,4 +270,66 @@ async fn business_errors_are_surfaced_as_such() {
         matches!(&err, ProviderError::Rejected { code, .. } if code == "FailedOperation.SummaryDataNotReady"),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_missing_permission_is_named() {
+    let m = tencent_mock(KEY).await;
+    m.always(
+        "DescribeRenewInstances",
+        ok(r#"{"Response":{"Error":{"Code":"UnauthorizedOperation.CamNoAuth","Message":"you are not authorized to perform operation (billing:DescribeRenewInstances)"},"RequestId":"r"}}"#),
+    );
+    let (t, a) = provider(&m, KEY);
+    let err = t.poll(&a).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unauthorized(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("needs the permission billing:DescribeRenewInstances"),
+        "{err}"
+    );
+    assert_eq!(m.count("DescribeRenewInstances"), 1, "never retried");
+}
+
+/// The daemon, not just the adapter: a key that loses a permission between two
+/// polls alerts on the next poll, not after the 30-minute blindness grace.
+#[tokio::test]
+async fn a_refused_key_alerts_on_the_next_poll() {
+    use crate::helpers::{Setup, World};
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"1\"\n",
+        Setup::default(),
+    )
+    .await;
+    let m = tencent_mock(KEY).await;
+    m.set_now(world.clock.now());
+    let a = account("acme", "cn");
+    let mut t = Tencent::new(accounts(&a, access(&m, ID, KEY)), None, world.clock.clone());
+    quick(t.http_mut());
+    let app = world
+        .start_with(HashMap::from([(
+            "sim".to_owned(),
+            Arc::new(t) as Arc<dyn Provider>,
+        )]))
+        .await;
+    app.settle().await;
+    assert!(world.hook.values("poll_failed", "kind").is_empty());
+
+    m.always(
+        "DescribeAccountBalance",
+        ok(r#"{"Response":{"Error":{"Code":"AuthFailure.UnauthorizedOperation","Message":"CAM denied"},"RequestId":"r"}}"#),
+    );
+    world.clock.advance(chrono::Duration::minutes(1));
+    m.set_now(world.clock.now());
+    let alert = world
+        .hook
+        .wait_for(|v| v["rule"] == "poll_failed" && v["kind"] == "firing")
+        .await;
+    let summary = alert["summary"].as_str().unwrap();
+    assert!(summary.contains("refuses purser's key"), "{summary}");
+    assert!(
+        summary.contains("billing:DescribeAccountBalance"),
+        "{summary}"
+    );
+    assert!(!summary.contains(KEY), "{summary}");
+    app.stop().await;
 }
