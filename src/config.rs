@@ -15,8 +15,8 @@ use toml::Spanned;
 use crate::domain::model::{Account, AccountId, Labels, RenewalMode};
 use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{
-    AmountTier, AutorenewAtRisk, DaysTier, Expiring, LadderStep, LowBalance, PollFailed, RuleSet,
-    Runway, Severity, Simple, Timing, UnpaidOrder,
+    AmountTier, AutorenewAtRisk, DaysTier, Expiring, LadderStep, Lasting, LowBalance, PollFailed,
+    RuleSet, Runway, Severity, Simple, Timing, UnpaidOrder,
 };
 use crate::secret::Secret;
 
@@ -264,7 +264,9 @@ struct RawRules {
     autorenew_at_risk: Option<RawAtRisk>,
     autorenew_failed: Option<RawSimple>,
     unpaid_order: Option<RawUnpaid>,
-    poll_failed: Option<RawPollFailed>,
+    poll_failed: Option<RawLasting>,
+    unallocated_funds: Option<RawLasting>,
+    stale_balance: Option<RawLasting>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -350,7 +352,7 @@ struct RawUnpaid {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPollFailed {
+struct RawLasting {
     enabled: Option<bool>,
     after: Option<S>,
     severity: Option<S>,
@@ -614,9 +616,15 @@ fn merge_rules(base: &mut RawRules, over: &RawRules) {
         let b = base.unpaid_order.get_or_insert_with(Default::default);
         merge_opt!(b, o, enabled, before_deadline, severity, pending, repeat);
     }
-    if let Some(o) = &over.poll_failed {
-        let b = base.poll_failed.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, after, severity, pending, repeat);
+    for (b, o) in [
+        (&mut base.poll_failed, &over.poll_failed),
+        (&mut base.unallocated_funds, &over.unallocated_funds),
+        (&mut base.stale_balance, &over.stale_balance),
+    ] {
+        if let Some(o) = o {
+            let b = b.get_or_insert_with(Default::default);
+            merge_opt!(b, o, enabled, after, severity, pending, repeat);
+        }
     }
 }
 
@@ -860,6 +868,45 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
         autorenew_failed,
         unpaid_order,
         poll_failed,
+        // Allocating is a minute's work once someone knows.
+        unallocated_funds: lasting(
+            issues,
+            "unallocated_funds",
+            raw.unallocated_funds.as_ref(),
+            (Duration::hours(1), Severity::C, repeat),
+        ),
+        // A weekly reading keeps the estimate close to the portal.
+        stale_balance: lasting(
+            issues,
+            "stale_balance",
+            raw.stale_balance.as_ref(),
+            (Duration::days(7), Severity::C, Some(Duration::days(1))),
+        ),
+    }
+}
+
+fn lasting(
+    issues: &mut Issues<'_>,
+    name: &str,
+    raw: Option<&RawLasting>,
+    (after, severity, repeat): (Duration, Severity, Option<Duration>),
+) -> Lasting {
+    let raw = raw.cloned().unwrap_or_default();
+    Lasting {
+        enabled: raw.enabled.unwrap_or(true),
+        after: duration(
+            issues,
+            &format!("rules.{name}.after"),
+            raw.after.as_ref(),
+            after,
+        ),
+        severity: opt_severity(
+            issues,
+            &format!("rules.{name}.severity"),
+            raw.severity.as_ref(),
+            severity,
+        ),
+        timing: timing(issues, name, &raw.pending, &raw.repeat, repeat),
     }
 }
 

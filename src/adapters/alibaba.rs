@@ -317,6 +317,7 @@ impl Alibaba {
             frozen: None,
             owed: None,
             buckets: Vec::new(),
+            entered_as_of: None,
         })
     }
 

@@ -361,10 +361,14 @@ impl Provider for AzureChina {
             .as_ref()
             .map_or(spend_from, |e| e.as_of.date_naive().min(spend_from));
         let costs = self.daily_costs(access, &token, from, today).await?;
-        let available = match (&access.billing_account, &entry) {
-            (Some(ba), _) => self.ea_balance(access, &token, ba).await?,
-            (None, Some(e)) => estimate_from_entry(e, &costs, now)
-                .map_err(|e| ProviderError::Malformed(format!("estimating the balance: {e}")))?,
+        let (available, entered_as_of) = match (&access.billing_account, &entry) {
+            (Some(ba), _) => (self.ea_balance(access, &token, ba).await?, None),
+            (None, Some(e)) => (
+                estimate_from_entry(e, &costs, now).map_err(|e| {
+                    ProviderError::Malformed(format!("estimating the balance: {e}"))
+                })?,
+                Some(e.as_of),
+            ),
             (None, None) => return Err(no_entry(account)),
         };
         // Whole days only: today's figure is still growing.
@@ -379,7 +383,10 @@ impl Provider for AzureChina {
         };
         Ok(Snapshot {
             taken_at: now,
-            balance: Balance::available_only(available),
+            balance: Balance {
+                entered_as_of,
+                ..Balance::available_only(available)
+            },
             resources: Vec::new(),
             orders: Vec::new(),
             spend: Some(spend),

@@ -359,6 +359,7 @@ impl Huawei {
             frozen: None,
             owed,
             buckets,
+            entered_as_of: None,
         })
     }
 

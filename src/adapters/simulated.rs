@@ -67,6 +67,9 @@ struct SimAccount {
     outages: Vec<SimOutage>,
     /// Every answer takes this long.
     slow: Option<String>,
+    /// The balance stands for a figure a person entered at this offset, as
+    /// for a cloud with no balance API.
+    entered: Option<String>,
 }
 
 fn cny() -> String {
@@ -348,6 +351,12 @@ impl SimAccount {
                 frozen: None,
                 owed,
                 buckets,
+                entered_as_of: self
+                    .entered
+                    .as_deref()
+                    .map(|e| offset(e).map(|d| epoch + d))
+                    .transpose()
+                    .map_err(|e| format!("account {}: entered: {e}", self.id))?,
             },
             resources,
             orders,

@@ -348,6 +348,7 @@ impl Tencent {
             frozen: opt(&b.freeze_amount, "FreezeAmount")?,
             owed: opt(&b.owe_amount, "OweAmount")?,
             buckets: Vec::new(),
+            entered_as_of: None,
         })
     }
 

@@ -167,6 +167,11 @@ pub struct Balance {
     /// Named balances kept apart from `available`, such as a per-contract balance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buckets: Vec<Bucket>,
+    /// Set when `available` is estimated from a balance a person entered (a
+    /// cloud with no balance API): the moment that entry was true. Usage since
+    /// is subtracted; top-ups and adjustments since are not seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entered_as_of: Option<DateTime<Utc>>,
 }
 
 impl Balance {
@@ -178,7 +183,18 @@ impl Balance {
             frozen: None,
             owed: None,
             buckets: Vec::new(),
+            entered_as_of: None,
         }
+    }
+
+    /// Money paid in but not allocated to any contract, if the cloud keeps such.
+    pub fn unallocated(&self) -> Option<Money> {
+        let mut buckets = self
+            .buckets
+            .iter()
+            .filter(|b| b.kind == BucketKind::Unallocated);
+        let first = buckets.next()?.amount;
+        buckets.try_fold(first, |sum, b| sum.checked_add(&b.amount).ok())
     }
 }
 

@@ -128,6 +128,10 @@ impl Money {
         self.amount.is_sign_negative() && !self.amount.is_zero()
     }
 
+    pub fn is_positive(&self) -> bool {
+        self.amount.is_sign_positive() && !self.amount.is_zero()
+    }
+
     /// From integer minor units (fen, cents): `from_minor(50000, Cny)` is ¥500.00.
     pub fn from_minor(minor: i64, currency: Currency) -> Money {
         Money::new(Decimal::from(minor) / currency.minor_per_major(), currency).normalized()

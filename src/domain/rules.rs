@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::forecast::{self, Forecast};
 use super::model::{
-    Account, FailureKind, PollHealth, RenewalMode, Resource, ResourceStatus, Snapshot,
+    Account, BucketKind, FailureKind, PollHealth, RenewalMode, Resource, ResourceStatus, Snapshot,
 };
 use super::money::Money;
 
@@ -24,10 +24,12 @@ pub enum RuleName {
     AutorenewFailed,
     UnpaidOrder,
     PollFailed,
+    UnallocatedFunds,
+    StaleBalance,
 }
 
 impl RuleName {
-    pub const ALL: [RuleName; 7] = [
+    pub const ALL: [RuleName; 9] = [
         RuleName::LowBalance,
         RuleName::Runway,
         RuleName::Expiring,
@@ -35,6 +37,8 @@ impl RuleName {
         RuleName::AutorenewFailed,
         RuleName::UnpaidOrder,
         RuleName::PollFailed,
+        RuleName::UnallocatedFunds,
+        RuleName::StaleBalance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +50,8 @@ impl RuleName {
             RuleName::AutorenewFailed => "autorenew_failed",
             RuleName::UnpaidOrder => "unpaid_order",
             RuleName::PollFailed => "poll_failed",
+            RuleName::UnallocatedFunds => "unallocated_funds",
+            RuleName::StaleBalance => "stale_balance",
         }
     }
 
@@ -184,6 +190,15 @@ pub struct PollFailed {
     pub timing: Timing,
 }
 
+/// A condition that must hold for `after` before it is worth an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lasting {
+    pub enabled: bool,
+    pub after: Duration,
+    pub severity: Severity,
+    pub timing: Timing,
+}
+
 /// The settings of every rule, as they apply to one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSet {
@@ -194,6 +209,10 @@ pub struct RuleSet {
     pub autorenew_failed: Simple,
     pub unpaid_order: UnpaidOrder,
     pub poll_failed: PollFailed,
+    /// Money paid in but left unallocated to a contract keeps nothing running.
+    pub unallocated_funds: Lasting,
+    /// A balance entered by hand this long ago is no longer trusted.
+    pub stale_balance: Lasting,
 }
 
 impl RuleSet {
@@ -206,6 +225,8 @@ impl RuleSet {
             RuleName::AutorenewFailed => &self.autorenew_failed.timing,
             RuleName::UnpaidOrder => &self.unpaid_order.timing,
             RuleName::PollFailed => &self.poll_failed.timing,
+            RuleName::UnallocatedFunds => &self.unallocated_funds.timing,
+            RuleName::StaleBalance => &self.stale_balance.timing,
         }
     }
 }
@@ -332,6 +353,24 @@ pub fn evaluate(rules: &RuleSet, state: &AccountState<'_>, now: DateTime<Utc>) -
     if rules.unpaid_order.enabled {
         unpaid_order(&rules.unpaid_order, account, latest, now, &mut out.findings);
     }
+    if rules.unallocated_funds.enabled {
+        unallocated_funds(
+            &rules.unallocated_funds,
+            account,
+            state.history,
+            now,
+            &mut out.findings,
+        );
+    }
+    if rules.stale_balance.enabled {
+        stale_balance(
+            &rules.stale_balance,
+            account,
+            latest,
+            now,
+            &mut out.findings,
+        );
+    }
     out
 }
 
@@ -372,8 +411,25 @@ fn tiered(
     }
 }
 
+/// The account's balance against the tiers, and each service contract's
+/// balance too: a contract that runs dry stops its service whatever the
+/// account holds.
 fn low_balance(rule: &LowBalance, account: &str, snap: &Snapshot, out: &mut Vec<Finding>) {
-    let available = &snap.balance.available;
+    low_balance_of(rule, account, "", &snap.balance.available, out);
+    for b in &snap.balance.buckets {
+        if b.kind == BucketKind::Contract {
+            low_balance_of(rule, account, &b.name, &b.amount, out);
+        }
+    }
+}
+
+fn low_balance_of(
+    rule: &LowBalance,
+    account: &str,
+    contract: &str,
+    available: &Money,
+    out: &mut Vec<Finding>,
+) {
     let tiers = rule.tiers.iter().filter_map(|tier| {
         // A threshold in another currency never matches; config validation
         // refuses that combination, so this is only a guard.
@@ -387,12 +443,19 @@ fn low_balance(rule: &LowBalance, account: &str, snap: &Snapshot, out: &mut Vec<
         } else {
             None
         };
-        let summary = format!("available balance {available} is below {}", tier.below);
+        let summary = if contract.is_empty() {
+            format!("available balance {available} is below {}", tier.below)
+        } else {
+            format!(
+                "contract {contract} balance {available} is below {}; its service stops when it runs out",
+                tier.below
+            )
+        };
         Some((
             key(
                 RuleName::LowBalance,
                 account,
-                "",
+                contract,
                 tier.below.amount_string(),
             ),
             tier.severity,
@@ -625,6 +688,72 @@ fn unpaid_order(
     }
 }
 
+/// Unallocated money, once it has sat unallocated for `after`: allocation
+/// is a manual step after a top-up, and until it is done the money protects
+/// nothing.
+fn unallocated_funds(
+    rule: &Lasting,
+    account: &str,
+    history: &[Snapshot],
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
+    let held = |s: &Snapshot| s.balance.unallocated().filter(|m| m.is_positive());
+    let Some(amount) = history.last().and_then(held) else {
+        return;
+    };
+    // Since when, without a break, there has been money unallocated.
+    let since = history
+        .iter()
+        .rev()
+        .take_while(|s| held(s).is_some())
+        .last()
+        .map_or(now, |s| s.taken_at);
+    if now - since < rule.after {
+        return;
+    }
+    out.push(Finding {
+        key: key(RuleName::UnallocatedFunds, account, "", String::new()),
+        severity: rule.severity,
+        level: Level::Breach,
+        rank: 1,
+        summary: format!(
+            "{amount} paid in is not allocated to any contract (since {}); unallocated money \
+             does not prevent suspension: allocate it to the contract that needs it",
+            since.format("%Y-%m-%d %H:%M UTC")
+        ),
+    });
+}
+
+/// A balance estimated from a person's entry, once the entry is `after` old.
+fn stale_balance(
+    rule: &Lasting,
+    account: &str,
+    snap: &Snapshot,
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
+    let Some(as_of) = snap.balance.entered_as_of else {
+        return;
+    };
+    if now - as_of < rule.after {
+        return;
+    }
+    out.push(Finding {
+        key: key(RuleName::StaleBalance, account, "", String::new()),
+        severity: rule.severity,
+        level: Level::Breach,
+        rank: 1,
+        summary: format!(
+            "the balance was last entered {} days ago (as of {}); purser subtracts usage since, \
+             but cannot see top-ups or adjustments: enter the portal's balance again",
+            // Nearest whole day: "9 days" whether read a second early or late.
+            (now - as_of + Duration::hours(12)).num_days(),
+            as_of.format("%Y-%m-%d %H:%M UTC")
+        ),
+    });
+}
+
 fn poll_failed(
     rule: &PollFailed,
     account: &str,
@@ -657,8 +786,8 @@ fn poll_failed(
         rank: 1,
         summary: if refused {
             format!(
-                "the provider refuses purser's key for this account ({since}); \
-                 it will not read again until the key is fixed: {error}"
+                "the provider refuses purser's key for this account ({since}): {error}. \
+                 Waiting will not help: fix the key or its permissions"
             )
         } else {
             format!(
@@ -672,7 +801,9 @@ fn poll_failed(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::domain::model::{Balance, ExternalId, Labels, Order, PollFailure, ReportedSpend};
+    use crate::domain::model::{
+        Balance, Bucket, ExternalId, Labels, Order, PollFailure, ReportedSpend,
+    };
     use crate::domain::money::Currency;
     use chrono::TimeZone;
     use std::str::FromStr;
@@ -758,6 +889,18 @@ pub(crate) mod tests {
                 after: Duration::minutes(30),
                 severity: Severity::B,
                 timing: timing(Some(4)),
+            },
+            unallocated_funds: Lasting {
+                enabled: true,
+                after: Duration::hours(1),
+                severity: Severity::C,
+                timing: timing(Some(4)),
+            },
+            stale_balance: Lasting {
+                enabled: true,
+                after: Duration::days(7),
+                severity: Severity::C,
+                timing: timing(Some(24)),
             },
         }
     }
@@ -937,6 +1080,115 @@ pub(crate) mod tests {
         )
         .findings;
         assert_eq!(breaches(&f, RuleName::PollFailed), [":"]);
+    }
+
+    fn with_buckets(
+        available: &str,
+        at: DateTime<Utc>,
+        buckets: &[(&str, BucketKind, &str)],
+    ) -> Snapshot {
+        let mut s = snapshot(available);
+        s.taken_at = at;
+        s.balance.buckets = buckets
+            .iter()
+            .map(|(name, kind, amount)| Bucket {
+                name: (*name).into(),
+                kind: *kind,
+                amount: cny(amount),
+            })
+            .collect();
+        s
+    }
+
+    fn judge(history: &[Snapshot]) -> Vec<Finding> {
+        let account = account();
+        evaluate(
+            &rules(),
+            &AccountState {
+                account: &account,
+                history,
+                health: &PollHealth::new(),
+            },
+            now(),
+        )
+        .findings
+    }
+
+    #[test]
+    fn a_low_contract_balance_alerts_on_its_own() {
+        // The account is rich; the contract is not.
+        let s = with_buckets(
+            "90000",
+            now(),
+            &[
+                ("COC-2024-7891", BucketKind::Contract, "400"),
+                ("SecOps-1", BucketKind::Contract, "20000"),
+            ],
+        );
+        let f = judge(&[s]);
+        assert_eq!(breaches(&f, RuleName::LowBalance), ["COC-2024-7891:500.00"]);
+        let summary = &f
+            .iter()
+            .find(|f| f.level == Level::Breach && f.key.rule == RuleName::LowBalance)
+            .unwrap()
+            .summary;
+        assert!(summary.contains("contract COC-2024-7891"), "{summary}");
+    }
+
+    #[test]
+    fn unallocated_money_alerts_once_it_has_sat_for_an_hour() {
+        let unalloc = |at: DateTime<Utc>, amount: &str| {
+            with_buckets(
+                "90000",
+                at,
+                &[
+                    ("COC-2024-7891", BucketKind::Contract, "9000"),
+                    ("unallocated", BucketKind::Unallocated, amount),
+                ],
+            )
+        };
+        // Paid in 40 minutes ago: allocation may well be under way.
+        let recent = [
+            unalloc(now() - Duration::hours(2), "0"),
+            unalloc(now() - Duration::minutes(40), "5000"),
+            unalloc(now(), "5000"),
+        ];
+        assert!(breaches(&judge(&recent), RuleName::UnallocatedFunds).is_empty());
+        // Still there after 70 minutes: say so.
+        let lasting = [
+            unalloc(now() - Duration::hours(2), "0"),
+            unalloc(now() - Duration::minutes(70), "5000"),
+            unalloc(now(), "5000"),
+        ];
+        let f = judge(&lasting);
+        assert_eq!(breaches(&f, RuleName::UnallocatedFunds), [":"]);
+        let summary = &f
+            .iter()
+            .find(|f| f.key.rule == RuleName::UnallocatedFunds)
+            .unwrap()
+            .summary;
+        assert!(
+            summary.contains("¥5,000.00") && summary.contains("suspension"),
+            "{summary}"
+        );
+        // Allocated: nothing left to say.
+        let allocated = [
+            unalloc(now() - Duration::hours(3), "5000"),
+            unalloc(now(), "0"),
+        ];
+        assert!(breaches(&judge(&allocated), RuleName::UnallocatedFunds).is_empty());
+    }
+
+    #[test]
+    fn a_hand_entered_balance_goes_stale_after_a_week() {
+        let mut s = snapshot("9000");
+        s.balance.entered_as_of = Some(now() - Duration::days(6));
+        assert!(breaches(&judge(std::slice::from_ref(&s)), RuleName::StaleBalance).is_empty());
+        s.balance.entered_as_of = Some(now() - Duration::days(8));
+        let f = judge(&[s]);
+        assert_eq!(breaches(&f, RuleName::StaleBalance), [":"]);
+        // A balance read from an API never goes stale this way.
+        assert!(breaches(&judge(&[snapshot("9000")]), RuleName::StaleBalance).is_empty());
     }
 
     fn failure(kind: FailureKind, message: &str) -> PollFailure {

@@ -244,3 +244,26 @@ fn cloud_account_mistakes_are_located() {
         "{err}"
     );
 }
+
+#[test]
+fn the_new_rules_take_settings_overrides_and_located_errors() {
+    let text = format!(
+        "{BASE}labels = {{ env = \"dev\" }}\n\n[rules.unallocated_funds]\nafter = \"2h\"\nseverity = \"B\"\n\n[[overrides]]\nlabels = {{ env = \"dev\" }}\n[overrides.rules.stale_balance]\nenabled = false\n"
+    );
+    let c = Config::parse(&text, Path::new("p.toml")).unwrap();
+    let rules = &c.accounts[0].rules;
+    assert_eq!(rules.unallocated_funds.after, chrono::Duration::hours(2));
+    assert_eq!(rules.unallocated_funds.severity.as_str(), "B");
+    assert!(!rules.stale_balance.enabled);
+    assert_eq!(rules.stale_balance.after, chrono::Duration::days(7));
+
+    let err = error_of(&format!(
+        "{BASE}\n[rules.stale_balance]\nafter = \"a week\"\n"
+    ));
+    assert!(
+        err.contains(
+            "conf/purser.toml:15: rules.stale_balance.after: \"a week\" is not a duration"
+        ),
+        "{err}"
+    );
+}

@@ -10,6 +10,8 @@ id = "acme"
 balance = "¥2,000"
 burn_per_day = "¥500"
 report_spend = true
+buckets = [{ name = "unallocated", kind = "unallocated", amount = "¥5,000" }]
+entered = "-8d"
 
 [[accounts.resources]]
 id = "ins-manual"
@@ -97,6 +99,9 @@ async fn every_rule_fires_and_resolves() {
         },
     )
     .await;
+    // Unallocated money is worth an alert once it has sat for an hour.
+    assert!(!rules_with(&world.hook.events(), "firing").contains("unallocated_funds"));
+    app.advance(Duration::minutes(61)).await;
 
     let fired = rules_with(&world.hook.events(), "firing");
     let all: BTreeSet<String> = purser::domain::rules::RuleName::ALL
