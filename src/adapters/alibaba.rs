@@ -15,14 +15,15 @@ use serde_json::Value;
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
-    external_id, malformed, parse, per_second, utc_text, utc_time,
+    external_id, malformed, parse, per_second, reported_spend, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
 use crate::domain::model::{
-    Account, AccountId, Balance, Order, Recharge, RenewalMode, Resource, ResourceStatus, Snapshot,
+    Account, AccountId, Balance, Order, Recharge, RenewalMode, ReportedSpend, Resource,
+    ResourceStatus, Snapshot,
 };
-use crate::domain::money::Currency;
+use crate::domain::money::{Currency, Money};
 use crate::ports::{Clock, Provider, ProviderError};
 
 const VERSION: &str = "2017-12-14";
@@ -421,13 +422,51 @@ impl Alibaba {
         Ok(out)
     }
 
-    async fn recharges(
+    /// Money in (top-ups) and out (consumption) over the ledger window.
+    async fn ledger(
         &self,
         access: &CloudAccess,
         intl: bool,
         currency: Currency,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Recharge>, ProviderError> {
+    ) -> Result<(Vec<Recharge>, Option<ReportedSpend>), ProviderError> {
+        let (paid_in, _) = self
+            .transactions(access, intl, currency, now, ("Payment", "Income"))
+            .await?;
+        let recharges = paid_in
+            .into_iter()
+            .filter(|(_, amount)| !amount.is_negative())
+            .map(|(at, amount)| Recharge { at, amount })
+            .collect();
+        let (spent, complete) = self
+            .transactions(access, intl, currency, now, ("Consumption", "Expense"))
+            .await?;
+        // A ledger cut short would understate the burn and overstate the runway:
+        // better none, and the balance's own fall instead.
+        let spend = if complete {
+            let total = spent
+                .iter()
+                .try_fold(Money::zero(currency), |sum, (_, m)| {
+                    sum.checked_add(&Money::new(m.amount().abs(), currency))
+                })
+                .map_err(|e| malformed("QueryAccountTransactions")(e.to_string()))?;
+            Some(reported_spend(total, LEDGER_DAYS))
+        } else {
+            None
+        };
+        Ok((recharges, spend))
+    }
+
+    /// Transactions of one type and direction over the ledger window, and
+    /// whether they were all read.
+    async fn transactions(
+        &self,
+        access: &CloudAccess,
+        intl: bool,
+        currency: Currency,
+        now: DateTime<Utc>,
+        (kind, flow): (&str, &str),
+    ) -> Result<(Vec<(DateTime<Utc>, Money)>, bool), ProviderError> {
         let mut out = Vec::new();
         let mut seen = 0u64;
         for n in 1..=MAX_PAGES {
@@ -439,8 +478,8 @@ impl Alibaba {
                     &[
                         page(n),
                         ("PageSize", PAGE_SIZE.to_string()),
-                        ("TransactionType", "Payment".into()),
-                        ("TransactionFlow", "Income".into()),
+                        ("TransactionType", kind.into()),
+                        ("TransactionFlow", flow.into()),
                         (
                             "CreateTimeStart",
                             utc_text(now - Duration::days(LEDGER_DAYS)),
@@ -458,20 +497,16 @@ impl Alibaba {
             seen += got as u64;
             for t in rows {
                 let bad = malformed("QueryAccountTransactions");
-                let amount = t.amount.major(currency).map_err(&bad)?;
-                if amount.is_negative() {
-                    continue;
-                }
-                out.push(Recharge {
-                    at: utc_time(&t.transaction_time).map_err(&bad)?,
-                    amount,
-                });
+                out.push((
+                    utc_time(&t.transaction_time).map_err(&bad)?,
+                    t.amount.major(currency).map_err(&bad)?,
+                ));
             }
             if got < PAGE_SIZE as usize || p.total_count.is_some_and(|t| seen >= t) {
-                break;
+                return Ok((out, true));
             }
         }
-        Ok(out)
+        Ok((out, false))
     }
 }
 
@@ -485,13 +520,13 @@ impl Provider for Alibaba {
         let currency = balance.available.currency();
         let resources = self.instances(access, intl).await?;
         let orders = self.unpaid(access, intl, currency, now).await?;
-        let recharges = self.recharges(access, intl, currency, now).await?;
+        let (recharges, spend) = self.ledger(access, intl, currency, now).await?;
         Ok(Snapshot {
             taken_at: now,
             balance,
             resources,
             orders,
-            spend: None,
+            spend,
             recharges,
         })
     }

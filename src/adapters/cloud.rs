@@ -116,6 +116,17 @@ impl RetryPolicy {
     }
 }
 
+/// Spend the cloud recorded over the last `days`, as a daily figure. Amounts
+/// may come signed either way (a deduction is negative in some ledgers).
+pub fn reported_spend(total: Money, days: i64) -> crate::domain::model::ReportedSpend {
+    let days = days.max(1);
+    crate::domain::model::ReportedSpend {
+        per_day: Money::new(total.amount().abs() / Decimal::from(days), total.currency())
+            .round_to_minor(),
+        over_days: u32::try_from(days).unwrap_or(u32::MAX),
+    }
+}
+
 /// `n` requests a second, as a quota (0 reads as 1).
 pub const fn per_second(n: u32) -> NonZeroU32 {
     match NonZeroU32::new(n) {

@@ -17,13 +17,13 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
-    external_id, malformed, parse, per_second, utc_text, utc_time,
+    external_id, malformed, parse, per_second, reported_spend, utc_text, utc_time,
 };
 use super::signing::{canonical_query, huawei};
 use crate::config::CloudAccess;
 use crate::domain::model::{
-    Account, AccountId, Balance, Bucket, BucketKind, Order, Recharge, RenewalMode, Resource,
-    ResourceStatus, Snapshot,
+    Account, AccountId, Balance, Bucket, BucketKind, Order, Recharge, RenewalMode, ReportedSpend,
+    Resource, ResourceStatus, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
 use crate::ports::{Clock, Provider, ProviderError};
@@ -483,20 +483,58 @@ impl Huawei {
         Ok(out)
     }
 
-    async fn recharges(
+    /// Top-ups into the cash account, and what it paid out for consumption,
+    /// over the ledger window.
+    async fn ledger(
         &self,
         access: &CloudAccess,
         intl: bool,
         currency: Currency,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Recharge>, ProviderError> {
+    ) -> Result<(Vec<Recharge>, Option<ReportedSpend>), ProviderError> {
+        let (paid_in, _) = self
+            .changes(access, intl, currency, now, "RECHARGE")
+            .await?;
+        let recharges = paid_in
+            .into_iter()
+            .filter(|(_, amount)| !amount.is_negative())
+            .map(|(at, amount)| Recharge { at, amount })
+            .collect();
+        // "DEDEUCT" is the API's own spelling.
+        let (spent, complete) = self.changes(access, intl, currency, now, "DEDEUCT").await?;
+        // A ledger cut short would understate the burn: better none, and the
+        // balance's own fall instead.
+        let spend = if complete {
+            let total = spent
+                .iter()
+                .try_fold(Money::zero(currency), |sum, (_, m)| {
+                    sum.checked_add(&Money::new(m.amount().abs(), currency))
+                })
+                .map_err(|e| malformed("ListCustomerAccountChangeRecords")(e.to_string()))?;
+            Some(reported_spend(total, LEDGER_DAYS))
+        } else {
+            None
+        };
+        Ok((recharges, spend))
+    }
+
+    /// Cash-account changes of one trade type over the ledger window, and
+    /// whether they were all read.
+    async fn changes(
+        &self,
+        access: &CloudAccess,
+        intl: bool,
+        currency: Currency,
+        now: DateTime<Utc>,
+        trade_type: &str,
+    ) -> Result<(Vec<(DateTime<Utc>, Money)>, bool), ProviderError> {
         const WHAT: &str = "ListCustomerAccountChangeRecords";
         let mut out = Vec::new();
         let mut offset = 0u64;
         for _ in 0..MAX_PAGES {
             let query = [
                 ("balance_type", "BALANCE_TYPE_DEBIT".to_owned()),
-                ("trade_type", "RECHARGE".to_owned()),
+                ("trade_type", trade_type.to_owned()),
                 (
                     "trade_time_begin",
                     utc_text(now - Duration::days(LEDGER_DAYS)),
@@ -519,21 +557,17 @@ impl Huawei {
             let got = page.records.len() as u64;
             for r in page.records {
                 let bad = malformed(WHAT);
-                let amount = r.change_amount.major(currency).map_err(&bad)?;
-                if amount.is_negative() {
-                    continue;
-                }
-                out.push(Recharge {
-                    at: utc_time(&r.trade_time).map_err(&bad)?,
-                    amount,
-                });
+                out.push((
+                    utc_time(&r.trade_time).map_err(&bad)?,
+                    r.change_amount.major(currency).map_err(&bad)?,
+                ));
             }
             offset += got;
             if got < PAGE || page.total_count.is_some_and(|t| offset >= t) {
-                break;
+                return Ok((out, true));
             }
         }
-        Ok(out)
+        Ok((out, false))
     }
 }
 
@@ -547,13 +581,13 @@ impl Provider for Huawei {
         let balance = self.balance(access, intl, currency).await?;
         let resources = self.resources(access, intl).await?;
         let orders = self.unpaid(access, intl, currency, now).await?;
-        let recharges = self.recharges(access, intl, currency, now).await?;
+        let (recharges, spend) = self.ledger(access, intl, currency, now).await?;
         Ok(Snapshot {
             taken_at: now,
             balance,
             resources,
             orders,
-            spend: None,
+            spend,
             recharges,
         })
     }

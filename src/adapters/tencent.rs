@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
-    external_id as id, malformed as bad, parse, per_second,
+    external_id as id, malformed as bad, parse, per_second, reported_spend,
 };
 use super::signing::tc3;
 use crate::config::CloudAccess;
@@ -550,18 +550,10 @@ impl Tencent {
             .await?;
         let deducted: BillList = parse(v, "DescribeBillList")?;
         let spend = match deducted.deduct_amount {
-            Some(a) => {
-                let total = a.minor(ctx.currency).map_err(bad("DeductAmount"))?;
-                let per_day = Money::new(
-                    total.amount().abs() / rust_decimal::Decimal::from(LEDGER_DAYS),
-                    ctx.currency,
-                )
-                .round_to_minor();
-                Some(ReportedSpend {
-                    per_day,
-                    over_days: LEDGER_DAYS as u32,
-                })
-            }
+            Some(a) => Some(reported_spend(
+                a.minor(ctx.currency).map_err(bad("DeductAmount"))?,
+                LEDGER_DAYS,
+            )),
             None => None,
         };
         Ok((recharges, spend))

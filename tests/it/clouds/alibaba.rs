@@ -68,7 +68,24 @@ pub(super) async fn alibaba_mock() -> Mock {
         .to_string())
     });
     m.on("QueryAccountTransactions", |req, _| {
-        if let Err(e) = expect(req.param("TransactionType").as_deref() == Some("Payment"), "TransactionType") {
+        let kind = req.param("TransactionType");
+        let flow = req.param("TransactionFlow");
+        if kind.as_deref() == Some("Consumption") {
+            if let Err(e) = expect(flow.as_deref() == Some("Expense"), "TransactionFlow Expense") {
+                return e;
+            }
+            // ¥3,500 over the 7-day window, with grouping: ¥500 a day.
+            return ok(json!({"Code": "Success", "Message": "Successful!", "RequestId": "r", "Success": true,
+                "Data": {"PageNum": 1, "PageSize": 100, "TotalCount": 2, "AccountTransactionsList": {"AccountTransactionsList": [
+                    {"TransactionNumber": "c1", "TransactionTime": "2026-11-20T00:00:00Z", "TransactionFlow": "Expense",
+                     "TransactionType": "Consumption", "TransactionChannel": "AccountBalance", "Amount": "1,400.00",
+                     "Balance": "32,345.67"},
+                    {"TransactionNumber": "c2", "TransactionTime": "2026-11-22T00:00:00Z", "TransactionFlow": "Expense",
+                     "TransactionType": "Consumption", "TransactionChannel": "AccountBalance", "Amount": "2,100.00",
+                     "Balance": "30,245.67"}]}}})
+            .to_string());
+        }
+        if let Err(e) = expect(kind.as_deref() == Some("Payment") && flow.as_deref() == Some("Income"), "TransactionType") {
             return e;
         }
         ok(json!({"Code": "Success", "Message": "Successful!", "RequestId": "r", "Success": true,
@@ -106,6 +123,10 @@ async fn a_poll_reads_grouped_strings_pages_orders_and_payments() {
     assert_eq!(s.orders[0].id.as_str(), "202657601410661");
     assert_eq!(s.orders[0].amount.to_string(), "¥1,080.50");
     assert_eq!(s.recharges[0].amount.to_string(), "¥20,000.00");
+    // The cloud's own consumption records give the burn rate.
+    let spend = s.spend.unwrap();
+    assert_eq!(spend.per_day.to_string(), "¥500.00");
+    assert_eq!(spend.over_days, 7);
     // Empty body, POST, query signed as sent.
     for r in m.seen() {
         assert_eq!(r.method, "POST");

@@ -70,6 +70,17 @@ pub(super) async fn huawei_mock() -> Mock {
         .to_string())
     });
     m.on(CHANGES, |req, _| {
+        if req.param("trade_type").as_deref() == Some("DEDEUCT") {
+            // ¥2,800 paid out of cash over the 7-day window: ¥400 a day.
+            return ok(json!({"total_count": 2, "currency": "CNY", "records": [
+                {"account_change_id": "d1", "trade_detail_type": "DEDEUCT", "trade_time": "2026-11-20T02:00:00Z",
+                 "trade_id": "o1", "revenue_expense_type": "EXPENSE", "change_amount": "-700.00",
+                 "balance_after_change": "20110.92"},
+                {"account_change_id": "d2", "trade_detail_type": "DEDEUCT", "trade_time": "2026-11-22T02:00:00Z",
+                 "trade_id": "o2", "revenue_expense_type": "EXPENSE", "change_amount": "-2100.00",
+                 "balance_after_change": "18010.92"}]})
+            .to_string());
+        }
         if let Err(e) = expect(req.param("trade_type").as_deref() == Some("RECHARGE"), "trade_type") {
             return e;
         }
@@ -125,6 +136,7 @@ async fn a_poll_reads_measured_amounts_resources_orders_and_recharges() {
     assert_eq!(o.amount.to_string(), "¥1,234.50");
     assert_eq!(o.pay_deadline - o.created_at, chrono::Duration::days(7));
     assert_eq!(s.recharges[0].amount.to_string(), "¥10,000.00");
+    assert_eq!(s.spend.unwrap().per_day.to_string(), "¥400.00");
     for r in m.seen() {
         assert!(
             r.header("authorization").contains("x-domain-id"),
@@ -180,4 +192,43 @@ async fn unknown_units_throttling_and_empty_lists() {
     assert_eq!(s.balance.available.to_string(), "¥0.00");
     assert_eq!(s.balance.owed.unwrap().to_string(), "¥12.50");
     assert!(s.resources.is_empty() && s.orders.is_empty() && s.recharges.is_empty());
+}
+
+/// A ledger longer than purser will page through gives no spend figure rather
+/// than a partial one, which would understate the burn and overstate runway.
+#[tokio::test]
+async fn a_ledger_cut_short_gives_no_spend_figure() {
+    let m = huawei_mock().await;
+    let full_page: Vec<serde_json::Value> = (0..100)
+        .map(|i| {
+            json!({"account_change_id": format!("d{i}"), "trade_detail_type": "DEDEUCT",
+                "trade_time": "2026-11-20T02:00:00Z", "trade_id": "o", "revenue_expense_type": "EXPENSE",
+                "change_amount": "-1.00", "balance_after_change": "1.00"})
+        })
+        .collect();
+    let page =
+        json!({"total_count": 10_000_000, "currency": "CNY", "records": full_page}).to_string();
+    m.on(CHANGES, move |req, _| {
+        if req.param("trade_type").as_deref() == Some("DEDEUCT") {
+            ok(page.clone())
+        } else {
+            ok(r#"{"total_count":0,"currency":"CNY","records":[]}"#)
+        }
+    });
+    let a = account("hw-prod", "cn");
+    let mut acc = access(&m, AK, SK);
+    acc.domain_id = Some(DOMAIN.into());
+    let mut p = Huawei::new(
+        accounts(&a, acc),
+        std::num::NonZeroU32::new(1_000_000),
+        clock(),
+    );
+    quick(p.http_mut());
+    let s = p.poll(&a).await.unwrap();
+    assert!(s.spend.is_none(), "{:?}", s.spend);
+    assert_eq!(
+        m.count(CHANGES),
+        1 + purser::adapters::cloud::MAX_PAGES as usize,
+        "one page of recharges, then as many pages as purser reads"
+    );
 }
