@@ -420,44 +420,7 @@ struct RawOutput {
 
 // ---------------------------------------------------------------- parsing helpers
 
-/// Parses `90s`, `15m`, `4h`, `7d`, `2w` and sums like `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty duration; write e.g. 30s, 15m, 4h or 7d".into());
-    }
-    let mut total = Duration::zero();
-    let mut digits = String::new();
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration; write e.g. 30s, 15m, 4h or 7d"))?;
-        digits.clear();
-        let unit = match c {
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
-            'w' => Duration::weeks(n),
-            _ => {
-                return Err(format!(
-                    "{text:?} has unknown unit {c:?}; use s, m, h, d or w"
-                ));
-            }
-        };
-        total += unit;
-    }
-    if !digits.is_empty() {
-        return Err(format!(
-            "{text:?} lacks a unit; write e.g. {digits}s, {digits}m or {digits}d"
-        ));
-    }
-    Ok(total)
-}
+pub use crate::domain::duration::parse as parse_duration;
 
 /// Cron with a seconds field (`0 */5 * * * *`); a five-field expression gets `0` seconds.
 pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {

@@ -1,6 +1,8 @@
 //! Pure types and decisions: no I/O, no clock reads (time is a parameter).
 
 pub mod alert;
+pub mod command;
+pub mod duration;
 pub mod forecast;
 pub mod model;
 pub mod money;

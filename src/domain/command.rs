@@ -1,0 +1,891 @@
+//! The chat command language. Every platform hands the text after its own
+//! trigger (`/purser …` on Slack and Discord, `/balance …` on Telegram) to
+//! [`parse`], and gets back one typed [`Command`] or an error that carries the
+//! command's usage. Nothing here knows which platform asked.
+
+use std::fmt;
+
+use chrono::Duration;
+
+use super::duration;
+use super::model::AccountId;
+use super::money::{AmountError, Currency, Money};
+use super::rules::{RuleName, Severity};
+
+/// Who may do what. Ordered: each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads balances, runway, alerts and silences.
+    Viewer,
+    /// Also acknowledges and silences alerts, and (part 4) asks for payments.
+    Requester,
+    /// Also approves requests and enters balances by hand.
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Requester, Role::Approver, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Requester => "requester",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The commands, by name: for help, usage and authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Balance,
+    Runway,
+    Expiring,
+    Alerts,
+    Ack,
+    Silence,
+    Unsilence,
+    Silences,
+    SetBalance,
+    Whoami,
+    Help,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 11] = [
+        Verb::Balance,
+        Verb::Runway,
+        Verb::Expiring,
+        Verb::Alerts,
+        Verb::Ack,
+        Verb::Silence,
+        Verb::Unsilence,
+        Verb::Silences,
+        Verb::SetBalance,
+        Verb::Whoami,
+        Verb::Help,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Balance => "balance",
+            Verb::Runway => "runway",
+            Verb::Expiring => "expiring",
+            Verb::Alerts => "alerts",
+            Verb::Ack => "ack",
+            Verb::Silence => "silence",
+            Verb::Unsilence => "unsilence",
+            Verb::Silences => "silences",
+            Verb::SetBalance => "setbalance",
+            Verb::Whoami => "whoami",
+            Verb::Help => "help",
+        }
+    }
+
+    /// Arguments, after the command's name.
+    pub fn arguments(self) -> &'static str {
+        match self {
+            Verb::Balance => "[account | label=value]",
+            Verb::Runway => "[account]",
+            Verb::Expiring => "[days]",
+            Verb::Alerts | Verb::Silences | Verb::Whoami => "",
+            Verb::Ack => "<alert id>",
+            Verb::Silence => "<label=value[,label=value…]> <duration> [reason]",
+            Verb::Unsilence => "<silence id>",
+            Verb::SetBalance => "<account> <amount>",
+            Verb::Help => "[command]",
+        }
+    }
+
+    pub fn summary(self) -> &'static str {
+        match self {
+            Verb::Balance => {
+                "balances, burn rate and runway, for one account or those with a label"
+            }
+            Verb::Runway => "days until the money runs out, with the burn rate behind it",
+            Verb::Expiring => "resources expiring within the days given (default 30)",
+            Verb::Alerts => "alerts firing now",
+            Verb::Ack => "acknowledge an alert: it stops repeating until it resolves",
+            Verb::Silence => {
+                "mute alerts whose labels match (account, rule, provider, env, severity, resource, \
+                 or any account label) for a while, e.g. silence account=shop-prod,rule=expiring 24h renewal booked"
+            }
+            Verb::Unsilence => "end a silence early",
+            Verb::Silences => "silences in force, who set them and until when",
+            Verb::SetBalance => {
+                "enter an account's balance by hand, for a cloud with no balance API"
+            }
+            Verb::Whoami => "who purser thinks you are, and your role",
+            Verb::Help => "this list, or one command's usage",
+        }
+    }
+
+    /// The least role that may run it.
+    pub fn role(self) -> Role {
+        match self {
+            Verb::Balance
+            | Verb::Runway
+            | Verb::Expiring
+            | Verb::Alerts
+            | Verb::Silences
+            | Verb::Whoami
+            | Verb::Help => Role::Viewer,
+            Verb::Ack | Verb::Silence | Verb::Unsilence => Role::Requester,
+            // It moves the figure low-balance alerts judge.
+            Verb::SetBalance => Role::Approver,
+        }
+    }
+
+    /// `silence <label=value[,label=value…]> <duration> [reason]`
+    pub fn usage(self) -> String {
+        match self.arguments() {
+            "" => self.name().to_owned(),
+            args => format!("{} {args}", self.name()),
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Verb> {
+        let word = word.to_ascii_lowercase();
+        let word = match word.as_str() {
+            "acknowledge" => "ack",
+            "set-balance" | "set_balance" => "setbalance",
+            "?" => "help",
+            w => w,
+        };
+        Verb::ALL.into_iter().find(|v| v.name() == word)
+    }
+}
+
+/// A typed command, ready to be authorized and run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Balance {
+        target: Option<Target>,
+    },
+    Runway {
+        account: Option<AccountId>,
+    },
+    Expiring {
+        days: u32,
+    },
+    Alerts,
+    Ack {
+        alert: AlertRef,
+    },
+    Silence {
+        matchers: Vec<Matcher>,
+        duration: Duration,
+        reason: Option<String>,
+    },
+    Unsilence {
+        id: u64,
+    },
+    Silences,
+    SetBalance {
+        account: AccountId,
+        amount: AmountText,
+    },
+    Whoami,
+    Help {
+        topic: Option<Verb>,
+    },
+}
+
+impl Command {
+    pub fn verb(&self) -> Verb {
+        match self {
+            Command::Balance { .. } => Verb::Balance,
+            Command::Runway { .. } => Verb::Runway,
+            Command::Expiring { .. } => Verb::Expiring,
+            Command::Alerts => Verb::Alerts,
+            Command::Ack { .. } => Verb::Ack,
+            Command::Silence { .. } => Verb::Silence,
+            Command::Unsilence { .. } => Verb::Unsilence,
+            Command::Silences => Verb::Silences,
+            Command::SetBalance { .. } => Verb::SetBalance,
+            Command::Whoami => Verb::Whoami,
+            Command::Help { .. } => Verb::Help,
+        }
+    }
+}
+
+/// Which accounts a `balance` asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Account(AccountId),
+    Label { name: String, value: String },
+}
+
+/// An alert named by its fingerprint, or by a prefix of it long enough to be
+/// typed from a phone (6 of its 16 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRef(String);
+
+impl AlertRef {
+    pub const MIN_LEN: usize = 6;
+
+    pub fn parse(text: &str) -> Result<AlertRef, String> {
+        let t = text.trim().trim_start_matches('#').to_ascii_lowercase();
+        if !t.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{text:?} is not an alert id; ids are the hex fingerprints shown on alerts, e.g. e0fae2a6"
+            ));
+        }
+        if t.len() < Self::MIN_LEN || t.len() > 16 {
+            return Err(format!(
+                "{text:?}: give at least {} and at most 16 hex digits of the alert's id",
+                Self::MIN_LEN
+            ));
+        }
+        Ok(AlertRef(t))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn matches(&self, fingerprint: &str) -> bool {
+        fingerprint.starts_with(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    Eq,
+    NotEq,
+}
+
+/// One label condition of a silence: `env=prod`, `rule!=poll_failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matcher {
+    pub label: String,
+    pub op: MatchOp,
+    pub value: String,
+}
+
+impl Matcher {
+    /// Whether an alert with these labels satisfies the condition. A label the
+    /// alert does not have counts as empty, so `team!=core` matches it.
+    pub fn matches<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let actual = label(&self.label).unwrap_or("");
+        match self.op {
+            MatchOp::Eq => actual == self.value,
+            MatchOp::NotEq => actual != self.value,
+        }
+    }
+
+    /// `label=value[,label=value…]`; each label once at most.
+    pub fn parse_list(text: &str) -> Result<Vec<Matcher>, String> {
+        let mut out: Vec<Matcher> = Vec::new();
+        for part in text.split(',') {
+            let m = Matcher::parse(part)?;
+            if out.iter().any(|o| o.label == m.label) {
+                return Err(format!("label {:?} is given twice", m.label));
+            }
+            out.push(m);
+        }
+        if !out.iter().any(|m| m.op == MatchOp::Eq) {
+            // Only negations would silence nearly everything.
+            return Err(format!(
+                "{text:?} only excludes; name at least one label=value to silence"
+            ));
+        }
+        Ok(out)
+    }
+
+    fn parse(text: &str) -> Result<Matcher, String> {
+        let (label, op, value) = if let Some((l, v)) = text.split_once("!=") {
+            (l, MatchOp::NotEq, v)
+        } else if let Some((l, v)) = text.split_once('=') {
+            (l, MatchOp::Eq, v)
+        } else {
+            return Err(format!(
+                "{text:?} is not a matcher; write label=value, e.g. account=shop-prod or rule=expiring"
+            ));
+        };
+        let label = label.trim().to_ascii_lowercase();
+        let value = value.trim();
+        let label_ok = label.starts_with(|c: char| c.is_ascii_lowercase())
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !label_ok {
+            return Err(format!(
+                "{label:?} is not a label name; use letters, digits and _ (account, rule, env, …)"
+            ));
+        }
+        if value.is_empty() || value.contains(['=', '!']) {
+            return Err(format!(
+                "{text:?}: give the label a value, e.g. {label}=prod"
+            ));
+        }
+        match label.as_str() {
+            "rule" if RuleName::parse(value).is_none() => {
+                let known: Vec<&str> = RuleName::ALL.iter().map(|r| r.as_str()).collect();
+                return Err(format!(
+                    "unknown rule {value:?}; known: {}",
+                    known.join(", ")
+                ));
+            }
+            "severity" if Severity::parse(value).is_none() => {
+                return Err(format!("unknown severity {value:?}; use A, B or C"));
+            }
+            _ => {}
+        }
+        Ok(Matcher {
+            label,
+            op,
+            value: value.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            MatchOp::Eq => "=",
+            MatchOp::NotEq => "!=",
+        };
+        write!(f, "{}{op}{}", self.label, self.value)
+    }
+}
+
+/// An amount as typed, known to parse; its currency is settled against the
+/// account's when the command runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmountText(String);
+
+impl AmountText {
+    fn parse(text: &str) -> Result<AmountText, AmountError> {
+        // The currency does not change what parses; the account's is applied later.
+        Money::parse(text, Currency::Cny)?;
+        Ok(AmountText(text.to_owned()))
+    }
+
+    pub fn money(&self, default: Currency) -> Result<Money, AmountError> {
+        Money::parse(&self.0, default)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A command that could not be understood. Shown to the user as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    /// The command it was meant to be, when that much was clear.
+    pub verb: Option<Verb>,
+    pub message: String,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        match self.verb {
+            Some(v) => write!(f, "\nusage: {}", v.usage()),
+            None => write!(f, "\ntry: help"),
+        }
+    }
+}
+
+/// Longest silence that may be set: a forgotten silence hides real trouble.
+pub const MAX_SILENCE_DAYS: i64 = 90;
+
+/// Parses the text after the platform's trigger. Empty text asks for help.
+pub fn parse(text: &str) -> Result<Command, CommandError> {
+    let mut words = text.split_whitespace();
+    let Some(first) = words.next() else {
+        return Ok(Command::Help { topic: None });
+    };
+    let verb = Verb::parse(first).ok_or_else(|| CommandError {
+        verb: None,
+        message: match suggest(first) {
+            Some(v) => format!("unknown command {first:?}; did you mean {:?}?", v.name()),
+            None => format!("unknown command {first:?}"),
+        },
+    })?;
+    let args: Vec<&str> = words.collect();
+    let fail = |message: String| CommandError {
+        verb: Some(verb),
+        message,
+    };
+    let at_most = |n: usize| -> Result<(), CommandError> {
+        if args.len() > n {
+            Err(fail(match n {
+                0 => format!("{} takes no arguments", verb.name()),
+                _ => format!("unexpected {:?}", args[n..].join(" ")),
+            }))
+        } else {
+            Ok(())
+        }
+    };
+    let account = |text: &str| AccountId::parse(text).map_err(|e| fail(e.to_string()));
+    let command = match verb {
+        Verb::Balance => {
+            at_most(1)?;
+            let target = match args.first() {
+                None => None,
+                Some(a) => match a.split_once('=') {
+                    Some((name, value)) => {
+                        let m = Matcher::parse(a).map_err(&fail)?;
+                        if m.op != MatchOp::Eq || name.trim().is_empty() || value.is_empty() {
+                            return Err(fail(format!("{a:?}: write label=value")));
+                        }
+                        Some(Target::Label {
+                            name: m.label,
+                            value: m.value,
+                        })
+                    }
+                    None => Some(Target::Account(account(a)?)),
+                },
+            };
+            Command::Balance { target }
+        }
+        Verb::Runway => {
+            at_most(1)?;
+            Command::Runway {
+                account: args.first().map(|a| account(a)).transpose()?,
+            }
+        }
+        Verb::Expiring => {
+            at_most(1)?;
+            let days = match args.first() {
+                None => 30,
+                Some(a) => days(a).map_err(&fail)?,
+            };
+            Command::Expiring { days }
+        }
+        Verb::Alerts => {
+            at_most(0)?;
+            Command::Alerts
+        }
+        Verb::Silences => {
+            at_most(0)?;
+            Command::Silences
+        }
+        Verb::Whoami => {
+            at_most(0)?;
+            Command::Whoami
+        }
+        Verb::Ack => {
+            at_most(1)?;
+            let id = args
+                .first()
+                .ok_or_else(|| fail("which alert? give its id".into()))?;
+            Command::Ack {
+                alert: AlertRef::parse(id).map_err(&fail)?,
+            }
+        }
+        Verb::Silence => {
+            let (Some(matchers), Some(duration)) = (args.first(), args.get(1)) else {
+                return Err(fail(
+                    "give what to silence and for how long, e.g. silence env=dev 24h".into(),
+                ));
+            };
+            let matchers = Matcher::parse_list(matchers).map_err(&fail)?;
+            let duration = duration::parse(duration).map_err(&fail)?;
+            if duration <= Duration::zero() {
+                return Err(fail("a silence must last more than 0s".into()));
+            }
+            if duration > Duration::days(MAX_SILENCE_DAYS) {
+                return Err(fail(format!(
+                    "a silence may last at most {MAX_SILENCE_DAYS}d; a forgotten one hides real trouble"
+                )));
+            }
+            let reason = unquote(&args[2..].join(" "));
+            Command::Silence {
+                matchers,
+                duration,
+                reason: (!reason.is_empty()).then_some(reason),
+            }
+        }
+        Verb::Unsilence => {
+            at_most(1)?;
+            let id = args
+                .first()
+                .ok_or_else(|| fail("which silence? give its number".into()))?;
+            let id = id
+                .trim_start_matches('#')
+                .parse::<u64>()
+                .map_err(|_| fail(format!("{id:?} is not a silence number")))?;
+            Command::Unsilence { id }
+        }
+        Verb::SetBalance => {
+            let Some(a) = args.first() else {
+                return Err(fail("give the account and its balance".into()));
+            };
+            let account = account(a)?;
+            // "1,000 CNY" is two words.
+            let text = args[1..].join(" ");
+            if text.is_empty() {
+                return Err(fail(format!("give {account}'s balance, e.g. 12,000")));
+            }
+            let amount = AmountText::parse(&text).map_err(|e| fail(e.to_string()))?;
+            Command::SetBalance { account, amount }
+        }
+        Verb::Help => {
+            at_most(1)?;
+            let topic = match args.first() {
+                None => None,
+                Some(w) => Some(Verb::parse(w.trim_start_matches('/')).ok_or_else(|| {
+                    fail(match suggest(w) {
+                        Some(v) => {
+                            format!("no command {w:?}; did you mean {:?}?", v.name())
+                        }
+                        None => format!("no command {w:?}"),
+                    })
+                })?),
+            };
+            Command::Help { topic }
+        }
+    };
+    Ok(command)
+}
+
+/// `30`, `30d` or `2w`: whole days, 1 to 366.
+fn days(text: &str) -> Result<u32, String> {
+    let n = match text.parse::<u32>() {
+        Ok(n) => i64::from(n),
+        Err(_) => {
+            let d = duration::parse(text)
+                .map_err(|_| format!("{text:?} is not a number of days; write e.g. 30 or 2w"))?;
+            if d.num_seconds() % 86_400 != 0 {
+                return Err(format!("{text:?}: give whole days"));
+            }
+            d.num_days()
+        }
+    };
+    if !(1..=366).contains(&n) {
+        return Err(format!("{text:?}: give 1 to 366 days"));
+    }
+    Ok(n as u32)
+}
+
+/// Drops one pair of surrounding quotes, straight or curly (phones type curly).
+fn unquote(text: &str) -> String {
+    let t = text.trim();
+    for (open, close) in [('"', '"'), ('\'', '\''), ('“', '”'), ('‘', '’')] {
+        if let Some(inner) = t.strip_prefix(open).and_then(|s| s.strip_suffix(close)) {
+            return inner.trim().to_owned();
+        }
+    }
+    t.to_owned()
+}
+
+/// The command a mistyped word was probably meant to be.
+fn suggest(word: &str) -> Option<Verb> {
+    let word = word.to_ascii_lowercase();
+    Verb::ALL
+        .into_iter()
+        .map(|v| (edit_distance(&word, v.name()), v))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The list of commands a role may run, one per line, for `help`.
+pub fn help(role: Role) -> String {
+    let mut out = String::new();
+    for v in Verb::ALL.into_iter().filter(|v| v.role() <= role) {
+        out.push_str(&format!("{} — {}\n", v.usage(), v.summary()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Command {
+        parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(c) => panic!("{text:?} parsed as {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn id(s: &str) -> AccountId {
+        AccountId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn well_formed_commands() {
+        let cases: Vec<(&str, Command)> = vec![
+            ("", Command::Help { topic: None }),
+            ("help", Command::Help { topic: None }),
+            (
+                "help silence",
+                Command::Help {
+                    topic: Some(Verb::Silence),
+                },
+            ),
+            (
+                "HELP /Balance",
+                Command::Help {
+                    topic: Some(Verb::Balance),
+                },
+            ),
+            ("?", Command::Help { topic: None }),
+            ("balance", Command::Balance { target: None }),
+            (
+                "balance shop-prod",
+                Command::Balance {
+                    target: Some(Target::Account(id("shop-prod"))),
+                },
+            ),
+            (
+                "  Balance   env=prod ",
+                Command::Balance {
+                    target: Some(Target::Label {
+                        name: "env".into(),
+                        value: "prod".into(),
+                    }),
+                },
+            ),
+            ("runway", Command::Runway { account: None }),
+            (
+                "runway manual-cn",
+                Command::Runway {
+                    account: Some(id("manual-cn")),
+                },
+            ),
+            ("expiring", Command::Expiring { days: 30 }),
+            ("expiring 7", Command::Expiring { days: 7 }),
+            ("expiring 2w", Command::Expiring { days: 14 }),
+            ("alerts", Command::Alerts),
+            ("silences", Command::Silences),
+            ("whoami", Command::Whoami),
+            (
+                "ack e0fae2a6",
+                Command::Ack {
+                    alert: AlertRef("e0fae2a6".into()),
+                },
+            ),
+            (
+                "acknowledge #E0FAE2A62FEACDDD",
+                Command::Ack {
+                    alert: AlertRef("e0fae2a62feacddd".into()),
+                },
+            ),
+            (
+                "silence account=shop-prod,rule=expiring 24h renewal booked for Friday",
+                Command::Silence {
+                    matchers: vec![
+                        Matcher {
+                            label: "account".into(),
+                            op: MatchOp::Eq,
+                            value: "shop-prod".into(),
+                        },
+                        Matcher {
+                            label: "rule".into(),
+                            op: MatchOp::Eq,
+                            value: "expiring".into(),
+                        },
+                    ],
+                    duration: Duration::hours(24),
+                    reason: Some("renewal booked for Friday".into()),
+                },
+            ),
+            (
+                "silence env=dev,severity!=A 1h30m “load test”",
+                Command::Silence {
+                    matchers: vec![
+                        Matcher {
+                            label: "env".into(),
+                            op: MatchOp::Eq,
+                            value: "dev".into(),
+                        },
+                        Matcher {
+                            label: "severity".into(),
+                            op: MatchOp::NotEq,
+                            value: "A".into(),
+                        },
+                    ],
+                    duration: Duration::minutes(90),
+                    reason: Some("load test".into()),
+                },
+            ),
+            (
+                "silence team=core 2d",
+                Command::Silence {
+                    matchers: vec![Matcher {
+                        label: "team".into(),
+                        op: MatchOp::Eq,
+                        value: "core".into(),
+                    }],
+                    duration: Duration::days(2),
+                    reason: None,
+                },
+            ),
+            ("unsilence 12", Command::Unsilence { id: 12 }),
+            ("unsilence #12", Command::Unsilence { id: 12 }),
+            (
+                "setbalance manual-cn 12,000",
+                Command::SetBalance {
+                    account: id("manual-cn"),
+                    amount: AmountText("12,000".into()),
+                },
+            ),
+            (
+                "set-balance manual-cn 1,000 CNY",
+                Command::SetBalance {
+                    account: id("manual-cn"),
+                    amount: AmountText("1,000 CNY".into()),
+                },
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ok(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_malformed_form_gets_a_precise_message_and_usage() {
+        let cases: Vec<(&str, &str)> = vec![
+            (
+                "balanse",
+                "unknown command \"balanse\"; did you mean \"balance\"?\ntry: help",
+            ),
+            ("frobnicate", "unknown command \"frobnicate\"\ntry: help"),
+            (
+                "balance a b",
+                "unexpected \"b\"\nusage: balance [account | label=value]",
+            ),
+            ("balance env=", "give the label a value"),
+            ("balance env!=prod", "write label=value"),
+            ("balance Bad/Id", "usage: balance"),
+            ("runway a b", "unexpected \"b\""),
+            ("expiring soon", "\"soon\" is not a number of days"),
+            ("expiring 0", "give 1 to 366 days"),
+            ("expiring 400", "give 1 to 366 days"),
+            ("expiring 36h", "give whole days"),
+            ("alerts now", "alerts takes no arguments\nusage: alerts"),
+            ("whoami please", "whoami takes no arguments"),
+            ("ack", "which alert? give its id\nusage: ack <alert id>"),
+            ("ack e0f", "at least 6"),
+            ("ack low_balance", "is not an alert id"),
+            ("ack e0fae2a6 e0fae2a6", "unexpected"),
+            ("silence", "give what to silence and for how long"),
+            ("silence env=dev", "give what to silence and for how long"),
+            ("silence dev 1h", "\"dev\" is not a matcher"),
+            ("silence env=dev forever", "\"forever\" is not a duration"),
+            ("silence env=dev 5", "lacks a unit"),
+            ("silence env=dev 0s", "more than 0s"),
+            ("silence env=dev 91d", "at most 90d"),
+            (
+                "silence rule=low_balace 1h",
+                "unknown rule \"low_balace\"; known: low_balance",
+            ),
+            ("silence severity=D 1h", "unknown severity \"D\""),
+            (
+                "silence env=dev,env=prod 1h",
+                "label \"env\" is given twice",
+            ),
+            ("silence env!=prod 1h", "only excludes"),
+            ("silence 9env=x 1h", "is not a label name"),
+            ("silence env=a=b 1h", "give the label a value"),
+            ("unsilence", "which silence?"),
+            ("unsilence abc", "\"abc\" is not a silence number"),
+            ("unsilence -1", "is not a silence number"),
+            ("setbalance", "give the account and its balance"),
+            ("setbalance manual-cn", "give manual-cn's balance"),
+            (
+                "setbalance manual-cn 5,00.0",
+                "misplaced thousands separators",
+            ),
+            (
+                "setbalance manual-cn -5",
+                "negative amounts are not allowed",
+            ),
+            ("setbalance manual-cn 1.234", "more than two decimals"),
+            ("setbalance manual-cn 1e4", "exponent"),
+            ("setbalance manual-cn 10 EUR", "unknown currency"),
+            ("help me", "no command \"me\""),
+            ("help silense", "did you mean \"silence\"?"),
+        ];
+        for (text, want) in cases {
+            let got = err(text);
+            assert!(got.contains(want), "{text:?}: {got:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn roles_are_ordered_and_help_shows_what_a_role_may_run() {
+        assert!(Role::Viewer < Role::Requester && Role::Approver < Role::Admin);
+        let viewer = help(Role::Viewer);
+        assert!(viewer.contains("balance [account | label=value]"));
+        assert!(!viewer.contains("silence <"));
+        assert!(!viewer.contains("setbalance"));
+        let admin = help(Role::Admin);
+        assert_eq!(admin.lines().count(), Verb::ALL.len());
+        assert_eq!(ok("setbalance a 1").verb().role(), Role::Approver);
+        assert_eq!(ok("ack abcdef").verb().role(), Role::Requester);
+    }
+
+    #[test]
+    fn matchers_match_labels_and_treat_missing_as_empty() {
+        let ms = Matcher::parse_list("env=prod,team!=core").unwrap();
+        let labels = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
+        };
+        let all = |l: &dyn Fn(&str) -> Option<&'static str>| ms.iter().all(|m| m.matches(l));
+        assert!(all(&labels(&[("env", "prod")])));
+        assert!(all(&labels(&[("env", "prod"), ("team", "data")])));
+        assert!(!all(&labels(&[("env", "prod"), ("team", "core")])));
+        assert!(!all(&labels(&[("env", "dev")])));
+        assert_eq!(ms[1].to_string(), "team!=core");
+    }
+
+    #[test]
+    fn amounts_take_the_accounts_currency_when_run() {
+        let Command::SetBalance { amount, .. } = ok("setbalance a 1,000") else {
+            unreachable!()
+        };
+        assert_eq!(
+            amount.money(Currency::Usd).unwrap().to_string(),
+            "$1,000.00"
+        );
+        let Command::SetBalance { amount, .. } = ok("setbalance a ¥1,000") else {
+            unreachable!()
+        };
+        assert_eq!(
+            amount.money(Currency::Cny).unwrap().to_string(),
+            "¥1,000.00"
+        );
+    }
+}
