@@ -98,6 +98,36 @@ pub struct StoredNotice {
     pub decided_at: DateTime<Utc>,
 }
 
+/// A silence as a person asks for it; the store gives it its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSilence {
+    pub matchers: Vec<crate::domain::command::Matcher>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_by: String,
+    pub reason: Option<String>,
+}
+
+/// What an acknowledgement found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    Acknowledged(Alert),
+    /// Someone had already: a second click changes nothing.
+    AlreadyAcknowledged(Alert),
+    NotFound,
+    /// The prefix names more than one open alert: these.
+    Ambiguous(Vec<String>),
+}
+
+/// What ending a silence found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndSilenceOutcome {
+    Ended(crate::domain::silence::Silence),
+    /// It had already ended, by itself or by someone.
+    AlreadyOver(crate::domain::silence::Silence),
+    NotFound,
+}
+
 /// Persistence. Every method is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -116,6 +146,28 @@ pub trait Store: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Vec<Snapshot>, StoreError>;
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
+    /// Marks the one open alert whose fingerprint starts with `alert`.
+    async fn acknowledge(
+        &self,
+        alert: &crate::domain::command::AlertRef,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError>;
+    async fn add_silence(
+        &self,
+        silence: &NewSilence,
+    ) -> Result<crate::domain::silence::Silence, StoreError>;
+    async fn end_silence(
+        &self,
+        id: u64,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<EndSilenceOutcome, StoreError>;
+    /// Silences not yet over at `now`, soonest end first.
+    async fn silences(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::domain::silence::Silence>, StoreError>;
     /// Writes alert changes and one outbox row per (notice, output) together.
     async fn apply(
         &self,

@@ -7,13 +7,18 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::domain::alert::{Alert, AlertState, Changes};
+use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes};
+use crate::domain::command::{AlertRef, Matcher};
 use crate::domain::model::{
     Account, AccountId, BalanceEntry, FailureKind, PollFailure, PollHealth, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{AlertKey, RuleName, Severity};
-use crate::ports::{BalanceEntries, OutboxItem, Store, StoreError, StoredNotice};
+use crate::domain::silence::Silence;
+use crate::ports::{
+    AckOutcome, BalanceEntries, EndSilenceOutcome, NewSilence, OutboxItem, Store, StoreError,
+    StoredNotice,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -128,6 +133,26 @@ fn alert_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
         fired_at: opt_from_ms(r.get("fired_at"))?,
         last_notified_at: opt_from_ms(r.get("last_notified_at"))?,
         resolved_at: opt_from_ms(r.get("resolved_at"))?,
+        acknowledged: match (
+            r.get::<Option<String>, _>("acked_by"),
+            opt_from_ms(r.get("acked_at"))?,
+        ) {
+            (Some(by), Some(at)) => Some(Acknowledgement { by, at }),
+            _ => None,
+        },
+    })
+}
+
+fn silence_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Silence, StoreError> {
+    let matchers: String = r.get("matchers");
+    Ok(Silence {
+        id: u64::try_from(r.get::<i64, _>("id")).map_err(corrupt)?,
+        matchers: Matcher::parse_list(&matchers).map_err(corrupt)?,
+        starts_at: from_ms(r.get("starts_at"))?,
+        ends_at: from_ms(r.get("ends_at"))?,
+        created_by: r.get("created_by"),
+        reason: r.get("reason"),
+        ended_by: r.get("ended_by"),
     })
 }
 
@@ -259,6 +284,126 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn acknowledge(
+        &self,
+        alert: &AlertRef,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Hex digits only (AlertRef guarantees it), so LIKE needs no escaping.
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state <> 'resolved' AND fingerprint LIKE ? ORDER BY id",
+        )
+        .bind(format!("{}%", alert.as_str()))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut found: Vec<Alert> = rows.iter().map(alert_from_row).collect::<Result<_, _>>()?;
+        let outcome = match found.len() {
+            0 => AckOutcome::NotFound,
+            1 => {
+                let mut a = found.remove(0);
+                if a.acknowledged.is_some() {
+                    AckOutcome::AlreadyAcknowledged(a)
+                } else {
+                    // Guarded by acked_by IS NULL: of two racing clicks, one wins.
+                    let done = sqlx::query(
+                        "UPDATE alerts SET acked_by = ?, acked_at = ?
+                         WHERE fingerprint = ? AND state <> 'resolved' AND acked_by IS NULL",
+                    )
+                    .bind(by)
+                    .bind(ms(at))
+                    .bind(&a.fingerprint)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if done == 1 {
+                        a.acknowledged = Some(Acknowledgement {
+                            by: by.to_owned(),
+                            at,
+                        });
+                        AckOutcome::Acknowledged(a)
+                    } else {
+                        AckOutcome::AlreadyAcknowledged(a)
+                    }
+                }
+            }
+            _ => AckOutcome::Ambiguous(found.into_iter().map(|a| a.fingerprint).collect()),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn add_silence(&self, s: &NewSilence) -> Result<Silence, StoreError> {
+        let matchers = s
+            .matchers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO silences (matchers, starts_at, ends_at, created_by, reason)
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&matchers)
+        .bind(ms(s.starts_at))
+        .bind(ms(s.ends_at))
+        .bind(&s.created_by)
+        .bind(&s.reason)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Silence {
+            id: u64::try_from(id).map_err(corrupt)?,
+            matchers: s.matchers.clone(),
+            starts_at: s.starts_at,
+            ends_at: s.ends_at,
+            created_by: s.created_by.clone(),
+            reason: s.reason.clone(),
+            ended_by: None,
+        })
+    }
+
+    async fn end_silence(
+        &self,
+        id: u64,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<EndSilenceOutcome, StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(EndSilenceOutcome::NotFound);
+        };
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(row) = sqlx::query("SELECT * FROM silences WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(EndSilenceOutcome::NotFound);
+        };
+        let mut s = silence_from_row(&row)?;
+        if s.ends_at <= at {
+            return Ok(EndSilenceOutcome::AlreadyOver(s));
+        }
+        sqlx::query("UPDATE silences SET ends_at = ?, ended_by = ? WHERE id = ?")
+            .bind(ms(at))
+            .bind(by)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        s.ends_at = at;
+        s.ended_by = Some(by.to_owned());
+        Ok(EndSilenceOutcome::Ended(s))
+    }
+
+    async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM silences WHERE ends_at > ? ORDER BY ends_at, id")
+            .bind(ms(now))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(silence_from_row).collect()
     }
 
     async fn apply(

@@ -47,8 +47,17 @@ pub struct Alert {
     pub summary: String,
     pub started_at: DateTime<Utc>,
     pub fired_at: Option<DateTime<Utc>>,
+    /// When people were last told; `None` while a silence held every notice back.
     pub last_notified_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Someone took it on: it stops repeating until it resolves.
+    pub acknowledged: Option<Acknowledgement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +103,13 @@ impl Changes {
 }
 
 /// Moves one account's open alerts (pending or firing) forward given what its
-/// rules found now. Pure: the caller stores the result.
+/// rules found now. Pure: the caller stores the result. `muted` says whether a
+/// silence holds an alert's notices back now.
 pub fn reconcile(
     open: &[Alert],
     findings: &[Finding],
     rules: &RuleSet,
+    muted: &dyn Fn(&Alert) -> bool,
     now: DateTime<Utc>,
 ) -> Changes {
     let mut changes = Changes::default();
@@ -125,9 +136,10 @@ pub fn reconcile(
                     fired_at: None,
                     last_notified_at: None,
                     resolved_at: None,
+                    acknowledged: None,
                 };
                 if timing.pending_for <= chrono::Duration::zero() {
-                    fire(&mut alert, open, now, &mut changes);
+                    fire(&mut alert, open, muted, now, &mut changes);
                 }
                 changes.alerts.push(alert);
             }
@@ -138,14 +150,25 @@ pub fn reconcile(
                 if level == Level::Breach {
                     match alert.state {
                         AlertState::Pending if now - alert.started_at >= timing.pending_for => {
-                            fire(&mut alert, open, now, &mut changes);
+                            fire(&mut alert, open, muted, now, &mut changes);
+                        }
+                        // Fired under a silence that has since ended: tell people now.
+                        AlertState::Firing
+                            if alert.last_notified_at.is_none() && !muted(&alert) =>
+                        {
+                            alert.last_notified_at = Some(now);
+                            changes.notices.push(Notice {
+                                kind: NoticeKind::Firing,
+                                alert: alert.clone(),
+                                escalated_from: None,
+                            });
                         }
                         AlertState::Firing => {
                             let due = match (timing.repeat_every, alert.last_notified_at) {
                                 (Some(every), Some(last)) => now - last >= every,
                                 _ => false,
                             };
-                            if due {
+                            if due && alert.acknowledged.is_none() && !muted(&alert) {
                                 alert.last_notified_at = Some(now);
                                 changes.notices.push(Notice {
                                     kind: NoticeKind::Repeat,
@@ -176,7 +199,8 @@ pub fn reconcile(
         let superseded = open
             .iter()
             .any(|o| o.key.same_group(&a.key) && o.rank > a.rank && o.state == AlertState::Firing);
-        if a.state == AlertState::Firing && !superseded {
+        // Nobody hears of the end of what they never heard of.
+        if a.state == AlertState::Firing && !superseded && a.last_notified_at.is_some() {
             alert.last_notified_at = Some(now);
             changes.notices.push(Notice {
                 kind: NoticeKind::Resolved,
@@ -189,9 +213,18 @@ pub fn reconcile(
     changes
 }
 
-fn fire(alert: &mut Alert, open: &[Alert], now: DateTime<Utc>, changes: &mut Changes) {
+fn fire(
+    alert: &mut Alert,
+    open: &[Alert],
+    muted: &dyn Fn(&Alert) -> bool,
+    now: DateTime<Utc>,
+    changes: &mut Changes,
+) {
     alert.state = AlertState::Firing;
     alert.fired_at = Some(now);
+    if muted(alert) {
+        return;
+    }
     alert.last_notified_at = Some(now);
     let escalated_from = open
         .iter()
@@ -220,6 +253,15 @@ mod tests {
         available: &str,
         at: DateTime<Utc>,
     ) -> (Vec<Alert>, Vec<(NoticeKind, String)>) {
+        step_muted(open, available, at, false)
+    }
+
+    fn step_muted(
+        open: &[Alert],
+        available: &str,
+        at: DateTime<Utc>,
+        muted: bool,
+    ) -> (Vec<Alert>, Vec<(NoticeKind, String)>) {
         let account = account();
         let history = [snapshot(available)];
         let health = PollHealth::new();
@@ -233,7 +275,7 @@ mod tests {
             at,
         )
         .findings;
-        let changes = reconcile(open, &f, &rules(), at);
+        let changes = reconcile(open, &f, &rules(), &|_| muted, at);
         let mut next: Vec<Alert> = open.to_vec();
         for a in &changes.alerts {
             next.retain(|o| o.fingerprint != a.fingerprint);
@@ -247,6 +289,51 @@ mod tests {
             .map(|n| (n.kind, n.alert.key.tier.clone()))
             .collect();
         (next, notices)
+    }
+
+    #[test]
+    fn a_silence_holds_notices_back_and_its_end_releases_the_first() {
+        let t = now();
+        // Fires under a silence: stored as firing, nobody told.
+        let (open, n) = step_muted(&[], "2500", t, true);
+        assert!(n.is_empty(), "{n:?}");
+        assert_eq!(open[0].state, AlertState::Firing);
+        assert_eq!(open[0].last_notified_at, None);
+        // Still silenced hours later: no repeat either.
+        let (open, n) = step_muted(&open, "2500", t + Duration::hours(5), true);
+        assert!(n.is_empty(), "{n:?}");
+        // The silence ends and it still fires: now people hear, once.
+        let (open, n) = step(&open, "2500", t + Duration::hours(6));
+        assert_eq!(n, [(NoticeKind::Firing, "3000.00".to_owned())]);
+        let (_, n) = step(&open, "2500", t + Duration::hours(7));
+        assert!(n.is_empty(), "{n:?}");
+    }
+
+    #[test]
+    fn what_resolved_unheard_resolves_quietly() {
+        let t = now();
+        let (open, _) = step_muted(&[], "2500", t, true);
+        let (open, n) = step(&open, "90000", t + Duration::hours(1));
+        assert!(n.is_empty(), "{n:?}");
+        assert!(open.is_empty());
+        // Heard, then silenced, then resolved: the end is still news.
+        let (open, _) = step(&[], "2500", t);
+        let (_, n) = step_muted(&open, "90000", t + Duration::hours(1), true);
+        assert_eq!(n, [(NoticeKind::Resolved, "3000.00".to_owned())]);
+    }
+
+    #[test]
+    fn an_acknowledged_alert_stops_repeating_but_still_resolves() {
+        let t = now();
+        let (mut open, _) = step(&[], "2500", t);
+        open[0].acknowledged = Some(Acknowledgement {
+            by: "ana".into(),
+            at: t + Duration::minutes(5),
+        });
+        let (open, n) = step(&open, "2500", t + Duration::hours(5));
+        assert!(n.is_empty(), "no repeat once acknowledged: {n:?}");
+        let (_, n) = step(&open, "90000", t + Duration::hours(6));
+        assert_eq!(n, [(NoticeKind::Resolved, "3000.00".to_owned())]);
     }
 
     #[test]

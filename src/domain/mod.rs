@@ -7,3 +7,4 @@ pub mod forecast;
 pub mod model;
 pub mod money;
 pub mod rules;
+pub mod silence;

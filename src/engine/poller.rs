@@ -8,9 +8,10 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::AccountConfig;
-use crate::domain::alert::{self, Changes};
+use crate::domain::alert::{self, Alert, Changes};
 use crate::domain::model::Snapshot;
 use crate::domain::rules::{self, AccountState};
+use crate::domain::silence;
 use crate::ports::{Clock, Provider, ProviderError, Store, StoreError};
 
 /// The handles one poll needs.
@@ -111,10 +112,22 @@ impl Poller {
         };
         let evaluation = rules::evaluate(&account.rules, &state, now);
         let open = self.store.open_alerts(id).await?;
+        let silences = self.store.silences(now).await?;
+        let muted = |a: &Alert| {
+            silence::silenced_by(
+                &silences,
+                &account.account,
+                &a.key,
+                a.severity.as_str(),
+                now,
+            )
+            .is_some()
+        };
         Ok(alert::reconcile(
             &open,
             &evaluation.findings,
             &account.rules,
+            &muted,
             now,
         ))
     }

@@ -11,3 +11,4 @@ mod config_errors;
 mod helpers;
 mod lifecycle;
 mod resilience;
+mod silences;
