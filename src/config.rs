@@ -30,6 +30,68 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub accounts: Vec<AccountConfig>,
     pub outputs: Vec<OutputConfig>,
+    /// The one HTTP listener (chat endpoints and `/healthz`), when set.
+    pub http: Option<HttpConfig>,
+    pub slack: Option<SlackConfig>,
+    /// Who may ask purser things, and as whom they appear on each platform.
+    pub people: Vec<PersonConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    /// Verifies that requests to `/slack/*` come from Slack.
+    pub signing_secret: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct PersonConfig {
+    pub name: String,
+    pub role: crate::domain::command::Role,
+    /// (platform, user id): `slack`, `discord`, `telegram`.
+    pub identities: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Accounts whose balance a person enters (their cloud has no balance API).
+    pub fn entered_balance_accounts(&self) -> HashSet<crate::domain::model::AccountId> {
+        self.accounts
+            .iter()
+            .filter(|a| {
+                self.providers.iter().any(|p| {
+                    p.name == a.account.provider
+                        && matches!(
+                            p.kind,
+                            ProviderKind::Cloud {
+                                cloud: Cloud::AzureChina,
+                                ..
+                            }
+                        )
+                })
+            })
+            .map(|a| a.account.id.clone())
+            .collect()
+    }
+
+    /// The people, as the chat layer looks them up.
+    pub fn directory(&self) -> crate::domain::people::Directory {
+        crate::domain::people::Directory::new(self.people.iter().flat_map(|p| {
+            p.identities.iter().map(|(platform, user)| {
+                (
+                    platform.clone(),
+                    user.clone(),
+                    crate::domain::people::Person {
+                        name: p.name.clone(),
+                        role: p.role,
+                    },
+                )
+            })
+        }))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +300,32 @@ struct RawConfig {
     accounts: Vec<RawAccount>,
     #[serde(default)]
     outputs: Vec<RawOutput>,
+    http: Option<RawHttp>,
+    slack: Option<RawSlack>,
+    #[serde(default)]
+    people: Vec<RawPerson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: S,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    signing_secret: S,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerson {
+    name: S,
+    role: S,
+    slack: Option<S>,
+    discord: Option<S>,
+    telegram: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1265,6 +1353,38 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         outputs.push(OutputConfig { name, kind });
     }
 
+    let http = raw.http.as_ref().and_then(|h| {
+        h.listen
+            .get_ref()
+            .parse()
+            .map_err(|e| {
+                issues.at(
+                    &h.listen,
+                    "http.listen",
+                    format!(
+                        "{:?} is not an address: {e}; write e.g. 127.0.0.1:8080",
+                        h.listen.get_ref()
+                    ),
+                )
+            })
+            .ok()
+            .map(|listen| HttpConfig { listen })
+    });
+    let slack = raw.slack.as_ref().and_then(|s| {
+        if raw.http.is_none() {
+            issues.at(
+                &s.signing_secret,
+                "slack",
+                "Slack's slash commands and buttons arrive over HTTP: set [http] listen",
+            );
+        }
+        Secret::resolve(s.signing_secret.get_ref(), base)
+            .map_err(|e| issues.at(&s.signing_secret, "slack.signing_secret", e))
+            .ok()
+            .map(|signing_secret| SlackConfig { signing_secret })
+    });
+    let people = build_people(issues, &raw.people);
+
     Config {
         file: path.to_owned(),
         store,
@@ -1272,7 +1392,75 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         providers,
         accounts,
         outputs,
+        http,
+        slack,
+        people,
     }
+}
+
+fn build_people(issues: &mut Issues<'_>, raw: &[RawPerson]) -> Vec<PersonConfig> {
+    let mut names: HashSet<String> = HashSet::new();
+    let mut seen: HashMap<(String, String), String> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let name = p.name.get_ref().trim().to_owned();
+        if name.is_empty() {
+            issues.at(&p.name, format!("people[{i}].name"), "must not be empty");
+        } else if !names.insert(name.clone()) {
+            issues.at(
+                &p.name,
+                format!("people[{i}].name"),
+                format!("{name:?} is listed twice"),
+            );
+        }
+        let role = crate::domain::command::Role::parse(p.role.get_ref().trim());
+        if role.is_none() {
+            issues.at(
+                &p.role,
+                format!("people[{i}].role"),
+                format!(
+                    "unknown role {:?}; use viewer, requester, approver or admin",
+                    p.role.get_ref()
+                ),
+            );
+        }
+        let mut identities = Vec::new();
+        for (platform, id) in [
+            ("slack", &p.slack),
+            ("discord", &p.discord),
+            ("telegram", &p.telegram),
+        ] {
+            let Some(id) = id else { continue };
+            let user = id.get_ref().trim().to_owned();
+            if user.is_empty() {
+                issues.at(id, format!("people[{i}].{platform}"), "must not be empty");
+                continue;
+            }
+            if let Some(other) = seen.insert((platform.to_owned(), user.clone()), name.clone()) {
+                issues.at(
+                    id,
+                    format!("people[{i}].{platform}"),
+                    format!("{user:?} already belongs to {other:?}"),
+                );
+            }
+            identities.push((platform.to_owned(), user));
+        }
+        if identities.is_empty() {
+            issues.at(
+                &p.name,
+                format!("people[{i}]"),
+                "give at least one of slack, discord or telegram (the user's id there)",
+            );
+        }
+        if let Some(role) = role {
+            out.push(PersonConfig {
+                name,
+                role,
+                identities,
+            });
+        }
+    }
+    out
 }
 
 fn default_cron() -> cron::Schedule {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use purser::adapters::sqlite::SqliteStore;
-use purser::config::{Cloud, Config, ProviderKind};
+use purser::config::Config;
 use purser::domain::model::BalanceEntry;
 use purser::domain::money::Money;
 use purser::engine::clock::SystemClock;
@@ -222,18 +222,7 @@ async fn set_balance(
             known.join(", ")
         );
     };
-    let manual = matches!(
-        config
-            .providers
-            .iter()
-            .find(|p| p.name == a.account.provider)
-            .map(|p| &p.kind),
-        Some(ProviderKind::Cloud {
-            cloud: Cloud::AzureChina,
-            ..
-        })
-    );
-    if !manual {
+    if !config.entered_balance_accounts().contains(&a.account.id) {
         bail!(
             "{account}'s cloud reports its own balance; `balance set` is for azure_china accounts"
         );

@@ -146,6 +146,8 @@ pub trait Store: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Vec<Snapshot>, StoreError>;
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
+    /// Every account's open alerts, most severe first.
+    async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError>;
     /// Marks the one open alert whose fingerprint starts with `alert`.
     async fn acknowledge(
         &self,

@@ -11,14 +11,17 @@ use tracing::info;
 use crate::adapters::alibaba::Alibaba;
 use crate::adapters::azure_china::AzureChina;
 use crate::adapters::console::Console;
+use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
 use crate::adapters::simulated::SimulatedProvider;
+use crate::adapters::slack::{self, SlackEndpoint};
 use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
 use crate::config::{AccountConfig, Cloud, CloudAccess, Config, OutputKind, ProviderKind};
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
+use crate::engine::chatops::ChatOps;
 use crate::engine::dispatcher::{Dispatcher, Output};
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
@@ -91,6 +94,9 @@ pub struct Application {
     dispatcher: Dispatcher,
     store: SqliteStore,
     activity: Activity,
+    /// The listener for chat platforms and `/healthz`, bound at build time so
+    /// that a taken port fails the start, not a request later.
+    http: Option<(tokio::net::TcpListener, axum::Router)>,
 }
 
 impl Application {
@@ -146,18 +152,50 @@ impl Application {
             outbox_written: written.clone(),
         };
         let dispatcher = Dispatcher {
-            store: shared,
+            store: shared.clone(),
             clock: clock.clone(),
             outputs: build_outputs(&config, &clock),
             written,
             activity: activity.clone(),
+        };
+        let http = match &config.http {
+            None => None,
+            Some(h) => {
+                let listener = tokio::net::TcpListener::bind(h.listen)
+                    .await
+                    .with_context(|| format!("listening on {} (http.listen)", h.listen))?;
+                let chat = Arc::new(ChatOps {
+                    store: shared,
+                    entries: Arc::new(store.clone()),
+                    accounts: Arc::new(config.accounts.clone()),
+                    entered: config.entered_balance_accounts(),
+                    directory: config.directory(),
+                    clock: clock.clone(),
+                });
+                let slack = config.slack.as_ref().map(|s| {
+                    Arc::new(SlackEndpoint {
+                        verifier: slack::Verifier::new(s.signing_secret.clone()),
+                        chat: chat.clone(),
+                        clock: clock.clone(),
+                        http: reqwest::Client::new(),
+                        answer_within: slack::ANSWER_WITHIN,
+                    })
+                });
+                Some((listener, http::router(slack)))
+            }
         };
         Ok(Application {
             scheduler,
             dispatcher,
             store,
             activity,
+            http,
         })
+    }
+
+    /// Where the HTTP listener listens, if one is configured.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn store(&self) -> SqliteStore {
@@ -175,8 +213,23 @@ impl Application {
         let (stop_dispatcher, dispatcher_rx) = watch::channel(false);
         let mut scheduler = AbortOnDrop(tokio::spawn(self.scheduler.run(scheduler_rx)));
         let mut dispatcher = AbortOnDrop(tokio::spawn(self.dispatcher.run(dispatcher_rx)));
+        let (stop_http, mut http_rx) = watch::channel(false);
+        let _http = self.http.map(|(listener, app)| {
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "http listening");
+            }
+            AbortOnDrop(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = http_rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = http::serve(listener, app, stopped).await {
+                    tracing::error!(error = %e, "the http listener failed");
+                }
+            }))
+        });
         info!("purser running");
         stop.await;
+        stop_http.send_replace(true);
         info!("stopping: finishing polls under way and sends that are due");
         stop_scheduler.send_replace(true);
         (&mut scheduler.0)

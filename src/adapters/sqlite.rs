@@ -286,6 +286,15 @@ impl Store for SqliteStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state <> 'resolved' ORDER BY severity, account, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
     async fn acknowledge(
         &self,
         alert: &AlertRef,

@@ -363,19 +363,20 @@ impl fmt::Display for Matcher {
 }
 
 /// An amount as typed, known to parse; its currency is settled against the
-/// account's when the command runs.
+/// account's when the command runs. May be negative: an overdue account's
+/// portal shows what it owes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmountText(String);
 
 impl AmountText {
     fn parse(text: &str) -> Result<AmountText, AmountError> {
         // The currency does not change what parses; the account's is applied later.
-        Money::parse(text, Currency::Cny)?;
+        Money::parse_signed(text, Currency::Cny)?;
         Ok(AmountText(text.to_owned()))
     }
 
     pub fn money(&self, default: Currency) -> Result<Money, AmountError> {
-        Money::parse(&self.0, default)
+        Money::parse_signed(&self.0, default)
     }
 
     pub fn as_str(&self) -> &str {
@@ -762,6 +763,13 @@ mod tests {
                 },
             ),
             (
+                "setbalance manual-cn -¥120.50",
+                Command::SetBalance {
+                    account: id("manual-cn"),
+                    amount: AmountText("-¥120.50".into()),
+                },
+            ),
+            (
                 "set-balance manual-cn 1,000 CNY",
                 Command::SetBalance {
                     account: id("manual-cn"),
@@ -827,10 +835,6 @@ mod tests {
             (
                 "setbalance manual-cn 5,00.0",
                 "misplaced thousands separators",
-            ),
-            (
-                "setbalance manual-cn -5",
-                "negative amounts are not allowed",
             ),
             ("setbalance manual-cn 1.234", "more than two decimals"),
             ("setbalance manual-cn 1e4", "exponent"),

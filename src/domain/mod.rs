@@ -6,5 +6,6 @@ pub mod duration;
 pub mod forecast;
 pub mod model;
 pub mod money;
+pub mod people;
 pub mod rules;
 pub mod silence;

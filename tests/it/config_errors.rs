@@ -267,3 +267,25 @@ fn the_new_rules_take_settings_overrides_and_located_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn chat_config_mistakes_are_located() {
+    let text = format!(
+        "{BASE}\n[slack]\nsigning_secret = \"env:PURSER_TEST_UNSET_SLACK\"\n\n[[people]]\nname = \"ana\"\nrole = \"boss\"\nslack = \"U1\"\n\n[[people]]\nname = \"bo\"\nrole = \"viewer\"\nslack = \"U1\"\n\n[[people]]\nname = \"cy\"\nrole = \"admin\"\n"
+    );
+    let err = error_of(&text);
+    for want in [
+        ":15: slack: Slack's slash commands and buttons arrive over HTTP: set [http] listen",
+        ":15: slack.signing_secret:",
+        ":19: people[0].role: unknown role \"boss\"; use viewer, requester, approver or admin",
+        ":25: people[1].slack: \"U1\" already belongs to \"ana\"",
+        ":28: people[2]: give at least one of slack, discord or telegram",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    let err = error_of(&format!("{BASE}\n[http]\nlisten = \"localhost\"\n"));
+    assert!(
+        err.contains(":15: http.listen: \"localhost\" is not an address"),
+        "{err}"
+    );
+}

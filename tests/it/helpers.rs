@@ -268,6 +268,7 @@ max_attempts = 5
             .unwrap();
         let store = app.store();
         let activity = app.activity();
+        let http = app.http_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -276,6 +277,7 @@ max_attempts = 5
             clock: self.clock.clone(),
             store,
             activity,
+            http,
             stop: Some(stop),
             task,
         }
@@ -286,6 +288,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub store: SqliteStore,
     pub activity: Activity,
+    /// Where the HTTP listener listens, when the config has one.
+    pub http: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod architecture;
+mod chat;
 mod cli;
 mod clouds;
 mod config_errors;

@@ -1,0 +1,350 @@
+//! Slack over HTTP: slash commands at `POST /slack/commands`, each verified
+//! (signature, 5-minute window, no replays) before anything in it is read,
+//! then answered within Slack's 3-second deadline, or acknowledged and
+//! answered through its `response_url` when the answer takes longer.
+//!
+//! The verifier is written here, on the `hmac` crate, rather than taken from
+//! a Slack client library: those read the wall clock (so the official worked
+//! example cannot be checked with injected time) and do not refuse replays.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tracing::{info, warn};
+
+use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
+use crate::ports::Clock;
+use crate::secret::Secret;
+
+/// How far a request's timestamp may be from now.
+const WINDOW_SECS: i64 = 5 * 60;
+/// Slack's 3 seconds, less time for the answer to travel back.
+pub const ANSWER_WITHIN: StdDuration = StdDuration::from_millis(2500);
+/// A section's text is at most 3,000 characters; a message at most 50 blocks.
+const SECTION_CHARS: usize = 2900;
+const MAX_BLOCKS: usize = 50;
+
+/// Why a request was refused. Logged, never shown to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Forged {
+    #[error("no {0} header")]
+    Missing(&'static str),
+    #[error("the timestamp is not a number")]
+    BadTimestamp,
+    #[error("the timestamp is {0} s from now, outside the 5-minute window")]
+    Stale(i64),
+    #[error("the signature does not match the body")]
+    BadSignature,
+    #[error("the same signed request was already received")]
+    Replayed,
+}
+
+pub struct Verifier {
+    secret: Secret,
+    /// Signatures accepted within the window, with their timestamps.
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl Verifier {
+    pub fn new(secret: Secret) -> Verifier {
+        Verifier {
+            secret,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks a request's raw body against its `X-Slack-Request-Timestamp`
+    /// and `X-Slack-Signature` headers at `now`.
+    pub fn verify(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), Forged> {
+        let ts_text = timestamp.ok_or(Forged::Missing("X-Slack-Request-Timestamp"))?;
+        let sig = signature.ok_or(Forged::Missing("X-Slack-Signature"))?;
+        let ts: i64 = ts_text.trim().parse().map_err(|_| Forged::BadTimestamp)?;
+        let skew = now.timestamp() - ts;
+        if skew.abs() > WINDOW_SECS {
+            return Err(Forged::Stale(skew));
+        }
+        let hex_sig = sig.strip_prefix("v0=").ok_or(Forged::BadSignature)?;
+        let given = hex::decode(hex_sig).map_err(|_| Forged::BadSignature)?;
+        let mut mac = mac(self.secret.expose(), ts_text, body);
+        // verify_slice compares in constant time.
+        mac.update(b"");
+        mac.verify_slice(&given).map_err(|_| Forged::BadSignature)?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, t| now.timestamp() - *t <= WINDOW_SECS);
+        if seen.insert(hex_sig.to_ascii_lowercase(), ts).is_some() {
+            return Err(Forged::Replayed);
+        }
+        Ok(())
+    }
+}
+
+fn mac(secret: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(b"v0:");
+    mac.update(timestamp.as_bytes());
+    mac.update(b":");
+    mac.update(body);
+    mac
+}
+
+/// `v0=<hex>`: how Slack signs `body` sent at `timestamp`.
+pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    format!(
+        "v0={}",
+        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    )
+}
+
+/// What the `/slack/*` routes share.
+pub struct SlackEndpoint {
+    pub verifier: Verifier,
+    pub chat: Arc<ChatOps>,
+    pub clock: Arc<dyn Clock>,
+    pub http: reqwest::Client,
+    /// How long to work on an answer before acknowledging and answering later.
+    pub answer_within: StdDuration,
+}
+
+/// `POST /slack/commands`.
+pub async fn command(
+    State(slack): State<Arc<SlackEndpoint>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = slack.clock.now();
+    if let Err(why) = slack.verifier.verify(
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &body,
+        now,
+    ) {
+        warn!(route = "/slack/commands", %why, "refused a request not signed by Slack");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let asker = Asker {
+        platform: "slack".into(),
+        user: field("user_id").to_owned(),
+    };
+    let text = field("text").to_owned();
+    let response_url = field("response_url").to_owned();
+    info!(user = %asker.user, command = field("command"), "slack command");
+
+    let chat = slack.chat.clone();
+    let mut work = tokio::spawn(async move { chat.handle(&asker, &text).await });
+    // Zero: always acknowledge first and answer later.
+    let answered = if slack.answer_within.is_zero() {
+        None
+    } else {
+        tokio::time::timeout(slack.answer_within, &mut work)
+            .await
+            .ok()
+    };
+    match answered {
+        Some(Ok(reply)) => axum::Json(render(&reply)).into_response(),
+        Some(Err(e)) => {
+            warn!(error = %e, "a slack command's task failed");
+            axum::Json(json!({"response_type": "ephemeral", "text": "purser failed to answer; try again."}))
+                .into_response()
+        }
+        None => {
+            // Acknowledge now; the answer follows through response_url.
+            let http = slack.http.clone();
+            tokio::spawn(async move {
+                let Ok(reply) = work.await else { return };
+                if response_url.is_empty() {
+                    return;
+                }
+                let sent = http
+                    .post(&response_url)
+                    .json(&render(&reply))
+                    .timeout(StdDuration::from_secs(10))
+                    .send()
+                    .await;
+                if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+                    warn!(error = %e, "could not deliver a late slack answer");
+                }
+            });
+            axum::Json(json!({"response_type": "ephemeral", "text": "Working on it…"}))
+                .into_response()
+        }
+    }
+}
+
+/// A reply as a Slack message: the title, then the lines in code blocks of at
+/// most 2,900 characters, within 50 blocks. Only the asker sees it.
+pub fn render(reply: &Reply) -> Value {
+    let icon = match reply.kind {
+        ReplyKind::Done => "",
+        ReplyKind::Usage => ":grey_question: ",
+        ReplyKind::Refused => ":no_entry: ",
+        ReplyKind::Failed => ":warning: ",
+    };
+    let title = format!("{icon}{}", escape(&reply.title));
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": title}})];
+    let mut chunk = String::new();
+    let mut chunks = Vec::new();
+    for line in &reply.lines {
+        let line: String = line.chars().take(SECTION_CHARS).collect();
+        if !chunk.is_empty() && chunk.len() + line.len() + 1 > SECTION_CHARS {
+            chunks.push(std::mem::take(&mut chunk));
+        }
+        if !chunk.is_empty() {
+            chunk.push('\n');
+        }
+        chunk.push_str(&line);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    let room = MAX_BLOCKS - 2;
+    let more = chunks.len().saturating_sub(room);
+    for c in chunks.into_iter().take(room) {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", escape(&c))}}));
+    }
+    if more > 0 {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("…and {more} more sections; narrow the question")}]}));
+    }
+    json!({
+        "response_type": "ephemeral",
+        "text": reply.title,
+        "blocks": blocks,
+    })
+}
+
+/// Slack's mrkdwn treats `&`, `<` and `>` as control characters.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const TS: &str = "1531420618";
+    const BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    const SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+
+    fn at(ts: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(ts, 0).unwrap()
+    }
+
+    fn verifier() -> Verifier {
+        Verifier::new(Secret::from_value(SECRET))
+    }
+
+    #[test]
+    fn the_official_example_signs_and_verifies() {
+        assert_eq!(sign(SECRET, TS, BODY.as_bytes()), SIG);
+        let v = verifier();
+        assert_eq!(
+            v.verify(Some(TS), Some(SIG), BODY.as_bytes(), at(1531420618 + 60)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn forged_stale_tampered_and_replayed_requests_are_refused() {
+        let now = at(1531420618);
+        let v = verifier();
+        let body = BODY.as_bytes();
+        assert_eq!(
+            v.verify(None, Some(SIG), body, now),
+            Err(Forged::Missing("X-Slack-Request-Timestamp"))
+        );
+        assert_eq!(
+            v.verify(Some(TS), None, body, now),
+            Err(Forged::Missing("X-Slack-Signature"))
+        );
+        assert_eq!(
+            v.verify(Some("soon"), Some(SIG), body, now),
+            Err(Forged::BadTimestamp)
+        );
+        assert_eq!(
+            v.verify(Some(TS), Some(SIG), body, at(1531420618 + 301)),
+            Err(Forged::Stale(301))
+        );
+        assert_eq!(
+            v.verify(Some(TS), Some(SIG), body, at(1531420618 - 400)),
+            Err(Forged::Stale(-400))
+        );
+        let tampered = BODY.replace("text=", "text=balance");
+        assert_eq!(
+            v.verify(Some(TS), Some(SIG), tampered.as_bytes(), now),
+            Err(Forged::BadSignature)
+        );
+        // The right signature under another timestamp.
+        assert_eq!(
+            v.verify(Some("1531420619"), Some(SIG), body, now),
+            Err(Forged::BadSignature)
+        );
+        assert_eq!(
+            v.verify(Some(TS), Some("a2114d57"), body, now),
+            Err(Forged::BadSignature)
+        );
+        assert_eq!(
+            v.verify(Some(TS), Some("v0=zz"), body, now),
+            Err(Forged::BadSignature)
+        );
+        let other = Verifier::new(Secret::from_value("another-secret"));
+        assert_eq!(
+            other.verify(Some(TS), Some(SIG), body, now),
+            Err(Forged::BadSignature)
+        );
+        // Genuine once; the same request again is a replay.
+        assert_eq!(v.verify(Some(TS), Some(SIG), body, now), Ok(()));
+        assert_eq!(
+            v.verify(Some(TS), Some(SIG), body, now),
+            Err(Forged::Replayed)
+        );
+    }
+
+    #[test]
+    fn replies_stay_within_slacks_limits_and_escape_markup() {
+        let reply = Reply {
+            kind: ReplyKind::Done,
+            title: "a <b> & c".into(),
+            lines: (0..5000)
+                .map(|i| format!("line {i} {}", "x".repeat(40)))
+                .collect(),
+        };
+        let v = render(&reply);
+        let blocks = v["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= MAX_BLOCKS, "{}", blocks.len());
+        assert_eq!(blocks[0]["text"]["text"], "a &lt;b&gt; &amp; c");
+        for b in blocks {
+            if let Some(t) = b["text"]["text"].as_str() {
+                assert!(t.chars().count() <= 3000, "{}", t.len());
+            }
+        }
+        assert!(
+            blocks.last().unwrap()["elements"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("more sections")
+        );
+        assert_eq!(v["response_type"], "ephemeral");
+    }
+}

@@ -1,0 +1,506 @@
+//! What purser answers in chat, whichever platform asked: the command is
+//! parsed once, the asker looked up and authorized, and the answer read from
+//! the store. Platform adapters only carry text in and render the reply.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::AccountConfig;
+use crate::domain::command::{self, Command, Target};
+use crate::domain::forecast;
+use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
+use crate::domain::people::{Directory, Person};
+use crate::domain::{duration, silence};
+use crate::ports::{
+    AckOutcome, BalanceEntries, Clock, EndSilenceOutcome, NewSilence, Store, StoreError,
+};
+
+/// Someone on a platform: the platform's key and the user's id there.
+#[derive(Debug, Clone)]
+pub struct Asker {
+    pub platform: String,
+    pub user: String,
+}
+
+/// An answer, as plain lines that read well on a phone. Adapters decide how
+/// to set them (a code block, a table, an embed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub kind: ReplyKind,
+    pub title: String,
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// The command ran.
+    Done,
+    /// It did not parse: the lines hold the usage.
+    Usage,
+    /// Not allowed, or not known: nothing was read or changed.
+    Refused,
+    /// It ran into a problem on purser's side.
+    Failed,
+}
+
+impl Reply {
+    fn done(title: impl Into<String>, lines: Vec<String>) -> Reply {
+        Reply {
+            kind: ReplyKind::Done,
+            title: title.into(),
+            lines,
+        }
+    }
+
+    fn refused(title: impl Into<String>) -> Reply {
+        Reply {
+            kind: ReplyKind::Refused,
+            title: title.into(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Title and lines as one text.
+    pub fn text(&self) -> String {
+        let mut s = self.title.clone();
+        for l in &self.lines {
+            s.push('\n');
+            s.push_str(l);
+        }
+        s
+    }
+}
+
+pub struct ChatOps {
+    pub store: Arc<dyn Store>,
+    pub entries: Arc<dyn BalanceEntries>,
+    pub accounts: Arc<Vec<AccountConfig>>,
+    /// Accounts whose balance is entered by hand (`setbalance`).
+    pub entered: std::collections::HashSet<crate::domain::model::AccountId>,
+    pub directory: Directory,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ChatOps {
+    /// Runs `text` (what followed the platform's trigger) for `asker`.
+    pub async fn handle(&self, asker: &Asker, text: &str) -> Reply {
+        // Unknown people learn nothing, not even whether the command was valid.
+        let Some(person) = self.directory.lookup(&asker.platform, &asker.user) else {
+            return Reply::refused(format!(
+                "Sorry, purser does not know you. Ask an admin to add your {} id ({}) to the people in purser's config.",
+                asker.platform, asker.user
+            ));
+        };
+        let command = match command::parse(text) {
+            Ok(c) => c,
+            Err(e) => {
+                return Reply {
+                    kind: ReplyKind::Usage,
+                    title: e.message.clone(),
+                    lines: vec![match e.verb {
+                        Some(v) => format!("usage: {}", v.usage()),
+                        None => "try: help".to_owned(),
+                    }],
+                };
+            }
+        };
+        let verb = command.verb();
+        if person.role < verb.role() {
+            return Reply::refused(format!(
+                "{} needs the {} role; you are {}.",
+                verb.name(),
+                verb.role(),
+                person.role
+            ));
+        }
+        let now = self.clock.now();
+        match self.run(person, command, now).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(error = %e, command = verb.name(), "chat command failed");
+                Reply {
+                    kind: ReplyKind::Failed,
+                    title: "purser could not read its store; try again in a minute.".into(),
+                    lines: Vec::new(),
+                }
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        person: &Person,
+        command: Command,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, StoreError> {
+        Ok(match command {
+            Command::Help { topic: None } => Reply::done(
+                "purser commands",
+                command::help(person.role)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Command::Help { topic: Some(v) } => Reply::done(
+                format!("usage: {}", v.usage()),
+                vec![
+                    v.summary().to_owned(),
+                    format!("needs the {} role", v.role()),
+                ],
+            ),
+            Command::Whoami => Reply::done(
+                format!("You are {}, {}.", person.name, person.role),
+                Vec::new(),
+            ),
+            Command::Balance { target } => {
+                let chosen: Vec<&AccountConfig> = match &target {
+                    None => self.accounts.iter().collect(),
+                    Some(Target::Account(id)) => self
+                        .accounts
+                        .iter()
+                        .filter(|a| &a.account.id == id)
+                        .collect(),
+                    Some(Target::Label { name, value }) => self
+                        .accounts
+                        .iter()
+                        .filter(|a| a.account.labels.get(name) == Some(value))
+                        .collect(),
+                };
+                if chosen.is_empty() {
+                    return Ok(self.no_such(&target));
+                }
+                let mut lines = Vec::new();
+                for a in chosen {
+                    lines.push(self.balance_line(a, now).await?);
+                }
+                Reply::done("Balances (available · burn/day · runway)", lines)
+            }
+            Command::Runway { account } => {
+                let chosen: Vec<&AccountConfig> = self
+                    .accounts
+                    .iter()
+                    .filter(|a| account.as_ref().is_none_or(|id| &a.account.id == id))
+                    .collect();
+                if chosen.is_empty() {
+                    return Ok(self.no_such(&account.map(Target::Account)));
+                }
+                let mut lines = Vec::new();
+                for a in chosen {
+                    lines.push(self.runway_line(a, now).await?);
+                }
+                Reply::done("Runway", lines)
+            }
+            Command::Expiring { days } => {
+                let until = now + Duration::days(i64::from(days));
+                let mut rows = Vec::new();
+                for a in self.accounts.iter() {
+                    let Some(latest) = self.latest(a, now).await? else {
+                        continue;
+                    };
+                    for r in latest.resources {
+                        if r.expires_at <= until && r.renewal != RenewalMode::ExpireWithoutRenewal {
+                            rows.push((
+                                r.expires_at,
+                                format!(
+                                    "{} {} · {} · {} renewal",
+                                    a.account.id,
+                                    r.name.as_deref().unwrap_or(r.id.as_str()),
+                                    in_days(r.expires_at, now),
+                                    r.renewal.as_str()
+                                ),
+                            ));
+                        }
+                    }
+                }
+                rows.sort_by_key(|(at, _)| *at);
+                let title = format!("Expiring within {days} days: {}", rows.len());
+                Reply::done(title, rows.into_iter().map(|(_, l)| l).collect())
+            }
+            Command::Alerts => {
+                let alerts = self.store.all_open_alerts().await?;
+                let silences = self.store.silences(now).await?;
+                let lines = alerts
+                    .iter()
+                    .filter(|a| a.state == crate::domain::alert::AlertState::Firing)
+                    .map(|a| {
+                        let account = self
+                            .accounts
+                            .iter()
+                            .find(|c| c.account.id.as_str() == a.key.account);
+                        let muted = account.and_then(|c| {
+                            silence::silenced_by(
+                                &silences,
+                                &c.account,
+                                &a.key,
+                                a.severity.as_str(),
+                                now,
+                            )
+                        });
+                        let mut l = format!(
+                            "[{}] {} · {} · {}",
+                            a.severity,
+                            &a.fingerprint[..8],
+                            a.key.rule,
+                            a.summary
+                        );
+                        if let Some(ack) = &a.acknowledged {
+                            l.push_str(&format!(" (acknowledged by {})", ack.by));
+                        }
+                        if let Some(s) = muted {
+                            l.push_str(&format!(" (silenced by #{})", s.id));
+                        }
+                        l
+                    })
+                    .collect::<Vec<_>>();
+                Reply::done(format!("Firing: {}", lines.len()), lines)
+            }
+            Command::Ack { alert } => {
+                match self.store.acknowledge(&alert, &person.name, now).await? {
+                    AckOutcome::Acknowledged(a) => Reply::done(
+                        format!(
+                            "Acknowledged {} ({}): it will not repeat until it resolves.",
+                            &a.fingerprint[..8],
+                            a.key.rule
+                        ),
+                        vec![a.summary],
+                    ),
+                    AckOutcome::AlreadyAcknowledged(a) => {
+                        let by = a
+                            .acknowledged
+                            .map(|k| format!("{} at {}", k.by, k.at.format("%Y-%m-%d %H:%M UTC")))
+                            .unwrap_or_default();
+                        Reply::done(format!("Already acknowledged by {by}."), vec![a.summary])
+                    }
+                    AckOutcome::NotFound => Reply::refused(format!(
+                        "No open alert has an id starting {}.",
+                        alert.as_str()
+                    )),
+                    AckOutcome::Ambiguous(fps) => Reply {
+                        kind: ReplyKind::Usage,
+                        title: format!(
+                            "{} matches {} open alerts; give more of the id:",
+                            alert.as_str(),
+                            fps.len()
+                        ),
+                        lines: fps,
+                    },
+                }
+            }
+            Command::Silence {
+                matchers,
+                duration: d,
+                reason,
+            } => {
+                let s = self
+                    .store
+                    .add_silence(&NewSilence {
+                        matchers,
+                        starts_at: now,
+                        ends_at: now + d,
+                        created_by: person.name.clone(),
+                        reason,
+                    })
+                    .await?;
+                Reply::done(
+                    format!(
+                        "Silence #{} set until {} ({}).",
+                        s.id,
+                        s.ends_at.format("%Y-%m-%d %H:%M UTC"),
+                        duration::format(d)
+                    ),
+                    vec![silence_line(&s)],
+                )
+            }
+            Command::Unsilence { id } => match self.store.end_silence(id, &person.name, now).await?
+            {
+                EndSilenceOutcome::Ended(s) => {
+                    Reply::done(format!("Silence #{} ended.", s.id), vec![silence_line(&s)])
+                }
+                EndSilenceOutcome::AlreadyOver(s) => Reply::done(
+                    format!(
+                        "Silence #{} had already ended at {}.",
+                        s.id,
+                        s.ends_at.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                    Vec::new(),
+                ),
+                EndSilenceOutcome::NotFound => {
+                    Reply::refused(format!("There is no silence #{id}."))
+                }
+            },
+            Command::Silences => {
+                let list = self.store.silences(now).await?;
+                Reply::done(
+                    format!("Silences in force: {}", list.len()),
+                    list.iter().map(silence_line).collect(),
+                )
+            }
+            Command::SetBalance { account, amount } => {
+                let Some(a) = self.accounts.iter().find(|a| a.account.id == account) else {
+                    return Ok(self.no_such(&Some(Target::Account(account))));
+                };
+                if !self.entered.contains(&a.account.id) {
+                    return Ok(Reply::refused(format!(
+                        "{account}'s cloud reports its own balance; setbalance is for accounts with no balance API."
+                    )));
+                }
+                let money = match amount.money(a.currency) {
+                    Ok(m) if m.currency() == a.currency => m,
+                    Ok(m) => {
+                        return Ok(Reply::refused(format!(
+                            "{account} is billed in {}, not {}.",
+                            a.currency,
+                            m.currency()
+                        )));
+                    }
+                    Err(e) => return Ok(Reply::refused(e.to_string())),
+                };
+                self.entries
+                    .record_balance_entry(
+                        &account,
+                        &BalanceEntry {
+                            amount: money,
+                            as_of: now,
+                            entered_by: person.name.clone(),
+                            entered_at: now,
+                        },
+                    )
+                    .await?;
+                Reply::done(
+                    format!(
+                        "{account}'s balance is now {money} as of {}, entered by {}.",
+                        now.format("%Y-%m-%d %H:%M UTC"),
+                        person.name
+                    ),
+                    vec!["purser subtracts the usage it reads from here on.".into()],
+                )
+            }
+        })
+    }
+
+    fn no_such(&self, target: &Option<Target>) -> Reply {
+        let known: Vec<&str> = self
+            .accounts
+            .iter()
+            .map(|a| a.account.id.as_str())
+            .collect();
+        let what = match target {
+            Some(Target::Account(id)) => format!("No account {id}."),
+            Some(Target::Label { name, value }) => format!("No account has {name}={value}."),
+            None => "No accounts are configured.".into(),
+        };
+        Reply::refused(format!("{what} Known: {}", known.join(", ")))
+    }
+
+    async fn latest(
+        &self,
+        a: &AccountConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self
+            .store
+            .history(&a.account.id, now - a.rules.runway.window)
+            .await?
+            .pop())
+    }
+
+    async fn forecast_of(
+        &self,
+        a: &AccountConfig,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<Snapshot>, Option<forecast::Forecast>), StoreError> {
+        let history = self
+            .store
+            .history(&a.account.id, now - a.rules.runway.window)
+            .await?;
+        let f = forecast::forecast(&history, a.rules.runway.window, now);
+        Ok((history.last().cloned(), f))
+    }
+
+    async fn balance_line(
+        &self,
+        a: &AccountConfig,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let (latest, f) = self.forecast_of(a, now).await?;
+        let Some(s) = latest else {
+            return Ok(format!("{} · not read yet", a.account.id));
+        };
+        let burn = f
+            .as_ref()
+            .map_or("-".to_owned(), |f| f.burn.per_day.to_string());
+        let runway = f
+            .as_ref()
+            .and_then(|f| f.runway_days)
+            .map_or("-".to_owned(), |d| format!("{} d", d.round_dp(1)));
+        let mut line = format!(
+            "{} · {} · {burn} · {runway}",
+            a.account.id, s.balance.available
+        );
+        if s.taken_at < now - Duration::hours(1) {
+            line.push_str(&format!(
+                " (as of {})",
+                s.taken_at.format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+        Ok(line)
+    }
+
+    async fn runway_line(
+        &self,
+        a: &AccountConfig,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let (latest, f) = self.forecast_of(a, now).await?;
+        Ok(match (latest, f) {
+            (None, _) => format!("{} · not read yet", a.account.id),
+            (Some(_), None) => format!("{} · not enough history for a burn rate yet", a.account.id),
+            (Some(s), Some(f)) => match f.runway_days {
+                Some(d) => format!(
+                    "{} · {} days at {}/day ({}) · {} left",
+                    a.account.id,
+                    d.round_dp(1),
+                    f.burn.per_day,
+                    match f.burn.source {
+                        forecast::BurnSource::Reported => "the cloud's spend records",
+                        forecast::BurnSource::BalanceDeltas => "balance changes",
+                    },
+                    s.balance.available
+                ),
+                None => format!(
+                    "{} · nothing is being spent · {} left",
+                    a.account.id, s.balance.available
+                ),
+            },
+        })
+    }
+}
+
+fn in_days(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let days = (at - now).num_days();
+    match days {
+        d if at <= now => format!("expired {} d ago", (now - at).num_days().max(d.abs())),
+        0 => "today".into(),
+        1 => "in 1 day".into(),
+        d => format!("in {d} days"),
+    }
+}
+
+fn silence_line(s: &silence::Silence) -> String {
+    let matchers: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+    let mut l = format!(
+        "#{} {} until {} by {}",
+        s.id,
+        matchers.join(","),
+        s.ends_at.format("%Y-%m-%d %H:%M UTC"),
+        s.created_by
+    );
+    if let Some(r) = &s.reason {
+        l.push_str(&format!(": {r}"));
+    }
+    if let Some(by) = &s.ended_by {
+        l.push_str(&format!(" (ended by {by})"));
+    }
+    l
+}
