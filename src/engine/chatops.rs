@@ -425,7 +425,15 @@ impl ChatOps {
     ) -> Result<String, StoreError> {
         let (latest, f) = self.forecast_of(a, now).await?;
         let Some(s) = latest else {
-            return Ok(format!("{} · not read yet", a.account.id));
+            let health = self.store.health(&a.account.id).await?;
+            return Ok(match health.last_error {
+                Some(e) => format!(
+                    "{} · cannot be read ({}): {e}",
+                    a.account.id,
+                    e.kind.as_str()
+                ),
+                None => format!("{} · not read yet", a.account.id),
+            });
         };
         let burn = f
             .as_ref()

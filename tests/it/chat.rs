@@ -16,6 +16,11 @@ const SCENARIO: &str = r#"
 [[accounts]]
 id = "acme"
 balance = "¥2,000"
+
+[[accounts]]
+id = "blind"
+balance = "¥1"
+fail = "unauthorized"
 "#;
 
 fn chat_config() -> String {
@@ -44,6 +49,7 @@ async fn running() -> (World, TestApp) {
     let world = World::new(
         SCENARIO,
         Setup {
+            accounts: &["acme", "blind"],
             rules: &rules,
             ..Setup::default()
         },
@@ -113,6 +119,13 @@ async fn a_signed_command_is_answered_from_the_store() {
     assert_eq!(v["response_type"], "ephemeral");
     let text = v["blocks"].to_string();
     assert!(text.contains("acme · ¥2,000.00"), "{text}");
+
+    let r = post_signed(&app, &form("U0VIC", "balance", ""), now + 100, SECRET).await;
+    assert!(
+        r.body.contains("blind · cannot be read (refused)"),
+        "{}",
+        r.body
+    );
 
     let r = post_signed(&app, &form("U0VIC", "whoami", ""), now + 1, SECRET).await;
     assert!(r.body.contains("You are vic, viewer."), "{}", r.body);
