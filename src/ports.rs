@@ -219,6 +219,31 @@ pub enum SendError {
     Permanent(String),
 }
 
+/// Where an alert occurrence was posted in a chat, so that it can be edited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub channel: String,
+    pub message: String,
+}
+
+/// Chat outputs remember their messages here.
+#[async_trait]
+pub trait MessageRefs: Send + Sync {
+    async fn record_message(
+        &self,
+        output: &str,
+        fingerprint: &str,
+        started_at: DateTime<Utc>,
+        at: &MessageRef,
+    ) -> Result<(), StoreError>;
+    async fn message(
+        &self,
+        output: &str,
+        fingerprint: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<Option<MessageRef>, StoreError>;
+}
+
 /// Somewhere notices go: the console, a webhook, later chat platforms.
 #[async_trait]
 pub trait Notifier: Send + Sync {

@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod console;
 pub mod http;
 pub mod huawei;
+pub mod pace;
 pub mod signing;
 pub mod simulated;
 pub mod slack;

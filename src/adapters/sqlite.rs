@@ -16,8 +16,8 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, NewSilence, OutboxItem, Store, StoreError,
-    StoredNotice,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, MessageRef, MessageRefs, NewSilence,
+    OutboxItem, Store, StoreError, StoredNotice,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -154,6 +154,53 @@ fn silence_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Silence, StoreError> 
         reason: r.get("reason"),
         ended_by: r.get("ended_by"),
     })
+}
+
+#[async_trait]
+impl MessageRefs for SqliteStore {
+    async fn record_message(
+        &self,
+        output: &str,
+        fingerprint: &str,
+        started_at: DateTime<Utc>,
+        at: &MessageRef,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO chat_messages (fingerprint, started_at, output, channel, message)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (fingerprint, started_at, output) DO UPDATE
+               SET channel = excluded.channel, message = excluded.message",
+        )
+        .bind(fingerprint)
+        .bind(ms(started_at))
+        .bind(output)
+        .bind(&at.channel)
+        .bind(&at.message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn message(
+        &self,
+        output: &str,
+        fingerprint: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<Option<MessageRef>, StoreError> {
+        let row = sqlx::query(
+            "SELECT channel, message FROM chat_messages
+             WHERE fingerprint = ? AND started_at = ? AND output = ?",
+        )
+        .bind(fingerprint)
+        .bind(ms(started_at))
+        .bind(output)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| MessageRef {
+            channel: r.get("channel"),
+            message: r.get("message"),
+        }))
+    }
 }
 
 #[async_trait]
