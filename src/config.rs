@@ -210,6 +210,13 @@ pub enum OutputKind {
         timeout: std::time::Duration,
         max_attempts: u32,
     },
+    /// Alert messages with buttons in one Slack channel.
+    Slack {
+        channel: String,
+        token: Secret,
+        /// The Web API's base URL (tests point it at a mock).
+        api: reqwest::Url,
+    },
 }
 
 // ---------------------------------------------------------------- errors
@@ -504,6 +511,9 @@ struct RawOutput {
     secret: Option<S>,
     timeout: Option<S>,
     max_attempts: Option<Spanned<i64>>,
+    channel: Option<S>,
+    token: Option<S>,
+    api: Option<S>,
 }
 
 // ---------------------------------------------------------------- parsing helpers
@@ -1276,6 +1286,58 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         }
         let kind = match o.kind.get_ref().as_str() {
             "console" => OutputKind::Console,
+            "slack" => {
+                let channel = match &o.channel {
+                    Some(c) if !c.get_ref().trim().is_empty() => {
+                        Some(c.get_ref().trim().to_owned())
+                    }
+                    _ => {
+                        issues.at(
+                            &o.kind,
+                            format!("outputs[{i}].channel"),
+                            "a slack output needs the channel's id (e.g. C0123ABCD, from the channel's details)",
+                        );
+                        None
+                    }
+                };
+                let token = match &o.token {
+                    Some(t) => Secret::resolve(t.get_ref(), base)
+                        .map_err(|e| issues.at(t, format!("outputs[{i}].token"), e))
+                        .ok(),
+                    None => {
+                        issues.at(
+                            &o.kind,
+                            format!("outputs[{i}].token"),
+                            "a slack output needs the bot token (\"env:SLACK_BOT_TOKEN\")",
+                        );
+                        None
+                    }
+                };
+                let api = match &o.api {
+                    None => reqwest::Url::parse(crate::adapters::slack_channel::DEFAULT_API).ok(),
+                    Some(a) => {
+                        // Joined with method names: keep the trailing slash.
+                        let text = if a.get_ref().ends_with('/') {
+                            a.get_ref().clone()
+                        } else {
+                            format!("{}/", a.get_ref())
+                        };
+                        reqwest::Url::parse(&text)
+                            .map_err(|e| {
+                                issues.at(a, format!("outputs[{i}].api"), format!("not a URL: {e}"))
+                            })
+                            .ok()
+                    }
+                };
+                match (channel, token, api) {
+                    (Some(channel), Some(token), Some(api)) => OutputKind::Slack {
+                        channel,
+                        token,
+                        api,
+                    },
+                    _ => continue,
+                }
+            }
             "webhook" => {
                 let url = match &o.url {
                     Some(u) => match reqwest::Url::parse(u.get_ref()) {
@@ -1345,7 +1407,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 issues.at(
                     &o.kind,
                     format!("outputs[{i}].kind"),
-                    format!("unknown output kind {other:?}; known: console, webhook"),
+                    format!("unknown output kind {other:?}; known: console, webhook, slack"),
                 );
                 continue;
             }

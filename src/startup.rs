@@ -15,6 +15,7 @@ use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
 use crate::adapters::simulated::SimulatedProvider;
 use crate::adapters::slack::{self, SlackEndpoint};
+use crate::adapters::slack_channel::SlackChannel;
 use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
@@ -25,7 +26,7 @@ use crate::engine::chatops::ChatOps;
 use crate::engine::dispatcher::{Dispatcher, Output};
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
-use crate::ports::{BalanceEntries, Clock, Notifier, Provider, Store};
+use crate::ports::{BalanceEntries, Clock, MessageRefs, Notifier, Provider, Store};
 
 /// Builds the adapter for provider `name`, handing it the credentials of the
 /// accounts it reads.
@@ -55,7 +56,11 @@ pub fn build_provider(
     }
 }
 
-pub fn build_outputs(config: &Config, clock: &Arc<dyn Clock>) -> HashMap<String, Output> {
+pub fn build_outputs(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    refs: Arc<dyn MessageRefs>,
+) -> HashMap<String, Output> {
     config
         .outputs
         .iter()
@@ -75,6 +80,20 @@ pub fn build_outputs(config: &Config, clock: &Arc<dyn Clock>) -> HashMap<String,
                         clock.clone(),
                     )),
                     *max_attempts,
+                ),
+                OutputKind::Slack {
+                    channel,
+                    token,
+                    api,
+                } => (
+                    Arc::new(SlackChannel::new(
+                        o.name.clone(),
+                        api.clone(),
+                        token.clone(),
+                        channel.clone(),
+                        refs.clone(),
+                    )),
+                    10,
                 ),
             };
             (
@@ -154,7 +173,7 @@ impl Application {
         let dispatcher = Dispatcher {
             store: shared.clone(),
             clock: clock.clone(),
-            outputs: build_outputs(&config, &clock),
+            outputs: build_outputs(&config, &clock, Arc::new(store.clone())),
             written,
             activity: activity.clone(),
         };

@@ -13,8 +13,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
-use crate::domain::money::{Currency, Money};
 use super::pace::Pacer;
+use crate::domain::money::{Currency, Money};
 use crate::ports::{Clock, ProviderError};
 
 /// One answer, as far as classification needs it.

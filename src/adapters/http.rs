@@ -14,6 +14,7 @@ pub fn router(slack: Option<Arc<SlackEndpoint>>) -> Router {
         app = app.merge(
             Router::new()
                 .route("/slack/commands", post(slack::command))
+                .route("/slack/interactions", post(slack::interaction))
                 .with_state(s),
         );
     }

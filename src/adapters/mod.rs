@@ -10,6 +10,7 @@ pub mod pace;
 pub mod signing;
 pub mod simulated;
 pub mod slack;
+pub mod slack_channel;
 pub mod sqlite;
 pub mod tencent;
 pub mod webhook;

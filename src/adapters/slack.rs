@@ -189,6 +189,144 @@ pub async fn command(
     }
 }
 
+/// `POST /slack/interactions`: a button pressed on an alert message. Slack
+/// is answered at once; the action runs, and the message is edited (or the
+/// presser told why not) through the payload's `response_url`.
+pub async fn interaction(
+    State(slack): State<Arc<SlackEndpoint>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(why) = slack.verifier.verify(
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &body,
+        slack.clock.now(),
+    ) {
+        warn!(route = "/slack/interactions", %why, "refused a request not signed by Slack");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let payload = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned());
+    let Some(payload) = payload.and_then(|p| serde_json::from_str::<Value>(&p).ok()) else {
+        return (StatusCode::BAD_REQUEST, "no payload").into_response();
+    };
+    if payload["type"] != "block_actions" {
+        return StatusCode::OK.into_response();
+    }
+    let Some(action) = payload["actions"].get(0).cloned() else {
+        return StatusCode::OK.into_response();
+    };
+    let asker = Asker {
+        platform: "slack".into(),
+        user: payload["user"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let response_url = payload["response_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let blocks = payload["message"]["blocks"].clone();
+    let slack = slack.clone();
+    tokio::spawn(async move {
+        let answer = press(&slack.chat, &asker, &action, &blocks).await;
+        if response_url.is_empty() {
+            return;
+        }
+        let sent = slack
+            .http
+            .post(&response_url)
+            .json(&answer)
+            .timeout(StdDuration::from_secs(10))
+            .send()
+            .await;
+        if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+            warn!(error = %e.without_url(), "could not answer a slack button");
+        }
+    });
+    StatusCode::OK.into_response()
+}
+
+/// Runs a pressed button as the command it stands for, and says how the
+/// message should change: edited in place when it worked, or a note only the
+/// presser sees when it did not.
+async fn press(chat: &ChatOps, asker: &Asker, action: &Value, blocks: &Value) -> Value {
+    let id = action["action_id"].as_str().unwrap_or_default();
+    let value = action["value"].as_str().unwrap_or_default();
+    let (fingerprint, matchers) = value.split_once('|').unwrap_or((value, ""));
+    let (text, done) = match id {
+        "ack" => (format!("ack {fingerprint}"), "Acknowledged"),
+        "silence_1h" => (
+            format!("silence {matchers} 1h silenced from the alert"),
+            "Silenced for 1 h",
+        ),
+        "silence_24h" => (
+            format!("silence {matchers} 24h silenced from the alert"),
+            "Silenced for 24 h",
+        ),
+        "remedy" => {
+            let mut parts = value.splitn(3, '|');
+            let (kind, account, target) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let what = match kind {
+                "topup" => format!("open a top-up request for {account}"),
+                "renew" => format!("open a renewal request for {target} on {account}"),
+                _ => format!("open a payment request for order {target} on {account}"),
+            };
+            return json!({"response_type": "ephemeral", "replace_original": false, "text": format!(
+                "This button will {what}, for approval before anything is charged. Approval flows are not enabled in this version of purser.")});
+        }
+        other => {
+            return json!({"response_type": "ephemeral", "replace_original": false,
+                          "text": format!("purser does not know the button {other:?}.")});
+        }
+    };
+    let reply = chat.handle(asker, &text).await;
+    if reply.kind != ReplyKind::Done || reply.title.starts_with("Already") {
+        return json!({"response_type": "ephemeral", "replace_original": false, "text": reply.text()});
+    }
+    // The same message, with the pressed kind of button gone and a line
+    // saying who did what.
+    let who = chat
+        .directory
+        .lookup(&asker.platform, &asker.user)
+        .map_or(asker.user.clone(), |p| p.name.clone());
+    let gone: &[&str] = if id == "ack" {
+        &["ack"]
+    } else {
+        &["silence_1h", "silence_24h"]
+    };
+    let mut out: Vec<Value> = Vec::new();
+    for b in blocks.as_array().into_iter().flatten() {
+        if b["type"] == "actions" {
+            let kept: Vec<Value> = b["elements"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| !gone.contains(&e["action_id"].as_str().unwrap_or_default()))
+                .cloned()
+                .collect();
+            out.push(
+                json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                "{done} by {} at {}", escape(&who), chat.clock.now().format("%H:%M UTC"))}]}),
+            );
+            if !kept.is_empty() {
+                out.push(json!({"type": "actions", "elements": kept}));
+            }
+        } else {
+            out.push(b.clone());
+        }
+    }
+    json!({"replace_original": true, "text": reply.title, "blocks": out})
+}
+
 /// A reply as a Slack message: the title, then the lines in code blocks of at
 /// most 2,900 characters, within 50 blocks. Only the asker sees it.
 pub fn render(reply: &Reply) -> Value {

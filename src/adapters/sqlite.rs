@@ -16,8 +16,8 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, MessageRef, MessageRefs, NewSilence,
-    OutboxItem, Store, StoreError, StoredNotice,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, MessageRef, MessageRefs, NewSilence, OutboxItem,
+    Store, StoreError, StoredNotice,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

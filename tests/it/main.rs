@@ -13,3 +13,4 @@ mod helpers;
 mod lifecycle;
 mod resilience;
 mod silences;
+mod slack_flow;

@@ -1,0 +1,379 @@
+//! Alerts as Slack messages in a channel: posted with buttons, edited in
+//! place when they resolve, answered in a thread when they repeat. Paced at
+//! one message a second per channel, Slack's documented rate.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::pace::Pacer;
+use crate::domain::alert::NoticeKind;
+use crate::domain::rules::RuleName;
+use crate::ports::{MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+use crate::secret::Secret;
+
+pub const DEFAULT_API: &str = "https://slack.com/api/";
+
+pub struct SlackChannel {
+    /// The output's name, under which its messages are remembered.
+    pub output: String,
+    pub api: reqwest::Url,
+    pub token: Secret,
+    pub channel: String,
+    pub http: reqwest::Client,
+    pub refs: Arc<dyn MessageRefs>,
+    pub pacer: Pacer,
+    pub timeout: StdDuration,
+}
+
+impl SlackChannel {
+    pub fn new(
+        output: String,
+        api: reqwest::Url,
+        token: Secret,
+        channel: String,
+        refs: Arc<dyn MessageRefs>,
+    ) -> SlackChannel {
+        SlackChannel {
+            output,
+            api,
+            token,
+            channel,
+            http: reqwest::Client::new(),
+            refs,
+            pacer: Pacer::every(StdDuration::from_secs(1)),
+            timeout: StdDuration::from_secs(10),
+        }
+    }
+
+    /// Calls a Web API method; returns its answer when `ok`.
+    async fn call(&self, method: &str, body: Value) -> Result<Value, SendError> {
+        self.pacer.wait().await;
+        let url = self
+            .api
+            .join(method)
+            .map_err(|e| SendError::Permanent(format!("Slack API URL: {e}")))?;
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(self.token.expose())
+            .json(&body)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| SendError::Retryable(format!("Slack {method}: {}", e.without_url())))?;
+        let status = response.status();
+        if status.as_u16() == 429 {
+            let after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_owned();
+            return Err(SendError::Retryable(format!(
+                "Slack {method}: rate limited, retry after {after} s"
+            )));
+        }
+        if status.is_server_error() {
+            return Err(SendError::Retryable(format!(
+                "Slack {method}: HTTP {status}"
+            )));
+        }
+        let v: Value = response.json().await.map_err(|e| {
+            SendError::Retryable(format!(
+                "Slack {method}: unreadable answer: {}",
+                e.without_url()
+            ))
+        })?;
+        if v["ok"].as_bool() == Some(true) {
+            return Ok(v);
+        }
+        let error = v["error"].as_str().unwrap_or("no error given").to_owned();
+        Err(classify(method, &error))
+    }
+}
+
+/// Slack's error codes: what waiting mends, and what a person must fix.
+fn classify(method: &str, error: &str) -> SendError {
+    let hint = match error {
+        "ratelimited"
+        | "internal_error"
+        | "fatal_error"
+        | "service_unavailable"
+        | "request_timeout" => return SendError::Retryable(format!("Slack {method}: {error}")),
+        "not_in_channel" => "invite the app to the channel (/invite @purser)",
+        "channel_not_found" => "check the output's channel id",
+        "invalid_auth" | "not_authed" | "token_revoked" | "account_inactive" => {
+            "check the bot token (xoxb-…)"
+        }
+        "missing_scope" => "add the chat:write scope and reinstall the app",
+        "is_archived" => "the channel is archived",
+        _ => "",
+    };
+    if hint.is_empty() {
+        SendError::Permanent(format!("Slack {method}: {error}"))
+    } else {
+        SendError::Permanent(format!("Slack {method}: {error}: {hint}"))
+    }
+}
+
+#[async_trait]
+impl Notifier for SlackChannel {
+    async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
+        let store = |e: crate::ports::StoreError| SendError::Retryable(e.to_string());
+        let posted = self
+            .refs
+            .message(&self.output, &n.fingerprint, n.started_at)
+            .await
+            .map_err(store)?;
+        match (n.kind, posted) {
+            // Resolved, or fired again after a silence: edit what people saw.
+            (NoticeKind::Firing | NoticeKind::Resolved, Some(at)) => {
+                self.call(
+                    "chat.update",
+                    json!({"channel": at.channel, "ts": at.message, "text": fallback(n), "blocks": alert_blocks(n)}),
+                )
+                .await?;
+            }
+            (NoticeKind::Repeat, Some(at)) => {
+                self.call(
+                    "chat.postMessage",
+                    json!({"channel": at.channel, "thread_ts": at.message,
+                           "text": format!("Still firing: {}", n.summary)}),
+                )
+                .await?;
+            }
+            (_, None) => {
+                let v = self
+                    .call(
+                        "chat.postMessage",
+                        json!({"channel": self.channel, "text": fallback(n), "blocks": alert_blocks(n)}),
+                    )
+                    .await?;
+                let at = MessageRef {
+                    channel: v["channel"].as_str().unwrap_or(&self.channel).to_owned(),
+                    message: v["ts"].as_str().unwrap_or_default().to_owned(),
+                };
+                if !at.message.is_empty() {
+                    self.refs
+                        .record_message(&self.output, &n.fingerprint, n.started_at, &at)
+                        .await
+                        .map_err(store)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The notification text (what phones show).
+fn fallback(n: &StoredNotice) -> String {
+    match n.kind {
+        NoticeKind::Resolved => format!("Resolved: {} {} {}", n.rule, n.account, n.summary),
+        _ => format!("[{}] {} {}: {}", n.severity, n.rule, n.account, n.summary),
+    }
+}
+
+/// The label matchers a silence button sets: this alert's account, rule and
+/// resource.
+pub fn silence_matchers(n: &StoredNotice) -> String {
+    let mut m = format!("account={},rule={}", n.account, n.rule);
+    if !n.resource.is_empty() {
+        m.push_str(&format!(",resource={}", n.resource));
+    }
+    m
+}
+
+/// What fixes the condition, where purser will be able to start it.
+pub fn remedy(rule: RuleName) -> Option<(&'static str, &'static str)> {
+    match rule {
+        RuleName::LowBalance | RuleName::Runway | RuleName::UnallocatedFunds => {
+            Some(("topup", "Top up…"))
+        }
+        RuleName::Expiring | RuleName::AutorenewAtRisk | RuleName::AutorenewFailed => {
+            Some(("renew", "Renew…"))
+        }
+        RuleName::UnpaidOrder => Some(("pay", "Pay order…")),
+        RuleName::PollFailed | RuleName::StaleBalance => None,
+    }
+}
+
+fn button(action: &str, text: &str, value: String) -> Value {
+    json!({"type": "button", "action_id": action, "value": value,
+           "text": {"type": "plain_text", "text": text}})
+}
+
+/// The message for one alert notice.
+pub fn alert_blocks(n: &StoredNotice) -> Value {
+    let resource = if n.resource.is_empty() {
+        String::new()
+    } else {
+        format!(" / {}", escape(&n.resource))
+    };
+    let short = &n.fingerprint[..n.fingerprint.len().min(8)];
+    if n.kind == NoticeKind::Resolved {
+        let at = n.resolved_at.unwrap_or(n.decided_at);
+        return json!([
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!(
+                ":white_check_mark: *Resolved* ~[{}] {} · {}{resource}~\n{}",
+                n.severity, n.rule, escape(&n.account), escape(&n.summary))}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                "id `{short}` · resolved {}", at.format("%Y-%m-%d %H:%M UTC"))}]},
+        ]);
+    }
+    let icon = match n.severity.as_str() {
+        "A" => ":red_circle:",
+        "B" => ":large_orange_circle:",
+        _ => ":large_yellow_circle:",
+    };
+    let mut buttons = vec![
+        json!({"type": "button", "action_id": "ack", "style": "primary", "value": n.fingerprint,
+               "text": {"type": "plain_text", "text": "Acknowledge"}}),
+        button(
+            "silence_1h",
+            "Silence 1 h",
+            format!("{}|{}", n.fingerprint, silence_matchers(n)),
+        ),
+        button(
+            "silence_24h",
+            "Silence 24 h",
+            format!("{}|{}", n.fingerprint, silence_matchers(n)),
+        ),
+    ];
+    if let Some((kind, text)) = remedy(n.rule) {
+        let target = if n.resource.is_empty() {
+            &n.account
+        } else {
+            &n.resource
+        };
+        buttons.push(button(
+            "remedy",
+            text,
+            format!("{kind}|{}|{target}", n.account),
+        ));
+    }
+    let since = n.fired_at.unwrap_or(n.started_at);
+    json!([
+        {"type": "section", "text": {"type": "mrkdwn", "text": format!(
+            "{icon} *[{}] {}* · {}{resource}\n{}", n.severity, n.rule, escape(&n.account), escape(&n.summary))}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "id `{short}` · firing since {}", since.format("%Y-%m-%d %H:%M UTC"))}]},
+        {"type": "actions", "elements": buttons},
+    ])
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::alert::AlertState;
+    use crate::domain::rules::Severity;
+    use chrono::{TimeZone, Utc};
+
+    fn notice(kind: NoticeKind) -> StoredNotice {
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap();
+        StoredNotice {
+            id: "n1".into(),
+            kind,
+            fingerprint: "e0fae2a62feacddd".into(),
+            rule: RuleName::Expiring,
+            severity: Severity::B,
+            status: AlertState::Firing,
+            account: "acme".into(),
+            resource: "ins-7f3k2a1b".into(),
+            tier: "7d".into(),
+            summary: "cvm ins-7f3k2a1b (web<01>) expires in 6 days & counting".into(),
+            labels: Default::default(),
+            started_at: t,
+            fired_at: Some(t),
+            resolved_at: None,
+            escalated_from: None,
+            decided_at: t,
+        }
+    }
+
+    #[test]
+    fn a_firing_alert_renders_with_its_buttons() {
+        let b = alert_blocks(&notice(NoticeKind::Firing));
+        assert_eq!(
+            b[0]["text"]["text"],
+            ":large_orange_circle: *[B] expiring* · acme / ins-7f3k2a1b\n\
+             cvm ins-7f3k2a1b (web&lt;01&gt;) expires in 6 days &amp; counting"
+        );
+        assert_eq!(
+            b[1]["elements"][0]["text"],
+            "id `e0fae2a6` · firing since 2026-11-23 02:00 UTC"
+        );
+        let values: Vec<(&str, &str)> = b[2]["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["action_id"].as_str().unwrap(),
+                    e["value"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("ack", "e0fae2a62feacddd"),
+                (
+                    "silence_1h",
+                    "e0fae2a62feacddd|account=acme,rule=expiring,resource=ins-7f3k2a1b"
+                ),
+                (
+                    "silence_24h",
+                    "e0fae2a62feacddd|account=acme,rule=expiring,resource=ins-7f3k2a1b"
+                ),
+                ("remedy", "renew|acme|ins-7f3k2a1b"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resolved_alert_renders_without_buttons() {
+        let mut n = notice(NoticeKind::Resolved);
+        n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
+        let b = alert_blocks(&n);
+        assert_eq!(b.as_array().unwrap().len(), 2);
+        assert!(
+            b[0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(":white_check_mark: *Resolved* ~[B] expiring")
+        );
+        assert_eq!(
+            b[1]["elements"][0]["text"],
+            "id `e0fae2a6` · resolved 2026-11-23 05:00 UTC"
+        );
+    }
+
+    #[test]
+    fn slack_errors_say_what_to_fix() {
+        assert!(matches!(
+            classify("chat.postMessage", "ratelimited"),
+            SendError::Retryable(_)
+        ));
+        let SendError::Permanent(m) = classify("chat.postMessage", "not_in_channel") else {
+            panic!()
+        };
+        assert!(m.contains("/invite"), "{m}");
+        let SendError::Permanent(m) = classify("chat.postMessage", "missing_scope") else {
+            panic!()
+        };
+        assert!(m.contains("chat:write"), "{m}");
+        assert!(matches!(
+            classify("chat.update", "invalid_blocks"),
+            SendError::Permanent(_)
+        ));
+    }
+}

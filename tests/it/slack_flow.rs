@@ -1,0 +1,255 @@
+//! The whole loop on Slack, against a loopback mock of its Web API: an alert
+//! fires → a message with buttons is posted → a signed button press arrives →
+//! the acknowledgement is recorded → the message is edited → the alert
+//! resolves → the original message is edited again.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use chrono::Duration;
+use purser::adapters::slack;
+use purser::ports::{Clock, Store};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::helpers::{Setup, TestApp, World};
+
+const SECRET: &str = "slack-signing-secret-for-tests";
+const TOKEN: &str = "xoxb-test-token";
+const TS: &str = "1700000000.000100";
+
+#[derive(Default)]
+struct SlackMock {
+    calls: Mutex<Vec<(String, Value)>>,
+    arrived: Notify,
+}
+
+impl SlackMock {
+    fn calls(&self, path: &str) -> Vec<Value> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    async fn wait(&self, path: &str, n: usize) -> Vec<Value> {
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let arrived = self.arrived.notified();
+                let got = self.calls(path);
+                if got.len() >= n {
+                    return got;
+                }
+                arrived.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{path}: fewer than {n} calls"))
+    }
+}
+
+async fn web_api(
+    State(m): State<Arc<SlackMock>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::Json<Value> {
+    let path = uri.path().to_owned();
+    if path.starts_with("/api/")
+        && headers.get("authorization").and_then(|v| v.to_str().ok())
+            != Some(&format!("Bearer {TOKEN}"))
+    {
+        return axum::Json(json!({"ok": false, "error": "invalid_auth"}));
+    }
+    m.calls.lock().unwrap().push((path.clone(), body));
+    m.arrived.notify_waiters();
+    axum::Json(match path.as_str() {
+        "/api/chat.postMessage" => json!({"ok": true, "channel": "C0ALERTS", "ts": TS}),
+        _ => json!({"ok": true}),
+    })
+}
+
+async fn start_mock() -> (Arc<SlackMock>, std::net::SocketAddr) {
+    let mock = Arc::new(SlackMock::default());
+    let app = Router::new()
+        .route("/api/chat.postMessage", post(web_api))
+        .route("/api/chat.update", post(web_api))
+        .route("/respond", post(web_api))
+        .with_state(mock.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (mock, addr)
+}
+
+async fn press(app: &TestApp, world: &World, payload: &Value) -> u16 {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    let ts = world.clock.now().timestamp().to_string();
+    reqwest::Client::new()
+        .post(format!("http://{}/slack/interactions", app.http.unwrap()))
+        .header("X-Slack-Request-Timestamp", &ts)
+        .header(
+            "X-Slack-Signature",
+            slack::sign(SECRET, &ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn alert_posted_button_pressed_acknowledged_edited_resolved() {
+    let (mock, addr) = start_mock().await;
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:0"
+
+[slack]
+signing_secret = "file:slack.secret"
+
+[[people]]
+name = "ana"
+role = "requester"
+slack = "U0ANA"
+
+[[people]]
+name = "vic"
+role = "viewer"
+slack = "U0VIC"
+
+[[outputs]]
+name = "ops"
+kind = "slack"
+channel = "C0ALERTS"
+token = "file:slack.token"
+api = "http://{addr}/api"
+"#
+    );
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+        Setup {
+            rules: &config,
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
+    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+
+    // Posted, with buttons.
+    let posted = mock.wait("/api/chat.postMessage", 1).await;
+    let message = &posted[0];
+    assert_eq!(message["channel"], "C0ALERTS");
+    let blocks = message["blocks"].clone();
+    let text = blocks.to_string();
+    assert!(
+        text.contains("low_balance") && text.contains("acme"),
+        "{text}"
+    );
+    let buttons: Vec<String> = blocks[2]["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["action_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(buttons, ["ack", "silence_1h", "silence_24h", "remedy"]);
+    let fp = blocks[2]["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let pressed = |user: &str, action: &str, value: &str| {
+        json!({"type": "block_actions", "user": {"id": user},
+               "actions": [{"action_id": action, "value": value}],
+               "response_url": format!("http://{addr}/respond"),
+               "container": {"message_ts": TS}, "channel": {"id": "C0ALERTS"},
+               "message": {"ts": TS, "blocks": blocks}})
+    };
+
+    // A viewer's press changes nothing and tells only them.
+    assert_eq!(
+        press(&app, &world, &pressed("U0VIC", "ack", &fp)).await,
+        200
+    );
+    let answers = mock.wait("/respond", 1).await;
+    assert_eq!(answers[0]["replace_original"], false);
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("needs the requester role")
+    );
+
+    // The requester's press is recorded, and the message edited in place.
+    assert_eq!(
+        press(&app, &world, &pressed("U0ANA", "ack", &fp)).await,
+        200
+    );
+    let answers = mock.wait("/respond", 2).await;
+    let edit = &answers[1];
+    assert_eq!(edit["replace_original"], true);
+    let edited = edit["blocks"].to_string();
+    assert!(edited.contains("Acknowledged by ana"), "{edited}");
+    assert!(
+        !edited.contains("\"ack\""),
+        "the ack button is gone: {edited}"
+    );
+    let open = app.store.all_open_alerts().await.unwrap();
+    assert_eq!(open[0].acknowledged.as_ref().unwrap().by, "ana");
+
+    // A forged press does nothing.
+    let body = "payload=%7B%7D";
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/slack/interactions", app.http.unwrap()))
+        .header(
+            "X-Slack-Request-Timestamp",
+            world.clock.now().timestamp().to_string(),
+        )
+        .header("X-Slack-Signature", "v0=00")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // The remedy button says what it will do.
+    let remedy = blocks[2]["elements"][3]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        press(&app, &world, &pressed("U0ANA", "remedy", &remedy)).await,
+        200
+    );
+    let answers = mock.wait("/respond", 3).await;
+    assert!(
+        answers[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("top-up request for acme")
+    );
+
+    // Resolved: the original message is edited, not followed by a new one.
+    world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n");
+    app.advance(Duration::minutes(1)).await;
+    let updates = mock.wait("/api/chat.update", 1).await;
+    assert_eq!(updates[0]["ts"], TS);
+    assert_eq!(updates[0]["channel"], "C0ALERTS");
+    assert!(updates[0]["blocks"].to_string().contains("Resolved"));
+    assert_eq!(mock.calls("/api/chat.postMessage").len(), 1);
+    app.stop().await;
+}
