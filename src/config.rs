@@ -33,6 +33,7 @@ pub struct Config {
     /// The one HTTP listener (chat endpoints and `/healthz`), when set.
     pub http: Option<HttpConfig>,
     pub slack: Option<SlackConfig>,
+    pub discord: Option<DiscordConfig>,
     /// Who may ask purser things, and as whom they appear on each platform.
     pub people: Vec<PersonConfig>,
 }
@@ -46,6 +47,15 @@ pub struct HttpConfig {
 pub struct SlackConfig {
     /// Verifies that requests to `/slack/*` come from Slack.
     pub signing_secret: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscordConfig {
+    /// The application's public key (64 hex digits): verifies interactions.
+    pub public_key: String,
+    pub application_id: String,
+    /// The REST API's base URL, for deferred answers (tests use a mock).
+    pub api: reqwest::Url,
 }
 
 #[derive(Debug, Clone)]
@@ -309,8 +319,17 @@ struct RawConfig {
     outputs: Vec<RawOutput>,
     http: Option<RawHttp>,
     slack: Option<RawSlack>,
+    discord: Option<RawDiscord>,
     #[serde(default)]
     people: Vec<RawPerson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscord {
+    public_key: S,
+    application_id: S,
+    api: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1445,6 +1464,47 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             .ok()
             .map(|signing_secret| SlackConfig { signing_secret })
     });
+    let discord = raw.discord.as_ref().and_then(|d| {
+        if raw.http.is_none() {
+            issues.at(
+                &d.public_key,
+                "discord",
+                "Discord's interactions arrive over HTTP: set [http] listen",
+            );
+        }
+        let key_ok = crate::adapters::discord::Verifier::new(d.public_key.get_ref())
+            .map_err(|e| issues.at(&d.public_key, "discord.public_key", e))
+            .is_ok();
+        let id = d.application_id.get_ref().trim().to_owned();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            issues.at(
+                &d.application_id,
+                "discord.application_id",
+                "the application ID is a number (Developer Portal → General Information)",
+            );
+        }
+        let api = match &d.api {
+            None => reqwest::Url::parse(crate::adapters::discord::DEFAULT_API).ok(),
+            Some(a) => {
+                let text = if a.get_ref().ends_with('/') {
+                    a.get_ref().clone()
+                } else {
+                    format!("{}/", a.get_ref())
+                };
+                reqwest::Url::parse(&text)
+                    .map_err(|e| issues.at(a, "discord.api", format!("not a URL: {e}")))
+                    .ok()
+            }
+        };
+        match (key_ok, api) {
+            (true, Some(api)) => Some(DiscordConfig {
+                public_key: d.public_key.get_ref().trim().to_owned(),
+                application_id: id,
+                api,
+            }),
+            _ => None,
+        }
+    });
     let people = build_people(issues, &raw.people);
 
     Config {
@@ -1456,6 +1516,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         outputs,
         http,
         slack,
+        discord,
         people,
     }
 }

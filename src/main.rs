@@ -136,19 +136,25 @@ async fn main() -> ExitCode {
             };
             // Hand-entered balances live in the store; read them if it exists,
             // without creating, migrating or writing anything.
-            let entries: Option<Arc<dyn purser::ports::BalanceEntries>> =
-                if config.store.path.exists() {
-                    match SqliteStore::open_read_only(&config.store.path).await {
-                        Ok(s) => Some(Arc::new(s)),
-                        Err(e) => {
-                            eprintln!("purser: {e}");
-                            return ExitCode::FAILURE;
-                        }
+            let store = if config.store.path.exists() {
+                match SqliteStore::open_read_only(&config.store.path).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("purser: {e}");
+                        return ExitCode::FAILURE;
                     }
-                } else {
-                    None
-                };
+                }
+            } else {
+                None
+            };
+            let entries = store
+                .clone()
+                .map(|s| Arc::new(s) as Arc<dyn purser::ports::BalanceEntries>);
             let report = purser::check::run(&config, Arc::new(SystemClock), entries).await;
+            // Closed before exit, so no side file is left behind.
+            if let Some(s) = store {
+                s.close().await;
+            }
             match format {
                 Format::Table => print!("{}", purser::check::render_table(&report)),
                 Format::Json => match serde_json::to_string_pretty(&report) {
@@ -259,6 +265,7 @@ async fn set_balance(
         entered_at: now,
     };
     store.record_balance_entry(&a.account.id, &entry).await?;
+    store.close().await;
     Ok(format!(
         "{account}: balance {} as of {} recorded (by {})",
         entry.amount,

@@ -11,6 +11,7 @@ use tracing::info;
 use crate::adapters::alibaba::Alibaba;
 use crate::adapters::azure_china::AzureChina;
 use crate::adapters::console::Console;
+use crate::adapters::discord::{self, DiscordEndpoint};
 use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
 use crate::adapters::simulated::SimulatedProvider;
@@ -200,7 +201,20 @@ impl Application {
                         answer_within: slack::ANSWER_WITHIN,
                     })
                 });
-                Some((listener, http::router(slack)))
+                let discord = match &config.discord {
+                    None => None,
+                    Some(d) => Some(Arc::new(DiscordEndpoint {
+                        verifier: discord::Verifier::new(&d.public_key)
+                            .map_err(|e| anyhow::anyhow!("discord.public_key: {e}"))?,
+                        chat: chat.clone(),
+                        clock: clock.clone(),
+                        http: reqwest::Client::new(),
+                        api: d.api.clone(),
+                        application_id: d.application_id.clone(),
+                        answer_within: slack::ANSWER_WITHIN,
+                    })),
+                };
+                Some((listener, http::router(slack, discord)))
             }
         };
         Ok(Application {

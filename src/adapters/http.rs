@@ -1,14 +1,64 @@
 //! The one HTTP listener: `/healthz` and each configured platform's routes.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 
 use axum::Router;
 use axum::routing::{get, post};
 
+use super::discord::{self, DiscordEndpoint};
 use super::slack::{self, SlackEndpoint};
 
-pub fn router(slack: Option<Arc<SlackEndpoint>>) -> Router {
+/// How far a signed request's timestamp may be from now.
+pub const WINDOW_SECS: i64 = 5 * 60;
+
+/// Why a platform request was refused. Logged, never shown to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Forged {
+    #[error("no {0} header")]
+    Missing(&'static str),
+    #[error("the timestamp is not a number")]
+    BadTimestamp,
+    #[error("the timestamp is {0} s from now, outside the 5-minute window")]
+    Stale(i64),
+    #[error("the signature does not match the body")]
+    BadSignature,
+    #[error("the same signed request was already received")]
+    Replayed,
+}
+
+/// The request's timestamp (Unix seconds), if within the window of `now`.
+pub fn within_window(text: &str, now: DateTime<Utc>) -> Result<i64, Forged> {
+    let ts: i64 = text.trim().parse().map_err(|_| Forged::BadTimestamp)?;
+    let skew = now.timestamp() - ts;
+    if skew.abs() > WINDOW_SECS {
+        return Err(Forged::Stale(skew));
+    }
+    Ok(ts)
+}
+
+/// Signatures accepted within the window: a captured request replayed inside
+/// it is refused.
+#[derive(Default)]
+pub struct ReplayGuard {
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl ReplayGuard {
+    pub fn first_use(&self, signature: &str, ts: i64, now: DateTime<Utc>) -> Result<(), Forged> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, t| now.timestamp() - *t <= WINDOW_SECS);
+        if seen.insert(signature.to_owned(), ts).is_some() {
+            return Err(Forged::Replayed);
+        }
+        Ok(())
+    }
+}
+
+pub fn router(slack: Option<Arc<SlackEndpoint>>, discord: Option<Arc<DiscordEndpoint>>) -> Router {
     let mut app = Router::new().route("/healthz", get(|| async { "ok\n" }));
     if let Some(s) = slack {
         app = app.merge(
@@ -16,6 +66,13 @@ pub fn router(slack: Option<Arc<SlackEndpoint>>) -> Router {
                 .route("/slack/commands", post(slack::command))
                 .route("/slack/interactions", post(slack::interaction))
                 .with_state(s),
+        );
+    }
+    if let Some(d) = discord {
+        app = app.merge(
+            Router::new()
+                .route("/discord/interactions", post(discord::interaction))
+                .with_state(d),
         );
     }
     app

@@ -4,6 +4,7 @@ pub mod alibaba;
 pub mod azure_china;
 pub mod cloud;
 pub mod console;
+pub mod discord;
 pub mod http;
 pub mod huawei;
 pub mod pace;

@@ -8,7 +8,7 @@
 //! example cannot be checked with injected time) and do not refuse replays.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use axum::body::Bytes;
@@ -21,44 +21,29 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tracing::{info, warn};
 
+use super::http::{ReplayGuard, within_window};
 use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
 use crate::ports::Clock;
 use crate::secret::Secret;
 
-/// How far a request's timestamp may be from now.
-const WINDOW_SECS: i64 = 5 * 60;
 /// Slack's 3 seconds, less time for the answer to travel back.
 pub const ANSWER_WITHIN: StdDuration = StdDuration::from_millis(2500);
 /// A section's text is at most 3,000 characters; a message at most 50 blocks.
 const SECTION_CHARS: usize = 2900;
 const MAX_BLOCKS: usize = 50;
 
-/// Why a request was refused. Logged, never shown to the caller.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Forged {
-    #[error("no {0} header")]
-    Missing(&'static str),
-    #[error("the timestamp is not a number")]
-    BadTimestamp,
-    #[error("the timestamp is {0} s from now, outside the 5-minute window")]
-    Stale(i64),
-    #[error("the signature does not match the body")]
-    BadSignature,
-    #[error("the same signed request was already received")]
-    Replayed,
-}
+pub use super::http::Forged;
 
 pub struct Verifier {
     secret: Secret,
-    /// Signatures accepted within the window, with their timestamps.
-    seen: Mutex<HashMap<String, i64>>,
+    replays: ReplayGuard,
 }
 
 impl Verifier {
     pub fn new(secret: Secret) -> Verifier {
         Verifier {
             secret,
-            seen: Mutex::new(HashMap::new()),
+            replays: ReplayGuard::default(),
         }
     }
 
@@ -73,23 +58,15 @@ impl Verifier {
     ) -> Result<(), Forged> {
         let ts_text = timestamp.ok_or(Forged::Missing("X-Slack-Request-Timestamp"))?;
         let sig = signature.ok_or(Forged::Missing("X-Slack-Signature"))?;
-        let ts: i64 = ts_text.trim().parse().map_err(|_| Forged::BadTimestamp)?;
-        let skew = now.timestamp() - ts;
-        if skew.abs() > WINDOW_SECS {
-            return Err(Forged::Stale(skew));
-        }
+        let ts = within_window(ts_text, now)?;
         let hex_sig = sig.strip_prefix("v0=").ok_or(Forged::BadSignature)?;
         let given = hex::decode(hex_sig).map_err(|_| Forged::BadSignature)?;
         let mut mac = mac(self.secret.expose(), ts_text, body);
         // verify_slice compares in constant time.
         mac.update(b"");
         mac.verify_slice(&given).map_err(|_| Forged::BadSignature)?;
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, t| now.timestamp() - *t <= WINDOW_SECS);
-        if seen.insert(hex_sig.to_ascii_lowercase(), ts).is_some() {
-            return Err(Forged::Replayed);
-        }
-        Ok(())
+        self.replays
+            .first_use(&hex_sig.to_ascii_lowercase(), ts, now)
     }
 }
 

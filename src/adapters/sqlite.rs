@@ -85,6 +85,12 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// Closes every connection, so that SQLite checkpoints its write-ahead log
+    /// and removes its side files before the process exits.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Every alert ever recorded, newest first (for inspection and tests).
     pub async fn all_alerts(&self) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query("SELECT * FROM alerts ORDER BY id DESC")

@@ -315,9 +315,12 @@ async fn a_slow_answer_is_acknowledged_then_sent_to_response_url() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, purser::adapters::http::router(Some(endpoint)))
-            .await
-            .unwrap()
+        axum::serve(
+            listener,
+            purser::adapters::http::router(Some(endpoint), None),
+        )
+        .await
+        .unwrap()
     });
 
     let body = form("U0ANA", "runway", &format!("http://{sink_addr}/answer"));

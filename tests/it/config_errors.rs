@@ -289,3 +289,17 @@ fn chat_config_mistakes_are_located() {
         "{err}"
     );
 }
+
+#[test]
+fn discord_config_mistakes_are_located() {
+    let err = error_of(&format!(
+        "{BASE}\n[discord]\npublic_key = \"abc\"\napplication_id = \"my-app\"\n"
+    ));
+    for want in [
+        ":15: discord: Discord's interactions arrive over HTTP: set [http] listen",
+        ":15: discord.public_key: a public key is 64 hex digits",
+        ":16: discord.application_id: the application ID is a number",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+}

@@ -9,6 +9,7 @@ mod chat;
 mod cli;
 mod clouds;
 mod config_errors;
+mod discord;
 mod helpers;
 mod lifecycle;
 mod resilience;

@@ -1,0 +1,365 @@
+//! Discord's HTTP interactions endpoint, `POST /discord/interactions`: every
+//! request is verified (Ed25519 over timestamp + raw body with the
+//! application's public key, a 5-minute window, no replays) before anything
+//! in it is read. PING is answered PONG; `/purser <subcommand> [options]`
+//! becomes the shared command text, and the answer comes back within
+//! Discord's 3 seconds, or deferred and then edited in.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::http::{Forged, ReplayGuard, within_window};
+use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
+use crate::ports::Clock;
+
+pub const DEFAULT_API: &str = "https://discord.com/api/v10/";
+/// A message's content is at most 2,000 characters.
+const CONTENT_CHARS: usize = 2000;
+/// Only the asker sees the answer.
+const EPHEMERAL: u64 = 1 << 6;
+
+pub struct Verifier {
+    key: VerifyingKey,
+    replays: ReplayGuard,
+}
+
+impl Verifier {
+    /// `public_key`: the application's, 64 hex digits (Developer Portal →
+    /// General Information).
+    pub fn new(public_key: &str) -> Result<Verifier, String> {
+        let bytes: [u8; 32] = hex::decode(public_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| "a public key is 64 hex digits".to_owned())?;
+        let key =
+            VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_owned())?;
+        Ok(Verifier {
+            key,
+            replays: ReplayGuard::default(),
+        })
+    }
+
+    pub fn verify(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), Forged> {
+        let ts_text = timestamp.ok_or(Forged::Missing("X-Signature-Timestamp"))?;
+        let sig_hex = signature.ok_or(Forged::Missing("X-Signature-Ed25519"))?;
+        let ts = within_window(ts_text, now)?;
+        let sig: [u8; 64] = hex::decode(sig_hex.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(Forged::BadSignature)?;
+        let mut message = Vec::with_capacity(ts_text.len() + body.len());
+        message.extend_from_slice(ts_text.as_bytes());
+        message.extend_from_slice(body);
+        self.key
+            .verify(&message, &Signature::from_bytes(&sig))
+            .map_err(|_| Forged::BadSignature)?;
+        self.replays
+            .first_use(&sig_hex.trim().to_ascii_lowercase(), ts, now)
+    }
+}
+
+pub struct DiscordEndpoint {
+    pub verifier: Verifier,
+    pub chat: Arc<ChatOps>,
+    pub clock: Arc<dyn Clock>,
+    pub http: reqwest::Client,
+    /// The REST API's base URL (tests point it at a mock).
+    pub api: reqwest::Url,
+    pub application_id: String,
+    /// How long to work before deferring; zero always defers.
+    pub answer_within: StdDuration,
+}
+
+/// `POST /discord/interactions`.
+pub async fn interaction(
+    State(discord): State<Arc<DiscordEndpoint>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(why) = discord.verifier.verify(
+        header("x-signature-timestamp"),
+        header("x-signature-ed25519"),
+        &body,
+        discord.clock.now(),
+    ) {
+        warn!(route = "/discord/interactions", %why, "refused a request not signed by Discord");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+    };
+    match v["type"].as_u64() {
+        Some(1) => axum::Json(json!({"type": 1})).into_response(),
+        Some(2) => command(discord, &v).await,
+        Some(3) => axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
+            "content": "purser's buttons are not enabled on Discord in this version."}}))
+        .into_response(),
+        _ => (StatusCode::BAD_REQUEST, "unknown interaction type").into_response(),
+    }
+}
+
+async fn command(discord: Arc<DiscordEndpoint>, v: &Value) -> Response {
+    // In a server the user is under member; in a DM, at the top.
+    let user = v["member"]["user"]["id"]
+        .as_str()
+        .or_else(|| v["user"]["id"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let text = command_text(&v["data"]);
+    let token = v["token"].as_str().unwrap_or_default().to_owned();
+    info!(%user, "discord command");
+    let asker = Asker {
+        platform: "discord".into(),
+        user,
+    };
+    let chat = discord.chat.clone();
+    let mut work = tokio::spawn(async move { chat.handle(&asker, &text).await });
+    let answered = if discord.answer_within.is_zero() {
+        None
+    } else {
+        tokio::time::timeout(discord.answer_within, &mut work)
+            .await
+            .ok()
+    };
+    match answered {
+        Some(Ok(reply)) => axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
+            "content": render(&reply)}}))
+        .into_response(),
+        Some(Err(e)) => {
+            warn!(error = %e, "a discord command's task failed");
+            axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
+                "content": "purser failed to answer; try again."}}))
+            .into_response()
+        }
+        None => {
+            // Deferred: Discord shows "thinking…" until the original is edited.
+            let d = discord.clone();
+            tokio::spawn(async move {
+                let Ok(reply) = work.await else { return };
+                let url = d.api.join(&format!(
+                    "webhooks/{}/{token}/messages/@original",
+                    d.application_id
+                ));
+                let Ok(url) = url else { return };
+                let sent = d
+                    .http
+                    .patch(url)
+                    .json(&json!({"content": render(&reply)}))
+                    .timeout(StdDuration::from_secs(10))
+                    .send()
+                    .await;
+                if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+                    warn!(error = %e.without_url(), "could not deliver a late discord answer");
+                }
+            });
+            axum::Json(json!({"type": 5, "data": {"flags": EPHEMERAL}})).into_response()
+        }
+    }
+}
+
+/// `/purser balance account:acme` arrives as the command `purser` with a
+/// subcommand `balance` and its options; they are joined, in the order the
+/// command declares them, into the text every platform shares. A single
+/// string option (`/purser text:balance acme`) passes through as is.
+pub fn command_text(data: &Value) -> String {
+    fn walk(options: &Value, out: &mut Vec<String>) {
+        for o in options.as_array().into_iter().flatten() {
+            match o["type"].as_u64() {
+                // Subcommand groups and subcommands name themselves.
+                Some(1 | 2) => {
+                    out.push(o["name"].as_str().unwrap_or_default().to_owned());
+                    walk(&o["options"], out);
+                }
+                _ => match &o["value"] {
+                    Value::String(s) => out.push(s.clone()),
+                    Value::Null => {}
+                    other => out.push(other.to_string()),
+                },
+            }
+        }
+    }
+    let mut words = Vec::new();
+    walk(&data["options"], &mut words);
+    words.join(" ")
+}
+
+/// The title in bold, the lines in a code block, within 2,000 characters.
+pub fn render(reply: &Reply) -> String {
+    let icon = match reply.kind {
+        ReplyKind::Done => "",
+        ReplyKind::Usage => "❔ ",
+        ReplyKind::Refused => "⛔ ",
+        ReplyKind::Failed => "⚠️ ",
+    };
+    let mut out = format!("{icon}**{}**", escape(&reply.title));
+    if reply.lines.is_empty() {
+        return truncate(out);
+    }
+    out.push_str("\n```\n");
+    let budget = CONTENT_CHARS - 40;
+    let mut shown = 0;
+    for l in &reply.lines {
+        // A fence inside would end the block early.
+        let l = l.replace("```", "'''");
+        if out.chars().count() + l.chars().count() + 1 > budget {
+            break;
+        }
+        out.push_str(&l);
+        out.push('\n');
+        shown += 1;
+    }
+    out.push_str("```");
+    if shown < reply.lines.len() {
+        out.push_str(&format!(
+            "…and {} more; narrow the question",
+            reply.lines.len() - shown
+        ));
+    }
+    truncate(out)
+}
+
+fn truncate(s: String) -> String {
+    if s.chars().count() <= CONTENT_CHARS {
+        s
+    } else {
+        s.chars().take(CONTENT_CHARS - 1).collect::<String>() + "…"
+    }
+}
+
+/// Discord markdown: a backslash keeps these literal.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    /// RFC 8032, section 7.1, TEST 1: the primitive, on the empty message.
+    #[test]
+    fn rfc_8032_test_1() {
+        let secret: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let key = SigningKey::from_bytes(&secret);
+        assert_eq!(
+            hex::encode(key.verifying_key().to_bytes()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        assert_eq!(
+            hex::encode(key.sign(b"").to_bytes()),
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
+    }
+
+    fn keys() -> (SigningKey, Verifier) {
+        let signing = SigningKey::from_bytes(&[7u8; 32]);
+        let v = Verifier::new(&hex::encode(signing.verifying_key().to_bytes())).unwrap();
+        (signing, v)
+    }
+
+    fn sign(key: &SigningKey, ts: &str, body: &[u8]) -> String {
+        let mut m = ts.as_bytes().to_vec();
+        m.extend_from_slice(body);
+        hex::encode(key.sign(&m).to_bytes())
+    }
+
+    #[test]
+    fn genuine_requests_pass_once_and_forgeries_never() {
+        let (key, v) = keys();
+        let now = Utc.timestamp_opt(1_763_900_000, 0).unwrap();
+        let ts = "1763900000";
+        let body = br#"{"type":1}"#;
+        let sig = sign(&key, ts, body);
+        assert_eq!(v.verify(Some(ts), Some(&sig), body, now), Ok(()));
+        assert_eq!(
+            v.verify(Some(ts), Some(&sig), body, now),
+            Err(Forged::Replayed)
+        );
+        let sig2 = sign(&key, ts, br#"{"type":2}"#);
+        assert_eq!(
+            v.verify(Some(ts), Some(&sig2), br#"{"type":3}"#, now),
+            Err(Forged::BadSignature),
+            "tampered"
+        );
+        let other = SigningKey::from_bytes(&[8u8; 32]);
+        let forged = sign(&other, ts, body);
+        assert_eq!(
+            v.verify(Some(ts), Some(&forged), body, now),
+            Err(Forged::BadSignature)
+        );
+        let stale = sign(&key, "1763899000", body);
+        assert_eq!(
+            v.verify(Some("1763899000"), Some(&stale), body, now),
+            Err(Forged::Stale(1000))
+        );
+        assert_eq!(
+            v.verify(Some(ts), Some("00"), body, now),
+            Err(Forged::BadSignature)
+        );
+        assert_eq!(
+            v.verify(None, Some(&sig), body, now),
+            Err(Forged::Missing("X-Signature-Timestamp"))
+        );
+        assert!(Verifier::new("not hex").is_err());
+        assert!(Verifier::new(&"ab".repeat(31)).is_err());
+    }
+
+    #[test]
+    fn subcommands_and_options_become_the_shared_text() {
+        let data = json!({"name": "purser", "options": [
+            {"name": "silence", "type": 1, "options": [
+                {"name": "matchers", "type": 3, "value": "account=acme,rule=expiring"},
+                {"name": "duration", "type": 3, "value": "24h"},
+                {"name": "reason", "type": 3, "value": "renewal booked"}]}]});
+        assert_eq!(
+            command_text(&data),
+            "silence account=acme,rule=expiring 24h renewal booked"
+        );
+        let data = json!({"name": "purser", "options": [
+            {"name": "expiring", "type": 1, "options": [{"name": "days", "type": 4, "value": 7}]}]});
+        assert_eq!(command_text(&data), "expiring 7");
+        assert_eq!(command_text(&json!({"name": "purser"})), "");
+    }
+
+    #[test]
+    fn answers_fit_discord_and_escape_markdown() {
+        let reply = Reply {
+            kind: ReplyKind::Done,
+            title: "a *b* _c_".into(),
+            lines: (0..500).map(|i| format!("line {i} ```")).collect(),
+        };
+        let r = render(&reply);
+        assert!(r.chars().count() <= 2000, "{}", r.len());
+        assert!(r.starts_with("**a \\*b\\* \\_c\\_**\n```\n"), "{r}");
+        assert!(r.contains("more; narrow the question"));
+        assert_eq!(r.matches("```").count(), 2, "one code block, closed");
+    }
+}
