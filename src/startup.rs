@@ -198,7 +198,7 @@ impl Application {
                         chat: chat.clone(),
                         clock: clock.clone(),
                         http: reqwest::Client::new(),
-                        answer_within: slack::ANSWER_WITHIN,
+                        answer_within: http::ANSWER_WITHIN,
                     })
                 });
                 let discord = match &config.discord {
@@ -211,7 +211,7 @@ impl Application {
                         http: reqwest::Client::new(),
                         api: d.api.clone(),
                         application_id: d.application_id.clone(),
-                        answer_within: slack::ANSWER_WITHIN,
+                        answer_within: http::ANSWER_WITHIN,
                     })),
                 };
                 Some((listener, http::router(slack, discord)))

@@ -12,6 +12,10 @@ use axum::routing::{get, post};
 use super::discord::{self, DiscordEndpoint};
 use super::slack::{self, SlackEndpoint};
 
+/// Slack and Discord both want an answer within 3 seconds: work this long,
+/// then acknowledge and answer later.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(2500);
+
 /// How far a signed request's timestamp may be from now.
 pub const WINDOW_SECS: i64 = 5 * 60;
 

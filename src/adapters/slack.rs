@@ -26,8 +26,6 @@ use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
 use crate::ports::Clock;
 use crate::secret::Secret;
 
-/// Slack's 3 seconds, less time for the answer to travel back.
-pub const ANSWER_WITHIN: StdDuration = StdDuration::from_millis(2500);
 /// A section's text is at most 3,000 characters; a message at most 50 blocks.
 const SECTION_CHARS: usize = 2900;
 const MAX_BLOCKS: usize = 50;
