@@ -95,6 +95,9 @@ pub struct StoredNotice {
     pub fired_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub escalated_from: Option<String>,
+    /// Who acknowledged it, once someone has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
     pub decided_at: DateTime<Utc>,
 }
 
@@ -148,12 +151,16 @@ pub trait Store: Send + Sync {
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
     /// Every account's open alerts, most severe first.
     async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError>;
-    /// Marks the one open alert whose fingerprint starts with `alert`.
+    /// Marks the one open alert whose fingerprint starts with `alert`, and in
+    /// the same transaction queues an `acknowledged` notice for `outputs`
+    /// (`accounts` give the alert's account labels).
     async fn acknowledge(
         &self,
         alert: &crate::domain::command::AlertRef,
         by: &str,
         at: DateTime<Utc>,
+        accounts: &[Account],
+        outputs: &[String],
     ) -> Result<AckOutcome, StoreError>;
     async fn add_silence(
         &self,
@@ -274,6 +281,7 @@ impl StoredNotice {
             fired_at: a.fired_at,
             resolved_at: a.resolved_at,
             escalated_from: n.escalated_from.clone(),
+            acknowledged_by: a.acknowledged.as_ref().map(|k| k.by.clone()),
             decided_at,
         }
     }

@@ -23,7 +23,7 @@ use crate::adapters::webhook::Webhook;
 use crate::config::{AccountConfig, Cloud, CloudAccess, Config, OutputKind, ProviderKind};
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
-use crate::engine::chatops::ChatOps;
+use crate::engine::chatops::{ChatOps, OutboxSignal};
 use crate::engine::dispatcher::{Dispatcher, Output};
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
@@ -175,7 +175,7 @@ impl Application {
             store: shared.clone(),
             clock: clock.clone(),
             outputs: build_outputs(&config, &clock, Arc::new(store.clone())),
-            written,
+            written: written.clone(),
             activity: activity.clone(),
         };
         let http = match &config.http {
@@ -191,6 +191,11 @@ impl Application {
                     entered: config.entered_balance_accounts(),
                     directory: config.directory(),
                     clock: clock.clone(),
+                    outputs: config.outputs.iter().map(|o| o.name.clone()).collect(),
+                    outbox: Some(OutboxSignal {
+                        activity: activity.clone(),
+                        written: written.clone(),
+                    }),
                 });
                 let slack = config.slack.as_ref().map(|s| {
                     Arc::new(SlackEndpoint {

@@ -16,6 +16,7 @@ pub fn format_line(n: &StoredNotice) -> String {
         NoticeKind::Firing => "FIRING",
         NoticeKind::Repeat => "STILL FIRING",
         NoticeKind::Resolved => "RESOLVED",
+        NoticeKind::Acknowledged => "ACKNOWLEDGED",
     };
     let target = if n.resource.is_empty() {
         n.account.clone()

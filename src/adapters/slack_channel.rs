@@ -137,6 +137,16 @@ impl Notifier for SlackChannel {
                 )
                 .await?;
             }
+            (NoticeKind::Acknowledged, Some(at)) => {
+                self.call(
+                    "chat.update",
+                    json!({"channel": at.channel, "ts": at.message, "text": fallback(n), "blocks": alert_blocks(n)}),
+                )
+                .await?;
+            }
+            // Never posted here (silenced, or posted before this output
+            // existed): nothing to edit, and an acknowledgement is no news.
+            (NoticeKind::Acknowledged, None) => {}
             (NoticeKind::Repeat, Some(at)) => {
                 self.call(
                     "chat.postMessage",
@@ -228,9 +238,14 @@ pub fn alert_blocks(n: &StoredNotice) -> Value {
         "B" => ":large_orange_circle:",
         _ => ":large_yellow_circle:",
     };
-    let mut buttons = vec![
-        json!({"type": "button", "action_id": "ack", "style": "primary", "value": n.fingerprint,
+    let mut buttons = Vec::new();
+    if n.acknowledged_by.is_none() {
+        buttons.push(
+            json!({"type": "button", "action_id": "ack", "style": "primary", "value": n.fingerprint,
                "text": {"type": "plain_text", "text": "Acknowledge"}}),
+        );
+    }
+    buttons.extend([
         button(
             "silence_1h",
             "Silence 1 h",
@@ -241,7 +256,7 @@ pub fn alert_blocks(n: &StoredNotice) -> Value {
             "Silence 24 h",
             format!("{}|{}", n.fingerprint, silence_matchers(n)),
         ),
-    ];
+    ]);
     if let Some((kind, text)) = remedy(n.rule) {
         let target = if n.resource.is_empty() {
             &n.account
@@ -255,11 +270,17 @@ pub fn alert_blocks(n: &StoredNotice) -> Value {
         ));
     }
     let since = n.fired_at.unwrap_or(n.started_at);
+    let mut context = format!(
+        "id `{short}` · firing since {}",
+        since.format("%Y-%m-%d %H:%M UTC")
+    );
+    if let Some(by) = &n.acknowledged_by {
+        context.push_str(&format!(" · acknowledged by {}", escape(by)));
+    }
     json!([
         {"type": "section", "text": {"type": "mrkdwn", "text": format!(
             "{icon} *[{}] {}* · {}{resource}\n{}", n.severity, n.rule, escape(&n.account), escape(&n.summary))}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-            "id `{short}` · firing since {}", since.format("%Y-%m-%d %H:%M UTC"))}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
         {"type": "actions", "elements": buttons},
     ])
 }
@@ -295,6 +316,7 @@ mod tests {
             fired_at: Some(t),
             resolved_at: None,
             escalated_from: None,
+            acknowledged_by: None,
             decided_at: t,
         }
     }

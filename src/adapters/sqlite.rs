@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes};
+use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice, NoticeKind};
 use crate::domain::command::{AlertRef, Matcher};
 use crate::domain::model::{
     Account, AccountId, BalanceEntry, FailureKind, PollFailure, PollHealth, Snapshot,
@@ -147,6 +147,44 @@ fn alert_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
             _ => None,
         },
     })
+}
+
+/// One outbox row per output for a notice, unique per (notice, output).
+async fn enqueue(
+    tx: &mut sqlx::SqliteConnection,
+    n: &Notice,
+    account: &Account,
+    decided_at: DateTime<Utc>,
+    outputs: &[String],
+) -> Result<(), StoreError> {
+    let notice_id = format!(
+        "{}-{}-{}-{}",
+        n.alert.fingerprint,
+        ms(n.alert.started_at),
+        n.kind.as_str(),
+        ms(decided_at)
+    );
+    let body = serde_json::to_string(&StoredNotice::from_notice(
+        n,
+        account,
+        notice_id.clone(),
+        decided_at,
+    ))
+    .map_err(corrupt)?;
+    for output in outputs {
+        sqlx::query(
+            "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
+        )
+        .bind(&notice_id)
+        .bind(output)
+        .bind(&body)
+        .bind(ms(decided_at))
+        .bind(ms(decided_at))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 fn silence_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Silence, StoreError> {
@@ -353,6 +391,8 @@ impl Store for SqliteStore {
         alert: &AlertRef,
         by: &str,
         at: DateTime<Utc>,
+        accounts: &[Account],
+        outputs: &[String],
     ) -> Result<AckOutcome, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Hex digits only (AlertRef guarantees it), so LIKE needs no escaping.
@@ -386,6 +426,16 @@ impl Store for SqliteStore {
                             by: by.to_owned(),
                             at,
                         });
+                        // People who saw the alert see who took it on.
+                        let account = accounts.iter().find(|c| c.id.as_str() == a.key.account);
+                        if let (Some(account), true) = (account, a.last_notified_at.is_some()) {
+                            let notice = Notice {
+                                kind: NoticeKind::Acknowledged,
+                                alert: a.clone(),
+                                escalated_from: None,
+                            };
+                            enqueue(&mut tx, &notice, account, at, outputs).await?;
+                        }
                         AckOutcome::Acknowledged(a)
                     } else {
                         AckOutcome::AlreadyAcknowledged(a)
@@ -520,33 +570,7 @@ impl Store for SqliteStore {
         }
         for n in &changes.notices {
             let decided_at = n.alert.last_notified_at.unwrap_or(n.alert.started_at);
-            let notice_id = format!(
-                "{}-{}-{}-{}",
-                n.alert.fingerprint,
-                ms(n.alert.started_at),
-                n.kind.as_str(),
-                ms(decided_at)
-            );
-            let body = serde_json::to_string(&StoredNotice::from_notice(
-                n,
-                account,
-                notice_id.clone(),
-                decided_at,
-            ))
-            .map_err(corrupt)?;
-            for output in outputs {
-                sqlx::query(
-                    "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
-                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
-                )
-                .bind(&notice_id)
-                .bind(output)
-                .bind(&body)
-                .bind(ms(decided_at))
-                .bind(ms(decided_at))
-                .execute(&mut *tx)
-                .await?;
-            }
+            enqueue(&mut tx, n, account, decided_at, outputs).await?;
         }
         tx.commit().await?;
         Ok(())

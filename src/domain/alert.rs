@@ -67,6 +67,8 @@ pub enum NoticeKind {
     /// Still firing after the rule's repeat interval.
     Repeat,
     Resolved,
+    /// Someone took it on: chat messages show who, and stop offering the button.
+    Acknowledged,
 }
 
 impl NoticeKind {
@@ -75,6 +77,7 @@ impl NoticeKind {
             NoticeKind::Firing => "firing",
             NoticeKind::Repeat => "repeat",
             NoticeKind::Resolved => "resolved",
+            NoticeKind::Acknowledged => "acknowledged",
         }
     }
 }

@@ -80,6 +80,26 @@ pub struct ChatOps {
     pub entered: std::collections::HashSet<crate::domain::model::AccountId>,
     pub directory: Directory,
     pub clock: Arc<dyn Clock>,
+    /// Where an acknowledgement is announced (every configured output).
+    pub outputs: Vec<String>,
+    /// Told when an acknowledgement queued notices, to wake the dispatcher.
+    pub outbox: Option<OutboxSignal>,
+}
+
+/// How a writer of outbox rows wakes the dispatcher (and keeps the activity
+/// count tests wait on honest).
+#[derive(Clone)]
+pub struct OutboxSignal {
+    pub activity: crate::engine::activity::Activity,
+    pub written: Arc<tokio::sync::Notify>,
+}
+
+impl OutboxSignal {
+    pub fn wrote(&self) {
+        // Counted before the wake, as the scheduler does.
+        self.activity.update(|s| s.notices_written += 1);
+        self.written.notify_one();
+    }
 }
 
 impl ChatOps {
@@ -256,15 +276,26 @@ impl ChatOps {
                 Reply::done(format!("Firing: {}", lines.len()), lines)
             }
             Command::Ack { alert } => {
-                match self.store.acknowledge(&alert, &person.name, now).await? {
-                    AckOutcome::Acknowledged(a) => Reply::done(
-                        format!(
-                            "Acknowledged {} ({}): it will not repeat until it resolves.",
-                            &a.fingerprint[..8],
-                            a.key.rule
-                        ),
-                        vec![a.summary],
-                    ),
+                let accounts: Vec<crate::domain::model::Account> =
+                    self.accounts.iter().map(|a| a.account.clone()).collect();
+                match self
+                    .store
+                    .acknowledge(&alert, &person.name, now, &accounts, &self.outputs)
+                    .await?
+                {
+                    AckOutcome::Acknowledged(a) => {
+                        if let Some(signal) = &self.outbox {
+                            signal.wrote();
+                        }
+                        Reply::done(
+                            format!(
+                                "Acknowledged {} ({}): it will not repeat until it resolves.",
+                                &a.fingerprint[..8],
+                                a.key.rule
+                            ),
+                            vec![a.summary],
+                        )
+                    }
                     AckOutcome::AlreadyAcknowledged(a) => {
                         let by = a
                             .acknowledged

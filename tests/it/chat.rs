@@ -304,6 +304,8 @@ async fn a_slow_answer_is_acknowledged_then_sent_to_response_url() {
         entered: config.entered_balance_accounts(),
         directory: config.directory(),
         clock: world.clock.clone(),
+        outputs: Vec::new(),
+        outbox: None,
     });
     let endpoint = Arc::new(slack::SlackEndpoint {
         verifier: slack::Verifier::new(purser::secret::Secret::from_value(SECRET)),

@@ -176,6 +176,8 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
         entered: config.entered_balance_accounts(),
         directory: config.directory(),
         clock: world.clock.clone(),
+        outputs: Vec::new(),
+        outbox: None,
     });
     let endpoint = Arc::new(purser::adapters::discord::DiscordEndpoint {
         verifier: purser::adapters::discord::Verifier::new(&hex::encode(

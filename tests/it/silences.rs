@@ -3,7 +3,7 @@
 use chrono::Duration;
 use purser::adapters::sqlite::SqliteStore;
 use purser::domain::command::{AlertRef, Matcher};
-use purser::domain::model::AccountId;
+use purser::domain::model::{Account, AccountId};
 use purser::ports::{AckOutcome, Clock, EndSilenceOutcome, NewSilence, Store};
 
 use crate::helpers::{Setup, World};
@@ -118,7 +118,18 @@ async fn an_acknowledgement_counts_once_and_needs_an_unambiguous_id() {
     let at = world.clock.now();
 
     let by_prefix = AlertRef::parse(&fp[..8]).unwrap();
-    let first = app.store.acknowledge(&by_prefix, "ana", at).await.unwrap();
+    let acme = [Account {
+        id: AccountId::parse("acme").unwrap(),
+        provider: "sim".into(),
+        site: "cn".into(),
+        labels: Default::default(),
+    }];
+    let outputs = ["hook".to_owned()];
+    let first = app
+        .store
+        .acknowledge(&by_prefix, "ana", at, &acme, &outputs)
+        .await
+        .unwrap();
     let AckOutcome::Acknowledged(a) = first else {
         panic!("{first:?}")
     };
@@ -126,7 +137,7 @@ async fn an_acknowledgement_counts_once_and_needs_an_unambiguous_id() {
     // A second click, by anyone: nothing changes, and it says who was first.
     let second = app
         .store
-        .acknowledge(&AlertRef::parse(&fp).unwrap(), "bo", at)
+        .acknowledge(&AlertRef::parse(&fp).unwrap(), "bo", at, &acme, &outputs)
         .await
         .unwrap();
     let AckOutcome::AlreadyAcknowledged(a) = second else {
@@ -135,7 +146,11 @@ async fn an_acknowledgement_counts_once_and_needs_an_unambiguous_id() {
     assert_eq!(a.acknowledged.unwrap().by, "ana");
 
     let unknown = AlertRef::parse("ffffffffffffffff").unwrap();
-    let none = app.store.acknowledge(&unknown, "ana", at).await.unwrap();
+    let none = app
+        .store
+        .acknowledge(&unknown, "ana", at, &acme, &outputs)
+        .await
+        .unwrap();
     assert_eq!(none, AckOutcome::NotFound);
     // Acknowledged: no repeat after the 4-hour interval.
     let before = world.hook.values("low_balance", "kind").len();
@@ -147,7 +162,9 @@ async fn an_acknowledgement_counts_once_and_needs_an_unambiguous_id() {
         .filter(|v| v["fingerprint"] == fp.as_str())
         .map(|v| v["kind"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(kinds, ["firing"], "{kinds:?}");
+    // One acknowledged notice (queued with the ack; the second ack added
+    // none), and no repeat.
+    assert_eq!(kinds, ["firing", "acknowledged"], "{kinds:?}");
     assert!(
         world.hook.values("low_balance", "kind").len() > before,
         "other still repeats"

@@ -210,6 +210,13 @@ api = "http://{addr}/api"
     );
     let open = app.store.all_open_alerts().await.unwrap();
     assert_eq!(open[0].acknowledged.as_ref().unwrap().by, "ana");
+    // The acknowledgement is also a notice: the output edits its message, as
+    // it would for an ack typed as a command.
+    let updates = mock.wait("/api/chat.update", 1).await;
+    assert_eq!(updates[0]["ts"], TS);
+    let acked = updates[0]["blocks"].to_string();
+    assert!(acked.contains("acknowledged by ana"), "{acked}");
+    assert!(!acked.contains("\"ack\""), "{acked}");
 
     // A forged press does nothing.
     let body = "payload=%7B%7D";
@@ -246,10 +253,10 @@ api = "http://{addr}/api"
     // Resolved: the original message is edited, not followed by a new one.
     world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n");
     app.advance(Duration::minutes(1)).await;
-    let updates = mock.wait("/api/chat.update", 1).await;
-    assert_eq!(updates[0]["ts"], TS);
-    assert_eq!(updates[0]["channel"], "C0ALERTS");
-    assert!(updates[0]["blocks"].to_string().contains("Resolved"));
+    let updates = mock.wait("/api/chat.update", 2).await;
+    assert_eq!(updates[1]["ts"], TS);
+    assert_eq!(updates[1]["channel"], "C0ALERTS");
+    assert!(updates[1]["blocks"].to_string().contains("Resolved"));
     assert_eq!(mock.calls("/api/chat.postMessage").len(), 1);
     app.stop().await;
 }
