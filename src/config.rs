@@ -1332,22 +1332,12 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                         None
                     }
                 };
-                let api = match &o.api {
-                    None => reqwest::Url::parse(crate::adapters::slack_channel::DEFAULT_API).ok(),
-                    Some(a) => {
-                        // Joined with method names: keep the trailing slash.
-                        let text = if a.get_ref().ends_with('/') {
-                            a.get_ref().clone()
-                        } else {
-                            format!("{}/", a.get_ref())
-                        };
-                        reqwest::Url::parse(&text)
-                            .map_err(|e| {
-                                issues.at(a, format!("outputs[{i}].api"), format!("not a URL: {e}"))
-                            })
-                            .ok()
-                    }
-                };
+                let api = api_base(
+                    issues,
+                    &format!("outputs[{i}].api"),
+                    o.api.as_ref(),
+                    crate::adapters::slack_channel::DEFAULT_API,
+                );
                 match (channel, token, api) {
                     (Some(channel), Some(token), Some(api)) => OutputKind::Slack {
                         channel,
@@ -1483,19 +1473,12 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 "the application ID is a number (Developer Portal → General Information)",
             );
         }
-        let api = match &d.api {
-            None => reqwest::Url::parse(crate::adapters::discord::DEFAULT_API).ok(),
-            Some(a) => {
-                let text = if a.get_ref().ends_with('/') {
-                    a.get_ref().clone()
-                } else {
-                    format!("{}/", a.get_ref())
-                };
-                reqwest::Url::parse(&text)
-                    .map_err(|e| issues.at(a, "discord.api", format!("not a URL: {e}")))
-                    .ok()
-            }
-        };
+        let api = api_base(
+            issues,
+            "discord.api",
+            d.api.as_ref(),
+            crate::adapters::discord::DEFAULT_API,
+        );
         match (key_ok, api) {
             (true, Some(api)) => Some(DiscordConfig {
                 public_key: d.public_key.get_ref().trim().to_owned(),
@@ -1519,6 +1502,27 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         discord,
         people,
     }
+}
+
+/// A platform API's base URL: `default`, or the one given (tests point it at
+/// a mock), always ending in `/` so that joining a method name keeps the path.
+fn api_base(
+    issues: &mut Issues<'_>,
+    key: &str,
+    given: Option<&S>,
+    default: &str,
+) -> Option<reqwest::Url> {
+    let Some(a) = given else {
+        return reqwest::Url::parse(default).ok();
+    };
+    let text = if a.get_ref().ends_with('/') {
+        a.get_ref().clone()
+    } else {
+        format!("{}/", a.get_ref())
+    };
+    reqwest::Url::parse(&text)
+        .map_err(|e| issues.at(a, key, format!("not a URL: {e}")))
+        .ok()
 }
 
 fn build_people(issues: &mut Issues<'_>, raw: &[RawPerson]) -> Vec<PersonConfig> {

@@ -117,15 +117,25 @@ impl RetryPolicy {
     }
 }
 
-/// Spend the cloud recorded over the last `days`, as a daily figure. Amounts
-/// may come signed either way (a deduction is negative in some ledgers).
-pub fn reported_spend(total: Money, days: i64) -> crate::domain::model::ReportedSpend {
+/// Spend the cloud recorded over the last `days` (one total, or each ledger
+/// row), as a daily figure. Amounts may come signed either way (a deduction is
+/// negative in some ledgers).
+pub fn reported_spend(
+    amounts: impl IntoIterator<Item = Money>,
+    currency: Currency,
+    days: i64,
+) -> Result<crate::domain::model::ReportedSpend, String> {
+    let total = amounts
+        .into_iter()
+        .try_fold(Money::zero(currency), |sum, m| {
+            sum.checked_add(&Money::new(m.amount().abs(), m.currency()))
+        })
+        .map_err(|e| e.to_string())?;
     let days = days.max(1);
-    crate::domain::model::ReportedSpend {
-        per_day: Money::new(total.amount().abs() / Decimal::from(days), total.currency())
-            .round_to_minor(),
+    Ok(crate::domain::model::ReportedSpend {
+        per_day: Money::new(total.amount() / Decimal::from(days), currency).round_to_minor(),
         over_days: u32::try_from(days).unwrap_or(u32::MAX),
-    }
+    })
 }
 
 /// `n` requests a second, as a quota (0 reads as 1).

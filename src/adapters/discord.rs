@@ -17,7 +17,7 @@ use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::http::{Forged, ReplayGuard, within_window};
+use super::http::{Answer, Forged, ReplayGuard, answer, deliver_later, within_window};
 use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
 use crate::ports::Clock;
 
@@ -128,45 +128,22 @@ async fn command(discord: Arc<DiscordEndpoint>, v: &Value) -> Response {
         platform: "discord".into(),
         user,
     };
-    let chat = discord.chat.clone();
-    let mut work = tokio::spawn(async move { chat.handle(&asker, &text).await });
-    let answered = if discord.answer_within.is_zero() {
-        None
-    } else {
-        tokio::time::timeout(discord.answer_within, &mut work)
-            .await
-            .ok()
-    };
-    match answered {
-        Some(Ok(reply)) => axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
+    match answer(discord.chat.clone(), asker, text, discord.answer_within).await {
+        Answer::Now(reply) => axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
             "content": render(&reply)}}))
         .into_response(),
-        Some(Err(e)) => {
-            warn!(error = %e, "a discord command's task failed");
-            axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
-                "content": "purser failed to answer; try again."}}))
-            .into_response()
-        }
-        None => {
+        Answer::Later(work) => {
             // Deferred: Discord shows "thinking…" until the original is edited.
             let d = discord.clone();
-            tokio::spawn(async move {
-                let Ok(reply) = work.await else { return };
-                let url = d.api.join(&format!(
-                    "webhooks/{}/{token}/messages/@original",
-                    d.application_id
-                ));
-                let Ok(url) = url else { return };
-                let sent = d
-                    .http
-                    .patch(url)
-                    .json(&json!({"content": render(&reply)}))
-                    .timeout(StdDuration::from_secs(10))
-                    .send()
-                    .await;
-                if let Err(e) = sent.and_then(|r| r.error_for_status()) {
-                    warn!(error = %e.without_url(), "could not deliver a late discord answer");
-                }
+            deliver_later(work, move |reply| {
+                let url = d
+                    .api
+                    .join(&format!(
+                        "webhooks/{}/{token}/messages/@original",
+                        d.application_id
+                    ))
+                    .ok()?;
+                Some(d.http.patch(url).json(&json!({"content": render(&reply)})))
             });
             axum::Json(json!({"type": 5, "data": {"flags": EPHEMERAL}})).into_response()
         }

@@ -11,10 +11,55 @@ use axum::routing::{get, post};
 
 use super::discord::{self, DiscordEndpoint};
 use super::slack::{self, SlackEndpoint};
+use crate::engine::chatops::{Asker, ChatOps, Reply};
 
 /// Slack and Discord both want an answer within 3 seconds: work this long,
 /// then acknowledge and answer later.
 pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(2500);
+
+/// A chat answer: ready within the platform's window, or still being worked on.
+pub enum Answer {
+    Now(Reply),
+    Later(tokio::task::JoinHandle<Reply>),
+}
+
+/// Runs `text` for `asker`, waiting at most `within` for the answer (zero:
+/// never waits, the platform is acknowledged first).
+pub async fn answer(
+    chat: Arc<ChatOps>,
+    asker: Asker,
+    text: String,
+    within: std::time::Duration,
+) -> Answer {
+    let mut work = tokio::spawn(async move { chat.handle(&asker, &text).await });
+    if !within.is_zero() {
+        match tokio::time::timeout(within, &mut work).await {
+            Ok(Ok(reply)) => return Answer::Now(reply),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "a chat command's task failed");
+                return Answer::Now(Reply::failed("purser failed to answer; try again."));
+            }
+            Err(_) => {}
+        }
+    }
+    Answer::Later(work)
+}
+
+/// Sends a late answer, built by `request` once it is ready, and logs a
+/// failure to deliver it (the platform has already been acknowledged).
+pub fn deliver_later(
+    work: tokio::task::JoinHandle<Reply>,
+    request: impl FnOnce(Reply) -> Option<reqwest::RequestBuilder> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let Ok(reply) = work.await else { return };
+        let Some(req) = request(reply) else { return };
+        let sent = req.timeout(std::time::Duration::from_secs(10)).send().await;
+        if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+            tracing::warn!(error = %e.without_url(), "could not deliver a late chat answer");
+        }
+    });
+}
 
 /// How far a signed request's timestamp may be from now.
 pub const WINDOW_SECS: i64 = 5 * 60;

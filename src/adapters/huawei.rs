@@ -505,13 +505,10 @@ impl Huawei {
         // A ledger cut short would understate the burn: better none, and the
         // balance's own fall instead.
         let spend = if complete {
-            let total = spent
-                .iter()
-                .try_fold(Money::zero(currency), |sum, (_, m)| {
-                    sum.checked_add(&Money::new(m.amount().abs(), currency))
-                })
-                .map_err(|e| malformed("ListCustomerAccountChangeRecords")(e.to_string()))?;
-            Some(reported_spend(total, LEDGER_DAYS))
+            Some(
+                reported_spend(spent.into_iter().map(|(_, m)| m), currency, LEDGER_DAYS)
+                    .map_err(malformed("ListCustomerAccountChangeRecords"))?,
+            )
         } else {
             None
         };

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tracing::{info, warn};
 
-use super::http::{ReplayGuard, within_window};
+use super::http::{Answer, ReplayGuard, answer, deliver_later, within_window};
 use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
 use crate::ports::Clock;
 use crate::secret::Secret;
@@ -123,40 +123,13 @@ pub async fn command(
     let response_url = field("response_url").to_owned();
     info!(user = %asker.user, command = field("command"), "slack command");
 
-    let chat = slack.chat.clone();
-    let mut work = tokio::spawn(async move { chat.handle(&asker, &text).await });
-    // Zero: always acknowledge first and answer later.
-    let answered = if slack.answer_within.is_zero() {
-        None
-    } else {
-        tokio::time::timeout(slack.answer_within, &mut work)
-            .await
-            .ok()
-    };
-    match answered {
-        Some(Ok(reply)) => axum::Json(render(&reply)).into_response(),
-        Some(Err(e)) => {
-            warn!(error = %e, "a slack command's task failed");
-            axum::Json(json!({"response_type": "ephemeral", "text": "purser failed to answer; try again."}))
-                .into_response()
-        }
-        None => {
+    match answer(slack.chat.clone(), asker, text, slack.answer_within).await {
+        Answer::Now(reply) => axum::Json(render(&reply)).into_response(),
+        Answer::Later(work) => {
             // Acknowledge now; the answer follows through response_url.
             let http = slack.http.clone();
-            tokio::spawn(async move {
-                let Ok(reply) = work.await else { return };
-                if response_url.is_empty() {
-                    return;
-                }
-                let sent = http
-                    .post(&response_url)
-                    .json(&render(&reply))
-                    .timeout(StdDuration::from_secs(10))
-                    .send()
-                    .await;
-                if let Err(e) = sent.and_then(|r| r.error_for_status()) {
-                    warn!(error = %e, "could not deliver a late slack answer");
-                }
+            deliver_later(work, move |reply| {
+                (!response_url.is_empty()).then(|| http.post(&response_url).json(&render(&reply)))
             });
             axum::Json(json!({"response_type": "ephemeral", "text": "Working on it…"}))
                 .into_response()
@@ -344,7 +317,7 @@ pub fn render(reply: &Reply) -> Value {
 }
 
 /// Slack's mrkdwn treats `&`, `<` and `>` as control characters.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

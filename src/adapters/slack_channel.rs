@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::pace::Pacer;
+use super::slack::escape;
 use crate::domain::alert::NoticeKind;
 use crate::domain::rules::RuleName;
 use crate::ports::{MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
@@ -283,12 +284,6 @@ pub fn alert_blocks(n: &StoredNotice) -> Value {
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
         {"type": "actions", "elements": buttons},
     ])
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -550,10 +550,14 @@ impl Tencent {
             .await?;
         let deducted: BillList = parse(v, "DescribeBillList")?;
         let spend = match deducted.deduct_amount {
-            Some(a) => Some(reported_spend(
-                a.minor(ctx.currency).map_err(bad("DeductAmount"))?,
-                LEDGER_DAYS,
-            )),
+            Some(a) => Some(
+                reported_spend(
+                    [a.minor(ctx.currency).map_err(bad("DeductAmount"))?],
+                    ctx.currency,
+                    LEDGER_DAYS,
+                )
+                .map_err(bad("DeductAmount"))?,
+            ),
             None => None,
         };
         Ok((recharges, spend))

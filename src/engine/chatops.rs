@@ -61,6 +61,14 @@ impl Reply {
         }
     }
 
+    pub fn failed(title: impl Into<String>) -> Reply {
+        Reply {
+            kind: ReplyKind::Failed,
+            title: title.into(),
+            lines: Vec::new(),
+        }
+    }
+
     /// Title and lines as one text.
     pub fn text(&self) -> String {
         let mut s = self.title.clone();
@@ -139,11 +147,7 @@ impl ChatOps {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::error!(error = %e, command = verb.name(), "chat command failed");
-                Reply {
-                    kind: ReplyKind::Failed,
-                    title: "purser could not read its store; try again in a minute.".into(),
-                    lines: Vec::new(),
-                }
+                Reply::failed("purser could not read its store; try again in a minute.")
             }
         }
     }
@@ -424,16 +428,23 @@ impl ChatOps {
         Reply::refused(format!("{what} Known: {}", known.join(", ")))
     }
 
+    /// The snapshots the rules judge the account on, oldest first.
+    async fn history(
+        &self,
+        a: &AccountConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        self.store
+            .history(&a.account.id, now - a.rules.runway.window)
+            .await
+    }
+
     async fn latest(
         &self,
         a: &AccountConfig,
         now: DateTime<Utc>,
     ) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self
-            .store
-            .history(&a.account.id, now - a.rules.runway.window)
-            .await?
-            .pop())
+        Ok(self.history(a, now).await?.pop())
     }
 
     async fn forecast_of(
@@ -441,12 +452,9 @@ impl ChatOps {
         a: &AccountConfig,
         now: DateTime<Utc>,
     ) -> Result<(Option<Snapshot>, Option<forecast::Forecast>), StoreError> {
-        let history = self
-            .store
-            .history(&a.account.id, now - a.rules.runway.window)
-            .await?;
+        let mut history = self.history(a, now).await?;
         let f = forecast::forecast(&history, a.rules.runway.window, now);
-        Ok((history.last().cloned(), f))
+        Ok((history.pop(), f))
     }
 
     async fn balance_line(

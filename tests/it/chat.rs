@@ -296,17 +296,7 @@ async fn a_slow_answer_is_acknowledged_then_sent_to_response_url() {
     tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
 
     // The same endpoint as the daemon's, told to answer within no time at all.
-    let config = purser::config::Config::load(&world.config_path()).unwrap();
-    let chat = Arc::new(purser::engine::chatops::ChatOps {
-        store: Arc::new(app.store.clone()),
-        entries: Arc::new(app.store.clone()),
-        accounts: Arc::new(config.accounts.clone()),
-        entered: config.entered_balance_accounts(),
-        directory: config.directory(),
-        clock: world.clock.clone(),
-        outputs: Vec::new(),
-        outbox: None,
-    });
+    let chat = world.chat_ops(&app);
     let endpoint = Arc::new(slack::SlackEndpoint {
         verifier: slack::Verifier::new(purser::secret::Secret::from_value(SECRET)),
         chat,

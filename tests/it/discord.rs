@@ -168,17 +168,7 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
     let api_addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
 
-    let config = purser::config::Config::load(&world.config_path()).unwrap();
-    let chat = Arc::new(purser::engine::chatops::ChatOps {
-        store: Arc::new(app.store.clone()),
-        entries: Arc::new(app.store.clone()),
-        accounts: Arc::new(config.accounts.clone()),
-        entered: config.entered_balance_accounts(),
-        directory: config.directory(),
-        clock: world.clock.clone(),
-        outputs: Vec::new(),
-        outbox: None,
-    });
+    let chat = world.chat_ops(&app);
     let endpoint = Arc::new(purser::adapters::discord::DiscordEndpoint {
         verifier: purser::adapters::discord::Verifier::new(&hex::encode(
             key().verifying_key().to_bytes(),

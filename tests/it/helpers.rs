@@ -257,6 +257,22 @@ max_attempts = 5
         std::fs::write(self.dir.path().join("scenario.toml"), text).unwrap();
     }
 
+    /// The chat service over this world's config and `app`'s store, for
+    /// endpoints built by hand (with settings the config cannot give).
+    pub fn chat_ops(&self, app: &TestApp) -> Arc<purser::engine::chatops::ChatOps> {
+        let config = Config::load(&self.config_path()).unwrap();
+        Arc::new(purser::engine::chatops::ChatOps {
+            store: Arc::new(app.store.clone()),
+            entries: Arc::new(app.store.clone()),
+            accounts: Arc::new(config.accounts.clone()),
+            entered: config.entered_balance_accounts(),
+            directory: config.directory(),
+            clock: self.clock.clone(),
+            outputs: Vec::new(),
+            outbox: None,
+        })
+    }
+
     pub async fn start(&self) -> TestApp {
         self.start_with(HashMap::new()).await
     }
