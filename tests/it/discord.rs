@@ -133,6 +133,16 @@ async fn ping_commands_strangers_and_forgeries() {
             .contains("needs the requester role")
     );
 
+    // Signed but not an interaction: refused, nothing run.
+    let garbage = ("not json".to_owned(), (now + 4).to_string(), {
+        let mut m = (now + 4).to_string().into_bytes();
+        m.extend_from_slice(b"not json");
+        hex::encode(key().sign(&m).to_bytes())
+    });
+    assert_eq!(send(addr, &garbage).await.0, 400);
+    let unknown = signed(&json!({"type": 99}), now + 5, &key());
+    assert_eq!(send(addr, &unknown).await.0, 400);
+
     let stranger = signed(&command("42", "balance", json!([])), now + 3, &key());
     let (_, v) = send(addr, &stranger).await;
     let content = v["data"]["content"].as_str().unwrap();

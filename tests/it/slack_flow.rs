@@ -233,6 +233,42 @@ api = "http://{addr}/api"
         .unwrap();
     assert_eq!(r.status(), 401);
 
+    // Signed but meaningless: no payload is refused, an unknown button is
+    // answered privately; neither changes anything.
+    let body = "nothing=here";
+    let ts = world.clock.now().timestamp().to_string();
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/slack/interactions", app.http.unwrap()))
+        .header("X-Slack-Request-Timestamp", &ts)
+        .header(
+            "X-Slack-Signature",
+            slack::sign(SECRET, &ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        press(&app, &world, &pressed("U0ANA", "explode", &fp)).await,
+        200
+    );
+    let answers = mock.wait("/respond", 3).await;
+    assert_eq!(answers[2]["replace_original"], false);
+    assert!(
+        answers[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("does not know the button")
+    );
+    assert!(
+        app.store
+            .silences(world.clock.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     // The remedy button says what it will do.
     let remedy = blocks[2]["elements"][3]["value"]
         .as_str()
@@ -242,9 +278,9 @@ api = "http://{addr}/api"
         press(&app, &world, &pressed("U0ANA", "remedy", &remedy)).await,
         200
     );
-    let answers = mock.wait("/respond", 3).await;
+    let answers = mock.wait("/respond", 4).await;
     assert!(
-        answers[2]["text"]
+        answers[3]["text"]
             .as_str()
             .unwrap()
             .contains("top-up request for acme")
