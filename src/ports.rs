@@ -98,6 +98,11 @@ pub struct StoredNotice {
     /// Who acknowledged it, once someone has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_by: Option<String>,
+    /// On a `silenced` notice: who set the silence, and until when it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_until: Option<DateTime<Utc>>,
     pub decided_at: DateTime<Utc>,
 }
 
@@ -162,9 +167,13 @@ pub trait Store: Send + Sync {
         accounts: &[Account],
         outputs: &[String],
     ) -> Result<AckOutcome, StoreError>;
+    /// Stores a silence, and queues a `silenced` notice for each firing alert
+    /// it covers that people were told of, so that chat messages show it.
     async fn add_silence(
         &self,
         silence: &NewSilence,
+        accounts: &[Account],
+        outputs: &[String],
     ) -> Result<crate::domain::silence::Silence, StoreError>;
     async fn end_silence(
         &self,
@@ -282,6 +291,8 @@ impl StoredNotice {
             resolved_at: a.resolved_at,
             escalated_from: n.escalated_from.clone(),
             acknowledged_by: a.acknowledged.as_ref().map(|k| k.by.clone()),
+            silenced_by: None,
+            silenced_until: None,
             decided_at,
         }
     }

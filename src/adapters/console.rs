@@ -17,6 +17,7 @@ pub fn format_line(n: &StoredNotice) -> String {
         NoticeKind::Repeat => "STILL FIRING",
         NoticeKind::Resolved => "RESOLVED",
         NoticeKind::Acknowledged => "ACKNOWLEDGED",
+        NoticeKind::Silenced => "SILENCED",
     };
     let target = if n.resource.is_empty() {
         n.account.clone()

@@ -22,6 +22,7 @@ use sha2::Sha256;
 use tracing::{info, warn};
 
 use super::http::{Answer, ReplayGuard, answer, deliver_later, within_window};
+use crate::engine::alert_view::Button;
 use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
 use crate::ports::Clock;
 use crate::secret::Secret;
@@ -204,49 +205,29 @@ pub async fn interaction(
 /// presser sees when it did not.
 async fn press(chat: &ChatOps, asker: &Asker, action: &Value, blocks: &Value) -> Value {
     let id = action["action_id"].as_str().unwrap_or_default();
+    // Messages posted by earlier versions carry more after a `|`.
     let value = action["value"].as_str().unwrap_or_default();
-    let (fingerprint, matchers) = value.split_once('|').unwrap_or((value, ""));
-    let (text, done) = match id {
-        "ack" => (format!("ack {fingerprint}"), "Acknowledged"),
-        "silence_1h" => (
-            format!("silence {matchers} 1h silenced from the alert"),
-            "Silenced for 1 h",
-        ),
-        "silence_24h" => (
-            format!("silence {matchers} 24h silenced from the alert"),
-            "Silenced for 24 h",
-        ),
-        "remedy" => {
-            let mut parts = value.splitn(3, '|');
-            let (kind, account, target) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
-            let what = match kind {
-                "topup" => format!("open a top-up request for {account}"),
-                "renew" => format!("open a renewal request for {target} on {account}"),
-                _ => format!("open a payment request for order {target} on {account}"),
-            };
-            return json!({"response_type": "ephemeral", "replace_original": false, "text": format!(
-                "This button will {what}, for approval before anything is charged. Approval flows are not enabled in this version of purser.")});
-        }
-        other => {
-            return json!({"response_type": "ephemeral", "replace_original": false,
-                          "text": format!("purser does not know the button {other:?}.")});
-        }
+    let fingerprint = value.split('|').next().unwrap_or_default();
+    let Some(button) = Button::from_id(id) else {
+        return json!({"response_type": "ephemeral", "replace_original": false,
+                      "text": format!("purser does not know the button {id:?}.")});
     };
-    let reply = chat.handle(asker, &text).await;
-    if reply.kind != ReplyKind::Done || reply.title.starts_with("Already") {
-        return json!({"response_type": "ephemeral", "replace_original": false, "text": reply.text()});
+    let pressed = chat.press(asker, button, fingerprint).await;
+    if !pressed.changed {
+        return json!({"response_type": "ephemeral", "replace_original": false, "text": pressed.reply.text()});
     }
+    let done = match button {
+        Button::Ack => "Acknowledged",
+        Button::Silence1h => "Silenced for 1 h",
+        _ => "Silenced for 24 h",
+    };
     // The same message, with the pressed kind of button gone and a line
     // saying who did what.
     let who = chat
         .directory
         .lookup(&asker.platform, &asker.user)
         .map_or(asker.user.clone(), |p| p.name.clone());
-    let gone: &[&str] = if id == "ack" {
+    let gone: &[&str] = if button == Button::Ack {
         &["ack"]
     } else {
         &["silence_1h", "silence_24h"]
@@ -272,7 +253,7 @@ async fn press(chat: &ChatOps, asker: &Asker, action: &Value, blocks: &Value) ->
             out.push(b.clone());
         }
     }
-    json!({"replace_original": true, "text": reply.title, "blocks": out})
+    json!({"replace_original": true, "text": pressed.reply.title, "blocks": out})
 }
 
 /// A reply as a Slack message: the title, then the lines in code blocks of at

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::pace::Pacer;
 use super::slack::escape;
 use crate::domain::alert::NoticeKind;
-use crate::domain::rules::RuleName;
+use crate::engine::alert_view::{AlertView, Button, Tone};
 use crate::ports::{MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 use crate::secret::Secret;
 
@@ -134,20 +134,20 @@ impl Notifier for SlackChannel {
             (NoticeKind::Firing | NoticeKind::Resolved, Some(at)) => {
                 self.call(
                     "chat.update",
-                    json!({"channel": at.channel, "ts": at.message, "text": fallback(n), "blocks": alert_blocks(n)}),
+                    json!({"channel": at.channel, "ts": at.message, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
                 )
                 .await?;
             }
-            (NoticeKind::Acknowledged, Some(at)) => {
+            (NoticeKind::Acknowledged | NoticeKind::Silenced, Some(at)) => {
                 self.call(
                     "chat.update",
-                    json!({"channel": at.channel, "ts": at.message, "text": fallback(n), "blocks": alert_blocks(n)}),
+                    json!({"channel": at.channel, "ts": at.message, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
                 )
                 .await?;
             }
             // Never posted here (silenced, or posted before this output
-            // existed): nothing to edit, and an acknowledgement is no news.
-            (NoticeKind::Acknowledged, None) => {}
+            // existed): nothing to edit, and no news either.
+            (NoticeKind::Acknowledged | NoticeKind::Silenced, None) => {}
             (NoticeKind::Repeat, Some(at)) => {
                 self.call(
                     "chat.postMessage",
@@ -160,7 +160,7 @@ impl Notifier for SlackChannel {
                 let v = self
                     .call(
                         "chat.postMessage",
-                        json!({"channel": self.channel, "text": fallback(n), "blocks": alert_blocks(n)}),
+                        json!({"channel": self.channel, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
                     )
                     .await?;
                 let at = MessageRef {
@@ -179,142 +179,51 @@ impl Notifier for SlackChannel {
     }
 }
 
-/// The notification text (what phones show).
-fn fallback(n: &StoredNotice) -> String {
-    match n.kind {
-        NoticeKind::Resolved => format!("Resolved: {} {} {}", n.rule, n.account, n.summary),
-        _ => format!("[{}] {} {}: {}", n.severity, n.rule, n.account, n.summary),
-    }
-}
-
-/// The label matchers a silence button sets: this alert's account, rule and
-/// resource.
-pub fn silence_matchers(n: &StoredNotice) -> String {
-    let mut m = format!("account={},rule={}", n.account, n.rule);
-    if !n.resource.is_empty() {
-        m.push_str(&format!(",resource={}", n.resource));
-    }
-    m
-}
-
-/// What fixes the condition, where purser will be able to start it.
-pub fn remedy(rule: RuleName) -> Option<(&'static str, &'static str)> {
-    match rule {
-        RuleName::LowBalance | RuleName::Runway | RuleName::UnallocatedFunds => {
-            Some(("topup", "Top up…"))
-        }
-        RuleName::Expiring | RuleName::AutorenewAtRisk | RuleName::AutorenewFailed => {
-            Some(("renew", "Renew…"))
-        }
-        RuleName::UnpaidOrder => Some(("pay", "Pay order…")),
-        RuleName::PollFailed | RuleName::StaleBalance => None,
-    }
-}
-
-fn button(action: &str, text: &str, value: String) -> Value {
-    json!({"type": "button", "action_id": action, "value": value,
-           "text": {"type": "plain_text", "text": text}})
-}
-
 /// The message for one alert notice.
 pub fn alert_blocks(n: &StoredNotice) -> Value {
-    let resource = if n.resource.is_empty() {
-        String::new()
-    } else {
-        format!(" / {}", escape(&n.resource))
-    };
-    let short = &n.fingerprint[..n.fingerprint.len().min(8)];
-    if n.kind == NoticeKind::Resolved {
-        let at = n.resolved_at.unwrap_or(n.decided_at);
+    let v = AlertView::of(n);
+    let context = json!({"type": "context", "elements": [{"type": "mrkdwn",
+        "text": format!("id `{}` · {}", v.short_id, escape(&v.status))}]});
+    if v.tone == Tone::Resolved {
         return json!([
             {"type": "section", "text": {"type": "mrkdwn", "text": format!(
-                ":white_check_mark: *Resolved* ~[{}] {} · {}{resource}~\n{}",
-                n.severity, n.rule, escape(&n.account), escape(&n.summary))}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-                "id `{short}` · resolved {}", at.format("%Y-%m-%d %H:%M UTC"))}]},
+                ":white_check_mark: *Resolved* ~{}~\n{}", escape(&v.headline), escape(&v.summary))}},
+            context,
         ]);
     }
-    let icon = match n.severity.as_str() {
-        "A" => ":red_circle:",
-        "B" => ":large_orange_circle:",
+    let icon = match v.tone {
+        Tone::Critical => ":red_circle:",
+        Tone::Warning => ":large_orange_circle:",
         _ => ":large_yellow_circle:",
     };
-    let mut buttons = Vec::new();
-    if n.acknowledged_by.is_none() {
-        buttons.push(
-            json!({"type": "button", "action_id": "ack", "style": "primary", "value": n.fingerprint,
-               "text": {"type": "plain_text", "text": "Acknowledge"}}),
-        );
+    let (severity_rule, target) = v.headline.split_once(" · ").unwrap_or((&v.headline, ""));
+    let mut blocks = vec![
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
+            "{icon} *{}* · {}\n{}", escape(severity_rule), escape(target), escape(&v.summary))}}),
+        context,
+    ];
+    if !v.buttons.is_empty() {
+        let buttons: Vec<Value> = v
+            .buttons
+            .iter()
+            .map(|b| {
+                let mut e = json!({"type": "button", "action_id": b.id(), "value": n.fingerprint,
+                    "text": {"type": "plain_text", "text": b.label()}});
+                if *b == Button::Ack {
+                    e["style"] = json!("primary");
+                }
+                e
+            })
+            .collect();
+        blocks.push(json!({"type": "actions", "elements": buttons}));
     }
-    buttons.extend([
-        button(
-            "silence_1h",
-            "Silence 1 h",
-            format!("{}|{}", n.fingerprint, silence_matchers(n)),
-        ),
-        button(
-            "silence_24h",
-            "Silence 24 h",
-            format!("{}|{}", n.fingerprint, silence_matchers(n)),
-        ),
-    ]);
-    if let Some((kind, text)) = remedy(n.rule) {
-        let target = if n.resource.is_empty() {
-            &n.account
-        } else {
-            &n.resource
-        };
-        buttons.push(button(
-            "remedy",
-            text,
-            format!("{kind}|{}|{target}", n.account),
-        ));
-    }
-    let since = n.fired_at.unwrap_or(n.started_at);
-    let mut context = format!(
-        "id `{short}` · firing since {}",
-        since.format("%Y-%m-%d %H:%M UTC")
-    );
-    if let Some(by) = &n.acknowledged_by {
-        context.push_str(&format!(" · acknowledged by {}", escape(by)));
-    }
-    json!([
-        {"type": "section", "text": {"type": "mrkdwn", "text": format!(
-            "{icon} *[{}] {}* · {}{resource}\n{}", n.severity, n.rule, escape(&n.account), escape(&n.summary))}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
-        {"type": "actions", "elements": buttons},
-    ])
+    Value::Array(blocks)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::alert::AlertState;
-    use crate::domain::rules::Severity;
-    use chrono::{TimeZone, Utc};
-
-    fn notice(kind: NoticeKind) -> StoredNotice {
-        let t = Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap();
-        StoredNotice {
-            id: "n1".into(),
-            kind,
-            fingerprint: "e0fae2a62feacddd".into(),
-            rule: RuleName::Expiring,
-            severity: Severity::B,
-            status: AlertState::Firing,
-            account: "acme".into(),
-            resource: "ins-7f3k2a1b".into(),
-            tier: "7d".into(),
-            summary: "cvm ins-7f3k2a1b (web<01>) expires in 6 days & counting".into(),
-            labels: Default::default(),
-            started_at: t,
-            fired_at: Some(t),
-            resolved_at: None,
-            escalated_from: None,
-            acknowledged_by: None,
-            decided_at: t,
-        }
-    }
+    use crate::engine::alert_view::tests::notice;
 
     #[test]
     fn a_firing_alert_renders_with_its_buttons() {
@@ -343,15 +252,9 @@ mod tests {
             values,
             [
                 ("ack", "e0fae2a62feacddd"),
-                (
-                    "silence_1h",
-                    "e0fae2a62feacddd|account=acme,rule=expiring,resource=ins-7f3k2a1b"
-                ),
-                (
-                    "silence_24h",
-                    "e0fae2a62feacddd|account=acme,rule=expiring,resource=ins-7f3k2a1b"
-                ),
-                ("remedy", "renew|acme|ins-7f3k2a1b"),
+                ("silence_1h", "e0fae2a62feacddd"),
+                ("silence_24h", "e0fae2a62feacddd"),
+                ("renew", "e0fae2a62feacddd"),
             ]
         );
     }

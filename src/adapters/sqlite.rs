@@ -156,6 +156,7 @@ async fn enqueue(
     account: &Account,
     decided_at: DateTime<Utc>,
     outputs: &[String],
+    silence: Option<&Silence>,
 ) -> Result<(), StoreError> {
     let notice_id = format!(
         "{}-{}-{}-{}",
@@ -164,13 +165,12 @@ async fn enqueue(
         n.kind.as_str(),
         ms(decided_at)
     );
-    let body = serde_json::to_string(&StoredNotice::from_notice(
-        n,
-        account,
-        notice_id.clone(),
-        decided_at,
-    ))
-    .map_err(corrupt)?;
+    let mut stored = StoredNotice::from_notice(n, account, notice_id.clone(), decided_at);
+    if let Some(s) = silence {
+        stored.silenced_by = Some(s.created_by.clone());
+        stored.silenced_until = Some(s.ends_at);
+    }
+    let body = serde_json::to_string(&stored).map_err(corrupt)?;
     for output in outputs {
         sqlx::query(
             "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
@@ -434,7 +434,7 @@ impl Store for SqliteStore {
                                 alert: a.clone(),
                                 escalated_from: None,
                             };
-                            enqueue(&mut tx, &notice, account, at, outputs).await?;
+                            enqueue(&mut tx, &notice, account, at, outputs, None).await?;
                         }
                         AckOutcome::Acknowledged(a)
                     } else {
@@ -448,13 +448,19 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    async fn add_silence(&self, s: &NewSilence) -> Result<Silence, StoreError> {
+    async fn add_silence(
+        &self,
+        s: &NewSilence,
+        accounts: &[Account],
+        outputs: &[String],
+    ) -> Result<Silence, StoreError> {
         let matchers = s
             .matchers
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(",");
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO silences (matchers, starts_at, ends_at, created_by, reason)
              VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -464,9 +470,9 @@ impl Store for SqliteStore {
         .bind(ms(s.ends_at))
         .bind(&s.created_by)
         .bind(&s.reason)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(Silence {
+        let silence = Silence {
             id: u64::try_from(id).map_err(corrupt)?,
             matchers: s.matchers.clone(),
             starts_at: s.starts_at,
@@ -474,7 +480,41 @@ impl Store for SqliteStore {
             created_by: s.created_by.clone(),
             reason: s.reason.clone(),
             ended_by: None,
-        })
+        };
+        // Messages people saw now say the alert is silenced; what they never
+        // saw stays unsaid.
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state = 'firing' AND last_notified_at IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let alert = alert_from_row(row)?;
+            let Some(account) = accounts.iter().find(|c| c.id.as_str() == alert.key.account) else {
+                continue;
+            };
+            if !silence.active_at(s.starts_at)
+                || !silence.matches(account, &alert.key, alert.severity.as_str())
+            {
+                continue;
+            }
+            let notice = Notice {
+                kind: NoticeKind::Silenced,
+                alert,
+                escalated_from: None,
+            };
+            enqueue(
+                &mut tx,
+                &notice,
+                account,
+                s.starts_at,
+                outputs,
+                Some(&silence),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(silence)
     }
 
     async fn end_silence(
@@ -570,7 +610,7 @@ impl Store for SqliteStore {
         }
         for n in &changes.notices {
             let decided_at = n.alert.last_notified_at.unwrap_or(n.alert.started_at);
-            enqueue(&mut tx, n, account, decided_at, outputs).await?;
+            enqueue(&mut tx, n, account, decided_at, outputs, None).await?;
         }
         tx.commit().await?;
         Ok(())

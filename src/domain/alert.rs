@@ -69,6 +69,9 @@ pub enum NoticeKind {
     Resolved,
     /// Someone took it on: chat messages show who, and stop offering the button.
     Acknowledged,
+    /// A silence now covers it: chat messages show until when, and stop
+    /// offering to silence it.
+    Silenced,
 }
 
 impl NoticeKind {
@@ -78,6 +81,7 @@ impl NoticeKind {
             NoticeKind::Repeat => "repeat",
             NoticeKind::Resolved => "resolved",
             NoticeKind::Acknowledged => "acknowledged",
+            NoticeKind::Silenced => "silenced",
         }
     }
 }

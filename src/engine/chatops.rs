@@ -12,6 +12,7 @@ use crate::domain::forecast;
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::people::{Directory, Person};
 use crate::domain::{duration, silence};
+use crate::engine::alert_view::Button;
 use crate::ports::{
     AckOutcome, BalanceEntries, Clock, EndSilenceOutcome, NewSilence, Store, StoreError,
 };
@@ -78,6 +79,14 @@ impl Reply {
         }
         s
     }
+}
+
+/// What a button press did: the answer for the presser, and whether the
+/// alert changed (its message is then edited for everyone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pressed {
+    pub reply: Reply,
+    pub changed: bool,
 }
 
 pub struct ChatOps {
@@ -150,6 +159,78 @@ impl ChatOps {
                 Reply::failed("purser could not read its store; try again in a minute.")
             }
         }
+    }
+
+    /// Runs a button pressed on the message of the alert with `fingerprint`,
+    /// as the command it stands for, with the same roles.
+    pub async fn press(&self, asker: &Asker, button: Button, fingerprint: &str) -> Pressed {
+        let unchanged = |reply| Pressed {
+            reply,
+            changed: false,
+        };
+        let alert = match self.store.all_open_alerts().await {
+            Ok(open) => open.into_iter().find(|a| a.fingerprint == fingerprint),
+            Err(e) => {
+                tracing::error!(error = %e, "a button press could not read the store");
+                return unchanged(Reply::failed(
+                    "purser could not read its store; try again in a minute.",
+                ));
+            }
+        };
+        let text = match (button, &alert) {
+            (_, None) => {
+                // Still authorized first: strangers learn nothing about alerts.
+                if self
+                    .directory
+                    .lookup(&asker.platform, &asker.user)
+                    .is_none()
+                {
+                    return unchanged(self.handle(asker, "whoami").await);
+                }
+                return unchanged(Reply::refused("That alert is no longer open."));
+            }
+            (Button::Ack, Some(a)) => format!("ack {}", a.fingerprint),
+            (Button::Silence1h | Button::Silence24h, Some(a)) => {
+                let mut m = format!("account={},rule={}", a.key.account, a.key.rule);
+                if !a.key.resource.is_empty() {
+                    m.push_str(&format!(",resource={}", a.key.resource));
+                }
+                let d = if button == Button::Silence1h {
+                    "1h"
+                } else {
+                    "24h"
+                };
+                format!("silence {m} {d} silenced from the alert")
+            }
+            (Button::TopUp | Button::Renew | Button::PayOrder, Some(a)) => {
+                let Some(person) = self.directory.lookup(&asker.platform, &asker.user) else {
+                    return unchanged(self.handle(asker, "whoami").await);
+                };
+                if person.role < command::Role::Requester {
+                    return unchanged(Reply::refused(format!(
+                        "Starting a request needs the requester role; you are {}.",
+                        person.role
+                    )));
+                }
+                let what = match button {
+                    Button::TopUp => format!("open a top-up request for {}", a.key.account),
+                    Button::Renew => format!(
+                        "open a renewal request for {} on {}",
+                        a.key.resource, a.key.account
+                    ),
+                    _ => format!(
+                        "open a payment request for order {} on {}",
+                        a.key.resource, a.key.account
+                    ),
+                };
+                return unchanged(Reply::refused(format!(
+                    "This button will {what}, for approval before anything is charged. Approval flows are not enabled in this version of purser."
+                )));
+            }
+        };
+        let reply = self.handle(asker, &text).await;
+        let changed = reply.kind == ReplyKind::Done && !reply.title.starts_with("Already");
+        Pressed { reply, changed }
     }
 
     async fn run(
@@ -280,11 +361,15 @@ impl ChatOps {
                 Reply::done(format!("Firing: {}", lines.len()), lines)
             }
             Command::Ack { alert } => {
-                let accounts: Vec<crate::domain::model::Account> =
-                    self.accounts.iter().map(|a| a.account.clone()).collect();
                 match self
                     .store
-                    .acknowledge(&alert, &person.name, now, &accounts, &self.outputs)
+                    .acknowledge(
+                        &alert,
+                        &person.name,
+                        now,
+                        &self.account_list(),
+                        &self.outputs,
+                    )
                     .await?
                 {
                     AckOutcome::Acknowledged(a) => {
@@ -329,14 +414,21 @@ impl ChatOps {
             } => {
                 let s = self
                     .store
-                    .add_silence(&NewSilence {
-                        matchers,
-                        starts_at: now,
-                        ends_at: now + d,
-                        created_by: person.name.clone(),
-                        reason,
-                    })
+                    .add_silence(
+                        &NewSilence {
+                            matchers,
+                            starts_at: now,
+                            ends_at: now + d,
+                            created_by: person.name.clone(),
+                            reason,
+                        },
+                        &self.account_list(),
+                        &self.outputs,
+                    )
                     .await?;
+                if let Some(signal) = &self.outbox {
+                    signal.wrote();
+                }
                 Reply::done(
                     format!(
                         "Silence #{} set until {} ({}).",
@@ -412,6 +504,10 @@ impl ChatOps {
                 )
             }
         })
+    }
+
+    fn account_list(&self) -> Vec<crate::domain::model::Account> {
+        self.accounts.iter().map(|a| a.account.clone()).collect()
     }
 
     fn no_such(&self, target: &Option<Target>) -> Reply {

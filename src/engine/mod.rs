@@ -2,6 +2,7 @@
 //! and the dispatcher (which delivers the outbox).
 
 pub mod activity;
+pub mod alert_view;
 pub mod chatops;
 pub mod clock;
 pub mod dispatcher;

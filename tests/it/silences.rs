@@ -33,13 +33,17 @@ async fn a_silence_holds_back_notices_until_it_is_ended() {
         .await
         .unwrap();
     let silence = store
-        .add_silence(&NewSilence {
-            matchers: Matcher::parse_list("account=acme,rule=low_balance").unwrap(),
-            starts_at: world.clock.now(),
-            ends_at: world.clock.now() + Duration::hours(2),
-            created_by: "ana".into(),
-            reason: Some("wire transfer sent".into()),
-        })
+        .add_silence(
+            &NewSilence {
+                matchers: Matcher::parse_list("account=acme,rule=low_balance").unwrap(),
+                starts_at: world.clock.now(),
+                ends_at: world.clock.now() + Duration::hours(2),
+                created_by: "ana".into(),
+                reason: Some("wire transfer sent".into()),
+            },
+            &[],
+            &[],
+        )
         .await
         .unwrap();
     let app = world.start().await;

@@ -166,7 +166,7 @@ api = "http://{addr}/api"
         .iter()
         .map(|b| b["action_id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(buttons, ["ack", "silence_1h", "silence_24h", "remedy"]);
+    assert_eq!(buttons, ["ack", "silence_1h", "silence_24h", "topup"]);
     let fp = blocks[2]["elements"][0]["value"]
         .as_str()
         .unwrap()
@@ -270,12 +270,8 @@ api = "http://{addr}/api"
     );
 
     // The remedy button says what it will do.
-    let remedy = blocks[2]["elements"][3]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(
-        press(&app, &world, &pressed("U0ANA", "remedy", &remedy)).await,
+        press(&app, &world, &pressed("U0ANA", "topup", &fp)).await,
         200
     );
     let answers = mock.wait("/respond", 4).await;
@@ -286,13 +282,36 @@ api = "http://{addr}/api"
             .contains("top-up request for acme")
     );
 
+    // Silenced from the message: a silence on this account and rule, and
+    // the message edited to say so, with no silence buttons left.
+    assert_eq!(
+        press(&app, &world, &pressed("U0ANA", "silence_24h", &fp)).await,
+        200
+    );
+    let answers = mock.wait("/respond", 5).await;
+    assert_eq!(answers[4]["replace_original"], true);
+    let silences = app.store.silences(world.clock.now()).await.unwrap();
+    assert_eq!(silences.len(), 1);
+    assert_eq!(
+        silences[0]
+            .matchers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["account=acme", "rule=low_balance"]
+    );
+    let updates = mock.wait("/api/chat.update", 2).await;
+    let silenced = updates[1]["blocks"].to_string();
+    assert!(silenced.contains("silenced by ana until"), "{silenced}");
+    assert!(!silenced.contains("silence_24h"), "{silenced}");
+
     // Resolved: the original message is edited, not followed by a new one.
     world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n");
     app.advance(Duration::minutes(1)).await;
-    let updates = mock.wait("/api/chat.update", 2).await;
-    assert_eq!(updates[1]["ts"], TS);
-    assert_eq!(updates[1]["channel"], "C0ALERTS");
-    assert!(updates[1]["blocks"].to_string().contains("Resolved"));
+    let updates = mock.wait("/api/chat.update", 3).await;
+    assert_eq!(updates[2]["ts"], TS);
+    assert_eq!(updates[2]["channel"], "C0ALERTS");
+    assert!(updates[2]["blocks"].to_string().contains("Resolved"));
     assert_eq!(mock.calls("/api/chat.postMessage").len(), 1);
     app.stop().await;
 }
