@@ -227,6 +227,13 @@ pub enum OutputKind {
         /// The Web API's base URL (tests point it at a mock).
         api: reqwest::Url,
     },
+    /// Alert messages with buttons in one Discord channel, sent by the bot.
+    Discord {
+        channel: String,
+        token: Secret,
+        /// The REST API's base URL (tests point it at a mock).
+        api: reqwest::Url,
+    },
 }
 
 // ---------------------------------------------------------------- errors
@@ -1305,48 +1312,52 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         }
         let kind = match o.kind.get_ref().as_str() {
             "console" => OutputKind::Console,
-            "slack" => {
-                let channel = match &o.channel {
-                    Some(c) if !c.get_ref().trim().is_empty() => {
-                        Some(c.get_ref().trim().to_owned())
-                    }
-                    _ => {
-                        issues.at(
-                            &o.kind,
-                            format!("outputs[{i}].channel"),
-                            "a slack output needs the channel's id (e.g. C0123ABCD, from the channel's details)",
-                        );
-                        None
-                    }
-                };
-                let token = match &o.token {
-                    Some(t) => Secret::resolve(t.get_ref(), base)
-                        .map_err(|e| issues.at(t, format!("outputs[{i}].token"), e))
-                        .ok(),
-                    None => {
-                        issues.at(
-                            &o.kind,
-                            format!("outputs[{i}].token"),
-                            "a slack output needs the bot token (\"env:SLACK_BOT_TOKEN\")",
-                        );
-                        None
-                    }
-                };
-                let api = api_base(
-                    issues,
-                    &format!("outputs[{i}].api"),
-                    o.api.as_ref(),
-                    crate::adapters::slack_channel::DEFAULT_API,
-                );
-                match (channel, token, api) {
-                    (Some(channel), Some(token), Some(api)) => OutputKind::Slack {
-                        channel,
-                        token,
-                        api,
-                    },
-                    _ => continue,
+            "slack" => match chat_output(
+                issues,
+                base,
+                i,
+                o,
+                ChatOutput {
+                    kind: "slack",
+                    channel: "the channel's id (e.g. C0123ABCD, from the channel's details)",
+                    token: "env:SLACK_BOT_TOKEN",
+                    api: crate::adapters::slack_channel::DEFAULT_API,
+                },
+            ) {
+                Some((channel, token, api)) => OutputKind::Slack {
+                    channel,
+                    token,
+                    api,
+                },
+                None => continue,
+            },
+            "discord" => match chat_output(
+                issues,
+                base,
+                i,
+                o,
+                ChatOutput {
+                    kind: "discord",
+                    channel: "the channel's id (a number: Developer Mode → Copy Channel ID)",
+                    token: "env:DISCORD_BOT_TOKEN",
+                    api: crate::adapters::discord::DEFAULT_API,
+                },
+            ) {
+                Some((channel, _, _)) if !channel.chars().all(|c| c.is_ascii_digit()) => {
+                    issues.at(
+                        o.channel.as_ref().unwrap_or(&o.kind),
+                        format!("outputs[{i}].channel"),
+                        "a Discord channel id is a number (Developer Mode → Copy Channel ID)",
+                    );
+                    continue;
                 }
-            }
+                Some((channel, token, api)) => OutputKind::Discord {
+                    channel,
+                    token,
+                    api,
+                },
+                None => continue,
+            },
             "webhook" => {
                 let url = match &o.url {
                     Some(u) => match reqwest::Url::parse(u.get_ref()) {
@@ -1416,7 +1427,9 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 issues.at(
                     &o.kind,
                     format!("outputs[{i}].kind"),
-                    format!("unknown output kind {other:?}; known: console, webhook, slack"),
+                    format!(
+                        "unknown output kind {other:?}; known: console, webhook, slack, discord"
+                    ),
                 );
                 continue;
             }
@@ -1502,6 +1515,60 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         discord,
         people,
     }
+}
+
+/// What a chat output of one kind asks for, in its words.
+struct ChatOutput {
+    kind: &'static str,
+    /// How to find the channel's id.
+    channel: &'static str,
+    /// An example token reference.
+    token: &'static str,
+    api: &'static str,
+}
+
+/// A chat output's channel, bot token and API base, each mistake located.
+fn chat_output(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    i: usize,
+    o: &RawOutput,
+    what: ChatOutput,
+) -> Option<(String, Secret, reqwest::Url)> {
+    let channel = match &o.channel {
+        Some(c) if !c.get_ref().trim().is_empty() => Some(c.get_ref().trim().to_owned()),
+        _ => {
+            issues.at(
+                &o.kind,
+                format!("outputs[{i}].channel"),
+                format!("a {} output needs {}", what.kind, what.channel),
+            );
+            None
+        }
+    };
+    let token = match &o.token {
+        Some(t) => Secret::resolve(t.get_ref(), base)
+            .map_err(|e| issues.at(t, format!("outputs[{i}].token"), e))
+            .ok(),
+        None => {
+            issues.at(
+                &o.kind,
+                format!("outputs[{i}].token"),
+                format!(
+                    "a {} output needs the bot token ({:?})",
+                    what.kind, what.token
+                ),
+            );
+            None
+        }
+    };
+    let api = api_base(
+        issues,
+        &format!("outputs[{i}].api"),
+        o.api.as_ref(),
+        what.api,
+    );
+    Some((channel?, token?, api?))
 }
 
 /// A platform API's base URL: `default`, or the one given (tests point it at

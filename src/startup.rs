@@ -12,6 +12,7 @@ use crate::adapters::alibaba::Alibaba;
 use crate::adapters::azure_china::AzureChina;
 use crate::adapters::console::Console;
 use crate::adapters::discord::{self, DiscordEndpoint};
+use crate::adapters::discord_channel::DiscordChannel;
 use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
 use crate::adapters::simulated::SimulatedProvider;
@@ -88,6 +89,20 @@ pub fn build_outputs(
                     api,
                 } => (
                     Arc::new(SlackChannel::new(
+                        o.name.clone(),
+                        api.clone(),
+                        token.clone(),
+                        channel.clone(),
+                        refs.clone(),
+                    )),
+                    10,
+                ),
+                OutputKind::Discord {
+                    channel,
+                    token,
+                    api,
+                } => (
+                    Arc::new(DiscordChannel::new(
                         o.name.clone(),
                         api.clone(),
                         token.clone(),

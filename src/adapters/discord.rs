@@ -17,7 +17,8 @@ use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::http::{Answer, Forged, ReplayGuard, answer, deliver_later, within_window};
+use super::http::{Answer, Forged, ReplayGuard, answer_with, deliver_later, within_window};
+use crate::engine::alert_view::Button;
 use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
 use crate::ports::Clock;
 
@@ -107,28 +108,58 @@ pub async fn interaction(
     match v["type"].as_u64() {
         Some(1) => axum::Json(json!({"type": 1})).into_response(),
         Some(2) => command(discord, &v).await,
-        Some(3) => axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
-            "content": "purser's buttons are not enabled on Discord in this version."}}))
-        .into_response(),
+        Some(3) => component(discord, &v).await,
         _ => (StatusCode::BAD_REQUEST, "unknown interaction type").into_response(),
     }
 }
 
-async fn command(discord: Arc<DiscordEndpoint>, v: &Value) -> Response {
-    // In a server the user is under member; in a DM, at the top.
+/// Who sent an interaction: in a server under `member`, in a DM at the top.
+fn asker(v: &Value) -> Asker {
     let user = v["member"]["user"]["id"]
         .as_str()
         .or_else(|| v["user"]["id"].as_str())
         .unwrap_or_default()
         .to_owned();
-    let text = command_text(&v["data"]);
-    let token = v["token"].as_str().unwrap_or_default().to_owned();
-    info!(%user, "discord command");
-    let asker = Asker {
+    Asker {
         platform: "discord".into(),
         user,
+    }
+}
+
+async fn command(discord: Arc<DiscordEndpoint>, v: &Value) -> Response {
+    let asker = asker(v);
+    info!(user = %asker.user, "discord command");
+    let chat = discord.chat.clone();
+    let text = command_text(&v["data"]);
+    let work = async move { chat.handle(&asker, &text).await };
+    respond(discord, v, work).await
+}
+
+/// A button on an alert message. The presser is answered privately; when the
+/// alert changed, the notice it queued edits the message for everyone.
+async fn component(discord: Arc<DiscordEndpoint>, v: &Value) -> Response {
+    let asker = asker(v);
+    let data = v["data"]["custom_id"].as_str().unwrap_or_default();
+    let Some((button, fingerprint)) = Button::parse_data(data) else {
+        return axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
+            "content": format!("purser does not know the button {:?}.", truncate(data.to_owned()))}}))
+        .into_response();
     };
-    match answer(discord.chat.clone(), asker, text, discord.answer_within).await {
+    info!(user = %asker.user, button = button.id(), "discord button");
+    let chat = discord.chat.clone();
+    let fingerprint = fingerprint.to_owned();
+    let work = async move { chat.press(&asker, button, &fingerprint).await.reply };
+    respond(discord, v, work).await
+}
+
+/// Answers privately within the deadline, or defers and edits the answer in.
+async fn respond(
+    discord: Arc<DiscordEndpoint>,
+    v: &Value,
+    work: impl std::future::Future<Output = Reply> + Send + 'static,
+) -> Response {
+    let token = v["token"].as_str().unwrap_or_default().to_owned();
+    match answer_with(work, discord.answer_within).await {
         Answer::Now(reply) => axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
             "content": render(&reply)}}))
         .into_response(),
@@ -220,7 +251,7 @@ fn truncate(s: String) -> String {
 }
 
 /// Discord markdown: a backslash keeps these literal.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>') {

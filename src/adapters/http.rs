@@ -31,7 +31,15 @@ pub async fn answer(
     text: String,
     within: std::time::Duration,
 ) -> Answer {
-    let mut work = tokio::spawn(async move { chat.handle(&asker, &text).await });
+    answer_with(async move { chat.handle(&asker, &text).await }, within).await
+}
+
+/// Runs `work`, waiting at most `within` for its reply.
+pub async fn answer_with(
+    work: impl Future<Output = Reply> + Send + 'static,
+    within: std::time::Duration,
+) -> Answer {
+    let mut work = tokio::spawn(work);
     if !within.is_zero() {
         match tokio::time::timeout(within, &mut work).await {
             Ok(Ok(reply)) => return Answer::Now(reply),

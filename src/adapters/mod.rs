@@ -5,6 +5,7 @@ pub mod azure_china;
 pub mod cloud;
 pub mod console;
 pub mod discord;
+pub mod discord_channel;
 pub mod http;
 pub mod huawei;
 pub mod pace;

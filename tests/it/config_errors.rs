@@ -303,3 +303,25 @@ fn discord_config_mistakes_are_located() {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     }
 }
+
+#[test]
+fn chat_output_mistakes_are_located() {
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"d\"\nkind = \"discord\"\nchannel = \"#ops\"\ntoken = \"env:PURSER_TEST_UNSET_DISCORD\"\n\n[[outputs]]\nname = \"d2\"\nkind = \"discord\"\n"
+    ));
+    for want in [
+        ":18: outputs[0].token: environment variable PURSER_TEST_UNSET_DISCORD is not set",
+        ":22: outputs[1].channel: a discord output needs the channel's id (a number",
+        ":22: outputs[1].token: a discord output needs the bot token (\"env:DISCORD_BOT_TOKEN\")",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"d\"\nkind = \"discord\"\nchannel = \"#ops\"\ntoken = \"file:{}/Cargo.toml\"\n",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    assert!(
+        err.contains(":17: outputs[0].channel: a Discord channel id is a number"),
+        "{err}"
+    );
+}

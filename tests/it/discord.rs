@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::patch;
 use ed25519_dalek::{Signer, SigningKey};
-use purser::ports::Clock;
+use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
+use crate::chat_api::ChatApi;
 use crate::helpers::{Setup, TestApp, World};
 
 const APP_ID: &str = "1234567890";
@@ -219,5 +220,203 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
         format!("/api/webhooks/{APP_ID}/tok/messages/@original")
     );
     assert!(body["content"].as_str().unwrap().contains("acme"), "{body}");
+    app.stop().await;
+}
+
+/// The whole loop: an alert is posted to the channel with buttons, a signed
+/// button press acknowledges it, the message is edited; a silence button and
+/// the resolution edit it again, never posting a second message.
+#[tokio::test]
+async fn alert_posted_pressed_acknowledged_silenced_resolved() {
+    const BOT: &str = "discord-bot-token-for-tests";
+    let (api, api_addr) = ChatApi::start(|c| {
+        if c.authorization.as_deref() != Some(&format!("Bot {BOT}")) {
+            return (401, json!({"message": "401: Unauthorized", "code": 0}));
+        }
+        (
+            200,
+            json!({"id": "9001", "channel_id": "5550001", "type": 0, "content": ""}),
+        )
+    })
+    .await;
+    let public = hex::encode(key().verifying_key().to_bytes());
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:0"
+
+[discord]
+public_key = "{public}"
+application_id = "{APP_ID}"
+api = "http://{api_addr}/api/v10"
+
+[[people]]
+name = "ana"
+role = "requester"
+discord = "{ANA}"
+
+[[people]]
+name = "vic"
+role = "viewer"
+discord = "222"
+
+[[outputs]]
+name = "ops"
+kind = "discord"
+channel = "5550001"
+token = "file:discord.token"
+api = "http://{api_addr}/api/v10"
+"#
+    );
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+        Setup {
+            rules: &config,
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("discord.token"), BOT).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    let addr = app.http.unwrap();
+
+    let posted = api
+        .wait("POST", "/api/v10/channels/5550001/messages", 1)
+        .await;
+    let embed = &posted[0].body["embeds"][0];
+    assert!(
+        embed["title"]
+            .as_str()
+            .unwrap()
+            .contains("low\\_balance · acme"),
+        "{embed}"
+    );
+    let buttons: Vec<String> = posted[0].body["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["custom_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(buttons.len(), 4);
+    assert!(buttons[0].starts_with("ack:") && buttons[3].starts_with("topup:"));
+    let fp = buttons[0].trim_start_matches("ack:").to_owned();
+
+    let now = world.clock.now().timestamp();
+    let press = |user: &str, custom_id: &str, ts: i64| {
+        signed(
+            &json!({"type": 3, "token": "tok", "application_id": APP_ID,
+                    "member": {"user": {"id": user}},
+                    "message": {"id": "9001", "channel_id": "5550001"},
+                    "data": {"component_type": 2, "custom_id": custom_id}}),
+            ts,
+            &key(),
+        )
+    };
+
+    // A viewer's press changes nothing and tells only them.
+    let (status, v) = send(addr, &press("222", &buttons[0], now)).await;
+    assert_eq!((status, v["type"].clone()), (200, json!(4)));
+    assert_eq!(v["data"]["flags"], 64);
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("needs the requester role")
+    );
+    // A forged press is refused before it is read.
+    let forged = signed(
+        &json!({"type": 3, "member": {"user": {"id": ANA}},
+                "data": {"custom_id": buttons[0]}}),
+        now,
+        &SigningKey::from_bytes(&[9u8; 32]),
+    );
+    assert_eq!(send(addr, &forged).await.0, 401);
+    assert!(
+        app.store.all_open_alerts().await.unwrap()[0]
+            .acknowledged
+            .is_none()
+    );
+
+    // The requester acknowledges: told privately, the message edited for all.
+    let (_, v) = send(addr, &press(ANA, &buttons[0], now + 1)).await;
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Acknowledged"),
+        "{v}"
+    );
+    let edits = api
+        .wait("PATCH", "/api/v10/channels/5550001/messages/9001", 1)
+        .await;
+    let footer = edits[0].body["embeds"][0]["footer"]["text"].to_string();
+    assert!(footer.contains("acknowledged by ana"), "{footer}");
+    let left: Vec<&str> = edits[0].body["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, ["Silence 1 h", "Silence 24 h", "Top up…"]);
+    // Pressed twice (a double click, or Discord retrying): counted once.
+    let (_, v) = send(addr, &press(ANA, &buttons[0], now + 2)).await;
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Already acknowledged by ana"),
+        "{v}"
+    );
+
+    // A button that is not purser's, and the remedy, change nothing.
+    let (_, v) = send(addr, &press(ANA, "explode:00", now + 3)).await;
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("does not know the button")
+    );
+    let (_, v) = send(addr, &press(ANA, &format!("topup:{fp}"), now + 4)).await;
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("top-up request for acme")
+    );
+
+    // Silenced from the message.
+    let (_, v) = send(addr, &press(ANA, &buttons[1], now + 5)).await;
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Silence #1 set"),
+        "{v}"
+    );
+    let edits = api
+        .wait("PATCH", "/api/v10/channels/5550001/messages/9001", 2)
+        .await;
+    let footer = edits[1].body["embeds"][0]["footer"]["text"].to_string();
+    assert!(footer.contains("silenced by ana until"), "{footer}");
+
+    // Resolved: edited once more, its buttons gone; still one message.
+    world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n");
+    app.advance(chrono::Duration::minutes(1)).await;
+    let edits = api
+        .wait("PATCH", "/api/v10/channels/5550001/messages/9001", 3)
+        .await;
+    assert!(
+        edits[2].body["embeds"][0]["title"]
+            .as_str()
+            .unwrap()
+            .contains("Resolved")
+    );
+    assert_eq!(edits[2].body["components"], json!([]));
+    assert_eq!(
+        api.calls("POST", "/api/v10/channels/5550001/messages")
+            .len(),
+        1
+    );
     app.stop().await;
 }

@@ -6,6 +6,7 @@
 
 mod architecture;
 mod chat;
+mod chat_api;
 mod cli;
 mod clouds;
 mod config_errors;

@@ -1,0 +1,359 @@
+//! Alerts as Discord messages in a channel, sent by the application's bot:
+//! an embed with buttons, edited in place when the alert is acknowledged,
+//! silenced or resolved, and repeats as replies to it. Paced at one message a
+//! second per channel (Discord allows 5 in 5 s), and when Discord says a
+//! bucket is empty, the next call waits for it to refill.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::discord::escape;
+use super::pace::Pacer;
+use crate::domain::alert::NoticeKind;
+use crate::engine::alert_view::{AlertView, Button, Tone};
+use crate::ports::{MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+use crate::secret::Secret;
+
+/// Embed limits: a title of 256 characters, a description of 4,096.
+const TITLE_CHARS: usize = 256;
+const DESCRIPTION_CHARS: usize = 4096;
+
+pub struct DiscordChannel {
+    /// The output's name, under which its messages are remembered.
+    pub output: String,
+    pub api: reqwest::Url,
+    pub token: Secret,
+    pub channel: String,
+    pub http: reqwest::Client,
+    pub refs: Arc<dyn MessageRefs>,
+    pub pacer: Pacer,
+    /// Set when Discord reported an exhausted bucket: no call before then.
+    pub blocked_until: Mutex<Option<tokio::time::Instant>>,
+    pub timeout: StdDuration,
+}
+
+impl DiscordChannel {
+    pub fn new(
+        output: String,
+        api: reqwest::Url,
+        token: Secret,
+        channel: String,
+        refs: Arc<dyn MessageRefs>,
+    ) -> DiscordChannel {
+        DiscordChannel {
+            output,
+            api,
+            token,
+            channel,
+            http: reqwest::Client::new(),
+            refs,
+            pacer: Pacer::every(StdDuration::from_secs(1)),
+            blocked_until: Mutex::new(None),
+            timeout: StdDuration::from_secs(10),
+        }
+    }
+
+    /// Calls the REST API; returns the answer's JSON on success.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, SendError> {
+        self.pacer.wait().await;
+        let until = *self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+        let url = self
+            .api
+            .join(path)
+            .map_err(|e| SendError::Permanent(format!("Discord API URL: {e}")))?;
+        let response = self
+            .http
+            .request(method.clone(), url)
+            .header("authorization", format!("Bot {}", self.token.expose()))
+            .header(
+                "user-agent",
+                concat!("DiscordBot (purser, ", env!("CARGO_PKG_VERSION"), ")"),
+            )
+            .json(&body)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| SendError::Retryable(format!("Discord {method}: {}", e.without_url())))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if header("x-ratelimit-remaining").as_deref() == Some("0") {
+            let wait = header("x-ratelimit-reset-after")
+                .and_then(|s| s.parse::<f64>().ok())
+                .and_then(|s| StdDuration::try_from_secs_f64(s).ok())
+                .unwrap_or(StdDuration::from_secs(1));
+            *self.blocked_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(tokio::time::Instant::now() + wait.min(StdDuration::from_secs(60)));
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_str(&text).or_else(|_| {
+                if text.is_empty() {
+                    Ok(Value::Null)
+                } else {
+                    Err(SendError::Retryable(format!(
+                        "Discord {method} {path}: unreadable answer"
+                    )))
+                }
+            });
+        }
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Err(classify(&method, status.as_u16(), &v))
+    }
+}
+
+/// Discord's errors: what waiting mends, and what a person must fix.
+fn classify(method: &reqwest::Method, status: u16, v: &Value) -> SendError {
+    let code = v["code"].as_u64().unwrap_or(0);
+    let message = v["message"].as_str().unwrap_or("no message given");
+    if status == 429 {
+        return SendError::Retryable(format!(
+            "Discord {method}: rate limited, retry after {} s",
+            v["retry_after"]
+        ));
+    }
+    if status >= 500 {
+        return SendError::Retryable(format!("Discord {method}: HTTP {status}"));
+    }
+    let hint = match (status, code) {
+        (401, _) => "check the bot token (Developer Portal → Bot → Reset Token)",
+        (403, 50001) => "add the bot to the server and let it view the channel",
+        (403, 50013) => "give the bot View Channel, Send Messages and Embed Links in the channel",
+        (404, 10003) => "check the output's channel id (Developer Mode → Copy Channel ID)",
+        _ => "",
+    };
+    let what = format!("Discord {method}: HTTP {status}, code {code}: {message}");
+    if hint.is_empty() {
+        SendError::Permanent(what)
+    } else {
+        SendError::Permanent(format!("{what}: {hint}"))
+    }
+}
+
+#[async_trait]
+impl Notifier for DiscordChannel {
+    async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
+        let store = |e: crate::ports::StoreError| SendError::Retryable(e.to_string());
+        let posted = self
+            .refs
+            .message(&self.output, &n.fingerprint, n.started_at)
+            .await
+            .map_err(store)?;
+        match (n.kind, posted) {
+            (
+                NoticeKind::Firing
+                | NoticeKind::Resolved
+                | NoticeKind::Acknowledged
+                | NoticeKind::Silenced,
+                Some(at),
+            ) => {
+                let path = format!("channels/{}/messages/{}", at.channel, at.message);
+                match self
+                    .call(reqwest::Method::PATCH, &path, alert_message(n))
+                    .await
+                {
+                    // Deleted by someone: there is nothing left to edit.
+                    Err(SendError::Permanent(e)) if e.contains("code 10008") => {
+                        tracing::info!(output = %self.output, "the alert's Discord message was deleted; not edited");
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            (NoticeKind::Acknowledged | NoticeKind::Silenced, None) => {}
+            (NoticeKind::Repeat, Some(at)) => {
+                let path = format!("channels/{}/messages", at.channel);
+                let body = json!({
+                    "content": truncate(&format!("Still firing: {}", escape(&n.summary)), 2000),
+                    "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
+                    "allowed_mentions": {"parse": []},
+                });
+                self.call(reqwest::Method::POST, &path, body).await?;
+            }
+            (_, None) => {
+                let path = format!("channels/{}/messages", self.channel);
+                let v = self
+                    .call(reqwest::Method::POST, &path, alert_message(n))
+                    .await?;
+                let at = MessageRef {
+                    channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
+                    message: v["id"].as_str().unwrap_or_default().to_owned(),
+                };
+                if !at.message.is_empty() {
+                    self.refs
+                        .record_message(&self.output, &n.fingerprint, n.started_at, &at)
+                        .await
+                        .map_err(store)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        s.chars().take(max - 1).collect::<String>() + "…"
+    }
+}
+
+/// One alert as a Discord message: an embed coloured by severity, the
+/// buttons in one row (an edit with no buttons removes them).
+pub fn alert_message(n: &StoredNotice) -> Value {
+    let v = AlertView::of(n);
+    let (title, color) = match v.tone {
+        Tone::Resolved => (format!("✅ Resolved · {}", v.headline), 0x2e_b8_86),
+        Tone::Critical => (format!("🔴 {}", v.headline), 0xe0_1e_5a),
+        Tone::Warning => (format!("🟠 {}", v.headline), 0xf2_99_1c),
+        Tone::Minor => (format!("🟡 {}", v.headline), 0xec_b2_2e),
+    };
+    let buttons: Vec<Value> = v
+        .buttons
+        .iter()
+        .map(|b| {
+            json!({"type": 2, "style": if *b == Button::Ack { 1 } else { 2 },
+                   "label": b.label(), "custom_id": b.data(&n.fingerprint)})
+        })
+        .collect();
+    let components = if buttons.is_empty() {
+        json!([])
+    } else {
+        json!([{"type": 1, "components": buttons}])
+    };
+    json!({
+        "content": "",
+        "embeds": [{
+            "title": truncate(&escape(&title), TITLE_CHARS),
+            "description": truncate(&escape(&v.summary), DESCRIPTION_CHARS),
+            "color": color,
+            "footer": {"text": format!("id {} · {}", v.short_id, v.status)},
+        }],
+        "components": components,
+        "allowed_mentions": {"parse": []},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::alert_view::tests::notice;
+
+    #[test]
+    fn a_firing_alert_is_an_embed_with_buttons() {
+        let m = alert_message(&notice(NoticeKind::Firing));
+        assert_eq!(
+            m["embeds"][0]["title"],
+            "🟠 [B] expiring · acme / ins-7f3k2a1b"
+        );
+        assert_eq!(
+            m["embeds"][0]["description"],
+            "cvm ins-7f3k2a1b (web<01\\>) expires in 6 days & counting"
+        );
+        assert_eq!(
+            m["embeds"][0]["footer"]["text"],
+            "id e0fae2a6 · firing since 2026-11-23 02:00 UTC"
+        );
+        let ids: Vec<&str> = m["components"][0]["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["custom_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "ack:e0fae2a62feacddd",
+                "silence_1h:e0fae2a62feacddd",
+                "silence_24h:e0fae2a62feacddd",
+                "renew:e0fae2a62feacddd"
+            ]
+        );
+        assert_eq!(m["allowed_mentions"]["parse"], json!([]));
+    }
+
+    #[test]
+    fn a_resolved_alert_loses_its_buttons() {
+        let mut n = notice(NoticeKind::Resolved);
+        n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
+        let m = alert_message(&n);
+        assert_eq!(m["components"], json!([]));
+        assert!(
+            m["embeds"][0]["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("✅ Resolved")
+        );
+    }
+
+    #[test]
+    fn long_text_fits_the_embed() {
+        let mut n = notice(NoticeKind::Firing);
+        n.summary = "x".repeat(5000);
+        n.resource = "r".repeat(300);
+        let m = alert_message(&n);
+        assert_eq!(
+            m["embeds"][0]["description"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            4096
+        );
+        assert_eq!(
+            m["embeds"][0]["title"].as_str().unwrap().chars().count(),
+            256
+        );
+    }
+
+    #[test]
+    fn discord_errors_say_what_to_fix() {
+        let post = reqwest::Method::POST;
+        assert!(matches!(
+            classify(&post, 429, &json!({"retry_after": 1.5, "global": false})),
+            SendError::Retryable(_)
+        ));
+        assert!(matches!(
+            classify(&post, 502, &Value::Null),
+            SendError::Retryable(_)
+        ));
+        let SendError::Permanent(m) = classify(
+            &post,
+            403,
+            &json!({"code": 50013, "message": "Missing Permissions"}),
+        ) else {
+            panic!()
+        };
+        assert!(m.contains("Embed Links"), "{m}");
+        let SendError::Permanent(m) = classify(
+            &post,
+            404,
+            &json!({"code": 10003, "message": "Unknown Channel"}),
+        ) else {
+            panic!()
+        };
+        assert!(m.contains("channel id"), "{m}");
+        let SendError::Permanent(m) = classify(&post, 401, &json!({"code": 0})) else {
+            panic!()
+        };
+        assert!(m.contains("bot token"), "{m}");
+    }
+}

@@ -1,0 +1,95 @@
+//! A loopback stand-in for a chat platform's REST API: records every call
+//! (method, path, authorization, JSON body) and answers as the test says.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+type Answer = dyn Fn(&Call) -> (u16, Value) + Send + Sync;
+
+pub struct ChatApi {
+    calls: Mutex<Vec<Call>>,
+    arrived: Notify,
+    answer: Box<Answer>,
+}
+
+impl ChatApi {
+    /// Serves on a loopback port; `answer` decides each reply.
+    pub async fn start(
+        answer: impl Fn(&Call) -> (u16, Value) + Send + Sync + 'static,
+    ) -> (Arc<ChatApi>, std::net::SocketAddr) {
+        let api = Arc::new(ChatApi {
+            calls: Mutex::default(),
+            arrived: Notify::new(),
+            answer: Box::new(answer),
+        });
+        let app = Router::new().fallback(record).with_state(api.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (api, addr)
+    }
+
+    /// The calls so far to `method path`.
+    pub fn calls(&self, method: &str, path: &str) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.method == method && c.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (without sleeping) until `method path` has had `n` calls.
+    pub async fn wait(&self, method: &str, path: &str, n: usize) -> Vec<Call> {
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let arrived = self.arrived.notified();
+                let got = self.calls(method, path);
+                if got.len() >= n {
+                    return got;
+                }
+                arrived.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: fewer than {n} calls"))
+    }
+}
+
+async fn record(
+    State(api): State<Arc<ChatApi>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let call = Call {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
+    let (status, reply) = (api.answer)(&call);
+    api.calls.lock().unwrap().push(call);
+    api.arrived.notify_waiters();
+    (StatusCode::from_u16(status).unwrap(), axum::Json(reply))
+}
