@@ -34,6 +34,7 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     pub slack: Option<SlackConfig>,
     pub discord: Option<DiscordConfig>,
+    pub telegram: Option<TelegramConfig>,
     /// Who may ask purser things, and as whom they appear on each platform.
     pub people: Vec<PersonConfig>,
 }
@@ -56,6 +57,23 @@ pub struct DiscordConfig {
     pub application_id: String,
     /// The REST API's base URL, for deferred answers (tests use a mock).
     pub api: reqwest::Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    pub token: Secret,
+    /// The Bot API's base URL (tests use a mock).
+    pub api: reqwest::Url,
+    pub mode: TelegramMode,
+}
+
+#[derive(Debug, Clone)]
+pub enum TelegramMode {
+    /// `getUpdates`: no public URL needed.
+    Polling,
+    /// Telegram posts updates to `url` (this daemon's `/telegram/webhook`),
+    /// each carrying `secret`.
+    Webhook { url: reqwest::Url, secret: Secret },
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +245,13 @@ pub enum OutputKind {
         /// The Web API's base URL (tests point it at a mock).
         api: reqwest::Url,
     },
+    /// Alert messages with buttons in one Telegram group, sent by the bot.
+    Telegram {
+        chat: String,
+        token: Secret,
+        /// The Bot API's base URL (tests point it at a mock).
+        api: reqwest::Url,
+    },
     /// Alert messages with buttons in one Discord channel, sent by the bot.
     Discord {
         channel: String,
@@ -327,8 +352,19 @@ struct RawConfig {
     http: Option<RawHttp>,
     slack: Option<RawSlack>,
     discord: Option<RawDiscord>,
+    telegram: Option<RawTelegram>,
     #[serde(default)]
     people: Vec<RawPerson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegram {
+    token: S,
+    mode: Option<S>,
+    webhook_url: Option<S>,
+    webhook_secret: Option<S>,
+    api: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1331,6 +1367,39 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 },
                 None => continue,
             },
+            "telegram" => match chat_output(
+                issues,
+                base,
+                i,
+                o,
+                ChatOutput {
+                    kind: "telegram",
+                    channel: "the group's chat id (e.g. -1001234567890; see the README)",
+                    token: "env:TELEGRAM_BOT_TOKEN",
+                    api: crate::adapters::telegram::DEFAULT_API,
+                },
+            ) {
+                Some((chat, _, _)) if !(chat.starts_with('@') || chat.parse::<i64>().is_ok()) => {
+                    issues.at(
+                        o.channel.as_ref().unwrap_or(&o.kind),
+                        format!("outputs[{i}].channel"),
+                        "a Telegram chat id is a number (a group's is negative, e.g. -1001234567890) or @channelname",
+                    );
+                    continue;
+                }
+                Some((_, token, _))
+                    if !crate::adapters::telegram::token_shape_ok(token.expose()) =>
+                {
+                    issues.at(
+                        o.token.as_ref().unwrap_or(&o.kind),
+                        format!("outputs[{i}].token"),
+                        TELEGRAM_TOKEN_SHAPE,
+                    );
+                    continue;
+                }
+                Some((chat, token, api)) => OutputKind::Telegram { chat, token, api },
+                None => continue,
+            },
             "discord" => match chat_output(
                 issues,
                 base,
@@ -1501,6 +1570,10 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             _ => None,
         }
     });
+    let telegram = raw
+        .telegram
+        .as_ref()
+        .and_then(|t| build_telegram(issues, base, t, raw.http.is_some()));
     let people = build_people(issues, &raw.people);
 
     Config {
@@ -1513,8 +1586,113 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         http,
         slack,
         discord,
+        telegram,
         people,
     }
+}
+
+const TELEGRAM_TOKEN_SHAPE: &str = "the value does not look like a bot token (digits, a colon, then letters, digits, _ and -, as @BotFather gives it)";
+
+fn build_telegram(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    t: &RawTelegram,
+    has_http: bool,
+) -> Option<TelegramConfig> {
+    let token = Secret::resolve(t.token.get_ref(), base)
+        .map_err(|e| issues.at(&t.token, "telegram.token", e))
+        .ok()
+        .filter(|token| {
+            let ok = crate::adapters::telegram::token_shape_ok(token.expose());
+            if !ok {
+                issues.at(&t.token, "telegram.token", TELEGRAM_TOKEN_SHAPE);
+            }
+            ok
+        });
+    let api = api_base(
+        issues,
+        "telegram.api",
+        t.api.as_ref(),
+        crate::adapters::telegram::DEFAULT_API,
+    );
+    let mode = match t.mode.as_ref().map(|m| m.get_ref().as_str()) {
+        None | Some("polling") => Some(TelegramMode::Polling),
+        Some("webhook") => {
+            let at = t.mode.as_ref().unwrap_or(&t.token);
+            if !has_http {
+                issues.at(
+                    at,
+                    "telegram.mode",
+                    "a webhook arrives over HTTP: set [http] listen (or use mode = \"polling\")",
+                );
+            }
+            let url = match &t.webhook_url {
+                Some(u) => match reqwest::Url::parse(u.get_ref()) {
+                    Ok(url) if url.scheme() == "https" => Some(url),
+                    _ => {
+                        issues.at(
+                            u,
+                            "telegram.webhook_url",
+                            "Telegram posts only to an https URL (this daemon's /telegram/webhook behind your proxy)",
+                        );
+                        None
+                    }
+                },
+                None => {
+                    issues.at(
+                        at,
+                        "telegram.webhook_url",
+                        "mode = \"webhook\" needs webhook_url: the public https URL of /telegram/webhook",
+                    );
+                    None
+                }
+            };
+            let secret = match &t.webhook_secret {
+                Some(s) => Secret::resolve(s.get_ref(), base)
+                    .map_err(|e| issues.at(s, "telegram.webhook_secret", e))
+                    .ok()
+                    .filter(|secret| {
+                        let v = secret.expose();
+                        let ok = (1..=256).contains(&v.len())
+                            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                        if !ok {
+                            issues.at(
+                                s,
+                                "telegram.webhook_secret",
+                                "the secret is 1 to 256 of A-Z, a-z, 0-9, _ and - (Telegram's rule)",
+                            );
+                        }
+                        ok
+                    }),
+                None => {
+                    issues.at(
+                        at,
+                        "telegram.webhook_secret",
+                        "mode = \"webhook\" needs webhook_secret (\"env:TELEGRAM_WEBHOOK_SECRET\"): requests without it are refused",
+                    );
+                    None
+                }
+            };
+            match (url, secret) {
+                (Some(url), Some(secret)) => Some(TelegramMode::Webhook { url, secret }),
+                _ => None,
+            }
+        }
+        Some(other) => {
+            let at = t.mode.as_ref().unwrap_or(&t.token);
+            issues.at(
+                at,
+                "telegram.mode",
+                format!("unknown mode {other:?}; known: polling, webhook"),
+            );
+            None
+        }
+    };
+    Some(TelegramConfig {
+        token: token?,
+        api: api?,
+        mode: mode?,
+    })
 }
 
 /// What a chat output of one kind asks for, in its words.

@@ -19,9 +19,13 @@ use crate::adapters::simulated::SimulatedProvider;
 use crate::adapters::slack::{self, SlackEndpoint};
 use crate::adapters::slack_channel::SlackChannel;
 use crate::adapters::sqlite::SqliteStore;
+use crate::adapters::telegram::{self, BotApi, TelegramBot, TelegramWebhook};
+use crate::adapters::telegram_channel::TelegramChannel;
 use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
-use crate::config::{AccountConfig, Cloud, CloudAccess, Config, OutputKind, ProviderKind};
+use crate::config::{
+    AccountConfig, Cloud, CloudAccess, Config, OutputKind, ProviderKind, TelegramMode,
+};
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
 use crate::engine::chatops::{ChatOps, OutboxSignal};
@@ -58,11 +62,34 @@ pub fn build_provider(
     }
 }
 
+/// One Bot API client per bot token, so that everything one bot sends shares
+/// its per-chat pace.
+#[derive(Default)]
+pub struct Bots(std::sync::Mutex<HashMap<(String, String), Arc<BotApi>>>);
+
+impl Bots {
+    pub fn get(
+        &self,
+        api: &reqwest::Url,
+        token: &crate::secret::Secret,
+    ) -> anyhow::Result<Arc<BotApi>> {
+        let mut bots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (api.to_string(), token.expose().to_owned());
+        if let Some(b) = bots.get(&key) {
+            return Ok(b.clone());
+        }
+        let bot = Arc::new(BotApi::new(api, token).map_err(|e| anyhow::anyhow!("{e}"))?);
+        bots.insert(key, bot.clone());
+        Ok(bot)
+    }
+}
+
 pub fn build_outputs(
     config: &Config,
     clock: &Arc<dyn Clock>,
     refs: Arc<dyn MessageRefs>,
-) -> HashMap<String, Output> {
+    bots: &Bots,
+) -> anyhow::Result<HashMap<String, Output>> {
     config
         .outputs
         .iter()
@@ -97,6 +124,16 @@ pub fn build_outputs(
                     )),
                     10,
                 ),
+                OutputKind::Telegram { chat, token, api } => (
+                    Arc::new(TelegramChannel::new(
+                        o.name.clone(),
+                        bots.get(api, token)
+                            .with_context(|| format!("output {}", o.name))?,
+                        chat.clone(),
+                        refs.clone(),
+                    )),
+                    10,
+                ),
                 OutputKind::Discord {
                     channel,
                     token,
@@ -112,13 +149,13 @@ pub fn build_outputs(
                     10,
                 ),
             };
-            (
+            Ok((
                 o.name.clone(),
                 Output {
                     notifier,
                     max_attempts,
                 },
-            )
+            ))
         })
         .collect()
 }
@@ -132,6 +169,8 @@ pub struct Application {
     /// The listener for chat platforms and `/healthz`, bound at build time so
     /// that a taken port fails the start, not a request later.
     http: Option<(tokio::net::TcpListener, axum::Router)>,
+    /// The Telegram bot, and how its updates arrive.
+    telegram: Option<(Arc<TelegramBot>, TelegramMode)>,
 }
 
 impl Application {
@@ -170,6 +209,7 @@ impl Application {
             .collect();
         let written = Arc::new(Notify::new());
         let activity = Activity::new();
+        let bots = Bots::default();
         let poller = Poller {
             store: shared.clone(),
             clock: clock.clone(),
@@ -189,29 +229,40 @@ impl Application {
         let dispatcher = Dispatcher {
             store: shared.clone(),
             clock: clock.clone(),
-            outputs: build_outputs(&config, &clock, Arc::new(store.clone())),
+            outputs: build_outputs(&config, &clock, Arc::new(store.clone()), &bots)?,
             written: written.clone(),
             activity: activity.clone(),
         };
-        let http = match &config.http {
-            None => None,
-            Some(h) => {
+        let chat = (config.http.is_some() || config.telegram.is_some()).then(|| {
+            Arc::new(ChatOps {
+                store: shared.clone(),
+                entries: Arc::new(store.clone()),
+                accounts: Arc::new(config.accounts.clone()),
+                entered: config.entered_balance_accounts(),
+                directory: config.directory(),
+                clock: clock.clone(),
+                outputs: config.outputs.iter().map(|o| o.name.clone()).collect(),
+                outbox: Some(OutboxSignal {
+                    activity: activity.clone(),
+                    written: written.clone(),
+                }),
+            })
+        });
+        let telegram = match (&config.telegram, &chat) {
+            (Some(t), Some(chat)) => {
+                let api = bots.get(&t.api, &t.token).context("telegram.token")?;
+                Some((
+                    Arc::new(TelegramBot::new(api, chat.clone())),
+                    t.mode.clone(),
+                ))
+            }
+            _ => None,
+        };
+        let http = match (&config.http, &chat) {
+            (Some(h), Some(chat)) => {
                 let listener = tokio::net::TcpListener::bind(h.listen)
                     .await
                     .with_context(|| format!("listening on {} (http.listen)", h.listen))?;
-                let chat = Arc::new(ChatOps {
-                    store: shared,
-                    entries: Arc::new(store.clone()),
-                    accounts: Arc::new(config.accounts.clone()),
-                    entered: config.entered_balance_accounts(),
-                    directory: config.directory(),
-                    clock: clock.clone(),
-                    outputs: config.outputs.iter().map(|o| o.name.clone()).collect(),
-                    outbox: Some(OutboxSignal {
-                        activity: activity.clone(),
-                        written: written.clone(),
-                    }),
-                });
                 let slack = config.slack.as_ref().map(|s| {
                     Arc::new(SlackEndpoint {
                         verifier: slack::Verifier::new(s.signing_secret.clone()),
@@ -234,8 +285,18 @@ impl Application {
                         answer_within: http::ANSWER_WITHIN,
                     })),
                 };
-                Some((listener, http::router(slack, discord)))
+                let webhook = match &telegram {
+                    Some((bot, TelegramMode::Webhook { secret, .. })) => {
+                        Some(Arc::new(TelegramWebhook {
+                            bot: bot.clone(),
+                            secret: secret.clone(),
+                        }))
+                    }
+                    _ => None,
+                };
+                Some((listener, http::router(slack, discord, webhook)))
             }
+            _ => None,
         };
         Ok(Application {
             scheduler,
@@ -243,6 +304,7 @@ impl Application {
             store,
             activity,
             http,
+            telegram,
         })
     }
 
@@ -280,9 +342,25 @@ impl Application {
                 }
             }))
         });
+        let (stop_telegram, telegram_rx) = watch::channel(false);
+        let _telegram = self.telegram.map(|(bot, mode)| {
+            AbortOnDrop(tokio::spawn(async move {
+                match mode {
+                    TelegramMode::Polling => telegram::poll(bot, telegram_rx).await,
+                    TelegramMode::Webhook { url, secret } => {
+                        bot.introduce().await;
+                        match telegram::set_webhook(&bot, url.as_str(), &secret).await {
+                            Ok(()) => info!(%url, "telegram webhook set"),
+                            Err(e) => tracing::error!(error = %e, "telegram setWebhook failed; updates will not arrive"),
+                        }
+                    }
+                }
+            }))
+        });
         info!("purser running");
         stop.await;
         stop_http.send_replace(true);
+        stop_telegram.send_replace(true);
         info!("stopping: finishing polls under way and sends that are due");
         stop_scheduler.send_replace(true);
         (&mut scheduler.0)

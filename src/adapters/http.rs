@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 
 use super::discord::{self, DiscordEndpoint};
 use super::slack::{self, SlackEndpoint};
+use super::telegram::{self, TelegramWebhook};
 use crate::engine::chatops::{Asker, ChatOps, Reply};
 
 /// Slack and Discord both want an answer within 3 seconds: work this long,
@@ -115,7 +116,11 @@ impl ReplayGuard {
     }
 }
 
-pub fn router(slack: Option<Arc<SlackEndpoint>>, discord: Option<Arc<DiscordEndpoint>>) -> Router {
+pub fn router(
+    slack: Option<Arc<SlackEndpoint>>,
+    discord: Option<Arc<DiscordEndpoint>>,
+    telegram: Option<Arc<TelegramWebhook>>,
+) -> Router {
     let mut app = Router::new().route("/healthz", get(|| async { "ok\n" }));
     if let Some(s) = slack {
         app = app.merge(
@@ -130,6 +135,13 @@ pub fn router(slack: Option<Arc<SlackEndpoint>>, discord: Option<Arc<DiscordEndp
             Router::new()
                 .route("/discord/interactions", post(discord::interaction))
                 .with_state(d),
+        );
+    }
+    if let Some(t) = telegram {
+        app = app.merge(
+            Router::new()
+                .route("/telegram/webhook", post(telegram::webhook))
+                .with_state(t),
         );
     }
     app

@@ -14,5 +14,7 @@ pub mod simulated;
 pub mod slack;
 pub mod slack_channel;
 pub mod sqlite;
+pub mod telegram;
+pub mod telegram_channel;
 pub mod tencent;
 pub mod webhook;

@@ -15,6 +15,10 @@ use std::time::Duration as StdDuration;
 pub struct Pacer {
     period: StdDuration,
     next: Mutex<tokio::time::Instant>,
+    /// A second limit, `count` in any `span` (Telegram: 20 a minute in a
+    /// group), and the slots given out within the last span.
+    window: Option<(usize, StdDuration)>,
+    recent: Mutex<std::collections::VecDeque<tokio::time::Instant>>,
 }
 
 impl Pacer {
@@ -23,6 +27,8 @@ impl Pacer {
         Pacer {
             period: StdDuration::from_nanos(1_000_000_000u64 * 100 / (u64::from(limit.get()) * 97)),
             next: Mutex::new(tokio::time::Instant::now()),
+            window: None,
+            recent: Mutex::default(),
         }
     }
 
@@ -31,6 +37,17 @@ impl Pacer {
         Pacer {
             period,
             next: Mutex::new(tokio::time::Instant::now()),
+            window: None,
+            recent: Mutex::default(),
+        }
+    }
+
+    /// One every `period`, and at most `count` in any `span`: bursts go at
+    /// the short spacing until the longer limit is reached.
+    pub fn every_within(period: StdDuration, count: usize, span: StdDuration) -> Pacer {
+        Pacer {
+            window: Some((count.max(1), span)),
+            ..Pacer::every(period)
         }
     }
 
@@ -38,7 +55,18 @@ impl Pacer {
     pub async fn wait(&self) {
         let slot = {
             let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            let slot = (*next).max(tokio::time::Instant::now());
+            let mut slot = (*next).max(tokio::time::Instant::now());
+            if let Some((count, span)) = self.window {
+                let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+                if recent.len() >= count {
+                    // The slot `count` places back must have left the span.
+                    slot = slot.max(recent[recent.len() - count] + span);
+                }
+                recent.push_back(slot);
+                while recent.len() > count {
+                    recent.pop_front();
+                }
+            }
             *next = slot + self.period;
             slot
         };
@@ -95,6 +123,35 @@ mod tests {
                 "{limit}/s paced at {rate:.2}/s"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_windowed_pacer_keeps_both_limits() {
+        // Telegram in a group: one a second, twenty a minute.
+        let pacer = Arc::new(Pacer::every_within(
+            StdDuration::from_secs(1),
+            20,
+            StdDuration::from_secs(60),
+        ));
+        let start = tokio::time::Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..45 {
+            pacer.wait().await;
+            times.push(tokio::time::Instant::now() - start);
+        }
+        assert_eq!(times[19], StdDuration::from_secs(19), "a burst at 1/s");
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= StdDuration::from_secs(1));
+        }
+        for (i, t) in times.iter().enumerate() {
+            let in_minute = times[i..]
+                .iter()
+                .take_while(|u| **u - *t < StdDuration::from_secs(60))
+                .count();
+            assert!(in_minute <= 20, "{in_minute} within a minute from {t:?}");
+        }
+        assert_eq!(times[20], StdDuration::from_secs(60));
+        assert_eq!(times[40], StdDuration::from_secs(120));
     }
 
     #[tokio::test(start_paused = true)]

@@ -309,7 +309,7 @@ async fn a_slow_answer_is_acknowledged_then_sent_to_response_url() {
     tokio::spawn(async move {
         axum::serve(
             listener,
-            purser::adapters::http::router(Some(endpoint), None),
+            purser::adapters::http::router(Some(endpoint), None, None),
         )
         .await
         .unwrap()

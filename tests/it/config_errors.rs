@@ -325,3 +325,49 @@ fn chat_output_mistakes_are_located() {
         "{err}"
     );
 }
+
+#[test]
+fn telegram_mistakes_are_located_and_never_echo_the_token() {
+    let err = error_of(&format!(
+        "{BASE}\n[telegram]\ntoken = \"file:{}/Cargo.toml\"\nmode = \"webhook\"\nwebhook_url = \"http://purser.example.com/telegram/webhook\"\n",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    for want in [
+        ":15: telegram.token: the value does not look like a bot token",
+        ":16: telegram.mode: a webhook arrives over HTTP: set [http] listen",
+        ":17: telegram.webhook_url: Telegram posts only to an https URL",
+        ":16: telegram.webhook_secret: mode = \"webhook\" needs webhook_secret",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    assert!(
+        !err.contains("[package]"),
+        "the file's content is not echoed: {err}"
+    );
+    let err = error_of(&format!(
+        "{BASE}\n[telegram]\ntoken = \"env:PURSER_TEST_UNSET_TG\"\nmode = \"hook\"\n"
+    ));
+    assert!(
+        err.contains(":16: telegram.mode: unknown mode \"hook\"; known: polling, webhook"),
+        "{err}"
+    );
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"t\"\nkind = \"telegram\"\nchannel = \"ops group\"\ntoken = \"env:PURSER_TEST_UNSET_TG\"\n"
+    ));
+    assert!(
+        err.contains(":18: outputs[0].token: environment variable PURSER_TEST_UNSET_TG is not set"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("tg.token");
+    std::fs::write(&token, "123456789:AAvalid-token").unwrap();
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"t\"\nkind = \"telegram\"\nchannel = \"ops group\"\ntoken = \"file:{}\"\n",
+        token.display()
+    ));
+    assert!(
+        err.contains(":17: outputs[0].channel: a Telegram chat id is a number"),
+        "{err}"
+    );
+    assert!(!err.contains("AAvalid"), "{err}");
+}

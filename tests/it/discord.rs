@@ -197,7 +197,7 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
     tokio::spawn(async move {
         axum::serve(
             listener,
-            purser::adapters::http::router(None, Some(endpoint)),
+            purser::adapters::http::router(None, Some(endpoint), None),
         )
         .await
         .unwrap()

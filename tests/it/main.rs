@@ -16,3 +16,4 @@ mod lifecycle;
 mod resilience;
 mod silences;
 mod slack_flow;
+mod telegram;

@@ -1,0 +1,598 @@
+//! Telegram: the Bot API client, and the bot's side of the conversation.
+//! Updates arrive by long polling (`getUpdates`, no public URL needed) or at
+//! `POST /telegram/webhook`, where the secret token Telegram echoes in
+//! `X-Telegram-Bot-Api-Secret-Token` is checked before anything is read.
+//! `/purser <command>` and the per-command shortcuts (`/balance acme`) run as
+//! the sender; a press on an alert's button is answered with a toast, and the
+//! notice it queues edits the message.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::Mac;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::pace::Pacer;
+use crate::domain::command::Verb;
+use crate::engine::alert_view::Button;
+use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
+use crate::ports::SendError;
+use crate::secret::Secret;
+
+pub const DEFAULT_API: &str = "https://api.telegram.org/";
+/// A message's text is at most 4,096 characters.
+const TEXT_CHARS: usize = 4096;
+/// How long one `getUpdates` waits for something to happen.
+const POLL_SECS: u64 = 30;
+
+/// The Bot API for one bot. Its URL holds the token, so it is never printed.
+/// Calls that send to a chat are paced per chat as Telegram allows a group:
+/// one a second, twenty a minute; every sender through this client shares
+/// the pace, so answers and alerts together stay within it.
+pub struct BotApi {
+    base: reqwest::Url,
+    http: reqwest::Client,
+    pacers: Mutex<std::collections::HashMap<String, Arc<Pacer>>>,
+}
+
+/// Whether `token` has a bot token's shape, `123456789:AA…` (never echoed).
+pub fn token_shape_ok(token: &str) -> bool {
+    token.split_once(':').is_some_and(|(id, key)| {
+        !id.is_empty()
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
+}
+
+impl BotApi {
+    pub fn new(api: &reqwest::Url, token: &Secret) -> Result<BotApi, String> {
+        // "./": the token's colon would otherwise read as a URL scheme.
+        let base = api
+            .join(&format!("./bot{}/", token.expose()))
+            .map_err(|_| "the bot token does not fit in a URL".to_owned())?;
+        Ok(BotApi {
+            base,
+            http: reqwest::Client::new(),
+            pacers: Mutex::default(),
+        })
+    }
+
+    fn pacer(&self, chat: &Value) -> Option<Arc<Pacer>> {
+        let key = match chat {
+            Value::Null => return None,
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut pacers = self.pacers.lock().unwrap_or_else(|p| p.into_inner());
+        Some(
+            pacers
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Pacer::every_within(
+                        StdDuration::from_secs(1),
+                        20,
+                        StdDuration::from_secs(60),
+                    ))
+                })
+                .clone(),
+        )
+    }
+
+    /// Calls `method`; returns its `result` when `ok`.
+    pub async fn call(
+        &self,
+        method: &str,
+        body: &Value,
+        timeout: StdDuration,
+    ) -> Result<Value, SendError> {
+        let url = self
+            .base
+            .join(method)
+            .map_err(|e| SendError::Permanent(format!("Telegram API URL: {e}")))?;
+        if let Some(pacer) = self.pacer(&body["chat_id"]) {
+            pacer.wait().await;
+        }
+        let response = self
+            .http
+            .post(url)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            // without_url: the URL carries the token.
+            .map_err(|e| SendError::Retryable(format!("Telegram {method}: {}", e.without_url())))?;
+        let status = response.status();
+        let v: Value = match response.json().await {
+            Ok(v) => v,
+            Err(_) if status.is_server_error() => {
+                return Err(SendError::Retryable(format!(
+                    "Telegram {method}: HTTP {status}"
+                )));
+            }
+            Err(e) => {
+                return Err(SendError::Retryable(format!(
+                    "Telegram {method}: unreadable answer (HTTP {status}): {}",
+                    e.without_url()
+                )));
+            }
+        };
+        if v["ok"].as_bool() == Some(true) {
+            return Ok(v["result"].clone());
+        }
+        Err(classify(method, &v))
+    }
+}
+
+/// The Bot API's errors: what waiting mends, and what a person must fix.
+pub fn classify(method: &str, v: &Value) -> SendError {
+    let code = v["error_code"].as_u64().unwrap_or(0);
+    let description = v["description"].as_str().unwrap_or("no description given");
+    let what = format!("Telegram {method}: {code} {description}");
+    if code == 429 {
+        return SendError::Retryable(format!(
+            "{what}; retry after {} s",
+            v["parameters"]["retry_after"]
+        ));
+    }
+    if code >= 500 || code == 0 {
+        return SendError::Retryable(what);
+    }
+    let lower = description.to_ascii_lowercase();
+    // A wrong token is answered 401, or 404 "Not Found" (no such bot).
+    let hint = if code == 401 || (code == 404 && lower == "not found") {
+        "check the bot token (from @BotFather)"
+    } else if lower.contains("chat not found") {
+        "check the output's chat id (a group's is negative, e.g. -1001234567890)"
+    } else if lower.contains("kicked") || lower.contains("not a member") {
+        "add the bot to the group"
+    } else if lower.contains("not enough rights") {
+        "let the bot send messages in the group"
+    } else if lower.contains("webhook is active") || code == 409 {
+        "a webhook is set for this bot: choose mode = \"webhook\", or remove it (deleteWebhook) to poll"
+    } else {
+        ""
+    };
+    if hint.is_empty() {
+        SendError::Permanent(what)
+    } else {
+        SendError::Permanent(format!("{what}: {hint}"))
+    }
+}
+
+/// The bot: turns updates into commands and button presses.
+pub struct TelegramBot {
+    pub api: Arc<BotApi>,
+    pub chat: Arc<ChatOps>,
+    /// The bot's @username, once `getMe` has said it: commands addressed to
+    /// another bot in the same group are not ours.
+    pub username: Mutex<Option<String>>,
+    /// Update ids already handled: Telegram redelivers a webhook update it
+    /// did not see answered.
+    seen: Mutex<VecDeque<i64>>,
+}
+
+impl TelegramBot {
+    pub fn new(api: Arc<BotApi>, chat: Arc<ChatOps>) -> TelegramBot {
+        TelegramBot {
+            api,
+            chat,
+            username: Mutex::new(None),
+            seen: Mutex::default(),
+        }
+    }
+
+    /// Learns the bot's name and publishes the command menu; a failure is
+    /// logged, the bot works without them.
+    pub async fn introduce(&self) {
+        match self
+            .api
+            .call("getMe", &json!({}), StdDuration::from_secs(10))
+            .await
+        {
+            Ok(me) => {
+                let name = me["username"].as_str().map(str::to_owned);
+                info!(bot = name.as_deref().unwrap_or("?"), "telegram bot ready");
+                *self.username.lock().unwrap_or_else(|p| p.into_inner()) = name;
+            }
+            Err(e) => warn!(error = %e, "telegram getMe failed"),
+        }
+        let mut commands =
+            vec![json!({"command": "purser", "description": "any purser command: /purser help"})];
+        commands.extend(Verb::ALL.iter().map(|v| {
+            json!({"command": v.name(), "description": v.summary().chars().take(256).collect::<String>()})
+        }));
+        if let Err(e) = self
+            .api
+            .call(
+                "setMyCommands",
+                &json!({"commands": commands}),
+                StdDuration::from_secs(10),
+            )
+            .await
+        {
+            warn!(error = %e, "telegram setMyCommands failed; the command menu is not published");
+        }
+    }
+
+    /// Handles one update, once.
+    pub async fn handle(&self, update: &Value) {
+        if let Some(id) = update["update_id"].as_i64() {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.contains(&id) {
+                return;
+            }
+            seen.push_back(id);
+            if seen.len() > 1000 {
+                seen.pop_front();
+            }
+        }
+        if update["message"].is_object() {
+            self.on_message(&update["message"]).await;
+        } else if update["callback_query"].is_object() {
+            self.on_press(&update["callback_query"]).await;
+        }
+    }
+
+    async fn on_message(&self, m: &Value) {
+        let Some(text) = m["text"].as_str() else {
+            return;
+        };
+        let username = self
+            .username
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(command) = command_text(text, username.as_deref()) else {
+            return;
+        };
+        let asker = Asker {
+            platform: "telegram".into(),
+            user: m["from"]["id"]
+                .as_i64()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        };
+        info!(user = %asker.user, "telegram command");
+        let reply = self.chat.handle(&asker, &command).await;
+        let body = json!({
+            "chat_id": m["chat"]["id"],
+            "text": render(&reply),
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+            "reply_parameters": {"message_id": m["message_id"], "allow_sending_without_reply": true},
+        });
+        if let Err(e) = self
+            .api
+            .call("sendMessage", &body, StdDuration::from_secs(10))
+            .await
+        {
+            warn!(error = %e, "could not answer a telegram command");
+        }
+    }
+
+    async fn on_press(&self, q: &Value) {
+        let asker = Asker {
+            platform: "telegram".into(),
+            user: q["from"]["id"]
+                .as_i64()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        };
+        let data = q["data"].as_str().unwrap_or_default();
+        let (text, alert) = match Button::parse_data(data) {
+            None => (format!("purser does not know the button {data:?}."), true),
+            Some((button, fingerprint)) => {
+                info!(user = %asker.user, button = button.id(), "telegram button");
+                let pressed = self.chat.press(&asker, button, fingerprint).await;
+                (pressed.reply.title, !pressed.changed)
+            }
+        };
+        // Until answered, the presser's client shows a spinner. A refusal is
+        // a dialog they must dismiss; a success a passing toast.
+        let body = json!({
+            "callback_query_id": q["id"],
+            "text": text.chars().take(200).collect::<String>(),
+            "show_alert": alert,
+        });
+        if let Err(e) = self
+            .api
+            .call("answerCallbackQuery", &body, StdDuration::from_secs(10))
+            .await
+        {
+            warn!(error = %e, "could not answer a telegram button press");
+        }
+    }
+}
+
+/// The command in a message: `/purser balance acme`, `/balance acme`,
+/// `/balance@purser_bot acme`. Anything else, or a command for another bot,
+/// is not for purser.
+pub fn command_text(text: &str, username: Option<&str>) -> Option<String> {
+    let rest = text.trim_start().strip_prefix('/')?;
+    let (head, args) = rest
+        .split_once(char::is_whitespace)
+        .map_or((rest, ""), |(h, a)| (h, a.trim()));
+    let (name, to) = head
+        .split_once('@')
+        .map_or((head, None), |(n, b)| (n, Some(b)));
+    if let (Some(to), Some(me)) = (to, username)
+        && !to.eq_ignore_ascii_case(me)
+    {
+        return None;
+    }
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        "purser" => Some(args.to_owned()),
+        // What a new user presses first.
+        "start" => Some("help".to_owned()),
+        _ if Verb::parse(&name).is_some() => Some(format!("{name} {args}").trim().to_owned()),
+        _ => None,
+    }
+}
+
+/// HTML text: only `<`, `>` and `&` need escaping.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A reply as Telegram HTML: the title in bold, the lines preformatted (they
+/// line up on a phone), within 4,096 characters.
+pub fn render(reply: &Reply) -> String {
+    let icon = match reply.kind {
+        ReplyKind::Done => "",
+        ReplyKind::Usage => "❔ ",
+        ReplyKind::Refused => "⛔ ",
+        ReplyKind::Failed => "⚠️ ",
+    };
+    let mut out = format!("{icon}<b>{}</b>", escape(&reply.title));
+    if reply.lines.is_empty() {
+        return out;
+    }
+    out.push_str("\n<pre>");
+    let budget = TEXT_CHARS - 60;
+    let mut used = out.chars().count();
+    let mut shown = 0;
+    for l in &reply.lines {
+        let l = escape(l);
+        let n = l.chars().count() + 1;
+        if used + n > budget {
+            break;
+        }
+        if shown > 0 {
+            out.push('\n');
+        }
+        out.push_str(&l);
+        used += n;
+        shown += 1;
+    }
+    out.push_str("</pre>");
+    if shown < reply.lines.len() {
+        out.push_str(&format!(
+            "\n…and {} more; narrow the question",
+            reply.lines.len() - shown
+        ));
+    }
+    out
+}
+
+/// The webhook's state: the bot, and the secret Telegram was given.
+pub struct TelegramWebhook {
+    pub bot: Arc<TelegramBot>,
+    pub secret: Secret,
+}
+
+/// `POST /telegram/webhook`.
+pub async fn webhook(
+    State(hook): State<Arc<TelegramWebhook>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let given = headers
+        .get("x-telegram-bot-api-secret-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !same_secret(given, hook.secret.expose().as_bytes()) {
+        let why = if given.is_empty() {
+            "no X-Telegram-Bot-Api-Secret-Token header"
+        } else {
+            "the secret token does not match"
+        };
+        warn!(
+            route = "/telegram/webhook",
+            why, "refused a request not from Telegram"
+        );
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(update) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+    };
+    // Answered at once: Telegram waits for nothing, and retries what it
+    // thinks failed (the update id keeps a retry from running twice).
+    let bot = hook.bot.clone();
+    tokio::spawn(async move { bot.handle(&update).await });
+    StatusCode::OK.into_response()
+}
+
+/// Compares in constant time, so timing does not reveal the secret.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    // Equal-length MACs of both, compared by the hmac crate in constant time.
+    let key = b"purser-telegram-secret-compare";
+    let mac = |b: &[u8]| {
+        let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        m.update(b);
+        m
+    };
+    let tag = mac(expected).finalize().into_bytes();
+    mac(given).verify_slice(&tag).is_ok()
+}
+
+/// Registers the webhook with Telegram (with its secret), so updates come to
+/// `url` instead of waiting to be polled.
+pub async fn set_webhook(bot: &TelegramBot, url: &str, secret: &Secret) -> Result<(), SendError> {
+    bot.api
+        .call(
+            "setWebhook",
+            &json!({"url": url, "secret_token": secret.expose(),
+                    "allowed_updates": ["message", "callback_query"]}),
+            StdDuration::from_secs(10),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Long polling until `stop`: each `getUpdates` confirms the ones before it.
+pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    bot.introduce().await;
+    let mut offset: Option<i64> = None;
+    let mut failures: u32 = 0;
+    loop {
+        let mut body =
+            json!({"timeout": POLL_SECS, "allowed_updates": ["message", "callback_query"]});
+        if let Some(o) = offset {
+            body["offset"] = json!(o);
+        }
+        let call = bot
+            .api
+            .call("getUpdates", &body, StdDuration::from_secs(POLL_SECS + 15));
+        let got = tokio::select! {
+            got = call => got,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match got {
+            Ok(updates) => {
+                failures = 0;
+                for u in updates.as_array().into_iter().flatten() {
+                    if let Some(id) = u["update_id"].as_i64() {
+                        offset = Some(offset.map_or(id + 1, |o| o.max(id + 1)));
+                    }
+                    bot.handle(u).await;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = StdDuration::from_secs(match &e {
+                    SendError::Permanent(_) => 60,
+                    SendError::Retryable(_) => (1u64 << failures.min(6)).min(60),
+                });
+                warn!(error = %e, retry_in_s = wait.as_secs(), "telegram getUpdates failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_shortcuts_become_the_shared_text() {
+        let me = Some("purser_bot");
+        for (text, want) in [
+            ("/purser balance acme", Some("balance acme")),
+            ("/purser", Some("")),
+            ("/balance acme", Some("balance acme")),
+            ("/Balance@purser_bot  acme ", Some("balance acme")),
+            ("/runway", Some("runway")),
+            ("/start", Some("help")),
+            (
+                "/silence account=acme 1h wire sent",
+                Some("silence account=acme 1h wire sent"),
+            ),
+            ("/balance@other_bot acme", None),
+            ("/weather", None),
+            ("balance acme", None),
+            ("", None),
+        ] {
+            assert_eq!(command_text(text, me).as_deref(), want, "{text:?}");
+        }
+        // Before getMe has answered, a command for any name is taken.
+        assert_eq!(
+            command_text("/alerts@whoever", None).as_deref(),
+            Some("alerts")
+        );
+    }
+
+    #[test]
+    fn replies_escape_html_and_fit() {
+        let reply = Reply {
+            kind: ReplyKind::Refused,
+            title: "No account <b>&</b>".into(),
+            lines: (0..1000).map(|i| format!("row {i} <x> & y")).collect(),
+        };
+        let r = render(&reply);
+        assert!(
+            r.starts_with(
+                "⛔ <b>No account &lt;b&gt;&amp;&lt;/b&gt;</b>\n<pre>row 0 &lt;x&gt; &amp; y\n"
+            ),
+            "{r}"
+        );
+        assert!(r.chars().count() <= TEXT_CHARS);
+        assert!(r.contains("</pre>\n…and "), "{r}");
+    }
+
+    #[test]
+    fn the_token_goes_into_the_path() {
+        let api = BotApi::new(
+            &reqwest::Url::parse("https://api.telegram.org/").unwrap(),
+            &Secret::from_value("123:AA-b_c".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(
+            api.base.join("getMe").unwrap().as_str(),
+            "https://api.telegram.org/bot123:AA-b_c/getMe"
+        );
+        assert!(token_shape_ok("123456789:AAH-x_9"));
+        for bad in ["", "123", ":abc", "12a:abc", "123:", "123:a/b", "123:a b"] {
+            assert!(!token_shape_ok(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret_token-1", b"s3cret_token-1"));
+        assert!(!same_secret(b"s3cret_token-", b"s3cret_token-1"));
+        assert!(!same_secret(b"", b"s3cret_token-1"));
+        assert!(!same_secret(b"s3cret_token-2", b"s3cret_token-1"));
+    }
+
+    #[test]
+    fn bot_api_errors_say_what_to_fix() {
+        let e = |v: Value| classify("sendMessage", &v).to_string();
+        assert!(
+            e(json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}))
+                .contains("chat id")
+        );
+        assert!(
+            e(json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was kicked from the group chat"}))
+                .contains("add the bot")
+        );
+        assert!(
+            e(json!({"ok": false, "error_code": 401, "description": "Unauthorized"}))
+                .contains("bot token")
+        );
+        assert!(matches!(
+            classify(
+                "sendMessage",
+                &json!({"ok": false, "error_code": 429,
+                "description": "Too Many Requests: retry after 3", "parameters": {"retry_after": 3}})
+            ),
+            SendError::Retryable(_)
+        ));
+    }
+}

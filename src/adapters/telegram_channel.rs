@@ -1,0 +1,231 @@
+//! Alerts as Telegram messages in a group: HTML text with an inline
+//! keyboard, edited in place when the alert is acknowledged, silenced or
+//! resolved, and repeats as replies to it. The client paces each chat as
+//! Telegram allows a group: one message a second, twenty a minute.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::telegram::{BotApi, escape};
+use crate::domain::alert::NoticeKind;
+use crate::engine::alert_view::{AlertView, Tone};
+use crate::ports::{MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+
+pub struct TelegramChannel {
+    /// The output's name, under which its messages are remembered.
+    pub output: String,
+    /// Paces per chat (shared with the bot's answers when the token is).
+    pub api: Arc<BotApi>,
+    /// The group's chat id (negative for groups), or `@channelname`.
+    pub chat: String,
+    pub refs: Arc<dyn MessageRefs>,
+    pub timeout: StdDuration,
+}
+
+impl TelegramChannel {
+    pub fn new(
+        output: String,
+        api: Arc<BotApi>,
+        chat: String,
+        refs: Arc<dyn MessageRefs>,
+    ) -> TelegramChannel {
+        TelegramChannel {
+            output,
+            api,
+            chat,
+            refs,
+            timeout: StdDuration::from_secs(10),
+        }
+    }
+
+    async fn call(&self, method: &str, body: Value) -> Result<Value, SendError> {
+        self.api.call(method, &body, self.timeout).await
+    }
+
+    /// A chat id as Telegram wants it: a number, or an `@username`.
+    fn chat_id(chat: &str) -> Value {
+        chat.parse::<i64>()
+            .map_or_else(|_| json!(chat), |id| json!(id))
+    }
+}
+
+#[async_trait]
+impl Notifier for TelegramChannel {
+    async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
+        let store = |e: crate::ports::StoreError| SendError::Retryable(e.to_string());
+        let posted = self
+            .refs
+            .message(&self.output, &n.fingerprint, n.started_at)
+            .await
+            .map_err(store)?;
+        match (n.kind, posted) {
+            (
+                NoticeKind::Firing
+                | NoticeKind::Resolved
+                | NoticeKind::Acknowledged
+                | NoticeKind::Silenced,
+                Some(at),
+            ) => {
+                let mut body = alert_message(n);
+                body["chat_id"] = Self::chat_id(&at.channel);
+                body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
+                match self.call("editMessageText", body).await {
+                    // The same text again (an edit that raced another): done.
+                    Err(SendError::Permanent(e)) if e.contains("message is not modified") => {}
+                    Err(SendError::Permanent(e)) if e.contains("message to edit not found") => {
+                        tracing::info!(output = %self.output, "the alert's Telegram message was deleted; not edited");
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            (NoticeKind::Acknowledged | NoticeKind::Silenced, None) => {}
+            (NoticeKind::Repeat, Some(at)) => {
+                self.call(
+                    "sendMessage",
+                    json!({
+                        "chat_id": Self::chat_id(&at.channel),
+                        "text": format!("Still firing: {}", escape(&n.summary)),
+                        "parse_mode": "HTML",
+                        "reply_parameters": {"message_id": at.message.parse::<i64>().unwrap_or_default(),
+                                             "allow_sending_without_reply": true},
+                    }),
+                )
+                .await?;
+            }
+            (_, None) => {
+                let mut body = alert_message(n);
+                body["chat_id"] = Self::chat_id(&self.chat);
+                let m = self.call("sendMessage", body).await?;
+                let at = MessageRef {
+                    channel: m["chat"]["id"]
+                        .as_i64()
+                        .map_or_else(|| self.chat.clone(), |id| id.to_string()),
+                    message: m["message_id"]
+                        .as_i64()
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
+                };
+                if !at.message.is_empty() {
+                    self.refs
+                        .record_message(&self.output, &n.fingerprint, n.started_at, &at)
+                        .await
+                        .map_err(store)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One alert as Telegram HTML with its buttons, two to a row (an empty
+/// keyboard removes them).
+pub fn alert_message(n: &StoredNotice) -> Value {
+    let v = AlertView::of(n);
+    let text = match v.tone {
+        Tone::Resolved => format!(
+            "✅ <b>Resolved</b> <s>{}</s>\n{}\n<i>id {} · {}</i>",
+            escape(&v.headline),
+            escape(&v.summary),
+            v.short_id,
+            escape(&v.status)
+        ),
+        tone => {
+            let icon = match tone {
+                Tone::Critical => "🔴",
+                Tone::Warning => "🟠",
+                _ => "🟡",
+            };
+            format!(
+                "{icon} <b>{}</b>\n{}\n<i>id {} · {}</i>",
+                escape(&v.headline),
+                escape(&v.summary),
+                v.short_id,
+                escape(&v.status)
+            )
+        }
+    };
+    // The summary is ours and short; a pathological one is cut, tags intact.
+    let text = if text.chars().count() > 4096 {
+        format!(
+            "<b>{}</b>\n{}…",
+            escape(&v.headline),
+            escape(&v.summary.chars().take(3500).collect::<String>())
+        )
+    } else {
+        text
+    };
+    let keyboard: Vec<Vec<Value>> = v
+        .buttons
+        .chunks(2)
+        .map(|row| {
+            row.iter()
+                .map(|b| json!({"text": b.label(), "callback_data": b.data(&n.fingerprint)}))
+                .collect()
+        })
+        .collect();
+    json!({
+        "text": text,
+        "parse_mode": "HTML",
+        "link_preview_options": {"is_disabled": true},
+        "reply_markup": {"inline_keyboard": keyboard},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::alert_view::tests::notice;
+
+    #[test]
+    fn a_firing_alert_is_escaped_html_with_a_keyboard() {
+        let m = alert_message(&notice(NoticeKind::Firing));
+        assert_eq!(
+            m["text"],
+            "🟠 <b>[B] expiring · acme / ins-7f3k2a1b</b>\n\
+             cvm ins-7f3k2a1b (web&lt;01&gt;) expires in 6 days &amp; counting\n\
+             <i>id e0fae2a6 · firing since 2026-11-23 02:00 UTC</i>"
+        );
+        assert_eq!(
+            m["reply_markup"]["inline_keyboard"],
+            json!([
+                [{"text": "Acknowledge", "callback_data": "ack:e0fae2a62feacddd"},
+                 {"text": "Silence 1 h", "callback_data": "silence_1h:e0fae2a62feacddd"}],
+                [{"text": "Silence 24 h", "callback_data": "silence_24h:e0fae2a62feacddd"},
+                 {"text": "Renew…", "callback_data": "renew:e0fae2a62feacddd"}]
+            ])
+        );
+    }
+
+    #[test]
+    fn a_resolved_alert_is_struck_through_and_loses_its_keyboard() {
+        let mut n = notice(NoticeKind::Resolved);
+        n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
+        let m = alert_message(&n);
+        assert!(
+            m["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("✅ <b>Resolved</b> <s>[B] expiring"),
+            "{m}"
+        );
+        assert_eq!(m["reply_markup"]["inline_keyboard"], json!([]));
+    }
+
+    #[test]
+    fn a_huge_summary_is_cut_to_fit() {
+        let mut n = notice(NoticeKind::Firing);
+        n.summary = "<".repeat(5000);
+        let m = alert_message(&n);
+        let text = m["text"].as_str().unwrap();
+        assert!(text.starts_with("<b>[B] expiring"), "{text}");
+        assert!(text.ends_with("&lt;…"), "cut between entities");
+        // Telegram counts the text after parsing: each &lt; is one character.
+        let shown = text.replace("&lt;", "<").replace("<b>", "").replace("</b>", "");
+        assert!(shown.chars().count() <= 4096, "{}", shown.chars().count());
+    }
+}

@@ -1,0 +1,409 @@
+//! Telegram against a loopback Bot API: updates by long polling (with
+//! offsets confirming what was handled) and by the webhook (secret token
+//! checked first); alerts posted with inline keyboards, buttons answered,
+//! messages edited when acknowledged, silenced and resolved.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::Uri;
+use chrono::Duration;
+use purser::ports::Store;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::helpers::{Setup, TestApp, World};
+
+const TOKEN: &str = "123456789:AAtest-token_for-purser";
+const GROUP: i64 = -1_001_234_567_890;
+const ANA: i64 = 7_001;
+const VIC: i64 = 7_002;
+
+#[derive(Default)]
+struct BotApi {
+    /// (method, body) of every call, in order.
+    calls: Mutex<Vec<(String, Value)>>,
+    /// Updates not yet confirmed by an offset.
+    updates: Mutex<VecDeque<Value>>,
+    next_update: Mutex<i64>,
+    next_message: Mutex<i64>,
+    changed: Notify,
+}
+
+impl BotApi {
+    fn push(&self, kind: &str, payload: Value) {
+        let mut n = self.next_update.lock().unwrap();
+        *n += 1;
+        self.updates
+            .lock()
+            .unwrap()
+            .push_back(json!({"update_id": 500 + *n, kind: payload}));
+        self.changed.notify_waiters();
+    }
+
+    fn calls(&self, method: &str) -> Vec<Value> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| m == method)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    async fn wait(&self, method: &str, n: usize) -> Vec<Value> {
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let changed = self.changed.notified();
+                let got = self.calls(method);
+                if got.len() >= n {
+                    return got;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{method}: fewer than {n} calls"))
+    }
+}
+
+fn message(from: i64, text: &str, id: i64) -> Value {
+    json!({"message_id": id, "date": 1_700_000_000, "text": text,
+           "from": {"id": from, "is_bot": false, "first_name": "x"},
+           "chat": {"id": GROUP, "type": "supergroup", "title": "ops"}})
+}
+
+fn press(from: i64, data: &str, message_id: i64) -> Value {
+    json!({"id": format!("cb{from}{data}"), "from": {"id": from, "is_bot": false, "first_name": "x"},
+           "chat_instance": "1", "data": data,
+           "message": {"message_id": message_id, "date": 1_700_000_000,
+                       "chat": {"id": GROUP, "type": "supergroup"}}})
+}
+
+async fn method(
+    State(api): State<Arc<BotApi>>,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> axum::Json<Value> {
+    let path = uri.path().to_owned();
+    let Some(method) = path.strip_prefix(&format!("/bot{TOKEN}/")) else {
+        return axum::Json(json!({"ok": false, "error_code": 404, "description": "Not Found"}));
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if method == "getUpdates" {
+        // Confirm what the offset says was handled, then wait for news as the
+        // real server does.
+        api.calls
+            .lock()
+            .unwrap()
+            .push((method.to_owned(), body.clone()));
+        api.changed.notify_waiters();
+        if let Some(offset) = body["offset"].as_i64() {
+            api.updates
+                .lock()
+                .unwrap()
+                .retain(|u| u["update_id"].as_i64().unwrap() >= offset);
+        }
+        let found = tokio::time::timeout(std::time::Duration::from_secs(25), async {
+            loop {
+                let changed = api.changed.notified();
+                let pending: Vec<Value> = api.updates.lock().unwrap().iter().cloned().collect();
+                if !pending.is_empty() {
+                    return pending;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .unwrap_or_default();
+        return axum::Json(json!({"ok": true, "result": found}));
+    }
+    let result = match method {
+        "getMe" => {
+            json!({"id": 42, "is_bot": true, "first_name": "purser", "username": "purser_bot"})
+        }
+        "sendMessage" => {
+            let mut n = api.next_message.lock().unwrap();
+            *n += 1;
+            json!({"message_id": 100 + *n, "date": 1_700_000_000, "text": body["text"],
+                   "chat": {"id": body["chat_id"], "type": "supergroup"}})
+        }
+        "editMessageText" => json!({"message_id": body["message_id"], "date": 1_700_000_000,
+                                    "chat": {"id": body["chat_id"], "type": "supergroup"}}),
+        _ => json!(true),
+    };
+    api.calls.lock().unwrap().push((method.to_owned(), body));
+    api.changed.notify_waiters();
+    axum::Json(json!({"ok": true, "result": result}))
+}
+
+async fn start_api() -> (Arc<BotApi>, std::net::SocketAddr) {
+    let api = Arc::new(BotApi::default());
+    let app = Router::new().fallback(method).with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (api, addr)
+}
+
+async fn running(telegram: &str, addr: std::net::SocketAddr) -> (World, TestApp) {
+    let config = format!(
+        r#"
+{telegram}
+token = "file:telegram.token"
+api = "http://{addr}/"
+
+[[people]]
+name = "ana"
+role = "requester"
+telegram = "{ANA}"
+
+[[people]]
+name = "vic"
+role = "viewer"
+telegram = "{VIC}"
+
+[[outputs]]
+name = "ops"
+kind = "telegram"
+channel = "{GROUP}"
+token = "file:telegram.token"
+api = "http://{addr}/"
+"#
+    );
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+        Setup {
+            rules: &config,
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("telegram.token"), TOKEN).unwrap();
+    std::fs::write(world.dir.path().join("telegram.secret"), "hook_Secret-1").unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    (world, app)
+}
+
+/// The alert messages (the ones with a keyboard), as opposed to answers.
+fn alert_posts(api: &BotApi) -> Vec<Value> {
+    api.calls("sendMessage")
+        .into_iter()
+        .filter(|b| b["reply_markup"].is_object())
+        .collect()
+}
+
+#[tokio::test]
+async fn polling_alert_buttons_commands_and_edits() {
+    let (api, addr) = start_api().await;
+    let (world, app) = running("[telegram]", addr).await;
+
+    // Introduced itself: name learned, command menu published.
+    api.wait("getMe", 1).await;
+    let menu = api.wait("setMyCommands", 1).await;
+    assert!(menu[0]["commands"].to_string().contains("\"balance\""));
+
+    // The alert, posted once, with its keyboard.
+    api.wait("sendMessage", 1).await;
+    let posted = alert_posts(&api);
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0]["chat_id"], GROUP);
+    assert_eq!(posted[0]["parse_mode"], "HTML");
+    assert!(
+        posted[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("low_balance · acme</b>"),
+        "{}",
+        posted[0]["text"]
+    );
+    let keyboard = posted[0]["reply_markup"]["inline_keyboard"].clone();
+    let ack = keyboard[0][0]["callback_data"].as_str().unwrap().to_owned();
+    let silence = keyboard[1][0]["callback_data"].as_str().unwrap().to_owned();
+    assert!(
+        ack.starts_with("ack:") && silence.starts_with("silence_24h:"),
+        "{keyboard}"
+    );
+    let alert_message = 101;
+
+    // A viewer's press: a dialog that says no; nothing changes.
+    api.push("callback_query", press(VIC, &ack, alert_message));
+    let answers = api.wait("answerCallbackQuery", 1).await;
+    assert_eq!(answers[0]["show_alert"], true);
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("needs the requester role")
+    );
+    assert!(
+        app.store.all_open_alerts().await.unwrap()[0]
+            .acknowledged
+            .is_none()
+    );
+
+    // The requester's: a toast, the ack recorded, the message edited.
+    api.push("callback_query", press(ANA, &ack, alert_message));
+    let answers = api.wait("answerCallbackQuery", 2).await;
+    assert_eq!(answers[1]["show_alert"], false);
+    assert!(
+        answers[1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Acknowledged")
+    );
+    let edits = api.wait("editMessageText", 1).await;
+    assert_eq!(edits[0]["message_id"], alert_message);
+    assert!(
+        edits[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("acknowledged by ana")
+    );
+    assert!(!edits[0]["reply_markup"].to_string().contains("ack:"));
+    assert_eq!(
+        app.store.all_open_alerts().await.unwrap()[0]
+            .acknowledged
+            .as_ref()
+            .unwrap()
+            .by,
+        "ana"
+    );
+
+    // Commands, as /purser and as shortcuts; one for another bot is ignored.
+    api.push("message", message(ANA, "/balance@other_bot acme", 1));
+    api.push("message", message(ANA, "/balance@purser_bot acme", 2));
+    api.push("message", message(777, "/purser balance", 3));
+    let sent = api.wait("sendMessage", 3).await;
+    let answers: Vec<&Value> = sent
+        .iter()
+        .filter(|b| b["reply_markup"].is_null())
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers[0]["reply_parameters"]["message_id"], 2);
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("acme · ¥2,000.00"),
+        "{}",
+        answers[0]["text"]
+    );
+    assert!(
+        answers[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("does not know you")
+    );
+    assert!(!answers[1]["text"].as_str().unwrap().contains("acme"));
+
+    // A silence typed as a command edits the alert's message too.
+    api.push(
+        "message",
+        message(ANA, "/silence account=acme 24h wire sent", 4),
+    );
+    let edits = api.wait("editMessageText", 2).await;
+    assert!(
+        edits[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("silenced by ana until"),
+        "{}",
+        edits[1]["text"]
+    );
+    assert!(!edits[1]["reply_markup"].to_string().contains("silence_"));
+
+    // Resolved: edited once more, its keyboard gone, and still one post.
+    world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n");
+    app.advance(Duration::minutes(1)).await;
+    let edits = api.wait("editMessageText", 3).await;
+    assert!(
+        edits[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("<b>Resolved</b>")
+    );
+    assert_eq!(edits[2]["reply_markup"]["inline_keyboard"], json!([]));
+    assert_eq!(alert_posts(&api).len(), 1);
+
+    // Each update was handled once: offsets confirmed them.
+    assert_eq!(api.calls("answerCallbackQuery").len(), 2);
+    let mut n = 1;
+    let polls = loop {
+        let polls = api.wait("getUpdates", n).await;
+        if polls.last().unwrap()["offset"].as_i64() == Some(507) {
+            break polls;
+        }
+        n = polls.len() + 1;
+    };
+    let offsets: Vec<i64> = polls.iter().filter_map(|p| p["offset"].as_i64()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    assert_eq!(
+        offsets.last(),
+        Some(&507),
+        "all seven confirmed: {offsets:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_webhook_checks_its_secret_token_first() {
+    let (api, addr) = start_api().await;
+    let (world, app) = running(
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[telegram]\nmode = \"webhook\"\nwebhook_url = \"https://purser.example.com/telegram/webhook\"\nwebhook_secret = \"file:telegram.secret\"",
+        addr,
+    )
+    .await;
+    let set = api.wait("setWebhook", 1).await;
+    assert_eq!(set[0]["url"], "https://purser.example.com/telegram/webhook");
+    assert_eq!(set[0]["secret_token"], "hook_Secret-1");
+    let url = format!("http://{}/telegram/webhook", app.http.unwrap());
+    let update = json!({"update_id": 9001, "message": message(ANA, "/whoami", 9)});
+    let post = |secret: Option<&str>, body: String| {
+        let mut r = reqwest::Client::new()
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(s) = secret {
+            r = r.header("X-Telegram-Bot-Api-Secret-Token", s);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post(None, update.to_string()).await, 401);
+    assert_eq!(post(Some("hook_Secret-2"), update.to_string()).await, 401);
+    assert_eq!(post(Some("hook_Secret-"), update.to_string()).await, 401);
+    assert_eq!(post(Some("hook_Secret-1"), "not json".into()).await, 400);
+    assert_eq!(post(Some("hook_Secret-1"), update.to_string()).await, 200);
+    let sent = api.wait("sendMessage", 2).await;
+    let answers: Vec<&Value> = sent
+        .iter()
+        .filter(|b| b["reply_markup"].is_null())
+        .collect();
+    assert_eq!(answers.len(), 1);
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("You are ana, requester.")
+    );
+    // Telegram redelivers what it thinks failed: answered once.
+    assert_eq!(post(Some("hook_Secret-1"), update.to_string()).await, 200);
+    let later = json!({"update_id": 9002, "message": message(ANA, "/whoami", 10)});
+    assert_eq!(post(Some("hook_Secret-1"), later.to_string()).await, 200);
+    let sent = api.wait("sendMessage", 3).await;
+    let answered: Vec<&Value> = sent
+        .iter()
+        .map(|b| &b["reply_parameters"]["message_id"])
+        .filter(|id| !id.is_null())
+        .collect();
+    assert_eq!(answered, [&json!(9), &json!(10)]);
+    assert!(
+        api.calls("getUpdates").is_empty(),
+        "a webhook bot does not poll"
+    );
+    app.stop().await;
+    drop(world);
+}
