@@ -225,7 +225,10 @@ mod tests {
         assert!(text.starts_with("<b>[B] expiring"), "{text}");
         assert!(text.ends_with("&lt;…"), "cut between entities");
         // Telegram counts the text after parsing: each &lt; is one character.
-        let shown = text.replace("&lt;", "<").replace("<b>", "").replace("</b>", "");
+        let shown = text
+            .replace("&lt;", "<")
+            .replace("<b>", "")
+            .replace("</b>", "");
         assert!(shown.chars().count() <= 4096, "{}", shown.chars().count());
     }
 }
