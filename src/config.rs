@@ -30,6 +30,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub accounts: Vec<AccountConfig>,
     pub outputs: Vec<OutputConfig>,
+    /// Which outputs hear of which alerts; none: every output hears all.
+    pub routes: Vec<crate::domain::routing::Route>,
     /// The one HTTP listener (chat endpoints and `/healthz`), when set.
     pub http: Option<HttpConfig>,
     pub slack: Option<SlackConfig>,
@@ -85,6 +87,16 @@ pub struct PersonConfig {
 }
 
 impl Config {
+    /// Which outputs hear of which alerts.
+    pub fn routing(&self) -> crate::domain::routing::Routing {
+        let names: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+        if self.routes.is_empty() {
+            crate::domain::routing::Routing::everywhere(&names)
+        } else {
+            crate::domain::routing::Routing::new(self.routes.clone(), &names)
+        }
+    }
+
     /// Accounts whose balance a person enters (their cloud has no balance API).
     pub fn entered_balance_accounts(&self) -> HashSet<crate::domain::model::AccountId> {
         self.accounts
@@ -349,12 +361,23 @@ struct RawConfig {
     accounts: Vec<RawAccount>,
     #[serde(default)]
     outputs: Vec<RawOutput>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
     http: Option<RawHttp>,
     slack: Option<RawSlack>,
     discord: Option<RawDiscord>,
     telegram: Option<RawTelegram>,
     #[serde(default)]
     people: Vec<RawPerson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    matchers: Option<S>,
+    outputs: Spanned<Vec<String>>,
+    #[serde(rename = "continue", default)]
+    continue_matching: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1570,6 +1593,43 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             _ => None,
         }
     });
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let matchers = match &r.matchers {
+            None => Ok(Vec::new()),
+            Some(m) => crate::domain::command::Matcher::parse_all(m.get_ref())
+                .map_err(|e| issues.at(m, format!("routes[{i}].matchers"), e)),
+        };
+        let names = r.outputs.get_ref();
+        if names.is_empty() {
+            issues.at(
+                &r.outputs,
+                format!("routes[{i}].outputs"),
+                "name at least one output",
+            );
+        }
+        for n in names {
+            if !output_names.contains(n) {
+                let known: Vec<&str> = raw
+                    .outputs
+                    .iter()
+                    .map(|o| o.name.get_ref().as_str())
+                    .collect();
+                issues.at(
+                    &r.outputs,
+                    format!("routes[{i}].outputs"),
+                    format!("no output is named {n:?}; known: {}", known.join(", ")),
+                );
+            }
+        }
+        if let Ok(matchers) = matchers {
+            routes.push(crate::domain::routing::Route {
+                matchers,
+                outputs: names.clone(),
+                continue_matching: r.continue_matching,
+            });
+        }
+    }
     let telegram = raw
         .telegram
         .as_ref()
@@ -1583,6 +1643,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         providers,
         accounts,
         outputs,
+        routes,
         http,
         slack,
         discord,

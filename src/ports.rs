@@ -3,6 +3,8 @@
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
+
+use crate::domain::routing::Routing;
 use chrono::{DateTime, Utc};
 
 use crate::domain::alert::{Alert, Changes, Notice};
@@ -157,15 +159,15 @@ pub trait Store: Send + Sync {
     /// Every account's open alerts, most severe first.
     async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError>;
     /// Marks the one open alert whose fingerprint starts with `alert`, and in
-    /// the same transaction queues an `acknowledged` notice for `outputs`
-    /// (`accounts` give the alert's account labels).
+    /// the same transaction queues an `acknowledged` notice for the outputs
+    /// `routing` picks (`accounts` give the alert's account labels).
     async fn acknowledge(
         &self,
         alert: &crate::domain::command::AlertRef,
         by: &str,
         at: DateTime<Utc>,
         accounts: &[Account],
-        outputs: &[String],
+        routing: &Routing,
     ) -> Result<AckOutcome, StoreError>;
     /// Stores a silence, and queues a `silenced` notice for each firing alert
     /// it covers that people were told of, so that chat messages show it.
@@ -173,7 +175,7 @@ pub trait Store: Send + Sync {
         &self,
         silence: &NewSilence,
         accounts: &[Account],
-        outputs: &[String],
+        routing: &Routing,
     ) -> Result<crate::domain::silence::Silence, StoreError>;
     async fn end_silence(
         &self,
@@ -186,12 +188,13 @@ pub trait Store: Send + Sync {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<crate::domain::silence::Silence>, StoreError>;
-    /// Writes alert changes and one outbox row per (notice, output) together.
+    /// Writes alert changes and one outbox row per (notice, output that
+    /// `routing` picks for it) together.
     async fn apply(
         &self,
         account: &Account,
         changes: &Changes,
-        outputs: &[String],
+        routing: &Routing,
     ) -> Result<(), StoreError>;
     async fn due_notices(
         &self,

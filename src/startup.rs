@@ -213,7 +213,7 @@ impl Application {
         let poller = Poller {
             store: shared.clone(),
             clock: clock.clone(),
-            outputs: Arc::new(config.outputs.iter().map(|o| o.name.clone()).collect()),
+            routing: Arc::new(config.routing()),
             timeout: config.scheduler.timeout,
         };
         let scheduler = Scheduler {
@@ -241,7 +241,7 @@ impl Application {
                 entered: config.entered_balance_accounts(),
                 directory: config.directory(),
                 clock: clock.clone(),
-                outputs: config.outputs.iter().map(|o| o.name.clone()).collect(),
+                routing: config.routing(),
                 outbox: Some(OutboxSignal {
                     activity: activity.clone(),
                     written: written.clone(),

@@ -13,6 +13,7 @@ use crate::domain::model::{
     Account, AccountId, BalanceEntry, FailureKind, PollFailure, PollHealth, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
+use crate::domain::routing::Routing;
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{
@@ -155,9 +156,10 @@ async fn enqueue(
     n: &Notice,
     account: &Account,
     decided_at: DateTime<Utc>,
-    outputs: &[String],
+    routing: &Routing,
     silence: Option<&Silence>,
 ) -> Result<(), StoreError> {
+    let outputs = routing.outputs_for(account, &n.alert.key, n.alert.severity.as_str());
     let notice_id = format!(
         "{}-{}-{}-{}",
         n.alert.fingerprint,
@@ -171,7 +173,7 @@ async fn enqueue(
         stored.silenced_until = Some(s.ends_at);
     }
     let body = serde_json::to_string(&stored).map_err(corrupt)?;
-    for output in outputs {
+    for output in &outputs {
         sqlx::query(
             "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
@@ -392,7 +394,7 @@ impl Store for SqliteStore {
         by: &str,
         at: DateTime<Utc>,
         accounts: &[Account],
-        outputs: &[String],
+        routing: &Routing,
     ) -> Result<AckOutcome, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Hex digits only (AlertRef guarantees it), so LIKE needs no escaping.
@@ -434,7 +436,7 @@ impl Store for SqliteStore {
                                 alert: a.clone(),
                                 escalated_from: None,
                             };
-                            enqueue(&mut tx, &notice, account, at, outputs, None).await?;
+                            enqueue(&mut tx, &notice, account, at, routing, None).await?;
                         }
                         AckOutcome::Acknowledged(a)
                     } else {
@@ -452,7 +454,7 @@ impl Store for SqliteStore {
         &self,
         s: &NewSilence,
         accounts: &[Account],
-        outputs: &[String],
+        routing: &Routing,
     ) -> Result<Silence, StoreError> {
         let matchers = s
             .matchers
@@ -508,7 +510,7 @@ impl Store for SqliteStore {
                 &notice,
                 account,
                 s.starts_at,
-                outputs,
+                routing,
                 Some(&silence),
             )
             .await?;
@@ -562,7 +564,7 @@ impl Store for SqliteStore {
         &self,
         account: &Account,
         changes: &Changes,
-        outputs: &[String],
+        routing: &Routing,
     ) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
@@ -610,7 +612,7 @@ impl Store for SqliteStore {
         }
         for n in &changes.notices {
             let decided_at = n.alert.last_notified_at.unwrap_or(n.alert.started_at);
-            enqueue(&mut tx, n, account, decided_at, outputs, None).await?;
+            enqueue(&mut tx, n, account, decided_at, routing, None).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -286,21 +286,32 @@ impl Matcher {
         }
     }
 
-    /// `label=value[,label=value…]`; each label once at most.
+    /// `label=value[,label=value…]`, for a silence: each label once at most,
+    /// and at least one `=`.
     pub fn parse_list(text: &str) -> Result<Vec<Matcher>, String> {
+        let out = Matcher::parse_all(text)?;
+        if !out.iter().any(|m| m.op == MatchOp::Eq) {
+            // Only negations would silence nearly everything.
+            return Err(format!(
+                "{text:?} only excludes; name at least one label=value to silence"
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `label=value` or `label!=value`, comma-separated, each label once at
+    /// most; an empty text is no matchers.
+    pub fn parse_all(text: &str) -> Result<Vec<Matcher>, String> {
         let mut out: Vec<Matcher> = Vec::new();
+        if text.trim().is_empty() {
+            return Ok(out);
+        }
         for part in text.split(',') {
             let m = Matcher::parse(part)?;
             if out.iter().any(|o| o.label == m.label) {
                 return Err(format!("label {:?} is given twice", m.label));
             }
             out.push(m);
-        }
-        if !out.iter().any(|m| m.op == MatchOp::Eq) {
-            // Only negations would silence nearly everything.
-            return Err(format!(
-                "{text:?} only excludes; name at least one label=value to silence"
-            ));
         }
         Ok(out)
     }

@@ -7,5 +7,6 @@ pub mod forecast;
 pub mod model;
 pub mod money;
 pub mod people;
+pub mod routing;
 pub mod rules;
 pub mod silence;

@@ -244,6 +244,25 @@ pub struct AlertKey {
 }
 
 impl AlertKey {
+    /// The value of label `name` for an alert with this key on `account`:
+    /// what silences and routes match on.
+    pub fn label<'a>(
+        &'a self,
+        account: &'a Account,
+        severity: &'a str,
+        name: &str,
+    ) -> Option<&'a str> {
+        match name {
+            "account" => Some(account.id.as_str()),
+            "rule" => Some(self.rule.as_str()),
+            "provider" => Some(account.provider.as_str()),
+            "site" => Some(account.site.as_str()),
+            "severity" => Some(severity),
+            "resource" => Some(self.resource.as_str()).filter(|r| !r.is_empty()),
+            other => account.labels.get(other).map(String::as_str),
+        }
+    }
+
     /// A stable fingerprint: the first 16 hex digits of SHA-256 over the key.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};

@@ -26,18 +26,9 @@ impl Silence {
 
     /// Whether every matcher holds for an alert of `account` with `key`.
     pub fn matches(&self, account: &Account, key: &AlertKey, severity: &str) -> bool {
-        let label = |name: &str| -> Option<&str> {
-            match name {
-                "account" => Some(account.id.as_str()),
-                "rule" => Some(key.rule.as_str()),
-                "provider" => Some(account.provider.as_str()),
-                "site" => Some(account.site.as_str()),
-                "severity" => Some(severity),
-                "resource" => Some(key.resource.as_str()).filter(|r| !r.is_empty()),
-                other => account.labels.get(other).map(String::as_str),
-            }
-        };
-        self.matchers.iter().all(|m| m.matches(label))
+        self.matchers
+            .iter()
+            .all(|m| m.matches(|name| key.label(account, severity, name)))
     }
 }
 

@@ -97,8 +97,9 @@ pub struct ChatOps {
     pub entered: std::collections::HashSet<crate::domain::model::AccountId>,
     pub directory: Directory,
     pub clock: Arc<dyn Clock>,
-    /// Where an acknowledgement is announced (every configured output).
-    pub outputs: Vec<String>,
+    /// Where acknowledgements and silences are announced: the outputs that
+    /// heard of the alert.
+    pub routing: crate::domain::routing::Routing,
     /// Told when an acknowledgement queued notices, to wake the dispatcher.
     pub outbox: Option<OutboxSignal>,
 }
@@ -368,7 +369,7 @@ impl ChatOps {
                         &person.name,
                         now,
                         &self.account_list(),
-                        &self.outputs,
+                        &self.routing,
                     )
                     .await?
                 {
@@ -423,7 +424,7 @@ impl ChatOps {
                             reason,
                         },
                         &self.account_list(),
-                        &self.outputs,
+                        &self.routing,
                     )
                     .await?;
                 if let Some(signal) = &self.outbox {

@@ -19,7 +19,8 @@ use crate::ports::{Clock, Provider, ProviderError, Store, StoreError};
 pub struct Poller {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
-    pub outputs: Arc<Vec<String>>,
+    /// Which outputs hear of each alert.
+    pub routing: Arc<crate::domain::routing::Routing>,
     pub timeout: chrono::Duration,
 }
 
@@ -59,7 +60,7 @@ impl Poller {
             );
         }
         self.store
-            .apply(&account.account, &changes, &self.outputs)
+            .apply(&account.account, &changes, &self.routing)
             .await?;
         Ok(wrote)
     }

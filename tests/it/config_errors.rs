@@ -371,3 +371,24 @@ fn telegram_mistakes_are_located_and_never_echo_the_token() {
     );
     assert!(!err.contains("AAvalid"), "{err}");
 }
+
+#[test]
+fn route_mistakes_are_located() {
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"console\"\nkind = \"console\"\n\n[[routes]]\nmatchers = \"env\"\noutputs = [\"console\"]\n\n[[routes]]\noutputs = [\"slack\"]\n\n[[routes]]\noutputs = []\n"
+    ));
+    for want in [
+        ":19: routes[0].matchers: \"env\" is not a matcher",
+        ":23: routes[1].outputs: no output is named \"slack\"; known: console",
+        ":26: routes[2].outputs: name at least one output",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"console\"\nkind = \"console\"\n\n[[routes]]\noutputs = [\"console\"]\ncontinu = true\n"
+    ));
+    assert!(
+        err.contains(":20: continu: unknown field `continu`"),
+        "{err}"
+    );
+}

@@ -268,7 +268,7 @@ max_attempts = 5
             entered: config.entered_balance_accounts(),
             directory: config.directory(),
             clock: self.clock.clone(),
-            outputs: Vec::new(),
+            routing: config.routing(),
             outbox: None,
         })
     }

@@ -4,6 +4,7 @@ use chrono::Duration;
 use purser::adapters::sqlite::SqliteStore;
 use purser::domain::command::{AlertRef, Matcher};
 use purser::domain::model::{Account, AccountId};
+use purser::domain::routing::Routing;
 use purser::ports::{AckOutcome, Clock, EndSilenceOutcome, NewSilence, Store};
 
 use crate::helpers::{Setup, World};
@@ -42,7 +43,7 @@ async fn a_silence_holds_back_notices_until_it_is_ended() {
                 reason: Some("wire transfer sent".into()),
             },
             &[],
-            &[],
+            &Routing::default(),
         )
         .await
         .unwrap();
@@ -128,7 +129,7 @@ async fn an_acknowledgement_counts_once_and_needs_an_unambiguous_id() {
         site: "cn".into(),
         labels: Default::default(),
     }];
-    let outputs = ["hook".to_owned()];
+    let outputs = Routing::everywhere(&["hook".to_owned()]);
     let first = app
         .store
         .acknowledge(&by_prefix, "ana", at, &acme, &outputs)
