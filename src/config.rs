@@ -1109,6 +1109,8 @@ impl Config {
         if issues.list.is_empty() {
             Ok(config)
         } else {
+            // In file order (unlocated last), as a person fixes them.
+            issues.list.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
             Err(fail(issues.list))
         }
     }
