@@ -257,6 +257,14 @@ pub enum OutputKind {
         /// The Web API's base URL (tests point it at a mock).
         api: reqwest::Url,
     },
+    /// A DingTalk, WeCom or Feishu group robot: posts only, grouped.
+    Robot {
+        kind: crate::adapters::robots::RobotKind,
+        /// The robot's webhook URL (it holds the robot's key).
+        url: Secret,
+        /// The signing secret, when the robot's signing is on.
+        secret: Option<Secret>,
+    },
     /// Alert messages with buttons in one Telegram group, sent by the bot.
     Telegram {
         chat: String,
@@ -1392,6 +1400,18 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 },
                 None => continue,
             },
+            kind @ ("dingtalk" | "wecom" | "feishu") => {
+                use crate::adapters::robots::RobotKind;
+                let kind = match kind {
+                    "dingtalk" => RobotKind::DingTalk,
+                    "wecom" => RobotKind::WeCom,
+                    _ => RobotKind::Feishu,
+                };
+                match robot_output(issues, base, i, o, kind) {
+                    Some((url, secret)) => OutputKind::Robot { kind, url, secret },
+                    None => continue,
+                }
+            }
             "telegram" => match chat_output(
                 issues,
                 base,
@@ -1756,6 +1776,71 @@ fn build_telegram(
         api: api?,
         mode: mode?,
     })
+}
+
+/// A group robot's URL (a secret reference: the URL holds the robot's key)
+/// and signing secret.
+fn robot_output(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    i: usize,
+    o: &RawOutput,
+    kind: crate::adapters::robots::RobotKind,
+) -> Option<(Secret, Option<Secret>)> {
+    use crate::adapters::robots::RobotKind;
+    let example = match kind {
+        RobotKind::DingTalk => "env:DINGTALK_ROBOT_URL",
+        RobotKind::WeCom => "env:WECOM_ROBOT_URL",
+        RobotKind::Feishu => "env:FEISHU_ROBOT_URL",
+    };
+    let url = match &o.url {
+        None => {
+            issues.at(
+                &o.kind,
+                format!("outputs[{i}].url"),
+                format!(
+                    "a {} robot needs its webhook URL ({example:?})",
+                    kind.name()
+                ),
+            );
+            None
+        }
+        Some(u) => match Secret::resolve(u.get_ref(), base) {
+            Err(e) => {
+                issues.at(u, format!("outputs[{i}].url"), format!("{e}; the robot's URL holds its key, so it is given like a secret ({example:?})"));
+                None
+            }
+            Ok(url) => match reqwest::Url::parse(url.expose().trim()) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                    Some(Secret::from_value(url.expose().trim()))
+                }
+                // Never echo the value: it holds the key.
+                _ => {
+                    issues.at(
+                        u,
+                        format!("outputs[{i}].url"),
+                        format!("{} does not hold an http(s) URL", u.get_ref()),
+                    );
+                    None
+                }
+            },
+        },
+    };
+    let secret = match (&o.secret, kind) {
+        (Some(s), RobotKind::WeCom) => {
+            issues.at(
+                s,
+                format!("outputs[{i}].secret"),
+                "WeCom robots do not sign: the key in the URL is the secret; remove this",
+            );
+            None
+        }
+        (Some(s), _) => Secret::resolve(s.get_ref(), base)
+            .map_err(|e| issues.at(s, format!("outputs[{i}].secret"), e))
+            .ok(),
+        (None, _) => None,
+    };
+    Some((url?, secret))
 }
 
 /// What a chat output of one kind asks for, in its words.

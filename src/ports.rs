@@ -263,10 +263,26 @@ pub trait MessageRefs: Send + Sync {
     ) -> Result<Option<MessageRef>, StoreError>;
 }
 
-/// Somewhere notices go: the console, a webhook, later chat platforms.
+/// Somewhere notices go: the console, a webhook, a chat channel, a robot.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn send(&self, notice: &StoredNotice) -> Result<(), SendError>;
+
+    /// How many notices decided together for one account one message may
+    /// carry. Outputs that edit a message per alert keep 1; rate-limited
+    /// robots group, so that ten resources expiring at once make one message.
+    fn group_limit(&self) -> usize {
+        1
+    }
+
+    /// Sends `notices` (at most `group_limit`, one account, one decision) as
+    /// one message; delivered or failed together.
+    async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
+        for n in notices {
+            self.send(n).await?;
+        }
+        Ok(())
+    }
 }
 
 impl StoredNotice {

@@ -15,6 +15,7 @@ use crate::adapters::discord::{self, DiscordEndpoint};
 use crate::adapters::discord_channel::DiscordChannel;
 use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
+use crate::adapters::robots::Robot;
 use crate::adapters::simulated::SimulatedProvider;
 use crate::adapters::slack::{self, SlackEndpoint};
 use crate::adapters::slack_channel::SlackChannel;
@@ -121,6 +122,15 @@ pub fn build_outputs(
                         token.clone(),
                         channel.clone(),
                         refs.clone(),
+                    )),
+                    10,
+                ),
+                OutputKind::Robot { kind, url, secret } => (
+                    Arc::new(Robot::new(
+                        *kind,
+                        url.clone(),
+                        secret.clone(),
+                        clock.clone(),
                     )),
                     10,
                 ),

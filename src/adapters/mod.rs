@@ -9,6 +9,7 @@ pub mod discord_channel;
 pub mod http;
 pub mod huawei;
 pub mod pace;
+pub mod robots;
 pub mod signing;
 pub mod simulated;
 pub mod slack;

@@ -392,3 +392,20 @@ fn route_mistakes_are_located() {
         "{err}"
     );
 }
+
+#[test]
+fn robot_mistakes_are_located_and_never_echo_the_url() {
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"d\"\nkind = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=t0ps3cret\"\n\n[[outputs]]\nname = \"w\"\nkind = \"wecom\"\nurl = \"env:PURSER_TEST_UNSET_WECOM\"\nsecret = \"env:X\"\n\n[[outputs]]\nname = \"f\"\nkind = \"feishu\"\n"
+    ));
+    for want in [
+        ":17: outputs[0].url: a secret must be a reference",
+        "the robot's URL holds its key, so it is given like a secret (\"env:DINGTALK_ROBOT_URL\")",
+        ":22: outputs[1].url: environment variable PURSER_TEST_UNSET_WECOM is not set",
+        ":23: outputs[1].secret: WeCom robots do not sign",
+        ":27: outputs[2].url: a Feishu robot needs its webhook URL (\"env:FEISHU_ROBOT_URL\")",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    assert!(!err.contains("t0ps3cret"), "{err}");
+}

@@ -14,6 +14,7 @@ mod discord;
 mod helpers;
 mod lifecycle;
 mod resilience;
+mod robots;
 mod routing;
 mod silences;
 mod slack_flow;
