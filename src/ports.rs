@@ -263,6 +263,18 @@ pub trait MessageRefs: Send + Sync {
     ) -> Result<Option<MessageRef>, StoreError>;
 }
 
+/// A chat channel that shows each alert as one message, edited as the alert
+/// changes (`engine::alert_view::deliver` decides which call a notice needs).
+#[async_trait]
+pub trait AlertMessages: Send + Sync {
+    /// Posts the alert's message; where it landed, if the platform said.
+    async fn post(&self, notice: &StoredNotice) -> Result<Option<MessageRef>, SendError>;
+    /// Shows the alert's state now in the message posted before.
+    async fn edit(&self, at: &MessageRef, notice: &StoredNotice) -> Result<(), SendError>;
+    /// "Still firing", as a reply to the alert's message.
+    async fn reply(&self, at: &MessageRef, notice: &StoredNotice) -> Result<(), SendError>;
+}
+
 /// Somewhere notices go: the console, a webhook, a chat channel, a robot.
 #[async_trait]
 pub trait Notifier: Send + Sync {

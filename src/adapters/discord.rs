@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::http::{Answer, Forged, ReplayGuard, answer_with, deliver_later, within_window};
 use crate::engine::alert_view::Button;
-use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
+use crate::engine::chatops::{Asker, ChatOps, Reply};
 use crate::ports::Clock;
 
 pub const DEFAULT_API: &str = "https://discord.com/api/v10/";
@@ -209,12 +209,7 @@ pub fn command_text(data: &Value) -> String {
 
 /// The title in bold, the lines in a code block, within 2,000 characters.
 pub fn render(reply: &Reply) -> String {
-    let icon = match reply.kind {
-        ReplyKind::Done => "",
-        ReplyKind::Usage => "❔ ",
-        ReplyKind::Refused => "⛔ ",
-        ReplyKind::Failed => "⚠️ ",
-    };
+    let icon = reply.kind.icon();
     let mut out = format!("{icon}**{}**", escape(&reply.title));
     if reply.lines.is_empty() {
         return truncate(out);
@@ -265,6 +260,7 @@ pub(crate) fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::chatops::ReplyKind;
     use chrono::TimeZone;
     use ed25519_dalek::{Signer, SigningKey};
 

@@ -12,9 +12,8 @@ use serde_json::{Value, json};
 
 use super::discord::escape;
 use super::pace::Pacer;
-use crate::domain::alert::NoticeKind;
-use crate::engine::alert_view::{AlertView, Button, Tone};
-use crate::ports::{MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+use crate::engine::alert_view::{AlertView, Button, Tone, deliver};
+use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 use crate::secret::Secret;
 
 /// Embed limits: a title of 256 characters, a description of 4,096.
@@ -147,64 +146,51 @@ fn classify(method: &reqwest::Method, status: u16, v: &Value) -> SendError {
 }
 
 #[async_trait]
+impl AlertMessages for DiscordChannel {
+    async fn post(&self, n: &StoredNotice) -> Result<Option<MessageRef>, SendError> {
+        let path = format!("channels/{}/messages", self.channel);
+        let v = self
+            .call(reqwest::Method::POST, &path, alert_message(n))
+            .await?;
+        let at = MessageRef {
+            channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
+            message: v["id"].as_str().unwrap_or_default().to_owned(),
+        };
+        Ok(Some(at).filter(|at| !at.message.is_empty()))
+    }
+
+    async fn edit(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+        let path = format!("channels/{}/messages/{}", at.channel, at.message);
+        match self
+            .call(reqwest::Method::PATCH, &path, alert_message(n))
+            .await
+        {
+            // Deleted by someone: there is nothing left to edit.
+            Err(SendError::Permanent(e)) if e.contains("code 10008") => {
+                tracing::info!(output = %self.output, "the alert's Discord message was deleted; not edited");
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn reply(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+        let path = format!("channels/{}/messages", at.channel);
+        let body = json!({
+            "content": truncate(&format!("Still firing: {}", escape(&n.summary)), 2000),
+            "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
+            "allowed_mentions": {"parse": []},
+        });
+        self.call(reqwest::Method::POST, &path, body)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
 impl Notifier for DiscordChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        let store = |e: crate::ports::StoreError| SendError::Retryable(e.to_string());
-        let posted = self
-            .refs
-            .message(&self.output, &n.fingerprint, n.started_at)
-            .await
-            .map_err(store)?;
-        match (n.kind, posted) {
-            (
-                NoticeKind::Firing
-                | NoticeKind::Resolved
-                | NoticeKind::Acknowledged
-                | NoticeKind::Silenced,
-                Some(at),
-            ) => {
-                let path = format!("channels/{}/messages/{}", at.channel, at.message);
-                match self
-                    .call(reqwest::Method::PATCH, &path, alert_message(n))
-                    .await
-                {
-                    // Deleted by someone: there is nothing left to edit.
-                    Err(SendError::Permanent(e)) if e.contains("code 10008") => {
-                        tracing::info!(output = %self.output, "the alert's Discord message was deleted; not edited");
-                    }
-                    other => {
-                        other?;
-                    }
-                }
-            }
-            (NoticeKind::Acknowledged | NoticeKind::Silenced, None) => {}
-            (NoticeKind::Repeat, Some(at)) => {
-                let path = format!("channels/{}/messages", at.channel);
-                let body = json!({
-                    "content": truncate(&format!("Still firing: {}", escape(&n.summary)), 2000),
-                    "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
-                    "allowed_mentions": {"parse": []},
-                });
-                self.call(reqwest::Method::POST, &path, body).await?;
-            }
-            (_, None) => {
-                let path = format!("channels/{}/messages", self.channel);
-                let v = self
-                    .call(reqwest::Method::POST, &path, alert_message(n))
-                    .await?;
-                let at = MessageRef {
-                    channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
-                    message: v["id"].as_str().unwrap_or_default().to_owned(),
-                };
-                if !at.message.is_empty() {
-                    self.refs
-                        .record_message(&self.output, &n.fingerprint, n.started_at, &at)
-                        .await
-                        .map_err(store)?;
-                }
-            }
-        }
-        Ok(())
+        deliver(self, &*self.refs, &self.output, n).await
     }
 }
 
@@ -255,6 +241,7 @@ pub fn alert_message(n: &StoredNotice) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::alert::NoticeKind;
     use crate::engine::alert_view::tests::notice;
 
     #[test]

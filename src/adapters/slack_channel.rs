@@ -10,9 +10,8 @@ use serde_json::{Value, json};
 
 use super::pace::Pacer;
 use super::slack::escape;
-use crate::domain::alert::NoticeKind;
-use crate::engine::alert_view::{AlertView, Button, Tone};
-use crate::ports::{MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+use crate::engine::alert_view::{AlertView, Button, Tone, deliver};
+use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://slack.com/api/";
@@ -121,61 +120,45 @@ fn classify(method: &str, error: &str) -> SendError {
 }
 
 #[async_trait]
+impl AlertMessages for SlackChannel {
+    async fn post(&self, n: &StoredNotice) -> Result<Option<MessageRef>, SendError> {
+        let v = self
+            .call(
+                "chat.postMessage",
+                json!({"channel": self.channel, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
+            )
+            .await?;
+        let at = MessageRef {
+            channel: v["channel"].as_str().unwrap_or(&self.channel).to_owned(),
+            message: v["ts"].as_str().unwrap_or_default().to_owned(),
+        };
+        Ok(Some(at).filter(|at| !at.message.is_empty()))
+    }
+
+    async fn edit(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+        self.call(
+            "chat.update",
+            json!({"channel": at.channel, "ts": at.message, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn reply(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+        self.call(
+            "chat.postMessage",
+            json!({"channel": at.channel, "thread_ts": at.message,
+                   "text": format!("Still firing: {}", n.summary)}),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[async_trait]
 impl Notifier for SlackChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        let store = |e: crate::ports::StoreError| SendError::Retryable(e.to_string());
-        let posted = self
-            .refs
-            .message(&self.output, &n.fingerprint, n.started_at)
-            .await
-            .map_err(store)?;
-        match (n.kind, posted) {
-            // Resolved, or fired again after a silence: edit what people saw.
-            (NoticeKind::Firing | NoticeKind::Resolved, Some(at)) => {
-                self.call(
-                    "chat.update",
-                    json!({"channel": at.channel, "ts": at.message, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
-                )
-                .await?;
-            }
-            (NoticeKind::Acknowledged | NoticeKind::Silenced, Some(at)) => {
-                self.call(
-                    "chat.update",
-                    json!({"channel": at.channel, "ts": at.message, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
-                )
-                .await?;
-            }
-            // Never posted here (silenced, or posted before this output
-            // existed): nothing to edit, and no news either.
-            (NoticeKind::Acknowledged | NoticeKind::Silenced, None) => {}
-            (NoticeKind::Repeat, Some(at)) => {
-                self.call(
-                    "chat.postMessage",
-                    json!({"channel": at.channel, "thread_ts": at.message,
-                           "text": format!("Still firing: {}", n.summary)}),
-                )
-                .await?;
-            }
-            (_, None) => {
-                let v = self
-                    .call(
-                        "chat.postMessage",
-                        json!({"channel": self.channel, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
-                    )
-                    .await?;
-                let at = MessageRef {
-                    channel: v["channel"].as_str().unwrap_or(&self.channel).to_owned(),
-                    message: v["ts"].as_str().unwrap_or_default().to_owned(),
-                };
-                if !at.message.is_empty() {
-                    self.refs
-                        .record_message(&self.output, &n.fingerprint, n.started_at, &at)
-                        .await
-                        .map_err(store)?;
-                }
-            }
-        }
-        Ok(())
+        deliver(self, &*self.refs, &self.output, n).await
     }
 }
 
@@ -223,6 +206,7 @@ pub fn alert_blocks(n: &StoredNotice) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::alert::NoticeKind;
     use crate::engine::alert_view::tests::notice;
 
     #[test]

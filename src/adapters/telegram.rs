@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use super::pace::Pacer;
 use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
-use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
+use crate::engine::chatops::{Asker, ChatOps, Reply};
 use crate::ports::SendError;
 use crate::secret::Secret;
 
@@ -349,12 +349,7 @@ pub fn escape(text: &str) -> String {
 /// A reply as Telegram HTML: the title in bold, the lines preformatted (they
 /// line up on a phone), within 4,096 characters.
 pub fn render(reply: &Reply) -> String {
-    let icon = match reply.kind {
-        ReplyKind::Done => "",
-        ReplyKind::Usage => "❔ ",
-        ReplyKind::Refused => "⛔ ",
-        ReplyKind::Failed => "⚠️ ",
-    };
+    let icon = reply.kind.icon();
     let mut out = format!("{icon}<b>{}</b>", escape(&reply.title));
     if reply.lines.is_empty() {
         return out;
@@ -499,6 +494,7 @@ pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::chatops::ReplyKind;
 
     #[test]
     fn commands_and_shortcuts_become_the_shared_text() {

@@ -10,9 +10,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::telegram::{BotApi, escape};
-use crate::domain::alert::NoticeKind;
-use crate::engine::alert_view::{AlertView, Tone};
-use crate::ports::{MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+use crate::engine::alert_view::{AlertView, Tone, deliver};
+use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 
 pub struct TelegramChannel {
     /// The output's name, under which its messages are remembered.
@@ -53,72 +52,58 @@ impl TelegramChannel {
 }
 
 #[async_trait]
+impl AlertMessages for TelegramChannel {
+    async fn post(&self, n: &StoredNotice) -> Result<Option<MessageRef>, SendError> {
+        let mut body = alert_message(n);
+        body["chat_id"] = Self::chat_id(&self.chat);
+        let m = self.call("sendMessage", body).await?;
+        let at = MessageRef {
+            channel: m["chat"]["id"]
+                .as_i64()
+                .map_or_else(|| self.chat.clone(), |id| id.to_string()),
+            message: m["message_id"]
+                .as_i64()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        };
+        Ok(Some(at).filter(|at| !at.message.is_empty()))
+    }
+
+    async fn edit(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+        let mut body = alert_message(n);
+        body["chat_id"] = Self::chat_id(&at.channel);
+        body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
+        match self.call("editMessageText", body).await {
+            // The same text again (an edit that raced another): done.
+            Err(SendError::Permanent(e)) if e.contains("message is not modified") => Ok(()),
+            Err(SendError::Permanent(e)) if e.contains("message to edit not found") => {
+                tracing::info!(output = %self.output, "the alert's Telegram message was deleted; not edited");
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn reply(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+        self.call(
+            "sendMessage",
+            json!({
+                "chat_id": Self::chat_id(&at.channel),
+                "text": format!("Still firing: {}", escape(&n.summary)),
+                "parse_mode": "HTML",
+                "reply_parameters": {"message_id": at.message.parse::<i64>().unwrap_or_default(),
+                                     "allow_sending_without_reply": true},
+            }),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[async_trait]
 impl Notifier for TelegramChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        let store = |e: crate::ports::StoreError| SendError::Retryable(e.to_string());
-        let posted = self
-            .refs
-            .message(&self.output, &n.fingerprint, n.started_at)
-            .await
-            .map_err(store)?;
-        match (n.kind, posted) {
-            (
-                NoticeKind::Firing
-                | NoticeKind::Resolved
-                | NoticeKind::Acknowledged
-                | NoticeKind::Silenced,
-                Some(at),
-            ) => {
-                let mut body = alert_message(n);
-                body["chat_id"] = Self::chat_id(&at.channel);
-                body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
-                match self.call("editMessageText", body).await {
-                    // The same text again (an edit that raced another): done.
-                    Err(SendError::Permanent(e)) if e.contains("message is not modified") => {}
-                    Err(SendError::Permanent(e)) if e.contains("message to edit not found") => {
-                        tracing::info!(output = %self.output, "the alert's Telegram message was deleted; not edited");
-                    }
-                    other => {
-                        other?;
-                    }
-                }
-            }
-            (NoticeKind::Acknowledged | NoticeKind::Silenced, None) => {}
-            (NoticeKind::Repeat, Some(at)) => {
-                self.call(
-                    "sendMessage",
-                    json!({
-                        "chat_id": Self::chat_id(&at.channel),
-                        "text": format!("Still firing: {}", escape(&n.summary)),
-                        "parse_mode": "HTML",
-                        "reply_parameters": {"message_id": at.message.parse::<i64>().unwrap_or_default(),
-                                             "allow_sending_without_reply": true},
-                    }),
-                )
-                .await?;
-            }
-            (_, None) => {
-                let mut body = alert_message(n);
-                body["chat_id"] = Self::chat_id(&self.chat);
-                let m = self.call("sendMessage", body).await?;
-                let at = MessageRef {
-                    channel: m["chat"]["id"]
-                        .as_i64()
-                        .map_or_else(|| self.chat.clone(), |id| id.to_string()),
-                    message: m["message_id"]
-                        .as_i64()
-                        .map(|id| id.to_string())
-                        .unwrap_or_default(),
-                };
-                if !at.message.is_empty() {
-                    self.refs
-                        .record_message(&self.output, &n.fingerprint, n.started_at, &at)
-                        .await
-                        .map_err(store)?;
-                }
-            }
-        }
-        Ok(())
+        deliver(self, &*self.refs, &self.output, n).await
     }
 }
 
@@ -179,6 +164,7 @@ pub fn alert_message(n: &StoredNotice) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::alert::NoticeKind;
     use crate::engine::alert_view::tests::notice;
 
     #[test]

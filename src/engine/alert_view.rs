@@ -3,7 +3,38 @@
 
 use crate::domain::alert::NoticeKind;
 use crate::domain::rules::{RuleName, Severity};
-use crate::ports::StoredNotice;
+use crate::ports::{AlertMessages, MessageRefs, SendError, StoredNotice};
+
+/// Delivers a notice to a chat channel that keeps one message per alert:
+/// the first is posted and remembered, later ones edit it (a repeat replies
+/// to it), and what changes an alert never posted here is no news.
+pub async fn deliver(
+    channel: &dyn AlertMessages,
+    refs: &dyn MessageRefs,
+    output: &str,
+    n: &StoredNotice,
+) -> Result<(), SendError> {
+    let store = |e: crate::ports::StoreError| SendError::Retryable(e.to_string());
+    let posted = refs
+        .message(output, &n.fingerprint, n.started_at)
+        .await
+        .map_err(store)?;
+    match (n.kind, posted) {
+        (NoticeKind::Repeat, Some(at)) => channel.reply(&at, n).await,
+        (_, Some(at)) => channel.edit(&at, n).await,
+        // Silenced before it was posted, or posted before this output
+        // existed: there is nothing to edit.
+        (NoticeKind::Acknowledged | NoticeKind::Silenced, None) => Ok(()),
+        (_, None) => {
+            if let Some(at) = channel.post(n).await? {
+                refs.record_message(output, &n.fingerprint, n.started_at, &at)
+                    .await
+                    .map_err(store)?;
+            }
+            Ok(())
+        }
+    }
+}
 
 /// A button on an alert message. On the wire it is `<id>:<fingerprint>`
 /// (at most 28 bytes: within Telegram's 64 and Discord's 100), so a press

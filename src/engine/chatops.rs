@@ -45,6 +45,18 @@ pub enum ReplyKind {
     Failed,
 }
 
+impl ReplyKind {
+    /// A leading mark for platforms that show Unicode emoji as they are.
+    pub fn icon(self) -> &'static str {
+        match self {
+            ReplyKind::Done => "",
+            ReplyKind::Usage => "❔ ",
+            ReplyKind::Refused => "⛔ ",
+            ReplyKind::Failed => "⚠️ ",
+        }
+    }
+}
+
 impl Reply {
     fn done(title: impl Into<String>, lines: Vec<String>) -> Reply {
         Reply {
