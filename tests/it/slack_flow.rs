@@ -3,89 +3,43 @@
 //! the acknowledgement is recorded → the message is edited → the alert
 //! resolves → the original message is edited again.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
 use chrono::Duration;
 use purser::adapters::slack;
 use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
+use crate::chat_api::ChatApi;
 use crate::helpers::{Setup, TestApp, World};
 
 const SECRET: &str = "slack-signing-secret-for-tests";
 const TOKEN: &str = "xoxb-test-token";
 const TS: &str = "1700000000.000100";
 
-#[derive(Default)]
-struct SlackMock {
-    calls: Mutex<Vec<(String, Value)>>,
-    arrived: Notify,
-}
-
-impl SlackMock {
-    fn calls(&self, path: &str) -> Vec<Value> {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    async fn wait(&self, path: &str, n: usize) -> Vec<Value> {
-        tokio::time::timeout(std::time::Duration::from_secs(30), async {
-            loop {
-                let arrived = self.arrived.notified();
-                let got = self.calls(path);
-                if got.len() >= n {
-                    return got;
-                }
-                arrived.await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{path}: fewer than {n} calls"))
-    }
-}
-
-async fn web_api(
-    State(m): State<Arc<SlackMock>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    axum::Json(body): axum::Json<Value>,
-) -> axum::Json<Value> {
-    let path = uri.path().to_owned();
-    if path.starts_with("/api/")
-        && headers.get("authorization").and_then(|v| v.to_str().ok())
-            != Some(&format!("Bearer {TOKEN}"))
-    {
-        return axum::Json(json!({"ok": false, "error": "invalid_auth"}));
-    }
-    m.calls.lock().unwrap().push((path.clone(), body));
-    m.arrived.notify_waiters();
-    axum::Json(match path.as_str() {
-        "/api/chat.postMessage" => json!({"ok": true, "channel": "C0ALERTS", "ts": TS}),
-        _ => json!({"ok": true}),
+/// Slack's Web API (bearer token checked) and a `response_url`.
+async fn start_mock() -> (Arc<ChatApi>, std::net::SocketAddr) {
+    ChatApi::start(|c| {
+        if c.path.starts_with("/api/")
+            && c.authorization.as_deref() != Some(&format!("Bearer {TOKEN}"))
+        {
+            return (200, json!({"ok": false, "error": "invalid_auth"}));
+        }
+        match c.path.as_str() {
+            "/api/chat.postMessage" => (200, json!({"ok": true, "channel": "C0ALERTS", "ts": TS})),
+            _ => (200, json!({"ok": true})),
+        }
     })
+    .await
 }
 
-async fn start_mock() -> (Arc<SlackMock>, std::net::SocketAddr) {
-    let mock = Arc::new(SlackMock::default());
-    let app = Router::new()
-        .route("/api/chat.postMessage", post(web_api))
-        .route("/api/chat.update", post(web_api))
-        .route("/respond", post(web_api))
-        .with_state(mock.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (mock, addr)
+/// The JSON bodies of the calls to `path`, once there are `n`.
+async fn wait(mock: &ChatApi, path: &str, n: usize) -> Vec<Value> {
+    mock.wait("POST", path, n)
+        .await
+        .into_iter()
+        .map(|c| c.body)
+        .collect()
 }
 
 async fn press(app: &TestApp, world: &World, payload: &Value) -> u16 {
@@ -151,7 +105,7 @@ api = "http://{addr}/api"
     app.settle().await;
 
     // Posted, with buttons.
-    let posted = mock.wait("/api/chat.postMessage", 1).await;
+    let posted = wait(&mock, "/api/chat.postMessage", 1).await;
     let message = &posted[0];
     assert_eq!(message["channel"], "C0ALERTS");
     let blocks = message["blocks"].clone();
@@ -185,7 +139,7 @@ api = "http://{addr}/api"
         press(&app, &world, &pressed("U0VIC", "ack", &fp)).await,
         200
     );
-    let answers = mock.wait("/respond", 1).await;
+    let answers = wait(&mock, "/respond", 1).await;
     assert_eq!(answers[0]["replace_original"], false);
     assert!(
         answers[0]["text"]
@@ -199,7 +153,7 @@ api = "http://{addr}/api"
         press(&app, &world, &pressed("U0ANA", "ack", &fp)).await,
         200
     );
-    let answers = mock.wait("/respond", 2).await;
+    let answers = wait(&mock, "/respond", 2).await;
     let edit = &answers[1];
     assert_eq!(edit["replace_original"], true);
     let edited = edit["blocks"].to_string();
@@ -212,7 +166,7 @@ api = "http://{addr}/api"
     assert_eq!(open[0].acknowledged.as_ref().unwrap().by, "ana");
     // The acknowledgement is also a notice: the output edits its message, as
     // it would for an ack typed as a command.
-    let updates = mock.wait("/api/chat.update", 1).await;
+    let updates = wait(&mock, "/api/chat.update", 1).await;
     assert_eq!(updates[0]["ts"], TS);
     let acked = updates[0]["blocks"].to_string();
     assert!(acked.contains("acknowledged by ana"), "{acked}");
@@ -253,7 +207,7 @@ api = "http://{addr}/api"
         press(&app, &world, &pressed("U0ANA", "explode", &fp)).await,
         200
     );
-    let answers = mock.wait("/respond", 3).await;
+    let answers = wait(&mock, "/respond", 3).await;
     assert_eq!(answers[2]["replace_original"], false);
     assert!(
         answers[2]["text"]
@@ -274,7 +228,7 @@ api = "http://{addr}/api"
         press(&app, &world, &pressed("U0ANA", "topup", &fp)).await,
         200
     );
-    let answers = mock.wait("/respond", 4).await;
+    let answers = wait(&mock, "/respond", 4).await;
     assert!(
         answers[3]["text"]
             .as_str()
@@ -288,7 +242,7 @@ api = "http://{addr}/api"
         press(&app, &world, &pressed("U0ANA", "silence_24h", &fp)).await,
         200
     );
-    let answers = mock.wait("/respond", 5).await;
+    let answers = wait(&mock, "/respond", 5).await;
     assert_eq!(answers[4]["replace_original"], true);
     let silences = app.store.silences(world.clock.now()).await.unwrap();
     assert_eq!(silences.len(), 1);
@@ -300,7 +254,7 @@ api = "http://{addr}/api"
             .collect::<Vec<_>>(),
         ["account=acme", "rule=low_balance"]
     );
-    let updates = mock.wait("/api/chat.update", 2).await;
+    let updates = wait(&mock, "/api/chat.update", 2).await;
     let silenced = updates[1]["blocks"].to_string();
     assert!(silenced.contains("silenced by ana until"), "{silenced}");
     assert!(!silenced.contains("silence_24h"), "{silenced}");
@@ -308,10 +262,10 @@ api = "http://{addr}/api"
     // Resolved: the original message is edited, not followed by a new one.
     world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n");
     app.advance(Duration::minutes(1)).await;
-    let updates = mock.wait("/api/chat.update", 3).await;
+    let updates = wait(&mock, "/api/chat.update", 3).await;
     assert_eq!(updates[2]["ts"], TS);
     assert_eq!(updates[2]["channel"], "C0ALERTS");
     assert!(updates[2]["blocks"].to_string().contains("Resolved"));
-    assert_eq!(mock.calls("/api/chat.postMessage").len(), 1);
+    assert_eq!(mock.calls("POST", "/api/chat.postMessage").len(), 1);
     app.stop().await;
 }
