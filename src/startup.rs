@@ -353,7 +353,7 @@ impl Application {
             }))
         });
         let (stop_telegram, telegram_rx) = watch::channel(false);
-        let _telegram = self.telegram.map(|(bot, mode)| {
+        let mut telegram = self.telegram.map(|(bot, mode)| {
             AbortOnDrop(tokio::spawn(async move {
                 match mode {
                     TelegramMode::Polling => telegram::poll(bot, telegram_rx).await,
@@ -380,6 +380,10 @@ impl Application {
         (&mut dispatcher.0)
             .await
             .context("the dispatcher task failed")?;
+        // The bot confirms the updates it handled on its way out.
+        if let Some(t) = telegram.as_mut() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut t.0).await;
+        }
         Ok(())
     }
 }

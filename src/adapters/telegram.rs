@@ -462,8 +462,12 @@ pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<
             .api
             .call("getUpdates", &body, StdDuration::from_secs(POLL_SECS + 15));
         let got = tokio::select! {
-            got = call => got,
-            _ = stop.wait_for(|s| *s) => return,
+            got = call => Some(got),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(got) = got else {
+            confirm(&bot, offset).await;
+            return;
         };
         match got {
             Ok(updates) => {
@@ -482,12 +486,30 @@ pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<
                     SendError::Retryable(_) => (1u64 << failures.min(6)).min(60),
                 });
                 warn!(error = %e, retry_in_s = wait.as_secs(), "telegram getUpdates failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                let stopped = tokio::select! {
+                    _ = tokio::time::sleep(wait) => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                };
+                if stopped {
+                    confirm(&bot, offset).await;
+                    return;
                 }
             }
         }
+    }
+}
+
+/// Tells Telegram, on the way out, which updates were handled, so that a
+/// restart does not see them again (the next poll would have said it).
+async fn confirm(bot: &TelegramBot, offset: Option<i64>) {
+    let Some(offset) = offset else { return };
+    let body = json!({"offset": offset, "timeout": 0, "limit": 1});
+    if let Err(e) = bot
+        .api
+        .call("getUpdates", &body, StdDuration::from_secs(5))
+        .await
+    {
+        warn!(error = %e, "could not confirm the last telegram updates; they may be seen again after the restart");
     }
 }
 

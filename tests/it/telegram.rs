@@ -106,7 +106,8 @@ async fn method(
                 .unwrap()
                 .retain(|u| u["update_id"].as_i64().unwrap() >= offset);
         }
-        let found = tokio::time::timeout(std::time::Duration::from_secs(25), async {
+        let wait = body["timeout"].as_u64().unwrap_or(0).min(25);
+        let found = tokio::time::timeout(std::time::Duration::from_secs(wait), async {
             loop {
                 let changed = api.changed.notified();
                 let pending: Vec<Value> = api.updates.lock().unwrap().iter().cloned().collect();
@@ -341,12 +342,14 @@ async fn polling_alert_buttons_commands_and_edits() {
     };
     let offsets: Vec<i64> = polls.iter().filter_map(|p| p["offset"].as_i64()).collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
-    assert_eq!(
-        offsets.last(),
-        Some(&507),
-        "all seven confirmed: {offsets:?}"
-    );
+    assert_eq!(offsets.last(), Some(&507), "all six confirmed: {offsets:?}");
+    // Stopping confirms them too, so that a restart does not see them again.
     app.stop().await;
+    let last = api.calls("getUpdates").pop().unwrap();
+    assert_eq!(
+        (last["offset"].clone(), last["timeout"].clone()),
+        (json!(507), json!(0))
+    );
 }
 
 #[tokio::test]
