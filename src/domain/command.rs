@@ -1,5 +1,5 @@
 //! The chat command language. Every platform hands the text after its own
-//! trigger (`/purser …` on Slack and Discord, `/balance …` on Telegram) to
+//! trigger (`/purser …`, or a shortcut such as `/balance …`) to
 //! [`parse`], and gets back one typed [`Command`] or an error that carries the
 //! command's usage. Nothing here knows which platform asked.
 

@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn first_match_wins_unless_it_continues() {
-        let all = names(&["console", "slack", "pager", "dev"]);
+        let all = names(&["console", "chat", "pager", "dev"]);
         let mut prod = account();
         prod.labels.insert("env".into(), "prod".into());
         let mut dev = account();
@@ -112,39 +112,39 @@ mod tests {
         let routing = Routing::new(
             vec![
                 route("env=prod,severity=A", &["pager"], true),
-                route("env=prod", &["slack"], false),
+                route("env=prod", &["chat"], false),
                 route("env=dev", &["dev"], false),
-                route("", &["slack"], false),
+                route("", &["chat"], false),
             ],
             &all,
         );
         let low = key(RuleName::LowBalance);
-        assert_eq!(routing.outputs_for(&prod, &low, "A"), ["pager", "slack"]);
-        assert_eq!(routing.outputs_for(&prod, &low, "B"), ["slack"]);
+        assert_eq!(routing.outputs_for(&prod, &low, "A"), ["pager", "chat"]);
+        assert_eq!(routing.outputs_for(&prod, &low, "B"), ["chat"]);
         assert_eq!(routing.outputs_for(&dev, &low, "A"), ["dev"]);
         let mut other = account();
         other.labels.insert("env".into(), "staging".into());
         assert_eq!(
             routing.outputs_for(&other, &low, "C"),
-            ["slack"],
+            ["chat"],
             "catch-all"
         );
     }
 
     #[test]
     fn an_alert_no_route_takes_goes_where_no_route_sends_or_everywhere() {
-        let all = names(&["console", "slack"]);
+        let all = names(&["console", "chat"]);
         let acme = account();
         let low = key(RuleName::LowBalance);
-        let routing = Routing::new(vec![route("rule=expiring", &["slack"], false)], &all);
+        let routing = Routing::new(vec![route("rule=expiring", &["chat"], false)], &all);
         assert_eq!(routing.outputs_for(&acme, &low, "A"), ["console"]);
         assert_eq!(
             routing.outputs_for(&acme, &key(RuleName::Expiring), "C"),
-            ["slack"]
+            ["chat"]
         );
         let routing = Routing::new(
             vec![
-                route("rule=expiring", &["slack"], false),
+                route("rule=expiring", &["chat"], false),
                 route("rule=runway", &["console"], false),
             ],
             &all,

@@ -37,7 +37,8 @@ pub async fn deliver(
 }
 
 /// A button on an alert message. On the wire it is `<id>:<fingerprint>`
-/// (at most 28 bytes: within Telegram's 64 and Discord's 100), so a press
+/// (at most 28 bytes: within the smallest limit a platform puts on a
+/// button's payload, 64 bytes), so a press
 /// names the alert and what to do, and nothing a forger could widen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Button {

@@ -167,12 +167,12 @@ mod tests {
     fn one_accounts_notices_from_one_poll_go_together_where_the_output_groups() {
         let items = vec![
             item(1, "robot", "acme", 0),
-            item(2, "slack", "acme", 0),
+            item(2, "chat", "acme", 0),
             item(3, "robot", "acme", 0),
             item(4, "robot", "other", 0),
             item(5, "robot", "acme", 1),
             item(6, "robot", "acme", 0),
-            item(7, "slack", "acme", 0),
+            item(7, "chat", "acme", 0),
         ];
         let ids = |limit: usize| -> Vec<Vec<i64>> {
             groups(&items, |o| if o == "robot" { limit } else { 1 })

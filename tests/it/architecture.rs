@@ -64,9 +64,10 @@ fn money_never_passes_through_floats() {
 }
 
 #[test]
-fn only_adapters_and_config_name_a_cloud() {
+fn only_adapters_and_config_name_a_cloud_or_a_platform() {
     let clouds = [
-        "tencent", "alibaba", "aliyun", "huawei", "azure", "21vianet",
+        "tencent", "alibaba", "aliyun", "huawei", "azure", "21vianet", "slack", "discord",
+        "telegram", "dingtalk", "wecom", "feishu", "lark",
     ];
     for dir in ["src/domain", "src/engine", "src/ports.rs"] {
         let files = if dir.ends_with(".rs") {
