@@ -246,12 +246,31 @@ async fn polling_alert_buttons_commands_and_edits() {
             .is_none()
     );
 
-    // The requester's: a toast, the ack recorded, the message edited.
-    api.push("callback_query", press(ANA, &ack, alert_message));
+    // A button that is not purser's (forged or stale data): a dialog, nothing changes.
+    api.push("callback_query", press(ANA, "explode:00", alert_message));
     let answers = api.wait("answerCallbackQuery", 2).await;
-    assert_eq!(answers[1]["show_alert"], false);
+    assert_eq!(answers[1]["show_alert"], true);
     assert!(
         answers[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("does not know the button")
+    );
+    // A message that is not a command (or not text) is not answered.
+    api.push("message", message(ANA, "thanks, purser", 50));
+    api.push(
+        "message",
+        json!({"message_id": 51, "date": 1_700_000_000,
+        "from": {"id": ANA, "is_bot": false, "first_name": "x"},
+        "chat": {"id": GROUP, "type": "supergroup"}, "photo": []}),
+    );
+
+    // The requester's: a toast, the ack recorded, the message edited.
+    api.push("callback_query", press(ANA, &ack, alert_message));
+    let answers = api.wait("answerCallbackQuery", 3).await;
+    assert_eq!(answers[2]["show_alert"], false);
+    assert!(
+        answers[2]["text"]
             .as_str()
             .unwrap()
             .starts_with("Acknowledged")
@@ -331,24 +350,28 @@ async fn polling_alert_buttons_commands_and_edits() {
     assert_eq!(alert_posts(&api).len(), 1);
 
     // Each update was handled once: offsets confirmed them.
-    assert_eq!(api.calls("answerCallbackQuery").len(), 2);
+    assert_eq!(api.calls("answerCallbackQuery").len(), 3);
     let mut n = 1;
     let polls = loop {
         let polls = api.wait("getUpdates", n).await;
-        if polls.last().unwrap()["offset"].as_i64() == Some(507) {
+        if polls.last().unwrap()["offset"].as_i64() == Some(510) {
             break polls;
         }
         n = polls.len() + 1;
     };
     let offsets: Vec<i64> = polls.iter().filter_map(|p| p["offset"].as_i64()).collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
-    assert_eq!(offsets.last(), Some(&507), "all six confirmed: {offsets:?}");
+    assert_eq!(
+        offsets.last(),
+        Some(&510),
+        "all nine confirmed: {offsets:?}"
+    );
     // Stopping confirms them too, so that a restart does not see them again.
     app.stop().await;
     let last = api.calls("getUpdates").pop().unwrap();
     assert_eq!(
         (last["offset"].clone(), last["timeout"].clone()),
-        (json!(507), json!(0))
+        (json!(510), json!(0))
     );
 }
 
