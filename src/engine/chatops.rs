@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::AccountConfig;
-use crate::domain::command::{self, Command, Target};
+use crate::domain::command::{self, AlertRef, Command, Target, Verb};
 use crate::domain::forecast;
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::people::{Directory, Person};
@@ -156,13 +156,8 @@ impl ChatOps {
             }
         };
         let verb = command.verb();
-        if person.role < verb.role() {
-            return Reply::refused(format!(
-                "{} needs the {} role; you are {}.",
-                verb.name(),
-                verb.role(),
-                person.role
-            ));
+        if let Some(no) = role_refusal(person, verb) {
+            return no;
         }
         let now = self.clock.now();
         match self.run(person, command, now).await {
@@ -181,6 +176,10 @@ impl ChatOps {
             reply,
             changed: false,
         };
+        // Strangers learn nothing about alerts, not even whether one is open.
+        let Some(person) = self.directory.lookup(&asker.platform, &asker.user) else {
+            return unchanged(self.handle(asker, "whoami").await);
+        };
         let alert = match self.store.all_open_alerts().await {
             Ok(open) => open.into_iter().find(|a| a.fingerprint == fingerprint),
             Err(e) => {
@@ -190,20 +189,29 @@ impl ChatOps {
                 ));
             }
         };
-        let text = match (button, &alert) {
-            (_, None) => {
-                // Still authorized first: strangers learn nothing about alerts.
-                if self
-                    .directory
-                    .lookup(&asker.platform, &asker.user)
-                    .is_none()
-                {
-                    return unchanged(self.handle(asker, "whoami").await);
+        let Some(a) = alert else {
+            return unchanged(Reply::refused("That alert is no longer open."));
+        };
+        match button {
+            Button::Ack => {
+                if let Some(no) = role_refusal(person, Verb::Ack) {
+                    return unchanged(no);
                 }
-                return unchanged(Reply::refused("That alert is no longer open."));
+                let acked = match AlertRef::parse(&a.fingerprint) {
+                    Ok(r) => self.ack(person, &r, self.clock.now()).await,
+                    Err(e) => return unchanged(Reply::failed(e)),
+                };
+                match acked {
+                    Ok((reply, changed)) => Pressed { reply, changed },
+                    Err(e) => {
+                        tracing::error!(error = %e, "a button press could not acknowledge");
+                        unchanged(Reply::failed(
+                            "purser could not read its store; try again in a minute.",
+                        ))
+                    }
+                }
             }
-            (Button::Ack, Some(a)) => format!("ack {}", a.fingerprint),
-            (Button::Silence1h | Button::Silence24h, Some(a)) => {
+            Button::Silence1h | Button::Silence24h => {
                 let mut m = format!("account={},rule={}", a.key.account, a.key.rule);
                 if !a.key.resource.is_empty() {
                     m.push_str(&format!(",resource={}", a.key.resource));
@@ -213,12 +221,13 @@ impl ChatOps {
                 } else {
                     "24h"
                 };
-                format!("silence {m} {d} silenced from the alert")
+                let reply = self
+                    .handle(asker, &format!("silence {m} {d} silenced from the alert"))
+                    .await;
+                let changed = reply.kind == ReplyKind::Done;
+                Pressed { reply, changed }
             }
-            (Button::TopUp | Button::Renew | Button::PayOrder, Some(a)) => {
-                let Some(person) = self.directory.lookup(&asker.platform, &asker.user) else {
-                    return unchanged(self.handle(asker, "whoami").await);
-                };
+            Button::TopUp | Button::Renew | Button::PayOrder => {
                 if person.role < command::Role::Requester {
                     return unchanged(Reply::refused(format!(
                         "Starting a request needs the requester role; you are {}.",
@@ -236,14 +245,77 @@ impl ChatOps {
                         a.key.resource, a.key.account
                     ),
                 };
-                return unchanged(Reply::refused(format!(
+                unchanged(Reply::refused(format!(
                     "This button will {what}, for approval before anything is charged. Approval flows are not enabled in this version of purser."
-                )));
+                )))
             }
-        };
-        let reply = self.handle(asker, &text).await;
-        let changed = reply.kind == ReplyKind::Done && !reply.title.starts_with("Already");
-        Pressed { reply, changed }
+        }
+    }
+
+    /// Acknowledges for `person`: the reply, and whether this call is the
+    /// one that did it (of two racing presses, one is).
+    async fn ack(
+        &self,
+        person: &Person,
+        alert: &AlertRef,
+        now: DateTime<Utc>,
+    ) -> Result<(Reply, bool), StoreError> {
+        Ok(
+            match self
+                .store
+                .acknowledge(
+                    alert,
+                    &person.name,
+                    now,
+                    &self.account_list(),
+                    &self.routing,
+                )
+                .await?
+            {
+                AckOutcome::Acknowledged(a) => {
+                    if let Some(signal) = &self.outbox {
+                        signal.wrote();
+                    }
+                    let reply = Reply::done(
+                        format!(
+                            "Acknowledged {} ({}): it will not repeat until it resolves.",
+                            &a.fingerprint[..8],
+                            a.key.rule
+                        ),
+                        vec![a.summary],
+                    );
+                    (reply, true)
+                }
+                AckOutcome::AlreadyAcknowledged(a) => {
+                    let by = a
+                        .acknowledged
+                        .map(|k| format!("{} at {}", k.by, k.at.format("%Y-%m-%d %H:%M UTC")))
+                        .unwrap_or_default();
+                    let reply =
+                        Reply::done(format!("Already acknowledged by {by}."), vec![a.summary]);
+                    (reply, false)
+                }
+                AckOutcome::NotFound => (
+                    Reply::refused(format!(
+                        "No open alert has an id starting {}.",
+                        alert.as_str()
+                    )),
+                    false,
+                ),
+                AckOutcome::Ambiguous(fps) => (
+                    Reply {
+                        kind: ReplyKind::Usage,
+                        title: format!(
+                            "{} matches {} open alerts; give more of the id:",
+                            alert.as_str(),
+                            fps.len()
+                        ),
+                        lines: fps,
+                    },
+                    false,
+                ),
+            },
+        )
     }
 
     async fn run(
@@ -373,53 +445,7 @@ impl ChatOps {
                     .collect::<Vec<_>>();
                 Reply::done(format!("Firing: {}", lines.len()), lines)
             }
-            Command::Ack { alert } => {
-                match self
-                    .store
-                    .acknowledge(
-                        &alert,
-                        &person.name,
-                        now,
-                        &self.account_list(),
-                        &self.routing,
-                    )
-                    .await?
-                {
-                    AckOutcome::Acknowledged(a) => {
-                        if let Some(signal) = &self.outbox {
-                            signal.wrote();
-                        }
-                        Reply::done(
-                            format!(
-                                "Acknowledged {} ({}): it will not repeat until it resolves.",
-                                &a.fingerprint[..8],
-                                a.key.rule
-                            ),
-                            vec![a.summary],
-                        )
-                    }
-                    AckOutcome::AlreadyAcknowledged(a) => {
-                        let by = a
-                            .acknowledged
-                            .map(|k| format!("{} at {}", k.by, k.at.format("%Y-%m-%d %H:%M UTC")))
-                            .unwrap_or_default();
-                        Reply::done(format!("Already acknowledged by {by}."), vec![a.summary])
-                    }
-                    AckOutcome::NotFound => Reply::refused(format!(
-                        "No open alert has an id starting {}.",
-                        alert.as_str()
-                    )),
-                    AckOutcome::Ambiguous(fps) => Reply {
-                        kind: ReplyKind::Usage,
-                        title: format!(
-                            "{} matches {} open alerts; give more of the id:",
-                            alert.as_str(),
-                            fps.len()
-                        ),
-                        lines: fps,
-                    },
-                }
-            }
+            Command::Ack { alert } => self.ack(person, &alert, now).await?.0,
             Command::Silence {
                 matchers,
                 duration: d,
@@ -631,6 +657,18 @@ impl ChatOps {
             },
         })
     }
+}
+
+/// The refusal for a person whose role is below what `verb` needs.
+fn role_refusal(person: &Person, verb: Verb) -> Option<Reply> {
+    (person.role < verb.role()).then(|| {
+        Reply::refused(format!(
+            "{} needs the {} role; you are {}.",
+            verb.name(),
+            verb.role(),
+            person.role
+        ))
+    })
 }
 
 fn in_days(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
