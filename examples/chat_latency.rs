@@ -33,7 +33,7 @@ async fn main() {
     let mut scenario = String::new();
     let mut config = format!(
         "[store]\npath = \"{}\"\n[scheduler]\nschedule = \"0 0 * * * *\"\njitter = \"0s\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[slack]\nsigning_secret = \"file:slack.secret\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[slack]\nmode = \"http\"\nsigning_secret = \"file:slack.secret\"\n\
          [[people]]\nname = \"ana\"\nrole = \"admin\"\nslack = \"U0ANA\"\n\
          [[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"scenario.toml\"\nconcurrency = 16\n",
         dir.path().join("bench.db").display()

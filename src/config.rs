@@ -48,8 +48,17 @@ pub struct HttpConfig {
 
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
-    /// Verifies that requests to `/slack/*` come from Slack.
-    pub signing_secret: Secret,
+    pub mode: SlackMode,
+    /// The Web API's base URL (tests use a mock).
+    pub api: reqwest::Url,
+}
+
+#[derive(Debug, Clone)]
+pub enum SlackMode {
+    /// Socket Mode: purser connects out with the app-level token; no public URL.
+    Socket { app_token: Secret },
+    /// Requests to `/slack/*`, verified with the signing secret.
+    Http { signing_secret: Secret },
 }
 
 #[derive(Debug, Clone)]
@@ -372,7 +381,7 @@ struct RawConfig {
     #[serde(default)]
     routes: Vec<RawRoute>,
     http: Option<RawHttp>,
-    slack: Option<RawSlack>,
+    slack: Option<Spanned<RawSlack>>,
     discord: Option<RawDiscord>,
     telegram: Option<RawTelegram>,
     #[serde(default)]
@@ -415,7 +424,10 @@ struct RawHttp {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSlack {
-    signing_secret: S,
+    mode: Option<S>,
+    app_token: Option<S>,
+    signing_secret: Option<S>,
+    api: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1568,19 +1580,10 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             .ok()
             .map(|listen| HttpConfig { listen })
     });
-    let slack = raw.slack.as_ref().and_then(|s| {
-        if raw.http.is_none() {
-            issues.at(
-                &s.signing_secret,
-                "slack",
-                "Slack's slash commands and buttons arrive over HTTP: set [http] listen",
-            );
-        }
-        Secret::resolve(s.signing_secret.get_ref(), base)
-            .map_err(|e| issues.at(&s.signing_secret, "slack.signing_secret", e))
-            .ok()
-            .map(|signing_secret| SlackConfig { signing_secret })
-    });
+    let slack = raw
+        .slack
+        .as_ref()
+        .and_then(|s| build_slack(issues, base, s, raw.http.is_some()));
     let discord = raw.discord.as_ref().and_then(|d| {
         if raw.http.is_none() {
             issues.at(
@@ -1672,6 +1675,104 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         telegram,
         people,
     }
+}
+
+fn build_slack(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    s: &Spanned<RawSlack>,
+    has_http: bool,
+) -> Option<SlackConfig> {
+    let raw = s.get_ref();
+    let at_mode = raw.mode.as_ref();
+    let secret = |issues: &mut Issues<'_>, v: &S, key: &str| {
+        Secret::resolve(v.get_ref(), base)
+            .map_err(|e| issues.at(v, key, e))
+            .ok()
+    };
+    let api = api_base(
+        issues,
+        "slack.api",
+        raw.api.as_ref(),
+        crate::adapters::slack_channel::DEFAULT_API,
+    );
+    let mode = match at_mode.map(|m| m.get_ref().as_str()) {
+        None | Some("socket") => {
+            if let Some(v) = &raw.signing_secret {
+                issues.at(
+                    v,
+                    "slack.signing_secret",
+                    "the signing secret verifies requests over HTTP: with Socket Mode (the default) leave it out, or set mode = \"http\"",
+                );
+            }
+            match &raw.app_token {
+                None => {
+                    issues.at(
+                        s,
+                        "slack.app_token",
+                        "Socket Mode (the default) needs app_token = \"env:SLACK_APP_TOKEN\", an app-level token (xapp-…) with connections:write; or set mode = \"http\" and signing_secret",
+                    );
+                    None
+                }
+                Some(v) => secret(issues, v, "slack.app_token").filter(|t| {
+                    let ok = t.expose().starts_with("xapp-");
+                    if !ok {
+                        issues.at(
+                            v,
+                            "slack.app_token",
+                            "an app-level token starts with xapp- (Basic Information → App-Level Tokens); a bot token (xoxb-) cannot open Socket Mode",
+                        );
+                    }
+                    ok
+                }),
+            }
+            .map(|app_token| SlackMode::Socket { app_token })
+        }
+        Some("http") => {
+            if let (false, Some(m)) = (has_http, at_mode) {
+                issues.at(
+                    m,
+                    "slack.mode",
+                    "over HTTP, Slack's commands and buttons arrive at this daemon: set [http] listen (or use Socket Mode, the default)",
+                );
+            }
+            if let Some(v) = &raw.app_token {
+                issues.at(
+                    v,
+                    "slack.app_token",
+                    "the app-level token opens Socket Mode: with mode = \"http\" leave it out",
+                );
+            }
+            match &raw.signing_secret {
+                None => {
+                    if let Some(m) = at_mode {
+                        issues.at(
+                            m,
+                        "slack.signing_secret",
+                            "mode = \"http\" needs signing_secret = \"env:SLACK_SIGNING_SECRET\" (Basic Information → Signing Secret)",
+                        );
+                    }
+                    None
+                }
+                Some(v) => secret(issues, v, "slack.signing_secret"),
+            }
+            .map(|signing_secret| SlackMode::Http { signing_secret })
+        }
+        Some(other) => {
+            if let Some(m) = at_mode {
+                issues.at(
+                    m,
+                    "slack.mode",
+                    format!("unknown mode {other:?}; known: socket, http"),
+                );
+            }
+            None
+        }
+    };
+    Some(SlackConfig {
+        mode: mode?,
+        api: api?,
+    })
 }
 
 const TELEGRAM_TOKEN_SHAPE: &str = "the value does not look like a bot token (digits, a colon, then letters, digits, _ and -, as @BotFather gives it)";

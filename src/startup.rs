@@ -17,15 +17,17 @@ use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
 use crate::adapters::robots::Robot;
 use crate::adapters::simulated::SimulatedProvider;
-use crate::adapters::slack::{self, SlackEndpoint};
+use crate::adapters::slack::{self, SlackApp, SlackEndpoint};
 use crate::adapters::slack_channel::SlackChannel;
+use crate::adapters::slack_socket::{self, SlackSocket};
 use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::telegram::{self, BotApi, TelegramBot, TelegramWebhook};
 use crate::adapters::telegram_channel::TelegramChannel;
 use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
 use crate::config::{
-    AccountConfig, Cloud, CloudAccess, Config, OutputKind, ProviderKind, TelegramMode,
+    AccountConfig, Cloud, CloudAccess, Config, OutputKind, ProviderKind, SlackConfig, SlackMode,
+    TelegramMode,
 };
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
@@ -181,6 +183,8 @@ pub struct Application {
     http: Option<(tokio::net::TcpListener, axum::Router)>,
     /// The Telegram bot, and how its updates arrive.
     telegram: Option<(Arc<TelegramBot>, TelegramMode)>,
+    /// Slack over Socket Mode, when configured so.
+    slack_socket: Option<Arc<SlackSocket>>,
 }
 
 impl Application {
@@ -243,7 +247,12 @@ impl Application {
             written: written.clone(),
             activity: activity.clone(),
         };
-        let chat = (config.http.is_some() || config.telegram.is_some()).then(|| {
+        // Someone can ask purser things when a platform can reach it.
+        let chat = (config.http.is_some()
+            || config.telegram.is_some()
+            || config.slack.is_some()
+            || config.discord.is_some())
+        .then(|| {
             Arc::new(ChatOps {
                 store: shared.clone(),
                 entries: Arc::new(store.clone()),
@@ -258,6 +267,27 @@ impl Application {
                 }),
             })
         });
+        let slack_app = chat.as_ref().map(|chat| {
+            Arc::new(SlackApp {
+                chat: chat.clone(),
+                http: reqwest::Client::new(),
+                answer_within: http::ANSWER_WITHIN,
+            })
+        });
+        let slack_socket = match (&config.slack, &slack_app) {
+            (
+                Some(SlackConfig {
+                    mode: SlackMode::Socket { app_token },
+                    api,
+                }),
+                Some(app),
+            ) => Some(Arc::new(SlackSocket {
+                api: api.clone(),
+                app_token: app_token.clone(),
+                app: app.clone(),
+            })),
+            _ => None,
+        };
         let telegram = match (&config.telegram, &chat) {
             (Some(t), Some(chat)) => {
                 let api = bots.get(&t.api, &t.token).context("telegram.token")?;
@@ -273,15 +303,20 @@ impl Application {
                 let listener = tokio::net::TcpListener::bind(h.listen)
                     .await
                     .with_context(|| format!("listening on {} (http.listen)", h.listen))?;
-                let slack = config.slack.as_ref().map(|s| {
-                    Arc::new(SlackEndpoint {
-                        verifier: slack::Verifier::new(s.signing_secret.clone()),
-                        chat: chat.clone(),
+                let slack = match (&config.slack, &slack_app) {
+                    (
+                        Some(SlackConfig {
+                            mode: SlackMode::Http { signing_secret },
+                            ..
+                        }),
+                        Some(app),
+                    ) => Some(Arc::new(SlackEndpoint {
+                        verifier: slack::Verifier::new(signing_secret.clone()),
                         clock: clock.clone(),
-                        http: reqwest::Client::new(),
-                        answer_within: http::ANSWER_WITHIN,
-                    })
-                });
+                        app: app.clone(),
+                    })),
+                    _ => None,
+                };
                 let discord = match &config.discord {
                     None => None,
                     Some(d) => Some(Arc::new(DiscordEndpoint {
@@ -315,6 +350,7 @@ impl Application {
             activity,
             http,
             telegram,
+            slack_socket,
         })
     }
 
@@ -367,10 +403,15 @@ impl Application {
                 }
             }))
         });
+        let (stop_sockets, sockets_rx) = watch::channel(false);
+        let _slack = self
+            .slack_socket
+            .map(|s| AbortOnDrop(tokio::spawn(slack_socket::run(s, sockets_rx.clone()))));
         info!("purser running");
         stop.await;
         stop_http.send_replace(true);
         stop_telegram.send_replace(true);
+        stop_sockets.send_replace(true);
         info!("stopping: finishing polls under way and sends that are due");
         stop_scheduler.send_replace(true);
         (&mut scheduler.0)

@@ -1,7 +1,9 @@
-//! Slack over HTTP: slash commands at `POST /slack/commands`, each verified
-//! (signature, 5-minute window, no replays) before anything in it is read,
-//! then answered within Slack's 3-second deadline, or acknowledged and
-//! answered through its `response_url` when the answer takes longer.
+//! Slack's slash commands and buttons. Over HTTP, at `POST /slack/commands`
+//! and `POST /slack/interactions`, each request is verified (signature,
+//! 5-minute window, no replays) before anything in it is read; over Socket
+//! Mode (`slack_socket`) the same payloads arrive on an authenticated
+//! connection. Either way a command is answered within Slack's 3-second
+//! deadline, or acknowledged and answered through its `response_url`.
 //!
 //! The verifier is written here, on the `hmac` crate, rather than taken from
 //! a Slack client library: those read the wall clock (so the official worked
@@ -87,14 +89,127 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     )
 }
 
-/// What the `/slack/*` routes share.
-pub struct SlackEndpoint {
-    pub verifier: Verifier,
+/// Slack's slash commands and buttons, however they arrive: over HTTP
+/// (`SlackEndpoint`) or over Socket Mode (`slack_socket`).
+pub struct SlackApp {
     pub chat: Arc<ChatOps>,
-    pub clock: Arc<dyn Clock>,
     pub http: reqwest::Client,
     /// How long to work on an answer before acknowledging and answering later.
     pub answer_within: StdDuration,
+}
+
+/// A slash command's fields, the same over HTTP (a form) and Socket Mode (JSON).
+#[derive(Debug, Clone, Default)]
+pub struct SlashCommand {
+    pub user: String,
+    pub command: String,
+    pub text: String,
+    pub response_url: String,
+}
+
+impl SlashCommand {
+    pub fn from_fields<'a>(field: impl Fn(&str) -> Option<&'a str>) -> SlashCommand {
+        let get = |k: &str| field(k).unwrap_or_default().to_owned();
+        SlashCommand {
+            user: get("user_id"),
+            command: get("command"),
+            text: get("text"),
+            response_url: get("response_url"),
+        }
+    }
+}
+
+impl SlackApp {
+    /// Runs a slash command and returns the message that acknowledges it:
+    /// the answer itself when it is ready within `answer_within`, otherwise
+    /// "Working on it…", with the answer sent to `response_url` when ready.
+    pub async fn command(&self, c: SlashCommand) -> Value {
+        let asker = Asker {
+            platform: "slack".into(),
+            user: c.user,
+        };
+        info!(user = %asker.user, command = %c.command, "slack command");
+        match answer(self.chat.clone(), asker, c.text, self.answer_within).await {
+            Answer::Now(reply) => render(&reply),
+            Answer::Later(work) => {
+                let http = self.http.clone();
+                let response_url = c.response_url;
+                deliver_later(work, move |reply| {
+                    (!response_url.is_empty())
+                        .then(|| http.post(&response_url).json(&render(&reply)))
+                });
+                json!({"response_type": "ephemeral", "text": "Working on it…"})
+            }
+        }
+    }
+
+    /// A button pressed on an alert message (`block_actions`): acknowledged
+    /// by the caller at once; the action runs here, and the message is
+    /// edited (or the presser told why not) through the payload's
+    /// `response_url`. Other interaction types are ignored.
+    pub fn interaction(&self, payload: &Value) {
+        if payload["type"] != "block_actions" {
+            return;
+        }
+        let Some(action) = payload["actions"].get(0).cloned() else {
+            return;
+        };
+        let asker = Asker {
+            platform: "slack".into(),
+            user: payload["user"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let response_url = payload["response_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let blocks = payload["message"]["blocks"].clone();
+        let chat = self.chat.clone();
+        let http = self.http.clone();
+        tokio::spawn(async move {
+            let answer = press(&chat, &asker, &action, &blocks).await;
+            if response_url.is_empty() {
+                return;
+            }
+            let sent = http
+                .post(&response_url)
+                .json(&answer)
+                .timeout(StdDuration::from_secs(10))
+                .send()
+                .await;
+            if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+                warn!(error = %e.without_url(), "could not answer a slack button");
+            }
+        });
+    }
+}
+
+/// What the `/slack/*` routes share.
+pub struct SlackEndpoint {
+    pub verifier: Verifier,
+    pub clock: Arc<dyn Clock>,
+    pub app: Arc<SlackApp>,
+}
+
+impl SlackEndpoint {
+    /// Verifies a request before anything in it is read; logs a refusal.
+    fn refuses(&self, route: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        match self.verifier.verify(
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+            body,
+            self.clock.now(),
+        ) {
+            Ok(()) => false,
+            Err(why) => {
+                warn!(route, %why, "refused a request not signed by Slack");
+                true
+            }
+        }
+    }
 }
 
 /// `POST /slack/commands`.
@@ -103,57 +218,21 @@ pub async fn command(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = slack.clock.now();
-    if let Err(why) = slack.verifier.verify(
-        header("x-slack-request-timestamp"),
-        header("x-slack-signature"),
-        &body,
-        now,
-    ) {
-        warn!(route = "/slack/commands", %why, "refused a request not signed by Slack");
+    if slack.refuses("/slack/commands", &headers, &body) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
-    let asker = Asker {
-        platform: "slack".into(),
-        user: field("user_id").to_owned(),
-    };
-    let text = field("text").to_owned();
-    let response_url = field("response_url").to_owned();
-    info!(user = %asker.user, command = field("command"), "slack command");
-
-    match answer(slack.chat.clone(), asker, text, slack.answer_within).await {
-        Answer::Now(reply) => axum::Json(render(&reply)).into_response(),
-        Answer::Later(work) => {
-            // Acknowledge now; the answer follows through response_url.
-            let http = slack.http.clone();
-            deliver_later(work, move |reply| {
-                (!response_url.is_empty()).then(|| http.post(&response_url).json(&render(&reply)))
-            });
-            axum::Json(json!({"response_type": "ephemeral", "text": "Working on it…"}))
-                .into_response()
-        }
-    }
+    let c = SlashCommand::from_fields(|k| form.get(k).map(String::as_str));
+    axum::Json(slack.app.command(c).await).into_response()
 }
 
-/// `POST /slack/interactions`: a button pressed on an alert message. Slack
-/// is answered at once; the action runs, and the message is edited (or the
-/// presser told why not) through the payload's `response_url`.
+/// `POST /slack/interactions`: a button pressed on an alert message.
 pub async fn interaction(
     State(slack): State<Arc<SlackEndpoint>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(why) = slack.verifier.verify(
-        header("x-slack-request-timestamp"),
-        header("x-slack-signature"),
-        &body,
-        slack.clock.now(),
-    ) {
-        warn!(route = "/slack/interactions", %why, "refused a request not signed by Slack");
+    if slack.refuses("/slack/interactions", &headers, &body) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let payload = form_urlencoded::parse(&body)
@@ -162,41 +241,7 @@ pub async fn interaction(
     let Some(payload) = payload.and_then(|p| serde_json::from_str::<Value>(&p).ok()) else {
         return (StatusCode::BAD_REQUEST, "no payload").into_response();
     };
-    if payload["type"] != "block_actions" {
-        return StatusCode::OK.into_response();
-    }
-    let Some(action) = payload["actions"].get(0).cloned() else {
-        return StatusCode::OK.into_response();
-    };
-    let asker = Asker {
-        platform: "slack".into(),
-        user: payload["user"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    };
-    let response_url = payload["response_url"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let blocks = payload["message"]["blocks"].clone();
-    let slack = slack.clone();
-    tokio::spawn(async move {
-        let answer = press(&slack.chat, &asker, &action, &blocks).await;
-        if response_url.is_empty() {
-            return;
-        }
-        let sent = slack
-            .http
-            .post(&response_url)
-            .json(&answer)
-            .timeout(StdDuration::from_secs(10))
-            .send()
-            .await;
-        if let Err(e) = sent.and_then(|r| r.error_for_status()) {
-            warn!(error = %e.without_url(), "could not answer a slack button");
-        }
-    });
+    slack.app.interaction(&payload);
     StatusCode::OK.into_response()
 }
 

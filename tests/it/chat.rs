@@ -29,6 +29,7 @@ fn chat_config() -> String {
 listen = "127.0.0.1:0"
 
 [slack]
+mode = "http"
 signing_secret = "file:slack.secret"
 
 [[people]]
@@ -299,10 +300,12 @@ async fn a_slow_answer_is_acknowledged_then_sent_to_response_url() {
     let chat = world.chat_ops(&app);
     let endpoint = Arc::new(slack::SlackEndpoint {
         verifier: slack::Verifier::new(purser::secret::Secret::from_value(SECRET)),
-        chat,
         clock: world.clock.clone(),
-        http: reqwest::Client::new(),
-        answer_within: std::time::Duration::ZERO,
+        app: Arc::new(slack::SlackApp {
+            chat,
+            http: reqwest::Client::new(),
+            answer_within: std::time::Duration::ZERO,
+        }),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -271,12 +271,12 @@ fn the_new_rules_take_settings_overrides_and_located_errors() {
 #[test]
 fn chat_config_mistakes_are_located() {
     let text = format!(
-        "{BASE}\n[slack]\nsigning_secret = \"env:PURSER_TEST_UNSET_SLACK\"\n\n[[people]]\nname = \"ana\"\nrole = \"boss\"\nslack = \"U1\"\n\n[[people]]\nname = \"bo\"\nrole = \"viewer\"\nslack = \"U1\"\n\n[[people]]\nname = \"cy\"\nrole = \"admin\"\n"
+        "{BASE}\n[slack]\nmode = \"http\"\nsigning_secret = \"env:PURSER_TEST_UNSET_SLACK\"\n[[people]]\nname = \"ana\"\nrole = \"boss\"\nslack = \"U1\"\n\n[[people]]\nname = \"bo\"\nrole = \"viewer\"\nslack = \"U1\"\n\n[[people]]\nname = \"cy\"\nrole = \"admin\"\n"
     );
     let err = error_of(&text);
     for want in [
-        ":15: slack: Slack's slash commands and buttons arrive over HTTP: set [http] listen",
-        ":15: slack.signing_secret:",
+        ":15: slack.mode: over HTTP, Slack's commands and buttons arrive at this daemon: set [http] listen",
+        ":16: slack.signing_secret:",
         ":19: people[0].role: unknown role \"boss\"; use viewer, requester, approver or admin",
         ":25: people[1].slack: \"U1\" already belongs to \"ana\"",
         ":28: people[2]: give at least one of slack, discord or telegram",
@@ -408,4 +408,43 @@ fn robot_mistakes_are_located_and_never_echo_the_url() {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     }
     assert!(!err.contains("t0ps3cret"), "{err}");
+}
+
+#[test]
+fn slack_mode_mistakes_are_located_and_never_echo_the_token() {
+    // Socket Mode is the default: it needs an app-level token, not a
+    // signing secret.
+    let err = error_of(&format!(
+        "{BASE}\n[slack]\nsigning_secret = \"env:PURSER_TEST_UNSET_SLACK\"\n"
+    ));
+    for want in [
+        ":15: slack.signing_secret: the signing secret verifies requests over HTTP: with Socket Mode (the default) leave it out",
+        "slack.app_token: Socket Mode (the default) needs app_token",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    // A file that is not an xapp- token (a bot token would be refused alike).
+    let err = error_of(&format!(
+        "{BASE}\n[slack]\napp_token = \"file:{}/Cargo.toml\"\n",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    assert!(
+        err.contains(":15: slack.app_token: an app-level token starts with xapp-"),
+        "{err}"
+    );
+    assert!(!err.contains("[package]"), "not echoed: {err}");
+    let err = error_of(&format!("{BASE}\n[slack]\nmode = \"sockets\"\n"));
+    assert!(
+        err.contains(":15: slack.mode: unknown mode \"sockets\"; known: socket, http"),
+        "{err}"
+    );
+    let err = error_of(&format!(
+        "{BASE}\n[http]\nlisten = \"127.0.0.1:0\"\n[slack]\nmode = \"http\"\napp_token = \"env:PURSER_TEST_UNSET_SLACK\"\n"
+    ));
+    for want in [
+        ":18: slack.app_token: the app-level token opens Socket Mode: with mode = \"http\" leave it out",
+        ":17: slack.signing_secret: mode = \"http\" needs signing_secret",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
 }

@@ -18,4 +18,6 @@ mod robots;
 mod routing;
 mod silences;
 mod slack_flow;
+mod slack_socket;
 mod telegram;
+mod ws_peer;

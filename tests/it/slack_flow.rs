@@ -71,6 +71,7 @@ async fn alert_posted_button_pressed_acknowledged_edited_resolved() {
 listen = "127.0.0.1:0"
 
 [slack]
+mode = "http"
 signing_secret = "file:slack.secret"
 
 [[people]]
