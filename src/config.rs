@@ -63,11 +63,23 @@ pub enum SlackMode {
 
 #[derive(Debug, Clone)]
 pub struct DiscordConfig {
-    /// The application's public key (64 hex digits): verifies interactions.
-    pub public_key: String,
+    pub mode: DiscordMode,
     pub application_id: String,
-    /// The REST API's base URL, for deferred answers (tests use a mock).
+    /// The REST API's base URL (tests use a mock).
     pub api: reqwest::Url,
+}
+
+#[derive(Debug, Clone)]
+pub enum DiscordMode {
+    /// The bot keeps a gateway connection; no public URL.
+    Gateway { token: Secret },
+    /// Interactions posted to `/discord/interactions`, verified with the
+    /// application's public key (64 hex digits). With the bot token, purser
+    /// also publishes the `/purser` command.
+    Http {
+        public_key: String,
+        token: Option<Secret>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -410,7 +422,9 @@ struct RawTelegram {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDiscord {
-    public_key: S,
+    mode: Option<S>,
+    token: Option<S>,
+    public_key: Option<S>,
     application_id: S,
     api: Option<S>,
 }
@@ -1584,40 +1598,10 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         .slack
         .as_ref()
         .and_then(|s| build_slack(issues, base, s, raw.http.is_some()));
-    let discord = raw.discord.as_ref().and_then(|d| {
-        if raw.http.is_none() {
-            issues.at(
-                &d.public_key,
-                "discord",
-                "Discord's interactions arrive over HTTP: set [http] listen",
-            );
-        }
-        let key_ok = crate::adapters::discord::Verifier::new(d.public_key.get_ref())
-            .map_err(|e| issues.at(&d.public_key, "discord.public_key", e))
-            .is_ok();
-        let id = d.application_id.get_ref().trim().to_owned();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-            issues.at(
-                &d.application_id,
-                "discord.application_id",
-                "the application ID is a number (Developer Portal → General Information)",
-            );
-        }
-        let api = api_base(
-            issues,
-            "discord.api",
-            d.api.as_ref(),
-            crate::adapters::discord::DEFAULT_API,
-        );
-        match (key_ok, api) {
-            (true, Some(api)) => Some(DiscordConfig {
-                public_key: d.public_key.get_ref().trim().to_owned(),
-                application_id: id,
-                api,
-            }),
-            _ => None,
-        }
-    });
+    let discord = raw
+        .discord
+        .as_ref()
+        .and_then(|d| build_discord(issues, base, d, raw.http.is_some()));
     let mut routes = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let matchers = match &r.matchers {
@@ -1675,6 +1659,96 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         telegram,
         people,
     }
+}
+
+fn build_discord(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    d: &RawDiscord,
+    has_http: bool,
+) -> Option<DiscordConfig> {
+    let id = d.application_id.get_ref().trim().to_owned();
+    let id_ok = !id.is_empty() && id.chars().all(|c| c.is_ascii_digit());
+    if !id_ok {
+        issues.at(
+            &d.application_id,
+            "discord.application_id",
+            "the application ID is a number (Developer Portal → General Information)",
+        );
+    }
+    let api = api_base(
+        issues,
+        "discord.api",
+        d.api.as_ref(),
+        crate::adapters::discord::DEFAULT_API,
+    );
+    let token = d.token.as_ref().and_then(|t| {
+        Secret::resolve(t.get_ref(), base)
+            .map_err(|e| issues.at(t, "discord.token", e))
+            .ok()
+    });
+    let mode = match d.mode.as_ref().map(|m| m.get_ref().as_str()) {
+        None | Some("gateway") => {
+            if let Some(k) = &d.public_key {
+                issues.at(
+                    k,
+                    "discord.public_key",
+                    "the public key verifies interactions over HTTP: with the gateway (the default) leave it out, and leave the portal's Interactions Endpoint URL empty; or set mode = \"http\"",
+                );
+            }
+            if d.token.is_none() {
+                issues.at(
+                    &d.application_id,
+                    "discord.token",
+                    "the gateway (the default) needs token = \"env:DISCORD_BOT_TOKEN\" (Developer Portal → Bot → Reset Token); or set mode = \"http\" and public_key",
+                );
+            }
+            token.map(|token| DiscordMode::Gateway { token })
+        }
+        Some("http") => {
+            let at = d.mode.as_ref().unwrap_or(&d.application_id);
+            if !has_http {
+                issues.at(
+                    at,
+                    "discord.mode",
+                    "over HTTP, Discord's interactions arrive at this daemon: set [http] listen (or use the gateway, the default)",
+                );
+            }
+            match &d.public_key {
+                None => {
+                    issues.at(
+                        at,
+                        "discord.public_key",
+                        "mode = \"http\" needs public_key (Developer Portal → General Information)",
+                    );
+                    None
+                }
+                Some(k) => crate::adapters::discord::Verifier::new(k.get_ref())
+                    .map_err(|e| issues.at(k, "discord.public_key", e))
+                    .ok()
+                    .map(|_| DiscordMode::Http {
+                        public_key: k.get_ref().trim().to_owned(),
+                        token,
+                    }),
+            }
+        }
+        Some(other) => {
+            if let Some(m) = &d.mode {
+                issues.at(
+                    m,
+                    "discord.mode",
+                    format!("unknown mode {other:?}; known: gateway, http"),
+                );
+            }
+            None
+        }
+    };
+    id_ok.then_some(())?;
+    Some(DiscordConfig {
+        mode: mode?,
+        application_id: id,
+        api: api?,
+    })
 }
 
 fn build_slack(

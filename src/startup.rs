@@ -11,8 +11,9 @@ use tracing::info;
 use crate::adapters::alibaba::Alibaba;
 use crate::adapters::azure_china::AzureChina;
 use crate::adapters::console::Console;
-use crate::adapters::discord::{self, DiscordEndpoint};
+use crate::adapters::discord::{self, DiscordApp, DiscordEndpoint};
 use crate::adapters::discord_channel::DiscordChannel;
+use crate::adapters::discord_gateway::{self, DiscordGateway};
 use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
 use crate::adapters::robots::Robot;
@@ -26,8 +27,8 @@ use crate::adapters::telegram_channel::TelegramChannel;
 use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
 use crate::config::{
-    AccountConfig, Cloud, CloudAccess, Config, OutputKind, ProviderKind, SlackConfig, SlackMode,
-    TelegramMode,
+    AccountConfig, Cloud, CloudAccess, Config, DiscordConfig, DiscordMode, OutputKind,
+    ProviderKind, SlackConfig, SlackMode, TelegramMode,
 };
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
@@ -185,6 +186,15 @@ pub struct Application {
     telegram: Option<(Arc<TelegramBot>, TelegramMode)>,
     /// Slack over Socket Mode, when configured so.
     slack_socket: Option<Arc<SlackSocket>>,
+    discord_bot: Option<DiscordBot>,
+}
+
+/// What the Discord bot does when purser starts.
+enum DiscordBot {
+    /// Keeps the gateway connection (publishing `/purser` first).
+    Gateway(Arc<DiscordGateway>),
+    /// Publishes `/purser`; interactions come over HTTP.
+    Register(Arc<DiscordApp>, crate::secret::Secret),
 }
 
 impl Application {
@@ -288,6 +298,33 @@ impl Application {
             })),
             _ => None,
         };
+        let discord_app = match (&config.discord, &chat) {
+            (Some(d), Some(chat)) => Some(Arc::new(DiscordApp {
+                chat: chat.clone(),
+                http: reqwest::Client::new(),
+                api: d.api.clone(),
+                application_id: d.application_id.clone(),
+                answer_within: http::ANSWER_WITHIN,
+            })),
+            _ => None,
+        };
+        // Over the gateway, or over HTTP with the bot's token given: purser
+        // publishes `/purser` itself.
+        let discord_bot = match (&config.discord, &discord_app) {
+            (Some(d), Some(app)) => match &d.mode {
+                DiscordMode::Gateway { token } => {
+                    Some(DiscordBot::Gateway(Arc::new(DiscordGateway {
+                        token: token.clone(),
+                        app: app.clone(),
+                    })))
+                }
+                DiscordMode::Http {
+                    token: Some(token), ..
+                } => Some(DiscordBot::Register(app.clone(), token.clone())),
+                DiscordMode::Http { token: None, .. } => None,
+            },
+            _ => None,
+        };
         let telegram = match (&config.telegram, &chat) {
             (Some(t), Some(chat)) => {
                 let api = bots.get(&t.api, &t.token).context("telegram.token")?;
@@ -299,7 +336,7 @@ impl Application {
             _ => None,
         };
         let http = match (&config.http, &chat) {
-            (Some(h), Some(chat)) => {
+            (Some(h), Some(_)) => {
                 let listener = tokio::net::TcpListener::bind(h.listen)
                     .await
                     .with_context(|| format!("listening on {} (http.listen)", h.listen))?;
@@ -317,18 +354,20 @@ impl Application {
                     })),
                     _ => None,
                 };
-                let discord = match &config.discord {
-                    None => None,
-                    Some(d) => Some(Arc::new(DiscordEndpoint {
-                        verifier: discord::Verifier::new(&d.public_key)
+                let discord = match (&config.discord, &discord_app) {
+                    (
+                        Some(DiscordConfig {
+                            mode: DiscordMode::Http { public_key, .. },
+                            ..
+                        }),
+                        Some(app),
+                    ) => Some(Arc::new(DiscordEndpoint {
+                        verifier: discord::Verifier::new(public_key)
                             .map_err(|e| anyhow::anyhow!("discord.public_key: {e}"))?,
-                        chat: chat.clone(),
                         clock: clock.clone(),
-                        http: reqwest::Client::new(),
-                        api: d.api.clone(),
-                        application_id: d.application_id.clone(),
-                        answer_within: http::ANSWER_WITHIN,
+                        app: app.clone(),
                     })),
+                    _ => None,
                 };
                 let webhook = match &telegram {
                     Some((bot, TelegramMode::Webhook { secret, .. })) => {
@@ -351,6 +390,7 @@ impl Application {
             http,
             telegram,
             slack_socket,
+            discord_bot,
         })
     }
 
@@ -407,6 +447,22 @@ impl Application {
         let _slack = self
             .slack_socket
             .map(|s| AbortOnDrop(tokio::spawn(slack_socket::run(s, sockets_rx.clone()))));
+        let _discord = self.discord_bot.map(|bot| {
+            let stop = sockets_rx.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                match bot {
+                    DiscordBot::Gateway(gw) => discord_gateway::run(gw, stop).await,
+                    DiscordBot::Register(app, token) => {
+                        match discord::register(&app.http, &app.api, &app.application_id, &token)
+                            .await
+                        {
+                            Ok(()) => info!("discord /purser command published"),
+                            Err(e) => tracing::warn!(error = %e, "could not publish the discord /purser command"),
+                        }
+                    }
+                }
+            }))
+        });
         info!("purser running");
         stop.await;
         stop_http.send_replace(true);

@@ -18,9 +18,11 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::http::{Answer, Forged, ReplayGuard, answer_with, deliver_later, within_window};
+use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
 use crate::engine::chatops::{Asker, ChatOps, Reply};
 use crate::ports::Clock;
+use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://discord.com/api/v10/";
 /// A message's content is at most 2,000 characters.
@@ -74,16 +76,105 @@ impl Verifier {
     }
 }
 
-pub struct DiscordEndpoint {
-    pub verifier: Verifier,
+/// Discord's commands and buttons, however they arrive: over HTTP
+/// (`DiscordEndpoint`) or over the gateway (`discord_gateway`).
+pub struct DiscordApp {
     pub chat: Arc<ChatOps>,
-    pub clock: Arc<dyn Clock>,
     pub http: reqwest::Client,
     /// The REST API's base URL (tests point it at a mock).
     pub api: reqwest::Url,
     pub application_id: String,
     /// How long to work before deferring; zero always defers.
     pub answer_within: StdDuration,
+}
+
+/// The first response to an interaction, and, when it was deferred, the
+/// work whose reply is edited in after it.
+pub struct Answered {
+    pub response: Value,
+    pub later: Option<tokio::task::JoinHandle<Reply>>,
+}
+
+impl DiscordApp {
+    /// Answers a command (type 2) or a button press (type 3); `None` for
+    /// another type. The caller sends `response` first, then `follow_up`.
+    pub async fn answer(&self, v: &Value) -> Option<Answered> {
+        match v["type"].as_u64() {
+            Some(2) => Some(self.command(v).await),
+            Some(3) => Some(self.component(v).await),
+            _ => None,
+        }
+    }
+
+    async fn command(&self, v: &Value) -> Answered {
+        let asker = asker(v);
+        info!(user = %asker.user, "discord command");
+        let chat = self.chat.clone();
+        let text = command_text(&v["data"]);
+        self.respond(async move { chat.handle(&asker, &text).await })
+            .await
+    }
+
+    /// A button on an alert message. The presser is answered privately; when
+    /// the alert changed, the notice it queued edits the message for everyone.
+    async fn component(&self, v: &Value) -> Answered {
+        let asker = asker(v);
+        let data = v["data"]["custom_id"].as_str().unwrap_or_default();
+        let Some((button, fingerprint)) = Button::parse_data(data) else {
+            return Answered {
+                response: json!({"type": 4, "data": {"flags": EPHEMERAL,
+                    "content": format!("purser does not know the button {:?}.", truncate(data.to_owned()))}}),
+                later: None,
+            };
+        };
+        info!(user = %asker.user, button = button.id(), "discord button");
+        let chat = self.chat.clone();
+        let fingerprint = fingerprint.to_owned();
+        self.respond(async move { chat.press(&asker, button, &fingerprint).await.reply })
+            .await
+    }
+
+    /// Answers privately within the deadline, or defers.
+    async fn respond(
+        &self,
+        work: impl std::future::Future<Output = Reply> + Send + 'static,
+    ) -> Answered {
+        match answer_with(work, self.answer_within).await {
+            Answer::Now(reply) => Answered {
+                response: json!({"type": 4, "data": {"flags": EPHEMERAL,
+                    "content": render(&reply)}}),
+                later: None,
+            },
+            // Deferred: Discord shows "thinking…" until the original is edited.
+            Answer::Later(work) => Answered {
+                response: json!({"type": 5, "data": {"flags": EPHEMERAL}}),
+                later: Some(work),
+            },
+        }
+    }
+
+    /// Edits a deferred answer in once its work is done.
+    pub fn follow_up(&self, interaction: &Value, later: Option<tokio::task::JoinHandle<Reply>>) {
+        let Some(work) = later else { return };
+        let token = interaction["token"].as_str().unwrap_or_default();
+        let url = self.api.join(&format!(
+            "webhooks/{}/{token}/messages/@original",
+            self.application_id
+        ));
+        let http = self.http.clone();
+        deliver_later(work, move |reply| {
+            Some(
+                http.patch(url.ok()?)
+                    .json(&json!({"content": render(&reply)})),
+            )
+        });
+    }
+}
+
+pub struct DiscordEndpoint {
+    pub verifier: Verifier,
+    pub clock: Arc<dyn Clock>,
+    pub app: Arc<DiscordApp>,
 }
 
 /// `POST /discord/interactions`.
@@ -105,11 +196,15 @@ pub async fn interaction(
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
-    match v["type"].as_u64() {
-        Some(1) => axum::Json(json!({"type": 1})).into_response(),
-        Some(2) => command(discord, &v).await,
-        Some(3) => component(discord, &v).await,
-        _ => (StatusCode::BAD_REQUEST, "unknown interaction type").into_response(),
+    if v["type"] == 1 {
+        return axum::Json(json!({"type": 1})).into_response();
+    }
+    match discord.app.answer(&v).await {
+        Some(answered) => {
+            discord.app.follow_up(&v, answered.later);
+            axum::Json(answered.response).into_response()
+        }
+        None => (StatusCode::BAD_REQUEST, "unknown interaction type").into_response(),
     }
 }
 
@@ -126,58 +221,58 @@ fn asker(v: &Value) -> Asker {
     }
 }
 
-async fn command(discord: Arc<DiscordEndpoint>, v: &Value) -> Response {
-    let asker = asker(v);
-    info!(user = %asker.user, "discord command");
-    let chat = discord.chat.clone();
-    let text = command_text(&v["data"]);
-    let work = async move { chat.handle(&asker, &text).await };
-    respond(discord, v, work).await
-}
-
-/// A button on an alert message. The presser is answered privately; when the
-/// alert changed, the notice it queued edits the message for everyone.
-async fn component(discord: Arc<DiscordEndpoint>, v: &Value) -> Response {
-    let asker = asker(v);
-    let data = v["data"]["custom_id"].as_str().unwrap_or_default();
-    let Some((button, fingerprint)) = Button::parse_data(data) else {
-        return axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
-            "content": format!("purser does not know the button {:?}.", truncate(data.to_owned()))}}))
-        .into_response();
-    };
-    info!(user = %asker.user, button = button.id(), "discord button");
-    let chat = discord.chat.clone();
-    let fingerprint = fingerprint.to_owned();
-    let work = async move { chat.press(&asker, button, &fingerprint).await.reply };
-    respond(discord, v, work).await
-}
-
-/// Answers privately within the deadline, or defers and edits the answer in.
-async fn respond(
-    discord: Arc<DiscordEndpoint>,
-    v: &Value,
-    work: impl std::future::Future<Output = Reply> + Send + 'static,
-) -> Response {
-    let token = v["token"].as_str().unwrap_or_default().to_owned();
-    match answer_with(work, discord.answer_within).await {
-        Answer::Now(reply) => axum::Json(json!({"type": 4, "data": {"flags": EPHEMERAL,
-            "content": render(&reply)}}))
-        .into_response(),
-        Answer::Later(work) => {
-            // Deferred: Discord shows "thinking…" until the original is edited.
-            let d = discord.clone();
-            deliver_later(work, move |reply| {
-                let url = d
-                    .api
-                    .join(&format!(
-                        "webhooks/{}/{token}/messages/@original",
-                        d.application_id
-                    ))
-                    .ok()?;
-                Some(d.http.patch(url).json(&json!({"content": render(&reply)})))
-            });
-            axum::Json(json!({"type": 5, "data": {"flags": EPHEMERAL}})).into_response()
+/// The `/purser` slash command, a subcommand per command with its arguments
+/// as string options in usage order: what `register` publishes.
+pub fn command_definition() -> Value {
+    fn clip(text: &str) -> String {
+        // Discord allows 100 characters; the summary's first clause suffices.
+        let first = text.split(", e.g.").next().unwrap_or(text);
+        if first.chars().count() <= 100 {
+            first.to_owned()
+        } else {
+            first.chars().take(99).collect::<String>() + "…"
         }
+    }
+    let subcommands: Vec<Value> = Verb::ALL
+        .iter()
+        .map(|verb| {
+            let options: Vec<Value> = verb
+                .parameters()
+                .iter()
+                .map(|p| json!({"type": 3, "name": p.name, "description": p.about, "required": p.required}))
+                .collect();
+            json!({"type": 1, "name": verb.name(), "description": clip(verb.summary()), "options": options})
+        })
+        .collect();
+    json!({"name": "purser", "type": 1,
+           "description": "Balances, runway and alerts of the prepaid cloud accounts",
+           "options": subcommands})
+}
+
+/// Publishes `/purser` for the application (a bulk overwrite of its global
+/// commands: running it again changes nothing).
+pub async fn register(
+    http: &reqwest::Client,
+    api: &reqwest::Url,
+    application_id: &str,
+    token: &Secret,
+) -> Result<(), String> {
+    let url = api
+        .join(&format!("applications/{application_id}/commands"))
+        .map_err(|e| e.to_string())?;
+    let r = http
+        .put(url)
+        .header("authorization", format!("Bot {}", token.expose()))
+        .json(&json!([command_definition()]))
+        .timeout(StdDuration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    match r.status().as_u16() {
+        200..=299 => Ok(()),
+        401 => Err("401: check the bot token (Developer Portal → Bot → Reset Token)".into()),
+        403 => Err("403: the token is not this application's bot (application_id)".into()),
+        code => Err(format!("HTTP {code}")),
     }
 }
 
@@ -351,6 +446,45 @@ mod tests {
             {"name": "expiring", "type": 1, "options": [{"name": "days", "type": 4, "value": 7}]}]});
         assert_eq!(command_text(&data), "expiring 7");
         assert_eq!(command_text(&json!({"name": "purser"})), "");
+    }
+
+    #[test]
+    fn the_published_command_fills_in_as_the_shared_language() {
+        let def = command_definition();
+        let subs = def["options"].as_array().unwrap();
+        assert_eq!(subs.len(), Verb::ALL.len());
+        for sub in subs {
+            let d = sub["description"].as_str().unwrap();
+            assert!((1..=100).contains(&d.chars().count()), "{d}");
+            // Every option filled with a plausible value, in order, as Discord
+            // sends them back: the text parses as that command.
+            let filled: Vec<Value> = sub["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| {
+                    let value = match o["name"].as_str().unwrap() {
+                        "account" => "acme",
+                        "days" => "7",
+                        "alert" => "abcdef12",
+                        "matchers" => "account=acme",
+                        "duration" => "1h",
+                        "reason" => "wire sent",
+                        "silence" => "3",
+                        "amount" => "¥1,000",
+                        "command" => "ack",
+                        other => panic!("no sample for {other}"),
+                    };
+                    json!({"type": 3, "name": o["name"], "value": value})
+                })
+                .collect();
+            let data = json!({"name": "purser", "options": [
+                {"type": 1, "name": sub["name"], "options": filled}]});
+            let text = command_text(&data);
+            let parsed =
+                crate::domain::command::parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(parsed.verb().name(), sub["name"], "{text}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod console;
 pub mod discord;
 pub mod discord_channel;
+pub mod discord_gateway;
 pub mod http;
 pub mod huawei;
 pub mod pace;

@@ -47,6 +47,14 @@ impl fmt::Display for Role {
     }
 }
 
+/// One argument of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parameter {
+    pub name: &'static str,
+    pub required: bool,
+    pub about: &'static str,
+}
+
 /// The commands, by name: for help, usage and authorization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verb {
@@ -106,6 +114,43 @@ impl Verb {
             Verb::Unsilence => "<silence id>",
             Verb::SetBalance => "<account> <amount>",
             Verb::Help => "[command]",
+        }
+    }
+
+    /// The arguments one by one, for platforms that ask for them so (a
+    /// required one before any optional one; the last may hold spaces).
+    pub fn parameters(self) -> &'static [Parameter] {
+        // A struct literal (not a call) so that the slices are constants.
+        macro_rules! p {
+            ($name:literal, $required:literal, $about:literal) => {
+                Parameter {
+                    name: $name,
+                    required: $required,
+                    about: $about,
+                }
+            };
+        }
+        match self {
+            Verb::Balance => &[p!("account", false, "an account id, or label=value")],
+            Verb::Runway => &[p!("account", false, "an account id")],
+            Verb::Expiring => &[p!("days", false, "how many days ahead (default 30)")],
+            Verb::Alerts | Verb::Silences | Verb::Whoami => &[],
+            Verb::Ack => &[p!("alert", true, "the alert's id (6 or more hex digits)")],
+            Verb::Silence => &[
+                p!(
+                    "matchers",
+                    true,
+                    "label=value[,label=value…], e.g. account=shop-prod"
+                ),
+                p!("duration", true, "e.g. 1h, 3d"),
+                p!("reason", false, "why, for the record"),
+            ],
+            Verb::Unsilence => &[p!("silence", true, "the silence's number")],
+            Verb::SetBalance => &[
+                p!("account", true, "an account id"),
+                p!("amount", true, "e.g. ¥12,000.00"),
+            ],
+            Verb::Help => &[p!("command", false, "a command's name")],
         }
     }
 
@@ -653,6 +698,36 @@ mod tests {
 
     fn id(s: &str) -> AccountId {
         AccountId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parameters_agree_with_the_usage() {
+        for verb in Verb::ALL {
+            let args = verb.arguments();
+            let params = verb.parameters();
+            let required = args.matches('<').count();
+            // `[account | label=value]` is one optional argument; the
+            // brackets inside `<label=value[,…]>` are not.
+            let optional = args
+                .split_whitespace()
+                .filter(|w| w.starts_with('['))
+                .count();
+            assert_eq!(
+                params.iter().filter(|p| p.required).count(),
+                required,
+                "{verb:?}"
+            );
+            assert_eq!(params.len(), required + optional, "{verb:?}");
+            // Required ones first, as platforms that ask one by one insist.
+            assert!(
+                params.windows(2).all(|w| w[0].required || !w[1].required),
+                "{verb:?}"
+            );
+            // Names and descriptions within what platforms allow.
+            for p in params {
+                assert!(p.name.len() <= 32 && p.about.chars().count() <= 100);
+            }
+        }
     }
 
     #[test]

@@ -293,15 +293,33 @@ fn chat_config_mistakes_are_located() {
 #[test]
 fn discord_config_mistakes_are_located() {
     let err = error_of(&format!(
-        "{BASE}\n[discord]\npublic_key = \"abc\"\napplication_id = \"my-app\"\n"
+        "{BASE}\n[discord]\nmode = \"http\"\npublic_key = \"abc\"\napplication_id = \"my-app\"\n"
     ));
     for want in [
-        ":15: discord: Discord's interactions arrive over HTTP: set [http] listen",
-        ":15: discord.public_key: a public key is 64 hex digits",
-        ":16: discord.application_id: the application ID is a number",
+        ":15: discord.mode: over HTTP, Discord's interactions arrive at this daemon: set [http] listen",
+        ":16: discord.public_key: a public key is 64 hex digits",
+        ":17: discord.application_id: the application ID is a number",
     ] {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     }
+    // The gateway is the default: it needs the bot token, and a public key
+    // would mean the portal sends interactions over HTTP instead.
+    let err = error_of(&format!(
+        "{BASE}\n[discord]\npublic_key = \"abc\"\napplication_id = \"1234\"\n"
+    ));
+    for want in [
+        ":15: discord.public_key: the public key verifies interactions over HTTP: with the gateway (the default) leave it out",
+        ":16: discord.token: the gateway (the default) needs token = \"env:DISCORD_BOT_TOKEN\"",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    let err = error_of(&format!(
+        "{BASE}\n[discord]\nmode = \"websocket\"\napplication_id = \"1234\"\n"
+    ));
+    assert!(
+        err.contains(":15: discord.mode: unknown mode \"websocket\"; known: gateway, http"),
+        "{err}"
+    );
 }
 
 #[test]

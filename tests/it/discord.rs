@@ -28,6 +28,7 @@ async fn running() -> (World, TestApp) {
 listen = "127.0.0.1:0"
 
 [discord]
+mode = "http"
 public_key = "{public}"
 application_id = "{APP_ID}"
 
@@ -185,12 +186,14 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
             key().verifying_key().to_bytes(),
         ))
         .unwrap(),
-        chat,
         clock: world.clock.clone(),
-        http: reqwest::Client::new(),
-        api: format!("http://{api_addr}/api/").parse().unwrap(),
-        application_id: APP_ID.into(),
-        answer_within: std::time::Duration::ZERO,
+        app: Arc::new(purser::adapters::discord::DiscordApp {
+            chat,
+            http: reqwest::Client::new(),
+            api: format!("http://{api_addr}/api/").parse().unwrap(),
+            application_id: APP_ID.into(),
+            answer_within: std::time::Duration::ZERO,
+        }),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -246,6 +249,7 @@ async fn alert_posted_pressed_acknowledged_silenced_resolved() {
 listen = "127.0.0.1:0"
 
 [discord]
+mode = "http"
 public_key = "{public}"
 application_id = "{APP_ID}"
 api = "http://{api_addr}/api/v10"

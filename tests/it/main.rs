@@ -11,6 +11,7 @@ mod cli;
 mod clouds;
 mod config_errors;
 mod discord;
+mod discord_gateway;
 mod helpers;
 mod lifecycle;
 mod resilience;

@@ -83,3 +83,17 @@ impl WsPeer {
         .expect("purser kept the connection open")
     }
 }
+
+impl WsPeer {
+    /// Closes from the server's side with `code`, as the platform does.
+    pub async fn close(mut self, code: u16) {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        let _ = self
+            .ws
+            .close(Some(CloseFrame {
+                code: code.into(),
+                reason: "".into(),
+            }))
+            .await;
+    }
+}
