@@ -17,10 +17,10 @@ use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::http::{Answer, Forged, ReplayGuard, answer_with, deliver_later, within_window};
+use super::http::{Answer, Forged, ReplayGuard, answer_with, within_window};
 use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
-use crate::engine::chatops::{Asker, ChatOps, Reply};
+use crate::engine::chatops::{Asker, ChatOps, Reply, RunwayChart};
 use crate::ports::Clock;
 use crate::secret::Secret;
 
@@ -93,6 +93,8 @@ pub struct DiscordApp {
 pub struct Answered {
     pub response: Value,
     pub later: Option<tokio::task::JoinHandle<Reply>>,
+    /// A chart that goes with an answer given at once.
+    pub chart: Option<RunwayChart>,
 }
 
 impl DiscordApp {
@@ -125,6 +127,7 @@ impl DiscordApp {
                 response: json!({"type": 4, "data": {"flags": EPHEMERAL,
                     "content": format!("purser does not know the button {:?}.", truncate(data.to_owned()))}}),
                 later: None,
+                chart: None,
             };
         };
         info!(user = %asker.user, button = button.id(), "discord button");
@@ -144,29 +147,84 @@ impl DiscordApp {
                 response: json!({"type": 4, "data": {"flags": EPHEMERAL,
                     "content": render(&reply)}}),
                 later: None,
+                chart: reply.chart,
             },
             // Deferred: Discord shows "thinking…" until the original is edited.
             Answer::Later(work) => Answered {
                 response: json!({"type": 5, "data": {"flags": EPHEMERAL}}),
                 later: Some(work),
+                chart: None,
             },
         }
     }
 
-    /// Edits a deferred answer in once its work is done.
-    pub fn follow_up(&self, interaction: &Value, later: Option<tokio::task::JoinHandle<Reply>>) {
-        let Some(work) = later else { return };
-        let token = interaction["token"].as_str().unwrap_or_default();
-        let url = self.api.join(&format!(
-            "webhooks/{}/{token}/messages/@original",
-            self.application_id
-        ));
+    /// After the first response: edits a deferred answer in once its work
+    /// is done, and sends the answer's chart, if any, as a private follow-up
+    /// with the image attached.
+    pub fn follow_up(&self, interaction: &Value, answered: Answered) {
+        if answered.later.is_none() && answered.chart.is_none() {
+            return;
+        }
+        let token = interaction["token"].as_str().unwrap_or_default().to_owned();
+        let webhook = self
+            .api
+            .join(&format!("webhooks/{}/{token}", self.application_id));
         let http = self.http.clone();
-        deliver_later(work, move |reply| {
-            Some(
-                http.patch(url.ok()?)
-                    .json(&json!({"content": render(&reply)})),
-            )
+        tokio::spawn(async move {
+            let Ok(webhook) = webhook else { return };
+            let chart = match answered.later {
+                None => answered.chart,
+                Some(work) => {
+                    let Ok(reply) = work.await else { return };
+                    let Ok(original) = webhook.join(&format!("{token}/messages/@original")) else {
+                        return;
+                    };
+                    let sent = http
+                        .patch(original)
+                        .json(&json!({"content": render(&reply)}))
+                        .timeout(StdDuration::from_secs(10))
+                        .send()
+                        .await;
+                    if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+                        warn!(error = %e.without_url(), "could not deliver a late discord answer");
+                        return;
+                    }
+                    reply.chart
+                }
+            };
+            let Some(chart) = chart else { return };
+            let png = match super::chart::runway_png(&chart) {
+                Ok(Some(png)) => png,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "could not draw a runway chart");
+                    return;
+                }
+            };
+            let Ok(file) = reqwest::multipart::Part::bytes(png)
+                .file_name("runway.png")
+                .mime_str("image/png")
+            else {
+                return;
+            };
+            let form = reqwest::multipart::Form::new()
+                .text(
+                    "payload_json",
+                    json!({"flags": EPHEMERAL,
+                           "attachments": [{"id": 0, "filename": "runway.png",
+                                            "description": format!("Runway of {}", chart.account)}]})
+                    .to_string(),
+                )
+                .part("files[0]", file);
+            let sent = http
+                .post(webhook)
+                .multipart(form)
+                .timeout(StdDuration::from_secs(30))
+                .send()
+                .await;
+            if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+                warn!(error = %e.without_url(), "could not send a discord runway chart");
+            }
         });
     }
 }
@@ -201,8 +259,9 @@ pub async fn interaction(
     }
     match discord.app.answer(&v).await {
         Some(answered) => {
-            discord.app.follow_up(&v, answered.later);
-            axum::Json(answered.response).into_response()
+            let response = answered.response.clone();
+            discord.app.follow_up(&v, answered);
+            axum::Json(response).into_response()
         }
         None => (StatusCode::BAD_REQUEST, "unknown interaction type").into_response(),
     }
@@ -493,6 +552,7 @@ mod tests {
             kind: ReplyKind::Done,
             title: "a *b* _c_".into(),
             lines: (0..500).map(|i| format!("line {i} ```")).collect(),
+            chart: None,
         };
         let r = render(&reply);
         assert!(r.chars().count() <= 2000, "{}", r.len());

@@ -330,6 +330,6 @@ fn interaction(app: Arc<DiscordApp>, v: Value) {
             warn!(error = %e.without_url(), "could not answer a discord interaction");
             return;
         }
-        app.follow_up(&v, answered.later);
+        app.follow_up(&v, answered);
     });
 }

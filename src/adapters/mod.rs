@@ -2,6 +2,7 @@
 
 pub mod alibaba;
 pub mod azure_china;
+pub mod chart;
 pub mod cloud;
 pub mod console;
 pub mod discord;

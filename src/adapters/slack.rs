@@ -441,6 +441,7 @@ mod tests {
             lines: (0..5000)
                 .map(|i| format!("line {i} {}", "x".repeat(40)))
                 .collect(),
+            chart: None,
         };
         let v = render(&reply);
         let blocks = v["blocks"].as_array().unwrap();

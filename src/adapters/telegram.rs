@@ -26,8 +26,9 @@ use crate::ports::SendError;
 use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://api.telegram.org/";
-/// A message's text is at most 4,096 characters.
+/// A message's text is at most 4,096 characters; a photo's caption 1,024.
 const TEXT_CHARS: usize = 4096;
+const CAPTION_CHARS: usize = 1024;
 /// How long one `getUpdates` waits for something to happen.
 const POLL_SECS: u64 = 30;
 
@@ -101,11 +102,57 @@ impl BotApi {
         if let Some(pacer) = self.pacer(&body["chat_id"]) {
             pacer.wait().await;
         }
-        let response = self
+        let request = self.http.post(url).json(body).timeout(timeout);
+        Self::finish(method, request).await
+    }
+
+    /// Sends a PNG to `chat` (`sendPhoto`, multipart), under the same pace as
+    /// messages.
+    pub async fn send_photo(
+        &self,
+        chat: &Value,
+        png: Vec<u8>,
+        caption: &str,
+        reply_to: &Value,
+    ) -> Result<Value, SendError> {
+        let url = self
+            .base
+            .join("sendPhoto")
+            .map_err(|e| SendError::Permanent(format!("Telegram API URL: {e}")))?;
+        if let Some(pacer) = self.pacer(chat) {
+            pacer.wait().await;
+        }
+        let chat_id = match chat {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let photo = reqwest::multipart::Part::bytes(png)
+            .file_name("runway.png")
+            .mime_str("image/png")
+            .map_err(|e| SendError::Permanent(format!("Telegram sendPhoto: {e}")))?;
+        let mut form = reqwest::multipart::Form::new()
+            .text("chat_id", chat_id)
+            .text(
+                "caption",
+                caption.chars().take(CAPTION_CHARS).collect::<String>(),
+            )
+            .part("photo", photo);
+        if !reply_to.is_null() {
+            form = form.text(
+                "reply_parameters",
+                json!({"message_id": reply_to, "allow_sending_without_reply": true}).to_string(),
+            );
+        }
+        let request = self
             .http
             .post(url)
-            .json(body)
-            .timeout(timeout)
+            .multipart(form)
+            .timeout(StdDuration::from_secs(30));
+        Self::finish("sendPhoto", request).await
+    }
+
+    async fn finish(method: &str, request: reqwest::RequestBuilder) -> Result<Value, SendError> {
+        let response = request
             .send()
             .await
             // without_url: the URL carries the token.
@@ -276,6 +323,23 @@ impl TelegramBot {
             .await
         {
             warn!(error = %e, "could not answer a telegram command");
+            return;
+        }
+        // The runway chart, when the answer has one, follows as a photo.
+        let Some(chart) = &reply.chart else { return };
+        match super::chart::runway_png(chart) {
+            Ok(Some(png)) => {
+                let caption = format!("Runway of {}", chart.account);
+                if let Err(e) = self
+                    .api
+                    .send_photo(&m["chat"]["id"], png, &caption, &m["message_id"])
+                    .await
+                {
+                    warn!(error = %e, "could not send a telegram runway chart");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "could not draw a runway chart"),
         }
     }
 
@@ -552,6 +616,7 @@ mod tests {
             kind: ReplyKind::Refused,
             title: "No account <b>&</b>".into(),
             lines: (0..1000).map(|i| format!("row {i} <x> & y")).collect(),
+            chart: None,
         };
         let r = render(&reply);
         assert!(

@@ -10,6 +10,7 @@ use crate::config::AccountConfig;
 use crate::domain::command::{self, AlertRef, Command, Target, Verb};
 use crate::domain::forecast;
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
+use crate::domain::money::Money;
 use crate::domain::people::{Directory, Person};
 use crate::domain::{duration, silence};
 use crate::engine::alert_view::Button;
@@ -31,6 +32,19 @@ pub struct Reply {
     pub kind: ReplyKind,
     pub title: String,
     pub lines: Vec<String>,
+    /// A picture of the answer, for platforms that show images.
+    pub chart: Option<RunwayChart>,
+}
+
+/// One account's balance history and its forecast to zero: the data of a
+/// runway chart; each platform draws it its own way, or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunwayChart {
+    pub account: String,
+    /// Available balance over the runway window, oldest first.
+    pub history: Vec<(DateTime<Utc>, Money)>,
+    /// Days until zero at the current burn; `None` when nothing is spent.
+    pub runway_days: Option<rust_decimal::Decimal>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +77,7 @@ impl Reply {
             kind: ReplyKind::Done,
             title: title.into(),
             lines,
+            chart: None,
         }
     }
 
@@ -71,6 +86,7 @@ impl Reply {
             kind: ReplyKind::Refused,
             title: title.into(),
             lines: Vec::new(),
+            chart: None,
         }
     }
 
@@ -79,6 +95,7 @@ impl Reply {
             kind: ReplyKind::Failed,
             title: title.into(),
             lines: Vec::new(),
+            chart: None,
         }
     }
 
@@ -152,6 +169,7 @@ impl ChatOps {
                         Some(v) => format!("usage: {}", v.usage()),
                         None => "try: help".to_owned(),
                     }],
+                    chart: None,
                 };
             }
         };
@@ -311,6 +329,7 @@ impl ChatOps {
                             fps.len()
                         ),
                         lines: fps,
+                        chart: None,
                     },
                     false,
                 ),
@@ -376,10 +395,15 @@ impl ChatOps {
                     return Ok(self.no_such(&account.map(Target::Account)));
                 }
                 let mut lines = Vec::new();
-                for a in chosen {
+                for a in &chosen {
                     lines.push(self.runway_line(a, now).await?);
                 }
-                Reply::done("Runway", lines)
+                let mut reply = Reply::done("Runway", lines);
+                // One account asked for by name: its chart too.
+                if let (true, [a]) = (account.is_some(), chosen.as_slice()) {
+                    reply.chart = self.chart(a, now).await?;
+                }
+                reply
             }
             Command::Expiring { days } => {
                 let until = now + Duration::days(i64::from(days));
@@ -627,6 +651,26 @@ impl ChatOps {
             ));
         }
         Ok(line)
+    }
+
+    async fn chart(
+        &self,
+        a: &AccountConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunwayChart>, StoreError> {
+        let history = self.history(a, now).await?;
+        if history.is_empty() {
+            return Ok(None);
+        }
+        let f = forecast::forecast(&history, a.rules.runway.window, now);
+        Ok(Some(RunwayChart {
+            account: a.account.id.to_string(),
+            history: history
+                .iter()
+                .map(|s| (s.taken_at, s.balance.available))
+                .collect(),
+            runway_days: f.and_then(|f| f.runway_days),
+        }))
     }
 
     async fn runway_line(

@@ -52,6 +52,11 @@ fn money_never_passes_through_floats() {
         .into_iter()
         .chain(source("src/adapters"))
     {
+        // The runway chart turns amounts into pixel positions; the figures
+        // it writes come from the decimals. Nothing else may.
+        if path.ends_with("adapters/chart.rs") {
+            continue;
+        }
         for line in text.lines() {
             let l = line.to_lowercase();
             let floaty = l.contains("f64") || l.contains("f32");

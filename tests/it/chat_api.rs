@@ -17,6 +17,8 @@ pub struct Call {
     pub path: String,
     pub authorization: Option<String>,
     pub body: Value,
+    /// The body as text (a multipart form, say), binary parts mangled.
+    pub raw: String,
 }
 
 type Answer = dyn Fn(&Call) -> (u16, Value) + Send + Sync;
@@ -87,6 +89,7 @@ async fn record(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: String::from_utf8_lossy(&body).into_owned(),
     };
     let (status, reply) = (api.answer)(&call);
     api.calls.lock().unwrap().push(call);

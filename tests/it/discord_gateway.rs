@@ -179,10 +179,38 @@ api = "http://{api_addr}/api/v10"
     let open = app.store.all_open_alerts().await.unwrap();
     assert_eq!(open[0].acknowledged.as_ref().unwrap().by, "ana");
 
+    // One account's runway: the answer, then the chart as a private
+    // follow-up with the image attached.
+    let runway = json!({"name": "purser", "options": [{"type": 1, "name": "runway",
+        "options": [{"type": 3, "name": "account", "value": "acme"}]}]});
+    peer.send(dispatch(
+        4,
+        "INTERACTION_CREATE",
+        interaction("i4", ANA, runway, 2),
+    ))
+    .await;
+    let answered = api
+        .wait("POST", "/api/v10/interactions/i4/tok-i4/callback", 1)
+        .await;
+    assert!(answered[0].body.to_string().contains("acme"));
+    let chart = api
+        .wait("POST", &format!("/api/v10/webhooks/{APP_ID}/tok-i4"), 1)
+        .await;
+    for part in [
+        "name=\"payload_json\"",
+        "\"flags\":64",
+        "\"filename\":\"runway.png\"",
+        "name=\"files[0]\"; filename=\"runway.png\"",
+        "image/png",
+        "PNG\r\n",
+    ] {
+        assert!(chart[0].raw.contains(part), "{part:?} not in the form");
+    }
+
     // Discord asks for a heartbeat: it carries the last sequence number.
     peer.send(json!({"op": 1, "d": null})).await;
     let beat = next_op(&mut peer, 1).await;
-    assert_eq!(beat["d"], 3);
+    assert_eq!(beat["d"], 4);
     peer.send(json!({"op": 11})).await;
 
     // Reconnect: purser closes and resumes the session at its resume URL,
@@ -196,9 +224,9 @@ api = "http://{api_addr}/api/v10"
     let resume = next_op(&mut peer, 6).await;
     assert_eq!(
         resume["d"],
-        json!({"token": BOT, "session_id": "sess-1", "seq": 3})
+        json!({"token": BOT, "session_id": "sess-1", "seq": 4})
     );
-    peer.send(dispatch(4, "RESUMED", json!({}))).await;
+    peer.send(dispatch(5, "RESUMED", json!({}))).await;
     let who = json!({"name": "purser", "options": [{"type": 1, "name": "whoami", "options": []}]});
     peer.send(dispatch(
         5,

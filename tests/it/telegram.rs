@@ -91,7 +91,9 @@ async fn method(
     let Some(method) = path.strip_prefix(&format!("/bot{TOKEN}/")) else {
         return axum::Json(json!({"ok": false, "error_code": 404, "description": "Not Found"}));
     };
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // JSON, or (sendPhoto) a multipart form, kept as text to look into.
+    let body: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&body)}));
     if method == "getUpdates" {
         // Confirm what the offset says was handled, then wait for news as the
         // real server does.
@@ -336,6 +338,22 @@ async fn polling_alert_buttons_commands_and_edits() {
     );
     assert!(!edits[1]["reply_markup"].to_string().contains("silence_"));
 
+    // The runway of one account comes with its chart, as a photo replying
+    // to the command.
+    api.push("message", message(ANA, "/runway acme", 5));
+    let photos = api.wait("sendPhoto", 1).await;
+    let form = photos[0]["raw"].as_str().unwrap();
+    for part in [
+        "name=\"chat_id\"\r\n\r\n-1001234567890",
+        "name=\"caption\"\r\n\r\nRunway of acme",
+        "name=\"photo\"; filename=\"runway.png\"",
+        "image/png",
+        "PNG\r\n",
+        "\"message_id\":5",
+    ] {
+        assert!(form.contains(part), "{part:?} not in the form");
+    }
+
     // Resolved: edited once more, its keyboard gone, and still one post.
     world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n");
     app.advance(Duration::minutes(1)).await;
@@ -354,24 +372,20 @@ async fn polling_alert_buttons_commands_and_edits() {
     let mut n = 1;
     let polls = loop {
         let polls = api.wait("getUpdates", n).await;
-        if polls.last().unwrap()["offset"].as_i64() == Some(510) {
+        if polls.last().unwrap()["offset"].as_i64() == Some(511) {
             break polls;
         }
         n = polls.len() + 1;
     };
     let offsets: Vec<i64> = polls.iter().filter_map(|p| p["offset"].as_i64()).collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
-    assert_eq!(
-        offsets.last(),
-        Some(&510),
-        "all nine confirmed: {offsets:?}"
-    );
+    assert_eq!(offsets.last(), Some(&511), "all ten confirmed: {offsets:?}");
     // Stopping confirms them too, so that a restart does not see them again.
     app.stop().await;
     let last = api.calls("getUpdates").pop().unwrap();
     assert_eq!(
         (last["offset"].clone(), last["timeout"].clone()),
-        (json!(510), json!(0))
+        (json!(511), json!(0))
     );
 }
 
