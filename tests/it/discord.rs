@@ -11,7 +11,7 @@ use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
-use crate::helpers::{Setup, TestApp, World};
+use crate::helpers::{TestApp, World};
 
 const APP_ID: &str = "1234567890";
 const ANA: &str = "80351110224678912";
@@ -38,14 +38,7 @@ role = "viewer"
 discord = "{ANA}"
 "#
     );
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let world = World::low_on_money(&config).await;
     let app = world.start().await;
     app.settle().await;
     (world, app)
@@ -272,14 +265,7 @@ token = "file:discord.token"
 api = "http://{api_addr}/api/v10"
 "#
     );
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let world = World::low_on_money(&config).await;
     std::fs::write(world.dir.path().join("discord.token"), BOT).unwrap();
     let app = world.start().await;
     app.settle().await;

@@ -12,7 +12,7 @@ use purser::ports::Store;
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
-use crate::helpers::{Setup, World};
+use crate::helpers::World;
 use crate::ws_peer::{WsPeer, WsServer};
 
 const APP_ID: &str = "1234567890";
@@ -83,14 +83,7 @@ token = "file:discord.token"
 api = "http://{api_addr}/api/v10"
 "#
     );
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let world = World::low_on_money(&config).await;
     std::fs::write(world.dir.path().join("discord.token"), BOT).unwrap();
     let app = world.start().await;
     assert_eq!(

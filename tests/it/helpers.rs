@@ -239,6 +239,20 @@ max_attempts = 5
         world
     }
 
+    /// One account, `acme`, whose ¥2,000 fires a low-balance alert at the
+    /// first poll, with `config` added: what the chat platforms' loops start
+    /// from.
+    pub async fn low_on_money(config: &str) -> World {
+        World::new(
+            "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+            Setup {
+                rules: config,
+                ..Setup::default()
+            },
+        )
+        .await
+    }
+
     /// A world with purser started in it and its first polls settled.
     pub async fn running(scenario: &str, setup: Setup<'_>) -> (World, TestApp) {
         let world = World::new(scenario, setup).await;

@@ -11,7 +11,7 @@ use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
-use crate::helpers::{Setup, TestApp, World};
+use crate::helpers::{TestApp, World};
 
 const SECRET: &str = "slack-signing-secret-for-tests";
 const TOKEN: &str = "xoxb-test-token";
@@ -92,14 +92,7 @@ token = "file:slack.token"
 api = "http://{addr}/api"
 "#
     );
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let world = World::low_on_money(&config).await;
     std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
     std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
     let app = world.start().await;

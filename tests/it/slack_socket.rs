@@ -12,7 +12,7 @@ use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
-use crate::helpers::{Setup, World};
+use crate::helpers::World;
 use crate::ws_peer::{WsPeer, WsServer};
 
 const APP_TOKEN: &str = "xapp-1-A0TEST-1-socket";
@@ -75,14 +75,7 @@ token = "file:slack.token"
 api = "http://{addr}/api"
 "#
     );
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let world = World::low_on_money(&config).await;
     std::fs::write(world.dir.path().join("slack.app"), APP_TOKEN).unwrap();
     std::fs::write(world.dir.path().join("slack.token"), BOT_TOKEN).unwrap();
     let app = world.start().await;

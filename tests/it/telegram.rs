@@ -14,7 +14,7 @@ use purser::ports::Store;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::helpers::{Setup, TestApp, World};
+use crate::helpers::{TestApp, World};
 
 const TOKEN: &str = "123456789:AAtest-token_for-purser";
 const GROUP: i64 = -1_001_234_567_890;
@@ -176,14 +176,7 @@ token = "file:telegram.token"
 api = "http://{addr}/"
 "#
     );
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let world = World::low_on_money(&config).await;
     std::fs::write(world.dir.path().join("telegram.token"), TOKEN).unwrap();
     std::fs::write(world.dir.path().join("telegram.secret"), "hook_Secret-1").unwrap();
     let app = world.start().await;
