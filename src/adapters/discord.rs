@@ -326,7 +326,7 @@ pub async fn register(
         .timeout(StdDuration::from_secs(10))
         .send()
         .await
-        .map_err(|e| e.without_url().to_string())?;
+        .map_err(super::http::request_error)?;
     match r.status().as_u16() {
         200..=299 => Ok(()),
         401 => Err("401: check the bot token (Developer Portal → Bot → Reset Token)".into()),

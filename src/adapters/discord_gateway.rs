@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{debug, error, info, warn};
 
 use super::discord::{self, DiscordApp};
+use super::http::request_error;
 use super::ws::{Backoff, stopped};
 use crate::secret::Secret;
 
@@ -86,13 +87,9 @@ pub async fn run(gw: Arc<DiscordGateway>, mut stop: watch::Receiver<bool>) {
         let wait = match ended {
             Ok(true) => return,
             Ok(false) => StdDuration::ZERO,
-            Err(e @ (GatewayError::Refused(..) | GatewayError::Locate(_))) => {
+            Err(e @ GatewayError::Refused(..)) => {
                 error!(error = %e, "discord gateway");
-                if matches!(e, GatewayError::Refused(..)) {
-                    backoff.lasting()
-                } else {
-                    backoff.failed()
-                }
+                backoff.lasting()
             }
             Err(e) => {
                 warn!(error = %e, resuming = session.is_some(), "discord gateway; reconnecting");
@@ -124,7 +121,7 @@ async fn locate(gw: &DiscordGateway, session: Option<&Session>) -> Result<String
                 .timeout(StdDuration::from_secs(10))
                 .send()
                 .await
-                .map_err(|e| GatewayError::Locate(e.without_url().to_string()))?;
+                .map_err(|e| GatewayError::Locate(request_error(e)))?;
             if r.status() == reqwest::StatusCode::UNAUTHORIZED {
                 return Err(GatewayError::Refused(
                     401,
@@ -133,7 +130,7 @@ async fn locate(gw: &DiscordGateway, session: Option<&Session>) -> Result<String
             }
             let v: Value = r
                 .error_for_status()
-                .map_err(|e| GatewayError::Locate(e.without_url().to_string()))?
+                .map_err(|e| GatewayError::Locate(request_error(e)))?
                 .json()
                 .await
                 .map_err(|e| GatewayError::Locate(format!("not JSON: {}", e.without_url())))?;

@@ -70,6 +70,21 @@ pub fn deliver_later(
     });
 }
 
+/// A failed request, with what lies beneath ("error sending request" alone
+/// does not say whether the name did not resolve or the peer refused), and
+/// without its URL, which may hold a token.
+pub fn request_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// How far a signed request's timestamp may be from now.
 pub const WINDOW_SECS: i64 = 5 * 60;
 

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
+use super::http::request_error;
 use super::slack::{SlackApp, SlashCommand};
 use super::ws::{Backoff, Quiet, stopped};
 use crate::secret::Secret;
@@ -97,7 +98,7 @@ async fn open(socket: &SlackSocket) -> Result<String, SocketError> {
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| SocketError::Open(e.without_url().to_string()))?
+        .map_err(|e| SocketError::Open(request_error(e)))?
         .json()
         .await
         .map_err(|e| SocketError::Open(format!("not JSON: {}", e.without_url())))?;
