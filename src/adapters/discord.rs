@@ -308,6 +308,17 @@ pub fn command_definition() -> Value {
            "options": subcommands})
 }
 
+/// A REST request as the bot: its token, and the user agent Discord asks
+/// bots to send.
+pub(crate) fn as_bot(request: reqwest::RequestBuilder, token: &Secret) -> reqwest::RequestBuilder {
+    request
+        .header("authorization", format!("Bot {}", token.expose()))
+        .header(
+            "user-agent",
+            concat!("DiscordBot (purser, ", env!("CARGO_PKG_VERSION"), ")"),
+        )
+}
+
 /// Publishes `/purser` for the application (a bulk overwrite of its global
 /// commands: running it again changes nothing).
 pub async fn register(
@@ -319,9 +330,7 @@ pub async fn register(
     let url = api
         .join(&format!("applications/{application_id}/commands"))
         .map_err(|e| e.to_string())?;
-    let r = http
-        .put(url)
-        .header("authorization", format!("Bot {}", token.expose()))
+    let r = as_bot(http.put(url), token)
         .json(&json!([command_definition()]))
         .timeout(StdDuration::from_secs(10))
         .send()

@@ -71,14 +71,7 @@ impl DiscordChannel {
             .api
             .join(path)
             .map_err(|e| SendError::Permanent(format!("Discord API URL: {e}")))?;
-        let response = self
-            .http
-            .request(method.clone(), url)
-            .header("authorization", format!("Bot {}", self.token.expose()))
-            .header(
-                "user-agent",
-                concat!("DiscordBot (purser, ", env!("CARGO_PKG_VERSION"), ")"),
-            )
+        let response = super::discord::as_bot(self.http.request(method.clone(), url), &self.token)
             .json(&body)
             .timeout(self.timeout)
             .send()

@@ -113,11 +113,7 @@ async fn locate(gw: &DiscordGateway, session: Option<&Session>) -> Result<String
                 .api
                 .join("gateway/bot")
                 .map_err(|e| GatewayError::Locate(e.to_string()))?;
-            let r = gw
-                .app
-                .http
-                .get(url)
-                .header("authorization", format!("Bot {}", gw.token.expose()))
+            let r = discord::as_bot(gw.app.http.get(url), &gw.token)
                 .timeout(StdDuration::from_secs(10))
                 .send()
                 .await
