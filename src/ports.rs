@@ -248,31 +248,40 @@ pub struct MessageRef {
 /// Chat outputs remember their messages here.
 #[async_trait]
 pub trait MessageRefs: Send + Sync {
+    /// Remembers that the message `at` shows `notices`, in this order, each
+    /// as given (a later call for the same alerts overwrites).
     async fn record_message(
         &self,
         output: &str,
-        fingerprint: &str,
-        started_at: DateTime<Utc>,
         at: &MessageRef,
+        notices: &[StoredNotice],
     ) -> Result<(), StoreError>;
+    /// The message the alert occurrence was posted in on `output`.
     async fn message(
         &self,
         output: &str,
         fingerprint: &str,
         started_at: DateTime<Utc>,
     ) -> Result<Option<MessageRef>, StoreError>;
+    /// What the message `at` on `output` shows: each alert's last notice, in
+    /// the order they were posted.
+    async fn shown(&self, output: &str, at: &MessageRef) -> Result<Vec<StoredNotice>, StoreError>;
+    /// The fingerprints of the alerts the message `at` shows.
+    async fn alerts_in(&self, at: &MessageRef) -> Result<Vec<String>, StoreError>;
 }
 
-/// A chat channel that shows each alert as one message, edited as the alert
-/// changes (`engine::alert_view::deliver` decides which call a notice needs).
+/// A chat channel that shows alerts as messages edited as they change: one
+/// alert, or several of one account that one poll decided together
+/// (`engine::alert_view::deliver` decides which call a notice needs).
 #[async_trait]
 pub trait AlertMessages: Send + Sync {
-    /// Posts the alert's message; where it landed, if the platform said.
-    async fn post(&self, notice: &StoredNotice) -> Result<Option<MessageRef>, SendError>;
-    /// Shows the alert's state now in the message posted before.
-    async fn edit(&self, at: &MessageRef, notice: &StoredNotice) -> Result<(), SendError>;
-    /// "Still firing", as a reply to the alert's message.
-    async fn reply(&self, at: &MessageRef, notice: &StoredNotice) -> Result<(), SendError>;
+    /// Posts one message showing `notices`; where it landed, if the
+    /// platform said.
+    async fn post(&self, notices: &[StoredNotice]) -> Result<Option<MessageRef>, SendError>;
+    /// Redraws the message posted before so that it shows `notices`.
+    async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError>;
+    /// "Still firing", as a reply to the message.
+    async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError>;
 }
 
 /// Somewhere notices go: the console, a webhook, a chat channel, a robot.

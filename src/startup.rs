@@ -265,6 +265,7 @@ impl Application {
         .then(|| {
             Arc::new(ChatOps {
                 store: shared.clone(),
+                refs: Arc::new(store.clone()),
                 entries: Arc::new(store.clone()),
                 accounts: Arc::new(config.accounts.clone()),
                 entered: config.entered_balance_accounts(),

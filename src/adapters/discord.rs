@@ -20,8 +20,8 @@ use tracing::{info, warn};
 use super::http::{Answer, Forged, ReplayGuard, answer_with, within_window};
 use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
-use crate::engine::chatops::{Asker, ChatOps, Reply, RunwayChart};
-use crate::ports::Clock;
+use crate::engine::chatops::{Asker, ChatOps, Pick, Reply, RunwayChart};
+use crate::ports::{Clock, MessageRef};
 use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://discord.com/api/v10/";
@@ -122,7 +122,7 @@ impl DiscordApp {
     async fn component(&self, v: &Value) -> Answered {
         let asker = asker(v);
         let data = v["data"]["custom_id"].as_str().unwrap_or_default();
-        let Some((button, fingerprint)) = Button::parse_data(data) else {
+        let Some((button, on)) = Button::parse_data(data) else {
             return Answered {
                 response: json!({"type": 4, "data": {"flags": EPHEMERAL,
                     "content": format!("purser does not know the button {:?}.", truncate(data.to_owned()))}}),
@@ -132,8 +132,15 @@ impl DiscordApp {
         };
         info!(user = %asker.user, button = button.id(), "discord button");
         let chat = self.chat.clone();
-        let fingerprint = fingerprint.to_owned();
-        self.respond(async move { chat.press(&asker, button, &fingerprint).await.reply })
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let pick = Pick::of(
+            on,
+            MessageRef {
+                channel: text(&v["channel_id"]),
+                message: text(&v["message"]["id"]),
+            },
+        );
+        self.respond(async move { chat.press(&asker, button, &pick).await.reply })
             .await
     }
 

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use super::discord::escape;
 use super::pace::Pacer;
-use crate::engine::alert_view::{AlertView, Button, Tone, deliver};
+use crate::engine::alert_view::{
+    AlertView, Button, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
+};
 use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 use crate::secret::Secret;
 
@@ -140,10 +142,10 @@ fn classify(method: &reqwest::Method, status: u16, v: &Value) -> SendError {
 
 #[async_trait]
 impl AlertMessages for DiscordChannel {
-    async fn post(&self, n: &StoredNotice) -> Result<Option<MessageRef>, SendError> {
+    async fn post(&self, notices: &[StoredNotice]) -> Result<Option<MessageRef>, SendError> {
         let path = format!("channels/{}/messages", self.channel);
         let v = self
-            .call(reqwest::Method::POST, &path, alert_message(n))
+            .call(reqwest::Method::POST, &path, alert_message(notices))
             .await?;
         let at = MessageRef {
             channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
@@ -152,10 +154,10 @@ impl AlertMessages for DiscordChannel {
         Ok(Some(at).filter(|at| !at.message.is_empty()))
     }
 
-    async fn edit(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+    async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
         let path = format!("channels/{}/messages/{}", at.channel, at.message);
         match self
-            .call(reqwest::Method::PATCH, &path, alert_message(n))
+            .call(reqwest::Method::PATCH, &path, alert_message(notices))
             .await
         {
             // Deleted by someone: there is nothing left to edit.
@@ -167,10 +169,10 @@ impl AlertMessages for DiscordChannel {
         }
     }
 
-    async fn reply(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+    async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
         let path = format!("channels/{}/messages", at.channel);
         let body = json!({
-            "content": truncate(&format!("Still firing: {}", escape(&n.summary)), 2000),
+            "content": truncate(&escape(&still_firing(notices)), 2000),
             "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
             "allowed_mentions": {"parse": []},
         });
@@ -183,7 +185,15 @@ impl AlertMessages for DiscordChannel {
 #[async_trait]
 impl Notifier for DiscordChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, n).await
+        deliver(self, &*self.refs, &self.output, std::slice::from_ref(n)).await
+    }
+
+    fn group_limit(&self) -> usize {
+        CHAT_GROUP_LIMIT
+    }
+
+    async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
+        deliver(self, &*self.refs, &self.output, notices).await
     }
 }
 
@@ -195,38 +205,79 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// One alert as a Discord message: an embed coloured by severity, the
-/// buttons in one row (an edit with no buttons removes them).
-pub fn alert_message(n: &StoredNotice) -> Value {
-    let v = AlertView::of(n);
-    let (title, color) = match v.tone {
-        Tone::Resolved => (format!("✅ Resolved · {}", v.headline), 0x2e_b8_86),
-        Tone::Critical => (format!("🔴 {}", v.headline), 0xe0_1e_5a),
-        Tone::Warning => (format!("🟠 {}", v.headline), 0xf2_99_1c),
-        Tone::Minor => (format!("🟡 {}", v.headline), 0xec_b2_2e),
-    };
-    let buttons: Vec<Value> = v
-        .buttons
-        .iter()
-        .map(|b| {
-            json!({"type": 2, "style": if *b == Button::Ack { 1 } else { 2 },
-                   "label": b.label(), "custom_id": b.data(&n.fingerprint)})
-        })
-        .collect();
-    let components = if buttons.is_empty() {
-        json!([])
-    } else {
-        json!([{"type": 1, "components": buttons}])
+fn title_and_color(v: &AlertView, title: &str) -> (String, u32) {
+    match v.tone {
+        Tone::Resolved => (format!("✅ Resolved · {title}"), 0x2e_b8_86),
+        Tone::Critical => (format!("🔴 {title}"), 0xe0_1e_5a),
+        Tone::Warning => (format!("🟠 {title}"), 0xf2_99_1c),
+        Tone::Minor => (format!("🟡 {title}"), 0xec_b2_2e),
+    }
+}
+
+/// Buttons in rows of five, Discord's most (an empty list removes them).
+fn rows(buttons: Vec<Value>) -> Value {
+    Value::Array(
+        buttons
+            .chunks(5)
+            .map(|row| json!({"type": 1, "components": row}))
+            .collect(),
+    )
+}
+
+fn button(b: Button, label: &str, custom_id: String) -> Value {
+    json!({"type": 2, "style": if b == Button::Ack { 1 } else { 2 },
+           "label": label, "custom_id": custom_id})
+}
+
+/// One alert as a Discord message: an embed coloured by severity and its
+/// buttons; several of one account as an embed each (ten at most, Discord's
+/// limit, cut to stay within its 6,000 characters for all embeds) with
+/// buttons that act on all of them.
+pub fn alert_message(notices: &[StoredNotice]) -> Value {
+    let (content, embeds, buttons) = match notices {
+        [n] => {
+            let v = AlertView::of(n);
+            let (title, color) = title_and_color(&v, &v.headline);
+            let embed = json!({
+                "title": truncate(&escape(&title), TITLE_CHARS),
+                "description": truncate(&escape(&v.summary), DESCRIPTION_CHARS),
+                "color": color,
+                "footer": {"text": format!("id {} · {}", v.short_id, v.status)},
+            });
+            let buttons = v
+                .buttons
+                .iter()
+                .map(|b| button(*b, b.label(), b.data(&n.fingerprint)))
+                .collect();
+            (String::new(), vec![embed], buttons)
+        }
+        _ => {
+            let g = GroupView::of(notices);
+            let embeds = g
+                .items
+                .iter()
+                .map(|v| {
+                    let (title, color) = title_and_color(v, &v.label);
+                    json!({
+                        "title": truncate(&escape(&title), 120),
+                        "description": truncate(&escape(&v.summary), 350),
+                        "color": color,
+                        "footer": {"text": truncate(&format!("id {} · {}", v.short_id, v.status), 100)},
+                    })
+                })
+                .collect();
+            let buttons = g
+                .buttons
+                .iter()
+                .map(|b| button(*b, b.label_all(), b.data_all()))
+                .collect();
+            (format!("**{}**", escape(&g.headline)), embeds, buttons)
+        }
     };
     json!({
-        "content": "",
-        "embeds": [{
-            "title": truncate(&escape(&title), TITLE_CHARS),
-            "description": truncate(&escape(&v.summary), DESCRIPTION_CHARS),
-            "color": color,
-            "footer": {"text": format!("id {} · {}", v.short_id, v.status)},
-        }],
-        "components": components,
+        "content": content,
+        "embeds": embeds,
+        "components": rows(buttons),
         "allowed_mentions": {"parse": []},
     })
 }
@@ -239,7 +290,7 @@ mod tests {
 
     #[test]
     fn a_firing_alert_is_an_embed_with_buttons() {
-        let m = alert_message(&notice(NoticeKind::Firing));
+        let m = alert_message(&[notice(NoticeKind::Firing)]);
         assert_eq!(
             m["embeds"][0]["title"],
             "🟠 [B] expiring · acme / ins-7f3k2a1b"
@@ -274,7 +325,7 @@ mod tests {
     fn a_resolved_alert_loses_its_buttons() {
         let mut n = notice(NoticeKind::Resolved);
         n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
-        let m = alert_message(&n);
+        let m = alert_message(&[n]);
         assert_eq!(m["components"], json!([]));
         assert!(
             m["embeds"][0]["title"]
@@ -289,7 +340,7 @@ mod tests {
         let mut n = notice(NoticeKind::Firing);
         n.summary = "x".repeat(5000);
         n.resource = "r".repeat(300);
-        let m = alert_message(&n);
+        let m = alert_message(&[n]);
         assert_eq!(
             m["embeds"][0]["description"]
                 .as_str()
@@ -335,5 +386,39 @@ mod tests {
             panic!()
         };
         assert!(m.contains("bot token"), "{m}");
+    }
+
+    #[test]
+    fn a_group_is_an_embed_per_alert_within_discords_limits() {
+        let mut notices = crate::engine::alert_view::tests::ten();
+        for n in &mut notices {
+            n.summary = "*".repeat(5_000);
+        }
+        let m = alert_message(&notices);
+        assert_eq!(m["content"], "**acme · 10 alerts firing**");
+        let embeds = m["embeds"].as_array().unwrap();
+        assert_eq!(embeds.len(), 10);
+        assert_eq!(embeds[4]["title"], "🟠 [B] expiring · ins-4");
+        let chars: usize = embeds
+            .iter()
+            .map(|e| {
+                ["title", "description"]
+                    .iter()
+                    .map(|k| e[k].as_str().unwrap().chars().count())
+                    .sum::<usize>()
+                    + e["footer"]["text"].as_str().unwrap().chars().count()
+            })
+            .sum();
+        assert!(chars <= 6000, "{chars}");
+        let ids: Vec<&str> = m["components"][0]["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["custom_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["ack:all", "silence_1h:all", "silence_24h:all", "renew:all"]
+        );
     }
 }

@@ -23,3 +23,45 @@ pub mod telegram_channel;
 pub mod tencent;
 pub mod webhook;
 pub mod ws;
+
+/// `text` with `&`, `<` and `>` as entities (as Slack's mrkdwn and HTML both
+/// want them), cut with "…" to at most `max` characters, never inside an
+/// entity.
+pub(crate) fn escape_within(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for c in text.chars() {
+        let e = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            _ => "",
+        };
+        let width = if e.is_empty() { 1 } else { e.len() };
+        if count + width > max.saturating_sub(1) {
+            out.push('…');
+            return out;
+        }
+        if e.is_empty() {
+            out.push(c);
+        } else {
+            out.push_str(e);
+        }
+        count += width;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escaping_within_a_limit_never_splits_an_entity() {
+        assert_eq!(super::escape_within("a<b & c>", 100), "a&lt;b &amp; c&gt;");
+        assert_eq!(super::escape_within("ab<cd", 5), "ab…");
+        assert_eq!(super::escape_within("ab<cd", 7), "ab&lt;…");
+        assert_eq!(
+            super::escape_within(&"&".repeat(1000), 50).chars().count(),
+            46
+        );
+    }
+}

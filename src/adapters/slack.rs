@@ -24,9 +24,9 @@ use sha2::Sha256;
 use tracing::{info, warn};
 
 use super::http::{Answer, ReplayGuard, answer, deliver_later, within_window};
-use crate::engine::alert_view::Button;
-use crate::engine::chatops::{Asker, ChatOps, Reply, ReplyKind};
-use crate::ports::Clock;
+use crate::engine::alert_view::{Button, On};
+use crate::engine::chatops::{Asker, ChatOps, Pick, Reply, ReplyKind};
+use crate::ports::{Clock, MessageRef};
 use crate::secret::Secret;
 
 /// A section's text is at most 3,000 characters; a message at most 50 blocks.
@@ -166,10 +166,21 @@ impl SlackApp {
             .unwrap_or_default()
             .to_owned();
         let blocks = payload["message"]["blocks"].clone();
+        let text = |a: &Value, b: &Value| a.as_str().or(b.as_str()).unwrap_or_default().to_owned();
+        let message = MessageRef {
+            channel: text(
+                &payload["container"]["channel_id"],
+                &payload["channel"]["id"],
+            ),
+            message: text(
+                &payload["container"]["message_ts"],
+                &payload["message"]["ts"],
+            ),
+        };
         let chat = self.chat.clone();
         let http = self.http.clone();
         tokio::spawn(async move {
-            let answer = press(&chat, &asker, &action, &blocks).await;
+            let answer = press(&chat, &asker, &action, message, &blocks).await;
             if response_url.is_empty() {
                 return;
             }
@@ -248,16 +259,22 @@ pub async fn interaction(
 /// Runs a pressed button as the command it stands for, and says how the
 /// message should change: edited in place when it worked, or a note only the
 /// presser sees when it did not.
-async fn press(chat: &ChatOps, asker: &Asker, action: &Value, blocks: &Value) -> Value {
+async fn press(
+    chat: &ChatOps,
+    asker: &Asker,
+    action: &Value,
+    message: MessageRef,
+    blocks: &Value,
+) -> Value {
     let id = action["action_id"].as_str().unwrap_or_default();
     // Messages posted by earlier versions carry more after a `|`.
     let value = action["value"].as_str().unwrap_or_default();
-    let fingerprint = value.split('|').next().unwrap_or_default();
-    let Some(button) = Button::from_id(id) else {
+    let what = value.split('|').next().unwrap_or_default();
+    let (Some(button), Some(on)) = (Button::from_id(id), On::parse(what)) else {
         return json!({"response_type": "ephemeral", "replace_original": false,
                       "text": format!("purser does not know the button {id:?}.")});
     };
-    let pressed = chat.press(asker, button, fingerprint).await;
+    let pressed = chat.press(asker, button, &Pick::of(on, message)).await;
     if !pressed.changed {
         return json!({"response_type": "ephemeral", "replace_original": false, "text": pressed.reply.text()});
     }

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use super::pace::Pacer;
 use super::slack::escape;
-use crate::engine::alert_view::{AlertView, Button, Tone, deliver};
+use crate::engine::alert_view::{
+    ALL, AlertView, Button, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
+};
 use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 use crate::secret::Secret;
 
@@ -121,11 +123,11 @@ fn classify(method: &str, error: &str) -> SendError {
 
 #[async_trait]
 impl AlertMessages for SlackChannel {
-    async fn post(&self, n: &StoredNotice) -> Result<Option<MessageRef>, SendError> {
+    async fn post(&self, notices: &[StoredNotice]) -> Result<Option<MessageRef>, SendError> {
         let v = self
             .call(
                 "chat.postMessage",
-                json!({"channel": self.channel, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
+                json!({"channel": self.channel, "text": fallback(notices), "blocks": alert_blocks(notices)}),
             )
             .await?;
         let at = MessageRef {
@@ -135,20 +137,20 @@ impl AlertMessages for SlackChannel {
         Ok(Some(at).filter(|at| !at.message.is_empty()))
     }
 
-    async fn edit(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+    async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
         self.call(
             "chat.update",
-            json!({"channel": at.channel, "ts": at.message, "text": AlertView::of(n).fallback, "blocks": alert_blocks(n)}),
+            json!({"channel": at.channel, "ts": at.message, "text": fallback(notices), "blocks": alert_blocks(notices)}),
         )
         .await
         .map(|_| ())
     }
 
-    async fn reply(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+    async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
         self.call(
             "chat.postMessage",
             json!({"channel": at.channel, "thread_ts": at.message,
-                   "text": format!("Still firing: {}", n.summary)}),
+                   "text": escape(&still_firing(notices))}),
         )
         .await
         .map(|_| ())
@@ -158,45 +160,106 @@ impl AlertMessages for SlackChannel {
 #[async_trait]
 impl Notifier for SlackChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, n).await
+        deliver(self, &*self.refs, &self.output, std::slice::from_ref(n)).await
+    }
+
+    fn group_limit(&self) -> usize {
+        CHAT_GROUP_LIMIT
+    }
+
+    async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
+        deliver(self, &*self.refs, &self.output, notices).await
     }
 }
 
-/// The message for one alert notice.
-pub fn alert_blocks(n: &StoredNotice) -> Value {
+/// The notification text (what a phone's lock screen shows).
+fn fallback(notices: &[StoredNotice]) -> String {
+    match notices {
+        [n] => AlertView::of(n).fallback,
+        _ => GroupView::of(notices).fallback,
+    }
+}
+
+/// The summary, escaped, within a section's 3,000 characters with room
+/// for the headline.
+fn summary(v: &AlertView) -> String {
+    super::escape_within(&v.summary, 2_500)
+}
+
+fn icon(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Critical => ":red_circle:",
+        Tone::Warning => ":large_orange_circle:",
+        Tone::Minor => ":large_yellow_circle:",
+        Tone::Resolved => ":white_check_mark:",
+    }
+}
+
+/// `id `e0fae2a6` · firing since …`, small, under an alert.
+fn context(v: &AlertView) -> Value {
+    json!({"type": "context", "elements": [{"type": "mrkdwn",
+        "text": format!("id `{}` · {}", v.short_id, escape(&v.status))}]})
+}
+
+fn button(b: Button, label: &str, value: &str) -> Value {
+    let mut e = json!({"type": "button", "action_id": b.id(), "value": value,
+        "text": {"type": "plain_text", "text": label}});
+    if b == Button::Ack {
+        e["style"] = json!("primary");
+    }
+    e
+}
+
+/// The message for one alert, or for several of one account (a line and
+/// its status per alert, then buttons that act on all of them: 2 + 2 × 10
+/// blocks at most, within Slack's 50).
+pub fn alert_blocks(notices: &[StoredNotice]) -> Value {
+    if let [n] = notices {
+        return one_alert(n);
+    }
+    let g = GroupView::of(notices);
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn",
+        "text": format!("{} *{}*", icon(g.tone), escape(&g.headline))}})];
+    for v in &g.items {
+        let text = if v.tone == Tone::Resolved {
+            format!("{} ~{}~\n{}", icon(v.tone), escape(&v.label), summary(v))
+        } else {
+            format!("{} *{}*\n{}", icon(v.tone), escape(&v.label), summary(v))
+        };
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+        blocks.push(context(v));
+    }
+    if !g.buttons.is_empty() {
+        let buttons: Vec<Value> = g
+            .buttons
+            .iter()
+            .map(|b| button(*b, b.label_all(), ALL))
+            .collect();
+        blocks.push(json!({"type": "actions", "elements": buttons}));
+    }
+    Value::Array(blocks)
+}
+
+fn one_alert(n: &StoredNotice) -> Value {
     let v = AlertView::of(n);
-    let context = json!({"type": "context", "elements": [{"type": "mrkdwn",
-        "text": format!("id `{}` · {}", v.short_id, escape(&v.status))}]});
     if v.tone == Tone::Resolved {
         return json!([
             {"type": "section", "text": {"type": "mrkdwn", "text": format!(
-                ":white_check_mark: *Resolved* ~{}~\n{}", escape(&v.headline), escape(&v.summary))}},
-            context,
+                ":white_check_mark: *Resolved* ~{}~\n{}", escape(&v.headline), summary(&v))}},
+            context(&v),
         ]);
     }
-    let icon = match v.tone {
-        Tone::Critical => ":red_circle:",
-        Tone::Warning => ":large_orange_circle:",
-        _ => ":large_yellow_circle:",
-    };
     let (severity_rule, target) = v.headline.split_once(" · ").unwrap_or((&v.headline, ""));
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
-            "{icon} *{}* · {}\n{}", escape(severity_rule), escape(target), escape(&v.summary))}}),
-        context,
+            "{} *{}* · {}\n{}", icon(v.tone), escape(severity_rule), escape(target), summary(&v))}}),
+        context(&v),
     ];
     if !v.buttons.is_empty() {
         let buttons: Vec<Value> = v
             .buttons
             .iter()
-            .map(|b| {
-                let mut e = json!({"type": "button", "action_id": b.id(), "value": n.fingerprint,
-                    "text": {"type": "plain_text", "text": b.label()}});
-                if *b == Button::Ack {
-                    e["style"] = json!("primary");
-                }
-                e
-            })
+            .map(|b| button(*b, b.label(), &n.fingerprint))
             .collect();
         blocks.push(json!({"type": "actions", "elements": buttons}));
     }
@@ -211,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_firing_alert_renders_with_its_buttons() {
-        let b = alert_blocks(&notice(NoticeKind::Firing));
+        let b = alert_blocks(&[notice(NoticeKind::Firing)]);
         assert_eq!(
             b[0]["text"]["text"],
             ":large_orange_circle: *[B] expiring* · acme / ins-7f3k2a1b\n\
@@ -247,7 +310,7 @@ mod tests {
     fn a_resolved_alert_renders_without_buttons() {
         let mut n = notice(NoticeKind::Resolved);
         n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
-        let b = alert_blocks(&n);
+        let b = alert_blocks(&[n]);
         assert_eq!(b.as_array().unwrap().len(), 2);
         assert!(
             b[0]["text"]["text"]
@@ -279,5 +342,45 @@ mod tests {
             classify("chat.update", "invalid_blocks"),
             SendError::Permanent(_)
         ));
+    }
+
+    #[test]
+    fn a_group_is_one_message_with_buttons_for_all() {
+        let mut notices = crate::engine::alert_view::tests::ten();
+        notices[0].summary = "x".repeat(10_000);
+        notices[1].kind = NoticeKind::Resolved;
+        let b = alert_blocks(&notices);
+        let blocks = b.as_array().unwrap();
+        assert_eq!(blocks.len(), 1 + 2 * 10 + 1);
+        assert_eq!(
+            blocks[0]["text"]["text"],
+            ":large_orange_circle: *acme · 10 alerts: 9 firing, 1 resolved*"
+        );
+        assert_eq!(
+            blocks[3]["text"]["text"],
+            ":white_check_mark: ~[B] expiring · ins-1~\ncvm ins-1 expires in 6 days"
+        );
+        assert!(blocks.iter().all(|b| {
+            b["text"]["text"]
+                .as_str()
+                .is_none_or(|t| t.chars().count() <= 3000)
+        }));
+        let values: Vec<String> = blocks[21]["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}={}",
+                    e["action_id"].as_str().unwrap(),
+                    e["value"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            values,
+            ["ack=all", "silence_1h=all", "silence_24h=all", "renew=all"]
+        );
+        assert_eq!(blocks[21]["elements"][0]["text"]["text"], "Acknowledge all");
     }
 }

@@ -207,23 +207,30 @@ impl MessageRefs for SqliteStore {
     async fn record_message(
         &self,
         output: &str,
-        fingerprint: &str,
-        started_at: DateTime<Utc>,
         at: &MessageRef,
+        notices: &[StoredNotice],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO chat_messages (fingerprint, started_at, output, channel, message)
-             VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (fingerprint, started_at, output) DO UPDATE
-               SET channel = excluded.channel, message = excluded.message",
-        )
-        .bind(fingerprint)
-        .bind(ms(started_at))
-        .bind(output)
-        .bind(&at.channel)
-        .bind(&at.message)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        for (position, n) in notices.iter().enumerate() {
+            let body = serde_json::to_string(n).map_err(corrupt)?;
+            sqlx::query(
+                "INSERT INTO chat_messages (fingerprint, started_at, output, channel, message, notice, position)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (fingerprint, started_at, output) DO UPDATE
+                   SET channel = excluded.channel, message = excluded.message,
+                       notice = excluded.notice, position = excluded.position",
+            )
+            .bind(&n.fingerprint)
+            .bind(ms(n.started_at))
+            .bind(output)
+            .bind(&at.channel)
+            .bind(&at.message)
+            .bind(body)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -246,6 +253,33 @@ impl MessageRefs for SqliteStore {
             channel: r.get("channel"),
             message: r.get("message"),
         }))
+    }
+
+    async fn shown(&self, output: &str, at: &MessageRef) -> Result<Vec<StoredNotice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT notice FROM chat_messages
+             WHERE channel = ? AND message = ? AND output = ? AND notice IS NOT NULL
+             ORDER BY position",
+        )
+        .bind(&at.channel)
+        .bind(&at.message)
+        .bind(output)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<&str, _>("notice")).map_err(corrupt))
+            .collect()
+    }
+
+    async fn alerts_in(&self, at: &MessageRef) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT fingerprint FROM chat_messages WHERE channel = ? AND message = ?",
+        )
+        .bind(&at.channel)
+        .bind(&at.message)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("fingerprint")).collect())
     }
 }
 

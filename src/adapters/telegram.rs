@@ -21,8 +21,8 @@ use tracing::{info, warn};
 use super::pace::Pacer;
 use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
-use crate::engine::chatops::{Asker, ChatOps, Reply};
-use crate::ports::SendError;
+use crate::engine::chatops::{Asker, ChatOps, Pick, Reply};
+use crate::ports::{MessageRef, SendError};
 use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://api.telegram.org/";
@@ -354,9 +354,14 @@ impl TelegramBot {
         let data = q["data"].as_str().unwrap_or_default();
         let (text, alert) = match Button::parse_data(data) {
             None => (format!("purser does not know the button {data:?}."), true),
-            Some((button, fingerprint)) => {
+            Some((button, on)) => {
                 info!(user = %asker.user, button = button.id(), "telegram button");
-                let pressed = self.chat.press(&asker, button, fingerprint).await;
+                let number = |v: &Value| v.as_i64().map(|n| n.to_string()).unwrap_or_default();
+                let at = MessageRef {
+                    channel: number(&q["message"]["chat"]["id"]),
+                    message: number(&q["message"]["message_id"]),
+                };
+                let pressed = self.chat.press(&asker, button, &Pick::of(on, at)).await;
                 (pressed.reply.title, !pressed.changed)
             }
         };

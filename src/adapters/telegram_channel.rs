@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::telegram::{BotApi, escape};
-use crate::engine::alert_view::{AlertView, Tone, deliver};
+use crate::engine::alert_view::{
+    AlertView, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
+};
 use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 
 pub struct TelegramChannel {
@@ -53,8 +55,8 @@ impl TelegramChannel {
 
 #[async_trait]
 impl AlertMessages for TelegramChannel {
-    async fn post(&self, n: &StoredNotice) -> Result<Option<MessageRef>, SendError> {
-        let mut body = alert_message(n);
+    async fn post(&self, notices: &[StoredNotice]) -> Result<Option<MessageRef>, SendError> {
+        let mut body = alert_message(notices);
         body["chat_id"] = Self::chat_id(&self.chat);
         let m = self.call("sendMessage", body).await?;
         let at = MessageRef {
@@ -69,8 +71,8 @@ impl AlertMessages for TelegramChannel {
         Ok(Some(at).filter(|at| !at.message.is_empty()))
     }
 
-    async fn edit(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
-        let mut body = alert_message(n);
+    async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
+        let mut body = alert_message(notices);
         body["chat_id"] = Self::chat_id(&at.channel);
         body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
         match self.call("editMessageText", body).await {
@@ -84,12 +86,12 @@ impl AlertMessages for TelegramChannel {
         }
     }
 
-    async fn reply(&self, at: &MessageRef, n: &StoredNotice) -> Result<(), SendError> {
+    async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
         self.call(
             "sendMessage",
             json!({
                 "chat_id": Self::chat_id(&at.channel),
-                "text": format!("Still firing: {}", escape(&n.summary)),
+                "text": escape(&still_firing(notices)).chars().take(4096).collect::<String>(),
                 "parse_mode": "HTML",
                 "reply_parameters": {"message_id": at.message.parse::<i64>().unwrap_or_default(),
                                      "allow_sending_without_reply": true},
@@ -103,13 +105,44 @@ impl AlertMessages for TelegramChannel {
 #[async_trait]
 impl Notifier for TelegramChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, n).await
+        deliver(self, &*self.refs, &self.output, std::slice::from_ref(n)).await
+    }
+
+    fn group_limit(&self) -> usize {
+        CHAT_GROUP_LIMIT
+    }
+
+    async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
+        deliver(self, &*self.refs, &self.output, notices).await
     }
 }
 
-/// One alert as Telegram HTML with its buttons, two to a row (an empty
-/// keyboard removes them).
-pub fn alert_message(n: &StoredNotice) -> Value {
+fn icon(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Critical => "🔴",
+        Tone::Warning => "🟠",
+        Tone::Minor => "🟡",
+        Tone::Resolved => "✅",
+    }
+}
+
+/// One alert as Telegram HTML with its buttons, two to a row; several of
+/// one account as a paragraph each, with buttons that act on all of them
+/// (an empty keyboard removes them). Within Telegram's 4,096 characters.
+pub fn alert_message(notices: &[StoredNotice]) -> Value {
+    let (text, keyboard) = match notices {
+        [n] => one_alert(n),
+        _ => group(notices),
+    };
+    json!({
+        "text": text,
+        "parse_mode": "HTML",
+        "link_preview_options": {"is_disabled": true},
+        "reply_markup": {"inline_keyboard": keyboard},
+    })
+}
+
+fn one_alert(n: &StoredNotice) -> (String, Vec<Vec<Value>>) {
     let v = AlertView::of(n);
     let text = match v.tone {
         Tone::Resolved => format!(
@@ -119,20 +152,14 @@ pub fn alert_message(n: &StoredNotice) -> Value {
             v.short_id,
             escape(&v.status)
         ),
-        tone => {
-            let icon = match tone {
-                Tone::Critical => "🔴",
-                Tone::Warning => "🟠",
-                _ => "🟡",
-            };
-            format!(
-                "{icon} <b>{}</b>\n{}\n<i>id {} · {}</i>",
-                escape(&v.headline),
-                escape(&v.summary),
-                v.short_id,
-                escape(&v.status)
-            )
-        }
+        tone => format!(
+            "{} <b>{}</b>\n{}\n<i>id {} · {}</i>",
+            icon(tone),
+            escape(&v.headline),
+            escape(&v.summary),
+            v.short_id,
+            escape(&v.status)
+        ),
     };
     // The summary is ours and short; a pathological one is cut, tags intact.
     let text = if text.chars().count() > 4096 {
@@ -144,7 +171,7 @@ pub fn alert_message(n: &StoredNotice) -> Value {
     } else {
         text
     };
-    let keyboard: Vec<Vec<Value>> = v
+    let keyboard = v
         .buttons
         .chunks(2)
         .map(|row| {
@@ -153,12 +180,46 @@ pub fn alert_message(n: &StoredNotice) -> Value {
                 .collect()
         })
         .collect();
-    json!({
-        "text": text,
-        "parse_mode": "HTML",
-        "link_preview_options": {"is_disabled": true},
-        "reply_markup": {"inline_keyboard": keyboard},
-    })
+    (text, keyboard)
+}
+
+fn group(notices: &[StoredNotice]) -> (String, Vec<Vec<Value>>) {
+    let g = GroupView::of(notices);
+    let paragraph = |v: &AlertView, summary: &str| {
+        let label = if v.tone == Tone::Resolved {
+            format!("<s>{}</s>", escape(&v.label))
+        } else {
+            format!("<b>{}</b>", escape(&v.label))
+        };
+        format!(
+            "\n\n{} {label}\n{summary}\n<i>id {} · {}</i>",
+            icon(v.tone),
+            v.short_id,
+            escape(&v.status)
+        )
+    };
+    let head = format!("{} <b>{}</b>", icon(g.tone), escape(&g.headline));
+    // Each alert's summary gets an even share of what the rest leaves.
+    let rest: usize = head.chars().count()
+        + g.items
+            .iter()
+            .map(|v| paragraph(v, "").chars().count())
+            .sum::<usize>();
+    let share = 4096usize.saturating_sub(rest) / g.items.len().max(1);
+    let mut text = head;
+    for v in &g.items {
+        text.push_str(&paragraph(v, &super::escape_within(&v.summary, share)));
+    }
+    let keyboard = g
+        .buttons
+        .chunks(2)
+        .map(|row| {
+            row.iter()
+                .map(|b| json!({"text": b.label_all(), "callback_data": b.data_all()}))
+                .collect()
+        })
+        .collect();
+    (text, keyboard)
 }
 
 #[cfg(test)]
@@ -169,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_firing_alert_is_escaped_html_with_a_keyboard() {
-        let m = alert_message(&notice(NoticeKind::Firing));
+        let m = alert_message(&[notice(NoticeKind::Firing)]);
         assert_eq!(
             m["text"],
             "🟠 <b>[B] expiring · acme / ins-7f3k2a1b</b>\n\
@@ -191,7 +252,7 @@ mod tests {
     fn a_resolved_alert_is_struck_through_and_loses_its_keyboard() {
         let mut n = notice(NoticeKind::Resolved);
         n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
-        let m = alert_message(&n);
+        let m = alert_message(&[n]);
         assert!(
             m["text"]
                 .as_str()
@@ -206,7 +267,7 @@ mod tests {
     fn a_huge_summary_is_cut_to_fit() {
         let mut n = notice(NoticeKind::Firing);
         n.summary = "<".repeat(5000);
-        let m = alert_message(&n);
+        let m = alert_message(&[n]);
         let text = m["text"].as_str().unwrap();
         assert!(text.starts_with("<b>[B] expiring"), "{text}");
         assert!(text.ends_with("&lt;…"), "cut between entities");
@@ -216,5 +277,34 @@ mod tests {
             .replace("<b>", "")
             .replace("</b>", "");
         assert!(shown.chars().count() <= 4096, "{}", shown.chars().count());
+    }
+
+    #[test]
+    fn a_group_is_one_message_within_the_limit_with_buttons_for_all() {
+        let mut notices = crate::engine::alert_view::tests::ten();
+        for n in &mut notices {
+            n.summary = "<&>".repeat(2_000);
+        }
+        let m = alert_message(&notices);
+        let text = m["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(
+                "🟠 <b>acme · 10 alerts firing</b>\n\n🟠 <b>[B] expiring · ins-0</b>\n&lt;&amp;&gt;"
+            ),
+            "{text}"
+        );
+        assert!(text.chars().count() <= 4096, "{}", text.chars().count());
+        assert_eq!(text.matches("<i>id ").count(), 10);
+        let data: Vec<&str> = m["reply_markup"]["inline_keyboard"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap())
+            .map(|b| b["callback_data"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            data,
+            ["ack:all", "silence_1h:all", "silence_24h:all", "renew:all"]
+        );
     }
 }

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::AccountConfig;
+use crate::domain::alert::Alert;
 use crate::domain::command::{self, AlertRef, Command, Target, Verb};
 use crate::domain::forecast;
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::money::Money;
 use crate::domain::people::{Directory, Person};
 use crate::domain::{duration, silence};
-use crate::engine::alert_view::Button;
+use crate::engine::alert_view::{Button, On};
 use crate::ports::{
-    AckOutcome, BalanceEntries, Clock, EndSilenceOutcome, NewSilence, Store, StoreError,
+    AckOutcome, BalanceEntries, Clock, EndSilenceOutcome, MessageRef, MessageRefs, NewSilence,
+    Store, StoreError,
 };
 
 /// Someone on a platform: the platform's key and the user's id there.
@@ -118,8 +120,29 @@ pub struct Pressed {
     pub changed: bool,
 }
 
+/// What a pressed button acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// The alert with this fingerprint.
+    Alert(String),
+    /// Every alert the message shows.
+    Message(MessageRef),
+}
+
+impl Pick {
+    /// What a button's payload names, pressed on the message `at`.
+    pub fn of(on: On<'_>, at: MessageRef) -> Pick {
+        match on {
+            On::Alert(fp) => Pick::Alert(fp.to_owned()),
+            On::Message => Pick::Message(at),
+        }
+    }
+}
+
 pub struct ChatOps {
     pub store: Arc<dyn Store>,
+    /// Which alerts each chat message shows, for buttons that act on all.
+    pub refs: Arc<dyn MessageRefs>,
     pub entries: Arc<dyn BalanceEntries>,
     pub accounts: Arc<Vec<AccountConfig>>,
     /// Accounts whose balance is entered by hand (`setbalance`).
@@ -187,62 +210,127 @@ impl ChatOps {
         }
     }
 
-    /// Runs a button pressed on the message of the alert with `fingerprint`,
-    /// as the command it stands for, with the same roles.
-    pub async fn press(&self, asker: &Asker, button: Button, fingerprint: &str) -> Pressed {
+    /// Runs a button pressed on an alert message, on the alert it names or
+    /// on every alert of the message, as the person pressing it.
+    pub async fn press(&self, asker: &Asker, button: Button, pick: &Pick) -> Pressed {
         let unchanged = |reply| Pressed {
             reply,
             changed: false,
+        };
+        let trouble = |e: StoreError| {
+            tracing::error!(error = %e, "a button press could not read the store");
+            unchanged(Reply::failed(
+                "purser could not read its store; try again in a minute.",
+            ))
         };
         // Strangers learn nothing about alerts, not even whether one is open.
         let Some(person) = self.directory.lookup(&asker.platform, &asker.user) else {
             return unchanged(self.handle(asker, "whoami").await);
         };
-        let alert = match self.store.all_open_alerts().await {
-            Ok(open) => open.into_iter().find(|a| a.fingerprint == fingerprint),
-            Err(e) => {
-                tracing::error!(error = %e, "a button press could not read the store");
-                return unchanged(Reply::failed(
-                    "purser could not read its store; try again in a minute.",
-                ));
-            }
+        let open = match self.store.all_open_alerts().await {
+            Ok(open) => open,
+            Err(e) => return trouble(e),
         };
-        let Some(a) = alert else {
-            return unchanged(Reply::refused("That alert is no longer open."));
+        let chosen: Vec<Alert> = match pick {
+            Pick::Alert(fp) => open.into_iter().filter(|a| a.fingerprint == *fp).collect(),
+            Pick::Message(at) => match self.refs.alerts_in(at).await {
+                Ok(fps) => open
+                    .into_iter()
+                    .filter(|a| fps.contains(&a.fingerprint))
+                    .collect(),
+                Err(e) => return trouble(e),
+            },
         };
+        if chosen.is_empty() {
+            return unchanged(Reply::refused(match pick {
+                Pick::Alert(_) => "That alert is no longer open.",
+                Pick::Message(_) => "None of this message's alerts is still open.",
+            }));
+        }
         match button {
             Button::Ack => {
                 if let Some(no) = role_refusal(person, Verb::Ack) {
                     return unchanged(no);
                 }
-                let acked = match AlertRef::parse(&a.fingerprint) {
-                    Ok(r) => self.ack(person, &r, self.clock.now()).await,
-                    Err(e) => return unchanged(Reply::failed(e)),
-                };
-                match acked {
-                    Ok((reply, changed)) => Pressed { reply, changed },
-                    Err(e) => {
-                        tracing::error!(error = %e, "a button press could not acknowledge");
-                        unchanged(Reply::failed(
-                            "purser could not read its store; try again in a minute.",
-                        ))
+                let now = self.clock.now();
+                let mut replies = Vec::new();
+                for a in &chosen {
+                    let acked = match AlertRef::parse(&a.fingerprint) {
+                        Ok(r) => self.ack(person, &r, now).await,
+                        Err(e) => return unchanged(Reply::failed(e)),
+                    };
+                    match acked {
+                        Ok(r) => replies.push(r),
+                        Err(e) => return trouble(e),
+                    }
+                }
+                let changed = replies.iter().filter(|(_, c)| *c).count();
+                match replies.as_slice() {
+                    [(reply, changed)] => Pressed {
+                        reply: reply.clone(),
+                        changed: *changed,
+                    },
+                    _ => {
+                        let n = replies.len();
+                        let title = match changed {
+                            0 => format!("All {n} alerts were already acknowledged."),
+                            c if c == n => format!(
+                                "Acknowledged {n} alerts: they will not repeat until they resolve."
+                            ),
+                            c => format!(
+                                "Acknowledged {c} of {n} alerts (the others were already): they will not repeat until they resolve."
+                            ),
+                        };
+                        Pressed {
+                            reply: Reply::done(
+                                title,
+                                chosen.iter().map(|a| a.summary.clone()).collect(),
+                            ),
+                            changed: changed > 0,
+                        }
                     }
                 }
             }
             Button::Silence1h | Button::Silence24h => {
-                let mut m = format!("account={},rule={}", a.key.account, a.key.rule);
-                if !a.key.resource.is_empty() {
-                    m.push_str(&format!(",resource={}", a.key.resource));
-                }
                 let d = if button == Button::Silence1h {
                     "1h"
                 } else {
                     "24h"
                 };
-                let reply = self
-                    .handle(asker, &format!("silence {m} {d} silenced from the alert"))
-                    .await;
-                let changed = reply.kind == ReplyKind::Done;
+                // One alert: exactly it. A message's alerts: each rule of
+                // the account they share, so that the resources of the same
+                // kind that fire next stay quiet as well.
+                let mut matchers: Vec<String> = Vec::new();
+                for a in &chosen {
+                    let mut m = format!("account={},rule={}", a.key.account, a.key.rule);
+                    if matches!(pick, Pick::Alert(_)) && !a.key.resource.is_empty() {
+                        m.push_str(&format!(",resource={}", a.key.resource));
+                    }
+                    if !matchers.contains(&m) {
+                        matchers.push(m);
+                    }
+                }
+                let mut replies = Vec::new();
+                for m in &matchers {
+                    replies.push(
+                        self.handle(asker, &format!("silence {m} {d} silenced from the alert"))
+                            .await,
+                    );
+                }
+                let changed = replies.iter().any(|r| r.kind == ReplyKind::Done);
+                let reply = match replies.as_slice() {
+                    [one] => one.clone(),
+                    _ => Reply {
+                        kind: replies
+                            .iter()
+                            .map(|r| r.kind)
+                            .find(|k| *k != ReplyKind::Done)
+                            .unwrap_or(ReplyKind::Done),
+                        title: format!("{} silences:", replies.len()),
+                        lines: replies.iter().map(|r| r.title.clone()).collect(),
+                        chart: None,
+                    },
+                };
                 Pressed { reply, changed }
             }
             Button::TopUp | Button::Renew | Button::PayOrder => {
@@ -252,15 +340,28 @@ impl ChatOps {
                         person.role
                     )));
                 }
+                let account = &chosen[0].key.account;
+                let fits = |a: &&Alert| Button::remedy(a.key.rule) == Some(button);
+                let resources: Vec<&str> = chosen
+                    .iter()
+                    .filter(fits)
+                    .map(|a| a.key.resource.as_str())
+                    .filter(|r| !r.is_empty())
+                    .collect();
                 let what = match button {
-                    Button::TopUp => format!("open a top-up request for {}", a.key.account),
+                    Button::TopUp => format!("open a top-up request for {account}"),
                     Button::Renew => format!(
-                        "open a renewal request for {} on {}",
-                        a.key.resource, a.key.account
+                        "open a renewal request for {} on {account}",
+                        resources.join(", ")
                     ),
                     _ => format!(
-                        "open a payment request for order {} on {}",
-                        a.key.resource, a.key.account
+                        "open a payment request for {} {} on {account}",
+                        if resources.len() == 1 {
+                            "order"
+                        } else {
+                            "orders"
+                        },
+                        resources.join(", ")
                     ),
                 };
                 unchanged(Reply::refused(format!(

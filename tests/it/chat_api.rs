@@ -59,18 +59,31 @@ impl ChatApi {
 
     /// Waits (without sleeping) until `method path` has had `n` calls.
     pub async fn wait(&self, method: &str, path: &str, n: usize) -> Vec<Call> {
+        self.wait_until(method, path, |calls| calls.len() >= n)
+            .await
+            .unwrap_or_else(|| panic!("{method} {path}: fewer than {n} calls"))
+    }
+
+    /// Waits (without sleeping) until the calls to `method path` satisfy
+    /// `done`; `None` if they do not within 30 s.
+    pub async fn wait_until(
+        &self,
+        method: &str,
+        path: &str,
+        done: impl Fn(&[Call]) -> bool,
+    ) -> Option<Vec<Call>> {
         tokio::time::timeout(std::time::Duration::from_secs(30), async {
             loop {
                 let arrived = self.arrived.notified();
                 let got = self.calls(method, path);
-                if got.len() >= n {
+                if done(&got) {
                     return got;
                 }
                 arrived.await;
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("{method} {path}: fewer than {n} calls"))
+        .ok()
     }
 }
 

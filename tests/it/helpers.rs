@@ -277,6 +277,7 @@ max_attempts = 5
         let config = Config::load(&self.config_path()).unwrap();
         Arc::new(purser::engine::chatops::ChatOps {
             store: Arc::new(app.store.clone()),
+            refs: Arc::new(app.store.clone()),
             entries: Arc::new(app.store.clone()),
             accounts: Arc::new(config.accounts.clone()),
             entered: config.entered_balance_accounts(),

@@ -11,7 +11,7 @@ use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
-use crate::helpers::{TestApp, World};
+use crate::helpers::{Setup, TestApp, World};
 
 const SECRET: &str = "slack-signing-secret-for-tests";
 const TOKEN: &str = "xoxb-test-token";
@@ -62,10 +62,8 @@ async fn press(app: &TestApp, world: &World, payload: &Value) -> u16 {
         .as_u16()
 }
 
-#[tokio::test]
-async fn alert_posted_button_pressed_acknowledged_edited_resolved() {
-    let (mock, addr) = start_mock().await;
-    let config = format!(
+fn config(addr: std::net::SocketAddr) -> String {
+    format!(
         r#"
 [http]
 listen = "127.0.0.1:0"
@@ -91,8 +89,13 @@ channel = "C0ALERTS"
 token = "file:slack.token"
 api = "http://{addr}/api"
 "#
-    );
-    let world = World::low_on_money(&config).await;
+    )
+}
+
+#[tokio::test]
+async fn alert_posted_button_pressed_acknowledged_edited_resolved() {
+    let (mock, addr) = start_mock().await;
+    let world = World::low_on_money(&config(addr)).await;
     std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
     std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
     let app = world.start().await;
@@ -261,5 +264,157 @@ api = "http://{addr}/api"
     assert_eq!(updates[2]["channel"], "C0ALERTS");
     assert!(updates[2]["blocks"].to_string().contains("Resolved"));
     assert_eq!(mock.calls("POST", "/api/chat.postMessage").len(), 1);
+    app.stop().await;
+}
+
+/// Three alerts of one account from one poll: one message, whose buttons
+/// act on all three.
+#[tokio::test]
+async fn one_poll_one_message_and_its_buttons_act_on_every_alert() {
+    let (mock, addr) = start_mock().await;
+    let scenario = r#"
+[[accounts]]
+id = "acme"
+balance = "¥2,000"
+
+[[accounts.resources]]
+id = "ins-a"
+product = "cvm"
+expires_in = "5d"
+renewal = "manual"
+
+[[accounts.resources]]
+id = "ins-b"
+product = "cvm"
+expires_in = "4d"
+renewal = "manual"
+"#;
+    let world = World::new(
+        scenario,
+        Setup {
+            rules: &config(addr),
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
+    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+
+    let posted = wait(&mock, "/api/chat.postMessage", 1).await;
+    assert_eq!(mock.calls("POST", "/api/chat.postMessage").len(), 1);
+    let blocks = posted[0]["blocks"].clone();
+    let text = blocks.to_string();
+    assert!(text.contains("acme · 3 alerts firing"), "{text}");
+    for what in ["low_balance", "ins-a", "ins-b"] {
+        assert!(text.contains(what), "{what}: {text}");
+    }
+    let actions = blocks.as_array().unwrap().last().unwrap().clone();
+    let buttons: Vec<(&str, &str)> = actions["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["action_id"].as_str().unwrap(),
+                b["value"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        buttons,
+        [
+            ("ack", "all"),
+            ("silence_1h", "all"),
+            ("silence_24h", "all"),
+            ("topup", "all"),
+            ("renew", "all")
+        ]
+    );
+    let pressed = |action: &str| {
+        json!({"type": "block_actions", "user": {"id": "U0ANA"},
+               "actions": [{"action_id": action, "value": "all"}],
+               "response_url": format!("http://{addr}/respond"),
+               "container": {"type": "message", "message_ts": TS, "channel_id": "C0ALERTS"},
+               "channel": {"id": "C0ALERTS"}, "message": {"ts": TS, "blocks": blocks}})
+    };
+
+    // Acknowledge all: three acknowledgements, and the message redrawn
+    // until it shows each.
+    assert_eq!(press(&app, &world, &pressed("ack")).await, 200);
+    let answers = wait(&mock, "/respond", 1).await;
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Acknowledged 3 alerts"),
+        "{}",
+        answers[0]
+    );
+    let open = app.store.all_open_alerts().await.unwrap();
+    assert_eq!(open.len(), 3);
+    assert!(
+        open.iter()
+            .all(|a| a.acknowledged.as_ref().unwrap().by == "ana")
+    );
+    let count =
+        |c: &crate::chat_api::Call, what: &str| c.body["blocks"].to_string().matches(what).count();
+    let updates = mock
+        .wait_until("POST", "/api/chat.update", |calls| {
+            calls
+                .last()
+                .is_some_and(|c| count(c, "acknowledged by ana") == 3)
+        })
+        .await
+        .expect("the message shows all three acknowledged");
+    let last = &updates.last().unwrap().body;
+    assert_eq!(last["ts"], TS);
+    assert!(!last["blocks"].to_string().contains("\"ack\""), "{last}");
+
+    // Silence all for 1 h: one silence per rule of the account.
+    assert_eq!(press(&app, &world, &pressed("silence_1h")).await, 200);
+    wait(&mock, "/respond", 2).await;
+    let mut silences: Vec<String> = app
+        .store
+        .silences(world.clock.now())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.matchers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    silences.sort();
+    assert_eq!(
+        silences,
+        [
+            "account=acme,rule=expiring",
+            "account=acme,rule=low_balance"
+        ]
+    );
+    mock.wait_until("POST", "/api/chat.update", |calls| {
+        calls
+            .last()
+            .is_some_and(|c| count(c, "silenced by ana until") == 3)
+    })
+    .await
+    .expect("the message shows all three silenced");
+
+    // The renewal names both resources.
+    assert_eq!(press(&app, &world, &pressed("renew")).await, 200);
+    let answers = wait(&mock, "/respond", 3).await;
+    assert!(
+        answers[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("renewal request for ins-a, ins-b on acme"),
+        "{}",
+        answers[2]
+    );
     app.stop().await;
 }

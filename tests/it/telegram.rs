@@ -14,7 +14,7 @@ use purser::ports::Store;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::helpers::{TestApp, World};
+use crate::helpers::{Setup, TestApp, World};
 
 const TOKEN: &str = "123456789:AAtest-token_for-purser";
 const GROUP: i64 = -1_001_234_567_890;
@@ -152,7 +152,12 @@ async fn start_api() -> (Arc<BotApi>, std::net::SocketAddr) {
 }
 
 async fn running(telegram: &str, addr: std::net::SocketAddr) -> (World, TestApp) {
-    let config = format!(
+    let world = World::low_on_money(&config(telegram, addr)).await;
+    start(world).await
+}
+
+fn config(telegram: &str, addr: std::net::SocketAddr) -> String {
+    format!(
         r#"
 {telegram}
 token = "file:telegram.token"
@@ -175,8 +180,10 @@ channel = "{GROUP}"
 token = "file:telegram.token"
 api = "http://{addr}/"
 "#
-    );
-    let world = World::low_on_money(&config).await;
+    )
+}
+
+async fn start(world: World) -> (World, TestApp) {
     std::fs::write(world.dir.path().join("telegram.token"), TOKEN).unwrap();
     std::fs::write(world.dir.path().join("telegram.secret"), "hook_Secret-1").unwrap();
     let app = world.start().await;
@@ -439,4 +446,112 @@ async fn the_webhook_checks_its_secret_token_first() {
     );
     app.stop().await;
     drop(world);
+}
+
+/// Two resources expiring and the balance low, found by one poll: one
+/// message, and its buttons act on all three alerts.
+#[tokio::test]
+async fn one_poll_one_message_with_buttons_for_all() {
+    let (api, addr) = start_api().await;
+    let scenario = r#"
+[[accounts]]
+id = "acme"
+balance = "¥2,000"
+
+[[accounts.resources]]
+id = "ins-a"
+product = "cvm"
+expires_in = "5d"
+renewal = "manual"
+
+[[accounts.resources]]
+id = "ins-b"
+product = "cvm"
+expires_in = "4d"
+renewal = "manual"
+"#;
+    let world = World::new(
+        scenario,
+        Setup {
+            rules: &config("[telegram]", addr),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (world, app) = start(world).await;
+
+    api.wait("sendMessage", 1).await;
+    let posted = alert_posts(&api);
+    assert_eq!(posted.len(), 1);
+    let text = posted[0]["text"].as_str().unwrap();
+    assert!(text.contains("<b>acme · 3 alerts firing</b>"), "{text}");
+    assert!(text.contains("<b>[B] expiring · ins-a</b>"), "{text}");
+    let data: Vec<&str> = posted[0]["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|b| b["callback_data"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        data,
+        [
+            "ack:all",
+            "silence_1h:all",
+            "silence_24h:all",
+            "topup:all",
+            "renew:all"
+        ]
+    );
+
+    // A viewer may not; the requester acknowledges all three at once.
+    api.push("callback_query", press(VIC, "ack:all", 101));
+    let answers = api.wait("answerCallbackQuery", 1).await;
+    assert_eq!(answers[0]["show_alert"], true);
+    api.push("callback_query", press(ANA, "ack:all", 101));
+    let answers = api.wait("answerCallbackQuery", 2).await;
+    assert!(
+        answers[1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Acknowledged 3 alerts"),
+        "{}",
+        answers[1]
+    );
+    let open = app.store.all_open_alerts().await.unwrap();
+    assert!(open.iter().all(|a| a.acknowledged.is_some()), "{open:?}");
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let changed = api.changed.notified();
+            let edits = api.calls("editMessageText");
+            if edits.last().is_some_and(|e| {
+                e["message_id"] == 101
+                    && e["text"]
+                        .as_str()
+                        .unwrap()
+                        .matches("acknowledged by ana")
+                        .count()
+                        == 3
+            }) {
+                return;
+            }
+            changed.await;
+        }
+    })
+    .await
+    .expect("the message shows all three acknowledged");
+
+    // Pressed again: nothing more to do, and the presser is told.
+    api.push("callback_query", press(ANA, "ack:all", 101));
+    let answers = api.wait("answerCallbackQuery", 3).await;
+    assert!(
+        answers[2]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("All 3 alerts were already acknowledged"),
+        "{}",
+        answers[2]
+    );
+    drop(world);
+    app.stop().await;
 }
