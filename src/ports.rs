@@ -282,6 +282,14 @@ pub trait AlertMessages: Send + Sync {
     async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError>;
     /// "Still firing", as a reply to the message.
     async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError>;
+    /// Shows `chart` with the message, where the platform takes images.
+    async fn chart(
+        &self,
+        _at: &MessageRef,
+        _chart: &crate::engine::charts::RunwayChart,
+    ) -> Result<(), SendError> {
+        Ok(())
+    }
 }
 
 /// Somewhere notices go: the console, a webhook, a chat channel, a robot.

@@ -32,6 +32,7 @@ use crate::config::{
 };
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
+use crate::engine::charts::Charts;
 use crate::engine::chatops::{ChatOps, OutboxSignal};
 use crate::engine::dispatcher::{Dispatcher, Output};
 use crate::engine::poller::{LimitedProvider, Poller};
@@ -92,6 +93,7 @@ pub fn build_outputs(
     config: &Config,
     clock: &Arc<dyn Clock>,
     refs: Arc<dyn MessageRefs>,
+    charts: &Arc<Charts>,
     bots: &Bots,
 ) -> anyhow::Result<HashMap<String, Output>> {
     config
@@ -119,13 +121,16 @@ pub fn build_outputs(
                     token,
                     api,
                 } => (
-                    Arc::new(SlackChannel::new(
-                        o.name.clone(),
-                        api.clone(),
-                        token.clone(),
-                        channel.clone(),
-                        refs.clone(),
-                    )),
+                    Arc::new(SlackChannel {
+                        charts: Some(charts.clone()),
+                        ..SlackChannel::new(
+                            o.name.clone(),
+                            api.clone(),
+                            token.clone(),
+                            channel.clone(),
+                            refs.clone(),
+                        )
+                    }),
                     10,
                 ),
                 OutputKind::Robot { kind, url, secret } => (
@@ -138,13 +143,16 @@ pub fn build_outputs(
                     10,
                 ),
                 OutputKind::Telegram { chat, token, api } => (
-                    Arc::new(TelegramChannel::new(
-                        o.name.clone(),
-                        bots.get(api, token)
-                            .with_context(|| format!("output {}", o.name))?,
-                        chat.clone(),
-                        refs.clone(),
-                    )),
+                    Arc::new(TelegramChannel {
+                        charts: Some(charts.clone()),
+                        ..TelegramChannel::new(
+                            o.name.clone(),
+                            bots.get(api, token)
+                                .with_context(|| format!("output {}", o.name))?,
+                            chat.clone(),
+                            refs.clone(),
+                        )
+                    }),
                     10,
                 ),
                 OutputKind::Discord {
@@ -152,13 +160,16 @@ pub fn build_outputs(
                     token,
                     api,
                 } => (
-                    Arc::new(DiscordChannel::new(
-                        o.name.clone(),
-                        api.clone(),
-                        token.clone(),
-                        channel.clone(),
-                        refs.clone(),
-                    )),
+                    Arc::new(DiscordChannel {
+                        charts: Some(charts.clone()),
+                        ..DiscordChannel::new(
+                            o.name.clone(),
+                            api.clone(),
+                            token.clone(),
+                            channel.clone(),
+                            refs.clone(),
+                        )
+                    }),
                     10,
                 ),
             };
@@ -253,7 +264,17 @@ impl Application {
         let dispatcher = Dispatcher {
             store: shared.clone(),
             clock: clock.clone(),
-            outputs: build_outputs(&config, &clock, Arc::new(store.clone()), &bots)?,
+            outputs: build_outputs(
+                &config,
+                &clock,
+                Arc::new(store.clone()),
+                &Arc::new(Charts {
+                    store: shared.clone(),
+                    accounts: Arc::new(config.accounts.clone()),
+                    clock: clock.clone(),
+                }),
+                &bots,
+            )?,
             written: written.clone(),
             activity: activity.clone(),
         };

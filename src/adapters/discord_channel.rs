@@ -15,6 +15,7 @@ use super::pace::Pacer;
 use crate::engine::alert_view::{
     AlertView, Button, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
 };
+use crate::engine::charts::RunwayChart;
 use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 use crate::secret::Secret;
 
@@ -30,6 +31,8 @@ pub struct DiscordChannel {
     pub channel: String,
     pub http: reqwest::Client,
     pub refs: Arc<dyn MessageRefs>,
+    /// Runway charts for messages about money running out; none, none sent.
+    pub charts: Option<Arc<crate::engine::charts::Charts>>,
     pub pacer: Pacer,
     /// Set when Discord reported an exhausted bucket: no call before then.
     pub blocked_until: Mutex<Option<tokio::time::Instant>>,
@@ -51,6 +54,7 @@ impl DiscordChannel {
             channel,
             http: reqwest::Client::new(),
             refs,
+            charts: None,
             pacer: Pacer::every(StdDuration::from_secs(1)),
             blocked_until: Mutex::new(None),
             timeout: StdDuration::from_secs(10),
@@ -64,6 +68,15 @@ impl DiscordChannel {
         path: &str,
         body: Value,
     ) -> Result<Value, SendError> {
+        self.send(method, path, Body::Json(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Body,
+    ) -> Result<Value, SendError> {
         self.pacer.wait().await;
         let until = *self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(until) = until {
@@ -73,12 +86,25 @@ impl DiscordChannel {
             .api
             .join(path)
             .map_err(|e| SendError::Permanent(format!("Discord API URL: {e}")))?;
-        let response = super::discord::as_bot(self.http.request(method.clone(), url), &self.token)
-            .json(&body)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| SendError::Retryable(format!("Discord {method}: {}", e.without_url())))?;
+        let request = super::discord::as_bot(self.http.request(method.clone(), url), &self.token);
+        let request = match body {
+            Body::Json(v) => request.json(&v),
+            Body::WithPng { payload, png } => {
+                let file = reqwest::multipart::Part::bytes(png)
+                    .file_name("runway.png")
+                    .mime_str("image/png")
+                    .map_err(|e| SendError::Permanent(format!("Discord {method}: {e}")))?;
+                request.multipart(
+                    reqwest::multipart::Form::new()
+                        .text("payload_json", payload.to_string())
+                        .part("files[0]", file),
+                )
+            }
+        };
+        let response =
+            request.timeout(self.timeout).send().await.map_err(|e| {
+                SendError::Retryable(format!("Discord {method}: {}", e.without_url()))
+            })?;
         let header = |name: &str| {
             response
                 .headers()
@@ -110,6 +136,13 @@ impl DiscordChannel {
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         Err(classify(&method, status.as_u16(), &v))
     }
+}
+
+/// What a call sends: JSON, or JSON with a PNG attached (multipart, the
+/// file as `files[0]`).
+enum Body {
+    Json(Value),
+    WithPng { payload: Value, png: Vec<u8> },
 }
 
 /// Discord's errors: what waiting mends, and what a person must fix.
@@ -180,12 +213,37 @@ impl AlertMessages for DiscordChannel {
             .await
             .map(|_| ())
     }
+
+    /// The chart as a reply to the alert's message, the image attached.
+    async fn chart(&self, at: &MessageRef, chart: &RunwayChart) -> Result<(), SendError> {
+        let Some(png) = super::chart::runway_png(chart).map_err(SendError::Permanent)? else {
+            return Ok(());
+        };
+        let payload = json!({
+            "content": "",
+            "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
+            "allowed_mentions": {"parse": []},
+            "attachments": [{"id": 0, "filename": "runway.png",
+                             "description": format!("Runway of {}", chart.account)}],
+        });
+        let path = format!("channels/{}/messages", at.channel);
+        self.send(reqwest::Method::POST, &path, Body::WithPng { payload, png })
+            .await
+            .map(|_| ())
+    }
 }
 
 #[async_trait]
 impl Notifier for DiscordChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, std::slice::from_ref(n)).await
+        deliver(
+            self,
+            &*self.refs,
+            self.charts.as_deref(),
+            &self.output,
+            std::slice::from_ref(n),
+        )
+        .await
     }
 
     fn group_limit(&self) -> usize {
@@ -193,7 +251,14 @@ impl Notifier for DiscordChannel {
     }
 
     async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, notices).await
+        deliver(
+            self,
+            &*self.refs,
+            self.charts.as_deref(),
+            &self.output,
+            notices,
+        )
+        .await
     }
 }
 

@@ -13,6 +13,7 @@ use super::slack::escape;
 use crate::engine::alert_view::{
     ALL, AlertView, Button, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
 };
+use crate::engine::charts::RunwayChart;
 use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 use crate::secret::Secret;
 
@@ -26,6 +27,8 @@ pub struct SlackChannel {
     pub channel: String,
     pub http: reqwest::Client,
     pub refs: Arc<dyn MessageRefs>,
+    /// Runway charts for messages about money running out; none, none sent.
+    pub charts: Option<Arc<crate::engine::charts::Charts>>,
     pub pacer: Pacer,
     pub timeout: StdDuration,
 }
@@ -45,23 +48,29 @@ impl SlackChannel {
             channel,
             http: reqwest::Client::new(),
             refs,
+            charts: None,
             pacer: Pacer::every(StdDuration::from_secs(1)),
             timeout: StdDuration::from_secs(10),
         }
     }
 
-    /// Calls a Web API method; returns its answer when `ok`.
+    /// Calls a Web API method with a JSON body; returns its answer when `ok`.
     async fn call(&self, method: &str, body: Value) -> Result<Value, SendError> {
+        self.send(method, |r| r.json(&body)).await
+    }
+
+    /// Calls a Web API method with the body `with` sets.
+    async fn send(
+        &self,
+        method: &str,
+        with: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Value, SendError> {
         self.pacer.wait().await;
         let url = self
             .api
             .join(method)
             .map_err(|e| SendError::Permanent(format!("Slack API URL: {e}")))?;
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(self.token.expose())
-            .json(&body)
+        let response = with(self.http.post(url).bearer_auth(self.token.expose()))
             .timeout(self.timeout)
             .send()
             .await
@@ -110,7 +119,9 @@ fn classify(method: &str, error: &str) -> SendError {
         "invalid_auth" | "not_authed" | "token_revoked" | "account_inactive" => {
             "check the bot token (xoxb-…)"
         }
-        "missing_scope" => "add the chat:write scope and reinstall the app",
+        "missing_scope" => {
+            "add the bot scopes chat:write and files:write (for runway charts) and reinstall the app"
+        }
         "is_archived" => "the channel is archived",
         _ => "",
     };
@@ -155,12 +166,57 @@ impl AlertMessages for SlackChannel {
         .await
         .map(|_| ())
     }
+
+    /// The chart in the message's thread, by Slack's external upload: ask
+    /// for an upload URL, send the bytes there, then share the file.
+    async fn chart(&self, at: &MessageRef, chart: &RunwayChart) -> Result<(), SendError> {
+        let Some(png) = super::chart::runway_png(chart).map_err(SendError::Permanent)? else {
+            return Ok(());
+        };
+        let length = png.len().to_string();
+        let ticket = self
+            .send("files.getUploadURLExternal", |r| {
+                r.form(&[("filename", "runway.png"), ("length", length.as_str())])
+            })
+            .await?;
+        let (Some(upload_url), Some(file_id)) =
+            (ticket["upload_url"].as_str(), ticket["file_id"].as_str())
+        else {
+            return Err(SendError::Permanent(
+                "Slack files.getUploadURLExternal: no upload_url or file_id in the answer".into(),
+            ));
+        };
+        // A one-time URL of Slack's: it takes the bytes without the token.
+        self.http
+            .post(upload_url)
+            .header("content-type", "image/png")
+            .body(png)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| SendError::Retryable(format!("Slack file upload: {}", e.without_url())))?;
+        self.call(
+            "files.completeUploadExternal",
+            json!({"files": [{"id": file_id, "title": format!("Runway of {}", chart.account)}],
+                   "channel_id": at.channel, "thread_ts": at.message}),
+        )
+        .await
+        .map(|_| ())
+    }
 }
 
 #[async_trait]
 impl Notifier for SlackChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, std::slice::from_ref(n)).await
+        deliver(
+            self,
+            &*self.refs,
+            self.charts.as_deref(),
+            &self.output,
+            std::slice::from_ref(n),
+        )
+        .await
     }
 
     fn group_limit(&self) -> usize {
@@ -168,7 +224,14 @@ impl Notifier for SlackChannel {
     }
 
     async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, notices).await
+        deliver(
+            self,
+            &*self.refs,
+            self.charts.as_deref(),
+            &self.output,
+            notices,
+        )
+        .await
     }
 }
 

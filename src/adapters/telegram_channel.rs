@@ -13,6 +13,7 @@ use super::telegram::{BotApi, escape};
 use crate::engine::alert_view::{
     AlertView, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
 };
+use crate::engine::charts::RunwayChart;
 use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
 
 pub struct TelegramChannel {
@@ -23,6 +24,8 @@ pub struct TelegramChannel {
     /// The group's chat id (negative for groups), or `@channelname`.
     pub chat: String,
     pub refs: Arc<dyn MessageRefs>,
+    /// Runway charts for messages about money running out; none, none sent.
+    pub charts: Option<Arc<crate::engine::charts::Charts>>,
     pub timeout: StdDuration,
 }
 
@@ -38,6 +41,7 @@ impl TelegramChannel {
             api,
             chat,
             refs,
+            charts: None,
             timeout: StdDuration::from_secs(10),
         }
     }
@@ -100,12 +104,38 @@ impl AlertMessages for TelegramChannel {
         .await
         .map(|_| ())
     }
+
+    async fn chart(&self, at: &MessageRef, chart: &RunwayChart) -> Result<(), SendError> {
+        let Some(png) = super::chart::runway_png(chart).map_err(SendError::Permanent)? else {
+            return Ok(());
+        };
+        let message = at
+            .message
+            .parse::<i64>()
+            .map_or(Value::Null, |id| json!(id));
+        self.api
+            .send_photo(
+                &Self::chat_id(&at.channel),
+                png,
+                &format!("Runway of {}", chart.account),
+                &message,
+            )
+            .await
+            .map(|_| ())
+    }
 }
 
 #[async_trait]
 impl Notifier for TelegramChannel {
     async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, std::slice::from_ref(n)).await
+        deliver(
+            self,
+            &*self.refs,
+            self.charts.as_deref(),
+            &self.output,
+            std::slice::from_ref(n),
+        )
+        .await
     }
 
     fn group_limit(&self) -> usize {
@@ -113,7 +143,14 @@ impl Notifier for TelegramChannel {
     }
 
     async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
-        deliver(self, &*self.refs, &self.output, notices).await
+        deliver(
+            self,
+            &*self.refs,
+            self.charts.as_deref(),
+            &self.output,
+            notices,
+        )
+        .await
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::domain::alert::NoticeKind;
 use crate::domain::rules::{RuleName, Severity};
+use crate::engine::charts::{self, Charts};
 use crate::ports::{AlertMessages, MessageRef, MessageRefs, SendError, StoredNotice};
 
 /// Delivers notices (one, or several of one account decided together) to a
@@ -11,9 +12,14 @@ use crate::ports::{AlertMessages, MessageRef, MessageRefs, SendError, StoredNoti
 /// changes to posted ones redraw their message, showing its other alerts as
 /// they were; repeats reply to it; and what changes an alert never posted
 /// here is no news.
+///
+/// A new message about money running out also gets its account's runway
+/// chart from `charts`, as a best effort: a chart that cannot be drawn or
+/// sent is logged, and the alert counts as delivered.
 pub async fn deliver(
     channel: &dyn AlertMessages,
     refs: &dyn MessageRefs,
+    charts: Option<&Charts>,
     output: &str,
     notices: &[StoredNotice],
 ) -> Result<(), SendError> {
@@ -67,6 +73,16 @@ pub async fn deliver(
         refs.record_message(output, &at, &fresh)
             .await
             .map_err(store)?;
+        if let (Some(charts), Some(account)) = (charts, charts::wanted(&fresh)) {
+            let shown = match charts.runway(account).await {
+                Ok(Some(chart)) => channel.chart(&at, &chart).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(SendError::Retryable(e.to_string())),
+            };
+            if let Err(e) = shown {
+                tracing::warn!(output, account, error = %e, "the alert's runway chart was not sent");
+            }
+        }
     }
     Ok(())
 }
@@ -596,14 +612,14 @@ pub(crate) mod tests {
     async fn a_group_is_posted_once_and_redrawn_whole_as_its_alerts_change() {
         let r = Recorder::default();
         let mut three: Vec<StoredNotice> = ten().into_iter().take(3).collect();
-        deliver(&r, &r, "chat", &three).await.unwrap();
+        deliver(&r, &r, None, "chat", &three).await.unwrap();
         assert_eq!(r.calls(), ["post ins-0:Firing,ins-1:Firing,ins-2:Firing"]);
 
         // One of them acknowledged: the message shows all three again, the
         // others as they were.
         let mut ack = three[1].clone();
         ack.kind = NoticeKind::Acknowledged;
-        deliver(&r, &r, "chat", &[ack]).await.unwrap();
+        deliver(&r, &r, None, "chat", &[ack]).await.unwrap();
         assert_eq!(
             r.calls()[1],
             "edit m1 ins-0:Firing,ins-1:Acknowledged,ins-2:Firing"
@@ -617,7 +633,7 @@ pub(crate) mod tests {
         let mut new = ten()[5].clone();
         new.decided_at += chrono::Duration::minutes(5);
         three.push(new);
-        deliver(&r, &r, "chat", &three).await.unwrap();
+        deliver(&r, &r, None, "chat", &three).await.unwrap();
         assert_eq!(
             r.calls()[2..],
             [
@@ -631,7 +647,7 @@ pub(crate) mod tests {
         // never posted is no news there.
         let mut silenced = ten()[7].clone();
         silenced.kind = NoticeKind::Silenced;
-        deliver(&r, &r, "other", &[silenced]).await.unwrap();
+        deliver(&r, &r, None, "other", &[silenced]).await.unwrap();
         assert_eq!(r.calls().len(), 5);
     }
 }

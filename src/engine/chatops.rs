@@ -11,10 +11,11 @@ use crate::domain::alert::Alert;
 use crate::domain::command::{self, AlertRef, Command, Target, Verb};
 use crate::domain::forecast;
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
-use crate::domain::money::Money;
 use crate::domain::people::{Directory, Person};
 use crate::domain::{duration, silence};
 use crate::engine::alert_view::{Button, On};
+use crate::engine::charts;
+pub use crate::engine::charts::RunwayChart;
 use crate::ports::{
     AckOutcome, BalanceEntries, Clock, EndSilenceOutcome, MessageRef, MessageRefs, NewSilence,
     Store, StoreError,
@@ -36,17 +37,6 @@ pub struct Reply {
     pub lines: Vec<String>,
     /// A picture of the answer, for platforms that show images.
     pub chart: Option<RunwayChart>,
-}
-
-/// One account's balance history and its forecast to zero: the data of a
-/// runway chart; each platform draws it its own way, or not at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunwayChart {
-    pub account: String,
-    /// Available balance over the runway window, oldest first.
-    pub history: Vec<(DateTime<Utc>, Money)>,
-    /// Days until zero at the current burn; `None` when nothing is spent.
-    pub runway_days: Option<rust_decimal::Decimal>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -759,19 +749,7 @@ impl ChatOps {
         a: &AccountConfig,
         now: DateTime<Utc>,
     ) -> Result<Option<RunwayChart>, StoreError> {
-        let history = self.history(a, now).await?;
-        if history.is_empty() {
-            return Ok(None);
-        }
-        let f = forecast::forecast(&history, a.rules.runway.window, now);
-        Ok(Some(RunwayChart {
-            account: a.account.id.to_string(),
-            history: history
-                .iter()
-                .map(|s| (s.taken_at, s.balance.available))
-                .collect(),
-            runway_days: f.and_then(|f| f.runway_days),
-        }))
+        Ok(charts::runway_chart(a, &self.history(a, now).await?, now))
     }
 
     async fn runway_line(

@@ -292,6 +292,25 @@ api = "http://{api_addr}/api/v10"
     assert!(buttons[0].starts_with("ack:") && buttons[3].starts_with("topup:"));
     let fp = buttons[0].trim_start_matches("ack:").to_owned();
 
+    // Money running out: the runway chart follows, a reply with the image.
+    let posted = api
+        .wait("POST", "/api/v10/channels/5550001/messages", 2)
+        .await;
+    let form = &posted[1].raw;
+    for part in [
+        "name=\"payload_json\"",
+        "\"message_reference\":{\"fail_if_not_exists\":false,\"message_id\":\"9001\"}",
+        "name=\"files[0]\"; filename=\"runway.png\"",
+        "image/png",
+        "PNG\r\n",
+    ] {
+        assert!(form.contains(part), "{part:?} not in {form}");
+    }
+    assert_eq!(
+        posted[1].authorization.as_deref(),
+        Some(&*format!("Bot {BOT}"))
+    );
+
     let now = world.clock.now().timestamp();
     let press = |user: &str, custom_id: &str, ts: i64| {
         signed(
@@ -406,7 +425,8 @@ api = "http://{api_addr}/api/v10"
     assert_eq!(
         api.calls("POST", "/api/v10/channels/5550001/messages")
             .len(),
-        1
+        2,
+        "the alert and its chart, nothing new"
     );
     app.stop().await;
 }

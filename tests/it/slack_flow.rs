@@ -17,9 +17,12 @@ const SECRET: &str = "slack-signing-secret-for-tests";
 const TOKEN: &str = "xoxb-test-token";
 const TS: &str = "1700000000.000100";
 
-/// Slack's Web API (bearer token checked) and a `response_url`.
+/// Slack's Web API (bearer token checked), its file upload URL and a
+/// `response_url`.
 async fn start_mock() -> (Arc<ChatApi>, std::net::SocketAddr) {
-    ChatApi::start(|c| {
+    let here = Arc::new(std::sync::OnceLock::<std::net::SocketAddr>::new());
+    let known = here.clone();
+    let (api, addr) = ChatApi::start(move |c| {
         if c.path.starts_with("/api/")
             && c.authorization.as_deref() != Some(&format!("Bearer {TOKEN}"))
         {
@@ -27,10 +30,20 @@ async fn start_mock() -> (Arc<ChatApi>, std::net::SocketAddr) {
         }
         match c.path.as_str() {
             "/api/chat.postMessage" => (200, json!({"ok": true, "channel": "C0ALERTS", "ts": TS})),
+            "/api/files.getUploadURLExternal" => {
+                let addr = known.get().unwrap();
+                (
+                    200,
+                    json!({"ok": true, "file_id": "F0CHART",
+                           "upload_url": format!("http://{addr}/upload/F0CHART")}),
+                )
+            }
             _ => (200, json!({"ok": true})),
         }
     })
-    .await
+    .await;
+    here.set(addr).unwrap();
+    (api, addr)
 }
 
 /// The JSON bodies of the calls to `path`, once there are `n`.
@@ -122,6 +135,34 @@ async fn alert_posted_button_pressed_acknowledged_edited_resolved() {
         .as_str()
         .unwrap()
         .to_owned();
+
+    // Money running out: the runway chart goes into the message's thread by
+    // Slack's external upload (ask for a URL, send the bytes, share).
+    let asked = mock
+        .wait("POST", "/api/files.getUploadURLExternal", 1)
+        .await;
+    let length: usize = form_urlencoded::parse(asked[0].raw.as_bytes())
+        .find(|(k, _)| k == "length")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap();
+    assert!(
+        asked[0].raw.contains("filename=runway.png"),
+        "{}",
+        asked[0].raw
+    );
+    let uploaded = mock.wait("POST", "/upload/F0CHART", 1).await;
+    assert_eq!(
+        uploaded[0].authorization, None,
+        "the token stays with Slack's API"
+    );
+    assert!(uploaded[0].raw.contains("PNG"));
+    assert!(length > 1000 && uploaded[0].raw.len() >= length / 2);
+    let shared = wait(&mock, "/api/files.completeUploadExternal", 1).await;
+    assert_eq!(
+        shared[0],
+        json!({"files": [{"id": "F0CHART", "title": "Runway of acme"}],
+               "channel_id": "C0ALERTS", "thread_ts": TS})
+    );
 
     let pressed = |user: &str, action: &str, value: &str| {
         json!({"type": "block_actions", "user": {"id": user},

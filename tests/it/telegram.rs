@@ -232,6 +232,17 @@ async fn polling_alert_buttons_commands_and_edits() {
     );
     let alert_message = 101;
 
+    // Money running out: the runway chart follows, replying to the alert.
+    let photos = api.wait("sendPhoto", 1).await;
+    let form = photos[0]["raw"].as_str().unwrap();
+    for part in [
+        "name=\"caption\"\r\n\r\nRunway of acme",
+        "name=\"photo\"; filename=\"runway.png\"",
+        "\"message_id\":101",
+    ] {
+        assert!(form.contains(part), "{part:?} not in the form");
+    }
+
     // A viewer's press: a dialog that says no; nothing changes.
     api.push("callback_query", press(VIC, &ack, alert_message));
     let answers = api.wait("answerCallbackQuery", 1).await;
@@ -341,8 +352,8 @@ async fn polling_alert_buttons_commands_and_edits() {
     // The runway of one account comes with its chart, as a photo replying
     // to the command.
     api.push("message", message(ANA, "/runway acme", 5));
-    let photos = api.wait("sendPhoto", 1).await;
-    let form = photos[0]["raw"].as_str().unwrap();
+    let photos = api.wait("sendPhoto", 2).await;
+    let form = photos[1]["raw"].as_str().unwrap();
     for part in [
         "name=\"chat_id\"\r\n\r\n-1001234567890",
         "name=\"caption\"\r\n\r\nRunway of acme",

@@ -1,0 +1,105 @@
+//! Runway charts as data: an account's balance history and its forecast to
+//! zero, for chat answers and for the messages of alerts about money running
+//! out. Each platform's adapter draws it, or not.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::AccountConfig;
+use crate::domain::alert::NoticeKind;
+use crate::domain::forecast;
+use crate::domain::model::Snapshot;
+use crate::domain::money::Money;
+use crate::domain::rules::RuleName;
+use crate::ports::{Clock, Store, StoreError, StoredNotice};
+
+/// One account's balance history and its forecast to zero: the data of a
+/// runway chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunwayChart {
+    pub account: String,
+    /// Available balance over the runway window, oldest first.
+    pub history: Vec<(DateTime<Utc>, Money)>,
+    /// Days until zero at the current burn; `None` when nothing is spent.
+    pub runway_days: Option<rust_decimal::Decimal>,
+}
+
+/// The chart of `a` from its snapshots over the runway window; none
+/// without any.
+pub fn runway_chart(
+    a: &AccountConfig,
+    history: &[Snapshot],
+    now: DateTime<Utc>,
+) -> Option<RunwayChart> {
+    if history.is_empty() {
+        return None;
+    }
+    let f = forecast::forecast(history, a.rules.runway.window, now);
+    Some(RunwayChart {
+        account: a.account.id.to_string(),
+        history: history
+            .iter()
+            .map(|s| (s.taken_at, s.balance.available))
+            .collect(),
+        runway_days: f.and_then(|f| f.runway_days),
+    })
+}
+
+/// The account whose chart a new message of `notices` should carry: one
+/// that fires about money running out (low balance or runway).
+pub fn wanted(notices: &[StoredNotice]) -> Option<&str> {
+    notices
+        .iter()
+        .find(|n| {
+            n.kind == NoticeKind::Firing
+                && matches!(n.rule, RuleName::LowBalance | RuleName::Runway)
+        })
+        .map(|n| n.account.as_str())
+}
+
+/// Reads runway charts for chat outputs.
+pub struct Charts {
+    pub store: Arc<dyn Store>,
+    pub accounts: Arc<Vec<AccountConfig>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Charts {
+    /// `account`'s chart now; none for an account not configured or never read.
+    pub async fn runway(&self, account: &str) -> Result<Option<RunwayChart>, StoreError> {
+        let Some(a) = self
+            .accounts
+            .iter()
+            .find(|a| a.account.id.to_string() == account)
+        else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let history = self
+            .store
+            .history(&a.account.id, now - a.rules.runway.window)
+            .await?;
+        Ok(runway_chart(a, &history, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::alert_view::tests::notice;
+
+    #[test]
+    fn only_a_firing_money_alert_wants_a_chart() {
+        let mut expiring = notice(NoticeKind::Firing);
+        assert_eq!(wanted(std::slice::from_ref(&expiring)), None);
+        let mut low = notice(NoticeKind::Firing);
+        low.rule = RuleName::LowBalance;
+        low.account = "beta".into();
+        assert_eq!(wanted(&[expiring.clone(), low.clone()]), Some("beta"));
+        low.kind = NoticeKind::Resolved;
+        assert_eq!(wanted(&[expiring.clone(), low.clone()]), None);
+        expiring.rule = RuleName::Runway;
+        assert_eq!(wanted(&[low, expiring]), Some("acme"));
+    }
+}
