@@ -211,6 +211,19 @@ pub trait Store: Send + Sync {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+    /// Keeps `view` as the account's latest (replacing the one before).
+    async fn record_view(
+        &self,
+        account: &AccountId,
+        view: &crate::domain::forecast::AccountView,
+    ) -> Result<(), StoreError>;
+    /// Every account's latest view.
+    async fn views(
+        &self,
+    ) -> Result<
+        std::collections::HashMap<AccountId, crate::domain::forecast::AccountView>,
+        StoreError,
+    >;
     /// Drops snapshots older than `before`, keeping each account's newest.
     async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }

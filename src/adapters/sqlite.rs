@@ -1,5 +1,6 @@
 //! The embedded store: one SQLite file in WAL mode, migrated at start.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice, NoticeKind};
 use crate::domain::command::{AlertRef, Matcher};
+use crate::domain::forecast::AccountView;
 use crate::domain::model::{
     Account, AccountId, BalanceEntry, FailureKind, PollFailure, PollHealth, Snapshot,
 };
@@ -375,6 +377,34 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(health)
+    }
+
+    async fn record_view(&self, account: &AccountId, view: &AccountView) -> Result<(), StoreError> {
+        let body = serde_json::to_string(view).map_err(corrupt)?;
+        sqlx::query(
+            "INSERT INTO account_views (account, body, taken_at) VALUES (?, ?, ?)
+             ON CONFLICT (account) DO UPDATE
+               SET body = excluded.body, taken_at = excluded.taken_at",
+        )
+        .bind(account.as_str())
+        .bind(body)
+        .bind(ms(view.taken_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn views(&self) -> Result<HashMap<AccountId, AccountView>, StoreError> {
+        let rows = sqlx::query("SELECT account, body FROM account_views")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id = AccountId::parse(r.get::<&str, _>("account")).map_err(corrupt)?;
+                let view = serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?;
+                Ok((id, view))
+            })
+            .collect()
     }
 
     async fn health(&self, account: &AccountId) -> Result<PollHealth, StoreError> {

@@ -2,13 +2,13 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::{BalanceEntry, Snapshot};
 use super::money::{Money, MoneyError};
 
 /// Where a burn rate came from, so output can say how much to trust it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BurnSource {
     /// The cloud's own spend records.
@@ -17,13 +17,13 @@ pub enum BurnSource {
     BalanceDeltas,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BurnRate {
     pub per_day: Money,
     pub source: BurnSource,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Forecast {
     pub burn: BurnRate,
     /// Days until the available balance reaches zero; `None` when nothing is being spent.
@@ -95,6 +95,30 @@ pub fn runway_days(available: &Money, burn: &BurnRate) -> Option<Decimal> {
         return None;
     }
     Some((available.amount() / burn.per_day.amount()).round_dp(1))
+}
+
+/// What chat answers about the whole fleet need of one account, kept up to
+/// date at each evaluation so that they read one row per account instead of
+/// each account's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    /// When the latest good snapshot was taken.
+    pub taken_at: DateTime<Utc>,
+    pub available: Money,
+    pub forecast: Option<Forecast>,
+}
+
+impl AccountView {
+    /// The view of an account's history (oldest first) at `now`; none before
+    /// its first good snapshot.
+    pub fn of(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> Option<AccountView> {
+        let latest = history.last()?;
+        Some(AccountView {
+            taken_at: latest.taken_at,
+            available: latest.balance.available,
+            forecast: forecast(history, window, now),
+        })
+    }
 }
 
 pub fn forecast(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> Option<Forecast> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::config::AccountConfig;
 use crate::domain::alert::Alert;
 use crate::domain::command::{self, AlertRef, Command, Target, Verb};
-use crate::domain::forecast;
+use crate::domain::forecast::{self, AccountView};
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::people::{Directory, Person};
 use crate::domain::{duration, silence};
@@ -470,9 +470,10 @@ impl ChatOps {
                 if chosen.is_empty() {
                     return Ok(self.no_such(&target));
                 }
+                let views = self.views(&chosen, now).await?;
                 let mut lines = Vec::new();
-                for a in chosen {
-                    lines.push(self.balance_line(a, now).await?);
+                for (a, view) in chosen.iter().zip(views) {
+                    lines.push(self.balance_line(a, view, now).await?);
                 }
                 Reply::done("Balances (available · burn/day · runway)", lines)
             }
@@ -485,10 +486,12 @@ impl ChatOps {
                 if chosen.is_empty() {
                     return Ok(self.no_such(&account.map(Target::Account)));
                 }
-                let mut lines = Vec::new();
-                for a in &chosen {
-                    lines.push(self.runway_line(a, now).await?);
-                }
+                let views = self.views(&chosen, now).await?;
+                let lines = chosen
+                    .iter()
+                    .zip(views)
+                    .map(|(a, view)| runway_line(a, view))
+                    .collect();
                 let mut reply = Reply::done("Runway", lines);
                 // One account asked for by name: its chart too.
                 if let (true, [a]) = (account.is_some(), chosen.as_slice()) {
@@ -697,23 +700,37 @@ impl ChatOps {
         Ok(self.history(a, now).await?.pop())
     }
 
-    async fn forecast_of(
+    /// The latest balance and forecast of each of `chosen`, in order: for
+    /// one account from its history now; for several from the views the
+    /// poller keeps, one read for all (an account without one yet, from its
+    /// history).
+    async fn views(
         &self,
-        a: &AccountConfig,
+        chosen: &[&AccountConfig],
         now: DateTime<Utc>,
-    ) -> Result<(Option<Snapshot>, Option<forecast::Forecast>), StoreError> {
-        let mut history = self.history(a, now).await?;
-        let f = forecast::forecast(&history, a.rules.runway.window, now);
-        Ok((history.pop(), f))
+    ) -> Result<Vec<Option<AccountView>>, StoreError> {
+        let kept = if chosen.len() > 1 {
+            self.store.views().await?
+        } else {
+            Default::default()
+        };
+        let mut out = Vec::with_capacity(chosen.len());
+        for a in chosen {
+            out.push(match kept.get(&a.account.id) {
+                Some(v) => Some(v.clone()),
+                None => AccountView::of(&self.history(a, now).await?, a.rules.runway.window, now),
+            });
+        }
+        Ok(out)
     }
 
     async fn balance_line(
         &self,
         a: &AccountConfig,
+        view: Option<AccountView>,
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
-        let (latest, f) = self.forecast_of(a, now).await?;
-        let Some(s) = latest else {
+        let Some(v) = view else {
             let health = self.store.health(&a.account.id).await?;
             return Ok(match health.last_error {
                 Some(e) => format!(
@@ -724,6 +741,7 @@ impl ChatOps {
                 None => format!("{} · not read yet", a.account.id),
             });
         };
+        let f = &v.forecast;
         let burn = f
             .as_ref()
             .map_or("-".to_owned(), |f| f.burn.per_day.to_string());
@@ -731,14 +749,11 @@ impl ChatOps {
             .as_ref()
             .and_then(|f| f.runway_days)
             .map_or("-".to_owned(), |d| format!("{} d", d.round_dp(1)));
-        let mut line = format!(
-            "{} · {} · {burn} · {runway}",
-            a.account.id, s.balance.available
-        );
-        if s.taken_at < now - Duration::hours(1) {
+        let mut line = format!("{} · {} · {burn} · {runway}", a.account.id, v.available);
+        if v.taken_at < now - Duration::hours(1) {
             line.push_str(&format!(
                 " (as of {})",
-                s.taken_at.format("%Y-%m-%d %H:%M UTC")
+                v.taken_at.format("%Y-%m-%d %H:%M UTC")
             ));
         }
         Ok(line)
@@ -751,34 +766,31 @@ impl ChatOps {
     ) -> Result<Option<RunwayChart>, StoreError> {
         Ok(charts::runway_chart(a, &self.history(a, now).await?, now))
     }
+}
 
-    async fn runway_line(
-        &self,
-        a: &AccountConfig,
-        now: DateTime<Utc>,
-    ) -> Result<String, StoreError> {
-        let (latest, f) = self.forecast_of(a, now).await?;
-        Ok(match (latest, f) {
-            (None, _) => format!("{} · not read yet", a.account.id),
-            (Some(_), None) => format!("{} · not enough history for a burn rate yet", a.account.id),
-            (Some(s), Some(f)) => match f.runway_days {
-                Some(d) => format!(
-                    "{} · {} days at {}/day ({}) · {} left",
-                    a.account.id,
-                    d.round_dp(1),
-                    f.burn.per_day,
-                    match f.burn.source {
-                        forecast::BurnSource::Reported => "the cloud's spend records",
-                        forecast::BurnSource::BalanceDeltas => "balance changes",
-                    },
-                    s.balance.available
-                ),
-                None => format!(
-                    "{} · nothing is being spent · {} left",
-                    a.account.id, s.balance.available
-                ),
-            },
-        })
+fn runway_line(a: &AccountConfig, view: Option<AccountView>) -> String {
+    let Some(v) = view else {
+        return format!("{} · not read yet", a.account.id);
+    };
+    match v.forecast {
+        None => format!("{} · not enough history for a burn rate yet", a.account.id),
+        Some(f) => match f.runway_days {
+            Some(d) => format!(
+                "{} · {} days at {}/day ({}) · {} left",
+                a.account.id,
+                d.round_dp(1),
+                f.burn.per_day,
+                match f.burn.source {
+                    forecast::BurnSource::Reported => "the cloud's spend records",
+                    forecast::BurnSource::BalanceDeltas => "balance changes",
+                },
+                v.available
+            ),
+            None => format!(
+                "{} · nothing is being spent · {} left",
+                a.account.id, v.available
+            ),
+        },
     }
 }
 

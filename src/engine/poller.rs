@@ -106,6 +106,11 @@ impl Poller {
             .store
             .history(id, now - account.rules.runway.window)
             .await?;
+        if let Some(view) =
+            crate::domain::forecast::AccountView::of(&history, account.rules.runway.window, now)
+        {
+            self.store.record_view(id, &view).await?;
+        }
         let state = AccountState {
             account: &account.account,
             history: &history,

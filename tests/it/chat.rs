@@ -340,3 +340,80 @@ async fn a_slow_answer_is_acknowledged_then_sent_to_response_url() {
     assert!(late["blocks"].to_string().contains("acme"), "{late}");
     app.stop().await;
 }
+
+/// Answers about the whole fleet read the per-account views the poller
+/// keeps; they must say what the answers for each account, read from its
+/// history, say.
+#[tokio::test]
+async fn fleet_answers_from_the_kept_views_agree_with_each_accounts_history() {
+    let scenario = r#"
+[[accounts]]
+id = "acme"
+balance = "¥20,000"
+burn_per_day = "1000"
+report_spend = true
+
+[[accounts]]
+id = "beta"
+balance = "¥9,000"
+burn_per_day = "300"
+
+[[accounts]]
+id = "blind"
+balance = "¥1"
+fail = "unauthorized"
+"#;
+    let world = World::new(
+        scenario,
+        Setup {
+            accounts: &["acme", "beta", "blind"],
+            rules: &chat_config(),
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    // Two hours of polls: beta's burn comes from its balance falling.
+    app.advance(chrono::Duration::hours(2)).await;
+
+    let views = app.store.views().await.unwrap();
+    assert_eq!(views.len(), 2, "the unreadable account has none: {views:?}");
+    let beta = &views[&purser::domain::model::AccountId::parse("beta").unwrap()];
+    let burn = beta.forecast.as_ref().unwrap().burn.per_day.to_string();
+    assert_eq!(burn, "¥300.00");
+
+    let now = world.clock.now().timestamp();
+    let lines = |body: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["blocks"][1]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .trim_matches('`')
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    for (i, verb) in ["balance", "runway"].into_iter().enumerate() {
+        let ts = now + 10 * i as i64;
+        let fleet = lines(
+            &post_signed(&app, &form("U0VIC", verb, ""), ts, SECRET)
+                .await
+                .body,
+        );
+        assert_eq!(fleet.len(), 3, "{fleet:?}");
+        for (j, account) in ["acme", "beta", "blind"].into_iter().enumerate() {
+            let one = post_signed(
+                &app,
+                &form("U0VIC", &format!("{verb} {account}"), ""),
+                ts + 1 + j as i64,
+                SECRET,
+            )
+            .await;
+            assert_eq!(lines(&one.body), [fleet[j].clone()], "{verb} {account}");
+        }
+    }
+    app.stop().await;
+}
