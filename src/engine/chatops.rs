@@ -487,11 +487,13 @@ impl ChatOps {
                     return Ok(self.no_such(&account.map(Target::Account)));
                 }
                 let views = self.views(&chosen, now).await?;
-                let lines = chosen
-                    .iter()
-                    .zip(views)
-                    .map(|(a, view)| runway_line(a, view))
-                    .collect();
+                let mut lines = Vec::new();
+                for (a, view) in chosen.iter().zip(views) {
+                    lines.push(match view {
+                        Some(v) => runway_line(a, v),
+                        None => self.unread_line(a).await?,
+                    });
+                }
                 let mut reply = Reply::done("Runway", lines);
                 // One account asked for by name: its chart too.
                 if let (true, [a]) = (account.is_some(), chosen.as_slice()) {
@@ -724,6 +726,19 @@ impl ChatOps {
         Ok(out)
     }
 
+    /// An account with no good snapshot: why not.
+    async fn unread_line(&self, a: &AccountConfig) -> Result<String, StoreError> {
+        let health = self.store.health(&a.account.id).await?;
+        Ok(match health.last_error {
+            Some(e) => format!(
+                "{} · cannot be read ({}): {e}",
+                a.account.id,
+                e.kind.as_str()
+            ),
+            None => format!("{} · not read yet", a.account.id),
+        })
+    }
+
     async fn balance_line(
         &self,
         a: &AccountConfig,
@@ -731,15 +746,7 @@ impl ChatOps {
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         let Some(v) = view else {
-            let health = self.store.health(&a.account.id).await?;
-            return Ok(match health.last_error {
-                Some(e) => format!(
-                    "{} · cannot be read ({}): {e}",
-                    a.account.id,
-                    e.kind.as_str()
-                ),
-                None => format!("{} · not read yet", a.account.id),
-            });
+            return self.unread_line(a).await;
         };
         let f = &v.forecast;
         let burn = f
@@ -768,10 +775,7 @@ impl ChatOps {
     }
 }
 
-fn runway_line(a: &AccountConfig, view: Option<AccountView>) -> String {
-    let Some(v) = view else {
-        return format!("{} · not read yet", a.account.id);
-    };
+fn runway_line(a: &AccountConfig, v: AccountView) -> String {
     match v.forecast {
         None => format!("{} · not enough history for a burn rate yet", a.account.id),
         Some(f) => match f.runway_days {

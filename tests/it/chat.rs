@@ -404,6 +404,10 @@ fail = "unauthorized"
                 .body,
         );
         assert_eq!(fleet.len(), 3, "{fleet:?}");
+        assert!(
+            fleet[2].starts_with("blind · cannot be read (refused)"),
+            "{fleet:?}"
+        );
         for (j, account) in ["acme", "beta", "blind"].into_iter().enumerate() {
             let one = post_signed(
                 &app,
