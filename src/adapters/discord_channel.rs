@@ -12,11 +12,9 @@ use serde_json::{Value, json};
 
 use super::discord::escape;
 use super::pace::Pacer;
-use crate::engine::alert_view::{
-    AlertView, Button, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
-};
+use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
 use crate::engine::charts::RunwayChart;
-use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+use crate::ports::{AlertMessages, MessageRef, MessageRefs, SendError, StoredNotice};
 use crate::secret::Secret;
 
 /// Embed limits: a title of 256 characters, a description of 4,096.
@@ -233,32 +231,17 @@ impl AlertMessages for DiscordChannel {
     }
 }
 
-#[async_trait]
-impl Notifier for DiscordChannel {
-    async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(
-            self,
-            &*self.refs,
-            self.charts.as_deref(),
-            &self.output,
-            std::slice::from_ref(n),
-        )
-        .await
+impl ChatOutput for DiscordChannel {
+    fn output(&self) -> &str {
+        &self.output
     }
 
-    fn group_limit(&self) -> usize {
-        CHAT_GROUP_LIMIT
+    fn refs(&self) -> &dyn MessageRefs {
+        &*self.refs
     }
 
-    async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
-        deliver(
-            self,
-            &*self.refs,
-            self.charts.as_deref(),
-            &self.output,
-            notices,
-        )
-        .await
+    fn charts(&self) -> Option<&crate::engine::charts::Charts> {
+        self.charts.as_deref()
     }
 }
 

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use super::pace::Pacer;
 use super::slack::escape;
 use crate::engine::alert_view::{
-    ALL, AlertView, Button, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
+    ALL, AlertView, Button, ChatOutput, GroupView, Tone, still_firing,
 };
 use crate::engine::charts::RunwayChart;
-use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+use crate::ports::{AlertMessages, MessageRef, MessageRefs, SendError, StoredNotice};
 use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://slack.com/api/";
@@ -206,32 +206,17 @@ impl AlertMessages for SlackChannel {
     }
 }
 
-#[async_trait]
-impl Notifier for SlackChannel {
-    async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(
-            self,
-            &*self.refs,
-            self.charts.as_deref(),
-            &self.output,
-            std::slice::from_ref(n),
-        )
-        .await
+impl ChatOutput for SlackChannel {
+    fn output(&self) -> &str {
+        &self.output
     }
 
-    fn group_limit(&self) -> usize {
-        CHAT_GROUP_LIMIT
+    fn refs(&self) -> &dyn MessageRefs {
+        &*self.refs
     }
 
-    async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
-        deliver(
-            self,
-            &*self.refs,
-            self.charts.as_deref(),
-            &self.output,
-            notices,
-        )
-        .await
+    fn charts(&self) -> Option<&crate::engine::charts::Charts> {
+        self.charts.as_deref()
     }
 }
 

@@ -10,11 +10,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::telegram::{BotApi, escape};
-use crate::engine::alert_view::{
-    AlertView, CHAT_GROUP_LIMIT, GroupView, Tone, deliver, still_firing,
-};
+use crate::engine::alert_view::{AlertView, ChatOutput, GroupView, Tone, still_firing};
 use crate::engine::charts::RunwayChart;
-use crate::ports::{AlertMessages, MessageRef, MessageRefs, Notifier, SendError, StoredNotice};
+use crate::ports::{AlertMessages, MessageRef, MessageRefs, SendError, StoredNotice};
 
 pub struct TelegramChannel {
     /// The output's name, under which its messages are remembered.
@@ -125,32 +123,17 @@ impl AlertMessages for TelegramChannel {
     }
 }
 
-#[async_trait]
-impl Notifier for TelegramChannel {
-    async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
-        deliver(
-            self,
-            &*self.refs,
-            self.charts.as_deref(),
-            &self.output,
-            std::slice::from_ref(n),
-        )
-        .await
+impl ChatOutput for TelegramChannel {
+    fn output(&self) -> &str {
+        &self.output
     }
 
-    fn group_limit(&self) -> usize {
-        CHAT_GROUP_LIMIT
+    fn refs(&self) -> &dyn MessageRefs {
+        &*self.refs
     }
 
-    async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
-        deliver(
-            self,
-            &*self.refs,
-            self.charts.as_deref(),
-            &self.output,
-            notices,
-        )
-        .await
+    fn charts(&self) -> Option<&crate::engine::charts::Charts> {
+        self.charts.as_deref()
     }
 }
 

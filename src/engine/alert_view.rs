@@ -101,6 +101,30 @@ pub fn still_firing(notices: &[StoredNotice]) -> String {
     }
 }
 
+/// A chat channel that keeps a message per alert or group, with what it
+/// remembers them by: every such channel is a `Notifier` through `deliver`.
+pub trait ChatOutput: AlertMessages {
+    /// The output's name, under which its messages are remembered.
+    fn output(&self) -> &str;
+    fn refs(&self) -> &dyn MessageRefs;
+    fn charts(&self) -> Option<&Charts>;
+}
+
+#[async_trait::async_trait]
+impl<T: ChatOutput> crate::ports::Notifier for T {
+    async fn send(&self, n: &StoredNotice) -> Result<(), SendError> {
+        self.send_group(std::slice::from_ref(n)).await
+    }
+
+    fn group_limit(&self) -> usize {
+        CHAT_GROUP_LIMIT
+    }
+
+    async fn send_group(&self, notices: &[StoredNotice]) -> Result<(), SendError> {
+        deliver(self, self.refs(), self.charts(), self.output(), notices).await
+    }
+}
+
 /// How many alerts one chat message shows at most: ten fit the limits of
 /// every chat platform purser speaks to (the fewest: ten embeds a message)
 /// and still read on a phone.

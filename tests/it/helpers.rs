@@ -358,3 +358,23 @@ impl TestApp {
         self.task.abort();
     }
 }
+
+/// One account, `acme`: its ¥2,000 fires a low-balance alert and two of its
+/// instances expire within days — three alerts from one poll.
+pub const SEVERAL: &str = r#"
+[[accounts]]
+id = "acme"
+balance = "¥2,000"
+
+[[accounts.resources]]
+id = "ins-a"
+product = "cvm"
+expires_in = "5d"
+renewal = "manual"
+
+[[accounts.resources]]
+id = "ins-b"
+product = "cvm"
+expires_in = "4d"
+renewal = "manual"
+"#;

@@ -14,28 +14,10 @@ use purser::ports::Clock;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{Setup, World};
+use crate::helpers::{SEVERAL, Setup, World};
 
 const DING_SECRET: &str = "SECd1ngtalk-test-secret";
 const FEISHU_SECRET: &str = "feishu-test-secret";
-
-const SEVERAL: &str = r#"
-[[accounts]]
-id = "acme"
-balance = "¥2,000"
-
-[[accounts.resources]]
-id = "ins-a"
-product = "cvm"
-expires_in = "5d"
-renewal = "manual"
-
-[[accounts.resources]]
-id = "ins-b"
-product = "cvm"
-expires_in = "4d"
-renewal = "manual"
-"#;
 
 #[derive(Default)]
 struct Robots {

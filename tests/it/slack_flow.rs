@@ -11,7 +11,7 @@ use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
-use crate::helpers::{Setup, TestApp, World};
+use crate::helpers::{SEVERAL, Setup, TestApp, World};
 
 const SECRET: &str = "slack-signing-secret-for-tests";
 const TOKEN: &str = "xoxb-test-token";
@@ -313,25 +313,8 @@ async fn alert_posted_button_pressed_acknowledged_edited_resolved() {
 #[tokio::test]
 async fn one_poll_one_message_and_its_buttons_act_on_every_alert() {
     let (mock, addr) = start_mock().await;
-    let scenario = r#"
-[[accounts]]
-id = "acme"
-balance = "¥2,000"
-
-[[accounts.resources]]
-id = "ins-a"
-product = "cvm"
-expires_in = "5d"
-renewal = "manual"
-
-[[accounts.resources]]
-id = "ins-b"
-product = "cvm"
-expires_in = "4d"
-renewal = "manual"
-"#;
     let world = World::new(
-        scenario,
+        SEVERAL,
         Setup {
             rules: &config(addr),
             ..Setup::default()

@@ -14,7 +14,7 @@ use purser::ports::Store;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::helpers::{Setup, TestApp, World};
+use crate::helpers::{SEVERAL, Setup, TestApp, World};
 
 const TOKEN: &str = "123456789:AAtest-token_for-purser";
 const GROUP: i64 = -1_001_234_567_890;
@@ -464,25 +464,8 @@ async fn the_webhook_checks_its_secret_token_first() {
 #[tokio::test]
 async fn one_poll_one_message_with_buttons_for_all() {
     let (api, addr) = start_api().await;
-    let scenario = r#"
-[[accounts]]
-id = "acme"
-balance = "¥2,000"
-
-[[accounts.resources]]
-id = "ins-a"
-product = "cvm"
-expires_in = "5d"
-renewal = "manual"
-
-[[accounts.resources]]
-id = "ins-b"
-product = "cvm"
-expires_in = "4d"
-renewal = "manual"
-"#;
     let world = World::new(
-        scenario,
+        SEVERAL,
         Setup {
             rules: &config("[telegram]", addr),
             ..Setup::default()
