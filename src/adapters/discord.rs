@@ -132,12 +132,14 @@ impl DiscordApp {
         };
         info!(user = %asker.user, button = button.id(), "discord button");
         let chat = self.chat.clone();
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        // The message the button is on names its channel; the interaction
+        // does too.
+        let text = |a: &Value, b: &Value| a.as_str().or(b.as_str()).unwrap_or_default().to_owned();
         let pick = Pick::of(
             on,
             MessageRef {
-                channel: text(&v["channel_id"]),
-                message: text(&v["message"]["id"]),
+                channel: text(&v["message"]["channel_id"], &v["channel_id"]),
+                message: text(&v["message"]["id"], &Value::Null),
             },
         );
         self.respond(async move { chat.press(&asker, button, &pick).await.reply })

@@ -11,7 +11,7 @@ use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
-use crate::helpers::{TestApp, World};
+use crate::helpers::{SEVERAL, Setup, TestApp, World};
 
 const APP_ID: &str = "1234567890";
 const ANA: &str = "80351110224678912";
@@ -428,5 +428,100 @@ api = "http://{api_addr}/api/v10"
         2,
         "the alert and its chart, nothing new"
     );
+    app.stop().await;
+}
+
+/// Three alerts from one poll: one Discord message, and "Acknowledge all"
+/// pressed on it acknowledges each, found through the message pressed on.
+#[tokio::test]
+async fn one_poll_one_message_and_acknowledge_all() {
+    const BOT: &str = "discord-bot-token-for-tests";
+    let (api, api_addr) = ChatApi::start(|_| {
+        (
+            200,
+            json!({"id": "9002", "channel_id": "5550001", "type": 0, "content": ""}),
+        )
+    })
+    .await;
+    let public = hex::encode(key().verifying_key().to_bytes());
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:0"
+
+[discord]
+mode = "http"
+public_key = "{public}"
+application_id = "{APP_ID}"
+api = "http://{api_addr}/api/v10"
+
+[[people]]
+name = "ana"
+role = "requester"
+discord = "{ANA}"
+
+[[outputs]]
+name = "ops"
+kind = "discord"
+channel = "5550001"
+token = "file:discord.token"
+api = "http://{api_addr}/api/v10"
+"#
+    );
+    let world = World::new(
+        SEVERAL,
+        Setup {
+            rules: &config,
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("discord.token"), BOT).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+
+    let posted = api
+        .wait("POST", "/api/v10/channels/5550001/messages", 1)
+        .await;
+    let message = &posted[0].body;
+    assert_eq!(message["content"], "**acme · 3 alerts firing**");
+    assert_eq!(message["embeds"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        message["components"][0]["components"][0]["custom_id"],
+        "ack:all"
+    );
+
+    let press = json!({"type": 3, "token": "tok", "application_id": APP_ID,
+        "member": {"user": {"id": ANA}}, "channel_id": "5550001",
+        "message": {"id": "9002", "channel_id": "5550001"},
+        "data": {"custom_id": "ack:all", "component_type": 2}});
+    let now = world.clock.now().timestamp();
+    let (status, answer) = send(app.http.unwrap(), &signed(&press, now, &key())).await;
+    assert_eq!(status, 200);
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Acknowledged 3 alerts"),
+        "{answer}"
+    );
+    let open = app.store.all_open_alerts().await.unwrap();
+    assert_eq!(open.len(), 3);
+    assert!(open.iter().all(|a| a.acknowledged.is_some()), "{open:?}");
+    api.wait_until(
+        "PATCH",
+        "/api/v10/channels/5550001/messages/9002",
+        |calls| {
+            calls.last().is_some_and(|c| {
+                c.body["embeds"]
+                    .to_string()
+                    .matches("acknowledged by ana")
+                    .count()
+                    == 3
+            })
+        },
+    )
+    .await
+    .expect("the message shows all three acknowledged");
     app.stop().await;
 }
