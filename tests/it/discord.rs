@@ -219,13 +219,12 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
     app.stop().await;
 }
 
-/// The whole loop: an alert is posted to the channel with buttons, a signed
-/// button press acknowledges it, the message is edited; a silence button and
-/// the resolution edit it again, never posting a second message.
-#[tokio::test]
-async fn alert_posted_pressed_acknowledged_silenced_resolved() {
-    const BOT: &str = "discord-bot-token-for-tests";
-    let (api, api_addr) = ChatApi::start(|c| {
+const BOT: &str = "discord-bot-token-for-tests";
+
+/// Discord's REST API for the bot (its token checked): every message it is
+/// sent becomes message 9001 in channel 5550001.
+async fn discord_api() -> (Arc<ChatApi>, std::net::SocketAddr) {
+    ChatApi::start(|c| {
         if c.authorization.as_deref() != Some(&format!("Bot {BOT}")) {
             return (401, json!({"message": "401: Unauthorized", "code": 0}));
         }
@@ -234,9 +233,14 @@ async fn alert_posted_pressed_acknowledged_silenced_resolved() {
             json!({"id": "9001", "channel_id": "5550001", "type": 0, "content": ""}),
         )
     })
-    .await;
+    .await
+}
+
+/// HTTP interactions, ana (requester) and vic (viewer), and an output to
+/// channel 5550001 through the API at `api_addr`.
+fn channel_config(api_addr: std::net::SocketAddr) -> String {
     let public = hex::encode(key().verifying_key().to_bytes());
-    let config = format!(
+    format!(
         r#"
 [http]
 listen = "127.0.0.1:0"
@@ -264,11 +268,24 @@ channel = "5550001"
 token = "file:discord.token"
 api = "http://{api_addr}/api/v10"
 "#
-    );
-    let world = World::low_on_money(&config).await;
+    )
+}
+
+/// Starts purser in `world` with the bot token in place.
+async fn with_channel(world: World) -> (World, TestApp) {
     std::fs::write(world.dir.path().join("discord.token"), BOT).unwrap();
     let app = world.start().await;
     app.settle().await;
+    (world, app)
+}
+
+/// The whole loop: an alert is posted to the channel with buttons, a signed
+/// button press acknowledges it, the message is edited; a silence button and
+/// the resolution edit it again, never posting a second message.
+#[tokio::test]
+async fn alert_posted_pressed_acknowledged_silenced_resolved() {
+    let (api, api_addr) = discord_api().await;
+    let (world, app) = with_channel(World::low_on_money(&channel_config(api_addr)).await).await;
     let addr = app.http.unwrap();
 
     let posted = api
@@ -435,50 +452,18 @@ api = "http://{api_addr}/api/v10"
 /// pressed on it acknowledges each, found through the message pressed on.
 #[tokio::test]
 async fn one_poll_one_message_and_acknowledge_all() {
-    const BOT: &str = "discord-bot-token-for-tests";
-    let (api, api_addr) = ChatApi::start(|_| {
-        (
-            200,
-            json!({"id": "9002", "channel_id": "5550001", "type": 0, "content": ""}),
+    let (api, api_addr) = discord_api().await;
+    let (world, app) = with_channel(
+        World::new(
+            SEVERAL,
+            Setup {
+                rules: &channel_config(api_addr),
+                ..Setup::default()
+            },
         )
-    })
-    .await;
-    let public = hex::encode(key().verifying_key().to_bytes());
-    let config = format!(
-        r#"
-[http]
-listen = "127.0.0.1:0"
-
-[discord]
-mode = "http"
-public_key = "{public}"
-application_id = "{APP_ID}"
-api = "http://{api_addr}/api/v10"
-
-[[people]]
-name = "ana"
-role = "requester"
-discord = "{ANA}"
-
-[[outputs]]
-name = "ops"
-kind = "discord"
-channel = "5550001"
-token = "file:discord.token"
-api = "http://{api_addr}/api/v10"
-"#
-    );
-    let world = World::new(
-        SEVERAL,
-        Setup {
-            rules: &config,
-            ..Setup::default()
-        },
+        .await,
     )
     .await;
-    std::fs::write(world.dir.path().join("discord.token"), BOT).unwrap();
-    let app = world.start().await;
-    app.settle().await;
 
     let posted = api
         .wait("POST", "/api/v10/channels/5550001/messages", 1)
@@ -493,7 +478,7 @@ api = "http://{api_addr}/api/v10"
 
     let press = json!({"type": 3, "token": "tok", "application_id": APP_ID,
         "member": {"user": {"id": ANA}}, "channel_id": "5550001",
-        "message": {"id": "9002", "channel_id": "5550001"},
+        "message": {"id": "9001", "channel_id": "5550001"},
         "data": {"custom_id": "ack:all", "component_type": 2}});
     let now = world.clock.now().timestamp();
     let (status, answer) = send(app.http.unwrap(), &signed(&press, now, &key())).await;
@@ -510,7 +495,7 @@ api = "http://{api_addr}/api/v10"
     assert!(open.iter().all(|a| a.acknowledged.is_some()), "{open:?}");
     api.wait_until(
         "PATCH",
-        "/api/v10/channels/5550001/messages/9002",
+        "/api/v10/channels/5550001/messages/9001",
         |calls| {
             calls.last().is_some_and(|c| {
                 c.body["embeds"]

@@ -498,19 +498,31 @@ async fn one_poll_one_message_with_buttons_for_all() {
         ]
     );
 
-    // A viewer may not; the requester acknowledges all three at once.
-    api.push("callback_query", press(VIC, "ack:all", 101));
+    // "All" on a message that is not an alert message of purser's (forged,
+    // or someone else's): a dialog, and nothing acknowledged.
+    api.push("callback_query", press(ANA, "ack:all", 999));
     let answers = api.wait("answerCallbackQuery", 1).await;
     assert_eq!(answers[0]["show_alert"], true);
-    api.push("callback_query", press(ANA, "ack:all", 101));
+    assert_eq!(
+        answers[0]["text"],
+        "None of this message's alerts is still open."
+    );
+    let open = app.store.all_open_alerts().await.unwrap();
+    assert!(open.iter().all(|a| a.acknowledged.is_none()), "{open:?}");
+
+    // A viewer may not; the requester acknowledges all three at once.
+    api.push("callback_query", press(VIC, "ack:all", 101));
     let answers = api.wait("answerCallbackQuery", 2).await;
+    assert_eq!(answers[1]["show_alert"], true);
+    api.push("callback_query", press(ANA, "ack:all", 101));
+    let answers = api.wait("answerCallbackQuery", 3).await;
     assert!(
-        answers[1]["text"]
+        answers[2]["text"]
             .as_str()
             .unwrap()
             .starts_with("Acknowledged 3 alerts"),
         "{}",
-        answers[1]
+        answers[2]
     );
     let open = app.store.all_open_alerts().await.unwrap();
     assert!(open.iter().all(|a| a.acknowledged.is_some()), "{open:?}");
@@ -537,14 +549,14 @@ async fn one_poll_one_message_with_buttons_for_all() {
 
     // Pressed again: nothing more to do, and the presser is told.
     api.push("callback_query", press(ANA, "ack:all", 101));
-    let answers = api.wait("answerCallbackQuery", 3).await;
+    let answers = api.wait("answerCallbackQuery", 4).await;
     assert!(
-        answers[2]["text"]
+        answers[3]["text"]
             .as_str()
             .unwrap()
             .starts_with("All 3 alerts were already acknowledged"),
         "{}",
-        answers[2]
+        answers[3]
     );
     drop(world);
     app.stop().await;
