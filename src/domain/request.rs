@@ -393,7 +393,7 @@ impl Tiers {
     /// Sorts `tiers` and checks them: at least one, approvers ≥ 1, thresholds
     /// distinct and not negative, stricter as amounts grow.
     pub fn new(mut tiers: Vec<Tier>) -> Result<Tiers, String> {
-        tiers.sort_by(|a, b| a.above.cmp(&b.above));
+        tiers.sort_by_key(|t| t.above);
         let Some(first) = tiers.first() else {
             return Err("give at least one approval tier".into());
         };
