@@ -7,6 +7,7 @@ pub mod forecast;
 pub mod model;
 pub mod money;
 pub mod people;
+pub mod policy;
 pub mod request;
 pub mod routing;
 pub mod rules;
