@@ -1,6 +1,7 @@
 //! Pure types and decisions: no I/O, no clock reads (time is a parameter).
 
 pub mod alert;
+pub mod audit;
 pub mod command;
 pub mod duration;
 pub mod forecast;
