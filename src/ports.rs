@@ -358,3 +358,126 @@ impl StoredNotice {
         }
     }
 }
+
+/// A request as asked, before the store numbers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    pub account: AccountId,
+    pub action: crate::domain::request::Action,
+    pub reason: Option<String>,
+    pub cost: Option<crate::domain::money::Money>,
+    pub balance: Option<crate::domain::money::Money>,
+    pub tier: crate::domain::request::Tier,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub origin: Option<crate::domain::request::Via>,
+}
+
+/// What a guarded write found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Written; the request as it now is.
+    Done(crate::domain::request::Request),
+    /// The request changed since it was read (another decision, another
+    /// executor): nothing was written; here it is as it now is.
+    Stale(crate::domain::request::Request),
+    NotFound,
+}
+
+/// One move of a request from a state to the next.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub from: crate::domain::request::State,
+    pub to: crate::domain::request::State,
+    pub actor: &'a str,
+    pub at: DateTime<Utc>,
+    pub progress: Option<&'a serde_json::Value>,
+    pub audit: &'a [crate::domain::audit::NewEntry],
+}
+
+impl<'a> Step<'a> {
+    pub fn new(
+        from: crate::domain::request::State,
+        to: crate::domain::request::State,
+        actor: &'a str,
+        at: DateTime<Utc>,
+    ) -> Step<'a> {
+        Step {
+            from,
+            to,
+            actor,
+            at,
+            progress: None,
+            audit: &[],
+        }
+    }
+}
+
+/// Requests, their decisions and the audit log. Every method is one
+/// transaction, and every change to a request appends its audit entries in
+/// that transaction.
+#[async_trait]
+pub trait Requests: Send + Sync {
+    /// Numbers and stores a request with its idempotency key, and audits it.
+    async fn open_request(
+        &self,
+        new: &NewRequest,
+    ) -> Result<crate::domain::request::Request, StoreError>;
+    async fn request(
+        &self,
+        id: crate::domain::request::RequestId,
+    ) -> Result<Option<crate::domain::request::Request>, StoreError>;
+    /// Requests still open (or all), newest first, at most `limit`.
+    async fn requests(
+        &self,
+        open_only: bool,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::request::Request>, StoreError>;
+    /// Requests asked for at or after `since` (for caps), oldest first.
+    async fn requests_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::domain::request::Request>, StoreError>;
+    /// Records `decision` on the request at `version`, moving it to `then`
+    /// when the decision settles it. Guarded by the version read.
+    async fn record_decision(
+        &self,
+        id: crate::domain::request::RequestId,
+        version: u64,
+        decision: &crate::domain::request::Decision,
+        then: Option<crate::domain::request::State>,
+    ) -> Result<Written, StoreError>;
+    /// Makes `step` (an arrow of the state machine), recording its progress
+    /// when given, and appends its audit entries with the state change.
+    /// Guarded by `step.from`: of two racing executors one moves it.
+    async fn transition(
+        &self,
+        id: crate::domain::request::RequestId,
+        step: Step<'_>,
+    ) -> Result<Written, StoreError>;
+    /// What execution has done so far (the cloud's order ids, the outcome
+    /// of a call), kept so that a restart resumes instead of repeating.
+    async fn progress(
+        &self,
+        id: crate::domain::request::RequestId,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
+    /// Records progress in the request's current state (guarded by it),
+    /// with its audit entries.
+    async fn record_progress(
+        &self,
+        id: crate::domain::request::RequestId,
+        state: crate::domain::request::State,
+        progress: &serde_json::Value,
+        audit: &[crate::domain::audit::NewEntry],
+    ) -> Result<Written, StoreError>;
+    /// Appends entries that belong to no state change (a policy refusal).
+    async fn audit(&self, entries: &[crate::domain::audit::NewEntry]) -> Result<(), StoreError>;
+    /// The log from `since` (all of it when `None`), in order.
+    async fn audit_log(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError>;
+    /// The count and last hash, kept apart from the entries.
+    async fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError>;
+}

@@ -23,6 +23,8 @@ use crate::ports::{
     Store, StoreError, StoredNotice,
 };
 
+mod requests;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Clone)]

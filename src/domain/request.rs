@@ -521,8 +521,40 @@ pub struct Request {
     pub expires_at: DateTime<Utc>,
     pub state: State,
     pub decisions: Vec<Decision>,
-    /// Sent with every call to the cloud that takes one; stored before any call.
+    /// Sent with every call to the cloud that takes one; stored with the
+    /// request, before any call ([`idempotency_key`]).
     pub key: String,
+    /// Where it was asked.
+    pub origin: Option<Via>,
+    /// Changes each time the stored request does: a write names the version
+    /// it read, so that of two racing writers one wins and the other re-reads.
+    #[serde(skip)]
+    pub version: u64,
+}
+
+/// The key sent as the cloud's idempotency token (at most 64 ASCII
+/// characters): unique per request, and per database, since the account,
+/// the moment and the person are in it too.
+pub fn idempotency_key(
+    id: RequestId,
+    account: &AccountId,
+    requested_at: DateTime<Utc>,
+    requested_by: &str,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        account.as_str(),
+        &requested_at.timestamp_millis().to_string(),
+        requested_by,
+        &id.0.to_string(),
+    ] {
+        h.update(part.len().to_string().as_bytes());
+        h.update(b":");
+        h.update(part.as_bytes());
+    }
+    let digest = hex::encode(h.finalize());
+    format!("purser-r{}-{}", id.0, &digest[..16])
 }
 
 impl Request {
@@ -766,6 +798,8 @@ mod tests {
             state: State::Requested,
             decisions: Vec::new(),
             key: "k".into(),
+            origin: None,
+            version: 0,
         }
     }
 
@@ -778,6 +812,19 @@ mod tests {
             r.state = State::Approved;
         }
         Ok(j)
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_ascii_and_differ_per_request() {
+        let shop = AccountId::parse("shop").unwrap();
+        let a = idempotency_key(RequestId(12), &shop, t(0), "ria");
+        assert!(
+            a.starts_with("purser-r12-") && a.len() <= 64 && a.is_ascii(),
+            "{a}"
+        );
+        assert_ne!(a, idempotency_key(RequestId(12), &shop, t(1), "ria"));
+        assert_ne!(a, idempotency_key(RequestId(13), &shop, t(0), "ria"));
+        assert_eq!(a, idempotency_key(RequestId(12), &shop, t(0), "ria"));
     }
 
     #[test]
