@@ -1,6 +1,8 @@
 //! Configuration: TOML, read once, validated into [`Config`] before anything
 //! starts. Every error names the file, the line and the key.
 
+mod policy;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::num::NonZeroU32;

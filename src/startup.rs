@@ -32,6 +32,7 @@ use crate::config::{
 };
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
+use crate::engine::approvals::{Approvals, NoSecondFactors};
 use crate::engine::charts::Charts;
 use crate::engine::chatops::{ChatOps, OutboxSignal};
 use crate::engine::dispatcher::{Dispatcher, Output};
@@ -297,6 +298,7 @@ impl Application {
                     activity: activity.clone(),
                     written: written.clone(),
                 }),
+                approvals: approvals(&config, &store),
             })
         });
         let slack_app = chat.as_ref().map(|chat| {
@@ -515,4 +517,17 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Requests over `store`, with each account's policy from `config`.
+pub fn approvals(config: &Config, store: &SqliteStore) -> Arc<Approvals> {
+    Arc::new(Approvals {
+        requests: Arc::new(store.clone()),
+        store: Arc::new(store.clone()),
+        accounts: Arc::new(config.accounts.clone()),
+        policies: Arc::new(config.policies()),
+        tiers: crate::domain::request::Tiers::defaults(),
+        ttl: crate::domain::request::default_ttl(),
+        second_factors: Arc::new(NoSecondFactors),
+    })
 }

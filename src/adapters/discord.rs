@@ -358,24 +358,35 @@ pub async fn register(
 /// command declares them, into the text every platform shares. A single
 /// string option (`/purser text:balance acme`) passes through as is.
 pub fn command_text(data: &Value) -> String {
-    fn walk(options: &Value, out: &mut Vec<String>) {
+    fn walk(options: &Value, verb: Option<Verb>, out: &mut Vec<String>) {
         for o in options.as_array().into_iter().flatten() {
+            let name = o["name"].as_str().unwrap_or_default();
             match o["type"].as_u64() {
                 // Subcommand groups and subcommands name themselves.
                 Some(1 | 2) => {
-                    out.push(o["name"].as_str().unwrap_or_default().to_owned());
-                    walk(&o["options"], out);
+                    out.push(name.to_owned());
+                    walk(&o["options"], Verb::parse(name), out);
                 }
-                _ => match &o["value"] {
-                    Value::String(s) => out.push(s.clone()),
-                    Value::Null => {}
-                    other => out.push(other.to_string()),
-                },
+                _ => {
+                    let value = match &o["value"] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => continue,
+                        other => other.to_string(),
+                    };
+                    let keyed = verb
+                        .and_then(|v| v.parameters().iter().find(|p| p.name == name))
+                        .is_some_and(|p| p.keyed);
+                    out.push(if keyed && !value.starts_with(&format!("{name}=")) {
+                        format!("{name}={value}")
+                    } else {
+                        value
+                    });
+                }
             }
         }
     }
     let mut words = Vec::new();
-    walk(&data["options"], &mut words);
+    walk(&data["options"], None, &mut words);
     words.join(" ")
 }
 
@@ -550,6 +561,17 @@ mod tests {
                         "silence" => "3",
                         "amount" => "¥1,000",
                         "command" => "ack",
+                        "resources" | "resource" => "ins-a",
+                        "period" => "1m",
+                        "orders" => "2024110100001",
+                        "coupon" => "c1",
+                        "discount" => "d1",
+                        "setting" => "on",
+                        "contract" => "COC-1",
+                        "method" => "wire",
+                        "request" => "R12",
+                        "code" => "123456",
+                        "all" => "all",
                         other => panic!("no sample for {other}"),
                     };
                     json!({"type": 3, "name": o["name"], "value": value})

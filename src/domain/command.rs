@@ -8,8 +8,9 @@ use std::fmt;
 use chrono::Duration;
 
 use super::duration;
-use super::model::AccountId;
+use super::model::{AccountId, ExternalId};
 use super::money::{AmountError, Currency, Money};
+use super::request::{PaymentMethod, RequestId};
 use super::rules::{RuleName, Severity};
 
 /// Who may do what. Ordered: each role may do everything the ones before it may.
@@ -53,6 +54,8 @@ pub struct Parameter {
     pub name: &'static str,
     pub required: bool,
     pub about: &'static str,
+    /// Written `name=value` in the command text (`coupon=c1`).
+    pub keyed: bool,
 }
 
 /// The commands, by name: for help, usage and authorization.
@@ -67,12 +70,22 @@ pub enum Verb {
     Unsilence,
     Silences,
     SetBalance,
+    Topup,
+    Renew,
+    Pay,
+    Autorenew,
+    Allocate,
+    Requests,
+    Request,
+    Approve,
+    Deny,
+    Cancel,
     Whoami,
     Help,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 11] = [
+    pub const ALL: [Verb; 21] = [
         Verb::Balance,
         Verb::Runway,
         Verb::Expiring,
@@ -82,6 +95,16 @@ impl Verb {
         Verb::Unsilence,
         Verb::Silences,
         Verb::SetBalance,
+        Verb::Topup,
+        Verb::Renew,
+        Verb::Pay,
+        Verb::Autorenew,
+        Verb::Allocate,
+        Verb::Requests,
+        Verb::Request,
+        Verb::Approve,
+        Verb::Deny,
+        Verb::Cancel,
         Verb::Whoami,
         Verb::Help,
     ];
@@ -97,6 +120,16 @@ impl Verb {
             Verb::Unsilence => "unsilence",
             Verb::Silences => "silences",
             Verb::SetBalance => "setbalance",
+            Verb::Topup => "topup",
+            Verb::Renew => "renew",
+            Verb::Pay => "pay",
+            Verb::Autorenew => "autorenew",
+            Verb::Allocate => "allocate",
+            Verb::Requests => "requests",
+            Verb::Request => "request",
+            Verb::Approve => "approve",
+            Verb::Deny => "deny",
+            Verb::Cancel => "cancel",
             Verb::Whoami => "whoami",
             Verb::Help => "help",
         }
@@ -113,6 +146,15 @@ impl Verb {
             Verb::Silence => "<label=value[,label=value…]> <duration> [reason]",
             Verb::Unsilence => "<silence id>",
             Verb::SetBalance => "<account> <amount>",
+            Verb::Topup => "<account> <amount> [method] [reason]",
+            Verb::Renew => "<resource[,resource…]> <period> [reason]",
+            Verb::Pay => "<order[,order…]> [coupon=id] [discount=id] [reason]",
+            Verb::Autorenew => "<resource> <on|off> [reason]",
+            Verb::Allocate => "<account> <amount> <contract> [reason]",
+            Verb::Requests => "[all]",
+            Verb::Request | Verb::Cancel => "<request id>",
+            Verb::Approve => "<request id> [code]",
+            Verb::Deny => "<request id> [reason]",
             Verb::Help => "[command]",
         }
     }
@@ -127,6 +169,15 @@ impl Verb {
                     name: $name,
                     required: $required,
                     about: $about,
+                    keyed: false,
+                }
+            };
+            (keyed $name:literal, $about:literal) => {
+                Parameter {
+                    name: $name,
+                    required: false,
+                    about: $about,
+                    keyed: true,
                 }
             };
         }
@@ -150,6 +201,52 @@ impl Verb {
                 p!("account", true, "an account id"),
                 p!("amount", true, "e.g. ¥12,000.00"),
             ],
+            Verb::Topup => &[
+                p!("account", true, "an account id"),
+                p!("amount", true, "e.g. 10,000"),
+                p!(
+                    "method",
+                    false,
+                    "alipay, unionpay, wechat, online_banking or wire"
+                ),
+                p!("reason", false, "why, for the record"),
+            ],
+            Verb::Renew => &[
+                p!("resources", true, "resource ids, comma-separated"),
+                p!("period", true, "e.g. 1m, 6m, 1y"),
+                p!("reason", false, "why, for the record"),
+            ],
+            Verb::Pay => &[
+                p!(
+                    "orders",
+                    true,
+                    "order ids, comma-separated (several: paid together)"
+                ),
+                p!(keyed "coupon", "a coupon's id"),
+                p!(keyed "discount", "a discount's id"),
+                p!("reason", false, "why, for the record"),
+            ],
+            Verb::Autorenew => &[
+                p!("resource", true, "a resource id"),
+                p!("setting", true, "on or off"),
+                p!("reason", false, "why, for the record"),
+            ],
+            Verb::Allocate => &[
+                p!("account", true, "an account id"),
+                p!("amount", true, "e.g. 3,000"),
+                p!("contract", true, "the service contract's id"),
+                p!("reason", false, "why, for the record"),
+            ],
+            Verb::Requests => &[p!("all", false, "all: closed requests too")],
+            Verb::Request | Verb::Cancel => &[p!("request", true, "e.g. R12")],
+            Verb::Approve => &[
+                p!("request", true, "e.g. R12"),
+                p!("code", false, "your authenticator code, for large amounts"),
+            ],
+            Verb::Deny => &[
+                p!("request", true, "e.g. R12"),
+                p!("reason", false, "why, for the record"),
+            ],
             Verb::Help => &[p!("command", false, "a command's name")],
         }
     }
@@ -172,6 +269,18 @@ impl Verb {
             Verb::SetBalance => {
                 "enter an account's balance by hand, for a cloud with no balance API"
             }
+            Verb::Topup => {
+                "ask for money to be paid into an account; once approved it is a payment task purser follows until the money arrives"
+            }
+            Verb::Renew => "ask to renew prepaid resources from the balance, for approval",
+            Verb::Pay => "ask to pay unpaid orders from the balance, for approval",
+            Verb::Autorenew => "ask to turn a resource's auto-renewal on or off, for approval",
+            Verb::Allocate => "ask to allocate paid-in money to a service contract, for approval",
+            Verb::Requests => "requests still open (or all recent ones)",
+            Verb::Request => "one request: what it does, its cost, who decided, where it stands",
+            Verb::Approve => "approve a request (not your own)",
+            Verb::Deny => "deny a request",
+            Verb::Cancel => "withdraw a request before anything is charged",
             Verb::Whoami => "who purser thinks you are, and your role",
             Verb::Help => "this list, or one command's usage",
         }
@@ -188,6 +297,15 @@ impl Verb {
             | Verb::Whoami
             | Verb::Help => Role::Viewer,
             Verb::Ack | Verb::Silence | Verb::Unsilence => Role::Requester,
+            Verb::Requests | Verb::Request => Role::Viewer,
+            // Policy may ask more of a kind of request; this is the floor.
+            Verb::Topup
+            | Verb::Renew
+            | Verb::Pay
+            | Verb::Autorenew
+            | Verb::Allocate
+            | Verb::Cancel => Role::Requester,
+            Verb::Approve | Verb::Deny => Role::Approver,
             // It moves the figure low-balance alerts judge.
             Verb::SetBalance => Role::Approver,
         }
@@ -206,6 +324,8 @@ impl Verb {
         let word = match word.as_str() {
             "acknowledge" => "ack",
             "set-balance" | "set_balance" => "setbalance",
+            "top-up" | "top_up" | "recharge" => "topup",
+            "auto-renew" | "auto_renew" => "autorenew",
             "?" => "help",
             w => w,
         };
@@ -242,6 +362,51 @@ pub enum Command {
         account: AccountId,
         amount: AmountText,
     },
+    Topup {
+        account: AccountId,
+        amount: AmountText,
+        method: Option<PaymentMethod>,
+        reason: Option<String>,
+    },
+    Renew {
+        resources: Vec<ExternalId>,
+        months: u32,
+        reason: Option<String>,
+    },
+    Pay {
+        orders: Vec<ExternalId>,
+        coupons: Vec<String>,
+        discount: Option<String>,
+        reason: Option<String>,
+    },
+    Autorenew {
+        resource: ExternalId,
+        on: bool,
+        reason: Option<String>,
+    },
+    Allocate {
+        account: AccountId,
+        amount: AmountText,
+        contract: String,
+        reason: Option<String>,
+    },
+    Requests {
+        all: bool,
+    },
+    Request {
+        id: RequestId,
+    },
+    Approve {
+        id: RequestId,
+        code: Option<String>,
+    },
+    Deny {
+        id: RequestId,
+        reason: Option<String>,
+    },
+    Cancel {
+        id: RequestId,
+    },
     Whoami,
     Help {
         topic: Option<Verb>,
@@ -260,6 +425,16 @@ impl Command {
             Command::Unsilence { .. } => Verb::Unsilence,
             Command::Silences => Verb::Silences,
             Command::SetBalance { .. } => Verb::SetBalance,
+            Command::Topup { .. } => Verb::Topup,
+            Command::Renew { .. } => Verb::Renew,
+            Command::Pay { .. } => Verb::Pay,
+            Command::Autorenew { .. } => Verb::Autorenew,
+            Command::Allocate { .. } => Verb::Allocate,
+            Command::Requests { .. } => Verb::Requests,
+            Command::Request { .. } => Verb::Request,
+            Command::Approve { .. } => Verb::Approve,
+            Command::Deny { .. } => Verb::Deny,
+            Command::Cancel { .. } => Verb::Cancel,
             Command::Whoami => Verb::Whoami,
             Command::Help { .. } => Verb::Help,
         }
@@ -431,6 +606,15 @@ impl AmountText {
         Ok(AmountText(text.to_owned()))
     }
 
+    /// An amount to move: not negative, and not zero.
+    fn parse_positive(text: &str) -> Result<AmountText, AmountError> {
+        let m = Money::parse(text, Currency::Cny)?;
+        if !m.is_positive() {
+            return Err(AmountError::Invalid(text.to_owned()));
+        }
+        Ok(AmountText(text.to_owned()))
+    }
+
     pub fn money(&self, default: Currency) -> Result<Money, AmountError> {
         Money::parse_signed(&self.0, default)
     }
@@ -593,6 +777,157 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
             let amount = AmountText::parse(&text).map_err(|e| fail(e.to_string()))?;
             Command::SetBalance { account, amount }
         }
+        Verb::Topup | Verb::Allocate => {
+            let Some(a) = args.first() else {
+                return Err(fail("give the account and the amount".into()));
+            };
+            let account = account(a)?;
+            let Some(amount) = args.get(1) else {
+                return Err(fail(format!("give the amount for {account}, e.g. 10,000")));
+            };
+            // "10,000 CNY" is two words.
+            let mut next = 2;
+            let mut amount_text = (*amount).to_owned();
+            if let Some(code) = args.get(2).filter(|w| Currency::from_code(w).is_some()) {
+                amount_text = format!("{amount} {code}");
+                next = 3;
+            }
+            let amount =
+                AmountText::parse_positive(&amount_text).map_err(|e| fail(e.to_string()))?;
+            if verb == Verb::Topup {
+                let method = args.get(next).and_then(|w| PaymentMethod::parse(w));
+                if method.is_some() {
+                    next += 1;
+                }
+                Command::Topup {
+                    account,
+                    amount,
+                    method,
+                    reason: reason(&args[next.min(args.len())..]),
+                }
+            } else {
+                let Some(contract) = args.get(next) else {
+                    return Err(fail(
+                        "give the contract to allocate to, e.g. COC-2024-7891".into(),
+                    ));
+                };
+                Command::Allocate {
+                    account,
+                    amount,
+                    contract: (*contract).to_owned(),
+                    reason: reason(&args[next + 1..]),
+                }
+            }
+        }
+        Verb::Renew => {
+            let (Some(list), Some(period)) = (args.first(), args.get(1)) else {
+                return Err(fail(
+                    "give what to renew and for how long, e.g. renew ins-abc 1m".into(),
+                ));
+            };
+            Command::Renew {
+                resources: ids(list, "resource").map_err(&fail)?,
+                months: months(period).map_err(&fail)?,
+                reason: reason(&args[2..]),
+            }
+        }
+        Verb::Pay => {
+            let Some(first) = args.first() else {
+                return Err(fail("which order? give its id".into()));
+            };
+            let mut orders = ids(first, "order").map_err(&fail)?;
+            let (mut coupons, mut discount) = (Vec::new(), None);
+            let mut rest = &args[1..];
+            while let Some(w) = rest.first() {
+                if let Some(c) = w.strip_prefix("coupon=") {
+                    coupons.push(c.to_owned());
+                } else if let Some(d) = w.strip_prefix("discount=") {
+                    if discount.replace(d.to_owned()).is_some() {
+                        return Err(fail(
+                            "one discount at most: discount kinds cannot be combined".into(),
+                        ));
+                    }
+                } else if coupons.is_empty() && discount.is_none() && looks_like_id(w) {
+                    // `pay o1 o2` as well as `pay o1,o2`.
+                    orders.extend(ids(w, "order").map_err(&fail)?);
+                } else {
+                    break;
+                }
+                rest = &rest[1..];
+            }
+            if coupons.iter().chain(discount.iter()).any(|c| c.is_empty()) {
+                return Err(fail("give the coupon's or discount's id after =".into()));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = orders.iter().find(|o| !seen.insert(*o)) {
+                return Err(fail(format!("order {dup} is given twice")));
+            }
+            Command::Pay {
+                orders,
+                coupons,
+                discount,
+                reason: reason(rest),
+            }
+        }
+        Verb::Autorenew => {
+            let (Some(r), Some(setting)) = (args.first(), args.get(1)) else {
+                return Err(fail("give the resource and on or off".into()));
+            };
+            let on = match setting.to_ascii_lowercase().as_str() {
+                "on" | "true" | "yes" | "enable" => true,
+                "off" | "false" | "no" | "disable" => false,
+                other => return Err(fail(format!("{other:?}: write on or off"))),
+            };
+            Command::Autorenew {
+                resource: ExternalId::parse(r).map_err(|e| fail(e.to_string()))?,
+                on,
+                reason: reason(&args[2..]),
+            }
+        }
+        Verb::Requests => {
+            at_most(1)?;
+            let all = match args.first() {
+                None => false,
+                Some(w) if w.eq_ignore_ascii_case("all") => true,
+                Some(w) => return Err(fail(format!("{w:?}: write requests, or requests all"))),
+            };
+            Command::Requests { all }
+        }
+        Verb::Request | Verb::Cancel | Verb::Approve | Verb::Deny => {
+            let Some(first) = args.first() else {
+                return Err(fail("which request? give its id, e.g. R12".into()));
+            };
+            let id = RequestId::parse(first).map_err(&fail)?;
+            match verb {
+                Verb::Request => {
+                    at_most(1)?;
+                    Command::Request { id }
+                }
+                Verb::Cancel => {
+                    at_most(1)?;
+                    Command::Cancel { id }
+                }
+                Verb::Approve => {
+                    at_most(2)?;
+                    let code = match args.get(1) {
+                        None => None,
+                        Some(c) if c.len() == 6 && c.chars().all(|d| d.is_ascii_digit()) => {
+                            Some((*c).to_owned())
+                        }
+                        Some(c) => {
+                            return Err(fail(format!(
+                                "{c:?} is not an authenticator code; codes are 6 digits"
+                            )));
+                        }
+                    };
+                    Command::Approve { id, code }
+                }
+                _ => Command::Deny {
+                    id,
+                    reason: reason(&args[1..]),
+                },
+            }
+        }
         Verb::Help => {
             at_most(1)?;
             let topic = match args.first() {
@@ -610,6 +945,55 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         }
     };
     Ok(command)
+}
+
+/// The rest of the words as a reason, unquoted; `None` when there are none.
+fn reason(words: &[&str]) -> Option<String> {
+    let r = unquote(&words.join(" "));
+    (!r.is_empty()).then_some(r)
+}
+
+/// Whether a word reads as an id rather than the start of a reason: it has
+/// a digit in it.
+fn looks_like_id(word: &str) -> bool {
+    word.chars().any(|c| c.is_ascii_digit())
+}
+
+/// `ins-a` or `ins-a,ins-b`: distinct ids.
+fn ids(text: &str, kind: &str) -> Result<Vec<ExternalId>, String> {
+    let mut out: Vec<ExternalId> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("{text:?}: an empty {kind} id between commas"));
+        }
+        let id = ExternalId::parse(part).map_err(|e| e.to_string())?;
+        if out.contains(&id) {
+            return Err(format!("{kind} {id} is given twice"));
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// A renewal period: `1`, `6m`, `1y`, `2 years` written as `2y`: whole
+/// months, 1 to 60. Minutes make no sense here, so `m` is months.
+fn months(text: &str) -> Result<u32, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u32 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a period; write e.g. 1m, 6m or 1y"))?;
+    let per = match unit {
+        "" | "m" | "mo" | "mon" | "month" | "months" => 1,
+        "y" | "yr" | "year" | "years" => 12,
+        _ => return Err(format!("{text:?}: give months (6m) or years (1y)")),
+    };
+    let months = n.saturating_mul(per);
+    if !(1..=60).contains(&months) {
+        return Err(format!("{text:?}: give 1 month to 5 years"));
+    }
+    Ok(months)
 }
 
 /// `30`, `30d` or `2w`: whole days, 1 to 366.
@@ -977,5 +1361,119 @@ mod tests {
             amount.money(Currency::Cny).unwrap().to_string(),
             "¥1,000.00"
         );
+    }
+
+    fn eid(s: &str) -> ExternalId {
+        ExternalId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn request_commands_parse() {
+        assert_eq!(
+            ok("topup shop-prod 10,000 wire month-end run"),
+            Command::Topup {
+                account: id("shop-prod"),
+                amount: AmountText("10,000".into()),
+                method: Some(PaymentMethod::Wire),
+                reason: Some("month-end run".into()),
+            }
+        );
+        let Command::Topup { amount, method, .. } = ok("top-up shop 5000 CNY") else {
+            unreachable!()
+        };
+        assert_eq!(amount.as_str(), "5000 CNY");
+        assert_eq!(method, None);
+        assert_eq!(
+            ok("renew ins-a,ins-b 1y before the audit"),
+            Command::Renew {
+                resources: vec![eid("ins-a"), eid("ins-b")],
+                months: 12,
+                reason: Some("before the audit".into()),
+            }
+        );
+        assert!(matches!(
+            ok("renew ins-a 6"),
+            Command::Renew { months: 6, .. }
+        ));
+        assert_eq!(
+            ok("pay 2024110100001 2024110100002 coupon=c1 discount=d9 quarterly"),
+            Command::Pay {
+                orders: vec![eid("2024110100001"), eid("2024110100002")],
+                coupons: vec!["c1".into()],
+                discount: Some("d9".into()),
+                reason: Some("quarterly".into()),
+            }
+        );
+        assert_eq!(
+            ok("autorenew ins-a off retiring it"),
+            Command::Autorenew {
+                resource: eid("ins-a"),
+                on: false,
+                reason: Some("retiring it".into()),
+            }
+        );
+        assert!(matches!(
+            ok("allocate shop 3,000 COC-2024-7891"),
+            Command::Allocate { ref contract, reason: None, .. } if contract == "COC-2024-7891"
+        ));
+        assert_eq!(ok("requests"), Command::Requests { all: false });
+        assert_eq!(ok("requests all"), Command::Requests { all: true });
+        assert_eq!(ok("request r3"), Command::Request { id: RequestId(3) });
+        assert_eq!(
+            ok("approve R3 123456"),
+            Command::Approve {
+                id: RequestId(3),
+                code: Some("123456".into())
+            }
+        );
+        assert_eq!(
+            ok("deny #3 not this month"),
+            Command::Deny {
+                id: RequestId(3),
+                reason: Some("not this month".into())
+            }
+        );
+        assert_eq!(ok("cancel 3"), Command::Cancel { id: RequestId(3) });
+    }
+
+    #[test]
+    fn malformed_requests_say_what_is_wrong() {
+        let cases = [
+            ("topup", "give the account and the amount"),
+            ("topup shop", "give the amount for shop"),
+            ("topup shop 5,00.0", "misplaced thousands separators"),
+            ("topup shop -500", "negative amounts are not allowed"),
+            ("topup shop 0", "is not an amount"),
+            ("renew ins-a", "give what to renew and for how long"),
+            ("renew ins-a 5w", "give months (6m) or years (1y)"),
+            ("renew ins-a 0m", "give 1 month to 5 years"),
+            ("renew ins-a 6y", "give 1 month to 5 years"),
+            ("renew ins-a,,ins-b 1m", "an empty resource id"),
+            ("renew ins-a,ins-a 1m", "resource ins-a is given twice"),
+            ("pay", "which order?"),
+            ("pay o1 o1", "order o1 is given twice"),
+            ("pay o1 discount=a discount=b", "one discount at most"),
+            ("pay o1 coupon=", "give the coupon's or discount's id"),
+            ("autorenew ins-a maybe", "write on or off"),
+            ("allocate shop 1000", "give the contract"),
+            ("approve", "which request?"),
+            ("approve R3 12345", "codes are 6 digits"),
+            ("approve Rx", "not a request id"),
+            ("requests some", "write requests, or requests all"),
+            ("cancel R3 now", "unexpected"),
+        ];
+        for (text, wanted) in cases {
+            let e = err(text);
+            assert!(e.contains(wanted), "{text:?} gave {e:?}");
+            assert!(e.contains("usage:"), "{text:?} gave {e:?}");
+        }
+    }
+
+    #[test]
+    fn request_verbs_need_their_roles() {
+        assert_eq!(Verb::Requests.role(), Role::Viewer);
+        assert_eq!(Verb::Topup.role(), Role::Requester);
+        assert_eq!(Verb::Approve.role(), Role::Approver);
+        assert_eq!(Verb::parse("recharge"), Some(Verb::Topup));
     }
 }

@@ -148,7 +148,9 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
         );
     }
     let currency = policy.currency;
-    for m in action.stated_amount().iter().chain(cx.cost.iter()) {
+    // A change that costs nothing has no amount to check.
+    let cost = cx.cost.filter(|_| !action.costs_nothing());
+    for m in action.stated_amount().iter().chain(cost.iter()) {
         if m.currency() != currency {
             return refuse(
                 "currency",
@@ -808,6 +810,13 @@ mod tests {
         };
         assert_eq!(ask.check(&p, &set(true)), Ok(()));
         assert_eq!(rule_of(ask.check(&p, &set(false))), "autorenew.unchanged");
+        let mut priced = Ask::new();
+        priced.cost = Some(cny(0));
+        assert_eq!(
+            priced.check(&p, &set(true)),
+            Ok(()),
+            "a zero cost is no amount"
+        );
     }
 
     #[test]

@@ -10,10 +10,13 @@ use crate::config::AccountConfig;
 use crate::domain::alert::Alert;
 use crate::domain::command::{self, AlertRef, Command, Target, Verb};
 use crate::domain::forecast::{self, AccountView};
+use crate::domain::model::AccountId;
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::people::{Directory, Person};
+use crate::domain::request::{Action, Request, State, Verdict, Via};
 use crate::domain::{duration, silence};
 use crate::engine::alert_view::{Button, On};
+use crate::engine::approvals::{self, Approvals, Cancelled, Decided, Opened, Vote};
 use crate::engine::charts;
 pub use crate::engine::charts::RunwayChart;
 use crate::ports::{
@@ -144,6 +147,8 @@ pub struct ChatOps {
     pub routing: crate::domain::routing::Routing,
     /// Told when an acknowledgement queued notices, to wake the dispatcher.
     pub outbox: Option<OutboxSignal>,
+    /// Requests: asking, deciding, cancelling.
+    pub approvals: Arc<Approvals>,
 }
 
 /// How a writer of outbox rows wakes the dispatcher (and keeps the activity
@@ -191,7 +196,11 @@ impl ChatOps {
             return no;
         }
         let now = self.clock.now();
-        match self.run(person, command, now).await {
+        let via = Via {
+            platform: asker.platform.clone(),
+            message: None,
+        };
+        match self.run(person, command, via, now).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::error!(error = %e, command = verb.name(), "chat command failed");
@@ -432,9 +441,120 @@ impl ChatOps {
         &self,
         person: &Person,
         command: Command,
+        via: Via,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
         Ok(match command {
+            Command::Topup {
+                account,
+                amount,
+                method,
+                reason,
+            } => {
+                let Some(a) = self.accounts.iter().find(|a| a.account.id == account) else {
+                    return Ok(self.no_such(&Some(Target::Account(account))));
+                };
+                let amount = match amount.money(a.currency) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(Reply::refused(e.to_string())),
+                };
+                let Some(method) = method.or_else(|| self.approvals.default_method(&account))
+                else {
+                    return Ok(Reply::refused(format!(
+                        "{account} takes no top-ups through purser."
+                    )));
+                };
+                let action = Action::Topup { amount, method };
+                self.ask(person, Some(&account), action, reason, via, now)
+                    .await?
+            }
+            Command::Allocate {
+                account,
+                amount,
+                contract,
+                reason,
+            } => {
+                let Some(a) = self.accounts.iter().find(|a| a.account.id == account) else {
+                    return Ok(self.no_such(&Some(Target::Account(account))));
+                };
+                let amount = match amount.money(a.currency) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(Reply::refused(e.to_string())),
+                };
+                let action = Action::Allocate { amount, contract };
+                self.ask(person, Some(&account), action, reason, via, now)
+                    .await?
+            }
+            Command::Renew {
+                resources,
+                months,
+                reason,
+            } => {
+                let action = Action::Renew { resources, months };
+                self.ask(person, None, action, reason, via, now).await?
+            }
+            Command::Pay {
+                orders,
+                coupons,
+                discount,
+                reason,
+            } => {
+                let action = Action::Pay {
+                    orders,
+                    coupons,
+                    discount,
+                };
+                self.ask(person, None, action, reason, via, now).await?
+            }
+            Command::Autorenew {
+                resource,
+                on,
+                reason,
+            } => {
+                let action = Action::Autorenew { resource, on };
+                self.ask(person, None, action, reason, via, now).await?
+            }
+            Command::Requests { all } => {
+                let list = self.approvals.requests.requests(!all, 50).await?;
+                let title = if all {
+                    format!("Recent requests: {}", list.len())
+                } else {
+                    format!("Open requests: {}", list.len())
+                };
+                Reply::done(title, list.iter().map(request_line).collect())
+            }
+            Command::Request { id } => match self.approvals.requests.request(id).await? {
+                Some(r) => Reply::done(format!("{} · {}", r.id, r.state), approvals::card(&r)),
+                None => Reply::refused(format!("There is no request {id}.")),
+            },
+            Command::Approve { id, code } => {
+                let vote = Vote {
+                    verdict: Verdict::Approve,
+                    code: code.as_deref(),
+                    comment: None,
+                    via,
+                };
+                decided_reply(self.approvals.decide(person, id, vote, now).await?)
+            }
+            Command::Deny { id, reason } => {
+                let vote = Vote {
+                    verdict: Verdict::Deny,
+                    code: None,
+                    comment: reason,
+                    via,
+                };
+                decided_reply(self.approvals.decide(person, id, vote, now).await?)
+            }
+            Command::Cancel { id } => match self.approvals.cancel(person, id, now).await? {
+                Cancelled::Cancelled(r) => Reply::done(
+                    format!("{} cancelled: nothing will be charged for it.", r.id),
+                    approvals::card(&r),
+                ),
+                Cancelled::Refused(no) => {
+                    Reply::refused(format!("{}.", capitalize(&no.to_string())))
+                }
+                Cancelled::NotFound(id) => Reply::refused(format!("There is no request {id}.")),
+            },
             Command::Help { topic: None } => Reply::done(
                 "purser commands",
                 command::help(person.role)
@@ -665,6 +785,34 @@ impl ChatOps {
         })
     }
 
+    /// Opens a request and says what came of it.
+    async fn ask(
+        &self,
+        person: &Person,
+        account: Option<&AccountId>,
+        action: Action,
+        reason: Option<String>,
+        via: Via,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, StoreError> {
+        let account = match self.approvals.account_of(account, &action, now).await? {
+            Ok(a) => a,
+            Err(why) => return Ok(Reply::refused(why)),
+        };
+        let opened = self
+            .approvals
+            .open(person, &account, action, reason, via, now)
+            .await?;
+        Ok(match opened {
+            Opened::Opened(r) => Reply::done(
+                format!("{} opened: {}.", r.id, r.action.describe()),
+                approvals::card(&r),
+            ),
+            Opened::Refused(refusal) => Reply::refused(format!("Not opened: {refusal}.")),
+            Opened::Unknown(why) => Reply::refused(why),
+        })
+    }
+
     fn account_list(&self) -> Vec<crate::domain::model::Account> {
         self.accounts.iter().map(|a| a.account.clone()).collect()
     }
@@ -808,6 +956,70 @@ fn role_refusal(person: &Person, verb: Verb) -> Option<Reply> {
             person.role
         ))
     })
+}
+
+/// One request on a line, for `requests`.
+fn request_line(r: &Request) -> String {
+    let mut l = format!(
+        "{} · {} · {} on {} · by {}",
+        r.id,
+        r.state,
+        r.action.describe(),
+        r.account,
+        r.requested_by
+    );
+    if r.state == State::Requested
+        && let Some(missing) = r.missing()
+    {
+        l.push_str(&format!(" · needs {missing}"));
+    }
+    l
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn decided_reply(decided: Decided) -> Reply {
+    match decided {
+        Decided::Counted { request, missing } => Reply::done(
+            format!(
+                "Your approval of {} is counted; it needs {missing}.",
+                request.id
+            ),
+            approvals::card(&request),
+        ),
+        Decided::Approved(r) => {
+            let title = match (&r.state, &r.action) {
+                (State::AwaitingPayment, Action::Topup { amount, method }) => format!(
+                    "{} approved. Pay {amount} by {} quoting {}; purser closes it when the money arrives.",
+                    r.id,
+                    method.label(),
+                    r.key
+                ),
+                (State::AwaitingPayment, Action::Allocate { amount, contract }) => format!(
+                    "{} approved. Allocate {amount} to contract {contract} in the cloud's console; purser closes it when the contract's balance rises.",
+                    r.id
+                ),
+                _ => format!("{} approved.", r.id),
+            };
+            Reply::done(title, approvals::card(&r))
+        }
+        Decided::Denied(r) => Reply::done(
+            format!("{} denied: nothing will be charged for it.", r.id),
+            approvals::card(&r),
+        ),
+        Decided::AlreadyDecided(r) => Reply::done(
+            format!("You already decided on {}; a decision counts once.", r.id),
+            approvals::card(&r),
+        ),
+        Decided::Refused(no) => Reply::refused(format!("{}.", capitalize(&no.to_string()))),
+        Decided::NotFound(id) => Reply::refused(format!("There is no request {id}.")),
+    }
 }
 
 fn in_days(at: DateTime<Utc>, now: DateTime<Utc>) -> String {

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod alert_view;
+pub mod approvals;
 pub mod charts;
 pub mod chatops;
 pub mod clock;

@@ -285,6 +285,7 @@ max_attempts = 5
             clock: self.clock.clone(),
             routing: config.routing(),
             outbox: None,
+            approvals: purser::startup::approvals(&config, &app.store),
         })
     }
 

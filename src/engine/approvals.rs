@@ -1,0 +1,526 @@
+//! Requests from asking to deciding: the account and cost are worked out,
+//! policy is applied (a refusal is audited too), the request is stored with
+//! its idempotency key, decisions are judged by the domain and written
+//! guarded by the version read, and an approved request moves on: a top-up
+//! or an allocation becomes a payment task for a person.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::AccountConfig;
+use crate::domain::audit::{Event, NewEntry};
+use crate::domain::model::{AccountId, Snapshot};
+use crate::domain::money::Money;
+use crate::domain::people::Person;
+use crate::domain::policy::{self, Context, Policy, Refusal};
+use crate::domain::request::{
+    self, Action, Judged, NotCancelled, NotDecided, Request, RequestId, SecondFactor, State, Tiers,
+    Verdict, Via,
+};
+use crate::ports::{NewRequest, Requests, Step, Store, StoreError, Written};
+
+/// Checks second-factor codes; people without a secret are not enrolled.
+pub trait SecondFactors: Send + Sync {
+    fn check(&self, person: &str, code: Option<&str>, now: DateTime<Utc>) -> SecondFactor;
+}
+
+/// Nobody has a second factor.
+pub struct NoSecondFactors;
+
+impl SecondFactors for NoSecondFactors {
+    fn check(&self, _: &str, code: Option<&str>, _: DateTime<Utc>) -> SecondFactor {
+        match code {
+            None => SecondFactor::NotGiven,
+            Some(_) => SecondFactor::NotEnrolled,
+        }
+    }
+}
+
+pub struct Approvals {
+    pub requests: Arc<dyn Requests>,
+    pub store: Arc<dyn Store>,
+    pub accounts: Arc<Vec<AccountConfig>>,
+    pub policies: Arc<HashMap<AccountId, Policy>>,
+    pub tiers: Tiers,
+    /// How long a request waits for its decisions.
+    pub ttl: Duration,
+    pub second_factors: Arc<dyn SecondFactors>,
+}
+
+/// What asking did.
+#[derive(Debug)]
+pub enum Opened {
+    Opened(Box<Request>),
+    Refused(Refusal),
+    /// The request names something purser cannot place (no such account,
+    /// a resource on no account): nothing was stored.
+    Unknown(String),
+}
+
+/// A person's decision as they gave it.
+#[derive(Debug, Clone)]
+pub struct Vote<'a> {
+    pub verdict: Verdict,
+    /// A second-factor code, when they gave one.
+    pub code: Option<&'a str>,
+    pub comment: Option<String>,
+    pub via: Via,
+}
+
+/// What a decision did.
+#[derive(Debug)]
+pub enum Decided {
+    Counted {
+        request: Request,
+        missing: String,
+    },
+    /// Approved by this decision; what happens next is in the request's state.
+    Approved(Request),
+    Denied(Request),
+    AlreadyDecided(Request),
+    Refused(NotDecided),
+    NotFound(RequestId),
+}
+
+#[derive(Debug)]
+pub enum Cancelled {
+    Cancelled(Box<Request>),
+    Refused(NotCancelled),
+    NotFound(RequestId),
+}
+
+/// Who purser is in the audit log when it acts by itself.
+pub const PURSER: &str = "purser";
+
+impl Approvals {
+    /// The method a top-up uses when none is named: the account's first.
+    pub fn default_method(&self, account: &AccountId) -> Option<request::PaymentMethod> {
+        self.policies
+            .get(account)
+            .and_then(|p| p.topup.first())
+            .map(|m| m.method)
+    }
+
+    fn account(&self, id: &AccountId) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| &a.account.id == id)
+    }
+
+    async fn latest(
+        &self,
+        a: &AccountConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self
+            .store
+            .history(&a.account.id, now - a.rules.runway.window)
+            .await?
+            .pop())
+    }
+
+    /// The account whose latest snapshot has `found`, among all.
+    async fn owner(
+        &self,
+        what: &str,
+        found: impl Fn(&Snapshot) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Result<AccountId, String>, StoreError> {
+        let mut owners = Vec::new();
+        for a in self.accounts.iter() {
+            if let Some(s) = self.latest(a, now).await?
+                && found(&s)
+            {
+                owners.push(a.account.id.clone());
+            }
+        }
+        Ok(match owners.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(format!(
+                "No account has {what} as last read. `expiring` lists resources; unpaid orders show in alerts."
+            )),
+            many => Err(format!(
+                "{what} is on several accounts ({}); ids should be unique, so check the config.",
+                many.iter()
+                    .map(AccountId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        })
+    }
+
+    /// The account an action is on: named (top-up, allocation) or found by
+    /// the resource or order it names.
+    pub async fn account_of(
+        &self,
+        named: Option<&AccountId>,
+        action: &Action,
+        now: DateTime<Utc>,
+    ) -> Result<Result<AccountId, String>, StoreError> {
+        if let Some(id) = named {
+            return Ok(match self.account(id) {
+                Some(_) => Ok(id.clone()),
+                None => Err(format!(
+                    "No account {id}. Known: {}",
+                    self.accounts
+                        .iter()
+                        .map(|a| a.account.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            });
+        }
+        match action {
+            Action::Renew { resources, .. } => {
+                let first = &resources[0];
+                self.owner(
+                    &format!("resource {first}"),
+                    |s| s.resources.iter().any(|r| &r.id == first),
+                    now,
+                )
+                .await
+            }
+            Action::Autorenew { resource, .. } => {
+                self.owner(
+                    &format!("resource {resource}"),
+                    |s| s.resources.iter().any(|r| &r.id == resource),
+                    now,
+                )
+                .await
+            }
+            Action::Pay { orders, .. } => {
+                let first = &orders[0];
+                self.owner(
+                    &format!("unpaid order {first}"),
+                    |s| s.orders.iter().any(|o| &o.id == first),
+                    now,
+                )
+                .await
+            }
+            Action::Topup { .. } | Action::Allocate { .. } => {
+                Ok(Err("Name the account the money is for.".into()))
+            }
+        }
+    }
+
+    /// What an action costs, as far as the last read tells: the amount
+    /// named, the orders' amounts, or each resource's renewal price per
+    /// month times the months (unknown if any resource's price is).
+    fn cost(action: &Action, latest: Option<&Snapshot>, zero: Money) -> Option<Money> {
+        match action {
+            Action::Topup { amount, .. } | Action::Allocate { amount, .. } => Some(*amount),
+            Action::Autorenew { .. } => Some(zero),
+            Action::Pay { orders, .. } => {
+                let s = latest?;
+                orders.iter().try_fold(zero, |sum, id| {
+                    let o = s.orders.iter().find(|o| &o.id == id)?;
+                    sum.checked_add(&o.amount).ok()
+                })
+            }
+            Action::Renew { resources, months } => {
+                let s = latest?;
+                resources.iter().try_fold(zero, |sum, id| {
+                    let r = s.resources.iter().find(|r| &r.id == id)?;
+                    let per_month = r.renewal_price?;
+                    sum.checked_add(&per_month.checked_mul((*months).into()).ok()?)
+                        .ok()
+                })
+            }
+        }
+    }
+
+    /// Asks for `action` on `account` as `person`.
+    pub async fn open(
+        &self,
+        person: &Person,
+        account: &AccountId,
+        action: Action,
+        reason: Option<String>,
+        via: Via,
+        now: DateTime<Utc>,
+    ) -> Result<Opened, StoreError> {
+        let (Some(a), Some(policy)) = (self.account(account), self.policies.get(account)) else {
+            return Ok(Opened::Unknown(format!("No account {account}.")));
+        };
+        let latest = self.latest(a, now).await?;
+        let zero = Money::zero(a.currency);
+        let cost = Self::cost(&action, latest.as_ref(), zero);
+        let (mut account_day, mut requester_day) = (zero, zero);
+        for r in self
+            .requests
+            .requests_since(now - Duration::hours(24))
+            .await?
+        {
+            let Some(c) = r.cost.filter(|c| c.currency() == a.currency) else {
+                continue;
+            };
+            if !r.state.counts_against_caps() {
+                continue;
+            }
+            if &r.account == account {
+                account_day = account_day.checked_add(&c).unwrap_or(account_day);
+            }
+            if r.requested_by == person.name {
+                requester_day = requester_day.checked_add(&c).unwrap_or(requester_day);
+            }
+        }
+        let cx = Context {
+            requester: person,
+            now,
+            latest: latest.as_ref(),
+            cost,
+            account_day,
+            requester_day,
+            offers: &[],
+        };
+        if let Err(refusal) = policy::check(policy, &action, &cx) {
+            self.requests
+                .audit(&[NewEntry::new(
+                    now,
+                    &person.name,
+                    Event::Refused,
+                    None,
+                    serde_json::json!({
+                        "account": account.as_str(),
+                        "action": &action,
+                        "rule": refusal.rule,
+                        "why": &refusal.why,
+                        "via": &via,
+                    }),
+                )])
+                .await?;
+            return Ok(Opened::Refused(refusal));
+        }
+        let tier = self.tiers.for_amount(cost.as_ref()).clone();
+        let new = NewRequest {
+            account: account.clone(),
+            action,
+            reason,
+            cost,
+            balance: latest.as_ref().map(|s| s.balance.available),
+            tier,
+            requested_by: person.name.clone(),
+            requested_at: now,
+            expires_at: now + self.ttl,
+            origin: Some(via),
+        };
+        Ok(Opened::Opened(Box::new(
+            self.requests.open_request(&new).await?,
+        )))
+    }
+
+    /// `person`'s vote on request `id`.
+    pub async fn decide(
+        &self,
+        person: &Person,
+        id: RequestId,
+        vote: Vote<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Decided, StoreError> {
+        let Vote {
+            verdict,
+            code,
+            comment,
+            via,
+        } = vote;
+        // A concurrent decision makes the write stale; judge again on what
+        // is there now. Each round someone else's write landed, so this ends.
+        for _ in 0..8 {
+            let Some(r) = self.requests.request(id).await? else {
+                return Ok(Decided::NotFound(id));
+            };
+            if request::is_overdue(&r, now) {
+                let r = self.expire(r, now).await?;
+                return Ok(Decided::Refused(NotDecided::Expired {
+                    id,
+                    at: r.expires_at,
+                }));
+            }
+            let factor = self.second_factors.check(&person.name, code, now);
+            let (judged, decision) = match request::decide(
+                &r,
+                person,
+                verdict,
+                via.clone(),
+                factor,
+                comment.clone(),
+                now,
+            ) {
+                Ok(j) => j,
+                Err(no) => return Ok(Decided::Refused(no)),
+            };
+            let then = match &judged {
+                Judged::AlreadyDecided(_) => return Ok(Decided::AlreadyDecided(r)),
+                Judged::Approved => Some(State::Approved),
+                Judged::Denied => Some(State::Denied),
+                Judged::Counted { .. } => None,
+            };
+            match self
+                .requests
+                .record_decision(id, r.version, &decision, then)
+                .await?
+            {
+                Written::Done(after) => {
+                    return Ok(match judged {
+                        Judged::Approved => Decided::Approved(self.start(after, now).await?),
+                        Judged::Denied => Decided::Denied(after),
+                        Judged::Counted { missing } => Decided::Counted {
+                            request: after,
+                            missing,
+                        },
+                        Judged::AlreadyDecided(_) => Decided::AlreadyDecided(after),
+                    });
+                }
+                Written::Stale(_) => continue,
+                Written::NotFound => return Ok(Decided::NotFound(id)),
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "{id} kept changing while a decision was written"
+        )))
+    }
+
+    /// Moves an approved request on. What no API can do — a top-up, an
+    /// allocation — becomes a payment task: instructions and a reference
+    /// for a person, with the balance it should rise from.
+    async fn start(&self, r: Request, now: DateTime<Utc>) -> Result<Request, StoreError> {
+        if r.state != State::Approved {
+            return Ok(r);
+        }
+        let (Action::Topup { amount, .. } | Action::Allocate { amount, .. }) = &r.action else {
+            return Ok(r);
+        };
+        let task = serde_json::json!({
+            "task": {
+                "owner": &r.requested_by,
+                "amount": amount.to_string(),
+                "reference": &r.key,
+                "baseline": r.balance.map(|b| b.to_string()),
+                "opened_at": now.to_rfc3339(),
+            }
+        });
+        let note = [NewEntry::new(
+            now,
+            PURSER,
+            Event::Note,
+            Some(r.id),
+            serde_json::json!({"payment_task": &task["task"]}),
+        )];
+        let step = Step {
+            progress: Some(&task),
+            audit: &note,
+            ..Step::new(State::Approved, State::AwaitingPayment, PURSER, now)
+        };
+        Ok(match self.requests.transition(r.id, step).await? {
+            Written::Done(after) | Written::Stale(after) => after,
+            Written::NotFound => r,
+        })
+    }
+
+    pub async fn cancel(
+        &self,
+        person: &Person,
+        id: RequestId,
+        now: DateTime<Utc>,
+    ) -> Result<Cancelled, StoreError> {
+        for _ in 0..8 {
+            let Some(r) = self.requests.request(id).await? else {
+                return Ok(Cancelled::NotFound(id));
+            };
+            if let Err(no) = request::may_cancel(&r, person) {
+                return Ok(Cancelled::Refused(no));
+            }
+            let step = Step::new(r.state, State::Cancelled, &person.name, now);
+            match self.requests.transition(id, step).await? {
+                Written::Done(after) => return Ok(Cancelled::Cancelled(Box::new(after))),
+                Written::Stale(_) => continue,
+                Written::NotFound => return Ok(Cancelled::NotFound(id)),
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "{id} kept changing while it was cancelled"
+        )))
+    }
+
+    async fn expire(&self, r: Request, now: DateTime<Utc>) -> Result<Request, StoreError> {
+        let step = Step::new(State::Requested, State::Expired, PURSER, now);
+        Ok(match self.requests.transition(r.id, step).await? {
+            Written::Done(after) | Written::Stale(after) => after,
+            Written::NotFound => r,
+        })
+    }
+
+    /// Expires every request nobody decided in time; the ones this call
+    /// expired.
+    pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<Request>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.requests.requests(true, 500).await? {
+            if request::is_overdue(&r, now) {
+                let step = Step::new(State::Requested, State::Expired, PURSER, now);
+                if let Written::Done(after) = self.requests.transition(r.id, step).await? {
+                    out.push(after);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A request as lines for chat: what, cost and balance after, what it
+/// still needs, who asked, and who decided.
+pub fn card(r: &Request) -> Vec<String> {
+    let mut lines = vec![format!("{} on {}", r.action.describe(), r.account)];
+    let mut money = Vec::new();
+    if let Some(c) = r.cost.filter(|_| !r.action.costs_nothing()) {
+        money.push(format!("cost {c}"));
+    } else if !r.action.costs_nothing() {
+        money.push("cost not known".to_owned());
+    }
+    if let (Some(b), Some(after)) = (r.balance, r.balance_after()) {
+        if b != after {
+            money.push(format!("balance {b} → {after} after"));
+        } else {
+            money.push(format!("balance {b}"));
+        }
+    }
+    if !money.is_empty() {
+        lines.push(money.join(" · "));
+    }
+    let asked = match &r.reason {
+        Some(why) => format!("asked by {}: {why}", r.requested_by),
+        None => format!("asked by {}", r.requested_by),
+    };
+    lines.push(asked);
+    for d in &r.decisions {
+        lines.push(format!(
+            "{} by {} ({}) at {} on {}{}",
+            match d.verdict {
+                Verdict::Approve => "approved",
+                Verdict::Deny => "denied",
+            },
+            d.by,
+            d.role,
+            d.at.format("%Y-%m-%d %H:%M UTC"),
+            d.via.platform,
+            d.comment
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        ));
+    }
+    let status = match r.state {
+        State::Requested => format!(
+            "waiting for {} (not {}'s) · expires {}",
+            r.missing().unwrap_or_else(|| "a decision".into()),
+            r.requested_by,
+            r.expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        State::AwaitingPayment => format!(
+            "approved · waiting for the payment: quote reference {} · purser closes it when the money arrives",
+            r.key
+        ),
+        s => s.to_string(),
+    };
+    lines.push(status);
+    lines
+}

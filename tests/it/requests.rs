@@ -1,0 +1,305 @@
+//! Requests from chat against the running daemon: asked, refused by policy
+//! with the rule named, decided by people on different platforms, expired,
+//! and written to an audit log whose chain verifies.
+
+use purser::domain::audit;
+use purser::engine::chatops::{Asker, ChatOps, ReplyKind};
+use purser::ports::Requests;
+
+use crate::helpers::{Setup, TestApp, World};
+
+const SCENARIO: &str = r#"
+[[accounts]]
+id = "acme"
+balance = "¥8,000"
+burn_per_day = "100"
+
+[[accounts.resources]]
+id = "ins-web"
+product = "cvm"
+expires_in = "5d"
+renewal = "manual"
+renewal_price = "¥600"
+
+[[accounts.orders]]
+id = "20261101000123"
+amount = "¥800"
+created = "-1d"
+deadline = "6d"
+
+[[accounts.orders]]
+id = "20261025000999"
+amount = "¥300"
+created = "-8d"
+deadline = "-1d"
+"#;
+
+const PEOPLE: &str = r#"
+[[people]]
+name = "ria"
+role = "approver"
+slack = "U0RIA"
+
+[[people]]
+name = "ana"
+role = "approver"
+telegram = "1001"
+
+[[people]]
+name = "bo"
+role = "approver"
+discord = "2002"
+
+[[people]]
+name = "rex"
+role = "requester"
+slack = "U0REX"
+
+[[people]]
+name = "vic"
+role = "viewer"
+slack = "U0VIC"
+"#;
+
+async fn running() -> (World, TestApp, std::sync::Arc<ChatOps>) {
+    let world = World::new(
+        SCENARIO,
+        Setup {
+            rules: PEOPLE,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+    (world, app, chat)
+}
+
+fn who(name: &str) -> Asker {
+    let (platform, user) = match name {
+        "ria" => ("slack", "U0RIA"),
+        "ana" => ("telegram", "1001"),
+        "bo" => ("discord", "2002"),
+        "rex" => ("slack", "U0REX"),
+        "vic" => ("slack", "U0VIC"),
+        other => panic!("no {other}"),
+    };
+    Asker {
+        platform: platform.into(),
+        user: user.into(),
+    }
+}
+
+async fn say(chat: &ChatOps, name: &str, text: &str) -> (ReplyKind, String) {
+    let r = chat.handle(&who(name), text).await;
+    (r.kind, r.text())
+}
+
+async fn verified(app: &TestApp) -> u64 {
+    let log = app.store.audit_log(None).await.unwrap();
+    let head = app.store.audit_head().await.unwrap();
+    audit::verify(&log, head.as_ref().map(|(n, h)| (*n, h.as_str())))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .entries
+}
+
+#[tokio::test]
+async fn a_top_up_needs_someone_elses_approval_and_becomes_a_payment_task() {
+    let (_world, app, chat) = running().await;
+    let (kind, text) = say(&chat, "ria", "topup acme 1,000 alipay month-end run").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.starts_with("R1 opened: top up ¥1,000.00 by Alipay."),
+        "{text}"
+    );
+    assert!(
+        text.contains("balance ¥8,000.00 → ¥9,000.00 after"),
+        "{text}"
+    );
+    assert!(text.contains("asked by ria: month-end run"), "{text}");
+    assert!(
+        text.contains("waiting for 1 more approval (not ria's)"),
+        "{text}"
+    );
+
+    let (kind, text) = say(&chat, "ria", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Refused);
+    assert!(
+        text.contains("You asked for R1; someone else must approve it"),
+        "{text}"
+    );
+    let (kind, text) = say(&chat, "vic", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    assert!(text.contains("approve needs the approver role"), "{text}");
+
+    let (kind, text) = say(&chat, "ana", "approve r1").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.starts_with("R1 approved. Pay ¥1,000.00 by Alipay quoting purser-r1-"),
+        "{text}"
+    );
+    assert!(text.contains("approved by ana (approver)"), "{text}");
+    assert!(text.contains("on telegram"), "{text}");
+
+    let (_, text) = say(&chat, "vic", "requests").await;
+    assert!(text.starts_with("Open requests: 1"), "{text}");
+    assert!(text.contains("R1 · awaiting payment · top up"), "{text}");
+
+    let (_, text) = say(&chat, "bo", "approve R1").await;
+    assert!(text.contains("R1 is awaiting payment"), "{text}");
+
+    let events: Vec<String> = app
+        .store
+        .audit_log(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        events,
+        ["requested", "approved", "state", "state", "note"],
+        "asked, approved (approved), payment task (awaiting_payment) and its details"
+    );
+    assert_eq!(verified(&app).await, 5);
+}
+
+#[tokio::test]
+async fn above_the_first_tier_two_distinct_approvers_are_needed_and_a_second_click_counts_once() {
+    let (_world, app, chat) = running().await;
+    let (_, text) = say(&chat, "rex", "topup acme 6,000 wire").await;
+    assert!(text.contains("waiting for 2 more approvals"), "{text}");
+
+    let (_, text) = say(&chat, "ana", "approve R1").await;
+    assert!(
+        text.starts_with("Your approval of R1 is counted; it needs 1 more approval."),
+        "{text}"
+    );
+    let (_, text) = say(&chat, "ana", "approve R1").await;
+    assert!(
+        text.starts_with("You already decided on R1; a decision counts once."),
+        "{text}"
+    );
+    let r = app
+        .store
+        .request(purser::domain::request::RequestId(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.decisions.len(), 1);
+
+    let (_, text) = say(&chat, "bo", "approve R1").await;
+    assert!(text.starts_with("R1 approved."), "{text}");
+    assert!(
+        text.contains("on telegram") && text.contains("on discord"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn policy_refuses_before_anyone_is_asked_naming_the_rule() {
+    let (_world, app, chat) = running().await;
+    let cases = [
+        (
+            "topup acme 999 alipay",
+            "Not opened: a top-up by Alipay must be at least ¥1,000.00; ¥999.00 is less (policy: topup.minimum).",
+        ),
+        (
+            "topup acme 4,000 wire",
+            "Not opened: a top-up by wire transfer must be at least ¥5,000.00; ¥4,000.00 is less (policy: topup.minimum).",
+        ),
+        (
+            "topup acme 2,000 wechat",
+            "Not opened: this account does not take WeChat Pay; it takes alipay, unionpay, wire (policy: topup.methods).",
+        ),
+        (
+            "topup acme $2,000 alipay",
+            "Not opened: this account is paid and charged in CNY only; $2,000.00 is in USD (policy: currency).",
+        ),
+        (
+            "renew ins-web 13",
+            "Not opened: 13 months is not a renewal period this cloud takes; it takes 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 months (policy: renew.periods).",
+        ),
+        (
+            "allocate acme 1,000 COC-1",
+            "Not opened: this account has no service contracts to allocate money to (policy: allocate).",
+        ),
+        (
+            "renew ins-gone 1",
+            "No account has resource ins-gone as last read.",
+        ),
+    ];
+    for (ask, wanted) in cases {
+        let (kind, text) = say(&chat, "rex", ask).await;
+        assert_eq!(kind, ReplyKind::Refused, "{ask}: {text}");
+        assert!(text.starts_with(wanted), "{ask}:\n{text}\nwanted\n{wanted}");
+    }
+    // A year at ¥600 a month fits in ¥8,000; thirteen of them would not.
+    let (kind, text) = say(&chat, "rex", "renew ins-web 1y").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.contains("cost ¥7,200.00 · balance ¥8,000.00 → ¥800.00 after"),
+        "{text}"
+    );
+    // The order past its deadline is no longer listed as unpaid by the
+    // cloud's rules; the live one can be asked for.
+    let (kind, text) = say(&chat, "rex", "pay 20261101000123").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(text.contains("cost ¥800.00"), "{text}");
+    let (kind, text) = say(&chat, "rex", "pay 20261025000999").await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    assert!(text.contains("(policy: pay.window)"), "{text}");
+
+    let refused = app
+        .store
+        .audit_log(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "refused")
+        .count();
+    assert_eq!(refused, 7, "each policy refusal is audited");
+    verified(&app).await;
+}
+
+#[tokio::test]
+async fn an_undecided_request_expires_and_takes_no_late_approval() {
+    let (_world, app, chat) = running().await;
+    let (kind, text) = say(&chat, "rex", "autorenew ins-web on keep it").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    app.advance(chrono::Duration::hours(25)).await;
+    let (kind, text) = say(&chat, "ana", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Refused);
+    assert!(
+        text.starts_with("R1 expired at 2026-11-02 00:00 UTC"),
+        "{text}"
+    );
+    let (_, text) = say(&chat, "ana", "request R1").await;
+    assert!(text.starts_with("R1 · expired"), "{text}");
+    let (kind, text) = say(&chat, "rex", "cancel R1").await;
+    assert_eq!(kind, ReplyKind::Refused);
+    assert!(
+        text.contains("R1 is expired and can no longer be cancelled"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_requester_or_an_approver_may_cancel_before_anything_is_charged() {
+    let (_world, _app, chat) = running().await;
+    say(&chat, "rex", "pay 20261101000123").await;
+    let (kind, text) = say(&chat, "vic", "cancel R1").await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    let (kind, text) = say(&chat, "rex", "cancel R1").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.starts_with("R1 cancelled: nothing will be charged for it."),
+        "{text}"
+    );
+    let (_, text) = say(&chat, "ana", "approve R1").await;
+    assert!(
+        text.contains("R1 is cancelled; there is nothing left to decide"),
+        "{text}"
+    );
+}
