@@ -451,12 +451,9 @@ impl ChatOps {
                 method,
                 reason,
             } => {
-                let Some(a) = self.accounts.iter().find(|a| a.account.id == account) else {
-                    return Ok(self.no_such(&Some(Target::Account(account))));
-                };
-                let amount = match amount.money(a.currency) {
+                let amount = match self.amount_on(&account, &amount) {
                     Ok(m) => m,
-                    Err(e) => return Ok(Reply::refused(e.to_string())),
+                    Err(no) => return Ok(*no),
                 };
                 let Some(method) = method.or_else(|| self.approvals.default_method(&account))
                 else {
@@ -474,12 +471,9 @@ impl ChatOps {
                 contract,
                 reason,
             } => {
-                let Some(a) = self.accounts.iter().find(|a| a.account.id == account) else {
-                    return Ok(self.no_such(&Some(Target::Account(account))));
-                };
-                let amount = match amount.money(a.currency) {
+                let amount = match self.amount_on(&account, &amount) {
                     Ok(m) => m,
-                    Err(e) => return Ok(Reply::refused(e.to_string())),
+                    Err(no) => return Ok(*no),
                 };
                 let action = Action::Allocate { amount, contract };
                 self.ask(person, Some(&account), action, reason, via, now)
@@ -783,6 +777,22 @@ impl ChatOps {
                 )
             }
         })
+    }
+
+    /// An amount typed for `account`, in its currency unless it names one.
+    fn amount_on(
+        &self,
+        account: &AccountId,
+        amount: &command::AmountText,
+    ) -> Result<crate::domain::money::Money, Box<Reply>> {
+        let Some(a) = self.accounts.iter().find(|a| &a.account.id == account) else {
+            return Err(Box::new(
+                self.no_such(&Some(Target::Account(account.clone()))),
+            ));
+        };
+        amount
+            .money(a.currency)
+            .map_err(|e| Box::new(Reply::refused(e.to_string())))
     }
 
     /// Opens a request and says what came of it.

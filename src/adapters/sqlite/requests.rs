@@ -44,6 +44,24 @@ async fn load(tx: &mut Tx, id: RequestId) -> Result<Option<Request>, StoreError>
     Ok(Some(r))
 }
 
+async fn load_all(tx: &mut Tx, ids: Vec<i64>) -> Result<Vec<Request>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = RequestId(u64::try_from(id).map_err(corrupt)?);
+        if let Some(r) = load(tx, id).await? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// The request just written, within the writing transaction.
+async fn reload(tx: &mut Tx, id: RequestId) -> Result<Request, StoreError> {
+    load(tx, id)
+        .await?
+        .ok_or_else(|| corrupt("a request vanished while being written"))
+}
+
 async fn decisions(tx: &mut Tx, id: RequestId) -> Result<Vec<Decision>, StoreError> {
     let rows = sqlx::query("SELECT body FROM decisions WHERE request = ? ORDER BY rowid")
         .bind(id.0 as i64)
@@ -178,9 +196,7 @@ impl Requests for SqliteStore {
             .bind(id.0 as i64)
             .execute(&mut *tx)
             .await?;
-        let request = load(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("a request vanished while being written"))?;
+        let request = reload(&mut tx, id).await?;
         let detail = serde_json::json!({
             "account": new.account.as_str(),
             "action": &new.action,
@@ -228,13 +244,7 @@ impl Requests for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let id = RequestId(u64::try_from(id).map_err(corrupt)?);
-            if let Some(r) = load(&mut tx, id).await? {
-                out.push(r);
-            }
-        }
+        let out = load_all(&mut tx, ids).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -246,13 +256,7 @@ impl Requests for SqliteStore {
                 .bind(ms(since))
                 .fetch_all(&mut *tx)
                 .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let id = RequestId(u64::try_from(id).map_err(corrupt)?);
-            if let Some(r) = load(&mut tx, id).await? {
-                out.push(r);
-            }
-        }
+        let out = load_all(&mut tx, ids).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -310,9 +314,7 @@ impl Requests for SqliteStore {
             ));
         }
         append(&mut tx, &entries).await?;
-        let after = load(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("a request vanished while being written"))?;
+        let after = reload(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Written::Done(after))
     }
@@ -355,9 +357,7 @@ impl Requests for SqliteStore {
         let mut entries = vec![state_entry(id, actor, at, from, to)];
         entries.extend_from_slice(audit);
         append(&mut tx, &entries).await?;
-        let after = load(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("a request vanished while being written"))?;
+        let after = reload(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Written::Done(after))
     }
@@ -393,9 +393,7 @@ impl Requests for SqliteStore {
             .execute(&mut *tx)
             .await?;
         append(&mut tx, audit).await?;
-        let after = load(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("a request vanished while being written"))?;
+        let after = reload(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Written::Done(after))
     }
