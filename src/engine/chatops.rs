@@ -10,7 +10,7 @@ use crate::config::AccountConfig;
 use crate::domain::alert::Alert;
 use crate::domain::command::{self, AlertRef, Command, Target, Verb};
 use crate::domain::forecast::{self, AccountView};
-use crate::domain::model::AccountId;
+use crate::domain::model::{AccountId, ExternalId};
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::people::{Directory, Person};
 use crate::domain::request::{Action, Request, State, Verdict, Via};
@@ -341,31 +341,48 @@ impl ChatOps {
                 }
                 let account = &chosen[0].key.account;
                 let fits = |a: &&Alert| Button::remedy(a.key.rule) == Some(button);
-                let resources: Vec<&str> = chosen
+                let ids: Vec<ExternalId> = chosen
                     .iter()
                     .filter(fits)
-                    .map(|a| a.key.resource.as_str())
-                    .filter(|r| !r.is_empty())
+                    .filter_map(|a| ExternalId::parse(&a.key.resource).ok())
                     .collect();
-                let what = match button {
-                    Button::TopUp => format!("open a top-up request for {account}"),
-                    Button::Renew => format!(
-                        "open a renewal request for {} on {account}",
-                        resources.join(", ")
-                    ),
-                    _ => format!(
-                        "open a payment request for {} {} on {account}",
-                        if resources.len() == 1 {
-                            "order"
-                        } else {
-                            "orders"
-                        },
-                        resources.join(", ")
-                    ),
+                // How much to pay in is a person's call: the button says how to ask.
+                let action = match button {
+                    Button::Renew if !ids.is_empty() => Action::Renew {
+                        resources: ids,
+                        months: 1,
+                    },
+                    Button::PayOrder if !ids.is_empty() => Action::Pay {
+                        orders: ids,
+                        coupons: Vec::new(),
+                        discount: None,
+                    },
+                    _ => {
+                        return unchanged(Reply {
+                            kind: ReplyKind::Usage,
+                            title: format!(
+                                "How much should be paid into {account}? Ask with: topup {account} <amount> [method] [reason]"
+                            ),
+                            lines: vec![
+                                "Others approve it; then purser follows the payment until the money arrives.".into(),
+                            ],
+                            chart: None,
+                        });
+                    }
                 };
-                unchanged(Reply::refused(format!(
-                    "This button will {what}, for approval before anything is charged. Approval flows are not enabled in this version of purser."
-                )))
+                let via = Via {
+                    platform: asker.platform.clone(),
+                    message: match pick {
+                        Pick::Message(at) => Some(format!("{}/{}", at.channel, at.message)),
+                        Pick::Alert(_) => None,
+                    },
+                };
+                let reason = Some("asked from the alert".to_owned());
+                let now = self.clock.now();
+                match self.ask(person, None, action, reason, via, now).await {
+                    Ok(reply) => unchanged(reply),
+                    Err(e) => trouble(e),
+                }
             }
         }
     }

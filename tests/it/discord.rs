@@ -408,7 +408,7 @@ async fn alert_posted_pressed_acknowledged_silenced_resolved() {
         v["data"]["content"]
             .as_str()
             .unwrap()
-            .contains("top-up request for acme")
+            .contains("How much should be paid into acme?")
     );
 
     // Silenced from the message.

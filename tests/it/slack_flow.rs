@@ -271,7 +271,7 @@ async fn alert_posted_button_pressed_acknowledged_edited_resolved() {
         answers[3]["text"]
             .as_str()
             .unwrap()
-            .contains("top-up request for acme")
+            .contains("How much should be paid into acme?")
     );
 
     // Silenced from the message: a silence on this account and rule, and
@@ -429,16 +429,18 @@ async fn one_poll_one_message_and_its_buttons_act_on_every_alert() {
     .await
     .expect("the message shows all three silenced");
 
-    // The renewal names both resources.
+    // "Renew all…" opens one request naming both resources.
     assert_eq!(press(&app, &world, &pressed("renew")).await, 200);
     let answers = wait(&mock, "/respond", 3).await;
+    let text = answers[2]["text"].as_str().unwrap();
     assert!(
-        answers[2]["text"]
-            .as_str()
-            .unwrap()
-            .contains("renewal request for ins-a, ins-b on acme"),
+        text.contains("R1 opened: renew ins-a, ins-b for 1 month."),
         "{}",
         answers[2]
+    );
+    assert!(
+        text.contains("asked by ana: asked from the alert"),
+        "{text}"
     );
     app.stop().await;
 }
