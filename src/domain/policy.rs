@@ -129,10 +129,6 @@ fn refuse(rule: &'static str, why: impl Into<String>) -> Result<(), Refusal> {
     })
 }
 
-fn money(amount: Decimal, currency: Currency) -> Money {
-    Money::new(amount, currency)
-}
-
 /// Checks `action` on the account against `policy`. The first rule broken
 /// is the one reported.
 pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), Refusal> {
@@ -389,7 +385,7 @@ fn steps(
             rules.0,
             format!(
                 "{what} must be at least {}; {amount} is less",
-                money(minimum, currency)
+                Money::new(minimum, currency)
             ),
         );
     }
@@ -400,7 +396,7 @@ fn steps(
             rules.1,
             format!(
                 "{what} must be a multiple of {}; {amount} is not",
-                money(step, currency)
+                Money::new(step, currency)
             ),
         );
     }
@@ -442,7 +438,7 @@ fn caps(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), Refusa
             "caps.per_request",
             format!(
                 "{cost} is above the cap of {} per request",
-                money(cap, currency)
+                Money::new(cap, currency)
             ),
         );
     }
@@ -467,7 +463,7 @@ fn caps(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), Refusa
                 rule,
                 format!(
                     "{whose} already asked for {so_far} in the last 24 hours; {cost} more would pass the cap of {}",
-                    money(cap, currency)
+                    Money::new(cap, currency)
                 ),
             );
         }

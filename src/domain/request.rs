@@ -344,14 +344,6 @@ impl State {
         State::ALL.into_iter().all(|to| !self.may_become(to))
     }
 
-    /// Still asking someone for something (a decision, a payment).
-    pub fn is_open(self) -> bool {
-        matches!(
-            self,
-            State::Requested | State::Approved | State::Executing | State::AwaitingPayment
-        )
-    }
-
     /// Money it names counts against the caps: asked for and not (yet)
     /// refused, cancelled or failed.
     pub fn counts_against_caps(self) -> bool {

@@ -91,6 +91,19 @@ pub enum Cancelled {
     NotFound(RequestId),
 }
 
+/// The account's latest good snapshot within its runway window: what the
+/// rules judge it on.
+pub async fn last_read(
+    store: &dyn Store,
+    a: &AccountConfig,
+    now: DateTime<Utc>,
+) -> Result<Option<Snapshot>, StoreError> {
+    Ok(store
+        .history(&a.account.id, now - a.rules.runway.window)
+        .await?
+        .pop())
+}
+
 /// Who purser is in the audit log when it acts by itself.
 pub const PURSER: &str = "purser";
 
@@ -112,11 +125,7 @@ impl Approvals {
         a: &AccountConfig,
         now: DateTime<Utc>,
     ) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self
-            .store
-            .history(&a.account.id, now - a.rules.runway.window)
-            .await?
-            .pop())
+        last_read(self.store.as_ref(), a, now).await
     }
 
     /// The account whose latest snapshot has `found`, among all.
@@ -448,21 +457,6 @@ impl Approvals {
             Written::Done(after) | Written::Stale(after) => after,
             Written::NotFound => r,
         })
-    }
-
-    /// Expires every request nobody decided in time; the ones this call
-    /// expired.
-    pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<Request>, StoreError> {
-        let mut out = Vec::new();
-        for r in self.requests.requests(true, 500).await? {
-            if request::is_overdue(&r, now) {
-                let step = Step::new(State::Requested, State::Expired, PURSER, now);
-                if let Written::Done(after) = self.requests.transition(r.id, step).await? {
-                    out.push(after);
-                }
-            }
-        }
-        Ok(out)
     }
 }
 

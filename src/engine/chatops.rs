@@ -874,7 +874,7 @@ impl ChatOps {
         a: &AccountConfig,
         now: DateTime<Utc>,
     ) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self.history(a, now).await?.pop())
+        approvals::last_read(self.store.as_ref(), a, now).await
     }
 
     /// The latest balance and forecast of each of `chosen`, in order: for
