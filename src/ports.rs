@@ -462,12 +462,12 @@ pub trait Requests: Send + Sync {
         &self,
         id: crate::domain::request::RequestId,
     ) -> Result<Option<serde_json::Value>, StoreError>;
-    /// Records progress in the request's current state (guarded by it),
-    /// with its audit entries.
+    /// Records progress with its audit entries, guarded by the version
+    /// read: of two executors working on one request, one records.
     async fn record_progress(
         &self,
         id: crate::domain::request::RequestId,
-        state: crate::domain::request::State,
+        version: u64,
         progress: &serde_json::Value,
         audit: &[crate::domain::audit::NewEntry],
     ) -> Result<Written, StoreError>;
@@ -480,4 +480,101 @@ pub trait Requests: Send + Sync {
     ) -> Result<Vec<crate::domain::audit::Entry>, StoreError>;
     /// The count and last hash, kept apart from the entries.
     async fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError>;
+}
+
+/// One call to a cloud that carrying out a request is made of. The executor
+/// stores it before making it, so that after a crash it knows what may have
+/// happened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CloudCall {
+    /// The cloud's name for the call, for the audit log.
+    pub name: String,
+    /// What the adapter needs to make the call and to read back its effect,
+    /// including what it read before (an expiry to compare with).
+    pub params: serde_json::Value,
+    /// Making it twice is harmless: it carries an idempotency token, or the
+    /// cloud refuses a repeat. When not, an unknown outcome is read back and
+    /// never repeated blind.
+    pub repeatable: bool,
+}
+
+/// What a cloud answered to a call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallAnswer {
+    /// The cloud's id for the call, for its support desk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// `OK`, or the cloud's code when a repeat was refused as already done.
+    pub code: String,
+    /// What later calls need (order ids) and what the receipt keeps.
+    pub result: serde_json::Value,
+}
+
+/// What an action needs next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextCall {
+    Call(CloudCall),
+    /// Nothing more: the receipt, as a line for people and as the cloud's
+    /// details (order ids, new expiry dates) for the audit log.
+    Done {
+        summary: String,
+        details: serde_json::Value,
+    },
+    /// No API does this: what a person does in the console instead.
+    ByHand(String),
+}
+
+/// What reading back a call whose answer was lost found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadBack {
+    Happened(CallAnswer),
+    /// The cloud shows no effect of it: calling it is safe.
+    NotHappened,
+    /// Not yet visible either way (the cloud is still working on it).
+    Unknown(String),
+}
+
+/// Why a call to a cloud did not give an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// The cloud said no (insufficient balance, an order no longer payable):
+    /// nothing happened.
+    #[error("{code}: {message}")]
+    Refused { code: String, message: String },
+    /// No answer: it may have happened or not.
+    #[error("no answer, the outcome is unknown: {0}")]
+    Unknown(String),
+    /// Nothing was sent, or the call was refused before it counted (a key
+    /// refused, throttling that outlasted the retries).
+    #[error(transparent)]
+    NotSent(ProviderError),
+}
+
+/// Changes on one cloud account: renewals, order payments, auto-renew flags.
+/// The adapter only translates; the executor decides what is retried.
+#[async_trait]
+pub trait Actions: Send + Sync {
+    /// The next call `action` needs, given the calls made so far with their
+    /// answers (reads the cloud when it must: a product code, an expiry).
+    async fn next(
+        &self,
+        account: &Account,
+        action: &crate::domain::request::Action,
+        done: &[(CloudCall, CallAnswer)],
+    ) -> Result<NextCall, ProviderError>;
+    /// Makes `call`; `key` is the request's idempotency key.
+    async fn call(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        key: &str,
+    ) -> Result<CallAnswer, ActionError>;
+    /// Whether `call`, made (perhaps) at or after `since`, took effect.
+    async fn read_back(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<ReadBack, ProviderError>;
 }

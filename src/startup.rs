@@ -36,9 +36,10 @@ use crate::engine::approvals::{Approvals, NoSecondFactors};
 use crate::engine::charts::Charts;
 use crate::engine::chatops::{ChatOps, OutboxSignal};
 use crate::engine::dispatcher::{Dispatcher, Output};
+use crate::engine::executor::Executor;
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
-use crate::ports::{BalanceEntries, Clock, MessageRefs, Notifier, Provider, Store};
+use crate::ports::{Actions, BalanceEntries, Clock, MessageRefs, Notifier, Provider, Store};
 
 /// Builds the adapter for provider `name`, handing it the credentials of the
 /// accounts it reads.
@@ -49,21 +50,58 @@ pub fn build_provider(
     clock: Arc<dyn Clock>,
     entries: Option<Arc<dyn BalanceEntries>>,
 ) -> Arc<dyn Provider> {
+    build_adapter(kind, name, accounts, clock, entries).provider
+}
+
+/// One provider's adapter: what reads its accounts, and what changes them
+/// where its cloud has an API for that (one instance, so that both share
+/// its pacing).
+pub struct Adapter {
+    pub provider: Arc<dyn Provider>,
+    pub actions: Option<Arc<dyn Actions>>,
+}
+
+fn both<T: Provider + Actions + 'static>(adapter: T) -> Adapter {
+    let adapter = Arc::new(adapter);
+    Adapter {
+        provider: adapter.clone(),
+        actions: Some(adapter),
+    }
+}
+
+fn read_only<T: Provider + 'static>(adapter: T) -> Adapter {
+    Adapter {
+        provider: Arc::new(adapter),
+        actions: None,
+    }
+}
+
+pub fn build_adapter(
+    kind: &ProviderKind,
+    name: &str,
+    accounts: &[AccountConfig],
+    clock: Arc<dyn Clock>,
+    entries: Option<Arc<dyn BalanceEntries>>,
+) -> Adapter {
     let access: HashMap<AccountId, CloudAccess> = accounts
         .iter()
         .filter(|a| a.account.provider == name)
         .filter_map(|a| Some((a.account.id.clone(), a.access.clone()?)))
         .collect();
     match kind {
-        ProviderKind::Simulated { scenario } => Arc::new(SimulatedProvider::new(scenario, clock)),
+        ProviderKind::Simulated { scenario } => both(SimulatedProvider::new(scenario, clock)),
         ProviderKind::Cloud {
             cloud,
             requests_per_second: rps,
         } => match cloud {
-            Cloud::Tencent => Arc::new(Tencent::new(access, *rps, clock)),
-            Cloud::Alibaba => Arc::new(Alibaba::new(access, *rps, clock)),
-            Cloud::Huawei => Arc::new(Huawei::new(access, *rps, clock)),
-            Cloud::AzureChina => Arc::new(AzureChina::new(access, *rps, clock, entries)),
+            Cloud::Tencent => read_only(Tencent::new(access, *rps, clock)),
+            Cloud::Alibaba => read_only(Alibaba::new(access, *rps, clock)),
+            Cloud::Huawei => read_only(Huawei::new(access, *rps, clock)),
+            // No API changes anything there: every request is a task for a person.
+            Cloud::AzureChina => Adapter {
+                provider: Arc::new(AzureChina::new(access, *rps, clock, entries)),
+                actions: None,
+            },
         },
     }
 }
@@ -191,6 +229,7 @@ pub struct Application {
     dispatcher: Dispatcher,
     store: SqliteStore,
     activity: Activity,
+    executor: Arc<Executor>,
     /// The listener for chat platforms and `/healthz`, bound at build time so
     /// that a taken port fails the start, not a request later.
     http: Option<(tokio::net::TcpListener, axum::Router)>,
@@ -221,18 +260,23 @@ impl Application {
             .await
             .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
         let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let mut actions: HashMap<String, Arc<dyn Actions>> = HashMap::new();
         let limited: HashMap<String, LimitedProvider> = config
             .providers
             .iter()
             .map(|p| {
                 let provider = providers.remove(&p.name).unwrap_or_else(|| {
-                    build_provider(
+                    let adapter = build_adapter(
                         &p.kind,
                         &p.name,
                         &config.accounts,
                         clock.clone(),
                         Some(Arc::new(store.clone())),
-                    )
+                    );
+                    if let Some(a) = adapter.actions {
+                        actions.insert(p.name.clone(), a);
+                    }
+                    adapter.provider
                 });
                 (
                     p.name.clone(),
@@ -243,6 +287,12 @@ impl Application {
                 )
             })
             .collect();
+        let executor = Arc::new(Executor::new(
+            Arc::new(store.clone()),
+            Arc::new(config.accounts.clone()),
+            actions,
+            clock.clone(),
+        ));
         let written = Arc::new(Notify::new());
         let activity = Activity::new();
         let bots = Bots::default();
@@ -252,7 +302,9 @@ impl Application {
             routing: Arc::new(config.routing()),
             timeout: config.scheduler.timeout,
         };
+        let approvals = approvals(&config, &store, executor.clone());
         let scheduler = Scheduler {
+            requests: Some(approvals.clone()),
             accounts: Arc::new(config.accounts.clone()),
             providers: limited,
             poller,
@@ -298,7 +350,7 @@ impl Application {
                     activity: activity.clone(),
                     written: written.clone(),
                 }),
-                approvals: approvals(&config, &store),
+                approvals: approvals.clone(),
             })
         });
         let slack_app = chat.as_ref().map(|chat| {
@@ -411,6 +463,7 @@ impl Application {
             dispatcher,
             store,
             activity,
+            executor,
             http,
             telegram,
             slack_socket,
@@ -425,6 +478,11 @@ impl Application {
 
     pub fn store(&self) -> SqliteStore {
         self.store.clone()
+    }
+
+    /// What carries out approved requests (tests build chat services by hand over it).
+    pub fn executor(&self) -> Arc<Executor> {
+        self.executor.clone()
     }
 
     pub fn activity(&self) -> Activity {
@@ -519,8 +577,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Requests over `store`, with each account's policy from `config`.
-pub fn approvals(config: &Config, store: &SqliteStore) -> Arc<Approvals> {
+/// Requests over `store`, with each account's policy from `config`,
+/// carried out by `executor`.
+pub fn approvals(config: &Config, store: &SqliteStore, executor: Arc<Executor>) -> Arc<Approvals> {
     Arc::new(Approvals {
         requests: Arc::new(store.clone()),
         store: Arc::new(store.clone()),
@@ -529,5 +588,6 @@ pub fn approvals(config: &Config, store: &SqliteStore) -> Arc<Approvals> {
         tiers: crate::domain::request::Tiers::defaults(),
         ttl: crate::domain::request::default_ttl(),
         second_factors: Arc::new(NoSecondFactors),
+        executor,
     })
 }

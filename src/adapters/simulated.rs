@@ -20,7 +20,12 @@ use crate::domain::model::{
     Resource, ResourceStatus, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
-use crate::ports::{Clock, Provider, ProviderError};
+use serde_json::{Value, json};
+
+use crate::domain::request::Action;
+use crate::ports::{
+    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
+};
 
 pub struct SimulatedProvider {
     path: PathBuf,
@@ -28,6 +33,20 @@ pub struct SimulatedProvider {
     /// The epoch of scenarios that do not name one: when the provider was built.
     started: DateTime<Utc>,
     cache: Mutex<Option<Cached>>,
+    /// What requests changed, per account, laid over the scenario. Kept in
+    /// memory: a restart returns to the scenario as written.
+    effects: Mutex<HashMap<String, Effects>>,
+}
+
+#[derive(Default)]
+struct Effects {
+    charged: Decimal,
+    renewed_months: HashMap<String, u32>,
+    paid: Vec<String>,
+    renewal: HashMap<String, RenewalMode>,
+    /// Each call's answer by its idempotency key and name: a repeat gets the
+    /// same answer and charges nothing, as a cloud's client token does.
+    answers: HashMap<(String, String), CallAnswer>,
 }
 
 struct Cached {
@@ -167,6 +186,7 @@ impl SimulatedProvider {
             clock,
             started,
             cache: Mutex::new(None),
+            effects: Mutex::new(HashMap::new()),
         }
     }
 
@@ -369,9 +389,284 @@ impl SimAccount {
     }
 }
 
+impl SimulatedProvider {
+    fn effects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Effects>> {
+        self.effects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The scenario's snapshot with what requests changed laid over it.
+    fn apply(&self, account: &Account, mut s: Snapshot) -> Snapshot {
+        let effects = self.effects();
+        let Some(e) = effects.get(account.id.as_str()) else {
+            return s;
+        };
+        let c = s.balance.available.currency();
+        s.balance.available = Money::new(s.balance.available.amount() - e.charged, c);
+        s.balance.owed = s
+            .balance
+            .available
+            .is_negative()
+            .then(|| Money::new(-s.balance.available.amount(), c));
+        for r in &mut s.resources {
+            if let Some(m) = e.renewed_months.get(r.id.as_str()) {
+                r.expires_at = r
+                    .expires_at
+                    .checked_add_months(chrono::Months::new(*m))
+                    .unwrap_or(r.expires_at);
+                r.status = ResourceStatus::Active;
+            }
+            if let Some(mode) = e.renewal.get(r.id.as_str()) {
+                r.renewal = *mode;
+            }
+        }
+        s.orders
+            .retain(|o| !e.paid.iter().any(|p| p == o.id.as_str()));
+        s
+    }
+
+    fn refused(code: &str, message: String) -> ActionError {
+        ActionError::Refused {
+            code: code.into(),
+            message,
+        }
+    }
+
+    /// Makes `call` on the account as read now: checks what a cloud checks,
+    /// then charges the balance.
+    fn make(
+        &self,
+        s: &Snapshot,
+        account: &Account,
+        call: &CloudCall,
+    ) -> Result<Value, ActionError> {
+        let p = &call.params;
+        let ids = |field: &str| -> Vec<String> {
+            p[field]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let c = s.balance.available.currency();
+        let mut cost = Decimal::ZERO;
+        let mut effects = self.effects();
+        let e = effects.entry(account.id.as_str().to_owned()).or_default();
+        match call.name.as_str() {
+            "renew" => {
+                let months = p["months"].as_u64().unwrap_or(0) as u32;
+                for id in ids("resources") {
+                    let Some(r) = s.resources.iter().find(|r| r.id.as_str() == id) else {
+                        return Err(Self::refused(
+                            "ResourceNotFound",
+                            format!("no resource {id}"),
+                        ));
+                    };
+                    let Some(price) = r.renewal_price else {
+                        return Err(Self::refused(
+                            "PriceUnknown",
+                            format!("the scenario gives {id} no renewal_price"),
+                        ));
+                    };
+                    cost += price.amount() * Decimal::from(months);
+                }
+                if cost > s.balance.available.amount() {
+                    return Err(Self::refused(
+                        "InsufficientBalance",
+                        format!(
+                            "{} is more than the balance {}",
+                            Money::new(cost, c),
+                            s.balance.available
+                        ),
+                    ));
+                }
+                for id in ids("resources") {
+                    *e.renewed_months.entry(id).or_default() += months;
+                }
+            }
+            "pay" => {
+                for id in ids("orders") {
+                    let Some(o) = s.orders.iter().find(|o| o.id.as_str() == id) else {
+                        return Err(Self::refused(
+                            "OrderNotPayable",
+                            format!("order {id} is not unpaid"),
+                        ));
+                    };
+                    cost += o.amount.amount();
+                }
+                if cost > s.balance.available.amount() {
+                    return Err(Self::refused(
+                        "InsufficientBalance",
+                        format!(
+                            "{} is more than the balance {}",
+                            Money::new(cost, c),
+                            s.balance.available
+                        ),
+                    ));
+                }
+                e.paid.extend(ids("orders"));
+            }
+            "autorenew" => {
+                let id = p["resource"].as_str().unwrap_or_default().to_owned();
+                if !s.resources.iter().any(|r| r.id.as_str() == id) {
+                    return Err(Self::refused(
+                        "ResourceNotFound",
+                        format!("no resource {id}"),
+                    ));
+                }
+                let mode = if p["on"].as_bool().unwrap_or(false) {
+                    RenewalMode::Auto
+                } else {
+                    RenewalMode::Manual
+                };
+                e.renewal.insert(id, mode);
+            }
+            other => return Err(Self::refused("UnknownCall", format!("no call {other}"))),
+        }
+        e.charged += cost;
+        Ok(json!({"charged": Money::new(cost, c).to_string()}))
+    }
+}
+
+#[async_trait]
+impl Actions for SimulatedProvider {
+    async fn next(
+        &self,
+        account: &Account,
+        action: &Action,
+        done: &[(CloudCall, CallAnswer)],
+    ) -> Result<NextCall, ProviderError> {
+        let s = self.read(account).await?;
+        let call = |name: &str, params: Value| {
+            NextCall::Call(CloudCall {
+                name: name.into(),
+                params,
+                repeatable: true,
+            })
+        };
+        if done.is_empty() {
+            return Ok(match action {
+                Action::Renew { resources, months } => {
+                    call("renew", json!({"resources": resources, "months": months}))
+                }
+                Action::Pay { orders, .. } => call("pay", json!({"orders": orders})),
+                Action::Autorenew { resource, on } => {
+                    call("autorenew", json!({"resource": resource, "on": on}))
+                }
+                Action::Topup { .. } | Action::Allocate { .. } => {
+                    NextCall::ByHand("money is paid in through the portal".into())
+                }
+            });
+        }
+        let charged = done
+            .iter()
+            .filter_map(|(_, a)| a.result["charged"].as_str())
+            .filter(|c| {
+                Money::parse_signed(c, s.balance.available.currency())
+                    .map_or(true, |m| !m.amount().is_zero())
+            })
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let summary = match action {
+            Action::Renew { resources, .. } => resources
+                .iter()
+                .filter_map(|id| s.resources.iter().find(|r| &r.id == id))
+                .map(|r| {
+                    format!(
+                        "{} now expires {}",
+                        r.id,
+                        r.expires_at.format("%Y-%m-%d %H:%M UTC")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Action::Pay { orders, .. } => format!(
+                "{} paid",
+                orders
+                    .iter()
+                    .map(|o| o.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Action::Autorenew { resource, on } => {
+                format!(
+                    "auto-renew turned {} for {resource}",
+                    if *on { "on" } else { "off" }
+                )
+            }
+            Action::Topup { .. } | Action::Allocate { .. } => String::new(),
+        };
+        Ok(NextCall::Done {
+            summary: if charged.is_empty() {
+                summary
+            } else {
+                format!("{summary}; charged {charged}")
+            },
+            details: json!({"answers": done.iter().map(|(_, a)| a).collect::<Vec<_>>()}),
+        })
+    }
+
+    async fn call(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        key: &str,
+    ) -> Result<CallAnswer, ActionError> {
+        let token = (key.to_owned(), call.name.clone());
+        let known = self
+            .effects()
+            .get(account.id.as_str())
+            .and_then(|e| e.answers.get(&token).cloned());
+        if let Some(answer) = known {
+            return Ok(answer);
+        }
+        let s = self.read(account).await.map_err(ActionError::NotSent)?;
+        let result = self.make(&s, account, call)?;
+        let answer = CallAnswer {
+            request_id: Some(format!("sim-{}", self.clock.now().timestamp_millis())),
+            code: "OK".into(),
+            result,
+        };
+        self.effects()
+            .entry(account.id.as_str().to_owned())
+            .or_default()
+            .answers
+            .insert(token, answer.clone());
+        Ok(answer)
+    }
+
+    async fn read_back(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        key: &str,
+        _since: DateTime<Utc>,
+    ) -> Result<ReadBack, ProviderError> {
+        let token = (key.to_owned(), call.name.clone());
+        Ok(
+            match self
+                .effects()
+                .get(account.id.as_str())
+                .and_then(|e| e.answers.get(&token).cloned())
+            {
+                Some(answer) => ReadBack::Happened(answer),
+                None => ReadBack::NotHappened,
+            },
+        )
+    }
+}
+
 #[async_trait]
 impl Provider for SimulatedProvider {
     async fn poll(&self, account: &Account) -> Result<Snapshot, ProviderError> {
+        self.read(account).await
+    }
+}
+
+impl SimulatedProvider {
+    async fn read(&self, account: &Account) -> Result<Snapshot, ProviderError> {
         let scenario = self.scenario();
         let scenario = scenario
             .as_ref()
@@ -404,6 +699,7 @@ impl Provider for SimulatedProvider {
                 return Err(failure(&o.error));
             }
         }
-        sim.snapshot(epoch, now).map_err(ProviderError::Malformed)
+        let s = sim.snapshot(epoch, now).map_err(ProviderError::Malformed)?;
+        Ok(self.apply(account, s))
     }
 }

@@ -655,14 +655,14 @@ pub fn decide(
     comment: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<(Judged, Decision), NotDecided> {
-    if request.state != State::Requested {
-        return Err(NotDecided::Closed(request.id, request.state));
-    }
-    if now >= request.expires_at {
+    if now >= request.expires_at && matches!(request.state, State::Requested | State::Expired) {
         return Err(NotDecided::Expired {
             id: request.id,
             at: request.expires_at,
         });
+    }
+    if request.state != State::Requested {
+        return Err(NotDecided::Closed(request.id, request.state));
     }
     if person.role < Role::Approver {
         return Err(NotDecided::Role(person.role));

@@ -1,14 +1,15 @@
 //! Requests from asking to deciding: the account and cost are worked out,
 //! policy is applied (a refusal is audited too), the request is stored with
 //! its idempotency key, decisions are judged by the domain and written
-//! guarded by the version read, and an approved request moves on: a top-up
-//! or an allocation becomes a payment task for a person.
+//! guarded by the version read, and an approved request is handed to the
+//! executor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::executor::{self, Executor};
 use crate::config::AccountConfig;
 use crate::domain::audit::{Event, NewEntry};
 use crate::domain::model::{AccountId, Snapshot};
@@ -47,6 +48,7 @@ pub struct Approvals {
     /// How long a request waits for its decisions.
     pub ttl: Duration,
     pub second_factors: Arc<dyn SecondFactors>,
+    pub executor: Arc<Executor>,
 }
 
 /// What asking did.
@@ -76,8 +78,12 @@ pub enum Decided {
         request: Request,
         missing: String,
     },
-    /// Approved by this decision; what happens next is in the request's state.
-    Approved(Request),
+    /// Approved by this decision, and carried out as far as it goes now:
+    /// the request's state says where it stands, `outcome` in a line.
+    Approved {
+        request: Request,
+        outcome: Option<String>,
+    },
     Denied(Request),
     AlreadyDecided(Request),
     Refused(NotDecided),
@@ -371,7 +377,10 @@ impl Approvals {
             {
                 Written::Done(after) => {
                     return Ok(match judged {
-                        Judged::Approved => Decided::Approved(self.start(after, now).await?),
+                        Judged::Approved => {
+                            let (request, outcome) = self.start(after).await?;
+                            Decided::Approved { request, outcome }
+                        }
                         Judged::Denied => Decided::Denied(after),
                         Judged::Counted { missing } => Decided::Counted {
                             request: after,
@@ -389,41 +398,15 @@ impl Approvals {
         )))
     }
 
-    /// Moves an approved request on. What no API can do — a top-up, an
-    /// allocation — becomes a payment task: instructions and a reference
-    /// for a person, with the balance it should rise from.
-    async fn start(&self, r: Request, now: DateTime<Utc>) -> Result<Request, StoreError> {
-        if r.state != State::Approved {
-            return Ok(r);
-        }
-        let (Action::Topup { amount, .. } | Action::Allocate { amount, .. }) = &r.action else {
-            return Ok(r);
+    /// Carries out an approved request as far as it goes now, with a line
+    /// on where it stands.
+    async fn start(&self, r: Request) -> Result<(Request, Option<String>), StoreError> {
+        let Some(ran) = self.executor.run(r.id).await? else {
+            return Ok((r, None));
         };
-        let task = serde_json::json!({
-            "task": {
-                "owner": &r.requested_by,
-                "amount": amount.to_string(),
-                "reference": &r.key,
-                "baseline": r.balance.map(|b| b.to_string()),
-                "opened_at": now.to_rfc3339(),
-            }
-        });
-        let note = [NewEntry::new(
-            now,
-            PURSER,
-            Event::Note,
-            Some(r.id),
-            serde_json::json!({"payment_task": &task["task"]}),
-        )];
-        let step = Step {
-            progress: Some(&task),
-            audit: &note,
-            ..Step::new(State::Approved, State::AwaitingPayment, PURSER, now)
-        };
-        Ok(match self.requests.transition(r.id, step).await? {
-            Written::Done(after) | Written::Stale(after) => after,
-            Written::NotFound => r,
-        })
+        let progress = self.requests.progress(r.id).await?;
+        let line = executor::outcome_line(&ran.request, progress.as_ref(), ran.paused.as_ref());
+        Ok((ran.request, line))
     }
 
     pub async fn cancel(
@@ -449,6 +432,22 @@ impl Approvals {
         Err(StoreError::Corrupt(format!(
             "{id} kept changing while it was cancelled"
         )))
+    }
+
+    /// Expires requests whose time is up, and carries on with approved and
+    /// executing ones (after a restart, or when a cloud could not be asked).
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for r in self.requests.requests(true, 500).await? {
+            if request::is_overdue(&r, now) {
+                self.expire(r, now).await?;
+            }
+        }
+        for ran in self.executor.resume().await? {
+            if let Some(p) = ran.paused {
+                tracing::info!(request = %ran.request.id, paused = ?p, "request not finished yet");
+            }
+        }
+        Ok(())
     }
 
     async fn expire(&self, r: Request, now: DateTime<Utc>) -> Result<Request, StoreError> {

@@ -1020,7 +1020,10 @@ fn decided_reply(decided: Decided) -> Reply {
             ),
             approvals::card(&request),
         ),
-        Decided::Approved(r) => {
+        Decided::Approved {
+            request: r,
+            outcome,
+        } => {
             let title = match (&r.state, &r.action) {
                 (State::AwaitingPayment, Action::Topup { amount, method }) => format!(
                     "{} approved. Pay {amount} by {} quoting {}; purser closes it when the money arrives.",
@@ -1032,7 +1035,10 @@ fn decided_reply(decided: Decided) -> Reply {
                     "{} approved. Allocate {amount} to contract {contract} in the cloud's console; purser closes it when the contract's balance rises.",
                     r.id
                 ),
-                _ => format!("{} approved.", r.id),
+                _ => match outcome {
+                    Some(line) => format!("{} approved. {line}", r.id),
+                    None => format!("{} approved.", r.id),
+                },
             };
             Reply::done(title, approvals::card(&r))
         }

@@ -8,5 +8,6 @@ pub mod charts;
 pub mod chatops;
 pub mod clock;
 pub mod dispatcher;
+pub mod executor;
 pub mod poller;
 pub mod scheduler;

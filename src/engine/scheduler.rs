@@ -13,11 +13,18 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info};
 
 use super::activity::Activity;
+use super::approvals::Approvals;
 use super::poller::{LimitedProvider, Poller};
 use crate::config::AccountConfig;
 use crate::ports::Store;
 
+/// How often requests are swept: overdue ones expired, approved ones whose
+/// cloud could not be asked tried again, lost answers read back.
+const SWEEP_EVERY: Duration = Duration::minutes(1);
+
 pub struct Scheduler {
+    /// Requests to expire and to carry on with, swept every minute.
+    pub requests: Option<Arc<Approvals>>,
     pub accounts: Arc<Vec<AccountConfig>>,
     pub providers: HashMap<String, LimitedProvider>,
     pub poller: Poller,
@@ -61,6 +68,8 @@ impl Scheduler {
         let mut running: JoinSet<(usize, bool)> = JoinSet::new();
         let mut in_flight = vec![false; self.accounts.len()];
         let mut next_prune = start;
+        let mut next_sweep = start;
+        let mut sweeping: JoinSet<()> = JoinSet::new();
 
         loop {
             let now = clock.now();
@@ -87,11 +96,26 @@ impl Scheduler {
                 }
                 next_prune = now + Duration::hours(1);
             }
+            // A sweep still running when the next is due skips it, as polls do.
+            if now >= next_sweep {
+                if let Some(requests) = self.requests.clone().filter(|_| sweeping.is_empty()) {
+                    let activity = self.activity.clone();
+                    activity.update(|s| s.polls_in_flight += 1);
+                    sweeping.spawn(async move {
+                        if let Err(e) = requests.sweep(now).await {
+                            error!(error = %e, "sweeping requests failed");
+                        }
+                        activity.update(|s| s.polls_in_flight -= 1);
+                    });
+                }
+                next_sweep = now + SWEEP_EVERY;
+            }
             let wake = due
                 .peek()
                 .map(|Reverse((at, _))| *at)
                 .unwrap_or(next_prune)
-                .min(next_prune);
+                .min(next_prune)
+                .min(next_sweep);
             self.activity.update(|s| s.next_poll_due = Some(wake));
 
             tokio::select! {
@@ -101,9 +125,11 @@ impl Scheduler {
                         in_flight[idx] = false;
                     }
                 }
+                Some(_) = sweeping.join_next() => {}
                 _ = shutdown.changed() => break,
             }
         }
+        while sweeping.join_next().await.is_some() {}
 
         // Let polls already under way finish and record what they saw.
         while let Some(done) = running.join_next().await {

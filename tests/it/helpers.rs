@@ -285,7 +285,7 @@ max_attempts = 5
             clock: self.clock.clone(),
             routing: config.routing(),
             outbox: None,
-            approvals: purser::startup::approvals(&config, &app.store),
+            approvals: purser::startup::approvals(&config, &app.store, app.executor.clone()),
         })
     }
 
@@ -300,6 +300,7 @@ max_attempts = 5
             .unwrap();
         let store = app.store();
         let activity = app.activity();
+        let executor = app.executor();
         let http = app.http_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
@@ -309,6 +310,7 @@ max_attempts = 5
             clock: self.clock.clone(),
             store,
             activity,
+            executor,
             http,
             stop: Some(stop),
             task,
@@ -320,6 +322,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub store: SqliteStore,
     pub activity: Activity,
+    pub executor: Arc<purser::engine::executor::Executor>,
     /// Where the HTTP listener listens, when the config has one.
     pub http: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,

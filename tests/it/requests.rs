@@ -303,3 +303,72 @@ async fn the_requester_or_an_approver_may_cancel_before_anything_is_charged() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn approved_renewal_payment_and_auto_renew_change_are_carried_out_once() {
+    let (_world, app, chat) = running().await;
+    let (_, text) = say(&chat, "rex", "renew ins-web 2m before the launch").await;
+    assert!(text.contains("cost ¥1,200.00"), "{text}");
+    let (kind, text) = say(&chat, "ana", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.starts_with(
+            "R1 approved. Done: ins-web now expires 2027-01-06 00:00 UTC; charged ¥1,200.00."
+        ),
+        "{text}"
+    );
+    assert!(text.contains("succeeded"), "{text}");
+    // A second click, from another platform, changes nothing.
+    let (kind, text) = say(&chat, "bo", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    assert!(text.contains("R1 is succeeded"), "{text}");
+
+    let (_, text) = say(&chat, "rex", "pay 20261101000123").await;
+    assert!(text.starts_with("R2 opened"), "{text}");
+    let (_, text) = say(&chat, "bo", "approve R2").await;
+    assert!(
+        text.starts_with("R2 approved. Done: 20261101000123 paid; charged ¥800.00."),
+        "{text}"
+    );
+    let (_, text) = say(&chat, "rex", "autorenew ins-web on").await;
+    assert!(text.starts_with("R3 opened"), "{text}");
+    let (_, text) = say(&chat, "ria", "approve R3").await;
+    assert!(
+        text.starts_with("R3 approved. Done: auto-renew turned on for ins-web."),
+        "{text}"
+    );
+
+    // The next poll shows it: ¥2,000 less, the order gone, auto-renew on.
+    app.advance(chrono::Duration::minutes(5)).await;
+    let (_, text) = say(&chat, "vic", "balance acme").await;
+    assert!(text.contains("¥5,999.65"), "{text}");
+    let (_, text) = say(&chat, "vic", "expiring 90").await;
+    assert!(
+        text.contains("ins-web · in 65 days · auto renewal"),
+        "{text}"
+    );
+
+    let events: Vec<String> = app
+        .store
+        .audit_log(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.request == Some(purser::domain::request::RequestId(1)))
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "requested",
+            "approved",
+            "state",
+            "state",
+            "call",
+            "answer",
+            "state",
+            "receipt"
+        ]
+    );
+    verified(&app).await;
+}

@@ -376,7 +376,7 @@ impl Requests for SqliteStore {
     async fn record_progress(
         &self,
         id: RequestId,
-        state: State,
+        version: u64,
         progress: &serde_json::Value,
         audit: &[NewEntry],
     ) -> Result<Written, StoreError> {
@@ -384,7 +384,7 @@ impl Requests for SqliteStore {
         let Some(current) = load(&mut tx, id).await? else {
             return Ok(Written::NotFound);
         };
-        if current.state != state {
+        if current.version != version {
             return Ok(Written::Stale(current));
         }
         sqlx::query("UPDATE requests SET progress = ?, version = version + 1 WHERE id = ?")
@@ -606,14 +606,25 @@ mod tests {
             .filter(|w| matches!(w, Written::Done(_)))
             .count();
         assert_eq!(wins, 1);
+        let r = s.request(r.id).await.unwrap().unwrap();
         let p = serde_json::json!({"orders": ["CS1"]});
         assert!(matches!(
-            s.record_progress(r.id, State::Executing, &p, &[])
-                .await
-                .unwrap(),
+            s.record_progress(r.id, r.version, &p, &[]).await.unwrap(),
             Written::Done(_)
         ));
         assert_eq!(s.progress(r.id).await.unwrap(), Some(p));
+        // A second executor that read the same version records nothing.
+        let other = serde_json::json!({"orders": ["CS2"]});
+        assert!(matches!(
+            s.record_progress(r.id, r.version, &other, &[])
+                .await
+                .unwrap(),
+            Written::Stale(_)
+        ));
+        assert_eq!(
+            s.progress(r.id).await.unwrap(),
+            Some(serde_json::json!({"orders": ["CS1"]}))
+        );
         assert!(
             s.transition(
                 r.id,
