@@ -554,6 +554,15 @@ pub enum ActionError {
 /// The adapter only translates; the executor decides what is retried.
 #[async_trait]
 pub trait Actions: Send + Sync {
+    /// What `action` would cost, from the cloud's price inquiry where it
+    /// has one (`None`: it cannot tell).
+    async fn quote(
+        &self,
+        _account: &Account,
+        _action: &crate::domain::request::Action,
+    ) -> Result<Option<crate::domain::money::Money>, ProviderError> {
+        Ok(None)
+    }
     /// The next call `action` needs, given the calls made so far with their
     /// answers (reads the cloud when it must: a product code, an expiry).
     async fn next(

@@ -94,7 +94,7 @@ pub fn build_adapter(
             cloud,
             requests_per_second: rps,
         } => match cloud {
-            Cloud::Tencent => read_only(Tencent::new(access, *rps, clock)),
+            Cloud::Tencent => both(Tencent::new(access, *rps, clock)),
             Cloud::Alibaba => read_only(Alibaba::new(access, *rps, clock)),
             Cloud::Huawei => read_only(Huawei::new(access, *rps, clock)),
             // No API changes anything there: every request is a task for a person.

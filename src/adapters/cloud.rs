@@ -138,6 +138,24 @@ pub fn reported_spend(
     })
 }
 
+/// A failed change as the executor sees it: refused by the cloud (nothing
+/// happened), sent without a usable answer (it may have happened), or not
+/// sent at all.
+pub fn action_error(e: ProviderError) -> crate::ports::ActionError {
+    use crate::ports::ActionError;
+    match e {
+        ProviderError::Rejected { code, message } => ActionError::Refused { code, message },
+        ProviderError::Transport(m) => ActionError::Unknown(m),
+        ProviderError::Timeout(d) => ActionError::Unknown(format!("no answer within {d:?}")),
+        ProviderError::Malformed(m) => {
+            ActionError::Unknown(format!("an answer not understood: {m}"))
+        }
+        e @ (ProviderError::Unauthorized(_) | ProviderError::RateLimited { .. }) => {
+            ActionError::NotSent(e)
+        }
+    }
+}
+
 /// `n` requests a second, as a quota (0 reads as 1).
 pub const fn per_second(n: u32) -> NonZeroU32 {
     match NonZeroU32::new(n) {
@@ -236,6 +254,21 @@ impl Http {
         build: impl Fn() -> reqwest::RequestBuilder,
         classify: impl Fn(&Reply) -> Result<T, Failure>,
     ) -> Result<T, ProviderError> {
+        self.call_with(call, secrets, build, classify, true).await
+    }
+
+    /// As `call`, but a call that may have taken effect (a lost answer, a
+    /// 5xx) is retried only when `repeatable`: a change with no idempotency
+    /// token is read back instead. Throttling is always retried, since the
+    /// cloud refused it before acting.
+    pub async fn call_with<T>(
+        &self,
+        call: Call<'_>,
+        secrets: &[&str],
+        build: impl Fn() -> reqwest::RequestBuilder,
+        classify: impl Fn(&Reply) -> Result<T, Failure>,
+        repeatable: bool,
+    ) -> Result<T, ProviderError> {
         let pacer = self.pacer(call.key_id, call.action);
         let mut attempt = 0;
         loop {
@@ -255,7 +288,7 @@ impl Http {
                         .unwrap_or_default()
                         .max(self.retry.delay(attempt, self.unique())),
                 ),
-                Failure::Transient(_) | Failure::TimedOut(_) => {
+                Failure::Transient(_) | Failure::TimedOut(_) if repeatable => {
                     Some(self.retry.delay(attempt, self.unique()))
                 }
                 _ => None,

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
-    external_id as id, malformed as bad, parse, per_second, reported_spend,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, action_error,
+    authority, external_id as id, malformed as bad, parse, per_second, reported_spend,
 };
 use super::signing::tc3;
 use crate::config::CloudAccess;
@@ -25,7 +25,10 @@ use crate::domain::model::{
     ResourceStatus, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
-use crate::ports::{Clock, Provider, ProviderError};
+use crate::domain::request::Action;
+use crate::ports::{
+    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
+};
 
 const BILLING_VERSION: &str = "2018-07-09";
 const CVM_VERSION: &str = "2017-03-12";
@@ -94,6 +97,19 @@ impl Tencent {
         region: Option<&str>,
         params: Value,
     ) -> Result<Value, ProviderError> {
+        self.call_with(ctx, service, action, region, params, true)
+            .await
+    }
+
+    async fn call_with(
+        &self,
+        ctx: &Ctx<'_>,
+        service: &str,
+        action: &'static str,
+        region: Option<&str>,
+        params: Value,
+        repeatable: bool,
+    ) -> Result<Value, ProviderError> {
         let url = ctx.url(service);
         let host = authority(&url);
         let body = params.to_string().into_bytes();
@@ -137,7 +153,7 @@ impl Tencent {
         };
         let permission = format!("{service}:{action}");
         self.http
-            .call(
+            .call_with(
                 Call {
                     key_id,
                     action,
@@ -146,6 +162,7 @@ impl Tencent {
                 &[key_id, secret],
                 build,
                 |reply| classify(action, reply),
+                repeatable,
             )
             .await
     }
@@ -233,6 +250,8 @@ struct RenewInstance {
     #[serde(default)]
     product_code: String,
     #[serde(default)]
+    sub_product_code: String,
+    #[serde(default)]
     product_name: String,
     region_code: Option<String>,
     instance_name: Option<String>,
@@ -257,6 +276,9 @@ struct CvmInstance {
     expired_time: Option<String>,
     renew_flag: Option<String>,
     isolated_source: Option<String>,
+    latest_operation: Option<String>,
+    latest_operation_state: Option<String>,
+    latest_operation_request_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -564,16 +586,23 @@ impl Tencent {
     }
 }
 
-#[async_trait]
-impl Provider for Tencent {
-    async fn poll(&self, account: &Account) -> Result<Snapshot, ProviderError> {
+impl Tencent {
+    fn ctx(&self, account: &Account) -> Result<Ctx<'_>, ProviderError> {
         let access = access_for(&self.accounts, account)?;
         let intl = account.site == "intl";
-        let ctx = Ctx {
+        Ok(Ctx {
             access,
             intl,
             currency: if intl { Currency::Usd } else { Currency::Cny },
-        };
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for Tencent {
+    async fn poll(&self, account: &Account) -> Result<Snapshot, ProviderError> {
+        let ctx = self.ctx(account)?;
+        let access = ctx.access;
         let now = self.http.clock.now();
         let balance = self.balance(&ctx).await?;
         let mut resources = self.renewable(&ctx).await?;
@@ -601,6 +630,437 @@ impl Provider for Tencent {
             orders,
             spend,
             recharges,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- actions
+
+const CVM: &str = "p_cvm";
+
+fn flag(on: bool) -> &'static str {
+    if on {
+        "NOTIFY_AND_AUTO_RENEW"
+    } else {
+        "NOTIFY_AND_MANUAL_RENEW"
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| match x {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn answer(v: &Value, result: Value) -> CallAnswer {
+    CallAnswer {
+        request_id: v["RequestId"].as_str().map(str::to_owned),
+        code: "OK".into(),
+        result,
+    }
+}
+
+impl Tencent {
+    /// One instance as renewal management lists it: its product and region.
+    async fn renewable_one(&self, ctx: &Ctx<'_>, id: &str) -> Result<RenewInstance, ProviderError> {
+        let v = self
+            .call(
+                ctx,
+                "billing",
+                "DescribeRenewInstances",
+                None,
+                json!({"MaxResults": 10, "InstanceIdList": [id]}),
+            )
+            .await?;
+        let page: RenewInstances = parse(v, "DescribeRenewInstances")?;
+        page.instance_list
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .ok_or_else(|| ProviderError::Rejected {
+                code: "ResourceNotFound".into(),
+                message: format!("renewal management does not list {id}"),
+            })
+    }
+
+    async fn cvm_one(
+        &self,
+        ctx: &Ctx<'_>,
+        region: &str,
+        id: &str,
+    ) -> Result<CvmInstance, ProviderError> {
+        let v = self
+            .call(
+                ctx,
+                "cvm",
+                "DescribeInstances",
+                Some(region),
+                json!({"InstanceIds": [id]}),
+            )
+            .await?;
+        let page: CvmInstances = parse(v, "DescribeInstances")?;
+        page.instance_set
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .ok_or_else(|| ProviderError::Rejected {
+                code: "InvalidInstanceId.NotFound".into(),
+                message: format!("no instance {id} in {region}"),
+            })
+    }
+
+    /// Where `id` stands now, for a receipt.
+    async fn expiry_line(&self, ctx: &Ctx<'_>, id: &str) -> Result<String, ProviderError> {
+        let i = self.renewable_one(ctx, id).await?;
+        let at = beijing_time(&i.expire_time).map_err(bad("DescribeRenewInstances"))?;
+        Ok(format!(
+            "{id} now expires {}",
+            at.format("%Y-%m-%d %H:%M UTC")
+        ))
+    }
+
+    /// Whether every order is paid (`Some(true)`), still unpaid
+    /// (`Some(false)`), or neither (closed, expired: `None`).
+    async fn deals_paid(
+        &self,
+        ctx: &Ctx<'_>,
+        orders: &[String],
+    ) -> Result<Option<bool>, ProviderError> {
+        let now = self.http.clock.now();
+        let mut paid = true;
+        for id in orders {
+            let query = |status: Value| {
+                json!({
+                    "StartTime": beijing_text(now - Duration::days(90)),
+                    "EndTime": beijing_text(now),
+                    "Limit": 10,
+                    "Offset": 0,
+                    "OrderId": id,
+                    "StatusSet": status,
+                })
+            };
+            let v = self
+                .call(
+                    ctx,
+                    "billing",
+                    "DescribeDealsByCond",
+                    None,
+                    query(json!([1, 12])),
+                )
+                .await?;
+            let open: Deals = parse(v, "DescribeDealsByCond")?;
+            if !open.deals.is_empty() {
+                paid = false;
+                continue;
+            }
+            let v = self
+                .call(
+                    ctx,
+                    "billing",
+                    "DescribeDealsByCond",
+                    None,
+                    query(json!([2, 3, 4])),
+                )
+                .await?;
+            let done: Deals = parse(v, "DescribeDealsByCond")?;
+            if done.deals.is_empty() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(paid))
+    }
+}
+
+#[async_trait]
+impl Actions for Tencent {
+    /// CVM renewals are priced by InquiryPriceRenewInstances, in yuan.
+    async fn quote(
+        &self,
+        account: &Account,
+        action: &Action,
+    ) -> Result<Option<Money>, ProviderError> {
+        let Action::Renew { resources, months } = action else {
+            return Ok(None);
+        };
+        let ctx = self.ctx(account)?;
+        let mut total = Money::zero(ctx.currency);
+        for id in resources {
+            let info = self.renewable_one(&ctx, id.as_str()).await?;
+            if info.product_code != CVM {
+                return Ok(None);
+            }
+            let region = info.region_code.unwrap_or_default();
+            let v = self
+                .call(
+                    &ctx,
+                    "cvm",
+                    "InquiryPriceRenewInstances",
+                    Some(&region),
+                    json!({"InstanceIds": [id], "InstanceChargePrepaid": {"Period": months}}),
+                )
+                .await?;
+            let price: Amount =
+                serde_json::from_value(v["Price"]["InstancePrice"]["DiscountPrice"].clone())
+                    .map_err(|e| {
+                        bad("InquiryPriceRenewInstances")(format!("DiscountPrice: {e}"))
+                    })?;
+            let price = price
+                .major(ctx.currency)
+                .map_err(bad("InquiryPriceRenewInstances"))?;
+            total = total
+                .checked_add(&price)
+                .map_err(|e| bad("InquiryPriceRenewInstances")(e.to_string()))?;
+        }
+        Ok(Some(total))
+    }
+
+    async fn next(
+        &self,
+        account: &Account,
+        action: &Action,
+        done: &[(CloudCall, CallAnswer)],
+    ) -> Result<NextCall, ProviderError> {
+        let ctx = self.ctx(account)?;
+        let call = |name: &str, params: Value, repeatable: bool| {
+            NextCall::Call(CloudCall {
+                name: name.into(),
+                params,
+                repeatable,
+            })
+        };
+        Ok(match action {
+            Action::Renew { resources, months } => match resources.get(done.len()) {
+                Some(id) => {
+                    let info = self.renewable_one(&ctx, id.as_str()).await?;
+                    let region = info.region_code.clone().unwrap_or_default();
+                    if info.product_code == CVM {
+                        // CVM renewal takes no token: what it must change is
+                        // kept, to read back whether it did.
+                        let i = self.cvm_one(&ctx, &region, id.as_str()).await?;
+                        call(
+                            "RenewInstances",
+                            json!({
+                                "Region": region,
+                                "InstanceIds": [id],
+                                "Period": months,
+                                "RenewFlag": i.renew_flag.unwrap_or_else(|| flag(false).into()),
+                                "Before": i.expired_time,
+                            }),
+                            false,
+                        )
+                    } else {
+                        call(
+                            "RenewInstance",
+                            json!({
+                                "ProductCode": info.product_code,
+                                "SubProductCode": info.sub_product_code,
+                                "RegionCode": region,
+                                "InstanceId": id,
+                                "Period": months,
+                                "PeriodUnit": "m",
+                                "Index": done.len(),
+                            }),
+                            true,
+                        )
+                    }
+                }
+                None => {
+                    let mut lines = Vec::new();
+                    for id in resources {
+                        lines.push(self.expiry_line(&ctx, id.as_str()).await?);
+                    }
+                    NextCall::Done {
+                        summary: lines.join(", "),
+                        details: json!(done.iter().map(|(_, a)| a).collect::<Vec<_>>()),
+                    }
+                }
+            },
+            Action::Pay {
+                orders, coupons, ..
+            } => match done.first() {
+                None => call(
+                    "PayDeals",
+                    json!({"OrderIds": orders, "AutoVoucher": 0, "VoucherIds": coupons}),
+                    // A paid order is refused (FailedOperation.InvalidDeal).
+                    true,
+                ),
+                Some((_, a)) => NextCall::Done {
+                    summary: format!(
+                        "{} paid from the balance",
+                        strings(&a.result["OrderIds"]).join(", ")
+                    ),
+                    details: a.result.clone(),
+                },
+            },
+            Action::Autorenew { resource, on } => match done.first() {
+                None => {
+                    let info = self.renewable_one(&ctx, resource.as_str()).await?;
+                    call(
+                        "SetRenewal",
+                        json!({
+                            "ProductCode": info.product_code,
+                            "RegionCode": info.region_code.unwrap_or_default(),
+                            "InstanceId": resource,
+                            "RenewFlag": flag(*on),
+                        }),
+                        true,
+                    )
+                }
+                Some((_, a)) => NextCall::Done {
+                    summary: format!(
+                        "auto-renew turned {} for {resource}",
+                        if *on { "on" } else { "off" }
+                    ),
+                    details: a.result.clone(),
+                },
+            },
+            Action::Topup { .. } | Action::Allocate { .. } => NextCall::ByHand(
+                "Tencent Cloud takes money in the console only (online banking, WeChat Pay, Alipay, bank transfer)".into(),
+            ),
+        })
+    }
+
+    async fn call(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        key: &str,
+    ) -> Result<CallAnswer, ActionError> {
+        let ctx = self.ctx(account).map_err(ActionError::NotSent)?;
+        let p = &call.params;
+        match call.name.as_str() {
+            "RenewInstances" => {
+                let region = p["Region"].as_str().unwrap_or_default().to_owned();
+                let body = json!({
+                    "InstanceIds": p["InstanceIds"],
+                    "InstanceChargePrepaid": {"Period": p["Period"], "RenewFlag": p["RenewFlag"]},
+                    "RenewPortableDataDisk": true,
+                });
+                let v = self
+                    .call_with(&ctx, "cvm", "RenewInstances", Some(&region), body, false)
+                    .await
+                    .map_err(action_error)?;
+                Ok(answer(&v, json!({})))
+            }
+            "RenewInstance" => {
+                let index = p["Index"].as_u64().unwrap_or(0);
+                let body = json!({
+                    "ClientToken": format!("{key}-{index}"),
+                    "ProductCode": p["ProductCode"],
+                    "SubProductCode": p["SubProductCode"],
+                    "RegionCode": p["RegionCode"],
+                    "InstanceId": p["InstanceId"],
+                    "Period": p["Period"],
+                    "PeriodUnit": p["PeriodUnit"],
+                });
+                let v = self
+                    .call(&ctx, "billing", "RenewInstance", None, body)
+                    .await
+                    .map_err(action_error)?;
+                Ok(answer(&v, json!({"OrderIds": strings(&v["OrderIdList"])})))
+            }
+            "PayDeals" => {
+                let mut body = json!({"OrderIds": p["OrderIds"], "AutoVoucher": 0});
+                if p["VoucherIds"].as_array().is_some_and(|a| !a.is_empty()) {
+                    body["VoucherIds"] = p["VoucherIds"].clone();
+                }
+                let v = self
+                    .call(&ctx, "billing", "PayDeals", None, body)
+                    .await
+                    .map_err(action_error)?;
+                Ok(answer(
+                    &v,
+                    json!({"OrderIds": strings(&v["OrderIds"]), "BigDealIds": strings(&v["BigDealIds"])}),
+                ))
+            }
+            "SetRenewal" => {
+                let v = self
+                    .call(&ctx, "billing", "SetRenewal", None, p.clone())
+                    .await
+                    .map_err(action_error)?;
+                // The list holds the instances it failed on.
+                if let Some(f) = v["InstanceList"].as_array().and_then(|l| l.first()) {
+                    return Err(ActionError::Refused {
+                        code: f["Code"].as_str().unwrap_or("SetRenewal").to_owned(),
+                        message: f["Message"].as_str().unwrap_or_default().to_owned(),
+                    });
+                }
+                Ok(answer(&v, json!({"RenewFlag": p["RenewFlag"]})))
+            }
+            other => Err(ActionError::NotSent(ProviderError::Malformed(format!(
+                "no such call {other}"
+            )))),
+        }
+    }
+
+    async fn read_back(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        _key: &str,
+        _since: DateTime<Utc>,
+    ) -> Result<ReadBack, ProviderError> {
+        let ctx = self.ctx(account)?;
+        let p = &call.params;
+        Ok(match call.name.as_str() {
+            "RenewInstances" => {
+                let region = p["Region"].as_str().unwrap_or_default();
+                let id = strings(&p["InstanceIds"])
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                let i = self.cvm_one(&ctx, region, &id).await?;
+                let time = |t: Option<&str>| t.and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                let moved = match (time(i.expired_time.as_deref()), time(p["Before"].as_str())) {
+                    (Some(now), Some(before)) => now > before,
+                    _ => false,
+                };
+                let renewing = i.latest_operation.as_deref() == Some("RenewInstances");
+                match (moved, renewing, i.latest_operation_state.as_deref()) {
+                    (true, _, _) => ReadBack::Happened(CallAnswer {
+                        request_id: i.latest_operation_request_id.filter(|_| renewing),
+                        code: "OK".into(),
+                        result: json!({"ExpiredTime": i.expired_time}),
+                    }),
+                    (false, true, Some("OPERATING")) => {
+                        ReadBack::Unknown(format!("the renewal of {id} is still in progress"))
+                    }
+                    _ => ReadBack::NotHappened,
+                }
+            }
+            // The client token makes a repeat return the first answer.
+            "RenewInstance" => ReadBack::NotHappened,
+            "PayDeals" => match self.deals_paid(&ctx, &strings(&p["OrderIds"])).await? {
+                Some(true) => ReadBack::Happened(CallAnswer {
+                    request_id: None,
+                    code: "OK".into(),
+                    result: json!({"OrderIds": p["OrderIds"]}),
+                }),
+                Some(false) => ReadBack::NotHappened,
+                None => ReadBack::Unknown(
+                    "an order is neither unpaid nor paid (closed or expired)".into(),
+                ),
+            },
+            "SetRenewal" => {
+                let id = p["InstanceId"].as_str().unwrap_or_default();
+                let i = self.renewable_one(&ctx, id).await?;
+                if Some(i.renew_flag.as_str()) == p["RenewFlag"].as_str() {
+                    ReadBack::Happened(CallAnswer {
+                        request_id: None,
+                        code: "OK".into(),
+                        result: json!({"RenewFlag": i.renew_flag}),
+                    })
+                } else {
+                    ReadBack::NotHappened
+                }
+            }
+            other => ReadBack::Unknown(format!("no such call {other}")),
         })
     }
 }

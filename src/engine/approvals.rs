@@ -259,7 +259,19 @@ impl Approvals {
         };
         let latest = self.latest(a, now).await?;
         let zero = Money::zero(a.currency);
-        let cost = Self::cost(&action, latest.as_ref(), zero);
+        let mut cost = Self::cost(&action, latest.as_ref(), zero);
+        if cost.is_none()
+            && let Some(actions) = self.executor.actions.get(&a.account.provider)
+        {
+            // The cloud's own price inquiry; a failure leaves it unknown,
+            // which the strictest tier covers.
+            match actions.quote(&a.account, &action).await {
+                Ok(quoted) => cost = quoted,
+                Err(e) => {
+                    tracing::warn!(account = %account, error = %e, "the price inquiry failed")
+                }
+            }
+        }
         let (mut account_day, mut requester_day) = (zero, zero);
         for r in self
             .requests

@@ -1,6 +1,7 @@
 //! Each cloud adapter against a loopback mock of its API that verifies every
 //! signature independently and answers in the API's real shapes.
 
+mod actions;
 mod alibaba;
 mod azure_china;
 mod check;

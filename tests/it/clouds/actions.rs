@@ -1,0 +1,652 @@
+//! Approved requests carried out against a cloud mock that keeps state and
+//! counts every charge: from chat through the running daemon, with a crash
+//! injected at every write, with a lost answer, and with two executors
+//! racing on one request. Never a second charge.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Months, Utc};
+use purser::adapters::sqlite::SqliteStore;
+use purser::adapters::tencent::Tencent;
+use purser::config::AccountConfig;
+use purser::domain::audit;
+use purser::domain::money::{Currency, Money};
+use purser::domain::request::{Action, Decision, Request, RequestId, State, Tiers, Verdict, Via};
+use purser::engine::chatops::{Asker, ReplyKind};
+use purser::engine::clock::ManualClock;
+use purser::engine::executor::Executor;
+use purser::ports::{Actions, Clock, NewRequest, Requests, Step, StoreError, Written};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use super::mock::{self, Canned, Mock, by_header, hang, ok};
+use super::tencent::{ID, KEY};
+use crate::helpers::{Setup, World, epoch};
+
+// ---------------------------------------------------------------- a Tencent account that changes
+
+const ORDER: &str = "20261101000123";
+const PRICE_FEN: i64 = 60_000;
+
+struct Tc {
+    balance_fen: i64,
+    expires: DateTime<Utc>,
+    flag: String,
+    order_paid: bool,
+    /// What was charged: one entry per renewal or payment made.
+    charges: Vec<String>,
+    /// The next renewal takes effect but its answer never comes.
+    lose_next_answer: bool,
+}
+
+fn beijing(t: DateTime<Utc>) -> String {
+    (t + Duration::hours(8))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn response(body: Value) -> Canned {
+    let mut body = body;
+    body["RequestId"] = json!("req-0001");
+    ok(json!({ "Response": body }).to_string())
+}
+
+fn error(code: &str, message: &str) -> Canned {
+    ok(
+        json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "req-e"}})
+            .to_string(),
+    )
+}
+
+async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
+    let m = Mock::start(epoch(), by_header("x-tc-action"), mock::tc3(ID, KEY)).await;
+    let tc = Arc::new(Mutex::new(Tc {
+        balance_fen: 800_000,
+        expires: epoch() + Duration::days(5),
+        flag: "NOTIFY_AND_MANUAL_RENEW".into(),
+        order_paid: false,
+        charges: vec![],
+        lose_next_answer: false,
+    }));
+    let s = tc.clone();
+    m.on("DescribeAccountBalance", move |_, _| {
+        let t = s.lock().unwrap();
+        response(json!({"RealBalance": t.balance_fen, "CashAccountBalance": t.balance_fen}))
+    });
+    let s = tc.clone();
+    m.on("DescribeRenewInstances", move |req, _| {
+        let t = s.lock().unwrap();
+        let ids = req.json()["InstanceIdList"].clone();
+        if !ids.is_null() && ids != json!(["ins-web"]) {
+            return response(json!({"InstanceList": [], "NextToken": null}));
+        }
+        response(json!({"InstanceList": [{
+            "InstanceId": "ins-web", "InstanceName": "web", "ProductCode": "p_cvm",
+            "SubProductCode": "sp_cvm_s1", "ProductName": "云服务器", "RegionCode": "ap-guangzhou",
+            "RenewFlag": t.flag, "Status": "NORMAL", "ExpireTime": beijing(t.expires)}],
+            "NextToken": null}))
+    });
+    let s = tc.clone();
+    m.on("DescribeInstances", move |req, _| {
+        let t = s.lock().unwrap();
+        if let Err(e) = mock::expect(req.header("x-tc-region") == "ap-guangzhou", "X-TC-Region") {
+            return e;
+        }
+        response(json!({"TotalCount": 1, "InstanceSet": [{
+            "InstanceId": "ins-web", "InstanceName": "web", "InstanceChargeType": "PREPAID",
+            "ExpiredTime": t.expires.to_rfc3339(), "RenewFlag": t.flag,
+            "IsolatedSource": "NOTISOLATED", "LatestOperation": "RenewInstances",
+            "LatestOperationState": "SUCCESS", "LatestOperationRequestId": "req-renew"}]}))
+    });
+    m.on("InquiryPriceRenewInstances", |req, _| {
+        let period = req.json()["InstanceChargePrepaid"]["Period"]
+            .as_i64()
+            .unwrap_or(0);
+        // Yuan, not fen.
+        response(json!({"Price": {"InstancePrice": {
+            "OriginalPrice": 2 * PRICE_FEN * period / 100,
+            "DiscountPrice": PRICE_FEN * period / 100}}}))
+    });
+    let s = tc.clone();
+    m.on("DescribeDealsByCond", move |req, _| {
+        let t = s.lock().unwrap();
+        let body = req.json();
+        let status = if t.order_paid { 4 } else { 1 };
+        let wanted = match (&body["Status"], &body["StatusSet"]) {
+            (Value::Number(n), _) => n.as_i64() == Some(status),
+            (_, Value::Array(set)) => set.iter().any(|v| v.as_i64() == Some(status)),
+            _ => status == 4,
+        };
+        let deals = if wanted {
+            json!([{"OrderId": ORDER, "BigDealId": "big-1", "Status": status, "RealTotalCost": 80_000,
+                    "CreateTime": "2026-10-31 09:00:00", "ProductCode": "p_cvm", "Action": "purchase"}])
+        } else {
+            json!([])
+        };
+        response(json!({"TotalCount": deals.as_array().unwrap().len(), "Deals": deals}))
+    });
+    m.on("DescribeBillList", |_, _| {
+        response(json!({"Total": 0, "TransactionList": [], "DeductAmount": 0}))
+    });
+    let s = tc.clone();
+    m.on("RenewInstances", move |req, _| {
+        let mut t = s.lock().unwrap();
+        let body = req.json();
+        let period = body["InstanceChargePrepaid"]["Period"]
+            .as_u64()
+            .unwrap_or(0);
+        if body["InstanceIds"] != json!(["ins-web"]) || period == 0 {
+            return error("InvalidParameter", "bad renewal");
+        }
+        let cost = PRICE_FEN * period as i64;
+        if t.balance_fen < cost {
+            return error("InvalidAccount.InsufficientBalance", "余额不足");
+        }
+        t.balance_fen -= cost;
+        t.expires = t
+            .expires
+            .checked_add_months(Months::new(period as u32))
+            .unwrap();
+        t.flag = body["InstanceChargePrepaid"]["RenewFlag"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        t.charges.push(format!("renew ins-web {period}m"));
+        if std::mem::take(&mut t.lose_next_answer) {
+            return hang();
+        }
+        response(json!({}))
+    });
+    let s = tc.clone();
+    m.on("PayDeals", move |req, _| {
+        let mut t = s.lock().unwrap();
+        if req.json()["OrderIds"] != json!([ORDER]) {
+            return error("InvalidParameter", "unknown order");
+        }
+        if t.order_paid {
+            return error(
+                "FailedOperation.InvalidDeal",
+                "订单状态错误，只有未支付订单才能支付",
+            );
+        }
+        t.order_paid = true;
+        t.balance_fen -= 80_000;
+        t.charges.push(format!("pay {ORDER}"));
+        response(json!({"OrderIds": [ORDER], "BigDealIds": ["big-1"], "ResourceIds": ["ins-web"]}))
+    });
+    let s = tc.clone();
+    m.on("SetRenewal", move |req, _| {
+        let mut t = s.lock().unwrap();
+        let body = req.json();
+        if body["ProductCode"] != "p_cvm" || body["RegionCode"] != "ap-guangzhou" {
+            return error("InvalidParameter", "product or region");
+        }
+        t.flag = body["RenewFlag"].as_str().unwrap_or_default().to_owned();
+        response(json!({"InstanceList": []}))
+    });
+    (m, tc)
+}
+
+fn charges(tc: &Arc<Mutex<Tc>>) -> Vec<String> {
+    tc.lock().unwrap().charges.clone()
+}
+
+// ---------------------------------------------------------------- from chat, through the daemon
+
+const PEOPLE: &str = r#"
+[[people]]
+name = "rex"
+role = "requester"
+slack = "U0REX"
+
+[[people]]
+name = "ana"
+role = "approver"
+telegram = "1001"
+
+[[people]]
+name = "bo"
+role = "approver"
+discord = "2002"
+"#;
+
+fn who(name: &str) -> Asker {
+    let (platform, user) = match name {
+        "rex" => ("slack", "U0REX"),
+        "ana" => ("telegram", "1001"),
+        "bo" => ("discord", "2002"),
+        other => panic!("no {other}"),
+    };
+    Asker {
+        platform: platform.into(),
+        user: user.into(),
+    }
+}
+
+#[tokio::test]
+async fn from_chat_a_tencent_renewal_payment_and_auto_renew_change_each_charge_once() {
+    let (m, tc) = tencent_cloud().await;
+    let config = format!(
+        r#"
+[[providers]]
+name = "tencent"
+kind = "tencent"
+
+[[accounts]]
+id = "tc-prod"
+provider = "tencent"
+endpoint = "{url}"
+regions = ["ap-guangzhou"]
+credentials = {{ key_id = "file:tc-id", secret = "file:tc-key" }}
+{PEOPLE}"#,
+        url = m.url
+    );
+    let world = World::new(
+        "",
+        Setup {
+            accounts: &[],
+            rules: &config,
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("tc-id"), ID).unwrap();
+    std::fs::write(world.dir.path().join("tc-key"), KEY).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+    let say = async |name: &str, text: &str| {
+        let r = chat.handle(&who(name), text).await;
+        (r.kind, r.text())
+    };
+
+    let (kind, text) = say("rex", "renew ins-web 1m expires next week").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(text.contains("cost ¥600.00"), "priced by the cloud: {text}");
+    assert!(
+        text.contains("balance ¥8,000.00 → ¥7,400.00 after"),
+        "{text}"
+    );
+    let (kind, text) = say("ana", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.starts_with("R1 approved. Done: ins-web now expires 2026-12-06 00:00 UTC."),
+        "{text}"
+    );
+    // The same approver again, and another: nothing more happens.
+    let (kind, _) = say("ana", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Refused);
+    let (kind, _) = say("bo", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Refused);
+
+    let (_, text) = say("rex", &format!("pay {ORDER}")).await;
+    assert!(text.starts_with("R2 opened"), "{text}");
+    assert!(text.contains("cost ¥800.00"), "{text}");
+    let (_, text) = say("bo", "approve R2").await;
+    assert!(
+        text.starts_with(&format!(
+            "R2 approved. Done: {ORDER} paid from the balance."
+        )),
+        "{text}"
+    );
+
+    let (_, text) = say("rex", "autorenew ins-web on").await;
+    assert!(text.starts_with("R3 opened"), "{text}");
+    let (_, text) = say("ana", "approve R3").await;
+    assert!(
+        text.starts_with("R3 approved. Done: auto-renew turned on for ins-web."),
+        "{text}"
+    );
+
+    assert_eq!(charges(&tc), ["renew ins-web 1m", &format!("pay {ORDER}")]);
+    assert_eq!(tc.lock().unwrap().flag, "NOTIFY_AND_AUTO_RENEW");
+    assert_eq!(m.count("RenewInstances"), 1);
+    assert_eq!(m.count("PayDeals"), 1);
+    m.assert_clean();
+
+    // The trail: each call recorded before it was made, with the key.
+    let log = app.store.audit_log(None).await.unwrap();
+    let head = app.store.audit_head().await.unwrap();
+    audit::verify(&log, head.as_ref().map(|(n, h)| (*n, h.as_str()))).unwrap();
+    let calls: Vec<String> = log
+        .iter()
+        .filter(|e| e.event == "call")
+        .map(|e| {
+            let d: Value = serde_json::from_str(&e.detail).unwrap();
+            d["call"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(calls, ["RenewInstances", "PayDeals", "SetRenewal"]);
+    let receipts = log.iter().filter(|e| e.event == "receipt").count();
+    assert_eq!(receipts, 3);
+}
+
+// ---------------------------------------------------------------- crashes, lost answers, races
+
+/// The store, with the process dying at its `at`-th write: before the
+/// write commits, or just after.
+struct Crashing {
+    inner: SqliteStore,
+    at: usize,
+    after_commit: bool,
+    writes: AtomicUsize,
+}
+
+impl Crashing {
+    fn crash(&self) -> Option<bool> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        (n == self.at).then_some(self.after_commit)
+    }
+}
+
+fn died() -> StoreError {
+    StoreError::Corrupt("the process died here".into())
+}
+
+#[async_trait]
+impl Requests for Crashing {
+    async fn open_request(&self, new: &NewRequest) -> Result<Request, StoreError> {
+        self.inner.open_request(new).await
+    }
+    async fn request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
+        self.inner.request(id).await
+    }
+    async fn requests(&self, open_only: bool, limit: u32) -> Result<Vec<Request>, StoreError> {
+        self.inner.requests(open_only, limit).await
+    }
+    async fn requests_since(&self, since: DateTime<Utc>) -> Result<Vec<Request>, StoreError> {
+        self.inner.requests_since(since).await
+    }
+    async fn record_decision(
+        &self,
+        id: RequestId,
+        version: u64,
+        decision: &Decision,
+        then: Option<State>,
+    ) -> Result<Written, StoreError> {
+        self.inner
+            .record_decision(id, version, decision, then)
+            .await
+    }
+    async fn transition(&self, id: RequestId, step: Step<'_>) -> Result<Written, StoreError> {
+        match self.crash() {
+            None => self.inner.transition(id, step).await,
+            Some(true) => {
+                self.inner.transition(id, step).await?;
+                Err(died())
+            }
+            Some(false) => Err(died()),
+        }
+    }
+    async fn progress(&self, id: RequestId) -> Result<Option<Value>, StoreError> {
+        self.inner.progress(id).await
+    }
+    async fn record_progress(
+        &self,
+        id: RequestId,
+        version: u64,
+        progress: &Value,
+        audit: &[audit::NewEntry],
+    ) -> Result<Written, StoreError> {
+        match self.crash() {
+            None => {
+                self.inner
+                    .record_progress(id, version, progress, audit)
+                    .await
+            }
+            Some(true) => {
+                self.inner
+                    .record_progress(id, version, progress, audit)
+                    .await?;
+                Err(died())
+            }
+            Some(false) => Err(died()),
+        }
+    }
+    async fn audit(&self, entries: &[audit::NewEntry]) -> Result<(), StoreError> {
+        self.inner.audit(entries).await
+    }
+    async fn audit_log(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<audit::Entry>, StoreError> {
+        self.inner.audit_log(since).await
+    }
+    async fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.inner.audit_head().await
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    clock: Arc<ManualClock>,
+    mock: Mock,
+    tc: Arc<Mutex<Tc>>,
+    accounts: Arc<Vec<AccountConfig>>,
+    actions: HashMap<String, Arc<dyn Actions>>,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let (mock, tc) = tencent_cloud().await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
+        let clock = Arc::new(ManualClock::new(epoch()));
+        let a = super::account("tc-prod", "cn");
+        let mut access = super::access(&mock, ID, KEY);
+        access.regions = vec!["ap-guangzhou".into()];
+        let mut t = Tencent::new(super::accounts(&a, access), None, clock.clone());
+        super::quick(t.http_mut());
+        std::fs::write(dir.path().join("tc-id"), ID).unwrap();
+        std::fs::write(dir.path().join("tc-key"), KEY).unwrap();
+        let config = format!(
+            r#"
+[store]
+path = "p.db"
+
+[[providers]]
+name = "tencent"
+kind = "tencent"
+
+[[accounts]]
+id = "tc-prod"
+provider = "tencent"
+endpoint = "{url}"
+regions = ["ap-guangzhou"]
+credentials = {{ key_id = "file:tc-id", secret = "file:tc-key" }}
+"#,
+            url = mock.url
+        );
+        std::fs::write(dir.path().join("purser.toml"), config).unwrap();
+        let config = purser::config::Config::load(&dir.path().join("purser.toml")).unwrap();
+        let accounts: Arc<Vec<AccountConfig>> = Arc::new(config.accounts.clone());
+        let actions: HashMap<String, Arc<dyn Actions>> =
+            HashMap::from([("tencent".to_owned(), Arc::new(t) as Arc<dyn Actions>)]);
+        Rig {
+            _dir: dir,
+            store,
+            clock,
+            mock,
+            tc,
+            accounts,
+            actions,
+        }
+    }
+
+    fn executor(&self, requests: Arc<dyn Requests>) -> Executor {
+        Executor::new(
+            requests,
+            self.accounts.clone(),
+            self.actions.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    /// A request for `action`, approved by ana.
+    async fn approved(&self, action: Action) -> Request {
+        let cost = Money::new(Decimal::from(600), Currency::Cny);
+        let r = self
+            .store
+            .open_request(&NewRequest {
+                account: self.accounts[0].account.id.clone(),
+                action,
+                reason: None,
+                cost: Some(cost),
+                balance: None,
+                tier: Tiers::defaults().for_amount(Some(&cost)).clone(),
+                requested_by: "rex".into(),
+                requested_at: epoch(),
+                expires_at: epoch() + Duration::hours(24),
+                origin: None,
+            })
+            .await
+            .unwrap();
+        let decision = Decision {
+            by: "ana".into(),
+            role: "approver".into(),
+            verdict: Verdict::Approve,
+            at: epoch(),
+            via: Via {
+                platform: "telegram".into(),
+                message: None,
+            },
+            second_factor: false,
+            comment: None,
+        };
+        match self
+            .store
+            .record_decision(r.id, r.version, &decision, Some(State::Approved))
+            .await
+            .unwrap()
+        {
+            Written::Done(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Time passes beyond the executor's lease (and the cloud's clock with it).
+    fn later(&self) {
+        self.clock.advance(Duration::minutes(11));
+        self.mock.set_now(self.clock.now());
+    }
+
+    async fn state(&self, id: RequestId) -> State {
+        self.store.request(id).await.unwrap().unwrap().state
+    }
+}
+
+fn renew_one_month() -> Action {
+    Action::Renew {
+        resources: vec![purser::domain::model::ExternalId::parse("ins-web").unwrap()],
+        months: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_any_write_resumes_without_a_second_charge() {
+    // approve→executing, the call recorded, its answer recorded, succeeded.
+    for at in 1..=4 {
+        for after_commit in [false, true] {
+            let rig = Rig::new().await;
+            let r = rig.approved(renew_one_month()).await;
+            let crashing = Arc::new(Crashing {
+                inner: rig.store.clone(),
+                at,
+                after_commit,
+                writes: AtomicUsize::new(0),
+            });
+            let case = format!("crash at write {at}, after commit: {after_commit}");
+            let first = rig.executor(crashing).run(r.id).await;
+            assert!(first.is_err(), "{case}: the first run died");
+
+            // The restarted daemon: at once it leaves a call under lease alone…
+            let restarted = rig.executor(Arc::new(rig.store.clone()));
+            restarted.run(r.id).await.unwrap();
+            // …and after the lease it reads back what the cloud did.
+            rig.later();
+            restarted.run(r.id).await.unwrap();
+            assert_eq!(rig.state(r.id).await, State::Succeeded, "{case}");
+            assert_eq!(charges(&rig.tc), ["renew ins-web 1m"], "{case}");
+            rig.mock.assert_clean();
+
+            let log = rig.store.audit_log(None).await.unwrap();
+            let head = rig.store.audit_head().await.unwrap();
+            audit::verify(&log, head.as_ref().map(|(n, h)| (*n, h.as_str()))).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_read_back_not_repeated() {
+    let rig = Rig::new().await;
+    rig.tc.lock().unwrap().lose_next_answer = true;
+    let r = rig.approved(renew_one_month()).await;
+    let ran = rig
+        .executor(Arc::new(rig.store.clone()))
+        .run(r.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ran.request.state, State::Succeeded);
+    assert_eq!(charges(&rig.tc), ["renew ins-web 1m"]);
+    assert_eq!(rig.mock.count("RenewInstances"), 1, "no blind retry");
+    let log = rig.store.audit_log(None).await.unwrap();
+    let read_back = log
+        .iter()
+        .find(|e| e.event == "answer")
+        .map(|e| serde_json::from_str::<Value>(&e.detail).unwrap()["read_back"].clone());
+    assert_eq!(read_back, Some(json!(true)));
+}
+
+#[tokio::test]
+async fn a_refusal_fails_the_request_and_charges_nothing() {
+    let rig = Rig::new().await;
+    rig.tc.lock().unwrap().balance_fen = 100;
+    let r = rig.approved(renew_one_month()).await;
+    let ran = rig
+        .executor(Arc::new(rig.store.clone()))
+        .run(r.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ran.request.state, State::Failed);
+    let progress = rig.store.progress(r.id).await.unwrap();
+    let line = purser::engine::executor::outcome_line(&ran.request, progress.as_ref(), None);
+    assert_eq!(
+        line.as_deref(),
+        Some(
+            "Failed, nothing more will be tried: RenewInstances: InvalidAccount.InsufficientBalance: RenewInstances: 余额不足."
+        )
+    );
+    assert!(charges(&rig.tc).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_executors_racing_on_one_request_charge_once() {
+    for action in [
+        renew_one_month(),
+        Action::Pay {
+            orders: vec![purser::domain::model::ExternalId::parse(ORDER).unwrap()],
+            coupons: vec![],
+            discount: None,
+        },
+    ] {
+        let rig = Rig::new().await;
+        let r = rig.approved(action).await;
+        let a = rig.executor(Arc::new(rig.store.clone()));
+        let b = rig.executor(Arc::new(rig.store.clone()));
+        let (x, y) = tokio::join!(a.run(r.id), b.run(r.id));
+        x.unwrap();
+        y.unwrap();
+        // Whichever lost left it to the winner; a later sweep finds it done.
+        rig.later();
+        a.run(r.id).await.unwrap();
+        assert_eq!(rig.state(r.id).await, State::Succeeded);
+        assert_eq!(charges(&rig.tc).len(), 1, "{:?}", charges(&rig.tc));
+        rig.mock.assert_clean();
+    }
+}
