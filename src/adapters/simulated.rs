@@ -452,8 +452,6 @@ impl SimulatedProvider {
         };
         let c = s.balance.available.currency();
         let mut cost = Decimal::ZERO;
-        let mut effects = self.effects();
-        let e = effects.entry(account.id.as_str().to_owned()).or_default();
         match call.name.as_str() {
             "renew" => {
                 let months = p["months"].as_u64().unwrap_or(0) as u32;
@@ -472,19 +470,6 @@ impl SimulatedProvider {
                     };
                     cost += price.amount() * Decimal::from(months);
                 }
-                if cost > s.balance.available.amount() {
-                    return Err(Self::refused(
-                        "InsufficientBalance",
-                        format!(
-                            "{} is more than the balance {}",
-                            Money::new(cost, c),
-                            s.balance.available
-                        ),
-                    ));
-                }
-                for id in ids("resources") {
-                    *e.renewed_months.entry(id).or_default() += months;
-                }
             }
             "pay" => {
                 for id in ids("orders") {
@@ -496,34 +481,47 @@ impl SimulatedProvider {
                     };
                     cost += o.amount.amount();
                 }
-                if cost > s.balance.available.amount() {
-                    return Err(Self::refused(
-                        "InsufficientBalance",
-                        format!(
-                            "{} is more than the balance {}",
-                            Money::new(cost, c),
-                            s.balance.available
-                        ),
-                    ));
-                }
-                e.paid.extend(ids("orders"));
             }
             "autorenew" => {
-                let id = p["resource"].as_str().unwrap_or_default().to_owned();
+                let id = p["resource"].as_str().unwrap_or_default();
                 if !s.resources.iter().any(|r| r.id.as_str() == id) {
                     return Err(Self::refused(
                         "ResourceNotFound",
                         format!("no resource {id}"),
                     ));
                 }
+            }
+            other => return Err(Self::refused("UnknownCall", format!("no call {other}"))),
+        }
+        if cost > s.balance.available.amount() {
+            return Err(Self::refused(
+                "InsufficientBalance",
+                format!(
+                    "{} is more than the balance {}",
+                    Money::new(cost, c),
+                    s.balance.available
+                ),
+            ));
+        }
+        let mut effects = self.effects();
+        let e = effects.entry(account.id.as_str().to_owned()).or_default();
+        match call.name.as_str() {
+            "renew" => {
+                let months = p["months"].as_u64().unwrap_or(0) as u32;
+                for id in ids("resources") {
+                    *e.renewed_months.entry(id).or_default() += months;
+                }
+            }
+            "pay" => e.paid.extend(ids("orders")),
+            _ => {
                 let mode = if p["on"].as_bool().unwrap_or(false) {
                     RenewalMode::Auto
                 } else {
                     RenewalMode::Manual
                 };
+                let id = p["resource"].as_str().unwrap_or_default().to_owned();
                 e.renewal.insert(id, mode);
             }
-            other => return Err(Self::refused("UnknownCall", format!("no call {other}"))),
         }
         e.charged += cost;
         Ok(json!({"charged": Money::new(cost, c).to_string()}))
