@@ -740,6 +740,54 @@ pub fn default_ttl() -> Duration {
 }
 
 /// Whether a request nobody decided has run out of time at `now`.
+/// What a task for a person waits to see, and whether `s` (a poll taken
+/// after the request was approved) shows it: money paid in arrives as a
+/// recharge of the amount since the request was asked, or as the balance
+/// risen by the amount above what it was then; orders paid by hand leave the
+/// unpaid list. `None` while it has not happened.
+pub fn settled(request: &Request, s: &super::model::Snapshot) -> Option<String> {
+    match &request.action {
+        Action::Topup { amount, .. } => {
+            if let Some(r) = s
+                .recharges
+                .iter()
+                .find(|r| r.at >= request.requested_at && r.amount == *amount)
+            {
+                return Some(format!(
+                    "{amount} arrived at {}",
+                    r.at.format("%Y-%m-%d %H:%M UTC")
+                ));
+            }
+            let before = request.balance?;
+            let target = before.checked_add(amount).ok()?;
+            (s.balance.available.currency() == target.currency()
+                && s.balance.available.amount() >= target.amount())
+            .then(|| {
+                format!(
+                    "the balance rose from {before} to {} (by at least {amount})",
+                    s.balance.available
+                )
+            })
+        }
+        Action::Pay { orders, .. } => orders
+            .iter()
+            .all(|o| !s.orders.iter().any(|x| &x.id == o))
+            .then(|| {
+                format!(
+                    "{} no longer unpaid",
+                    orders
+                        .iter()
+                        .map(ExternalId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+        // Allocations show in a contract's bucket and renewals in an expiry;
+        // neither is read yet.
+        Action::Allocate { .. } | Action::Renew { .. } | Action::Autorenew { .. } => None,
+    }
+}
+
 pub fn is_overdue(request: &Request, now: DateTime<Utc>) -> bool {
     request.state == State::Requested && now >= request.expires_at
 }

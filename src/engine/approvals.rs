@@ -454,10 +454,45 @@ impl Approvals {
                 self.expire(r, now).await?;
             }
         }
+        self.close_tasks(now).await?;
         for ran in self.executor.resume().await? {
             if let Some(p) = ran.paused {
                 tracing::info!(request = %ran.request.id, paused = ?p, "request not finished yet");
             }
+        }
+        Ok(())
+    }
+
+    /// Closes the tasks for people whose result the latest poll shows.
+    async fn close_tasks(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for r in self.requests.requests(true, 500).await? {
+            if r.state != State::AwaitingPayment {
+                continue;
+            }
+            let Some(a) = self.account(&r.account) else {
+                continue;
+            };
+            let Some(s) = self.latest(a, now).await? else {
+                continue;
+            };
+            if s.taken_at < r.requested_at {
+                continue;
+            }
+            let Some(seen) = request::settled(&r, &s) else {
+                continue;
+            };
+            let receipt = [NewEntry::new(
+                now,
+                PURSER,
+                Event::Receipt,
+                Some(r.id),
+                serde_json::json!({"summary": &seen, "snapshot_at": s.taken_at.to_rfc3339()}),
+            )];
+            let step = Step {
+                audit: &receipt,
+                ..Step::new(State::AwaitingPayment, State::Verified, PURSER, now)
+            };
+            self.requests.transition(r.id, step).await?;
         }
         Ok(())
     }

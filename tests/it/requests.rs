@@ -372,3 +372,42 @@ async fn approved_renewal_payment_and_auto_renew_change_are_carried_out_once() {
     );
     verified(&app).await;
 }
+
+#[tokio::test]
+async fn a_payment_task_is_closed_when_the_cloud_records_the_money_arriving() {
+    let (world, app, chat) = running().await;
+    say(&chat, "rex", "topup acme 2,000 alipay").await;
+    let (_, text) = say(&chat, "ana", "approve R1").await;
+    assert!(
+        text.starts_with("R1 approved. Pay ¥2,000.00 by Alipay"),
+        "{text}"
+    );
+
+    // An hour later nothing has arrived: the task stays open.
+    app.advance(chrono::Duration::hours(1)).await;
+    let (_, text) = say(&chat, "vic", "request R1").await;
+    assert!(text.contains("waiting for the payment"), "{text}");
+
+    // The cloud records the recharge; the next poll sees it, the sweep after closes the task.
+    world.scenario(&SCENARIO.replace(
+        "burn_per_day = \"100\"",
+        "burn_per_day = \"100\"\ntopups = [{ at = \"1h30m\", amount = \"2000\" }]",
+    ));
+    app.advance(chrono::Duration::hours(1)).await;
+    app.advance(chrono::Duration::minutes(1)).await;
+    let (_, text) = say(&chat, "vic", "request R1").await;
+    assert!(text.starts_with("R1 · verified"), "{text}");
+    let log = app.store.audit_log(None).await.unwrap();
+    let receipt = log
+        .iter()
+        .find(|e| e.event == "receipt")
+        .expect("a receipt");
+    assert!(
+        receipt
+            .detail
+            .contains("¥2,000.00 arrived at 2026-11-01 01:30 UTC"),
+        "{}",
+        receipt.detail
+    );
+    verified(&app).await;
+}
