@@ -452,9 +452,10 @@ impl Approvals {
         for r in self.requests.requests(true, 500).await? {
             if request::is_overdue(&r, now) {
                 self.expire(r, now).await?;
+            } else if r.state == State::AwaitingPayment {
+                self.close_task(r, now).await?;
             }
         }
-        self.close_tasks(now).await?;
         for ran in self.executor.resume().await? {
             if let Some(p) = ran.paused {
                 tracing::info!(request = %ran.request.id, paused = ?p, "request not finished yet");
@@ -463,37 +464,32 @@ impl Approvals {
         Ok(())
     }
 
-    /// Closes the tasks for people whose result the latest poll shows.
-    async fn close_tasks(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        for r in self.requests.requests(true, 500).await? {
-            if r.state != State::AwaitingPayment {
-                continue;
-            }
-            let Some(a) = self.account(&r.account) else {
-                continue;
-            };
-            let Some(s) = self.latest(a, now).await? else {
-                continue;
-            };
-            if s.taken_at < r.requested_at {
-                continue;
-            }
-            let Some(seen) = request::settled(&r, &s) else {
-                continue;
-            };
-            let receipt = [NewEntry::new(
-                now,
-                PURSER,
-                Event::Receipt,
-                Some(r.id),
-                serde_json::json!({"summary": &seen, "snapshot_at": s.taken_at.to_rfc3339()}),
-            )];
-            let step = Step {
-                audit: &receipt,
-                ..Step::new(State::AwaitingPayment, State::Verified, PURSER, now)
-            };
-            self.requests.transition(r.id, step).await?;
+    /// Closes a task for a person when the latest poll shows it done.
+    async fn close_task(&self, r: Request, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(a) = self.account(&r.account) else {
+            return Ok(());
+        };
+        let Some(s) = self.latest(a, now).await? else {
+            return Ok(());
+        };
+        if s.taken_at < r.requested_at {
+            return Ok(());
         }
+        let Some(seen) = request::settled(&r, &s) else {
+            return Ok(());
+        };
+        let receipt = [NewEntry::new(
+            now,
+            PURSER,
+            Event::Receipt,
+            Some(r.id),
+            serde_json::json!({"summary": &seen, "snapshot_at": s.taken_at.to_rfc3339()}),
+        )];
+        let step = Step {
+            audit: &receipt,
+            ..Step::new(State::AwaitingPayment, State::Verified, PURSER, now)
+        };
+        self.requests.transition(r.id, step).await?;
         Ok(())
     }
 
