@@ -970,8 +970,11 @@ impl Actions for Tencent {
                 if p["VoucherIds"].as_array().is_some_and(|a| !a.is_empty()) {
                     body["VoucherIds"] = p["VoucherIds"].clone();
                 }
+                // A repeat of a payment that went through is refused as
+                // InvalidDeal, which would read as a failure: a lost answer
+                // is read back by the executor instead of retried here.
                 let v = self
-                    .call(&ctx, "billing", "PayDeals", None, body)
+                    .call_with(&ctx, "billing", "PayDeals", None, body, false)
                     .await
                     .map_err(action_error)?;
                 Ok(answer(

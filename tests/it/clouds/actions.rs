@@ -40,6 +40,8 @@ struct Tc {
     charges: Vec<String>,
     /// The next renewal takes effect but its answer never comes.
     lose_next_answer: bool,
+    /// The next payment takes effect but the gateway answers a 502 page.
+    garble_next_payment: bool,
 }
 
 fn beijing(t: DateTime<Utc>) -> String {
@@ -70,6 +72,7 @@ async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
         order_paid: false,
         charges: vec![],
         lose_next_answer: false,
+        garble_next_payment: false,
     }));
     let s = tc.clone();
     m.on("DescribeAccountBalance", move |_, _| {
@@ -175,6 +178,9 @@ async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
         t.order_paid = true;
         t.balance_fen -= 80_000;
         t.charges.push(format!("pay {ORDER}"));
+        if std::mem::take(&mut t.garble_next_payment) {
+            return mock::reply(502, "<html>502 Bad Gateway</html>");
+        }
         response(json!({"OrderIds": [ORDER], "BigDealIds": ["big-1"], "ResourceIds": ["ins-web"]}))
     });
     let s = tc.clone();
@@ -195,6 +201,30 @@ fn charges(tc: &Arc<Mutex<Tc>>) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------- from chat, through the daemon
+
+/// The account on the mock, as config, its keys read from files.
+fn tencent_account(m: &Mock) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "tencent"
+kind = "tencent"
+
+[[accounts]]
+id = "tc-prod"
+provider = "tencent"
+endpoint = "{url}"
+regions = ["ap-guangzhou"]
+credentials = {{ key_id = "file:tc-id", secret = "file:tc-key" }}
+"#,
+        url = m.url
+    )
+}
+
+fn write_keys(dir: &std::path::Path) {
+    std::fs::write(dir.join("tc-id"), ID).unwrap();
+    std::fs::write(dir.join("tc-key"), KEY).unwrap();
+}
 
 const PEOPLE: &str = r#"
 [[people]]
@@ -229,21 +259,7 @@ fn who(name: &str) -> Asker {
 #[tokio::test]
 async fn from_chat_a_tencent_renewal_payment_and_auto_renew_change_each_charge_once() {
     let (m, tc) = tencent_cloud().await;
-    let config = format!(
-        r#"
-[[providers]]
-name = "tencent"
-kind = "tencent"
-
-[[accounts]]
-id = "tc-prod"
-provider = "tencent"
-endpoint = "{url}"
-regions = ["ap-guangzhou"]
-credentials = {{ key_id = "file:tc-id", secret = "file:tc-key" }}
-{PEOPLE}"#,
-        url = m.url
-    );
+    let config = format!("{}{PEOPLE}", tencent_account(&m));
     let world = World::new(
         "",
         Setup {
@@ -253,8 +269,7 @@ credentials = {{ key_id = "file:tc-id", secret = "file:tc-key" }}
         },
     )
     .await;
-    std::fs::write(world.dir.path().join("tc-id"), ID).unwrap();
-    std::fs::write(world.dir.path().join("tc-key"), KEY).unwrap();
+    write_keys(world.dir.path());
     let app = world.start().await;
     app.settle().await;
     let chat = world.chat_ops(&app);
@@ -436,34 +451,15 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
         let clock = Arc::new(ManualClock::new(epoch()));
-        let a = super::account("tc-prod", "cn");
-        let mut access = super::access(&mock, ID, KEY);
-        access.regions = vec!["ap-guangzhou".into()];
-        let mut t = Tencent::new(super::accounts(&a, access), None, clock.clone());
-        super::quick(t.http_mut());
-        std::fs::write(dir.path().join("tc-id"), ID).unwrap();
-        std::fs::write(dir.path().join("tc-key"), KEY).unwrap();
-        let config = format!(
-            r#"
-[store]
-path = "p.db"
-
-[[providers]]
-name = "tencent"
-kind = "tencent"
-
-[[accounts]]
-id = "tc-prod"
-provider = "tencent"
-endpoint = "{url}"
-regions = ["ap-guangzhou"]
-credentials = {{ key_id = "file:tc-id", secret = "file:tc-key" }}
-"#,
-            url = mock.url
-        );
+        write_keys(dir.path());
+        let config = format!("[store]\npath = \"p.db\"\n{}", tencent_account(&mock));
         std::fs::write(dir.path().join("purser.toml"), config).unwrap();
         let config = purser::config::Config::load(&dir.path().join("purser.toml")).unwrap();
         let accounts: Arc<Vec<AccountConfig>> = Arc::new(config.accounts.clone());
+        let a = &accounts[0];
+        let access = super::accounts(&a.account, a.access.clone().unwrap());
+        let mut t = Tencent::new(access, None, clock.clone());
+        super::quick(t.http_mut());
         let actions: HashMap<String, Arc<dyn Actions>> =
             HashMap::from([("tencent".to_owned(), Arc::new(t) as Arc<dyn Actions>)]);
         Rig {
@@ -546,6 +542,14 @@ fn renew_one_month() -> Action {
     }
 }
 
+fn pay_the_order() -> Action {
+    Action::Pay {
+        orders: vec![purser::domain::model::ExternalId::parse(ORDER).unwrap()],
+        coupons: vec![],
+        discount: None,
+    }
+}
+
 #[tokio::test]
 async fn a_crash_at_any_write_resumes_without_a_second_charge() {
     // approve→executing, the call recorded, its answer recorded, succeeded.
@@ -603,6 +607,25 @@ async fn a_lost_answer_is_read_back_not_repeated() {
 }
 
 #[tokio::test]
+async fn a_garbled_answer_to_a_payment_is_read_back_not_taken_for_a_refusal() {
+    let rig = Rig::new().await;
+    rig.tc.lock().unwrap().garble_next_payment = true;
+    let r = rig.approved(pay_the_order()).await;
+    let ran = rig
+        .executor(Arc::new(rig.store.clone()))
+        .run(r.id)
+        .await
+        .unwrap()
+        .unwrap();
+    // Retried, the payment would be refused as already paid and the
+    // request failed; read back, the order shows paid.
+    assert_eq!(ran.request.state, State::Succeeded);
+    assert_eq!(rig.mock.count("PayDeals"), 1);
+    assert_eq!(charges(&rig.tc), [format!("pay {ORDER}")]);
+    rig.mock.assert_clean();
+}
+
+#[tokio::test]
 async fn a_refusal_fails_the_request_and_charges_nothing() {
     let rig = Rig::new().await;
     rig.tc.lock().unwrap().balance_fen = 100;
@@ -627,14 +650,7 @@ async fn a_refusal_fails_the_request_and_charges_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_executors_racing_on_one_request_charge_once() {
-    for action in [
-        renew_one_month(),
-        Action::Pay {
-            orders: vec![purser::domain::model::ExternalId::parse(ORDER).unwrap()],
-            coupons: vec![],
-            discount: None,
-        },
-    ] {
+    for action in [renew_one_month(), pay_the_order()] {
         let rig = Rig::new().await;
         let r = rig.approved(action).await;
         let a = rig.executor(Arc::new(rig.store.clone()));
