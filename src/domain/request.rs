@@ -854,6 +854,76 @@ mod tests {
         Ok(j)
     }
 
+    fn snapshot(
+        available: i64,
+        recharges: &[(i64, i64)],
+        orders: &[&str],
+    ) -> super::super::model::Snapshot {
+        use super::super::model::{Balance, Order, Recharge, Snapshot};
+        Snapshot {
+            taken_at: t(2),
+            balance: Balance::available_only(cny(available)),
+            resources: vec![],
+            orders: orders
+                .iter()
+                .map(|id| Order {
+                    id: ExternalId::parse(id).unwrap(),
+                    amount: cny(80),
+                    created_at: t(-1),
+                    pay_deadline: t(100),
+                    description: String::new(),
+                })
+                .collect(),
+            spend: None,
+            recharges: recharges
+                .iter()
+                .map(|(h, a)| Recharge {
+                    at: t(*h),
+                    amount: cny(*a),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_task_is_settled_by_the_amount_arriving_or_the_balance_rising_by_it() {
+        let r = request(1_000);
+        // Nothing yet; a recharge of another amount, or one from before the
+        // request, is someone else's.
+        assert_eq!(settled(&r, &snapshot(300, &[], &[])), None);
+        assert_eq!(
+            settled(&r, &snapshot(300, &[(1, 999), (-2, 1_000)], &[])),
+            None
+        );
+        assert_eq!(
+            settled(&r, &snapshot(1_250, &[(1, 1_000)], &[])).as_deref(),
+            Some("¥1,000.00 arrived at 2026-09-21 15:13 UTC")
+        );
+        // No record, but the balance rose from ¥300 by at least ¥1,000.
+        assert_eq!(settled(&r, &snapshot(1_299, &[], &[])), None);
+        assert_eq!(
+            settled(&r, &snapshot(1_300, &[], &[])).as_deref(),
+            Some("the balance rose from ¥300.00 to ¥1,300.00 (by at least ¥1,000.00)")
+        );
+
+        let pay = Request {
+            action: Action::Pay {
+                orders: vec![
+                    ExternalId::parse("O1").unwrap(),
+                    ExternalId::parse("O2").unwrap(),
+                ],
+                coupons: vec![],
+                discount: None,
+            },
+            ..request(160)
+        };
+        assert_eq!(settled(&pay, &snapshot(0, &[], &["O2"])), None);
+        assert_eq!(
+            settled(&pay, &snapshot(0, &[], &["O3"])).as_deref(),
+            Some("O1, O2 no longer unpaid")
+        );
+    }
+
     #[test]
     fn idempotency_keys_are_short_ascii_and_differ_per_request() {
         let shop = AccountId::parse("shop").unwrap();
