@@ -17,6 +17,7 @@ use tracing::warn;
 
 use crate::config::AccountConfig;
 use crate::domain::audit::{Event, NewEntry};
+use crate::domain::model::Account;
 use crate::domain::request::{Action, Request, RequestId, State};
 use crate::ports::{
     ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, ProviderError, ReadBack,
@@ -290,7 +291,9 @@ impl Executor {
             if now < p.at + self.lease {
                 return Ok(Flow::Stop(Some(Paused::Elsewhere)));
             }
-            return self.read_back(r, exec, actions.as_ref(), &p, now).await;
+            return self
+                .read_back(r, exec, (account, actions.as_ref()), &p, now)
+                .await;
         }
 
         let next = match actions.next(account, &r.action, &exec.made()).await {
@@ -372,8 +375,14 @@ impl Executor {
             Err(ActionError::Unknown(why)) => {
                 warn!(request = %r.id, call = %call.name, %why, "the answer was lost; reading back");
                 let pending = Pending { call, at: now };
-                self.read_back(&r, exec, actions.as_ref(), &pending, self.clock.now())
-                    .await
+                self.read_back(
+                    &r,
+                    exec,
+                    (account, actions.as_ref()),
+                    &pending,
+                    self.clock.now(),
+                )
+                .await
             }
         }
     }
@@ -384,15 +393,11 @@ impl Executor {
         &self,
         r: &Request,
         mut exec: Execution,
-        actions: &dyn Actions,
+        (account, actions): (&Account, &dyn Actions),
         p: &Pending,
         now: DateTime<Utc>,
     ) -> Result<Flow, StoreError> {
-        let a = match self.account(r) {
-            Some(a) => a,
-            None => return Ok(Flow::Stop(None)),
-        };
-        match actions.read_back(&a.account, &p.call, &r.key, p.at).await {
+        match actions.read_back(account, &p.call, &r.key, p.at).await {
             Ok(ReadBack::Happened(answer)) => self.answered(r, exec, answer, true).await,
             Ok(ReadBack::NotHappened) => {
                 exec.pending = None;
