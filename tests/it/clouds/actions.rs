@@ -524,6 +524,15 @@ impl Rig {
         }
     }
 
+    /// One run of a fresh executor on the plain store.
+    async fn run(&self, id: RequestId) -> purser::engine::executor::Ran {
+        self.executor(Arc::new(self.store.clone()))
+            .run(id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Time passes beyond the executor's lease (and the cloud's clock with it).
     fn later(&self) {
         self.clock.advance(Duration::minutes(11));
@@ -589,12 +598,7 @@ async fn a_lost_answer_is_read_back_not_repeated() {
     let rig = Rig::new().await;
     rig.tc.lock().unwrap().lose_next_answer = true;
     let r = rig.approved(renew_one_month()).await;
-    let ran = rig
-        .executor(Arc::new(rig.store.clone()))
-        .run(r.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let ran = rig.run(r.id).await;
     assert_eq!(ran.request.state, State::Succeeded);
     assert_eq!(charges(&rig.tc), ["renew ins-web 1m"]);
     assert_eq!(rig.mock.count("RenewInstances"), 1, "no blind retry");
@@ -611,12 +615,7 @@ async fn a_garbled_answer_to_a_payment_is_read_back_not_taken_for_a_refusal() {
     let rig = Rig::new().await;
     rig.tc.lock().unwrap().garble_next_payment = true;
     let r = rig.approved(pay_the_order()).await;
-    let ran = rig
-        .executor(Arc::new(rig.store.clone()))
-        .run(r.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let ran = rig.run(r.id).await;
     // Retried, the payment would be refused as already paid and the
     // request failed; read back, the order shows paid.
     assert_eq!(ran.request.state, State::Succeeded);
@@ -630,12 +629,7 @@ async fn a_refusal_fails_the_request_and_charges_nothing() {
     let rig = Rig::new().await;
     rig.tc.lock().unwrap().balance_fen = 100;
     let r = rig.approved(renew_one_month()).await;
-    let ran = rig
-        .executor(Arc::new(rig.store.clone()))
-        .run(r.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let ran = rig.run(r.id).await;
     assert_eq!(ran.request.state, State::Failed);
     let progress = rig.store.progress(r.id).await.unwrap();
     let line = purser::engine::executor::outcome_line(&ran.request, progress.as_ref(), None);
