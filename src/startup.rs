@@ -96,7 +96,7 @@ pub fn build_adapter(
         } => match cloud {
             Cloud::Tencent => both(Tencent::new(access, *rps, clock)),
             Cloud::Alibaba => read_only(Alibaba::new(access, *rps, clock)),
-            Cloud::Huawei => read_only(Huawei::new(access, *rps, clock)),
+            Cloud::Huawei => both(Huawei::new(access, *rps, clock)),
             // No API changes anything there: every request is a task for a person.
             Cloud::AzureChina => Adapter {
                 provider: Arc::new(AzureChina::new(access, *rps, clock, entries)),

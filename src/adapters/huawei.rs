@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
-    external_id, malformed, parse, per_second, reported_spend, utc_text, utc_time,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, action_error,
+    authority, external_id, malformed, parse, per_second, reported_spend, utc_text, utc_time,
 };
 use super::signing::{canonical_query, huawei};
 use crate::config::CloudAccess;
@@ -26,7 +26,10 @@ use crate::domain::model::{
     Resource, ResourceStatus, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
-use crate::ports::{Clock, Provider, ProviderError};
+use crate::domain::request::Action;
+use crate::ports::{
+    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
+};
 
 /// An unpaid order is cancelled after seven days.
 const ORDER_WINDOW_DAYS: i64 = 7;
@@ -66,6 +69,31 @@ impl Huawei {
         query: &[(&str, String)],
         body: Option<Value>,
     ) -> Result<Value, ProviderError> {
+        let api = Api {
+            name: path,
+            method,
+            path,
+            permission: permission(path),
+        };
+        self.send(access, intl, &api, query, body, true).await
+    }
+
+    /// One signed call; `repeatable` as for `Http::call_with`.
+    async fn send(
+        &self,
+        access: &CloudAccess,
+        intl: bool,
+        api: &Api<'_>,
+        query: &[(&str, String)],
+        body: Option<Value>,
+        repeatable: bool,
+    ) -> Result<Value, ProviderError> {
+        let Api {
+            name,
+            method,
+            path,
+            permission,
+        } = *api;
         let mut url = match &access.endpoint {
             Some(e) => e.clone(),
             None if intl => reqwest::Url::parse("https://bss-intl.myhuaweicloud.com/")
@@ -108,6 +136,7 @@ impl Huawei {
             );
             let mut req = match method {
                 "POST" => self.http.client().post(url.clone()).body(body.clone()),
+                "DELETE" => self.http.client().delete(url.clone()),
                 _ => self.http.client().get(url.clone()),
             };
             for (k, v) in headers.iter().filter(|(k, _)| *k != "Host") {
@@ -116,18 +145,29 @@ impl Huawei {
             req.header("Authorization", auth)
         };
         self.http
-            .call(
+            .call_with(
                 Call {
                     key_id: ak,
-                    action: path,
-                    permission: permission(path),
+                    action: name,
+                    permission,
                 },
                 &[ak, sk],
                 build,
-                |r| classify(path, r),
+                |r| classify(name, r),
+                repeatable,
             )
             .await
     }
+}
+
+/// A BSS operation: its name (for errors and the rate table), verb, path
+/// and the IAM permission it needs.
+#[derive(Clone, Copy)]
+struct Api<'a> {
+    name: &'static str,
+    method: &'static str,
+    path: &'a str,
+    permission: &'static str,
 }
 
 /// The IAM permission each BSS path needs.
@@ -142,6 +182,10 @@ fn permission(path: &str) -> &'static str {
 }
 
 fn classify(what: &str, reply: &Reply) -> Result<Value, Failure> {
+    // PayOrders and the auto-renew calls answer success with an empty body.
+    if (200..300).contains(&reply.status) && reply.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
     let value = cloud::json_or_status(reply)?;
     let code = value
         .get("error_code")
@@ -590,6 +634,599 @@ impl Provider for Huawei {
     }
 }
 
+// ---------------------------------------------------------------- actions
+
+/// Main resources one renewal takes at most.
+const RENEW_BATCH: usize = 10;
+/// `PayOrders`: "the order state changed and it can no longer be paid".
+const NOT_PAYABLE: &str = "CBC.99003106";
+
+const RENEW: Api<'static> = Api {
+    name: "RenewalResources",
+    method: "POST",
+    path: "/v2/orders/subscriptions/resources/renew",
+    permission: "billing:subscription:renew",
+};
+const PAY: Api<'static> = Api {
+    name: "PayOrders",
+    method: "POST",
+    path: "/v3/orders/customer-orders/pay",
+    permission: "billing:order:pay",
+};
+const RENEW_RATE: Api<'static> = Api {
+    name: "ListRenewRateOnPeriod",
+    method: "POST",
+    path: "/v2/bills/ratings/period-resources/renew-rate",
+    permission: "billing:subscription:view",
+};
+
+/// Huawei renews by month (1–11) or by year (1–3): `(period_type, period_num)`.
+fn period(months: u32) -> Option<(u8, u32)> {
+    match months {
+        1..=11 => Some((2, months)),
+        12 | 24 | 36 => Some((3, months / 12)),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct OrderState {
+    order_id: String,
+    status: u8,
+    #[serde(default)]
+    order_type: Option<u8>,
+    #[serde(default)]
+    service_type_code: Option<String>,
+    #[serde(default)]
+    create_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OrderStates {
+    #[serde(default)]
+    order_infos: Vec<OrderState>,
+}
+
+/// Order status: 3 processing, 5 completed (paid), 6 awaiting payment.
+fn paid(status: u8) -> bool {
+    matches!(status, 3 | 5)
+}
+
+fn order_ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| match x {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn done(result: Value) -> CallAnswer {
+    CallAnswer {
+        request_id: None,
+        code: "OK".into(),
+        result,
+    }
+}
+
+struct Ctx<'a> {
+    access: &'a CloudAccess,
+    intl: bool,
+    currency: Currency,
+}
+
+impl Huawei {
+    fn ctx(&self, account: &Account) -> Result<Ctx<'_>, ProviderError> {
+        let intl = account.site == "intl";
+        Ok(Ctx {
+            access: access_for(&self.accounts, account)?,
+            intl,
+            currency: if intl { Currency::Usd } else { Currency::Cny },
+        })
+    }
+
+    async fn api(
+        &self,
+        ctx: &Ctx<'_>,
+        api: &Api<'_>,
+        query: &[(&str, String)],
+        body: Option<Value>,
+        repeatable: bool,
+    ) -> Result<Value, ProviderError> {
+        self.send(ctx.access, ctx.intl, api, query, body, repeatable)
+            .await
+    }
+
+    /// Main resources by id, as the subscription listing has them.
+    async fn resources_by_id(
+        &self,
+        ctx: &Ctx<'_>,
+        ids: &[String],
+    ) -> Result<Vec<RawResource>, ProviderError> {
+        let v = self
+            .call(
+                ctx.access,
+                ctx.intl,
+                "POST",
+                "/v2/orders/suscriptions/resources/query",
+                &[],
+                Some(json!({"resource_ids": ids, "only_main_resource": 1, "limit": PAGE})),
+            )
+            .await?;
+        Ok(parse::<Resources>(v, "ListPayPerUseCustomerResources")?.data)
+    }
+
+    /// Orders by id, or renewal orders created since a time.
+    async fn orders(
+        &self,
+        ctx: &Ctx<'_>,
+        query: &[(&str, String)],
+    ) -> Result<Vec<OrderState>, ProviderError> {
+        let v = self
+            .call(
+                ctx.access,
+                ctx.intl,
+                "GET",
+                "/v2/orders/customer-orders",
+                query,
+                None,
+            )
+            .await?;
+        Ok(parse::<OrderStates>(v, "ListCustomerOrders")?.order_infos)
+    }
+
+    async fn order(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<OrderState>, ProviderError> {
+        let found = self
+            .orders(ctx, &[("order_id", id.to_owned()), ("limit", "1".into())])
+            .await?;
+        Ok(found.into_iter().find(|o| o.order_id == id))
+    }
+
+    /// The `{id, type}` of each coupon or discount asked for, as the cloud
+    /// lists them usable on `order`; one it does not list is refused.
+    async fn usable(
+        &self,
+        ctx: &Ctx<'_>,
+        order: &str,
+        wanted: &[String],
+        discount: bool,
+    ) -> Result<Vec<Value>, ActionError> {
+        if wanted.is_empty() {
+            return Ok(vec![]);
+        }
+        let (path, list, id, kind, what) = if discount {
+            (
+                "/v2/orders/customer-orders/order-discounts",
+                "discounts",
+                "discount_id",
+                "discount_type",
+                "discount",
+            )
+        } else {
+            (
+                "/v2/orders/customer-orders/order-coupons",
+                "user_coupons",
+                "coupon_id",
+                "coupon_type",
+                "coupon",
+            )
+        };
+        let api = Api {
+            name: if discount {
+                "ListOrderDiscounts"
+            } else {
+                "ListOrderCouponsByOrderId"
+            },
+            method: "GET",
+            path,
+            permission: "billing:order:view",
+        };
+        let v = self
+            .api(ctx, &api, &[("order_id", order.to_owned())], None, true)
+            .await
+            .map_err(ActionError::NotSent)?;
+        let offered = v[list].as_array().cloned().unwrap_or_default();
+        wanted
+            .iter()
+            .map(|w| {
+                offered
+                    .iter()
+                    .find(|o| o[id].as_str() == Some(w.as_str()))
+                    .map(|o| json!({"id": w, "type": o[kind]}))
+                    .ok_or_else(|| ActionError::Refused {
+                        code: format!("{what} not usable"),
+                        message: format!(
+                            "the cloud does not offer {what} {w} for order {order} (used, expired, or not for this order)"
+                        ),
+                    })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Actions for Huawei {
+    /// Renewals are priced by ListRenewRateOnPeriod, in yuan, per main
+    /// resource with what is attached to it.
+    async fn quote(
+        &self,
+        account: &Account,
+        action: &Action,
+    ) -> Result<Option<Money>, ProviderError> {
+        let Action::Renew { resources, months } = action else {
+            return Ok(None);
+        };
+        let Some((period_type, period_num)) = period(*months) else {
+            return Ok(None);
+        };
+        let ctx = self.ctx(account)?;
+        let bad = malformed(RENEW_RATE.name);
+        let mut total = Money::zero(ctx.currency);
+        for batch in resources.chunks(RENEW_BATCH) {
+            let v = self
+                .api(
+                    &ctx,
+                    &RENEW_RATE,
+                    &[],
+                    Some(json!({
+                        "resource_ids": batch,
+                        "period_type": period_type,
+                        "period_num": period_num,
+                        "include_relative_resources": true,
+                    })),
+                    true,
+                )
+                .await?;
+            if v["fail_resource_infos"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty())
+            {
+                return Ok(None);
+            }
+            let rates = v["renew_inquiry_results"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if rates.is_empty() {
+                return Ok(None);
+            }
+            for rate in rates {
+                let rate: Amount = serde_json::from_value(rate["amount"].clone())
+                    .map_err(|e| bad(format!("renew_inquiry_results amount: {e}")))?;
+                let price = rate.major(ctx.currency).map_err(&bad)?;
+                total = total.checked_add(&price).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        Ok(Some(total))
+    }
+
+    async fn next(
+        &self,
+        account: &Account,
+        action: &Action,
+        done: &[(CloudCall, CallAnswer)],
+    ) -> Result<NextCall, ProviderError> {
+        let call = |name: &str, params: Value, repeatable: bool| {
+            NextCall::Call(CloudCall {
+                name: name.into(),
+                params,
+                repeatable,
+            })
+        };
+        let paid = done.iter().filter(|(c, _)| c.name == PAY.name).count();
+        Ok(match action {
+            // The renewal order is created unpaid, then paid: a renewal has
+            // no token, a payment of a paid order is refused.
+            Action::Renew { resources, months } => {
+                let renewals: Vec<_> = done.iter().filter(|(c, _)| c.name == RENEW.name).collect();
+                let batches: Vec<_> = resources.chunks(RENEW_BATCH).collect();
+                if let Some(batch) = batches.get(renewals.len()) {
+                    let ctx = self.ctx(account)?;
+                    let ids: Vec<String> = batch.iter().map(|i| i.to_string()).collect();
+                    let found = self.resources_by_id(&ctx, &ids).await?;
+                    let services: Vec<_> = found
+                        .iter()
+                        .filter_map(|r| r.service_type_code.clone())
+                        .collect();
+                    return Ok(call(
+                        RENEW.name,
+                        json!({"resource_ids": ids, "months": months, "service_types": services}),
+                        false,
+                    ));
+                }
+                let orders: Vec<String> = renewals
+                    .iter()
+                    .flat_map(|(_, a)| order_ids(&a.result["order_ids"]))
+                    .collect();
+                if let Some(order) = orders.get(paid) {
+                    return Ok(call(PAY.name, json!({"order_id": order}), true));
+                }
+                let ctx = self.ctx(account)?;
+                let ids: Vec<String> = resources.iter().map(|i| i.to_string()).collect();
+                let mut lines = Vec::new();
+                for r in self.resources_by_id(&ctx, &ids).await? {
+                    let at = r
+                        .expire_time
+                        .as_deref()
+                        .map(utc_time)
+                        .transpose()
+                        .map_err(malformed("ListPayPerUseCustomerResources"))?;
+                    if let Some(at) = at {
+                        lines.push(format!(
+                            "{} now expires {}",
+                            r.resource_id,
+                            at.format("%Y-%m-%d %H:%M UTC")
+                        ));
+                    }
+                }
+                NextCall::Done {
+                    summary: lines.join(", "),
+                    details: json!({"order_ids": orders}),
+                }
+            }
+            Action::Pay {
+                orders,
+                coupons,
+                discount,
+            } => match orders.get(paid) {
+                Some(order) => call(
+                    PAY.name,
+                    json!({
+                        "order_id": order,
+                        "coupons": coupons,
+                        "discount": discount,
+                        "of": orders.len(),
+                    }),
+                    true,
+                ),
+                None => NextCall::Done {
+                    summary: format!(
+                        "{} paid from the balance",
+                        orders
+                            .iter()
+                            .map(|o| o.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    details: json!({"order_ids": orders}),
+                },
+            },
+            Action::Autorenew { resource, on } => match done.first() {
+                None => call(
+                    if *on {
+                        "AutoRenewalResources"
+                    } else {
+                        "CancelAutoRenewalResources"
+                    },
+                    json!({"resource_id": resource, "on": on}),
+                    true,
+                ),
+                Some(_) => NextCall::Done {
+                    summary: format!(
+                        "auto-renew turned {} for {resource}",
+                        if *on { "on" } else { "off" }
+                    ),
+                    details: json!({"resource_id": resource, "on": on}),
+                },
+            },
+            Action::Topup { .. } | Action::Allocate { .. } => NextCall::ByHand(
+                "Huawei Cloud takes money in the console only (online payment or bank transfer in Billing Center)".into(),
+            ),
+        })
+    }
+
+    async fn call(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        _key: &str,
+    ) -> Result<CallAnswer, ActionError> {
+        let ctx = self.ctx(account).map_err(ActionError::NotSent)?;
+        let p = &call.params;
+        match call.name.as_str() {
+            "RenewalResources" => {
+                let months = p["months"].as_u64().unwrap_or(0);
+                let Some((period_type, period_num)) = u32::try_from(months).ok().and_then(period)
+                else {
+                    return Err(ActionError::Refused {
+                        code: "period".into(),
+                        message: format!(
+                            "Huawei Cloud renews for 1 to 11 months or 1 to 3 whole years, not {months} months"
+                        ),
+                    });
+                };
+                let body = json!({
+                    "resource_ids": p["resource_ids"],
+                    "period_type": period_type,
+                    "period_num": period_num,
+                    // Only the order: paying it is a separate, refusable step.
+                    "is_auto_pay": 0,
+                });
+                let v = self
+                    .api(&ctx, &RENEW, &[], Some(body), false)
+                    .await
+                    .map_err(action_error)?;
+                let orders = order_ids(&v["order_ids"]);
+                if let Some(f) = v["fail_resource_infos"].as_array().and_then(|f| f.first()) {
+                    let left = if orders.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (order {} was created and left unpaid)", orders.join(", "))
+                    };
+                    return Err(ActionError::Refused {
+                        code: f["error_code"].as_str().unwrap_or(RENEW.name).to_owned(),
+                        message: format!(
+                            "{}: {}{left}",
+                            f["resource_id"].as_str().unwrap_or_default(),
+                            f["error_msg"].as_str().unwrap_or_default()
+                        ),
+                    });
+                }
+                if orders.is_empty() {
+                    return Err(ActionError::Unknown(
+                        "RenewalResources answered without an order id".into(),
+                    ));
+                }
+                Ok(done(json!({"order_ids": orders})))
+            }
+            "PayOrders" => {
+                let order = p["order_id"].as_str().unwrap_or_default();
+                let coupons: Vec<String> = order_ids(&p["coupons"]);
+                let discount: Vec<String> = p["discount"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect();
+                if (!coupons.is_empty() || !discount.is_empty()) && p["of"].as_u64() > Some(1) {
+                    return Err(ActionError::Refused {
+                        code: "coupon".into(),
+                        message: "Huawei Cloud applies coupons and discounts per order: pay the orders one at a time to use them".into(),
+                    });
+                }
+                let coupon_infos = self.usable(&ctx, order, &coupons, false).await?;
+                let discount_infos = self.usable(&ctx, order, &discount, true).await?;
+                let mut body = json!({
+                    "order_id": order,
+                    "use_coupon": if coupon_infos.is_empty() { "NO" } else { "YES" },
+                    "use_discount": if discount_infos.is_empty() { "NO" } else { "YES" },
+                });
+                if !coupon_infos.is_empty() {
+                    body["coupon_infos"] = json!(coupon_infos);
+                }
+                if !discount_infos.is_empty() {
+                    body["discount_infos"] = json!(discount_infos);
+                }
+                // A lost answer is read back rather than repeated here: the
+                // repeat of a payment that went through is refused.
+                match self.api(&ctx, &PAY, &[], Some(body), false).await {
+                    Ok(_) => Ok(done(json!({"order_id": order}))),
+                    Err(ProviderError::Rejected { code, message }) if code == NOT_PAYABLE => {
+                        // Paid already (by an earlier try, or in the console)
+                        // is done; cancelled or expired is a refusal.
+                        match self.order(&ctx, order).await {
+                            Ok(Some(o)) if paid(o.status) => Ok(CallAnswer {
+                                request_id: None,
+                                code,
+                                result: json!({"order_id": order, "already_paid": true}),
+                            }),
+                            Ok(_) => Err(ActionError::Refused { code, message }),
+                            Err(e) => Err(ActionError::Unknown(format!(
+                                "{message}; the order could not be read: {e}"
+                            ))),
+                        }
+                    }
+                    Err(e) => Err(action_error(e)),
+                }
+            }
+            "AutoRenewalResources" | "CancelAutoRenewalResources" => {
+                let id = p["resource_id"].as_str().unwrap_or_default();
+                let path = format!("/v2/orders/subscriptions/resources/autorenew/{id}");
+                let api = Api {
+                    name: if call.name == "AutoRenewalResources" {
+                        "AutoRenewalResources"
+                    } else {
+                        "CancelAutoRenewalResources"
+                    },
+                    method: if call.name == "AutoRenewalResources" {
+                        "POST"
+                    } else {
+                        "DELETE"
+                    },
+                    path: &path,
+                    permission: "billing:subscription:renew",
+                };
+                self.api(&ctx, &api, &[], None, true)
+                    .await
+                    .map_err(action_error)?;
+                Ok(done(json!({"resource_id": id, "on": p["on"]})))
+            }
+            other => Err(ActionError::NotSent(ProviderError::Malformed(format!(
+                "no such call {other}"
+            )))),
+        }
+    }
+
+    async fn read_back(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        _key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<ReadBack, ProviderError> {
+        let ctx = self.ctx(account)?;
+        let p = &call.params;
+        Ok(match call.name.as_str() {
+            // No token: the renewal orders of these services created since
+            // the call was recorded are its effect.
+            "RenewalResources" => {
+                let now = self.http.clock.now();
+                let services = order_ids(&p["service_types"]);
+                let found = self
+                    .orders(
+                        &ctx,
+                        &[
+                            ("order_type", "2".into()),
+                            ("create_time_begin", utc_text(since - Duration::minutes(1))),
+                            ("create_time_end", utc_text(now + Duration::minutes(1))),
+                            ("limit", PAGE.to_string()),
+                        ],
+                    )
+                    .await?;
+                let ours: Vec<String> = found
+                    .into_iter()
+                    .filter(|o| o.order_type.is_none_or(|t| t == 2))
+                    .filter(|o| {
+                        o.create_time
+                            .as_deref()
+                            .and_then(|t| utc_time(t).ok())
+                            .is_none_or(|t| t >= since - Duration::minutes(1))
+                    })
+                    .filter(|o| {
+                        services.is_empty()
+                            || o.service_type_code
+                                .as_ref()
+                                .is_none_or(|s| services.contains(s))
+                    })
+                    .map(|o| o.order_id)
+                    .collect();
+                if ours.is_empty() {
+                    ReadBack::NotHappened
+                } else {
+                    ReadBack::Happened(done(json!({"order_ids": ours})))
+                }
+            }
+            "PayOrders" => {
+                let id = p["order_id"].as_str().unwrap_or_default();
+                match self.order(&ctx, id).await? {
+                    Some(o) if paid(o.status) => {
+                        ReadBack::Happened(done(json!({"order_id": id, "read_back": true})))
+                    }
+                    // Unpaid, or cancelled: a repeat is paid, or refused.
+                    Some(o) if matches!(o.status, 4 | 6) => ReadBack::NotHappened,
+                    Some(o) => ReadBack::Unknown(format!("order {id} is in state {}", o.status)),
+                    None => ReadBack::Unknown(format!("order {id} is not listed")),
+                }
+            }
+            "AutoRenewalResources" | "CancelAutoRenewalResources" => {
+                let id = p["resource_id"].as_str().unwrap_or_default();
+                let found = self.resources_by_id(&ctx, &[id.to_owned()]).await?;
+                let on = found.first().and_then(|r| r.expire_policy) == Some(3);
+                if on == (call.name == "AutoRenewalResources") {
+                    ReadBack::Happened(done(json!({"resource_id": id, "on": on})))
+                } else {
+                    ReadBack::NotHappened
+                }
+            }
+            other => ReadBack::Unknown(format!("no such call {other}")),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,6 +1265,32 @@ mod tests {
                 .unwrap_err()
                 .contains("measure_id 4")
         );
+    }
+
+    #[test]
+    fn renewal_periods_are_months_up_to_eleven_or_whole_years() {
+        assert_eq!(period(1), Some((2, 1)));
+        assert_eq!(period(11), Some((2, 11)));
+        assert_eq!(period(12), Some((3, 1)));
+        assert_eq!(period(36), Some((3, 3)));
+        for months in [0, 13, 18, 48] {
+            assert_eq!(period(months), None, "{months}");
+        }
+    }
+
+    #[test]
+    fn an_empty_success_is_an_empty_object_and_an_empty_failure_is_not() {
+        let empty = |status| Reply {
+            status,
+            retry_after: None,
+            body: b" ".to_vec(),
+        };
+        assert_eq!(classify("PayOrders", &empty(200)).unwrap(), json!({}));
+        assert_eq!(classify("X", &empty(204)).unwrap(), json!({}));
+        assert!(matches!(
+            classify("PayOrders", &empty(502)),
+            Err(Failure::Transient(_))
+        ));
     }
 
     #[test]

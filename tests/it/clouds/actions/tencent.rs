@@ -1,29 +1,18 @@
-//! Approved requests carried out against a cloud mock that keeps state and
-//! counts every charge: from chat through the running daemon, with a crash
-//! injected at every write, with a lost answer, and with two executors
-//! racing on one request. Never a second charge.
+//! Tencent: CVM renewal (no token, read back by the instance), PayDeals and
+//! SetRenewal.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Months, Utc};
-use purser::adapters::sqlite::SqliteStore;
 use purser::adapters::tencent::Tencent;
-use purser::config::AccountConfig;
-use purser::domain::audit;
-use purser::domain::money::{Currency, Money};
-use purser::domain::request::{Action, Decision, Request, RequestId, State, Tiers, Verdict, Via};
-use purser::engine::chatops::{Asker, ReplyKind};
-use purser::engine::clock::ManualClock;
-use purser::engine::executor::Executor;
-use purser::ports::{Actions, Clock, NewRequest, Requests, Step, StoreError, Written};
-use rust_decimal::Decimal;
+use purser::domain::request::{Action, State};
+use purser::engine::chatops::ReplyKind;
+use purser::ports::{Actions, Requests};
 use serde_json::{Value, json};
 
-use super::mock::{self, Canned, Mock, by_header, hang, ok};
-use super::tencent::{ID, KEY};
+use super::super::mock::{self, Canned, Mock, by_header, hang, ok};
+use super::super::tencent::{ID, KEY};
+use super::{PEOPLE, Rig, calls_in_the_log, who};
 use crate::helpers::{Setup, World, epoch};
 
 // ---------------------------------------------------------------- a Tencent account that changes
@@ -226,36 +215,6 @@ fn write_keys(dir: &std::path::Path) {
     std::fs::write(dir.join("tc-key"), KEY).unwrap();
 }
 
-const PEOPLE: &str = r#"
-[[people]]
-name = "rex"
-role = "requester"
-slack = "U0REX"
-
-[[people]]
-name = "ana"
-role = "approver"
-telegram = "1001"
-
-[[people]]
-name = "bo"
-role = "approver"
-discord = "2002"
-"#;
-
-fn who(name: &str) -> Asker {
-    let (platform, user) = match name {
-        "rex" => ("slack", "U0REX"),
-        "ana" => ("telegram", "1001"),
-        "bo" => ("discord", "2002"),
-        other => panic!("no {other}"),
-    };
-    Asker {
-        platform: platform.into(),
-        user: user.into(),
-    }
-}
-
 #[tokio::test]
 async fn from_chat_a_tencent_renewal_payment_and_auto_renew_change_each_charge_once() {
     let (m, tc) = tencent_cloud().await;
@@ -323,225 +282,29 @@ async fn from_chat_a_tencent_renewal_payment_and_auto_renew_change_each_charge_o
     m.assert_clean();
 
     // The trail: each call recorded before it was made, with the key.
+    let calls = calls_in_the_log(&app.store).await;
     let log = app.store.audit_log(None).await.unwrap();
-    let head = app.store.audit_head().await.unwrap();
-    audit::verify(&log, head.as_ref().map(|(n, h)| (*n, h.as_str()))).unwrap();
-    let calls: Vec<String> = log
-        .iter()
-        .filter(|e| e.event == "call")
-        .map(|e| {
-            let d: Value = serde_json::from_str(&e.detail).unwrap();
-            d["call"].as_str().unwrap().to_owned()
-        })
-        .collect();
     assert_eq!(calls, ["RenewInstances", "PayDeals", "SetRenewal"]);
     let receipts = log.iter().filter(|e| e.event == "receipt").count();
     assert_eq!(receipts, 3);
 }
 
-// ---------------------------------------------------------------- crashes, lost answers, races
-
-/// The store, with the process dying at its `at`-th write: before the
-/// write commits, or just after.
-struct Crashing {
-    inner: SqliteStore,
-    at: usize,
-    after_commit: bool,
-    writes: AtomicUsize,
-}
-
-impl Crashing {
-    fn crash(&self) -> Option<bool> {
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        (n == self.at).then_some(self.after_commit)
-    }
-}
-
-fn died() -> StoreError {
-    StoreError::Corrupt("the process died here".into())
-}
-
-#[async_trait]
-impl Requests for Crashing {
-    async fn open_request(&self, new: &NewRequest) -> Result<Request, StoreError> {
-        self.inner.open_request(new).await
-    }
-    async fn request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
-        self.inner.request(id).await
-    }
-    async fn requests(&self, open_only: bool, limit: u32) -> Result<Vec<Request>, StoreError> {
-        self.inner.requests(open_only, limit).await
-    }
-    async fn requests_since(&self, since: DateTime<Utc>) -> Result<Vec<Request>, StoreError> {
-        self.inner.requests_since(since).await
-    }
-    async fn record_decision(
-        &self,
-        id: RequestId,
-        version: u64,
-        decision: &Decision,
-        then: Option<State>,
-    ) -> Result<Written, StoreError> {
-        self.inner
-            .record_decision(id, version, decision, then)
-            .await
-    }
-    async fn transition(&self, id: RequestId, step: Step<'_>) -> Result<Written, StoreError> {
-        match self.crash() {
-            None => self.inner.transition(id, step).await,
-            Some(true) => {
-                self.inner.transition(id, step).await?;
-                Err(died())
-            }
-            Some(false) => Err(died()),
-        }
-    }
-    async fn progress(&self, id: RequestId) -> Result<Option<Value>, StoreError> {
-        self.inner.progress(id).await
-    }
-    async fn record_progress(
-        &self,
-        id: RequestId,
-        version: u64,
-        progress: &Value,
-        audit: &[audit::NewEntry],
-    ) -> Result<Written, StoreError> {
-        match self.crash() {
-            None => {
-                self.inner
-                    .record_progress(id, version, progress, audit)
-                    .await
-            }
-            Some(true) => {
-                self.inner
-                    .record_progress(id, version, progress, audit)
-                    .await?;
-                Err(died())
-            }
-            Some(false) => Err(died()),
-        }
-    }
-    async fn audit(&self, entries: &[audit::NewEntry]) -> Result<(), StoreError> {
-        self.inner.audit(entries).await
-    }
-    async fn audit_log(
-        &self,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<audit::Entry>, StoreError> {
-        self.inner.audit_log(since).await
-    }
-    async fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
-        self.inner.audit_head().await
-    }
-}
-
-struct Rig {
-    _dir: tempfile::TempDir,
-    store: SqliteStore,
-    clock: Arc<ManualClock>,
-    mock: Mock,
-    tc: Arc<Mutex<Tc>>,
-    accounts: Arc<Vec<AccountConfig>>,
-    actions: HashMap<String, Arc<dyn Actions>>,
-}
-
-impl Rig {
-    async fn new() -> Rig {
-        let (mock, tc) = tencent_cloud().await;
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
-        let clock = Arc::new(ManualClock::new(epoch()));
-        write_keys(dir.path());
-        let config = format!("[store]\npath = \"p.db\"\n{}", tencent_account(&mock));
-        std::fs::write(dir.path().join("purser.toml"), config).unwrap();
-        let config = purser::config::Config::load(&dir.path().join("purser.toml")).unwrap();
-        let accounts: Arc<Vec<AccountConfig>> = Arc::new(config.accounts.clone());
-        let a = &accounts[0];
-        let access = super::accounts(&a.account, a.access.clone().unwrap());
-        let mut t = Tencent::new(access, None, clock.clone());
-        super::quick(t.http_mut());
-        let actions: HashMap<String, Arc<dyn Actions>> =
-            HashMap::from([("tencent".to_owned(), Arc::new(t) as Arc<dyn Actions>)]);
-        Rig {
-            _dir: dir,
-            store,
-            clock,
-            mock,
-            tc,
-            accounts,
-            actions,
-        }
-    }
-
-    fn executor(&self, requests: Arc<dyn Requests>) -> Executor {
-        Executor::new(
-            requests,
-            self.accounts.clone(),
-            self.actions.clone(),
-            self.clock.clone(),
-        )
-    }
-
-    /// A request for `action`, approved by ana.
-    async fn approved(&self, action: Action) -> Request {
-        let cost = Money::new(Decimal::from(600), Currency::Cny);
-        let r = self
-            .store
-            .open_request(&NewRequest {
-                account: self.accounts[0].account.id.clone(),
-                action,
-                reason: None,
-                cost: Some(cost),
-                balance: None,
-                tier: Tiers::defaults().for_amount(Some(&cost)).clone(),
-                requested_by: "rex".into(),
-                requested_at: epoch(),
-                expires_at: epoch() + Duration::hours(24),
-                origin: None,
-            })
-            .await
-            .unwrap();
-        let decision = Decision {
-            by: "ana".into(),
-            role: "approver".into(),
-            verdict: Verdict::Approve,
-            at: epoch(),
-            via: Via {
-                platform: "telegram".into(),
-                message: None,
-            },
-            second_factor: false,
-            comment: None,
-        };
-        match self
-            .store
-            .record_decision(r.id, r.version, &decision, Some(State::Approved))
-            .await
-            .unwrap()
-        {
-            Written::Done(r) => r,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// One run of a fresh executor on the plain store.
-    async fn run(&self, id: RequestId) -> purser::engine::executor::Ran {
-        self.executor(Arc::new(self.store.clone()))
-            .run(id)
-            .await
-            .unwrap()
-            .unwrap()
-    }
-
-    /// Time passes beyond the executor's lease (and the cloud's clock with it).
-    fn later(&self) {
-        self.clock.advance(Duration::minutes(11));
-        self.mock.set_now(self.clock.now());
-    }
-
-    async fn state(&self, id: RequestId) -> State {
-        self.store.request(id).await.unwrap().unwrap().state
-    }
+async fn rig() -> (Rig, Arc<Mutex<Tc>>) {
+    let (m, tc) = tencent_cloud().await;
+    let account = tencent_account(&m);
+    let rig = Rig::new(
+        m,
+        &account,
+        &[("tc-id", ID), ("tc-key", KEY)],
+        |a, clock| {
+            let access = super::super::accounts(&a.account, a.access.clone().unwrap());
+            let mut t = Tencent::new(access, None, clock);
+            super::super::quick(t.http_mut());
+            ("tencent".to_owned(), Arc::new(t) as Arc<dyn Actions>)
+        },
+    )
+    .await;
+    (rig, tc)
 }
 
 fn renew_one_month() -> Action {
@@ -564,43 +327,25 @@ async fn a_crash_at_any_write_resumes_without_a_second_charge() {
     // approve→executing, the call recorded, its answer recorded, succeeded.
     for at in 1..=4 {
         for after_commit in [false, true] {
-            let rig = Rig::new().await;
+            let (rig, tc) = rig().await;
             let r = rig.approved(renew_one_month()).await;
-            let crashing = Arc::new(Crashing {
-                inner: rig.store.clone(),
-                at,
-                after_commit,
-                writes: AtomicUsize::new(0),
-            });
             let case = format!("crash at write {at}, after commit: {after_commit}");
-            let first = rig.executor(crashing).run(r.id).await;
-            assert!(first.is_err(), "{case}: the first run died");
-
-            // The restarted daemon: at once it leaves a call under lease alone…
-            let restarted = rig.executor(Arc::new(rig.store.clone()));
-            restarted.run(r.id).await.unwrap();
-            // …and after the lease it reads back what the cloud did.
-            rig.later();
-            restarted.run(r.id).await.unwrap();
-            assert_eq!(rig.state(r.id).await, State::Succeeded, "{case}");
-            assert_eq!(charges(&rig.tc), ["renew ins-web 1m"], "{case}");
+            let state = rig.crash_and_resume(r.id, at, after_commit).await;
+            assert_eq!(state, State::Succeeded, "{case}");
+            assert_eq!(charges(&tc), ["renew ins-web 1m"], "{case}");
             rig.mock.assert_clean();
-
-            let log = rig.store.audit_log(None).await.unwrap();
-            let head = rig.store.audit_head().await.unwrap();
-            audit::verify(&log, head.as_ref().map(|(n, h)| (*n, h.as_str()))).unwrap();
         }
     }
 }
 
 #[tokio::test]
 async fn a_lost_answer_is_read_back_not_repeated() {
-    let rig = Rig::new().await;
-    rig.tc.lock().unwrap().lose_next_answer = true;
+    let (rig, tc) = rig().await;
+    tc.lock().unwrap().lose_next_answer = true;
     let r = rig.approved(renew_one_month()).await;
     let ran = rig.run(r.id).await;
     assert_eq!(ran.request.state, State::Succeeded);
-    assert_eq!(charges(&rig.tc), ["renew ins-web 1m"]);
+    assert_eq!(charges(&tc), ["renew ins-web 1m"]);
     assert_eq!(rig.mock.count("RenewInstances"), 1, "no blind retry");
     let log = rig.store.audit_log(None).await.unwrap();
     let read_back = log
@@ -612,22 +357,22 @@ async fn a_lost_answer_is_read_back_not_repeated() {
 
 #[tokio::test]
 async fn a_garbled_answer_to_a_payment_is_read_back_not_taken_for_a_refusal() {
-    let rig = Rig::new().await;
-    rig.tc.lock().unwrap().garble_next_payment = true;
+    let (rig, tc) = rig().await;
+    tc.lock().unwrap().garble_next_payment = true;
     let r = rig.approved(pay_the_order()).await;
     let ran = rig.run(r.id).await;
     // Retried, the payment would be refused as already paid and the
     // request failed; read back, the order shows paid.
     assert_eq!(ran.request.state, State::Succeeded);
     assert_eq!(rig.mock.count("PayDeals"), 1);
-    assert_eq!(charges(&rig.tc), [format!("pay {ORDER}")]);
+    assert_eq!(charges(&tc), [format!("pay {ORDER}")]);
     rig.mock.assert_clean();
 }
 
 #[tokio::test]
 async fn a_refusal_fails_the_request_and_charges_nothing() {
-    let rig = Rig::new().await;
-    rig.tc.lock().unwrap().balance_fen = 100;
+    let (rig, tc) = rig().await;
+    tc.lock().unwrap().balance_fen = 100;
     let r = rig.approved(renew_one_month()).await;
     let ran = rig.run(r.id).await;
     assert_eq!(ran.request.state, State::Failed);
@@ -639,13 +384,13 @@ async fn a_refusal_fails_the_request_and_charges_nothing() {
             "Failed, nothing more will be tried: RenewInstances: InvalidAccount.InsufficientBalance: RenewInstances: 余额不足."
         )
     );
-    assert!(charges(&rig.tc).is_empty());
+    assert!(charges(&tc).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_executors_racing_on_one_request_charge_once() {
     for action in [renew_one_month(), pay_the_order()] {
-        let rig = Rig::new().await;
+        let (rig, tc) = rig().await;
         let r = rig.approved(action).await;
         let a = rig.executor(Arc::new(rig.store.clone()));
         let b = rig.executor(Arc::new(rig.store.clone()));
@@ -656,7 +401,7 @@ async fn two_executors_racing_on_one_request_charge_once() {
         rig.later();
         a.run(r.id).await.unwrap();
         assert_eq!(rig.state(r.id).await, State::Succeeded);
-        assert_eq!(charges(&rig.tc).len(), 1, "{:?}", charges(&rig.tc));
+        assert_eq!(charges(&tc).len(), 1, "{:?}", charges(&tc));
         rig.mock.assert_clean();
     }
 }

@@ -1,0 +1,525 @@
+//! Huawei: a renewal creates its order unpaid (no token; read back by the
+//! renewal orders created since), then pays it with PayOrders, whose repeat
+//! the cloud refuses (CBC.99003106); order payments with coupons; auto-renew.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Months, NaiveDateTime, Utc};
+use purser::adapters::huawei::Huawei;
+use purser::domain::model::ExternalId;
+use purser::domain::request::{Action, State};
+use purser::engine::chatops::ReplyKind;
+use purser::engine::executor::outcome_line;
+use purser::ports::{Actions, Requests};
+use serde_json::{Value, json};
+
+use super::super::huawei::{AK, SK};
+use super::super::mock::{self, Canned, Mock, by_route, hang, ok};
+use super::{PEOPLE, Rig, calls_in_the_log, who};
+use crate::helpers::{Setup, World, epoch};
+
+const BALANCES: &str = "GET /v2/accounts/customer-accounts/balances";
+const RESOURCES: &str = "POST /v2/orders/suscriptions/resources/query";
+const ORDERS: &str = "GET /v2/orders/customer-orders";
+const CHANGES: &str = "GET /v2/accounts/customer-accounts/account-change-records";
+const RENEW: &str = "POST /v2/orders/subscriptions/resources/renew";
+const RATE: &str = "POST /v2/bills/ratings/period-resources/renew-rate";
+const PAY: &str = "POST /v3/orders/customer-orders/pay";
+const COUPONS: &str = "GET /v2/orders/customer-orders/order-coupons";
+const AUTO_ON: &str = "POST /v2/orders/subscriptions/resources/autorenew/r-web";
+const AUTO_OFF: &str = "DELETE /v2/orders/subscriptions/resources/autorenew/r-web";
+
+/// A new-purchase order waiting for payment, ¥800.
+const ORDER: &str = "CS2611010000ABCDE";
+/// One month of r-web, in fen.
+const MONTH_FEN: i64 = 60_000;
+
+struct HwOrder {
+    id: String,
+    /// 1 new, 2 renewal.
+    order_type: u8,
+    /// 6 awaiting payment, 5 completed, 4 cancelled.
+    status: u8,
+    fen: i64,
+    months: u32,
+    created: DateTime<Utc>,
+}
+
+struct Hw {
+    balance_fen: i64,
+    expires: DateTime<Utc>,
+    auto: bool,
+    orders: Vec<HwOrder>,
+    /// What was charged: one entry per order paid.
+    charges: Vec<String>,
+    lose_next_renewal: bool,
+    lose_next_payment: bool,
+    coupon_bodies: Vec<Value>,
+}
+
+impl Hw {
+    fn renewal_orders(&self) -> usize {
+        self.orders.iter().filter(|o| o.order_type == 2).count()
+    }
+}
+
+fn error(status: u16, code: &str, msg: &str) -> Canned {
+    mock::reply(
+        status,
+        json!({"error_code": code, "error_msg": msg}).to_string(),
+    )
+}
+
+fn utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn sent_at(req: &mock::Req) -> DateTime<Utc> {
+    NaiveDateTime::parse_from_str(req.header("x-sdk-date"), "%Y%m%dT%H%M%SZ")
+        .unwrap()
+        .and_utc()
+}
+
+fn order_json(o: &HwOrder) -> Value {
+    json!({"order_id": o.id, "customer_id": "c", "service_type_code": "hws.service.type.ec2",
+        "service_type_name": "弹性云服务器", "source_type": 1, "status": o.status,
+        "order_type": o.order_type, "create_time": utc(o.created), "currency": "CNY",
+        "amount_after_discount": o.fen, "official_amount": o.fen, "measure_id": 3})
+}
+
+async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
+    let m = Mock::start(epoch(), by_route(), mock::sdk_hmac(AK, SK)).await;
+    let hw = Arc::new(Mutex::new(Hw {
+        balance_fen: 800_000,
+        expires: epoch() + Duration::days(5),
+        auto: false,
+        orders: vec![HwOrder {
+            id: ORDER.into(),
+            order_type: 1,
+            status: 6,
+            fen: 80_000,
+            months: 0,
+            created: epoch() - Duration::days(1),
+        }],
+        charges: vec![],
+        lose_next_renewal: false,
+        lose_next_payment: false,
+        coupon_bodies: vec![],
+    }));
+    let s = hw.clone();
+    m.on(BALANCES, move |_, _| {
+        let h = s.lock().unwrap();
+        ok(
+            json!({"account_balances": [{"account_id": "AT1", "account_type": 1,
+            "amount": h.balance_fen, "currency": "CNY", "designated_amount": 0, "measure_id": 3}],
+            "debt_amount": 0, "measure_id": 1, "currency": "CNY"})
+            .to_string(),
+        )
+    });
+    let s = hw.clone();
+    m.on(RESOURCES, move |req, _| {
+        let h = s.lock().unwrap();
+        let body = req.json();
+        let wanted = match &body["resource_ids"] {
+            Value::Array(ids) => ids.contains(&json!("r-web")),
+            _ => body["offset"].as_u64() == Some(0),
+        };
+        let data = if wanted {
+            json!([{"id": "8a7f", "resource_id": "r-web", "resource_name": "web",
+                "region_code": "cn-north-4", "service_type_code": "hws.service.type.ec2",
+                "service_type_name": "弹性云服务器", "is_main_resource": 1, "status": 2,
+                "expire_time": utc(h.expires), "expire_policy": if h.auto { 3 } else { 0 }}])
+        } else {
+            json!([])
+        };
+        ok(json!({"total_count": 1, "data": data}).to_string())
+    });
+    let s = hw.clone();
+    m.on(ORDERS, move |req, _| {
+        let h = s.lock().unwrap();
+        let begin = req
+            .param("create_time_begin")
+            .map(|t| DateTime::parse_from_rfc3339(&t).unwrap().to_utc());
+        let found: Vec<Value> = h
+            .orders
+            .iter()
+            .filter(|o| {
+                req.param("status")
+                    .is_none_or(|s| s == o.status.to_string())
+            })
+            .filter(|o| req.param("order_id").is_none_or(|id| id == o.id))
+            .filter(|o| {
+                req.param("order_type")
+                    .is_none_or(|t| t == o.order_type.to_string())
+            })
+            .filter(|o| begin.is_none_or(|b| o.created >= b))
+            .map(order_json)
+            .collect();
+        ok(json!({"total_count": found.len(), "order_infos": found}).to_string())
+    });
+    m.on(CHANGES, |_, _| {
+        ok(json!({"total_count": 0, "currency": "CNY", "records": []}).to_string())
+    });
+    m.on(RATE, |req, _| {
+        let body = req.json();
+        let months = match body["period_type"].as_u64() {
+            Some(2) => body["period_num"].as_i64().unwrap_or(0),
+            Some(3) => 12 * body["period_num"].as_i64().unwrap_or(0),
+            _ => return error(400, "CBC.0100", "period_type"),
+        };
+        // Yuan, as a string.
+        ok(json!({"currency": "CNY", "renew_inquiry_results": [
+            {"resource_id": "r-web", "amount": format!("{}.00", MONTH_FEN * months / 100)}],
+            "fail_resource_infos": []})
+        .to_string())
+    });
+    let s = hw.clone();
+    m.on(RENEW, move |req, _| {
+        let mut h = s.lock().unwrap();
+        let body = req.json();
+        if body["resource_ids"] != json!(["r-web"]) || body["period_type"] != 2 {
+            return error(400, "CBC.0100", "bad renewal");
+        }
+        if body["is_auto_pay"] != 0 {
+            return error(400, "CBC.0100", "purser pays renewal orders itself");
+        }
+        let months = body["period_num"].as_u64().unwrap() as u32;
+        let id = format!("CS-RENEW-{}", h.renewal_orders() + 1);
+        h.orders.push(HwOrder {
+            id: id.clone(),
+            order_type: 2,
+            status: 6,
+            fen: MONTH_FEN * i64::from(months),
+            months,
+            created: sent_at(req),
+        });
+        if std::mem::take(&mut h.lose_next_renewal) {
+            return hang();
+        }
+        ok(json!({"order_ids": [id], "fail_resource_infos": []}).to_string())
+    });
+    let s = hw.clone();
+    m.on(PAY, move |req, _| {
+        let mut h = s.lock().unwrap();
+        let body = req.json();
+        if body["use_coupon"] == "YES" {
+            h.coupon_bodies.push(body.clone());
+        }
+        let id = body["order_id"].as_str().unwrap_or_default().to_owned();
+        let (fen, months, status) = match h.orders.iter().find(|o| o.id == id) {
+            Some(o) => (o.fen, o.months, o.status),
+            None => return error(400, "CBC.30000010", "订单不存在"),
+        };
+        if status != 6 {
+            return error(400, "CBC.99003106", "订单状态已发生变更,不能进行支付操作");
+        }
+        if h.balance_fen < fen {
+            return error(400, "CBC.99005003", "余额不足");
+        }
+        h.balance_fen -= fen;
+        h.expires = h.expires.checked_add_months(Months::new(months)).unwrap();
+        h.orders.iter_mut().find(|o| o.id == id).unwrap().status = 5;
+        h.charges.push(format!("pay {id}"));
+        if std::mem::take(&mut h.lose_next_payment) {
+            return hang();
+        }
+        // Success is an empty body.
+        ok("")
+    });
+    m.on(COUPONS, |req, _| {
+        if req.param("order_id").as_deref() != Some(ORDER) {
+            return ok(json!({"count": 0, "user_coupons": []}).to_string());
+        }
+        ok(json!({"count": 1, "user_coupons": [
+            {"coupon_id": "CP-1", "coupon_type": 301, "status": 2, "measure_id": 1, "face_value": 100}]})
+        .to_string())
+    });
+    let s = hw.clone();
+    m.on(AUTO_ON, move |_, _| {
+        s.lock().unwrap().auto = true;
+        ok("")
+    });
+    let s = hw.clone();
+    m.on(AUTO_OFF, move |_, _| {
+        s.lock().unwrap().auto = false;
+        mock::reply(204, "")
+    });
+    (m, hw)
+}
+
+fn charges(hw: &Arc<Mutex<Hw>>) -> Vec<String> {
+    hw.lock().unwrap().charges.clone()
+}
+
+fn huawei_account(m: &Mock) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "huawei"
+kind = "huawei"
+
+[[accounts]]
+id = "hw-prod"
+provider = "huawei"
+endpoint = "{url}"
+credentials = {{ key_id = "file:hw-ak", secret = "file:hw-sk" }}
+"#,
+        url = m.url
+    )
+}
+
+const KEYS: [(&str, &str); 2] = [("hw-ak", AK), ("hw-sk", SK)];
+
+async fn rig() -> (Rig, Arc<Mutex<Hw>>) {
+    let (m, hw) = huawei_cloud().await;
+    let account = huawei_account(&m);
+    let rig = Rig::new(m, &account, &KEYS, |a, clock| {
+        let access = super::super::accounts(&a.account, a.access.clone().unwrap());
+        let mut h = Huawei::new(access, None, clock);
+        super::super::quick(h.http_mut());
+        ("huawei".to_owned(), Arc::new(h) as Arc<dyn Actions>)
+    })
+    .await;
+    (rig, hw)
+}
+
+fn renew(months: u32) -> Action {
+    Action::Renew {
+        resources: vec![ExternalId::parse("r-web").unwrap()],
+        months,
+    }
+}
+
+fn pay(coupons: &[&str]) -> Action {
+    Action::Pay {
+        orders: vec![ExternalId::parse(ORDER).unwrap()],
+        coupons: coupons.iter().map(|c| (*c).to_owned()).collect(),
+        discount: None,
+    }
+}
+
+#[tokio::test]
+async fn from_chat_a_huawei_renewal_payment_and_auto_renew_change_each_charge_once() {
+    let (m, hw) = huawei_cloud().await;
+    let config = format!("{}{PEOPLE}", huawei_account(&m));
+    let world = World::new(
+        "",
+        Setup {
+            accounts: &[],
+            rules: &config,
+            ..Setup::default()
+        },
+    )
+    .await;
+    for (file, key) in KEYS {
+        std::fs::write(world.dir.path().join(file), key).unwrap();
+    }
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+    let say = async |name: &str, text: &str| {
+        let r = chat.handle(&who(name), text).await;
+        (r.kind, r.text())
+    };
+
+    let (kind, text) = say("rex", "renew r-web 1m before it lapses").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(text.contains("cost ¥600.00"), "priced by the cloud: {text}");
+    assert!(
+        text.contains("balance ¥8,000.00 → ¥7,400.00 after"),
+        "{text}"
+    );
+    let (kind, text) = say("ana", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.starts_with("R1 approved. Done: r-web now expires 2026-12-06 00:00 UTC."),
+        "{text}"
+    );
+    let (kind, _) = say("bo", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Refused, "a second approval does nothing");
+
+    let (_, text) = say("rex", &format!("pay {ORDER}")).await;
+    assert!(text.starts_with("R2 opened"), "{text}");
+    assert!(text.contains("cost ¥800.00"), "{text}");
+    let (_, text) = say("bo", "approve R2").await;
+    assert!(
+        text.starts_with(&format!(
+            "R2 approved. Done: {ORDER} paid from the balance."
+        )),
+        "{text}"
+    );
+
+    let (_, text) = say("rex", "autorenew r-web on").await;
+    let (_, text2) = say("ana", "approve R3").await;
+    assert!(
+        text2.starts_with("R3 approved. Done: auto-renew turned on for r-web."),
+        "{text}\n{text2}"
+    );
+
+    assert_eq!(
+        charges(&hw),
+        ["pay CS-RENEW-1".to_owned(), format!("pay {ORDER}")]
+    );
+    assert_eq!(hw.lock().unwrap().renewal_orders(), 1);
+    assert!(hw.lock().unwrap().auto);
+    assert_eq!(m.count(RENEW), 1);
+    m.assert_clean();
+    assert_eq!(
+        calls_in_the_log(&app.store).await,
+        [
+            "RenewalResources",
+            "PayOrders",
+            "PayOrders",
+            "AutoRenewalResources"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_crash_at_any_write_of_a_renewal_creates_one_order_and_pays_it_once() {
+    // executing; the renewal recorded, answered; the payment recorded,
+    // answered; succeeded.
+    for at in 1..=6 {
+        for after_commit in [false, true] {
+            let (rig, hw) = rig().await;
+            let r = rig.approved(renew(1)).await;
+            let case = format!("crash at write {at}, after commit: {after_commit}");
+            let state = rig.crash_and_resume(r.id, at, after_commit).await;
+            assert_eq!(state, State::Succeeded, "{case}");
+            assert_eq!(charges(&hw), ["pay CS-RENEW-1"], "{case}");
+            assert_eq!(hw.lock().unwrap().renewal_orders(), 1, "{case}");
+            rig.mock.assert_clean();
+        }
+    }
+}
+
+#[tokio::test]
+async fn lost_answers_to_the_renewal_and_to_the_payment_are_read_back() {
+    let (rig, hw) = rig().await;
+    {
+        let mut h = hw.lock().unwrap();
+        h.lose_next_renewal = true;
+        h.lose_next_payment = true;
+    }
+    let r = rig.approved(renew(1)).await;
+    let ran = rig.run(r.id).await;
+    assert_eq!(ran.request.state, State::Succeeded);
+    assert_eq!(rig.mock.count(RENEW), 1, "the renewal was not repeated");
+    assert_eq!(rig.mock.count(PAY), 1, "nor the payment");
+    assert_eq!(charges(&hw), ["pay CS-RENEW-1"]);
+    let log = rig.store.audit_log(None).await.unwrap();
+    let read_back = log
+        .iter()
+        .filter(|e| e.event == "answer")
+        .filter(|e| serde_json::from_str::<Value>(&e.detail).unwrap()["read_back"] == true)
+        .count();
+    assert_eq!(read_back, 2);
+}
+
+#[tokio::test]
+async fn an_order_paid_meanwhile_in_the_console_is_done_not_paid_again() {
+    let (rig, hw) = rig().await;
+    hw.lock().unwrap().orders[0].status = 5;
+    let r = rig.approved(pay(&[])).await;
+    let ran = rig.run(r.id).await;
+    assert_eq!(ran.request.state, State::Succeeded);
+    assert!(charges(&hw).is_empty());
+    let log = rig.store.audit_log(None).await.unwrap();
+    let answer: Value = log
+        .iter()
+        .find(|e| e.event == "answer")
+        .map(|e| serde_json::from_str(&e.detail).unwrap())
+        .unwrap();
+    assert_eq!(answer["code"], "CBC.99003106", "{answer}");
+}
+
+#[tokio::test]
+async fn refusals_fail_the_request_with_the_clouds_words_and_charge_nothing() {
+    // Not enough money.
+    let (rig, hw) = rig().await;
+    hw.lock().unwrap().balance_fen = 100;
+    let r = rig.approved(pay(&[])).await;
+    let ran = rig.run(r.id).await;
+    assert_eq!(ran.request.state, State::Failed);
+    let progress = rig.store.progress(r.id).await.unwrap();
+    assert_eq!(
+        outcome_line(&ran.request, progress.as_ref(), None).as_deref(),
+        Some("Failed, nothing more will be tried: PayOrders: CBC.99005003: PayOrders: 余额不足.")
+    );
+
+    // A period the cloud cannot renew for: nothing is sent.
+    let r = rig.approved(renew(13)).await;
+    let ran = rig.run(r.id).await;
+    assert_eq!(ran.request.state, State::Failed);
+    let progress = rig.store.progress(r.id).await.unwrap();
+    let line = outcome_line(&ran.request, progress.as_ref(), None).unwrap();
+    assert!(
+        line.contains("renews for 1 to 11 months or 1 to 3 whole years, not 13 months"),
+        "{line}"
+    );
+    assert_eq!(rig.mock.count(RENEW), 0);
+
+    // A coupon the order cannot use.
+    let r = rig.approved(pay(&["CP-9"])).await;
+    let ran = rig.run(r.id).await;
+    assert_eq!(ran.request.state, State::Failed);
+    let progress = rig.store.progress(r.id).await.unwrap();
+    let line = outcome_line(&ran.request, progress.as_ref(), None).unwrap();
+    assert!(
+        line.contains(&format!("does not offer coupon CP-9 for order {ORDER}")),
+        "{line}"
+    );
+    assert!(charges(&hw).is_empty());
+    rig.mock.assert_clean();
+}
+
+#[tokio::test]
+async fn a_coupon_is_sent_with_the_type_the_cloud_gives_it() {
+    let (rig, hw) = rig().await;
+    let r = rig.approved(pay(&["CP-1"])).await;
+    assert_eq!(rig.run(r.id).await.request.state, State::Succeeded);
+    let h = hw.lock().unwrap();
+    assert_eq!(
+        h.coupon_bodies,
+        [
+            json!({"order_id": ORDER, "use_coupon": "YES", "use_discount": "NO",
+            "coupon_infos": [{"id": "CP-1", "type": 301}]})
+        ]
+    );
+    assert_eq!(h.charges, [format!("pay {ORDER}")]);
+}
+
+#[tokio::test]
+async fn auto_renew_off_is_read_back_by_the_expire_policy() {
+    let (rig, hw) = rig().await;
+    hw.lock().unwrap().auto = true;
+    let r = rig
+        .approved(Action::Autorenew {
+            resource: ExternalId::parse("r-web").unwrap(),
+            on: false,
+        })
+        .await;
+    assert_eq!(rig.run(r.id).await.request.state, State::Succeeded);
+    assert!(!hw.lock().unwrap().auto);
+    assert_eq!(rig.mock.count(AUTO_OFF), 1);
+    rig.mock.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_executors_racing_on_a_renewal_create_one_order() {
+    let (rig, hw) = rig().await;
+    let r = rig.approved(renew(1)).await;
+    let a = rig.executor(std::sync::Arc::new(rig.store.clone()));
+    let b = rig.executor(std::sync::Arc::new(rig.store.clone()));
+    let (x, y) = tokio::join!(a.run(r.id), b.run(r.id));
+    x.unwrap();
+    y.unwrap();
+    for _ in 0..3 {
+        rig.later();
+        a.run(r.id).await.unwrap();
+    }
+    assert_eq!(rig.state(r.id).await, State::Succeeded);
+    assert_eq!(charges(&hw), ["pay CS-RENEW-1"]);
+    assert_eq!(hw.lock().unwrap().renewal_orders(), 1);
+    rig.mock.assert_clean();
+}
