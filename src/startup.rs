@@ -95,13 +95,10 @@ pub fn build_adapter(
             requests_per_second: rps,
         } => match cloud {
             Cloud::Tencent => both(Tencent::new(access, *rps, clock)),
-            Cloud::Alibaba => read_only(Alibaba::new(access, *rps, clock)),
+            Cloud::Alibaba => both(Alibaba::new(access, *rps, clock)),
             Cloud::Huawei => both(Huawei::new(access, *rps, clock)),
             // No API changes anything there: every request is a task for a person.
-            Cloud::AzureChina => Adapter {
-                provider: Arc::new(AzureChina::new(access, *rps, clock, entries)),
-                actions: None,
-            },
+            Cloud::AzureChina => read_only(AzureChina::new(access, *rps, clock, entries)),
         },
     }
 }

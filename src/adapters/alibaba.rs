@@ -11,11 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, authority,
-    external_id, malformed, parse, per_second, reported_spend, utc_text, utc_time,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, action_error,
+    authority, external_id, malformed, parse, per_second, reported_spend, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -24,7 +24,10 @@ use crate::domain::model::{
     ResourceStatus, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
-use crate::ports::{Clock, Provider, ProviderError};
+use crate::domain::request::Action;
+use crate::ports::{
+    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
+};
 
 const VERSION: &str = "2017-12-14";
 /// Orders carry no payment deadline; an unpaid one is treated as due within this.
@@ -62,12 +65,36 @@ impl Alibaba {
         action: &'static str,
         params: &[(&str, String)],
     ) -> Result<Value, ProviderError> {
-        let mut url = match &access.endpoint {
-            Some(e) => e.clone(),
-            None if intl => reqwest::Url::parse("https://business.ap-southeast-1.aliyuncs.com/")
+        self.send(access, intl, Service::Bss, action, params, true)
+            .await
+    }
+
+    /// One signed call to `service`; `repeatable` as for `Http::call_with`.
+    async fn send(
+        &self,
+        access: &CloudAccess,
+        intl: bool,
+        service: Service<'_>,
+        action: &'static str,
+        params: &[(&str, String)],
+        repeatable: bool,
+    ) -> Result<Value, ProviderError> {
+        let mut url = match (&access.endpoint, service) {
+            (Some(e), _) => e.clone(),
+            (None, Service::Ecs(region)) => {
+                reqwest::Url::parse(&format!("https://ecs.{region}.aliyuncs.com/"))
+                    .map_err(|e| ProviderError::Malformed(format!("region {region:?}: {e}")))?
+            }
+            (None, Service::Bss) if intl => {
+                reqwest::Url::parse("https://business.ap-southeast-1.aliyuncs.com/")
+                    .unwrap_or_else(|_| unreachable!())
+            }
+            (None, Service::Bss) => reqwest::Url::parse("https://business.aliyuncs.com/")
                 .unwrap_or_else(|_| unreachable!()),
-            None => reqwest::Url::parse("https://business.aliyuncs.com/")
-                .unwrap_or_else(|_| unreachable!()),
+        };
+        let version = match service {
+            Service::Bss => VERSION,
+            Service::Ecs(_) => ECS_VERSION,
         };
         let query: Vec<(String, String)> = params
             .iter()
@@ -86,7 +113,7 @@ impl Alibaba {
             let headers = [
                 ("host", host.as_str()),
                 ("x-acs-action", action),
-                ("x-acs-version", VERSION),
+                ("x-acs-version", version),
                 ("x-acs-date", date.as_str()),
                 ("x-acs-signature-nonce", nonce.as_str()),
                 ("x-acs-content-sha256", empty.as_str()),
@@ -110,19 +137,35 @@ impl Alibaba {
             req.header("Authorization", auth)
         };
         self.http
-            .call(
+            .call_with(
                 Call {
                     key_id,
                     action,
-                    permission: permission(action),
+                    permission: match service {
+                        Service::Bss => permission(action),
+                        Service::Ecs(_) => ecs_permission(action),
+                    },
                 },
                 &[key_id, secret],
                 build,
-                |r| classify(action, r),
+                |r| match service {
+                    Service::Bss => classify(action, r),
+                    Service::Ecs(_) => classify_plain(action, r),
+                },
+                repeatable,
             )
             .await
     }
 }
+
+/// Where a call goes: BSS, or ECS in a region.
+#[derive(Clone, Copy)]
+enum Service<'a> {
+    Bss,
+    Ecs(&'a str),
+}
+
+const ECS_VERSION: &str = "2014-05-26";
 
 /// The RAM action each API call needs (`bss:DescribeAcccount` has three c's).
 fn permission(action: &str) -> &'static str {
@@ -131,7 +174,17 @@ fn permission(action: &str) -> &'static str {
         "QueryAvailableInstances" => "bss:DescribeInstances",
         "QueryOrders" => "bss:DescribeOrder",
         "QueryAccountTransactions" => "bss:DescribeAcccountTransactions",
+        "RenewInstance" => "bssapi:RenewInstance",
+        "SetRenewal" => "bssapi:SetRenewal",
         _ => "AliyunBSSReadOnlyAccess",
+    }
+}
+
+fn ecs_permission(action: &str) -> &'static str {
+    match action {
+        "RenewInstance" => "ecs:RenewInstance",
+        "DescribeRenewalPrice" => "ecs:DescribeRenewalPrice",
+        _ => "AliyunECSReadOnlyAccess",
     }
 }
 
@@ -145,6 +198,20 @@ fn classify(action: &str, reply: &Reply) -> Result<Value, Failure> {
             Failure::Malformed(format!("{action}: a successful answer without Data"))
         });
     }
+    Err(failure(action, reply, &value))
+}
+
+/// ECS answers without the `Success`/`Data` wrapper: a success is the
+/// object itself, an error carries `Code`.
+fn classify_plain(action: &str, reply: &Reply) -> Result<Value, Failure> {
+    let value = cloud::json_or_status(reply)?;
+    if reply.status < 400 && value.get("Code").is_none() {
+        return Ok(value);
+    }
+    Err(failure(action, reply, &value))
+}
+
+fn failure(action: &str, reply: &Reply, value: &Value) -> Failure {
     let code = value
         .get("Code")
         .and_then(Value::as_str)
@@ -156,17 +223,17 @@ fn classify(action: &str, reply: &Reply) -> Result<Value, Failure> {
         .unwrap_or("")
         .to_owned();
     if code.is_empty() {
-        return Err(if reply.status >= 500 {
+        return if reply.status >= 500 {
             Failure::Transient(format!("HTTP {}", reply.status))
         } else {
             Failure::Malformed(format!(
                 "{action}: HTTP {} without Success or Code",
                 reply.status
             ))
-        });
+        };
     }
     let family = code.split('.').next().unwrap_or("");
-    Err(match family {
+    match family {
         "InvalidTimeStamp" if code == "InvalidTimeStamp.Expired" => Failure::ClockSkew {
             code,
             allowed: "15 minutes",
@@ -198,7 +265,7 @@ fn classify(action: &str, reply: &Reply) -> Result<Value, Failure> {
             code,
             message: format!("{action}: {message}"),
         },
-    })
+    }
 }
 
 #[derive(Deserialize)]
@@ -225,6 +292,7 @@ struct Instance {
     instance_id: String,
     #[serde(default)]
     product_code: String,
+    product_type: Option<String>,
     region: Option<String>,
     end_time: Option<String>,
     renew_status: Option<String>,
@@ -525,6 +593,361 @@ impl Provider for Alibaba {
             orders,
             spend,
             recharges,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- actions
+
+/// ECS and RDS renew through their own APIs; BSS `RenewInstance` does the rest.
+const ECS: &str = "ecs";
+
+fn renew_months_ok(product: &str, months: u32) -> bool {
+    match product {
+        ECS => matches!(months, 1..=9 | 12 | 24 | 36 | 48 | 60),
+        _ => matches!(months, 1..=9 | 12 | 24 | 36),
+    }
+}
+
+fn answered(v: &Value, result: Value) -> CallAnswer {
+    CallAnswer {
+        request_id: v["RequestId"].as_str().map(str::to_owned),
+        code: "OK".into(),
+        result,
+    }
+}
+
+struct Ctx<'a> {
+    access: &'a CloudAccess,
+    intl: bool,
+    currency: Currency,
+}
+
+impl Alibaba {
+    fn ctx(&self, account: &Account) -> Result<Ctx<'_>, ProviderError> {
+        let intl = account.site == "intl";
+        Ok(Ctx {
+            access: access_for(&self.accounts, account)?,
+            intl,
+            currency: if intl { Currency::Usd } else { Currency::Cny },
+        })
+    }
+
+    /// One subscription instance, as BSS lists it.
+    async fn instance(&self, ctx: &Ctx<'_>, id: &str) -> Result<Instance, ProviderError> {
+        let v = self
+            .call(
+                ctx.access,
+                ctx.intl,
+                "QueryAvailableInstances",
+                &[
+                    ("InstanceIDs", id.to_owned()),
+                    ("SubscriptionType", "Subscription".into()),
+                ],
+            )
+            .await?;
+        let p: Instances = parse(v, "QueryAvailableInstances")?;
+        p.instance_list
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .ok_or_else(|| ProviderError::Rejected {
+                code: "InstanceNotFound".into(),
+                message: format!("no subscription instance {id} on this account"),
+            })
+    }
+}
+
+#[async_trait]
+impl Actions for Alibaba {
+    /// ECS renewals are priced by DescribeRenewalPrice; other products are
+    /// not priced before approval.
+    async fn quote(
+        &self,
+        account: &Account,
+        action: &Action,
+    ) -> Result<Option<Money>, ProviderError> {
+        let Action::Renew { resources, months } = action else {
+            return Ok(None);
+        };
+        let ctx = self.ctx(account)?;
+        let bad = malformed("DescribeRenewalPrice");
+        let mut total = Money::zero(ctx.currency);
+        for id in resources {
+            let i = self.instance(&ctx, id.as_str()).await?;
+            if i.product_code != ECS || !renew_months_ok(ECS, *months) {
+                return Ok(None);
+            }
+            let region = i.region.unwrap_or_default();
+            let v = self
+                .send(
+                    ctx.access,
+                    ctx.intl,
+                    Service::Ecs(&region),
+                    "DescribeRenewalPrice",
+                    &[
+                        ("RegionId", region.clone()),
+                        ("ResourceId", id.to_string()),
+                        ("ResourceType", "instance".into()),
+                        ("Period", months.to_string()),
+                        ("PriceUnit", "Month".into()),
+                    ],
+                    true,
+                )
+                .await?;
+            let price: Amount =
+                serde_json::from_value(v["PriceInfo"]["Price"]["TradePrice"].clone())
+                    .map_err(|e| bad(format!("TradePrice: {e}")))?;
+            total = total
+                .checked_add(&price.major(ctx.currency).map_err(&bad)?)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(Some(total))
+    }
+
+    async fn next(
+        &self,
+        account: &Account,
+        action: &Action,
+        done: &[(CloudCall, CallAnswer)],
+    ) -> Result<NextCall, ProviderError> {
+        let call = |name: &str, params: Value| {
+            // Every change here carries a client token, or sets a state.
+            NextCall::Call(CloudCall {
+                name: name.into(),
+                params,
+                repeatable: true,
+            })
+        };
+        Ok(match action {
+            Action::Renew { resources, months } => {
+                let ctx = self.ctx(account)?;
+                if done.is_empty() {
+                    for id in resources {
+                        let i = self.instance(&ctx, id.as_str()).await?;
+                        if i.product_code == "rds" {
+                            return Ok(NextCall::ByHand(format!(
+                                "Alibaba Cloud renews RDS instances such as {id} through the RDS console, not BSS; renew there"
+                            )));
+                        }
+                    }
+                }
+                match resources.get(done.len()) {
+                    Some(id) => {
+                        let i = self.instance(&ctx, id.as_str()).await?;
+                        call(
+                            "RenewInstance",
+                            json!({
+                                "ProductCode": i.product_code,
+                                "ProductType": i.product_type,
+                                "Region": i.region,
+                                "InstanceId": id,
+                                "Months": months,
+                                "Index": done.len(),
+                            }),
+                        )
+                    }
+                    None => {
+                        let mut lines = Vec::new();
+                        for id in resources {
+                            let i = self.instance(&ctx, id.as_str()).await?;
+                            let end = i.end_time.as_deref().map(utc_time).transpose();
+                            let end = end.map_err(malformed("QueryAvailableInstances"))?;
+                            if let Some(end) = end {
+                                lines.push(format!(
+                                    "{id} now expires {}",
+                                    end.format("%Y-%m-%d %H:%M UTC")
+                                ));
+                            }
+                        }
+                        NextCall::Done {
+                            summary: lines.join(", "),
+                            details: json!(done.iter().map(|(_, a)| &a.result).collect::<Vec<_>>()),
+                        }
+                    }
+                }
+            }
+            Action::Autorenew { resource, on } => match done.first() {
+                None => {
+                    let ctx = self.ctx(account)?;
+                    let i = self.instance(&ctx, resource.as_str()).await?;
+                    call(
+                        "SetRenewal",
+                        json!({
+                            "ProductCode": i.product_code,
+                            "ProductType": i.product_type,
+                            "InstanceIDs": resource,
+                            "RenewalStatus": if *on { "AutoRenewal" } else { "ManualRenewal" },
+                        }),
+                    )
+                }
+                Some((_, a)) => NextCall::Done {
+                    summary: format!(
+                        "auto-renew turned {} for {resource}",
+                        if *on { "on" } else { "off" }
+                    ),
+                    details: a.result.clone(),
+                },
+            },
+            Action::Pay { orders, .. } => NextCall::ByHand(format!(
+                "Alibaba Cloud has no API that pays an order: pay {} in the console (Expenses → Orders → Unpaid) or the app; purser sees it leave the unpaid list",
+                orders
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Action::Topup { .. } | Action::Allocate { .. } => NextCall::ByHand(
+                "Alibaba Cloud takes money in the console or app only (Alipay, UnionPay, bank transfer)".into(),
+            ),
+        })
+    }
+
+    async fn call(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        key: &str,
+    ) -> Result<CallAnswer, ActionError> {
+        let ctx = self.ctx(account).map_err(ActionError::NotSent)?;
+        let p = &call.params;
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        match call.name.as_str() {
+            "RenewInstance" => {
+                let product = text(&p["ProductCode"]);
+                let months = p["Months"]
+                    .as_u64()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(0);
+                if !renew_months_ok(&product, months) {
+                    return Err(ActionError::Refused {
+                        code: "period".into(),
+                        message: format!(
+                            "Alibaba Cloud renews {product} for 1 to 9, 12, 24 or 36 months{}, not {months}",
+                            if product == ECS {
+                                " (ECS also 48 or 60)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    });
+                }
+                // Same token, same renewal: a repeat answers the first order.
+                let token = format!("{key}-{}", p["Index"].as_u64().unwrap_or(0));
+                let id = text(&p["InstanceId"]);
+                if product == ECS {
+                    let region = text(&p["Region"]);
+                    let v = self
+                        .send(
+                            ctx.access,
+                            ctx.intl,
+                            Service::Ecs(&region),
+                            "RenewInstance",
+                            &[
+                                ("InstanceId", id.clone()),
+                                ("Period", months.to_string()),
+                                ("PeriodUnit", "Month".into()),
+                                ("ClientToken", token),
+                            ],
+                            true,
+                        )
+                        .await
+                        .map_err(action_error)?;
+                    return Ok(answered(
+                        &v,
+                        json!({"InstanceId": id, "OrderId": text(&v["OrderId"])}),
+                    ));
+                }
+                let mut params = vec![
+                    ("ProductCode", product),
+                    ("InstanceId", id.clone()),
+                    ("RenewPeriod", months.to_string()),
+                    ("ClientToken", token),
+                ];
+                if let Some(t) = p["ProductType"].as_str().filter(|t| !t.is_empty()) {
+                    params.push(("ProductType", t.to_owned()));
+                }
+                let data = self
+                    .send(
+                        ctx.access,
+                        ctx.intl,
+                        Service::Bss,
+                        "RenewInstance",
+                        &params,
+                        true,
+                    )
+                    .await
+                    .map_err(action_error)?;
+                Ok(CallAnswer {
+                    request_id: None,
+                    code: "OK".into(),
+                    // A string by type, a bare number in the doc's example.
+                    result: json!({"InstanceId": id, "OrderId": text(&data["OrderId"])}),
+                })
+            }
+            "SetRenewal" => {
+                let mut params = vec![
+                    ("ProductCode", text(&p["ProductCode"])),
+                    ("InstanceIDs", text(&p["InstanceIDs"])),
+                    ("RenewalStatus", text(&p["RenewalStatus"])),
+                ];
+                if p["RenewalStatus"] == "AutoRenewal" {
+                    params.push(("RenewalPeriod", "1".into()));
+                    params.push(("RenewalPeriodUnit", "M".into()));
+                }
+                if let Some(t) = p["ProductType"].as_str().filter(|t| !t.is_empty()) {
+                    params.push(("ProductType", t.to_owned()));
+                }
+                self.send(
+                    ctx.access,
+                    ctx.intl,
+                    Service::Bss,
+                    "SetRenewal",
+                    &params,
+                    true,
+                )
+                .await
+                .map_err(action_error)?;
+                Ok(CallAnswer {
+                    request_id: None,
+                    code: "OK".into(),
+                    result: json!({"RenewalStatus": p["RenewalStatus"]}),
+                })
+            }
+            other => Err(ActionError::NotSent(ProviderError::Malformed(format!(
+                "no such call {other}"
+            )))),
+        }
+    }
+
+    async fn read_back(
+        &self,
+        account: &Account,
+        call: &CloudCall,
+        _key: &str,
+        _since: DateTime<Utc>,
+    ) -> Result<ReadBack, ProviderError> {
+        Ok(match call.name.as_str() {
+            // The client token makes the repeat answer the first renewal.
+            "RenewInstance" => ReadBack::NotHappened,
+            "SetRenewal" => {
+                let ctx = self.ctx(account)?;
+                let id = call.params["InstanceIDs"].as_str().unwrap_or_default();
+                let i = self.instance(&ctx, id).await?;
+                if i.renew_status.as_deref() == call.params["RenewalStatus"].as_str() {
+                    ReadBack::Happened(CallAnswer {
+                        request_id: None,
+                        code: "OK".into(),
+                        result: json!({"RenewalStatus": i.renew_status}),
+                    })
+                } else {
+                    ReadBack::NotHappened
+                }
+            }
+            other => ReadBack::Unknown(format!("no such call {other}")),
         })
     }
 }

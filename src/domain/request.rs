@@ -782,9 +782,39 @@ pub fn settled(request: &Request, s: &super::model::Snapshot) -> Option<String> 
                         .join(", ")
                 )
             }),
-        // Allocations show in a contract's bucket and renewals in an expiry;
-        // neither is read yet.
-        Action::Allocate { .. } | Action::Renew { .. } | Action::Autorenew { .. } => None,
+        Action::Autorenew { resource, on } => {
+            let r = s.resources.iter().find(|r| &r.id == resource)?;
+            let auto = r.renewal == super::model::RenewalMode::Auto;
+            (auto == *on).then(|| {
+                format!(
+                    "{resource} shows auto-renew {}",
+                    if *on { "on" } else { "off" }
+                )
+            })
+        }
+        // A renewal by hand shows as each resource running at least the
+        // renewed months past the request. (A resource already paid that far
+        // ahead reads as renewed: the request was not needed.)
+        Action::Renew { resources, months } => {
+            let floor = request
+                .requested_at
+                .checked_add_months(chrono::Months::new(*months))?;
+            let lines = resources
+                .iter()
+                .map(|id| {
+                    let r = s.resources.iter().find(|r| &r.id == id)?;
+                    (r.expires_at >= floor).then(|| {
+                        format!(
+                            "{id} now expires {}",
+                            r.expires_at.format("%Y-%m-%d %H:%M UTC")
+                        )
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(lines.join(", "))
+        }
+        // Allocations show in a contract's bucket, not read yet.
+        Action::Allocate { .. } => None,
     }
 }
 
@@ -921,6 +951,54 @@ mod tests {
         assert_eq!(
             settled(&pay, &snapshot(0, &[], &["O3"])).as_deref(),
             Some("O1, O2 no longer unpaid")
+        );
+    }
+
+    #[test]
+    fn renewals_and_auto_renew_changes_by_hand_are_settled_by_what_the_cloud_shows() {
+        use super::super::model::{RenewalMode, Resource, ResourceStatus};
+        let resource = |expires_in_days: i64, renewal| Resource {
+            id: ExternalId::parse("ins-a").unwrap(),
+            product: "cvm".into(),
+            region: None,
+            name: None,
+            expires_at: t(0) + chrono::Duration::days(expires_in_days),
+            renewal,
+            status: ResourceStatus::Active,
+            renewal_price: None,
+        };
+        let with = |r: Resource| super::super::model::Snapshot {
+            resources: vec![r],
+            ..snapshot(0, &[], &[])
+        };
+        let renew = Request {
+            action: Action::Renew {
+                resources: vec![ExternalId::parse("ins-a").unwrap()],
+                months: 1,
+            },
+            ..request(600)
+        };
+        assert_eq!(
+            settled(&renew, &with(resource(5, RenewalMode::Manual))),
+            None
+        );
+        assert_eq!(
+            settled(&renew, &with(resource(35, RenewalMode::Manual))).as_deref(),
+            Some("ins-a now expires 2026-10-26 14:13 UTC")
+        );
+        assert_eq!(settled(&renew, &snapshot(0, &[], &[])), None, "not listed");
+
+        let on = Request {
+            action: Action::Autorenew {
+                resource: ExternalId::parse("ins-a").unwrap(),
+                on: true,
+            },
+            ..request(0)
+        };
+        assert_eq!(settled(&on, &with(resource(5, RenewalMode::Manual))), None);
+        assert_eq!(
+            settled(&on, &with(resource(5, RenewalMode::Auto))).as_deref(),
+            Some("ins-a shows auto-renew on")
         );
     }
 

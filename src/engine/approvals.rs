@@ -551,10 +551,16 @@ pub fn card(r: &Request) -> Vec<String> {
             r.requested_by,
             r.expires_at.format("%Y-%m-%d %H:%M UTC")
         ),
-        State::AwaitingPayment => format!(
-            "approved · waiting for the payment: quote reference {} · purser closes it when the money arrives",
-            r.key
-        ),
+        State::AwaitingPayment => match &r.action {
+            Action::Topup { .. } => format!(
+                "approved · waiting for the payment: quote reference {} · purser closes it when the money arrives",
+                r.key
+            ),
+            Action::Allocate { .. } => "approved · waiting for the allocation in the console · purser does not read allocations yet: cancel it once done".into(),
+            Action::Pay { .. } => "approved · to be paid by hand · purser closes it when the order leaves the unpaid list".into(),
+            Action::Renew { .. } => "approved · to be renewed by hand · purser closes it when the new expiry shows".into(),
+            Action::Autorenew { .. } => "approved · to be set by hand · purser closes it when the cloud shows the change".into(),
+        },
         s => s.to_string(),
     };
     lines.push(status);

@@ -1032,7 +1032,7 @@ fn decided_reply(decided: Decided) -> Reply {
                     r.key
                 ),
                 (State::AwaitingPayment, Action::Allocate { amount, contract }) => format!(
-                    "{} approved. Allocate {amount} to contract {contract} in the cloud's console; purser closes it when the contract's balance rises.",
+                    "{} approved. Allocate {amount} to contract {contract} in the cloud's console; purser does not read allocations yet, so cancel it once done.",
                     r.id
                 ),
                 _ => match outcome {

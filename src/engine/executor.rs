@@ -572,14 +572,19 @@ pub fn outcome_line(
 ) -> Option<String> {
     let exec = execution(progress);
     match (r.state, paused) {
-        (State::Succeeded, _) => exec.and_then(|e| e.receipt).map(|s| format!("Done: {s}.")),
+        (State::Succeeded, _) => exec
+            .and_then(|e| e.receipt)
+            .map(|s| format!("Done: {}", sentence(&s))),
         (State::Failed, _) => exec
             .and_then(|e| e.failure)
-            .map(|f| format!("Failed, nothing more will be tried: {f}.")),
+            .map(|f| format!("Failed, nothing more will be tried: {}", sentence(&f))),
         (State::AwaitingPayment, _) => progress
             .and_then(|p| p.get("task")?.get("by_hand")?.as_str().map(str::to_owned))
             .map(|what| {
-                format!("No API can do this: {what}. purser closes it when it sees it done.")
+                format!(
+                    "No API can do this: {} purser closes it when it sees it done.",
+                    sentence(&what)
+                )
             }),
         (_, Some(Paused::Unreachable(why))) => Some(format!(
             "The cloud could not be asked ({why}); purser tries again on its next sweep."
@@ -591,9 +596,26 @@ pub fn outcome_line(
     }
 }
 
+/// A cloud's message as a sentence: one full stop, not two.
+fn sentence(text: &str) -> String {
+    let t = text.trim_end();
+    if t.ends_with(['.', '!', '?', '。', '！', '？']) {
+        t.to_owned()
+    } else {
+        format!("{t}.")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_ending_in_a_full_stop_gets_no_second_one() {
+        assert_eq!(sentence("not enough balance."), "not enough balance.");
+        assert_eq!(sentence("余额不足。"), "余额不足。");
+        assert_eq!(sentence("余额不足"), "余额不足.");
+    }
 
     #[test]
     fn an_execution_round_trips_through_progress() {

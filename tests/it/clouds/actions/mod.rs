@@ -3,6 +3,7 @@
 //! injected at every write, with lost answers, and with two executors racing
 //! on one request. Never a second charge.
 
+mod alibaba;
 mod huawei;
 mod tencent;
 
