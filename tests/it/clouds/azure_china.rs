@@ -15,12 +15,12 @@ pub(super) const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
 pub(super) const SECRET: &str = "azure-mock-client-secret-0123456789";
 const TENANT: &str = "tenant-0001";
 const SUB: &str = "sub-0001";
-const TOKEN_ROUTE: &str = "POST /tenant-0001/oauth2/v2.0/token";
-const USAGE_ROUTE: &str =
+pub(super) const TOKEN_ROUTE: &str = "POST /tenant-0001/oauth2/v2.0/token";
+pub(super) const USAGE_ROUTE: &str =
     "GET /subscriptions/sub-0001/providers/Microsoft.Consumption/usageDetails";
 
 /// Entra ID checks the client secret; ARM checks the bearer token.
-fn entra_and_arm() -> Verifier {
+pub(super) fn entra_and_arm() -> Verifier {
     Box::new(|req, _| {
         if req.path.ends_with("/oauth2/v2.0/token") {
             let form = String::from_utf8_lossy(&req.body).into_owned();

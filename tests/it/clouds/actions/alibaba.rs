@@ -30,14 +30,16 @@ struct Inst {
     renew: &'static str,
 }
 
-struct Ali {
-    balance: i64,
+pub(super) struct Ali {
+    pub(super) balance: i64,
     instances: Vec<Inst>,
     order_paid: bool,
     /// Client token → the first answer's order id.
     tokens: HashMap<String, String>,
     charges: Vec<String>,
     lose_next_renewal: bool,
+    /// Money paid in by a person: when, and how much as the API writes it.
+    pub(super) recharges: Vec<(DateTime<Utc>, &'static str)>,
 }
 
 fn utc(t: DateTime<Utc>) -> String {
@@ -99,7 +101,7 @@ fn renew(a: &mut Ali, id: &str, months: u32, token: &str) -> Result<String, (Str
     Ok(order)
 }
 
-async fn alibaba_cloud() -> (Mock, Arc<Mutex<Ali>>) {
+pub(super) async fn alibaba_cloud() -> (Mock, Arc<Mutex<Ali>>) {
     let m = Mock::start(epoch(), keyed(), mock::acs3(ID, SECRET)).await;
     let inst = |id, product| Inst {
         id,
@@ -118,6 +120,7 @@ async fn alibaba_cloud() -> (Mock, Arc<Mutex<Ali>>) {
         tokens: HashMap::new(),
         charges: vec![],
         lose_next_renewal: false,
+        recharges: vec![],
     }));
     let s = ali.clone();
     m.on("QueryAccountBalance", move |_, _| {
@@ -155,8 +158,22 @@ async fn alibaba_cloud() -> (Mock, Arc<Mutex<Ali>>) {
         };
         bss(json!({"TotalCount": orders.as_array().unwrap().len(), "OrderList": {"Order": orders}}))
     });
-    m.on("QueryAccountTransactions", |_, _| {
-        bss(json!({"TotalCount": 0, "AccountTransactionsList": {"AccountTransactionsList": []}}))
+    let s = ali.clone();
+    m.on("QueryAccountTransactions", move |req, _| {
+        let a = s.lock().unwrap();
+        let rows: Vec<Value> = if req.param("TransactionType").as_deref() == Some("Payment") {
+            a.recharges
+                .iter()
+                .map(|(at, amount)| {
+                    json!({"TransactionNumber": "p1", "TransactionTime": utc(*at),
+                    "TransactionFlow": "Income", "TransactionType": "Payment",
+                    "TransactionChannel": "Alipay", "Amount": amount, "Balance": "0.00"})
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        bss(json!({"TotalCount": rows.len(), "AccountTransactionsList": {"AccountTransactionsList": rows}}))
     });
     m.on("ecs:DescribeRenewalPrice", |req, _| {
         let period: i64 = req.param("Period").unwrap().parse().unwrap();
@@ -237,7 +254,7 @@ fn charges(a: &Arc<Mutex<Ali>>) -> Vec<String> {
     a.lock().unwrap().charges.clone()
 }
 
-fn alibaba_account(m: &Mock) -> String {
+pub(super) fn alibaba_account(m: &Mock) -> String {
     format!(
         r#"
 [[providers]]
@@ -254,7 +271,7 @@ credentials = {{ key_id = "file:ali-id", secret = "file:ali-secret" }}
     )
 }
 
-const KEYS: [(&str, &str); 2] = [("ali-id", ID), ("ali-secret", SECRET)];
+pub(super) const KEYS: [(&str, &str); 2] = [("ali-id", ID), ("ali-secret", SECRET)];
 
 async fn rig() -> (Rig, Arc<Mutex<Ali>>) {
     let (m, ali) = alibaba_cloud().await;

@@ -45,8 +45,8 @@ struct HwOrder {
     created: DateTime<Utc>,
 }
 
-struct Hw {
-    balance_fen: i64,
+pub(super) struct Hw {
+    pub(super) balance_fen: i64,
     expires: DateTime<Utc>,
     auto: bool,
     orders: Vec<HwOrder>,
@@ -55,6 +55,8 @@ struct Hw {
     lose_next_renewal: bool,
     lose_next_payment: bool,
     coupon_bodies: Vec<Value>,
+    /// Money paid in by a person: when, and how much in yuan.
+    pub(super) recharges: Vec<(DateTime<Utc>, &'static str)>,
 }
 
 impl Hw {
@@ -87,7 +89,7 @@ fn order_json(o: &HwOrder) -> Value {
         "amount_after_discount": o.fen, "official_amount": o.fen, "measure_id": 3})
 }
 
-async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
+pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
     let m = Mock::start(epoch(), by_route(), mock::sdk_hmac(AK, SK)).await;
     let hw = Arc::new(Mutex::new(Hw {
         balance_fen: 800_000,
@@ -105,6 +107,7 @@ async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
         lose_next_renewal: false,
         lose_next_payment: false,
         coupon_bodies: vec![],
+        recharges: vec![],
     }));
     let s = hw.clone();
     m.on(BALANCES, move |_, _| {
@@ -157,8 +160,25 @@ async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
             .collect();
         ok(json!({"total_count": found.len(), "order_infos": found}).to_string())
     });
-    m.on(CHANGES, |_, _| {
-        ok(json!({"total_count": 0, "currency": "CNY", "records": []}).to_string())
+    let s = hw.clone();
+    m.on(CHANGES, move |req, _| {
+        let h = s.lock().unwrap();
+        let records: Vec<Value> = if req.param("trade_type").as_deref() == Some("RECHARGE") {
+            h.recharges
+                .iter()
+                .map(|(at, yuan)| {
+                    json!({"account_change_id": "rc1", "trade_detail_type": "RECHARGE",
+                    "trade_time": utc(*at), "trade_id": "t1", "revenue_expense_type": "REVENUE",
+                    "payment_channel_id": "1", "change_amount": yuan, "balance_after_change": "0"})
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        ok(
+            json!({"total_count": records.len(), "currency": "CNY", "records": records})
+                .to_string(),
+        )
     });
     m.on(RATE, |req, _| {
         let body = req.json();
@@ -251,7 +271,7 @@ fn charges(hw: &Arc<Mutex<Hw>>) -> Vec<String> {
     hw.lock().unwrap().charges.clone()
 }
 
-fn huawei_account(m: &Mock) -> String {
+pub(super) fn huawei_account(m: &Mock) -> String {
     format!(
         r#"
 [[providers]]
@@ -268,7 +288,7 @@ credentials = {{ key_id = "file:hw-ak", secret = "file:hw-sk" }}
     )
 }
 
-const KEYS: [(&str, &str); 2] = [("hw-ak", AK), ("hw-sk", SK)];
+pub(super) const KEYS: [(&str, &str); 2] = [("hw-ak", AK), ("hw-sk", SK)];
 
 async fn rig() -> (Rig, Arc<Mutex<Hw>>) {
     let (m, hw) = huawei_cloud().await;

@@ -6,6 +6,7 @@
 mod alibaba;
 mod huawei;
 mod tencent;
+mod topups;
 
 use std::collections::HashMap;
 use std::sync::Arc;

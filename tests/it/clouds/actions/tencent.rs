@@ -20,8 +20,8 @@ use crate::helpers::{Setup, World, epoch};
 const ORDER: &str = "20261101000123";
 const PRICE_FEN: i64 = 60_000;
 
-struct Tc {
-    balance_fen: i64,
+pub(super) struct Tc {
+    pub(super) balance_fen: i64,
     expires: DateTime<Utc>,
     flag: String,
     order_paid: bool,
@@ -31,6 +31,8 @@ struct Tc {
     lose_next_answer: bool,
     /// The next payment takes effect but the gateway answers a 502 page.
     garble_next_payment: bool,
+    /// Money paid in by a person: when, and how much in fen.
+    pub(super) recharges: Vec<(DateTime<Utc>, i64)>,
 }
 
 fn beijing(t: DateTime<Utc>) -> String {
@@ -52,7 +54,7 @@ fn error(code: &str, message: &str) -> Canned {
     )
 }
 
-async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
+pub(super) async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
     let m = Mock::start(epoch(), by_header("x-tc-action"), mock::tc3(ID, KEY)).await;
     let tc = Arc::new(Mutex::new(Tc {
         balance_fen: 800_000,
@@ -62,6 +64,7 @@ async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
         charges: vec![],
         lose_next_answer: false,
         garble_next_payment: false,
+        recharges: vec![],
     }));
     let s = tc.clone();
     m.on("DescribeAccountBalance", move |_, _| {
@@ -120,8 +123,22 @@ async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
         };
         response(json!({"TotalCount": deals.as_array().unwrap().len(), "Deals": deals}))
     });
-    m.on("DescribeBillList", |_, _| {
-        response(json!({"Total": 0, "TransactionList": [], "DeductAmount": 0}))
+    let s = tc.clone();
+    m.on("DescribeBillList", move |req, _| {
+        let t = s.lock().unwrap();
+        if req.json()["PayType"][0] != "recharge" {
+            return response(json!({"Total": 0, "TransactionList": [], "DeductAmount": 0}));
+        }
+        let rows: Vec<Value> = t
+            .recharges
+            .iter()
+            .map(|(at, fen)| {
+                json!({"OperationTime": beijing(*at), "ActionType": "recharge", "PayChannel": "支付宝",
+                "OperationInfo": "充值", "Amount": fen, "Balance": t.balance_fen, "BillId": "b1",
+                "Cash": t.balance_fen, "Incentive": 0, "Freezing": 0, "DeductMode": ""})
+            })
+            .collect();
+        response(json!({"Total": rows.len(), "TransactionList": rows}))
     });
     let s = tc.clone();
     m.on("RenewInstances", move |req, _| {
@@ -192,7 +209,7 @@ fn charges(tc: &Arc<Mutex<Tc>>) -> Vec<String> {
 // ---------------------------------------------------------------- from chat, through the daemon
 
 /// The account on the mock, as config, its keys read from files.
-fn tencent_account(m: &Mock) -> String {
+pub(super) fn tencent_account(m: &Mock) -> String {
     format!(
         r#"
 [[providers]]
@@ -210,7 +227,7 @@ credentials = {{ key_id = "file:tc-id", secret = "file:tc-key" }}
     )
 }
 
-fn write_keys(dir: &std::path::Path) {
+pub(super) fn write_keys(dir: &std::path::Path) {
     std::fs::write(dir.join("tc-id"), ID).unwrap();
     std::fs::write(dir.join("tc-key"), KEY).unwrap();
 }
