@@ -51,6 +51,38 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The audit trail of requests, approvals, calls to clouds and receipts.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain from the first entry to the last written. Exit
+    /// status: 0 sound, 1 broken (says where and how), 2 no store or config.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write the entries to stdout, for finance. The chain is verified
+    /// first; a broken chain is still exported, with a warning and exit 1.
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Entries at or after this time: 2026-11-01 (UTC) or RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -192,6 +224,27 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit { command } => {
+            let (config, export) = match command {
+                AuditCommand::Verify { config } => (config, None),
+                AuditCommand::Export {
+                    config,
+                    since,
+                    format,
+                } => (config, Some((since, format))),
+            };
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match audit(&config, export).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("purser: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match load(&config) {
@@ -202,6 +255,77 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
     }
+}
+
+/// Verifies the chain; with `export`, writes the entries since a time.
+async fn audit(
+    config: &Config,
+    export: Option<(Option<String>, ExportFormat)>,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::{Context, bail};
+    use purser::domain::audit;
+    use purser::ports::Requests;
+    let since = match export.as_ref().and_then(|(s, _)| s.as_deref()) {
+        None => None,
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.with_timezone(&chrono::Utc))
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+                })
+                .with_context(|| {
+                    format!(
+                        "--since {t:?} is neither a date such as 2026-11-01 nor an RFC 3339 time"
+                    )
+                })?,
+        ),
+    };
+    if !config.store.path.exists() {
+        bail!(
+            "no store at {}: purser has not run with this config",
+            config.store.path.display()
+        );
+    }
+    let store = SqliteStore::open(&config.store.path).await?;
+    let log = store.audit_log(None).await?;
+    let head = store.audit_head().await?;
+    let verdict = audit::verify(&log, head.as_ref().map(|(n, h)| (*n, h.as_str())));
+    let Some((_, format)) = export else {
+        return Ok(match verdict {
+            Ok(v) => {
+                println!(
+                    "The audit log is sound: {} entries, last hash {}.",
+                    v.entries, v.head
+                );
+                ExitCode::SUCCESS
+            }
+            Err(b) => {
+                println!("The audit log is BROKEN: {b}.");
+                ExitCode::from(1)
+            }
+        });
+    };
+    let entries: Vec<_> = log
+        .into_iter()
+        .filter(|e| since.is_none_or(|t| e.at >= t))
+        .collect();
+    match format {
+        ExportFormat::Csv => print!("{}", audit::to_csv(&entries)),
+        ExportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&audit::to_json(&entries))?
+        ),
+    }
+    Ok(match verdict {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(b) => {
+            eprintln!(
+                "purser: warning: the audit log is BROKEN ({b}); these entries cannot be trusted"
+            );
+            ExitCode::from(1)
+        }
+    })
 }
 
 async fn set_balance(

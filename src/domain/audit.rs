@@ -255,9 +255,88 @@ pub fn verify(entries: &[Entry], head: Option<(u64, &str)>) -> Result<Verified, 
     })
 }
 
+/// The columns of an export, in order.
+pub const COLUMNS: [&str; 8] = [
+    "seq", "at", "actor", "event", "request", "detail", "prev", "hash",
+];
+
+/// RFC 4180 CSV with a header row; every field quoted, quotes doubled, so a
+/// detail's commas, quotes and line breaks stay inside its cell.
+pub fn to_csv(entries: &[Entry]) -> String {
+    let quote = |f: &str| format!("\"{}\"", f.replace('"', "\"\""));
+    let mut out = COLUMNS.map(quote).join(",");
+    out.push_str("\r\n");
+    for e in entries {
+        let row = [
+            e.seq.to_string(),
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            e.actor.clone(),
+            e.event.clone(),
+            e.request.map(|r| r.to_string()).unwrap_or_default(),
+            e.detail.clone(),
+            e.prev.clone(),
+            e.hash.clone(),
+        ];
+        out.push_str(&row.iter().map(|f| quote(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// One JSON object per entry; the detail as the JSON it was written as.
+pub fn to_json(entries: &[Entry]) -> serde_json::Value {
+    serde_json::Value::Array(
+        entries
+            .iter()
+            .map(|e| {
+                let detail = serde_json::from_str(&e.detail)
+                    .unwrap_or_else(|_| serde_json::Value::String(e.detail.clone()));
+                serde_json::json!({
+                    "seq": e.seq,
+                    "at": e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "actor": e.actor,
+                    "event": e.event,
+                    "request": e.request.map(|r| r.to_string()),
+                    "detail": detail,
+                    "prev": e.prev,
+                    "hash": e.hash,
+                })
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_quotes_every_field_and_doubles_quotes() {
+        let e = seal(
+            None,
+            NewEntry {
+                at: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+                actor: "ana".into(),
+                event: Event::Approved,
+                request: Some(RequestId(7)),
+                detail: r#"{"comment":"ok, \"go\"\nnow"}"#.into(),
+            },
+        );
+        let csv = to_csv(std::slice::from_ref(&e));
+        let mut lines = csv.split("\r\n");
+        assert_eq!(
+            lines.next(),
+            Some(r#""seq","at","actor","event","request","detail","prev","hash""#)
+        );
+        let row = lines.next().unwrap();
+        assert!(
+            row.starts_with(r#""1","2026-09-21T14:13:20.000Z","ana","approved","R7","{""comment"":""ok, \""go\""\nnow""}","#),
+            "{row}"
+        );
+        let json = to_json(&[e]);
+        assert_eq!(json[0]["detail"]["comment"], "ok, \"go\"\nnow");
+        assert_eq!(json[0]["request"], "R7");
+    }
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap()

@@ -183,3 +183,176 @@ provider = "sim"
         "{text}"
     );
 }
+
+/// A store with three audit entries, and a config naming it.
+fn audited() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    use purser::domain::audit::{Event, NewEntry};
+    use purser::domain::request::RequestId;
+    use purser::ports::Requests;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = purser::adapters::sqlite::SqliteStore::open(&db)
+            .await
+            .unwrap();
+        let at = |h: i64| chrono::DateTime::from_timestamp(1_793_491_200 + h * 3600, 0).unwrap();
+        for (h, event, detail) in [
+            (0, Event::Requested, r#"{"action":"renew ins-web 1m"}"#),
+            (25, Event::Approved, r#"{"comment":"ok, \"go\""}"#),
+            (
+                26,
+                Event::Receipt,
+                r#"{"summary":"ins-web now expires 2026-12-06"}"#,
+            ),
+        ] {
+            store
+                .audit(&[NewEntry {
+                    at: at(h),
+                    actor: "ana".into(),
+                    event,
+                    request: Some(RequestId(1)),
+                    detail: detail.into(),
+                }])
+                .await
+                .unwrap();
+        }
+    });
+    let config = dir.path().join("purser.toml");
+    std::fs::write(
+        &config,
+        "[store]\npath = \"p.db\"\n\n[[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"s.toml\"\n\n[[accounts]]\nid = \"acme\"\nprovider = \"sim\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("s.toml"),
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+    )
+    .unwrap();
+    (dir, config, db)
+}
+
+fn sql(db: &std::path::Path, statement: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        // Someone with the file: the triggers that keep the log
+        // append-only are dropped first.
+        for drop in [
+            "DROP TRIGGER IF EXISTS audit_log_no_update",
+            "DROP TRIGGER IF EXISTS audit_log_no_delete",
+            statement,
+        ] {
+            sqlx::query(drop).execute(&mut c).await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn audit_verify_finds_an_edited_row_and_a_deleted_one() {
+    let verify = |config: &std::path::Path| {
+        let out = purser()
+            .args(["audit", "verify", "--config"])
+            .arg(config)
+            .current_dir(config.parent().unwrap())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (_dir, config, db) = audited();
+    let (code, text) = verify(&config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.starts_with("The audit log is sound: 3 entries"),
+        "{text}"
+    );
+
+    // Someone changes who approved.
+    sql(&db, "UPDATE audit_log SET actor = 'bo' WHERE seq = 2");
+    let (code, text) = verify(&config);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        text.trim(),
+        "The audit log is BROKEN: entry 2 was changed: its contents no longer match its seal."
+    );
+
+    let (_dir, config, db) = audited();
+    sql(&db, "DELETE FROM audit_log WHERE seq = 2");
+    let (code, text) = verify(&config);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("entry 2 is missing"), "{text}");
+
+    let (_dir, config, db) = audited();
+    sql(&db, "DELETE FROM audit_log WHERE seq = 3");
+    let (code, text) = verify(&config);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("the last were deleted"), "{text}");
+}
+
+#[test]
+fn audit_export_writes_csv_or_json_since_a_date() {
+    let (_dir, config, db) = audited();
+    let out = purser()
+        .args(["audit", "export", "--since", "2026-11-02", "--config"])
+        .arg(&config)
+        .current_dir(config.parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = csv.split_terminator("\r\n").collect();
+    assert_eq!(rows.len(), 3, "the header and the two entries since: {csv}");
+    assert!(rows[0].starts_with(r#""seq","at","actor""#), "{csv}");
+    assert!(
+        rows[1].starts_with(r#""2","2026-11-02T01:00:00.000Z","ana","approved","R1","{""comment"":""ok, \""go\""""}""#),
+        "{csv}"
+    );
+
+    let out = purser()
+        .args(["audit", "export", "--format", "json", "--config"])
+        .arg(&config)
+        .current_dir(config.parent().unwrap())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert_eq!(
+        json[2]["detail"]["summary"],
+        "ins-web now expires 2026-12-06"
+    );
+
+    // A broken chain is still exported, with a warning and exit 1.
+    sql(&db, "UPDATE audit_log SET detail = '{}' WHERE seq = 3");
+    let out = purser()
+        .args(["audit", "export", "--config"])
+        .arg(&config)
+        .current_dir(config.parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 3 was changed"));
+
+    let out = purser()
+        .args(["audit", "export", "--since", "last week", "--config"])
+        .arg(&config)
+        .current_dir(config.parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--since \"last week\" is neither a date such as 2026-11-01"),
+    );
+}
