@@ -107,6 +107,9 @@ pub struct PersonConfig {
     pub role: crate::domain::command::Role,
     /// (platform, user id): `slack`, `discord`, `telegram`.
     pub identities: Vec<(String, String)>,
+    /// The base32 TOTP secret of their authenticator app, for approvals
+    /// that need a second factor.
+    pub totp: Option<Secret>,
 }
 
 impl Config {
@@ -454,6 +457,8 @@ struct RawPerson {
     slack: Option<S>,
     discord: Option<S>,
     telegram: Option<S>,
+    /// `env:NAME` or `file:PATH`: never the secret itself.
+    totp: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1645,7 +1650,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         .telegram
         .as_ref()
         .and_then(|t| build_telegram(issues, base, t, raw.http.is_some()));
-    let people = build_people(issues, &raw.people);
+    let people = build_people(issues, base, &raw.people);
 
     Config {
         file: path.to_owned(),
@@ -2095,7 +2100,7 @@ fn api_base(
         .ok()
 }
 
-fn build_people(issues: &mut Issues<'_>, raw: &[RawPerson]) -> Vec<PersonConfig> {
+fn build_people(issues: &mut Issues<'_>, base: &Path, raw: &[RawPerson]) -> Vec<PersonConfig> {
     let mut names: HashSet<String> = HashSet::new();
     let mut seen: HashMap<(String, String), String> = HashMap::new();
     let mut out = Vec::new();
@@ -2149,11 +2154,25 @@ fn build_people(issues: &mut Issues<'_>, raw: &[RawPerson]) -> Vec<PersonConfig>
                 "give at least one of slack, discord or telegram (the user's id there)",
             );
         }
+        let totp = p.totp.as_ref().and_then(|t| {
+            let at = format!("people[{i}].totp");
+            let secret = Secret::resolve(t.get_ref(), base)
+                .map_err(|e| issues.at(t, at.clone(), e))
+                .ok()?;
+            match crate::adapters::totp::secret_bytes(secret.expose()) {
+                Ok(_) => Some(secret),
+                Err(e) => {
+                    issues.at(t, at, e);
+                    None
+                }
+            }
+        });
         if let Some(role) = role {
             out.push(PersonConfig {
                 name,
                 role,
                 identities,
+                totp,
             });
         }
     }

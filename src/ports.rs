@@ -587,3 +587,13 @@ pub trait Actions: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<ReadBack, ProviderError>;
 }
+
+/// Checks the code a person gives with an approval that needs a second factor.
+pub trait SecondFactors: Send + Sync {
+    fn check(
+        &self,
+        person: &str,
+        code: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> crate::domain::request::SecondFactor;
+}

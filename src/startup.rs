@@ -32,7 +32,7 @@ use crate::config::{
 };
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
-use crate::engine::approvals::{Approvals, NoSecondFactors};
+use crate::engine::approvals::Approvals;
 use crate::engine::charts::Charts;
 use crate::engine::chatops::{ChatOps, OutboxSignal};
 use crate::engine::dispatcher::{Dispatcher, Output};
@@ -574,6 +574,20 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The people's TOTP secrets. The config checked them; should one still be
+/// refused, that person cannot give a second factor (refused, never let
+/// through).
+fn second_factors(config: &Config) -> crate::adapters::totp::Totp {
+    let enrolled = config
+        .people
+        .iter()
+        .filter_map(|p| p.totp.clone().map(|s| (p.name.clone(), s)));
+    crate::adapters::totp::Totp::new(enrolled).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a TOTP secret was refused; second factors are off");
+        crate::adapters::totp::Totp::none()
+    })
+}
+
 /// Requests over `store`, with each account's policy from `config`,
 /// carried out by `executor`.
 pub fn approvals(config: &Config, store: &SqliteStore, executor: Arc<Executor>) -> Arc<Approvals> {
@@ -584,7 +598,7 @@ pub fn approvals(config: &Config, store: &SqliteStore, executor: Arc<Executor>) 
         policies: Arc::new(config.policies()),
         tiers: crate::domain::request::Tiers::defaults(),
         ttl: crate::domain::request::default_ttl(),
-        second_factors: Arc::new(NoSecondFactors),
+        second_factors: Arc::new(second_factors(config)),
         executor,
     })
 }

@@ -21,6 +21,7 @@ pub mod sqlite;
 pub mod telegram;
 pub mod telegram_channel;
 pub mod tencent;
+pub mod totp;
 pub mod webhook;
 pub mod ws;
 

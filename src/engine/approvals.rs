@@ -17,28 +17,11 @@ use crate::domain::money::Money;
 use crate::domain::people::Person;
 use crate::domain::policy::{self, Context, Policy, Refusal};
 use crate::domain::request::{
-    self, Action, Judged, NotCancelled, NotDecided, Request, RequestId, SecondFactor, State, Tiers,
-    Verdict, Via,
+    self, Action, Judged, NotCancelled, NotDecided, Request, RequestId, State, Tiers, Verdict, Via,
 };
-use crate::ports::{NewRequest, Requests, Step, Store, StoreError, Written};
+use crate::ports::{NewRequest, Requests, SecondFactors, Step, Store, StoreError, Written};
 
 /// Checks second-factor codes; people without a secret are not enrolled.
-pub trait SecondFactors: Send + Sync {
-    fn check(&self, person: &str, code: Option<&str>, now: DateTime<Utc>) -> SecondFactor;
-}
-
-/// Nobody has a second factor.
-pub struct NoSecondFactors;
-
-impl SecondFactors for NoSecondFactors {
-    fn check(&self, _: &str, code: Option<&str>, _: DateTime<Utc>) -> SecondFactor {
-        match code {
-            None => SecondFactor::NotGiven,
-            Some(_) => SecondFactor::NotEnrolled,
-        }
-    }
-}
-
 pub struct Approvals {
     pub requests: Arc<dyn Requests>,
     pub store: Arc<dyn Store>,

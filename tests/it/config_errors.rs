@@ -466,3 +466,37 @@ fn slack_mode_mistakes_are_located_and_never_echo_the_token() {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     }
 }
+
+#[test]
+fn a_totp_secret_must_be_a_reference_to_enough_base32() {
+    let person = |totp: &str| {
+        format!(
+            "{BASE}\n[[people]]\nname = \"ada\"\nrole = \"admin\"\nslack = \"U1\"\ntotp = \"{totp}\"\n"
+        )
+    };
+    // Inline, it would sit in the config for all to read; not echoed back.
+    let err = error_of(&person("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"));
+    assert!(
+        err.contains(":18: people[0].totp: a secret must be a reference"),
+        "{err}"
+    );
+    assert!(!err.contains("JBSWY3DP"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short.totp"), "JBSWY3DP").unwrap();
+    std::fs::write(
+        dir.path().join("good.totp"),
+        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    )
+    .unwrap();
+    let at = dir.path().join("purser.toml");
+    let err = Config::parse(&person("file:short.totp"), &at)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":18: people[0].totp: a 40-bit secret is too short"),
+        "{err}"
+    );
+    let c = Config::parse(&person("file:good.totp"), &at).unwrap();
+    assert!(c.people[0].totp.is_some());
+}

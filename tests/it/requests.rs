@@ -411,3 +411,89 @@ async fn a_payment_task_is_closed_when_the_cloud_records_the_money_arriving() {
     );
     verified(&app).await;
 }
+
+#[tokio::test]
+async fn the_top_tier_needs_each_approvers_authenticator_code() {
+    use purser::ports::Clock;
+    const ANA: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    const ADA: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let people = format!(
+        r#"{PEOPLE}
+[[people]]
+name = "ada"
+role = "admin"
+slack = "U0ADA"
+totp = "file:ada.totp"
+"#
+    )
+    .replace(
+        "name = \"ana\"\nrole = \"approver\"\ntelegram = \"1001\"",
+        "name = \"ana\"\nrole = \"approver\"\ntelegram = \"1001\"\ntotp = \"file:ana.totp\"",
+    );
+    let world = World::new(
+        SCENARIO,
+        Setup {
+            rules: &people,
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("ana.totp"), ANA).unwrap();
+    // As an app shows it: lower case, in groups.
+    std::fs::write(
+        world.dir.path().join("ada.totp"),
+        "gezd gnbv gy3t qojq gezd gnbv gy3t qojq\n",
+    )
+    .unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+    let code = |secret: &str| {
+        let bytes = purser::adapters::totp::secret_bytes(secret).unwrap();
+        let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes).unwrap();
+        totp.generate(app.clock.now().timestamp() as u64)
+    };
+    let ada = Asker {
+        platform: "slack".into(),
+        user: "U0ADA".into(),
+    };
+
+    let (_, text) = say(&chat, "rex", "topup acme 60,000 wire for the year").await;
+    assert!(text.starts_with("R1 opened"), "{text}");
+    let (kind, text) = say(&chat, "bo", "approve R1 123456").await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    assert!(text.contains("you have none set up"), "{text}");
+    let (kind, text) = say(&chat, "ana", "approve R1").await;
+    assert_eq!(kind, ReplyKind::Refused, "no code: {text}");
+    let wrong = if code(ANA) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let (kind, text) = say(&chat, "ana", &format!("approve R1 {wrong}")).await;
+    assert_eq!(kind, ReplyKind::Refused, "a wrong code: {text}");
+    let (kind, text) = say(&chat, "ana", &format!("approve R1 {}", code(ANA))).await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(text.contains("is counted"), "{text}");
+    // Ana's code is hers: it does not pass for the admin.
+    let r = chat
+        .handle(&ada, &format!("approve R1 {}", code(ANA)))
+        .await;
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    let r = chat
+        .handle(&ada, &format!("approve R1 {}", code(ADA)))
+        .await;
+    assert!(
+        r.text().starts_with("R1 approved. Pay ¥60,000.00 by wire"),
+        "{}",
+        r.text()
+    );
+    let request = app
+        .store
+        .request(purser::domain::request::RequestId(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(request.approvals().all(|d| d.second_factor));
+    verified(&app).await;
+}
