@@ -150,10 +150,12 @@ pub async fn run(
                 vec![]
             }
         };
+        // A one-off check reads no requests: no payment can run late here.
         let state = AccountState {
             account: &a.account,
             history: &history,
             health: &health,
+            payments: &[],
         };
         let eval = rules::evaluate(&a.rules, &state, now);
         let latest = history.last();

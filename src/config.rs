@@ -488,6 +488,7 @@ struct RawRules {
     poll_failed: Option<RawLasting>,
     unallocated_funds: Option<RawLasting>,
     stale_balance: Option<RawLasting>,
+    payment_late: Option<RawSimple>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -799,6 +800,10 @@ fn merge_rules(base: &mut RawRules, over: &RawRules) {
         let b = base.autorenew_failed.get_or_insert_with(Default::default);
         merge_opt!(b, o, enabled, severity, pending, repeat);
     }
+    if let Some(o) = &over.payment_late {
+        let b = base.payment_late.get_or_insert_with(Default::default);
+        merge_opt!(b, o, enabled, severity, pending, repeat);
+    }
     if let Some(o) = &over.unpaid_order {
         let b = base.unpaid_order.get_or_insert_with(Default::default);
         merge_opt!(b, o, enabled, before_deadline, severity, pending, repeat);
@@ -1011,6 +1016,18 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
         timing: timing(issues, "autorenew_failed", &af.pending, &af.repeat, repeat),
     };
 
+    let pl = raw.payment_late.clone().unwrap_or_default();
+    let payment_late = Simple {
+        enabled: pl.enabled.unwrap_or(true),
+        severity: opt_severity(
+            issues,
+            "rules.payment_late.severity",
+            pl.severity.as_ref(),
+            Severity::B,
+        ),
+        timing: timing(issues, "payment_late", &pl.pending, &pl.repeat, repeat),
+    };
+
     let up = raw.unpaid_order.clone().unwrap_or_default();
     let unpaid_order = UnpaidOrder {
         enabled: up.enabled.unwrap_or(true),
@@ -1062,6 +1079,7 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
             raw.unallocated_funds.as_ref(),
             (Duration::hours(1), Severity::C, repeat),
         ),
+        payment_late,
         // A weekly reading keeps the estimate close to the portal.
         stale_balance: lasting(
             issues,

@@ -298,6 +298,8 @@ impl Application {
             clock: clock.clone(),
             routing: Arc::new(config.routing()),
             timeout: config.scheduler.timeout,
+            requests: Some(Arc::new(store.clone())),
+            policies: Arc::new(config.policies()),
         };
         let approvals = approvals(&config, &store, executor.clone());
         let scheduler = Scheduler {

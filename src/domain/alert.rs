@@ -278,6 +278,7 @@ mod tests {
                 account: &account,
                 history: &history,
                 health: &health,
+                payments: &[],
             },
             at,
         )

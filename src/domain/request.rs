@@ -818,6 +818,35 @@ pub fn settled(request: &Request, s: &super::model::Snapshot) -> Option<String> 
     }
 }
 
+/// An approved top-up still waiting for its money, with when that money is
+/// due by the method's own pace (`None`: not such a request).
+pub fn pending_payment(
+    request: &Request,
+    policy: &super::policy::Policy,
+) -> Option<super::rules::PendingPayment> {
+    let Action::Topup { amount, method } = &request.action else {
+        return None;
+    };
+    if request.state != State::AwaitingPayment {
+        return None;
+    }
+    let approved_at = request.approvals().map(|d| d.at).max()?;
+    let takes = policy
+        .topup
+        .iter()
+        .find(|m| m.method == *method)
+        .map(|m| m.settles_within)
+        .unwrap_or(chrono::Duration::minutes(30));
+    Some(super::rules::PendingPayment {
+        request: request.id.to_string(),
+        amount: *amount,
+        method: method.label().to_owned(),
+        reference: request.key.clone(),
+        approved_at,
+        due: approved_at + takes,
+    })
+}
+
 pub fn is_overdue(request: &Request, now: DateTime<Utc>) -> bool {
     request.state == State::Requested && now >= request.expires_at
 }

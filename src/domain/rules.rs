@@ -26,10 +26,11 @@ pub enum RuleName {
     PollFailed,
     UnallocatedFunds,
     StaleBalance,
+    PaymentLate,
 }
 
 impl RuleName {
-    pub const ALL: [RuleName; 9] = [
+    pub const ALL: [RuleName; 10] = [
         RuleName::LowBalance,
         RuleName::Runway,
         RuleName::Expiring,
@@ -39,6 +40,7 @@ impl RuleName {
         RuleName::PollFailed,
         RuleName::UnallocatedFunds,
         RuleName::StaleBalance,
+        RuleName::PaymentLate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl RuleName {
             RuleName::PollFailed => "poll_failed",
             RuleName::UnallocatedFunds => "unallocated_funds",
             RuleName::StaleBalance => "stale_balance",
+            RuleName::PaymentLate => "payment_late",
         }
     }
 
@@ -213,6 +216,9 @@ pub struct RuleSet {
     pub unallocated_funds: Lasting,
     /// A balance entered by hand this long ago is no longer trusted.
     pub stale_balance: Lasting,
+    /// A top-up approved and paid by a person that the cloud has not shown
+    /// arriving within the time its payment method takes.
+    pub payment_late: Simple,
 }
 
 impl RuleSet {
@@ -227,6 +233,7 @@ impl RuleSet {
             RuleName::PollFailed => &self.poll_failed.timing,
             RuleName::UnallocatedFunds => &self.unallocated_funds.timing,
             RuleName::StaleBalance => &self.stale_balance.timing,
+            RuleName::PaymentLate => &self.payment_late.timing,
         }
     }
 }
@@ -314,6 +321,24 @@ pub struct AccountState<'a> {
     /// Good snapshots, oldest first; the last is what the rules judge.
     pub history: &'a [Snapshot],
     pub health: &'a PollHealth,
+    /// Top-ups approved and waiting for the money to show.
+    pub payments: &'a [PendingPayment],
+}
+
+/// An approved top-up whose money has not been seen yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPayment {
+    /// The request, as people name it (`R12`).
+    pub request: String,
+    pub amount: Money,
+    /// The method, as people read it (`Alipay`, `wire transfer`).
+    pub method: String,
+    /// The reference the payer was asked to quote.
+    pub reference: String,
+    pub approved_at: DateTime<Utc>,
+    /// When the method's money shows at the latest: half an hour online,
+    /// days for a wire.
+    pub due: DateTime<Utc>,
 }
 
 /// What evaluation of one account produced: the conditions, and the forecast
@@ -332,6 +357,16 @@ pub fn evaluate(rules: &RuleSet, state: &AccountState<'_>, now: DateTime<Utc>) -
             &rules.poll_failed,
             account,
             state.health,
+            now,
+            &mut out.findings,
+        );
+    }
+    // Needs no snapshot: money that has not arrived is late whatever the cloud says.
+    if rules.payment_late.enabled {
+        payment_late(
+            &rules.payment_late,
+            account,
+            state.payments,
             now,
             &mut out.findings,
         );
@@ -744,6 +779,34 @@ fn unallocated_funds(
     });
 }
 
+/// A top-up past the time its method takes to arrive: the payment may have
+/// failed, gone to the wrong account, or lack the reference.
+fn payment_late(
+    rule: &Simple,
+    account: &str,
+    payments: &[PendingPayment],
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
+    for p in payments.iter().filter(|p| now >= p.due) {
+        out.push(Finding {
+            key: key(RuleName::PaymentLate, account, &p.request, String::new()),
+            severity: rule.severity,
+            level: Level::Breach,
+            rank: 1,
+            summary: format!(
+                "{}: {} by {} approved at {} has not arrived by {}; check the payment went through to this account, quoting {}",
+                p.request,
+                p.amount,
+                p.method,
+                p.approved_at.format("%Y-%m-%d %H:%M UTC"),
+                p.due.format("%Y-%m-%d %H:%M UTC"),
+                p.reference
+            ),
+        });
+    }
+}
+
 /// A balance estimated from a person's entry, once the entry is `after` old.
 fn stale_balance(
     rule: &Lasting,
@@ -921,6 +984,11 @@ pub(crate) mod tests {
                 severity: Severity::C,
                 timing: timing(Some(24)),
             },
+            payment_late: Simple {
+                enabled: true,
+                severity: Severity::B,
+                timing: timing(Some(4)),
+            },
         }
     }
 
@@ -966,6 +1034,7 @@ pub(crate) mod tests {
                 account: &account,
                 history: &history,
                 health,
+                payments: &[],
             },
             now(),
         )
@@ -1094,6 +1163,7 @@ pub(crate) mod tests {
                 account: &account,
                 history: &[],
                 health: &never,
+                payments: &[],
             },
             now(),
         )
@@ -1119,6 +1189,50 @@ pub(crate) mod tests {
         s
     }
 
+    #[test]
+    fn a_top_up_not_seen_by_its_methods_pace_is_late() {
+        let account = account();
+        let pending = PendingPayment {
+            request: "R4".into(),
+            amount: Money::parse("2,000", crate::domain::money::Currency::Cny).unwrap(),
+            method: "Alipay".into(),
+            reference: "purser-r4-0123456789abcdef".into(),
+            approved_at: now() - Duration::minutes(45),
+            due: now() - Duration::minutes(15),
+        };
+        let judge = |p: &PendingPayment| {
+            evaluate(
+                &rules(),
+                &AccountState {
+                    account: &account,
+                    history: &[],
+                    health: &PollHealth::new(),
+                    payments: std::slice::from_ref(p),
+                },
+                now(),
+            )
+            .findings
+        };
+        let f = judge(&pending);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].key.rule, RuleName::PaymentLate);
+        assert_eq!(f[0].key.resource, "R4");
+        assert_eq!(f[0].severity, Severity::B);
+        assert!(
+            f[0].summary.contains(
+                "check the payment went through to this account, quoting purser-r4-0123456789abcdef"
+            ),
+            "{}",
+            f[0].summary
+        );
+        // Not yet due: a wire still has days.
+        let wire = PendingPayment {
+            due: now() + Duration::days(4),
+            ..pending
+        };
+        assert!(judge(&wire).is_empty());
+    }
+
     fn judge(history: &[Snapshot]) -> Vec<Finding> {
         let account = account();
         evaluate(
@@ -1127,6 +1241,7 @@ pub(crate) mod tests {
                 account: &account,
                 history,
                 health: &PollHealth::new(),
+                payments: &[],
             },
             now(),
         )

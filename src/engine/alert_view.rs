@@ -220,7 +220,7 @@ impl Button {
                 Some(Button::Renew)
             }
             RuleName::UnpaidOrder => Some(Button::PayOrder),
-            RuleName::PollFailed | RuleName::StaleBalance => None,
+            RuleName::PollFailed | RuleName::StaleBalance | RuleName::PaymentLate => None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One poll of one account, then its evaluation: snapshot → rules → alert
 //! changes and outbox rows, committed together.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,10 +10,16 @@ use tracing::{info, warn};
 
 use crate::config::AccountConfig;
 use crate::domain::alert::{self, Alert, Changes};
-use crate::domain::model::Snapshot;
+use crate::domain::model::{AccountId, Snapshot};
+use crate::domain::policy::Policy;
+use crate::domain::request;
 use crate::domain::rules::{self, AccountState};
 use crate::domain::silence;
-use crate::ports::{Clock, Provider, ProviderError, Store, StoreError};
+use crate::ports::{Clock, Provider, ProviderError, Requests, Store, StoreError};
+
+/// Open requests read per evaluation at most; more open at once than this
+/// is not a team's working set.
+const OPEN_LIMIT: u32 = 500;
 
 /// The handles one poll needs.
 #[derive(Clone)]
@@ -22,6 +29,9 @@ pub struct Poller {
     /// Which outputs hear of each alert.
     pub routing: Arc<crate::domain::routing::Routing>,
     pub timeout: chrono::Duration,
+    /// Where approved top-ups are read, to say when one runs late.
+    pub requests: Option<Arc<dyn Requests>>,
+    pub policies: Arc<HashMap<AccountId, Policy>>,
 }
 
 /// A provider with the number of calls it may have open at once.
@@ -111,10 +121,21 @@ impl Poller {
         {
             self.store.record_view(id, &view).await?;
         }
+        let payments = match (&self.requests, self.policies.get(id)) {
+            (Some(requests), Some(policy)) => requests
+                .requests(true, OPEN_LIMIT)
+                .await?
+                .iter()
+                .filter(|r| &r.account == id)
+                .filter_map(|r| request::pending_payment(r, policy))
+                .collect(),
+            _ => Vec::new(),
+        };
         let state = AccountState {
             account: &account.account,
             history: &history,
             health,
+            payments: &payments,
         };
         let evaluation = rules::evaluate(&account.rules, &state, now);
         let open = self.store.open_alerts(id).await?;

@@ -89,16 +89,45 @@ fn rules_with(
         .collect()
 }
 
+const PEOPLE: &str = r#"
+[[people]]
+name = "rex"
+role = "requester"
+slack = "U0REX"
+
+[[people]]
+name = "ana"
+role = "approver"
+slack = "U0ANA"
+"#;
+
 #[tokio::test]
 async fn every_rule_fires_and_resolves() {
     let (world, app) = World::running(
         BAD,
         Setup {
             accounts: &["acme", "blind"],
+            rules: PEOPLE,
             ..Setup::default()
         },
     )
     .await;
+    // A top-up approved, whose money will not show within Alipay's half hour.
+    let chat = world.chat_ops(&app);
+    let person = |user: &str| purser::engine::chatops::Asker {
+        platform: "slack".into(),
+        user: user.into(),
+    };
+    let asked = chat
+        .handle(&person("U0REX"), "topup acme 2000 alipay")
+        .await;
+    assert!(asked.text().starts_with("R1 opened"), "{}", asked.text());
+    let approved = chat.handle(&person("U0ANA"), "approve R1").await;
+    assert!(
+        approved.text().starts_with("R1 approved"),
+        "{}",
+        approved.text()
+    );
     // Unallocated money is worth an alert once it has sat for an hour.
     assert!(!rules_with(&world.hook.events(), "firing").contains("unallocated_funds"));
     app.advance(Duration::minutes(61)).await;
@@ -110,7 +139,13 @@ async fn every_rule_fires_and_resolves() {
         .collect();
     assert_eq!(fired, all, "every rule fires: {:#?}", world.hook.events());
 
-    world.scenario(GOOD);
+    // The money arrives too: the poll sees it, the sweep closes the task,
+    // the next evaluation finds nothing late.
+    world.scenario(&GOOD.replace(
+        "burn_per_day = \"¥500\"",
+        "burn_per_day = \"¥500\"\ntopups = [{ at = \"61m\", amount = \"2000\" }]",
+    ));
+    app.advance(Duration::minutes(1)).await;
     app.advance(Duration::minutes(1)).await;
     let resolved = rules_with(&world.hook.events(), "resolved");
     assert_eq!(

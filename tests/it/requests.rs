@@ -383,10 +383,20 @@ async fn a_payment_task_is_closed_when_the_cloud_records_the_money_arriving() {
         "{text}"
     );
 
-    // An hour later nothing has arrived: the task stays open.
+    // An hour later nothing has arrived: the task stays open, and at half
+    // an hour (Alipay's pace) it was said to be late.
     app.advance(chrono::Duration::hours(1)).await;
     let (_, text) = say(&chat, "vic", "request R1").await;
     assert!(text.contains("waiting for the payment"), "{text}");
+    let late = world
+        .hook
+        .wait_for(|v| v["rule"] == "payment_late" && v["kind"] == "firing")
+        .await;
+    let summary = late["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("R1: ¥2,000.00 by Alipay approved at 2026-11-01 00:00 UTC has not arrived by 2026-11-01 00:30 UTC"),
+        "{late}"
+    );
 
     // The cloud records the recharge; the next poll sees it, the sweep after closes the task.
     world.scenario(&SCENARIO.replace(
@@ -409,6 +419,12 @@ async fn a_payment_task_is_closed_when_the_cloud_records_the_money_arriving() {
         "{}",
         receipt.detail
     );
+    // Once it arrived, the late payment is over.
+    app.advance(chrono::Duration::minutes(1)).await;
+    world
+        .hook
+        .wait_for(|v| v["rule"] == "payment_late" && v["kind"] == "resolved")
+        .await;
     verified(&app).await;
 }
 
