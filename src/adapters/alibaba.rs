@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, action_error,
-    authority, external_id, malformed, parse, per_second, reported_spend, utc_text, utc_time,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
+    authority, external_id, malformed, parse, per_second, reported_spend, site, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -617,24 +617,9 @@ fn answered(v: &Value, result: Value) -> CallAnswer {
     }
 }
 
-struct Ctx<'a> {
-    access: &'a CloudAccess,
-    intl: bool,
-    currency: Currency,
-}
-
 impl Alibaba {
-    fn ctx(&self, account: &Account) -> Result<Ctx<'_>, ProviderError> {
-        let intl = account.site == "intl";
-        Ok(Ctx {
-            access: access_for(&self.accounts, account)?,
-            intl,
-            currency: if intl { Currency::Usd } else { Currency::Cny },
-        })
-    }
-
     /// One subscription instance, as BSS lists it.
-    async fn instance(&self, ctx: &Ctx<'_>, id: &str) -> Result<Instance, ProviderError> {
+    async fn instance(&self, ctx: &Site<'_>, id: &str) -> Result<Instance, ProviderError> {
         let v = self
             .call(
                 ctx.access,
@@ -669,7 +654,7 @@ impl Actions for Alibaba {
         let Action::Renew { resources, months } = action else {
             return Ok(None);
         };
-        let ctx = self.ctx(account)?;
+        let ctx = site(&self.accounts, account)?;
         let bad = malformed("DescribeRenewalPrice");
         let mut total = Money::zero(ctx.currency);
         for id in resources {
@@ -720,7 +705,7 @@ impl Actions for Alibaba {
         };
         Ok(match action {
             Action::Renew { resources, months } => {
-                let ctx = self.ctx(account)?;
+                let ctx = site(&self.accounts, account)?;
                 if done.is_empty() {
                     for id in resources {
                         let i = self.instance(&ctx, id.as_str()).await?;
@@ -768,7 +753,7 @@ impl Actions for Alibaba {
             }
             Action::Autorenew { resource, on } => match done.first() {
                 None => {
-                    let ctx = self.ctx(account)?;
+                    let ctx = site(&self.accounts, account)?;
                     let i = self.instance(&ctx, resource.as_str()).await?;
                     call(
                         "SetRenewal",
@@ -808,7 +793,7 @@ impl Actions for Alibaba {
         call: &CloudCall,
         key: &str,
     ) -> Result<CallAnswer, ActionError> {
-        let ctx = self.ctx(account).map_err(ActionError::NotSent)?;
+        let ctx = site(&self.accounts, account).map_err(ActionError::NotSent)?;
         let p = &call.params;
         let text = |v: &Value| match v {
             Value::String(s) => s.clone(),
@@ -934,7 +919,7 @@ impl Actions for Alibaba {
             // The client token makes the repeat answer the first renewal.
             "RenewInstance" => ReadBack::NotHappened,
             "SetRenewal" => {
-                let ctx = self.ctx(account)?;
+                let ctx = site(&self.accounts, account)?;
                 let id = call.params["InstanceIDs"].as_str().unwrap_or_default();
                 let i = self.instance(&ctx, id).await?;
                 if i.renew_status.as_deref() == call.params["RenewalStatus"].as_str() {

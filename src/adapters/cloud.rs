@@ -522,6 +522,26 @@ pub fn access_for<'a>(
         })
 }
 
+/// One account as an adapter calls it: its keys, and whether it is on the
+/// international site (billed in USD) or the China site (CNY).
+pub struct Site<'a> {
+    pub access: &'a crate::config::CloudAccess,
+    pub intl: bool,
+    pub currency: Currency,
+}
+
+pub fn site<'a>(
+    accounts: &'a HashMap<crate::domain::model::AccountId, crate::config::CloudAccess>,
+    account: &crate::domain::model::Account,
+) -> Result<Site<'a>, ProviderError> {
+    let intl = account.site == "intl";
+    Ok(Site {
+        access: access_for(accounts, account)?,
+        intl,
+        currency: if intl { Currency::Usd } else { Currency::Cny },
+    })
+}
+
 pub fn strict_decimal(raw: &str) -> Result<Decimal, String> {
     let text = raw.trim();
     let bad = |why: &str| format!("{raw:?} is not an amount: {why}");

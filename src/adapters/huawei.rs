@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, action_error,
-    authority, external_id, malformed, parse, per_second, reported_spend, utc_text, utc_time,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
+    authority, external_id, malformed, parse, per_second, reported_spend, site, utc_text, utc_time,
 };
 use super::signing::{canonical_query, huawei};
 use crate::config::CloudAccess;
@@ -714,25 +714,10 @@ fn done(result: Value) -> CallAnswer {
     }
 }
 
-struct Ctx<'a> {
-    access: &'a CloudAccess,
-    intl: bool,
-    currency: Currency,
-}
-
 impl Huawei {
-    fn ctx(&self, account: &Account) -> Result<Ctx<'_>, ProviderError> {
-        let intl = account.site == "intl";
-        Ok(Ctx {
-            access: access_for(&self.accounts, account)?,
-            intl,
-            currency: if intl { Currency::Usd } else { Currency::Cny },
-        })
-    }
-
     async fn api(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         api: &Api<'_>,
         query: &[(&str, String)],
         body: Option<Value>,
@@ -745,7 +730,7 @@ impl Huawei {
     /// Main resources by id, as the subscription listing has them.
     async fn resources_by_id(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         ids: &[String],
     ) -> Result<Vec<RawResource>, ProviderError> {
         let v = self
@@ -764,7 +749,7 @@ impl Huawei {
     /// Orders by id, or renewal orders created since a time.
     async fn orders(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         query: &[(&str, String)],
     ) -> Result<Vec<OrderState>, ProviderError> {
         let v = self
@@ -780,7 +765,7 @@ impl Huawei {
         Ok(parse::<OrderStates>(v, "ListCustomerOrders")?.order_infos)
     }
 
-    async fn order(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<OrderState>, ProviderError> {
+    async fn order(&self, ctx: &Site<'_>, id: &str) -> Result<Option<OrderState>, ProviderError> {
         let found = self
             .orders(ctx, &[("order_id", id.to_owned()), ("limit", "1".into())])
             .await?;
@@ -791,7 +776,7 @@ impl Huawei {
     /// lists them usable on `order`; one it does not list is refused.
     async fn usable(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         order: &str,
         wanted: &[String],
         discount: bool,
@@ -864,7 +849,7 @@ impl Actions for Huawei {
         let Some((period_type, period_num)) = period(*months) else {
             return Ok(None);
         };
-        let ctx = self.ctx(account)?;
+        let ctx = site(&self.accounts, account)?;
         let bad = malformed(RENEW_RATE.name);
         let mut total = Money::zero(ctx.currency);
         for batch in resources.chunks(RENEW_BATCH) {
@@ -926,7 +911,7 @@ impl Actions for Huawei {
                 let renewals: Vec<_> = done.iter().filter(|(c, _)| c.name == RENEW.name).collect();
                 let batches: Vec<_> = resources.chunks(RENEW_BATCH).collect();
                 if let Some(batch) = batches.get(renewals.len()) {
-                    let ctx = self.ctx(account)?;
+                    let ctx = site(&self.accounts, account)?;
                     let ids: Vec<String> = batch.iter().map(|i| i.to_string()).collect();
                     let found = self.resources_by_id(&ctx, &ids).await?;
                     let services: Vec<_> = found
@@ -946,7 +931,7 @@ impl Actions for Huawei {
                 if let Some(order) = orders.get(paid) {
                     return Ok(call(PAY.name, json!({"order_id": order}), true));
                 }
-                let ctx = self.ctx(account)?;
+                let ctx = site(&self.accounts, account)?;
                 let ids: Vec<String> = resources.iter().map(|i| i.to_string()).collect();
                 let mut lines = Vec::new();
                 for r in self.resources_by_id(&ctx, &ids).await? {
@@ -1026,7 +1011,7 @@ impl Actions for Huawei {
         call: &CloudCall,
         _key: &str,
     ) -> Result<CallAnswer, ActionError> {
-        let ctx = self.ctx(account).map_err(ActionError::NotSent)?;
+        let ctx = site(&self.accounts, account).map_err(ActionError::NotSent)?;
         let p = &call.params;
         match call.name.as_str() {
             "RenewalResources" => {
@@ -1158,7 +1143,7 @@ impl Actions for Huawei {
         _key: &str,
         since: DateTime<Utc>,
     ) -> Result<ReadBack, ProviderError> {
-        let ctx = self.ctx(account)?;
+        let ctx = site(&self.accounts, account)?;
         let p = &call.params;
         Ok(match call.name.as_str() {
             // No token: the renewal orders of these services created since

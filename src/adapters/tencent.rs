@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, access_for, action_error,
-    authority, external_id as id, malformed as bad, parse, per_second, reported_spend,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, action_error, authority,
+    external_id as id, malformed as bad, parse, per_second, reported_spend, site,
 };
 use super::signing::tc3;
 use crate::config::CloudAccess;
@@ -24,7 +24,7 @@ use crate::domain::model::{
     Account, AccountId, Balance, Order, Recharge, RenewalMode, ReportedSpend, Resource,
     ResourceStatus, Snapshot,
 };
-use crate::domain::money::{Currency, Money};
+use crate::domain::money::Money;
 use crate::domain::request::Action;
 use crate::ports::{
     ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
@@ -68,30 +68,24 @@ impl Tencent {
     }
 }
 
-struct Ctx<'a> {
-    access: &'a CloudAccess,
-    intl: bool,
-    currency: Currency,
-}
-
-impl Ctx<'_> {
-    fn url(&self, service: &str) -> reqwest::Url {
-        if let Some(e) = &self.access.endpoint {
-            return e.clone();
-        }
-        let host = if self.intl {
-            format!("https://{service}.intl.tencentcloudapi.com/")
-        } else {
-            format!("https://{service}.tencentcloudapi.com/")
-        };
-        reqwest::Url::parse(&host).unwrap_or_else(|_| unreachable!("a fixed URL parses"))
+/// The API host of `service` for the account's site, or the configured
+/// endpoint.
+fn endpoint(ctx: &Site<'_>, service: &str) -> reqwest::Url {
+    if let Some(e) = &ctx.access.endpoint {
+        return e.clone();
     }
+    let host = if ctx.intl {
+        format!("https://{service}.intl.tencentcloudapi.com/")
+    } else {
+        format!("https://{service}.tencentcloudapi.com/")
+    };
+    reqwest::Url::parse(&host).unwrap_or_else(|_| unreachable!("a fixed URL parses"))
 }
 
 impl Tencent {
     async fn call(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         service: &str,
         action: &'static str,
         region: Option<&str>,
@@ -103,14 +97,14 @@ impl Tencent {
 
     async fn call_with(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         service: &str,
         action: &'static str,
         region: Option<&str>,
         params: Value,
         repeatable: bool,
     ) -> Result<Value, ProviderError> {
-        let url = ctx.url(service);
+        let url = endpoint(ctx, service);
         let host = authority(&url);
         let body = params.to_string().into_bytes();
         let version = if service == "cvm" {
@@ -352,7 +346,7 @@ fn renewal(flag: &str) -> Result<RenewalMode, String> {
 // ---------------------------------------------------------------- the poll
 
 impl Tencent {
-    async fn balance(&self, ctx: &Ctx<'_>) -> Result<Balance, ProviderError> {
+    async fn balance(&self, ctx: &Site<'_>) -> Result<Balance, ProviderError> {
         let v = self
             .call(ctx, "billing", "DescribeAccountBalance", None, json!({}))
             .await?;
@@ -374,7 +368,7 @@ impl Tencent {
         })
     }
 
-    async fn renewable(&self, ctx: &Ctx<'_>) -> Result<Vec<Resource>, ProviderError> {
+    async fn renewable(&self, ctx: &Site<'_>) -> Result<Vec<Resource>, ProviderError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -419,7 +413,7 @@ impl Tencent {
 
     /// Prepaid CVM instances in one region: what billing lists, plus whether an
     /// instance was isolated for arrears or at expiry.
-    async fn cvm(&self, ctx: &Ctx<'_>, region: &str) -> Result<Vec<Resource>, ProviderError> {
+    async fn cvm(&self, ctx: &Site<'_>, region: &str) -> Result<Vec<Resource>, ProviderError> {
         let mut out = Vec::new();
         let mut offset = 0u64;
         for _ in 0..MAX_PAGES {
@@ -466,7 +460,11 @@ impl Tencent {
         Ok(out)
     }
 
-    async fn unpaid(&self, ctx: &Ctx<'_>, now: DateTime<Utc>) -> Result<Vec<Order>, ProviderError> {
+    async fn unpaid(
+        &self,
+        ctx: &Site<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Order>, ProviderError> {
         let mut out = Vec::new();
         let mut offset = 0u64;
         for _ in 0..MAX_PAGES {
@@ -514,7 +512,7 @@ impl Tencent {
     /// Top-ups over the ledger window, and the spend the cloud recorded in it.
     async fn ledger(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Recharge>, Option<ReportedSpend>), ProviderError> {
         let window = |pay_type: &str, offset: u64, limit: u64| {
@@ -586,22 +584,10 @@ impl Tencent {
     }
 }
 
-impl Tencent {
-    fn ctx(&self, account: &Account) -> Result<Ctx<'_>, ProviderError> {
-        let access = access_for(&self.accounts, account)?;
-        let intl = account.site == "intl";
-        Ok(Ctx {
-            access,
-            intl,
-            currency: if intl { Currency::Usd } else { Currency::Cny },
-        })
-    }
-}
-
 #[async_trait]
 impl Provider for Tencent {
     async fn poll(&self, account: &Account) -> Result<Snapshot, ProviderError> {
-        let ctx = self.ctx(account)?;
+        let ctx = site(&self.accounts, account)?;
         let access = ctx.access;
         let now = self.http.clock.now();
         let balance = self.balance(&ctx).await?;
@@ -670,7 +656,11 @@ fn answer(v: &Value, result: Value) -> CallAnswer {
 
 impl Tencent {
     /// One instance as renewal management lists it: its product and region.
-    async fn renewable_one(&self, ctx: &Ctx<'_>, id: &str) -> Result<RenewInstance, ProviderError> {
+    async fn renewable_one(
+        &self,
+        ctx: &Site<'_>,
+        id: &str,
+    ) -> Result<RenewInstance, ProviderError> {
         let v = self
             .call(
                 ctx,
@@ -692,7 +682,7 @@ impl Tencent {
 
     async fn cvm_one(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         region: &str,
         id: &str,
     ) -> Result<CvmInstance, ProviderError> {
@@ -716,7 +706,7 @@ impl Tencent {
     }
 
     /// Where `id` stands now, for a receipt.
-    async fn expiry_line(&self, ctx: &Ctx<'_>, id: &str) -> Result<String, ProviderError> {
+    async fn expiry_line(&self, ctx: &Site<'_>, id: &str) -> Result<String, ProviderError> {
         let i = self.renewable_one(ctx, id).await?;
         let at = beijing_time(&i.expire_time).map_err(bad("DescribeRenewInstances"))?;
         Ok(format!(
@@ -729,7 +719,7 @@ impl Tencent {
     /// (`Some(false)`), or neither (closed, expired: `None`).
     async fn deals_paid(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Site<'_>,
         orders: &[String],
     ) -> Result<Option<bool>, ProviderError> {
         let now = self.http.clock.now();
@@ -788,7 +778,7 @@ impl Actions for Tencent {
         let Action::Renew { resources, months } = action else {
             return Ok(None);
         };
-        let ctx = self.ctx(account)?;
+        let ctx = site(&self.accounts, account)?;
         let mut total = Money::zero(ctx.currency);
         for id in resources {
             let info = self.renewable_one(&ctx, id.as_str()).await?;
@@ -826,7 +816,7 @@ impl Actions for Tencent {
         action: &Action,
         done: &[(CloudCall, CallAnswer)],
     ) -> Result<NextCall, ProviderError> {
-        let ctx = self.ctx(account)?;
+        let ctx = site(&self.accounts, account)?;
         let call = |name: &str, params: Value, repeatable: bool| {
             NextCall::Call(CloudCall {
                 name: name.into(),
@@ -932,7 +922,7 @@ impl Actions for Tencent {
         call: &CloudCall,
         key: &str,
     ) -> Result<CallAnswer, ActionError> {
-        let ctx = self.ctx(account).map_err(ActionError::NotSent)?;
+        let ctx = site(&self.accounts, account).map_err(ActionError::NotSent)?;
         let p = &call.params;
         match call.name.as_str() {
             "RenewInstances" => {
@@ -1009,7 +999,7 @@ impl Actions for Tencent {
         _key: &str,
         _since: DateTime<Utc>,
     ) -> Result<ReadBack, ProviderError> {
-        let ctx = self.ctx(account)?;
+        let ctx = site(&self.accounts, account)?;
         let p = &call.params;
         Ok(match call.name.as_str() {
             "RenewInstances" => {
@@ -1071,6 +1061,7 @@ impl Actions for Tencent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::money::Currency;
 
     fn reply(body: &str) -> Reply {
         Reply {

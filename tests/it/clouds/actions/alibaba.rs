@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use super::super::alibaba::{ID, SECRET};
 use super::super::mock::{self, Canned, Mock, hang, ok};
-use super::{PEOPLE, Rig, calls_in_the_log, who};
-use crate::helpers::{Setup, World, epoch};
+use super::{Rig, calls_in_the_log, daemon};
+use crate::helpers::epoch;
 
 const ORDER: &str = "211203740590001";
 const MONTH: i64 = 600;
@@ -296,26 +296,8 @@ fn renew_month(id: &str) -> Action {
 #[tokio::test]
 async fn from_chat_an_alibaba_renewal_auto_renew_change_and_order_payment_task_each_happen_once() {
     let (m, ali) = alibaba_cloud().await;
-    let config = format!("{}{PEOPLE}", alibaba_account(&m));
-    let world = World::new(
-        "",
-        Setup {
-            accounts: &[],
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
-    for (file, key) in KEYS {
-        std::fs::write(world.dir.path().join(file), key).unwrap();
-    }
-    let app = world.start().await;
-    app.settle().await;
-    let chat = world.chat_ops(&app);
-    let say = async |name: &str, text: &str| {
-        let r = chat.handle(&who(name), text).await;
-        (r.kind, r.text())
-    };
+    let (_world, app, chat) = daemon(&alibaba_account(&m), &KEYS, "").await;
+    let say = async |name: &str, text: &str| super::say(&chat, name, text).await;
 
     let (kind, text) = say("rex", "renew i-web 1m").await;
     assert_eq!(kind, ReplyKind::Done, "{text}");

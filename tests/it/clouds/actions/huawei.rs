@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::super::huawei::{AK, SK};
 use super::super::mock::{self, Canned, Mock, by_route, hang, ok};
-use super::{PEOPLE, Rig, calls_in_the_log, who};
-use crate::helpers::{Setup, World, epoch};
+use super::{Rig, calls_in_the_log, daemon};
+use crate::helpers::epoch;
 
 const BALANCES: &str = "GET /v2/accounts/customer-accounts/balances";
 const RESOURCES: &str = "POST /v2/orders/suscriptions/resources/query";
@@ -321,26 +321,8 @@ fn pay(coupons: &[&str]) -> Action {
 #[tokio::test]
 async fn from_chat_a_huawei_renewal_payment_and_auto_renew_change_each_charge_once() {
     let (m, hw) = huawei_cloud().await;
-    let config = format!("{}{PEOPLE}", huawei_account(&m));
-    let world = World::new(
-        "",
-        Setup {
-            accounts: &[],
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
-    for (file, key) in KEYS {
-        std::fs::write(world.dir.path().join(file), key).unwrap();
-    }
-    let app = world.start().await;
-    app.settle().await;
-    let chat = world.chat_ops(&app);
-    let say = async |name: &str, text: &str| {
-        let r = chat.handle(&who(name), text).await;
-        (r.kind, r.text())
-    };
+    let (_world, app, chat) = daemon(&huawei_account(&m), &KEYS, "").await;
+    let say = async |name: &str, text: &str| super::say(&chat, name, text).await;
 
     let (kind, text) = say("rex", "renew r-web 1m before it lapses").await;
     assert_eq!(kind, ReplyKind::Done, "{text}");

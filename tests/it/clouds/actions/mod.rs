@@ -19,7 +19,7 @@ use purser::config::AccountConfig;
 use purser::domain::audit;
 use purser::domain::money::{Currency, Money};
 use purser::domain::request::{Action, Decision, Request, RequestId, State, Tiers, Verdict, Via};
-use purser::engine::chatops::Asker;
+use purser::engine::chatops::{Asker, ChatOps, ReplyKind};
 use purser::engine::clock::ManualClock;
 use purser::engine::executor::{Executor, Ran};
 use purser::ports::{Actions, Clock, NewRequest, Requests, Step, StoreError, Written};
@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::mock::Mock;
-use crate::helpers::epoch;
+use crate::helpers::{Setup, TestApp, World, epoch};
 
 pub(super) const PEOPLE: &str = r#"
 [[people]]
@@ -57,6 +57,38 @@ pub(super) fn who(name: &str) -> Asker {
         platform: platform.into(),
         user: user.into(),
     }
+}
+
+/// The daemon over one cloud account (`account`, its config; `keys`, its key
+/// files) and `more` config, started and settled, with its chat service.
+pub(super) async fn daemon(
+    account: &str,
+    keys: &[(&str, &str)],
+    more: &str,
+) -> (World, TestApp, Arc<ChatOps>) {
+    let config = format!("{account}{PEOPLE}{more}");
+    let world = World::new(
+        "",
+        Setup {
+            accounts: &[],
+            rules: &config,
+            ..Setup::default()
+        },
+    )
+    .await;
+    for (file, key) in keys {
+        std::fs::write(world.dir.path().join(file), key).unwrap();
+    }
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+    (world, app, chat)
+}
+
+/// What `name` is told when they say `text`.
+pub(super) async fn say(chat: &ChatOps, name: &str, text: &str) -> (ReplyKind, String) {
+    let r = chat.handle(&who(name), text).await;
+    (r.kind, r.text())
 }
 
 /// The audit chain verifies, and these calls were recorded, in order.

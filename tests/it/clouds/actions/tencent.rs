@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::super::mock::{self, Canned, Mock, by_header, hang, ok};
 use super::super::tencent::{ID, KEY};
-use super::{PEOPLE, Rig, calls_in_the_log, who};
-use crate::helpers::{Setup, World, epoch};
+use super::{Rig, calls_in_the_log, daemon};
+use crate::helpers::epoch;
 
 // ---------------------------------------------------------------- a Tencent account that changes
 
@@ -227,32 +227,13 @@ credentials = {{ key_id = "file:tc-id", secret = "file:tc-key" }}
     )
 }
 
-pub(super) fn write_keys(dir: &std::path::Path) {
-    std::fs::write(dir.join("tc-id"), ID).unwrap();
-    std::fs::write(dir.join("tc-key"), KEY).unwrap();
-}
+pub(super) const KEYS: [(&str, &str); 2] = [("tc-id", ID), ("tc-key", KEY)];
 
 #[tokio::test]
 async fn from_chat_a_tencent_renewal_payment_and_auto_renew_change_each_charge_once() {
     let (m, tc) = tencent_cloud().await;
-    let config = format!("{}{PEOPLE}", tencent_account(&m));
-    let world = World::new(
-        "",
-        Setup {
-            accounts: &[],
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
-    write_keys(world.dir.path());
-    let app = world.start().await;
-    app.settle().await;
-    let chat = world.chat_ops(&app);
-    let say = async |name: &str, text: &str| {
-        let r = chat.handle(&who(name), text).await;
-        (r.kind, r.text())
-    };
+    let (_world, app, chat) = daemon(&tencent_account(&m), &KEYS, "").await;
+    let say = async |name: &str, text: &str| super::say(&chat, name, text).await;
 
     let (kind, text) = say("rex", "renew ins-web 1m expires next week").await;
     assert_eq!(kind, ReplyKind::Done, "{text}");
@@ -309,17 +290,12 @@ async fn from_chat_a_tencent_renewal_payment_and_auto_renew_change_each_charge_o
 async fn rig() -> (Rig, Arc<Mutex<Tc>>) {
     let (m, tc) = tencent_cloud().await;
     let account = tencent_account(&m);
-    let rig = Rig::new(
-        m,
-        &account,
-        &[("tc-id", ID), ("tc-key", KEY)],
-        |a, clock| {
-            let access = super::super::accounts(&a.account, a.access.clone().unwrap());
-            let mut t = Tencent::new(access, None, clock);
-            super::super::quick(t.http_mut());
-            ("tencent".to_owned(), Arc::new(t) as Arc<dyn Actions>)
-        },
-    )
+    let rig = Rig::new(m, &account, &KEYS, |a, clock| {
+        let access = super::super::accounts(&a.account, a.access.clone().unwrap());
+        let mut t = Tencent::new(access, None, clock);
+        super::super::quick(t.http_mut());
+        ("tencent".to_owned(), Arc::new(t) as Arc<dyn Actions>)
+    })
     .await;
     (rig, tc)
 }

@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::super::azure_china::{CLIENT, SECRET, TOKEN_ROUTE, USAGE_ROUTE, entra_and_arm};
 use super::super::mock::{Mock, by_route, ok};
-use super::{PEOPLE, calls_in_the_log, who};
-use crate::helpers::{Setup, TestApp, World, epoch};
+use super::{calls_in_the_log, daemon, who};
+use crate::helpers::{TestApp, epoch};
+use purser::engine::chatops::ChatOps;
 
 const AZURE_ADMIN: &str = r#"
 [[people]]
@@ -20,23 +21,6 @@ role = "admin"
 slack = "U0OPS"
 "#;
 
-async fn world(account: &str, keys: &[(&str, &str)], more: &str) -> World {
-    let config = format!("{account}{PEOPLE}{more}");
-    let world = World::new(
-        "",
-        Setup {
-            accounts: &[],
-            rules: &config,
-            ..Setup::default()
-        },
-    )
-    .await;
-    for (file, key) in keys {
-        std::fs::write(world.dir.path().join(file), key).unwrap();
-    }
-    world
-}
-
 /// Time passes on purser and on the cloud alike (or it refuses signatures).
 async fn pass(app: &TestApp, m: &Mock, by: Duration) {
     m.set_now(app.clock.now() + by);
@@ -44,8 +28,7 @@ async fn pass(app: &TestApp, m: &Mock, by: Duration) {
 }
 
 /// Asks for and approves a ¥2,000 Alipay top-up; returns the approval's text.
-async fn ask(world: &World, app: &TestApp, account: &str) -> String {
-    let chat = world.chat_ops(app);
+async fn ask(chat: &ChatOps, account: &str) -> String {
     let r = chat
         .handle(
             &who("rex"),
@@ -68,7 +51,7 @@ async fn state(app: &TestApp) -> State {
 /// The task stays open until `arrive` happens, then closes with a receipt
 /// naming how the money was seen; nothing was asked of the cloud.
 async fn closes_when_the_money_arrives(
-    world: &World,
+    chat: &ChatOps,
     app: &TestApp,
     m: &Mock,
     arrive: impl AsyncFnOnce(DateTime<Utc>),
@@ -82,7 +65,6 @@ async fn closes_when_the_money_arrives(
     // The next poll sees it; the sweep after closes the task.
     pass(app, m, Duration::minutes(1)).await;
     pass(app, m, Duration::minutes(1)).await;
-    let chat = world.chat_ops(app);
     let text = chat.handle(&who("rex"), "request R1").await.text();
     assert!(text.starts_with("R1 · verified"), "{text}");
     let log = app.store.audit_log(None).await.unwrap();
@@ -98,17 +80,19 @@ async fn closes_when_the_money_arrives(
 #[tokio::test]
 async fn on_tencent_a_top_up_closes_on_its_recharge_record() {
     let (m, tc) = super::tencent::tencent_cloud().await;
-    let world = world(&super::tencent::tencent_account(&m), &[], "").await;
-    super::tencent::write_keys(world.dir.path());
-    let app = world.start().await;
-    app.settle().await;
-    let text = ask(&world, &app, "tc-prod").await;
+    let (_world, app, chat) = daemon(
+        &super::tencent::tencent_account(&m),
+        &super::tencent::KEYS,
+        "",
+    )
+    .await;
+    let text = ask(&chat, "tc-prod").await;
     assert!(
         text.starts_with("R1 approved. Pay ¥2,000.00 by Alipay quoting purser-r1-"),
         "{text}"
     );
     closes_when_the_money_arrives(
-        &world,
+        &chat,
         &app,
         &m,
         async |now| {
@@ -124,21 +108,19 @@ async fn on_tencent_a_top_up_closes_on_its_recharge_record() {
 #[tokio::test]
 async fn on_alibaba_a_top_up_closes_on_its_payment_transaction() {
     let (m, ali) = super::alibaba::alibaba_cloud().await;
-    let world = world(
+    let (_world, app, chat) = daemon(
         &super::alibaba::alibaba_account(&m),
         &super::alibaba::KEYS,
         "",
     )
     .await;
-    let app = world.start().await;
-    app.settle().await;
-    let text = ask(&world, &app, "ali-prod").await;
+    let text = ask(&chat, "ali-prod").await;
     assert!(
         text.starts_with("R1 approved. Pay ¥2,000.00 by Alipay"),
         "{text}"
     );
     closes_when_the_money_arrives(
-        &world,
+        &chat,
         &app,
         &m,
         async |now| {
@@ -154,16 +136,15 @@ async fn on_alibaba_a_top_up_closes_on_its_payment_transaction() {
 #[tokio::test]
 async fn on_huawei_a_top_up_closes_on_its_recharge_change_record() {
     let (m, hw) = super::huawei::huawei_cloud().await;
-    let world = world(&super::huawei::huawei_account(&m), &super::huawei::KEYS, "").await;
-    let app = world.start().await;
-    app.settle().await;
-    let text = ask(&world, &app, "hw-prod").await;
+    let (_world, app, chat) =
+        daemon(&super::huawei::huawei_account(&m), &super::huawei::KEYS, "").await;
+    let text = ask(&chat, "hw-prod").await;
     assert!(
         text.starts_with("R1 approved. Pay ¥2,000.00 by Alipay"),
         "{text}"
     );
     closes_when_the_money_arrives(
-        &world,
+        &chat,
         &app,
         &m,
         async |now| {
@@ -199,15 +180,8 @@ credentials = {{ key_id = "file:az-client", secret = "file:az-secret", tenant = 
 "#,
         url = m.url
     );
-    let world = world(
-        &account,
-        &[("az-client", CLIENT), ("az-secret", SECRET)],
-        AZURE_ADMIN,
-    )
-    .await;
-    let app = world.start().await;
-    app.settle().await;
-    let chat = world.chat_ops(&app);
+    let keys = [("az-client", CLIENT), ("az-secret", SECRET)];
+    let (_world, app, chat) = daemon(&account, &keys, AZURE_ADMIN).await;
     let ops = purser::engine::chatops::Asker {
         platform: "slack".into(),
         user: "U0OPS".into(),
@@ -219,14 +193,14 @@ credentials = {{ key_id = "file:az-client", secret = "file:az-secret", tenant = 
     );
     pass(&app, &m, Duration::minutes(1)).await;
 
-    let text = ask(&world, &app, "azure-pia").await;
+    let text = ask(&chat, "azure-pia").await;
     assert!(
         text.starts_with("R1 approved. Pay ¥2,000.00 by Alipay"),
         "{text}"
     );
     let chat2 = chat.clone();
     closes_when_the_money_arrives(
-        &world,
+        &chat,
         &app,
         &m,
         async move |_| {
