@@ -9,6 +9,8 @@ pub struct ActivityState {
     /// The earliest moment the scheduler will next start a poll; `None` while it works.
     pub next_poll_due: Option<DateTime<Utc>>,
     pub polls_in_flight: usize,
+    /// Request sweeps under way (expiring, closing tasks, resuming).
+    pub sweeps_in_flight: usize,
     /// Counts evaluations that wrote notices to the outbox.
     pub notices_written: u64,
     /// The dispatcher is waiting, having seen this many writes; with the time
@@ -21,6 +23,7 @@ impl ActivityState {
     pub fn quiet_at(&self, t: DateTime<Utc>) -> bool {
         self.next_poll_due.is_some_and(|n| n > t)
             && self.polls_in_flight == 0
+            && self.sweeps_in_flight == 0
             && self.dispatcher_idle.is_some_and(|(seen, next)| {
                 seen == self.notices_written && next.is_none_or(|n| n > t)
             })

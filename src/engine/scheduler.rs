@@ -100,12 +100,12 @@ impl Scheduler {
             if now >= next_sweep {
                 if let Some(requests) = self.requests.clone().filter(|_| sweeping.is_empty()) {
                     let activity = self.activity.clone();
-                    activity.update(|s| s.polls_in_flight += 1);
+                    activity.update(|s| s.sweeps_in_flight += 1);
                     sweeping.spawn(async move {
                         if let Err(e) = requests.sweep(now).await {
                             error!(error = %e, "sweeping requests failed");
                         }
-                        activity.update(|s| s.polls_in_flight -= 1);
+                        activity.update(|s| s.sweeps_in_flight -= 1);
                     });
                 }
                 next_sweep = now + SWEEP_EVERY;
