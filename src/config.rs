@@ -237,6 +237,9 @@ pub struct AccountConfig {
     pub rules: RuleSet,
     /// How to reach the account's cloud; `None` for simulated accounts.
     pub access: Option<CloudAccess>,
+    /// Per payment method, where the money goes (the bank account for a
+    /// wire, the portal page for Alipay): shown with a top-up's task.
+    pub payee: BTreeMap<crate::domain::request::PaymentMethod, String>,
 }
 
 /// An account's credentials and addresses. Which fields a cloud needs is
@@ -616,6 +619,9 @@ struct RawAccount {
     endpoint: Option<S>,
     #[serde(default)]
     regions: Vec<String>,
+    /// Where each payment method sends the money, for top-up instructions.
+    #[serde(default)]
+    payee: BTreeMap<String, S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1394,12 +1400,35 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         let rules = build_rules(issues, &merged, currency);
         // The same bad value would be reported once per account; keep the first.
         dedup_from(&mut issues.list, before);
+        let mut payee = BTreeMap::new();
+        for (method, text) in &a.payee {
+            let at = format!("accounts[{i}].payee.{method}");
+            match crate::domain::request::PaymentMethod::parse(method) {
+                None => issues.at(
+                    text,
+                    at,
+                    format!(
+                        "unknown payment method {method:?}; use {}",
+                        crate::domain::request::PaymentMethod::ALL
+                            .map(|m| m.as_str())
+                            .join(", ")
+                    ),
+                ),
+                Some(_) if text.get_ref().trim().is_empty() => {
+                    issues.at(text, at, "must not be empty")
+                }
+                Some(m) => {
+                    payee.insert(m, text.get_ref().trim().to_owned());
+                }
+            }
+        }
         accounts.push(AccountConfig {
             account,
             currency,
             schedule,
             rules,
             access,
+            payee,
         });
     }
     for (i, o) in raw.overrides.iter().enumerate() {

@@ -535,7 +535,13 @@ impl ChatOps {
                 Reply::done(title, list.iter().map(request_line).collect())
             }
             Command::Request { id } => match self.approvals.requests.request(id).await? {
-                Some(r) => Reply::done(format!("{} · {}", r.id, r.state), approvals::card(&r)),
+                Some(r) => {
+                    let mut lines = approvals::card(&r);
+                    if let Some(p) = self.payee(&r) {
+                        lines.push(format!("pay to: {p}"));
+                    }
+                    Reply::done(format!("{} · {}", r.id, r.state), lines)
+                }
                 None => Reply::refused(format!("There is no request {id}.")),
             },
             Command::Approve { id, code } => {
@@ -545,7 +551,12 @@ impl ChatOps {
                     comment: None,
                     via,
                 };
-                decided_reply(self.approvals.decide(person, id, vote, now).await?)
+                let decided = self.approvals.decide(person, id, vote, now).await?;
+                let payee = match &decided {
+                    Decided::Approved { request, .. } => self.payee(request),
+                    _ => None,
+                };
+                decided_reply(decided, payee)
             }
             Command::Deny { id, reason } => {
                 let vote = Vote {
@@ -554,7 +565,7 @@ impl ChatOps {
                     comment: reason,
                     via,
                 };
-                decided_reply(self.approvals.decide(person, id, vote, now).await?)
+                decided_reply(self.approvals.decide(person, id, vote, now).await?, None)
             }
             Command::Cancel { id } => match self.approvals.cancel(person, id, now).await? {
                 Cancelled::Cancelled(r) => Reply::done(
@@ -796,6 +807,18 @@ impl ChatOps {
         })
     }
 
+    /// Where an approved top-up's money goes, as the account's config says.
+    fn payee(&self, r: &Request) -> Option<String> {
+        let Action::Topup { method, .. } = &r.action else {
+            return None;
+        };
+        if r.state != State::AwaitingPayment {
+            return None;
+        }
+        let a = self.accounts.iter().find(|a| a.account.id == r.account)?;
+        a.payee.get(method).cloned()
+    }
+
     /// An amount typed for `account`, in its currency unless it names one.
     fn amount_on(
         &self,
@@ -1011,7 +1034,9 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-fn decided_reply(decided: Decided) -> Reply {
+/// What an approved top-up tells its payer: the amount, the method, where
+/// the money goes (when the config says) and the reference to quote.
+fn decided_reply(decided: Decided, payee: Option<String>) -> Reply {
     match decided {
         Decided::Counted { request, missing } => Reply::done(
             format!(
@@ -1026,9 +1051,10 @@ fn decided_reply(decided: Decided) -> Reply {
         } => {
             let title = match (&r.state, &r.action) {
                 (State::AwaitingPayment, Action::Topup { amount, method }) => format!(
-                    "{} approved. Pay {amount} by {} quoting {}; purser closes it when the money arrives.",
+                    "{} approved. Pay {amount} by {}{} quoting {}; purser closes it when the money arrives.",
                     r.id,
                     method.label(),
+                    payee.map(|p| format!(" to {p},")).unwrap_or_default(),
                     r.key
                 ),
                 (State::AwaitingPayment, Action::Allocate { amount, contract }) => format!(

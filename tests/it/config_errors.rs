@@ -500,3 +500,27 @@ fn a_totp_secret_must_be_a_reference_to_enough_base32() {
     let c = Config::parse(&person("file:good.totp"), &at).unwrap();
     assert!(c.people[0].totp.is_some());
 }
+
+#[test]
+fn a_payee_names_a_known_payment_method() {
+    let err = error_of(&format!(
+        "{BASE}payee = {{ paypal = \"someone@example.com\", wire = \" \" }}\n"
+    ));
+    assert!(
+        err.contains("accounts[0].payee.paypal: unknown payment method \"paypal\"; use alipay,"),
+        "{err}"
+    );
+    assert!(
+        err.contains("accounts[0].payee.wire: must not be empty"),
+        "{err}"
+    );
+    let c = Config::parse(
+        &format!("{BASE}payee = {{ bank_transfer = \"ACME Cloud Ltd, 6222 0000\" }}\n"),
+        Path::new("conf/purser.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.accounts[0].payee.values().collect::<Vec<_>>(),
+        ["ACME Cloud Ltd, 6222 0000"]
+    );
+}

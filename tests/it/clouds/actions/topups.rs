@@ -177,6 +177,7 @@ id = "azure-pia"
 provider = "azure"
 endpoint = "{url}"
 credentials = {{ key_id = "file:az-client", secret = "file:az-secret", tenant = "tenant-0001", subscription = "sub-0001" }}
+payee = {{ alipay = "the portal's Billing → Top up page", wire = "21Vianet Blue Cloud, account 1109 0000 0000 0000" }}
 "#,
         url = m.url
     );
@@ -195,8 +196,13 @@ credentials = {{ key_id = "file:az-client", secret = "file:az-secret", tenant = 
 
     let text = ask(&chat, "azure-pia").await;
     assert!(
-        text.starts_with("R1 approved. Pay ¥2,000.00 by Alipay"),
+        text.starts_with("R1 approved. Pay ¥2,000.00 by Alipay to the portal's Billing → Top up page, quoting purser-r1-"),
         "{text}"
+    );
+    let card = chat.handle(&who("rex"), "request R1").await.text();
+    assert!(
+        card.ends_with("pay to: the portal's Billing → Top up page"),
+        "{card}"
     );
     let chat2 = chat.clone();
     closes_when_the_money_arrives(
