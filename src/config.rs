@@ -41,6 +41,15 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     /// Who may ask purser things, and as whom they appear on each platform.
     pub people: Vec<PersonConfig>,
+    /// How many must approve a request of a given size, and how long it waits.
+    pub approvals: ApprovalsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    pub tiers: crate::domain::request::Tiers,
+    /// A request nobody decides within this expires.
+    pub expire_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -406,6 +415,25 @@ struct RawConfig {
     telegram: Option<RawTelegram>,
     #[serde(default)]
     people: Vec<RawPerson>,
+    approvals: Option<RawApprovals>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    expire_after: Option<S>,
+    tiers: Option<Spanned<Vec<RawApprovalTier>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovalTier {
+    above: S,
+    approvers: u8,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    second_factor: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1698,6 +1726,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         .as_ref()
         .and_then(|t| build_telegram(issues, base, t, raw.http.is_some()));
     let people = build_people(issues, base, &raw.people);
+    let approvals = build_approvals(issues, raw.approvals.as_ref());
 
     Config {
         file: path.to_owned(),
@@ -1712,6 +1741,61 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         discord,
         telegram,
         people,
+        approvals,
+    }
+}
+
+/// The approval tiers (amounts in each account's own currency) and expiry;
+/// the defaults when not given.
+fn build_approvals(issues: &mut Issues<'_>, raw: Option<&RawApprovals>) -> ApprovalsConfig {
+    use crate::domain::request::{Tier, Tiers, default_ttl};
+    let expire_after = duration(
+        issues,
+        "approvals.expire_after",
+        raw.and_then(|r| r.expire_after.as_ref()),
+        default_ttl(),
+    );
+    if expire_after <= Duration::zero()
+        && let Some(v) = raw.and_then(|r| r.expire_after.as_ref())
+    {
+        issues.at(v, "approvals.expire_after", "must be longer than zero");
+    }
+    let Some(list) = raw.and_then(|r| r.tiers.as_ref()) else {
+        return ApprovalsConfig {
+            tiers: Tiers::defaults(),
+            expire_after,
+        };
+    };
+    let mut tiers = Vec::new();
+    for (i, t) in list.get_ref().iter().enumerate() {
+        // Amounts only: a tier applies in each account's own currency.
+        let text = t.above.get_ref();
+        let key = format!("approvals.tiers[{i}].above");
+        match (Money::parse(text, Currency::Cny), Money::parse(text, Currency::Usd)) {
+            (Ok(a), Ok(b)) if a.currency() == b.currency() => issues.at(
+                &t.above,
+                key,
+                format!("{text:?} names a currency; write the amount alone, as it applies in each account's own currency"),
+            ),
+            (Ok(a), Ok(_)) => tiers.push(Tier {
+                above: a.amount(),
+                approvers: t.approvers,
+                admin: t.admin,
+                second_factor: t.second_factor,
+            }),
+            (Err(e), _) | (_, Err(e)) => issues.at(&t.above, key, e.to_string()),
+        }
+    }
+    let tiers = match Tiers::new(tiers) {
+        Ok(t) => t,
+        Err(e) => {
+            issues.at(list, "approvals.tiers", e);
+            Tiers::defaults()
+        }
+    };
+    ApprovalsConfig {
+        tiers,
+        expire_after,
     }
 }
 

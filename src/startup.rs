@@ -598,8 +598,8 @@ pub fn approvals(config: &Config, store: &SqliteStore, executor: Arc<Executor>) 
         store: Arc::new(store.clone()),
         accounts: Arc::new(config.accounts.clone()),
         policies: Arc::new(config.policies()),
-        tiers: crate::domain::request::Tiers::defaults(),
-        ttl: crate::domain::request::default_ttl(),
+        tiers: config.approvals.tiers.clone(),
+        ttl: config.approvals.expire_after,
         second_factors: Arc::new(second_factors(config)),
         executor,
     })

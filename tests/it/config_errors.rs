@@ -524,3 +524,31 @@ fn a_payee_names_a_known_payment_method() {
         ["ACME Cloud Ltd, 6222 0000"]
     );
 }
+
+#[test]
+fn approval_tiers_and_expiry_are_checked_and_located() {
+    let err = error_of(&format!(
+        "{BASE}\n[approvals]\nexpire_after = \"0s\"\ntiers = [\n  {{ above = \"1,000\", approvers = 1 }},\n  {{ above = \"$5,000\", approvers = 2 }},\n]\n"
+    ));
+    for want in [
+        ":15: approvals.expire_after: must be longer than zero",
+        ":18: approvals.tiers[1].above: \"$5,000\" names a currency; write the amount alone",
+        ":16: approvals.tiers: the first approval tier must start at 0",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    let err = error_of(&format!(
+        "{BASE}\n[approvals]\ntiers = [{{ above = \"0\", approvers = 2 }}, {{ above = \"9000\", approvers = 1 }}]\n"
+    ));
+    assert!(
+        err.contains("approvals.tiers: the tier above 9000.00 asks less than the tier above 0.00"),
+        "{err}"
+    );
+    let c = Config::parse(
+        &format!("{BASE}\n[approvals]\nexpire_after = \"2h\"\ntiers = [{{ above = \"0\", approvers = 2 }}]\n"),
+        Path::new("conf/purser.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.approvals.expire_after, chrono::Duration::hours(2));
+    assert_eq!(c.approvals.tiers.list().count(), 1);
+}

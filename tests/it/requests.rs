@@ -513,3 +513,31 @@ totp = "file:ada.totp"
     assert!(request.approvals().all(|d| d.second_factor));
     verified(&app).await;
 }
+
+#[tokio::test]
+async fn the_team_sets_its_own_tiers_and_expiry() {
+    let world = World::new(
+        SCENARIO,
+        Setup {
+            rules: &format!(
+                "{PEOPLE}\n[approvals]\nexpire_after = \"2h\"\ntiers = [{{ above = \"0\", approvers = 2 }}]\n"
+            ),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+    let (_, text) = say(&chat, "rex", "topup acme 1000 alipay").await;
+    assert!(text.starts_with("R1 opened"), "{text}");
+    let (_, card) = say(&chat, "vic", "request R1").await;
+    assert!(card.contains("expires 2026-11-01 02:00 UTC"), "{card}");
+    let (_, text) = say(&chat, "ana", "approve R1").await;
+    assert!(
+        text.contains("is counted"),
+        "one approver is not enough now: {text}"
+    );
+    let (_, text) = say(&chat, "bo", "approve R1").await;
+    assert!(text.starts_with("R1 approved."), "{text}");
+}
