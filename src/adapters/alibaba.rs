@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
-    authority, external_id, malformed, parse, per_second, reported_spend, site, utc_text, utc_time,
+    answered, authority, external_id, malformed, no_such_call, parse, per_second, reported_spend,
+    site, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -609,14 +610,6 @@ fn renew_months_ok(product: &str, months: u32) -> bool {
     }
 }
 
-fn answered(v: &Value, result: Value) -> CallAnswer {
-    CallAnswer {
-        request_id: v["RequestId"].as_str().map(str::to_owned),
-        code: "OK".into(),
-        result,
-    }
-}
-
 impl Alibaba {
     /// One subscription instance, as BSS lists it.
     async fn instance(&self, ctx: &Site<'_>, id: &str) -> Result<Instance, ProviderError> {
@@ -795,11 +788,7 @@ impl Actions for Alibaba {
     ) -> Result<CallAnswer, ActionError> {
         let ctx = site(&self.accounts, account).map_err(ActionError::NotSent)?;
         let p = &call.params;
-        let text = |v: &Value| match v {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        };
+        let text = |v: &Value| cloud::text(v).unwrap_or_default();
         match call.name.as_str() {
             "RenewInstance" => {
                 let product = text(&p["ProductCode"]);
@@ -902,9 +891,7 @@ impl Actions for Alibaba {
                     result: json!({"RenewalStatus": p["RenewalStatus"]}),
                 })
             }
-            other => Err(ActionError::NotSent(ProviderError::Malformed(format!(
-                "no such call {other}"
-            )))),
+            other => Err(no_such_call(other)),
         }
     }
 

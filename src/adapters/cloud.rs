@@ -156,6 +156,38 @@ pub fn action_error(e: ProviderError) -> crate::ports::ActionError {
     }
 }
 
+/// Identifiers in a JSON array, whether the cloud wrote them as strings or
+/// as bare numbers (order ids come both ways).
+pub fn texts(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(text).collect())
+        .unwrap_or_default()
+}
+
+/// One identifier written as a string or a bare number.
+pub fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A call that went through: its result, and the cloud's request id where
+/// the answer carries one (`RequestId`).
+pub fn answered(v: &Value, result: Value) -> crate::ports::CallAnswer {
+    crate::ports::CallAnswer {
+        request_id: v["RequestId"].as_str().map(str::to_owned),
+        code: "OK".into(),
+        result,
+    }
+}
+
+/// A recorded call this adapter does not know (a newer version wrote it).
+pub fn no_such_call(name: &str) -> crate::ports::ActionError {
+    crate::ports::ActionError::NotSent(ProviderError::Malformed(format!("no such call {name}")))
+}
+
 /// `n` requests a second, as a quota (0 reads as 1).
 pub const fn per_second(n: u32) -> NonZeroU32 {
     match NonZeroU32::new(n) {
@@ -617,6 +649,13 @@ mod tests {
                 .amount_string(),
             "123.45"
         );
+    }
+
+    #[test]
+    fn identifiers_come_as_strings_or_bare_numbers() {
+        let v = serde_json::json!(["CS1", 202657601410661_u64, null, true]);
+        assert_eq!(texts(&v), ["CS1", "202657601410661"]);
+        assert!(texts(&serde_json::json!("CS1")).is_empty());
     }
 
     #[test]

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
-    authority, external_id, malformed, parse, per_second, reported_spend, site, utc_text, utc_time,
+    answered, authority, external_id, malformed, no_such_call, parse, per_second, reported_spend,
+    site, texts, utc_text, utc_time,
 };
 use super::signing::{canonical_query, huawei};
 use crate::config::CloudAccess;
@@ -692,28 +693,6 @@ fn paid(status: u8) -> bool {
     matches!(status, 3 | 5)
 }
 
-fn order_ids(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn done(result: Value) -> CallAnswer {
-    CallAnswer {
-        request_id: None,
-        code: "OK".into(),
-        result,
-    }
-}
-
 impl Huawei {
     async fn api(
         &self,
@@ -926,7 +905,7 @@ impl Actions for Huawei {
                 }
                 let orders: Vec<String> = renewals
                     .iter()
-                    .flat_map(|(_, a)| order_ids(&a.result["order_ids"]))
+                    .flat_map(|(_, a)| texts(&a.result["order_ids"]))
                     .collect();
                 if let Some(order) = orders.get(paid) {
                     return Ok(call(PAY.name, json!({"order_id": order}), true));
@@ -1036,7 +1015,7 @@ impl Actions for Huawei {
                     .api(&ctx, &RENEW, &[], Some(body), false)
                     .await
                     .map_err(action_error)?;
-                let orders = order_ids(&v["order_ids"]);
+                let orders = texts(&v["order_ids"]);
                 if let Some(f) = v["fail_resource_infos"].as_array().and_then(|f| f.first()) {
                     let left = if orders.is_empty() {
                         String::new()
@@ -1057,11 +1036,11 @@ impl Actions for Huawei {
                         "RenewalResources answered without an order id".into(),
                     ));
                 }
-                Ok(done(json!({"order_ids": orders})))
+                Ok(answered(&Value::Null, json!({"order_ids": orders})))
             }
             "PayOrders" => {
                 let order = p["order_id"].as_str().unwrap_or_default();
-                let coupons: Vec<String> = order_ids(&p["coupons"]);
+                let coupons: Vec<String> = texts(&p["coupons"]);
                 let discount: Vec<String> = p["discount"]
                     .as_str()
                     .map(str::to_owned)
@@ -1089,7 +1068,7 @@ impl Actions for Huawei {
                 // A lost answer is read back rather than repeated here: the
                 // repeat of a payment that went through is refused.
                 match self.api(&ctx, &PAY, &[], Some(body), false).await {
-                    Ok(_) => Ok(done(json!({"order_id": order}))),
+                    Ok(_) => Ok(answered(&Value::Null, json!({"order_id": order}))),
                     Err(ProviderError::Rejected { code, message }) if code == NOT_PAYABLE => {
                         // Paid already (by an earlier try, or in the console)
                         // is done; cancelled or expired is a refusal.
@@ -1128,11 +1107,12 @@ impl Actions for Huawei {
                 self.api(&ctx, &api, &[], None, true)
                     .await
                     .map_err(action_error)?;
-                Ok(done(json!({"resource_id": id, "on": p["on"]})))
+                Ok(answered(
+                    &Value::Null,
+                    json!({"resource_id": id, "on": p["on"]}),
+                ))
             }
-            other => Err(ActionError::NotSent(ProviderError::Malformed(format!(
-                "no such call {other}"
-            )))),
+            other => Err(no_such_call(other)),
         }
     }
 
@@ -1150,7 +1130,7 @@ impl Actions for Huawei {
             // the call was recorded are its effect.
             "RenewalResources" => {
                 let now = self.http.clock.now();
-                let services = order_ids(&p["service_types"]);
+                let services = texts(&p["service_types"]);
                 let found = self
                     .orders(
                         &ctx,
@@ -1182,15 +1162,16 @@ impl Actions for Huawei {
                 if ours.is_empty() {
                     ReadBack::NotHappened
                 } else {
-                    ReadBack::Happened(done(json!({"order_ids": ours})))
+                    ReadBack::Happened(answered(&Value::Null, json!({"order_ids": ours})))
                 }
             }
             "PayOrders" => {
                 let id = p["order_id"].as_str().unwrap_or_default();
                 match self.order(&ctx, id).await? {
-                    Some(o) if paid(o.status) => {
-                        ReadBack::Happened(done(json!({"order_id": id, "read_back": true})))
-                    }
+                    Some(o) if paid(o.status) => ReadBack::Happened(answered(
+                        &Value::Null,
+                        json!({"order_id": id, "read_back": true}),
+                    )),
                     // Unpaid, or cancelled: a repeat is paid, or refused.
                     Some(o) if matches!(o.status, 4 | 6) => ReadBack::NotHappened,
                     Some(o) => ReadBack::Unknown(format!("order {id} is in state {}", o.status)),
@@ -1202,7 +1183,7 @@ impl Actions for Huawei {
                 let found = self.resources_by_id(&ctx, &[id.to_owned()]).await?;
                 let on = found.first().and_then(|r| r.expire_policy) == Some(3);
                 if on == (call.name == "AutoRenewalResources") {
-                    ReadBack::Happened(done(json!({"resource_id": id, "on": on})))
+                    ReadBack::Happened(answered(&Value::Null, json!({"resource_id": id, "on": on})))
                 } else {
                     ReadBack::NotHappened
                 }

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::cloud::{
-    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, action_error, authority,
-    external_id as id, malformed as bad, parse, per_second, reported_spend, site,
+    self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, action_error, answered,
+    authority, external_id as id, malformed as bad, no_such_call, parse, per_second,
+    reported_spend, site, texts,
 };
 use super::signing::tc3;
 use crate::config::CloudAccess;
@@ -632,28 +633,6 @@ fn flag(on: bool) -> &'static str {
     }
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn answer(v: &Value, result: Value) -> CallAnswer {
-    CallAnswer {
-        request_id: v["RequestId"].as_str().map(str::to_owned),
-        code: "OK".into(),
-        result,
-    }
-}
-
 impl Tencent {
     /// One instance as renewal management lists it: its product and region.
     async fn renewable_one(
@@ -883,7 +862,7 @@ impl Actions for Tencent {
                 Some((_, a)) => NextCall::Done {
                     summary: format!(
                         "{} paid from the balance",
-                        strings(&a.result["OrderIds"]).join(", ")
+                        texts(&a.result["OrderIds"]).join(", ")
                     ),
                     details: a.result.clone(),
                 },
@@ -936,7 +915,7 @@ impl Actions for Tencent {
                     .call_with(&ctx, "cvm", "RenewInstances", Some(&region), body, false)
                     .await
                     .map_err(action_error)?;
-                Ok(answer(&v, json!({})))
+                Ok(answered(&v, json!({})))
             }
             "RenewInstance" => {
                 let index = p["Index"].as_u64().unwrap_or(0);
@@ -953,7 +932,7 @@ impl Actions for Tencent {
                     .call(&ctx, "billing", "RenewInstance", None, body)
                     .await
                     .map_err(action_error)?;
-                Ok(answer(&v, json!({"OrderIds": strings(&v["OrderIdList"])})))
+                Ok(answered(&v, json!({"OrderIds": texts(&v["OrderIdList"])})))
             }
             "PayDeals" => {
                 let mut body = json!({"OrderIds": p["OrderIds"], "AutoVoucher": 0});
@@ -967,9 +946,9 @@ impl Actions for Tencent {
                     .call_with(&ctx, "billing", "PayDeals", None, body, false)
                     .await
                     .map_err(action_error)?;
-                Ok(answer(
+                Ok(answered(
                     &v,
-                    json!({"OrderIds": strings(&v["OrderIds"]), "BigDealIds": strings(&v["BigDealIds"])}),
+                    json!({"OrderIds": texts(&v["OrderIds"]), "BigDealIds": texts(&v["BigDealIds"])}),
                 ))
             }
             "SetRenewal" => {
@@ -984,11 +963,9 @@ impl Actions for Tencent {
                         message: f["Message"].as_str().unwrap_or_default().to_owned(),
                     });
                 }
-                Ok(answer(&v, json!({"RenewFlag": p["RenewFlag"]})))
+                Ok(answered(&v, json!({"RenewFlag": p["RenewFlag"]})))
             }
-            other => Err(ActionError::NotSent(ProviderError::Malformed(format!(
-                "no such call {other}"
-            )))),
+            other => Err(no_such_call(other)),
         }
     }
 
@@ -1004,7 +981,7 @@ impl Actions for Tencent {
         Ok(match call.name.as_str() {
             "RenewInstances" => {
                 let region = p["Region"].as_str().unwrap_or_default();
-                let id = strings(&p["InstanceIds"])
+                let id = texts(&p["InstanceIds"])
                     .into_iter()
                     .next()
                     .unwrap_or_default();
@@ -1029,7 +1006,7 @@ impl Actions for Tencent {
             }
             // The client token makes a repeat return the first answer.
             "RenewInstance" => ReadBack::NotHappened,
-            "PayDeals" => match self.deals_paid(&ctx, &strings(&p["OrderIds"])).await? {
+            "PayDeals" => match self.deals_paid(&ctx, &texts(&p["OrderIds"])).await? {
                 Some(true) => ReadBack::Happened(CallAnswer {
                     request_id: None,
                     code: "OK".into(),

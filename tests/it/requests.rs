@@ -62,10 +62,15 @@ slack = "U0VIC"
 "#;
 
 async fn running() -> (World, TestApp, std::sync::Arc<ChatOps>) {
+    running_with(PEOPLE).await
+}
+
+/// The daemon over the scenario, with `config` for people and settings.
+async fn running_with(config: &str) -> (World, TestApp, std::sync::Arc<ChatOps>) {
     let world = World::new(
         SCENARIO,
         Setup {
-            rules: PEOPLE,
+            rules: config,
             ..Setup::default()
         },
     )
@@ -516,19 +521,10 @@ totp = "file:ada.totp"
 
 #[tokio::test]
 async fn the_team_sets_its_own_tiers_and_expiry() {
-    let world = World::new(
-        SCENARIO,
-        Setup {
-            rules: &format!(
-                "{PEOPLE}\n[approvals]\nexpire_after = \"2h\"\ntiers = [{{ above = \"0\", approvers = 2 }}]\n"
-            ),
-            ..Setup::default()
-        },
-    )
+    let (_world, _app, chat) = running_with(&format!(
+        "{PEOPLE}\n[approvals]\nexpire_after = \"2h\"\ntiers = [{{ above = \"0\", approvers = 2 }}]\n"
+    ))
     .await;
-    let app = world.start().await;
-    app.settle().await;
-    let chat = world.chat_ops(&app);
     let (_, text) = say(&chat, "rex", "topup acme 1000 alipay").await;
     assert!(text.starts_with("R1 opened"), "{text}");
     let (_, card) = say(&chat, "vic", "request R1").await;
