@@ -249,6 +249,8 @@ pub struct AccountConfig {
     /// Per payment method, where the money goes (the bank account for a
     /// wire, the portal page for Alipay): shown with a top-up's task.
     pub payee: BTreeMap<crate::domain::request::PaymentMethod, String>,
+    /// What requests on this account must pass before anyone is asked.
+    pub policy: crate::domain::policy::Policy,
 }
 
 /// An account's credentials and addresses. Which fields a cloud needs is
@@ -416,6 +418,8 @@ struct RawConfig {
     #[serde(default)]
     people: Vec<RawPerson>,
     approvals: Option<RawApprovals>,
+    #[serde(default)]
+    policy: policy::RawPolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -620,7 +624,10 @@ struct RawOverride {
     accounts: Vec<String>,
     #[serde(default)]
     labels: Labels,
+    #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    policy: policy::RawPolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1414,6 +1421,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             labels: a.labels.clone(),
         };
         let mut merged = raw.rules.clone();
+        let mut merged_policy = raw.policy.clone();
         for o in &raw.overrides {
             let by_account = o.accounts.is_empty() || o.accounts.iter().any(|x| x == id.as_str());
             let by_labels = o
@@ -1422,10 +1430,12 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 .all(|(k, v)| account.labels.get(k) == Some(v));
             if by_account && by_labels {
                 merge_rules(&mut merged, &o.rules);
+                policy::merge(&mut merged_policy, &o.policy);
             }
         }
         let before = issues.list.len();
         let rules = build_rules(issues, &merged, currency);
+        let policy = policy::resolve(issues, &merged_policy, cloud, currency);
         // The same bad value would be reported once per account; keep the first.
         dedup_from(&mut issues.list, before);
         let mut payee = BTreeMap::new();
@@ -1457,6 +1467,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             rules,
             access,
             payee,
+            policy,
         });
     }
     for (i, o) in raw.overrides.iter().enumerate() {
@@ -1768,22 +1779,14 @@ fn build_approvals(issues: &mut Issues<'_>, raw: Option<&RawApprovals>) -> Appro
     };
     let mut tiers = Vec::new();
     for (i, t) in list.get_ref().iter().enumerate() {
-        // Amounts only: a tier applies in each account's own currency.
-        let text = t.above.get_ref();
         let key = format!("approvals.tiers[{i}].above");
-        match (Money::parse(text, Currency::Cny), Money::parse(text, Currency::Usd)) {
-            (Ok(a), Ok(b)) if a.currency() == b.currency() => issues.at(
-                &t.above,
-                key,
-                format!("{text:?} names a currency; write the amount alone, as it applies in each account's own currency"),
-            ),
-            (Ok(a), Ok(_)) => tiers.push(Tier {
-                above: a.amount(),
+        if let Some(above) = bare_amount(issues, &key, &t.above) {
+            tiers.push(Tier {
+                above,
                 approvers: t.approvers,
                 admin: t.admin,
                 second_factor: t.second_factor,
-            }),
-            (Err(e), _) | (_, Err(e)) => issues.at(&t.above, key, e.to_string()),
+            });
         }
     }
     let tiers = match Tiers::new(tiers) {
@@ -1796,6 +1799,30 @@ fn build_approvals(issues: &mut Issues<'_>, raw: Option<&RawApprovals>) -> Appro
     ApprovalsConfig {
         tiers,
         expire_after,
+    }
+}
+
+/// An amount written without a currency, since it applies in each
+/// account's own.
+fn bare_amount(issues: &mut Issues<'_>, key: &str, value: &S) -> Option<Decimal> {
+    let text = value.get_ref();
+    match (
+        Money::parse(text, Currency::Cny),
+        Money::parse(text, Currency::Usd),
+    ) {
+        (Ok(a), Ok(b)) if a.currency() == b.currency() => {
+            issues.at(
+                value,
+                key,
+                format!("{text:?} names a currency; write the amount alone, as it applies in each account's own currency"),
+            );
+            None
+        }
+        (Ok(a), Ok(_)) => Some(a.amount()),
+        (Err(e), _) | (_, Err(e)) => {
+            issues.at(value, key, e.to_string());
+            None
+        }
     }
 }
 

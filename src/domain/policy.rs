@@ -138,7 +138,8 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
         return refuse(
             "roles",
             format!(
-                "asking for a {kind} needs the {least} role; you are {}",
+                "asking for {} needs the {least} role; you are {}",
+                kind.noun(),
                 cx.requester.role
             ),
         );
@@ -866,7 +867,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             r.to_string(),
-            "asking for a topup needs the approver role; you are requester (policy: roles)"
+            "asking for a top-up needs the approver role; you are requester (policy: roles)"
         );
     }
 }

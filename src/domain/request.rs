@@ -149,6 +149,17 @@ impl ActionKind {
     pub fn parse(text: &str) -> Option<ActionKind> {
         ActionKind::ALL.into_iter().find(|k| k.as_str() == text)
     }
+
+    /// The kind in a sentence: "a renewal".
+    pub fn noun(self) -> &'static str {
+        match self {
+            ActionKind::Topup => "a top-up",
+            ActionKind::Renew => "a renewal",
+            ActionKind::Pay => "an order payment",
+            ActionKind::Autorenew => "an auto-renew change",
+            ActionKind::Allocate => "an allocation",
+        }
+    }
 }
 
 impl fmt::Display for ActionKind {

@@ -552,3 +552,137 @@ fn approval_tiers_and_expiry_are_checked_and_located() {
     assert_eq!(c.approvals.expire_after, chrono::Duration::hours(2));
     assert_eq!(c.approvals.tiers.list().count(), 1);
 }
+
+#[test]
+fn policy_narrows_the_clouds_rules_per_account_and_label() {
+    let text = format!(
+        r#"{BASE}
+[[accounts]]
+id = "acme-prod"
+provider = "sim"
+labels = {{ env = "prod" }}
+
+[policy]
+require_funds = true
+caps = {{ per_request = "20,000", per_requester_day = "30k" }}
+roles = {{ pay = "approver", allocate = "admin" }}
+
+[policy.topup]
+methods = ["wire", "alipay"]
+minimum = {{ wire = "10,000", wechat = "1" }}
+settles_within = {{ wire = "3d" }}
+
+[policy.renew]
+periods = [12, 1, 3]
+
+[[overrides]]
+labels = {{ env = "prod" }}
+[overrides.policy]
+caps = {{ per_request = "none", per_account_day = "100,000" }}
+roles = {{ pay = "requester" }}
+"#
+    );
+    let c = Config::parse(&text, Path::new("conf/purser.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let policies = c.policies();
+    let id = |s: &str| purser::domain::model::AccountId::parse(s).unwrap();
+    let (acme, prod) = (&policies[&id("acme")], &policies[&id("acme-prod")]);
+    let d = |n: i64| rust_decimal::Decimal::from(n);
+    use purser::domain::command::Role;
+    use purser::domain::request::{ActionKind, PaymentMethod};
+
+    assert_eq!(acme.caps.per_request, Some(d(20_000)));
+    assert_eq!(acme.caps.per_requester_day, Some(d(30_000)));
+    assert_eq!(acme.caps.per_account_day, None);
+    assert_eq!(acme.role_for(ActionKind::Pay), Role::Approver);
+    assert_eq!(acme.role_for(ActionKind::Topup), Role::Requester);
+    // The listed order is kept: the first method is the one used when a
+    // top-up names none. A minimum for a method the account does not take
+    // (WeChat Pay here) is for other accounts and changes nothing.
+    let methods: Vec<_> = acme.topup.iter().map(|m| m.method).collect();
+    assert_eq!(methods, [PaymentMethod::Wire, PaymentMethod::Alipay]);
+    assert_eq!(acme.topup[0].minimum, d(10_000));
+    assert_eq!(acme.topup[0].settles_within, chrono::Duration::days(3));
+    assert_eq!(acme.topup[1].minimum, d(1_000), "the documented minimum");
+    assert_eq!(acme.renew_months, [1, 3, 12]);
+
+    // The override lifts one cap, sets another, and keeps the rest.
+    assert_eq!(prod.caps.per_request, None);
+    assert_eq!(prod.caps.per_account_day, Some(d(100_000)));
+    assert_eq!(prod.caps.per_requester_day, Some(d(30_000)));
+    assert_eq!(prod.role_for(ActionKind::Pay), Role::Requester);
+    assert_eq!(prod.role_for(ActionKind::Allocate), Role::Admin);
+}
+
+#[test]
+fn policy_mistakes_and_settings_a_cloud_would_refuse_are_located() {
+    let text = format!(
+        r#"{BASE}
+[policy]
+caps = {{ per_request = "0", per_account_day = "$5,000", per_requester_day = "5,00.0" }}
+roles = {{ pay = "viewer", refund = "admin" }}
+
+[policy.topup]
+methods = ["alipay", "paypal", "credit_card", "alipay"]
+minimum = {{ alipay = "500", wire = "4,000" }}
+multiple = {{ alipay = "0" }}
+settles_within = {{ alipay = "soon" }}
+
+[policy.renew]
+periods = [1, 13]
+
+[policy.pay]
+combined = true
+coupons = 2
+"#
+    );
+    let err = error_of(&text);
+    for want in [
+        ":15: policy.caps.per_request: a cap must be above zero (\"none\" lifts it)",
+        ":15: policy.caps.per_account_day: \"$5,000\" names a currency; write the amount alone",
+        ":15: policy.caps.per_requester_day: \"5,00.0\" has misplaced thousands separators",
+        ":16: policy.roles.pay: \"viewer\" must be requester, approver or admin",
+        ":16: policy.roles.refund: \"refund\" is not a kind of request; the kinds: topup, renew, pay, autorenew, allocate",
+        ":19: policy.topup.methods: unknown payment method \"paypal\"",
+        ":19: policy.topup.methods: the simulated provider (which keeps 21Vianet's rules) does not take top-ups by credit card; it takes alipay, unionpay, wire",
+        ":19: policy.topup.methods: alipay is listed twice",
+        ":20: policy.topup.minimum.alipay: the simulated provider (which keeps 21Vianet's rules) takes Alipay from ¥1,000.00; a lower minimum would be refused there",
+        ":20: policy.topup.minimum.wire: the simulated provider (which keeps 21Vianet's rules) takes wire transfer from ¥5,000.00",
+        ":21: policy.topup.multiple.alipay: a multiple must be above zero",
+        ":22: policy.topup.settles_within.alipay:",
+        ":25: policy.renew.periods: the simulated provider (which keeps 21Vianet's rules) renews for 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 months; 13 is not one of them",
+        ":28: policy.pay.combined: the simulated provider (which keeps 21Vianet's rules) pays orders one at a time; it cannot be true here",
+        ":29: policy.pay.coupons: the simulated provider (which keeps 21Vianet's rules) takes at most 0 coupon(s) per order; 2 is not allowed",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    // An unknown key inside the section is refused like any other.
+    let err = error_of(&format!("{BASE}\n[policy.caps]\nper_day = \"1000\"\n"));
+    assert!(
+        err.contains(":15: per_day: unknown field `per_day`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn policy_follows_each_accounts_cloud() {
+    // Tencent takes allocations in steps of ¥1,000: a team may ask for
+    // steps of ¥5,000 but not of ¥1,500; Tencent pays orders together.
+    let ok = format!(
+        "{CLOUD}\n[policy.allocate]\nminimum = \"5,000\"\nmultiple = \"5,000\"\n[policy.pay]\ncombined = false\n"
+    );
+    let c = cloud_config(&ok).unwrap();
+    let p = &c.policies()[&c.accounts[0].account.id];
+    let allocate = p.allocate.as_ref().unwrap();
+    assert_eq!(allocate.multiple, Some(rust_decimal::Decimal::from(5_000)));
+    assert!(!p.combined_payment);
+    let err = cloud_config(&format!(
+        "{CLOUD}\n[policy.allocate]\nmultiple = \"1,500\"\n[policy.topup]\nmethods = [\"unionpay\"]\n"
+    ))
+    .unwrap_err();
+    for want in [
+        "policy.allocate.multiple: Tencent Cloud takes multiples of ¥1,000.00; ¥1,500.00 is not one",
+        "policy.topup.methods: Tencent Cloud does not take top-ups by UnionPay online payment; it takes online_banking, wechat, alipay, wire",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+}

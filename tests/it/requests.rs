@@ -537,3 +537,59 @@ async fn the_team_sets_its_own_tiers_and_expiry() {
     let (_, text) = say(&chat, "bo", "approve R1").await;
     assert!(text.starts_with("R1 approved."), "{text}");
 }
+
+#[tokio::test]
+async fn the_teams_own_policy_applies_and_each_refusal_names_its_setting() {
+    let (_world, _app, chat) = running_with(&format!(
+        r#"{PEOPLE}
+[policy]
+caps = {{ per_request = "6,000", per_requester_day = "8,000" }}
+roles = {{ pay = "approver" }}
+
+[policy.topup]
+methods = ["wire", "alipay"]
+minimum = {{ alipay = "2,000" }}
+"#
+    ))
+    .await;
+    let cases = [
+        (
+            "topup acme 1,500 alipay",
+            "Not opened: a top-up by Alipay must be at least ¥2,000.00; ¥1,500.00 is less (policy: topup.minimum).",
+        ),
+        (
+            "topup acme 2,000 unionpay",
+            "Not opened: this account does not take UnionPay online payment; it takes wire, alipay (policy: topup.methods).",
+        ),
+        (
+            "topup acme 7,000 wire",
+            "Not opened: ¥7,000.00 is above the cap of ¥6,000.00 per request (policy: caps.per_request).",
+        ),
+        (
+            "renew ins-web 12",
+            "Not opened: ¥7,200.00 is above the cap of ¥6,000.00 per request (policy: caps.per_request).",
+        ),
+        (
+            "pay 20261101000123",
+            "Not opened: asking for an order payment needs the approver role; you are requester (policy: roles).",
+        ),
+    ];
+    for (ask, wanted) in cases {
+        let (kind, text) = say(&chat, "rex", ask).await;
+        assert_eq!(kind, ReplyKind::Refused, "{ask}: {text}");
+        assert!(text.starts_with(wanted), "{ask}:\n{text}\nwanted\n{wanted}");
+    }
+    // No method named: the first listed, a wire transfer.
+    let (kind, text) = say(&chat, "rex", "topup acme 5,000").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(text.contains("wire transfer"), "{text}");
+    let (kind, text) = say(&chat, "rex", "topup acme 4,000 alipay").await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    assert!(
+        text.starts_with("Not opened: you already asked for ¥5,000.00 in the last 24 hours; ¥4,000.00 more would pass the cap of ¥8,000.00 (policy: caps.per_requester_day)."),
+        "{text}"
+    );
+    // An approver may ask for a payment.
+    let (kind, text) = say(&chat, "ria", "pay 20261101000123").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+}
