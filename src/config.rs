@@ -50,6 +50,9 @@ pub struct ApprovalsConfig {
     pub tiers: crate::domain::request::Tiers,
     /// A request nobody decides within this expires.
     pub expire_after: Duration,
+    /// The outputs where each request is shown with Approve and Deny
+    /// buttons, and its changes told.
+    pub channels: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -426,6 +429,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawApprovals {
     expire_after: Option<S>,
+    channels: Option<Spanned<Vec<S>>>,
     tiers: Option<Spanned<Vec<RawApprovalTier>>>,
 }
 
@@ -1737,7 +1741,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         .as_ref()
         .and_then(|t| build_telegram(issues, base, t, raw.http.is_some()));
     let people = build_people(issues, base, &raw.people);
-    let approvals = build_approvals(issues, raw.approvals.as_ref());
+    let approvals = build_approvals(issues, raw.approvals.as_ref(), &outputs);
 
     Config {
         file: path.to_owned(),
@@ -1758,7 +1762,11 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
 
 /// The approval tiers (amounts in each account's own currency) and expiry;
 /// the defaults when not given.
-fn build_approvals(issues: &mut Issues<'_>, raw: Option<&RawApprovals>) -> ApprovalsConfig {
+fn build_approvals(
+    issues: &mut Issues<'_>,
+    raw: Option<&RawApprovals>,
+    outputs: &[OutputConfig],
+) -> ApprovalsConfig {
     use crate::domain::request::{Tier, Tiers, default_ttl};
     let expire_after = duration(
         issues,
@@ -1771,10 +1779,12 @@ fn build_approvals(issues: &mut Issues<'_>, raw: Option<&RawApprovals>) -> Appro
     {
         issues.at(v, "approvals.expire_after", "must be longer than zero");
     }
+    let channels = approval_channels(issues, raw.and_then(|r| r.channels.as_ref()), outputs);
     let Some(list) = raw.and_then(|r| r.tiers.as_ref()) else {
         return ApprovalsConfig {
             tiers: Tiers::defaults(),
             expire_after,
+            channels,
         };
     };
     let mut tiers = Vec::new();
@@ -1799,7 +1809,58 @@ fn build_approvals(issues: &mut Issues<'_>, raw: Option<&RawApprovals>) -> Appro
     ApprovalsConfig {
         tiers,
         expire_after,
+        channels,
     }
+}
+
+/// Whether an output can show a request card: chat channels (with buttons)
+/// and the console.
+fn shows_requests(kind: &OutputKind) -> bool {
+    matches!(
+        kind,
+        OutputKind::Console
+            | OutputKind::Slack { .. }
+            | OutputKind::Discord { .. }
+            | OutputKind::Telegram { .. }
+    )
+}
+
+/// The outputs named, each one that can show a request; by default, every
+/// output that can.
+fn approval_channels(
+    issues: &mut Issues<'_>,
+    raw: Option<&Spanned<Vec<S>>>,
+    outputs: &[OutputConfig],
+) -> Vec<String> {
+    let Some(list) = raw else {
+        return outputs
+            .iter()
+            .filter(|o| shows_requests(&o.kind))
+            .map(|o| o.name.clone())
+            .collect();
+    };
+    let mut names = Vec::new();
+    for name in list.get_ref() {
+        let key = "approvals.channels";
+        match outputs.iter().find(|o| &o.name == name.get_ref()) {
+            None => issues.at(
+                name,
+                key,
+                format!("no output named {:?} in [[outputs]]", name.get_ref()),
+            ),
+            Some(o) if !shows_requests(&o.kind) => issues.at(
+                name,
+                key,
+                format!(
+                    "output {:?} cannot show a request with Approve and Deny buttons; name a slack, discord, telegram or console output",
+                    o.name
+                ),
+            ),
+            Some(o) if names.contains(&o.name) => {}
+            Some(o) => names.push(o.name.clone()),
+        }
+    }
+    names
 }
 
 /// An amount written without a currency, since it applies in each

@@ -597,3 +597,46 @@ pub trait SecondFactors: Send + Sync {
         now: DateTime<Utc>,
     ) -> crate::domain::request::SecondFactor;
 }
+
+/// Where a request's card was posted on one output, and what it shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestCard {
+    pub output: String,
+    pub at: MessageRef,
+    /// The request's version and state the message shows.
+    pub version: u64,
+    pub state: crate::domain::request::State,
+}
+
+/// Chat outputs remember the request cards they posted here.
+#[async_trait]
+pub trait RequestCards: Send + Sync {
+    /// The cards posted for `ids`, on every output.
+    async fn cards(
+        &self,
+        ids: &[crate::domain::request::RequestId],
+    ) -> Result<Vec<(crate::domain::request::RequestId, RequestCard)>, StoreError>;
+    /// Remembers (or updates) the card of `id` on `card.output`.
+    async fn record_card(
+        &self,
+        id: crate::domain::request::RequestId,
+        card: &RequestCard,
+    ) -> Result<(), StoreError>;
+}
+
+/// A chat channel where requests are shown to the people who decide them:
+/// a card with Approve and Deny buttons, edited as the request moves, and a
+/// reply in its thread when its state changes (so that an expiry is heard).
+#[async_trait]
+pub trait RequestMessages: Send + Sync {
+    async fn post_request(
+        &self,
+        request: &crate::domain::request::Request,
+    ) -> Result<Option<MessageRef>, SendError>;
+    async fn edit_request(
+        &self,
+        at: &MessageRef,
+        request: &crate::domain::request::Request,
+    ) -> Result<(), SendError>;
+    async fn reply_request(&self, at: &MessageRef, text: &str) -> Result<(), SendError>;
+}

@@ -33,13 +33,16 @@ use crate::config::{
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
 use crate::engine::approvals::Approvals;
+use crate::engine::board::{Board, BoardSignal};
 use crate::engine::charts::Charts;
 use crate::engine::chatops::{ChatOps, OutboxSignal};
 use crate::engine::dispatcher::{Dispatcher, Output};
 use crate::engine::executor::Executor;
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
-use crate::ports::{Actions, BalanceEntries, Clock, MessageRefs, Notifier, Provider, Store};
+use crate::ports::{
+    Actions, BalanceEntries, Clock, MessageRefs, Notifier, Provider, RequestMessages, Store,
+};
 
 /// Builds the adapter for provider `name`, handing it the credentials of the
 /// accounts it reads.
@@ -125,19 +128,33 @@ impl Bots {
     }
 }
 
+/// Each output as the dispatcher sends to it, and those that show request
+/// cards (the same channel objects, so that both share one pace).
+pub struct Outputs {
+    pub notices: HashMap<String, Output>,
+    pub requests: HashMap<String, Arc<dyn RequestMessages>>,
+}
+
 pub fn build_outputs(
     config: &Config,
     clock: &Arc<dyn Clock>,
     refs: Arc<dyn MessageRefs>,
     charts: &Arc<Charts>,
     bots: &Bots,
-) -> anyhow::Result<HashMap<String, Output>> {
-    config
+) -> anyhow::Result<Outputs> {
+    let mut requests: HashMap<String, Arc<dyn RequestMessages>> = HashMap::new();
+    let notices = config
         .outputs
         .iter()
         .map(|o| {
+            let mut shows = |channel: Arc<dyn RequestMessages>| {
+                requests.insert(o.name.clone(), channel);
+            };
             let (notifier, max_attempts): (Arc<dyn Notifier>, u32) = match &o.kind {
-                OutputKind::Console => (Arc::new(Console), 3),
+                OutputKind::Console => {
+                    shows(Arc::new(Console));
+                    (Arc::new(Console), 3)
+                }
                 OutputKind::Webhook {
                     url,
                     secret,
@@ -156,8 +173,8 @@ pub fn build_outputs(
                     channel,
                     token,
                     api,
-                } => (
-                    Arc::new(SlackChannel {
+                } => {
+                    let slack = Arc::new(SlackChannel {
                         charts: Some(charts.clone()),
                         ..SlackChannel::new(
                             o.name.clone(),
@@ -166,9 +183,10 @@ pub fn build_outputs(
                             channel.clone(),
                             refs.clone(),
                         )
-                    }),
-                    10,
-                ),
+                    });
+                    shows(slack.clone());
+                    (slack, 10)
+                }
                 OutputKind::Robot { kind, url, secret } => (
                     Arc::new(Robot::new(
                         *kind,
@@ -178,8 +196,8 @@ pub fn build_outputs(
                     )),
                     10,
                 ),
-                OutputKind::Telegram { chat, token, api } => (
-                    Arc::new(TelegramChannel {
+                OutputKind::Telegram { chat, token, api } => {
+                    let telegram = Arc::new(TelegramChannel {
                         charts: Some(charts.clone()),
                         ..TelegramChannel::new(
                             o.name.clone(),
@@ -188,15 +206,16 @@ pub fn build_outputs(
                             chat.clone(),
                             refs.clone(),
                         )
-                    }),
-                    10,
-                ),
+                    });
+                    shows(telegram.clone());
+                    (telegram, 10)
+                }
                 OutputKind::Discord {
                     channel,
                     token,
                     api,
-                } => (
-                    Arc::new(DiscordChannel {
+                } => {
+                    let discord = Arc::new(DiscordChannel {
                         charts: Some(charts.clone()),
                         ..DiscordChannel::new(
                             o.name.clone(),
@@ -205,9 +224,10 @@ pub fn build_outputs(
                             channel.clone(),
                             refs.clone(),
                         )
-                    }),
-                    10,
-                ),
+                    });
+                    shows(discord.clone());
+                    (discord, 10)
+                }
             };
             Ok((
                 o.name.clone(),
@@ -217,13 +237,16 @@ pub fn build_outputs(
                 },
             ))
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Outputs { notices, requests })
 }
 
 /// A built, not yet running, purser.
 pub struct Application {
     scheduler: Scheduler,
     dispatcher: Dispatcher,
+    board: Board,
+    approvals: Arc<Approvals>,
     store: SqliteStore,
     activity: Activity,
     executor: Arc<Executor>,
@@ -301,7 +324,16 @@ impl Application {
             requests: Some(Arc::new(store.clone())),
             policies: Arc::new(config.policies()),
         };
-        let approvals = approvals(&config, &store, executor.clone());
+        let board_signal = BoardSignal {
+            activity: activity.clone(),
+            wake: Arc::new(Notify::new()),
+        };
+        let approvals = approvals(
+            &config,
+            &store,
+            executor.clone(),
+            Some(board_signal.clone()),
+        );
         let scheduler = Scheduler {
             requests: Some(approvals.clone()),
             accounts: Arc::new(config.accounts.clone()),
@@ -313,20 +345,33 @@ impl Application {
             activity: activity.clone(),
             outbox_written: written.clone(),
         };
+        let mut outputs = build_outputs(
+            &config,
+            &clock,
+            Arc::new(store.clone()),
+            &Arc::new(Charts {
+                store: shared.clone(),
+                accounts: Arc::new(config.accounts.clone()),
+                clock: clock.clone(),
+            }),
+            &bots,
+        )?;
+        let board = Board {
+            requests: Arc::new(store.clone()),
+            cards: Arc::new(store.clone()),
+            outputs: config
+                .approvals
+                .channels
+                .iter()
+                .filter_map(|name| Some((name.clone(), outputs.requests.remove(name)?)))
+                .collect(),
+            clock: clock.clone(),
+            signal: board_signal,
+        };
         let dispatcher = Dispatcher {
             store: shared.clone(),
             clock: clock.clone(),
-            outputs: build_outputs(
-                &config,
-                &clock,
-                Arc::new(store.clone()),
-                &Arc::new(Charts {
-                    store: shared.clone(),
-                    accounts: Arc::new(config.accounts.clone()),
-                    clock: clock.clone(),
-                }),
-                &bots,
-            )?,
+            outputs: outputs.notices,
             written: written.clone(),
             activity: activity.clone(),
         };
@@ -460,6 +505,8 @@ impl Application {
         Ok(Application {
             scheduler,
             dispatcher,
+            board,
+            approvals,
             store,
             activity,
             executor,
@@ -484,6 +531,11 @@ impl Application {
         self.executor.clone()
     }
 
+    /// Requests as the daemon handles them (its cards follow every change).
+    pub fn approvals(&self) -> Arc<Approvals> {
+        self.approvals.clone()
+    }
+
     pub fn activity(&self) -> Activity {
         self.activity.clone()
     }
@@ -495,6 +547,8 @@ impl Application {
         let (stop_dispatcher, dispatcher_rx) = watch::channel(false);
         let mut scheduler = AbortOnDrop(tokio::spawn(self.scheduler.run(scheduler_rx)));
         let mut dispatcher = AbortOnDrop(tokio::spawn(self.dispatcher.run(dispatcher_rx)));
+        let (stop_board, board_rx) = watch::channel(false);
+        let mut board = AbortOnDrop(tokio::spawn(self.board.run(board_rx)));
         let (stop_http, mut http_rx) = watch::channel(false);
         let _http = self.http.map(|(listener, app)| {
             if let Ok(addr) = listener.local_addr() {
@@ -558,6 +612,10 @@ impl Application {
         (&mut dispatcher.0)
             .await
             .context("the dispatcher task failed")?;
+        stop_board.send_replace(true);
+        (&mut board.0)
+            .await
+            .context("the request board task failed")?;
         // The bot confirms the updates it handled on its way out.
         if let Some(t) = telegram.as_mut() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut t.0).await;
@@ -592,7 +650,12 @@ fn second_factors(config: &Config) -> crate::adapters::totp::Totp {
 
 /// Requests over `store`, with each account's policy from `config`,
 /// carried out by `executor`.
-pub fn approvals(config: &Config, store: &SqliteStore, executor: Arc<Executor>) -> Arc<Approvals> {
+pub fn approvals(
+    config: &Config,
+    store: &SqliteStore,
+    executor: Arc<Executor>,
+    board: Option<BoardSignal>,
+) -> Arc<Approvals> {
     Arc::new(Approvals {
         requests: Arc::new(store.clone()),
         store: Arc::new(store.clone()),
@@ -602,5 +665,6 @@ pub fn approvals(config: &Config, store: &SqliteStore, executor: Arc<Executor>) 
         ttl: config.approvals.expire_after,
         second_factors: Arc::new(second_factors(config)),
         executor,
+        board,
     })
 }

@@ -5,7 +5,9 @@ use std::io::Write;
 use async_trait::async_trait;
 
 use crate::domain::alert::NoticeKind;
-use crate::ports::{Notifier, SendError, StoredNotice};
+use crate::domain::request::Request;
+use crate::engine::request_view::RequestView;
+use crate::ports::{MessageRef, Notifier, RequestMessages, SendError, StoredNotice};
 
 pub struct Console;
 
@@ -41,5 +43,33 @@ impl Notifier for Console {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")
             .map_err(|e| SendError::Retryable(format!("cannot write to standard output: {e}")))
+    }
+}
+
+fn print(line: &str) -> Result<(), SendError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .map_err(|e| SendError::Retryable(format!("cannot write to standard output: {e}")))
+}
+
+/// A request as a line when it is opened, and a line each time its state
+/// changes; the console has no buttons (decide with `approve` in chat).
+#[async_trait]
+impl RequestMessages for Console {
+    async fn post_request(&self, r: &Request) -> Result<Option<MessageRef>, SendError> {
+        let v = RequestView::of(r);
+        print(&format!("REQUEST {}", v.fallback))?;
+        Ok(Some(MessageRef {
+            channel: "console".into(),
+            message: r.id.to_string(),
+        }))
+    }
+
+    async fn edit_request(&self, _at: &MessageRef, _r: &Request) -> Result<(), SendError> {
+        Ok(())
+    }
+
+    async fn reply_request(&self, _at: &MessageRef, text: &str) -> Result<(), SendError> {
+        print(&format!("REQUEST {text}"))
     }
 }

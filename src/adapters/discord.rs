@@ -21,6 +21,7 @@ use super::http::{Answer, Forged, ReplayGuard, answer_with, within_window};
 use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
 use crate::engine::chatops::{Asker, ChatOps, Pick, Reply, RunwayChart};
+use crate::engine::request_view::Choice;
 use crate::ports::{Clock, MessageRef};
 use crate::secret::Secret;
 
@@ -122,6 +123,21 @@ impl DiscordApp {
     async fn component(&self, v: &Value) -> Answered {
         let asker = asker(v);
         let data = v["data"]["custom_id"].as_str().unwrap_or_default();
+        // The message the button is on names its channel; the interaction
+        // does too.
+        let text = |a: &Value, b: &Value| a.as_str().or(b.as_str()).unwrap_or_default().to_owned();
+        let at = MessageRef {
+            channel: text(&v["message"]["channel_id"], &v["channel_id"]),
+            message: text(&v["message"]["id"], &Value::Null),
+        };
+        if let Some((choice, request)) = Choice::parse_data(data) {
+            info!(user = %asker.user, button = choice.id(), request = %request, "discord request button");
+            let chat = self.chat.clone();
+            // The presser hears how it went; the request board redraws the card.
+            return self
+                .respond(async move { chat.choose(&asker, choice, request, Some(&at)).await })
+                .await;
+        }
         let Some((button, on)) = Button::parse_data(data) else {
             return Answered {
                 response: json!({"type": 4, "data": {"flags": EPHEMERAL,
@@ -132,16 +148,7 @@ impl DiscordApp {
         };
         info!(user = %asker.user, button = button.id(), "discord button");
         let chat = self.chat.clone();
-        // The message the button is on names its channel; the interaction
-        // does too.
-        let text = |a: &Value, b: &Value| a.as_str().or(b.as_str()).unwrap_or_default().to_owned();
-        let pick = Pick::of(
-            on,
-            MessageRef {
-                channel: text(&v["message"]["channel_id"], &v["channel_id"]),
-                message: text(&v["message"]["id"], &Value::Null),
-            },
-        );
+        let pick = Pick::of(on, at);
         self.respond(async move { chat.press(&asker, button, &pick).await.reply })
             .await
     }

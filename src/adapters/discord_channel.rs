@@ -12,9 +12,13 @@ use serde_json::{Value, json};
 
 use super::discord::escape;
 use super::pace::Pacer;
+use crate::domain::request::Request;
 use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
 use crate::engine::charts::RunwayChart;
-use crate::ports::{AlertMessages, MessageRef, MessageRefs, SendError, StoredNotice};
+use crate::engine::request_view::{Choice, RequestView};
+use crate::ports::{
+    AlertMessages, MessageRef, MessageRefs, RequestMessages, SendError, StoredNotice,
+};
 use crate::secret::Secret;
 
 /// Embed limits: a title of 256 characters, a description of 4,096.
@@ -231,6 +235,81 @@ impl AlertMessages for DiscordChannel {
     }
 }
 
+#[async_trait]
+impl RequestMessages for DiscordChannel {
+    async fn post_request(&self, r: &Request) -> Result<Option<MessageRef>, SendError> {
+        let path = format!("channels/{}/messages", self.channel);
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &path,
+                request_message(&RequestView::of(r)),
+            )
+            .await?;
+        let at = MessageRef {
+            channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
+            message: v["id"].as_str().unwrap_or_default().to_owned(),
+        };
+        Ok(Some(at).filter(|at| !at.message.is_empty()))
+    }
+
+    async fn edit_request(&self, at: &MessageRef, r: &Request) -> Result<(), SendError> {
+        let path = format!("channels/{}/messages/{}", at.channel, at.message);
+        match self
+            .call(
+                reqwest::Method::PATCH,
+                &path,
+                request_message(&RequestView::of(r)),
+            )
+            .await
+        {
+            Err(SendError::Permanent(e)) if e.contains("code 10008") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn reply_request(&self, at: &MessageRef, text: &str) -> Result<(), SendError> {
+        let path = format!("channels/{}/messages", at.channel);
+        let body = json!({
+            "content": truncate(&escape(text), 2000),
+            "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
+            "allowed_mentions": {"parse": []},
+        });
+        self.call(reqwest::Method::POST, &path, body)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A request's card as an embed, with Approve (green) and Deny (red) while
+/// it waits; an empty component list removes them once it is decided.
+pub fn request_message(v: &RequestView) -> Value {
+    let (title, color) = match v.tone {
+        Tone::Resolved => (format!("✅ {}", v.headline), 0x2e_b8_86),
+        Tone::Critical => (format!("🔴 {}", v.headline), 0xe0_1e_5a),
+        Tone::Warning => (format!("🟠 {}", v.headline), 0xf2_99_1c),
+        Tone::Minor => (format!("🟡 {}", v.headline), 0xec_b2_2e),
+    };
+    let buttons = v
+        .buttons
+        .iter()
+        .map(|c| {
+            json!({"type": 2, "style": if *c == Choice::Approve { 3 } else { 4 },
+                   "label": c.label(), "custom_id": c.data(v.id)})
+        })
+        .collect();
+    json!({
+        "content": "",
+        "embeds": [{
+            "title": truncate(&escape(&title), TITLE_CHARS),
+            "description": truncate(&escape(&v.lines.join("\n")), DESCRIPTION_CHARS),
+            "color": color,
+        }],
+        "components": rows(buttons),
+        "allowed_mentions": {"parse": []},
+    })
+}
+
 impl ChatOutput for DiscordChannel {
     fn output(&self) -> &str {
         &self.output
@@ -333,6 +412,28 @@ pub fn alert_message(notices: &[StoredNotice]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_card_is_an_embed_with_green_and_red_buttons() {
+        let r = crate::engine::request_view::tests::waiting();
+        let m = request_message(&RequestView::of(&r));
+        assert!(
+            m["embeds"][0]["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("🟠 R7 · top up")
+        );
+        let row = &m["components"][0]["components"];
+        assert_eq!(row[0]["custom_id"], "approve:R7");
+        assert_eq!(row[0]["style"], 3);
+        assert_eq!(row[1]["custom_id"], "deny:R7");
+        assert_eq!(row[1]["style"], 4);
+        let done = request_message(&RequestView::of(&crate::domain::request::Request {
+            state: crate::domain::request::State::Verified,
+            ..r
+        }));
+        assert_eq!(done["components"], json!([]));
+    }
     use crate::domain::alert::NoticeKind;
     use crate::engine::alert_view::tests::notice;
 

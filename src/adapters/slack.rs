@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use super::http::{Answer, ReplayGuard, answer, deliver_later, within_window};
 use crate::engine::alert_view::{Button, On};
 use crate::engine::chatops::{Asker, ChatOps, Pick, Reply, ReplyKind};
+use crate::engine::request_view::Choice;
 use crate::ports::{Clock, MessageRef};
 use crate::secret::Secret;
 
@@ -270,6 +271,12 @@ async fn press(
     // Messages posted by earlier versions carry more after a `|`.
     let value = action["value"].as_str().unwrap_or_default();
     let what = value.split('|').next().unwrap_or_default();
+    // Approve or Deny on a request's card: the presser hears how it went;
+    // the card itself is redrawn for everyone by the request board.
+    if let Some((choice, request)) = Choice::parse_data(&format!("{id}:{what}")) {
+        let reply = chat.choose(asker, choice, request, Some(&message)).await;
+        return json!({"response_type": "ephemeral", "replace_original": false, "text": reply.text()});
+    }
     let (Some(button), Some(on)) = (Button::from_id(id), On::parse(what)) else {
         return json!({"response_type": "ephemeral", "replace_original": false,
                       "text": format!("purser does not know the button {id:?}.")});

@@ -10,11 +10,15 @@ use serde_json::{Value, json};
 
 use super::pace::Pacer;
 use super::slack::escape;
+use crate::domain::request::Request;
 use crate::engine::alert_view::{
     ALL, AlertView, Button, ChatOutput, GroupView, Tone, still_firing,
 };
 use crate::engine::charts::RunwayChart;
-use crate::ports::{AlertMessages, MessageRef, MessageRefs, SendError, StoredNotice};
+use crate::engine::request_view::{Choice, RequestView};
+use crate::ports::{
+    AlertMessages, MessageRef, MessageRefs, RequestMessages, SendError, StoredNotice,
+};
 use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://slack.com/api/";
@@ -234,6 +238,75 @@ fn summary(v: &AlertView) -> String {
     super::escape_within(&v.summary, 2_500)
 }
 
+#[async_trait]
+impl RequestMessages for SlackChannel {
+    async fn post_request(&self, r: &Request) -> Result<Option<MessageRef>, SendError> {
+        let v = RequestView::of(r);
+        let v = self
+            .call(
+                "chat.postMessage",
+                json!({"channel": self.channel, "text": escape(&v.fallback), "blocks": request_blocks(&v)}),
+            )
+            .await?;
+        let at = MessageRef {
+            channel: v["channel"].as_str().unwrap_or(&self.channel).to_owned(),
+            message: v["ts"].as_str().unwrap_or_default().to_owned(),
+        };
+        Ok(Some(at).filter(|at| !at.message.is_empty()))
+    }
+
+    async fn edit_request(&self, at: &MessageRef, r: &Request) -> Result<(), SendError> {
+        let v = RequestView::of(r);
+        match self
+            .call(
+                "chat.update",
+                json!({"channel": at.channel, "ts": at.message, "text": escape(&v.fallback), "blocks": request_blocks(&v)}),
+            )
+            .await
+        {
+            // Deleted by someone: there is nothing left to edit.
+            Err(SendError::Permanent(e)) if e.contains("message_not_found") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn reply_request(&self, at: &MessageRef, text: &str) -> Result<(), SendError> {
+        self.call(
+            "chat.postMessage",
+            json!({"channel": at.channel, "thread_ts": at.message, "text": escape(text)}),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A request's card: what, cost and who asked, each decision, the status,
+/// and Approve and Deny while it waits (the value names the request).
+pub fn request_blocks(v: &RequestView) -> Value {
+    let mut text = format!("{} *{}*", icon(v.tone), escape(&v.headline));
+    for l in &v.lines {
+        text.push('\n');
+        text.push_str(&escape(l));
+    }
+    // A section takes 3,000 characters; a card is far shorter, but a long
+    // reason must not make Slack refuse it.
+    let text: String = text.chars().take(2900).collect();
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
+    if !v.buttons.is_empty() {
+        let buttons: Vec<Value> = v
+            .buttons
+            .iter()
+            .map(|c| {
+                json!({"type": "button", "action_id": c.id(), "value": v.id.to_string(),
+                       "style": if *c == Choice::Approve { "primary" } else { "danger" },
+                       "text": {"type": "plain_text", "text": c.label()}})
+            })
+            .collect();
+        blocks.push(json!({"type": "actions", "elements": buttons}));
+    }
+    Value::Array(blocks)
+}
+
 fn icon(tone: Tone) -> &'static str {
     match tone {
         Tone::Critical => ":red_circle:",
@@ -317,6 +390,29 @@ fn one_alert(n: &StoredNotice) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_card_escapes_its_text_and_names_the_request_on_each_button() {
+        let r = crate::engine::request_view::tests::waiting();
+        let blocks = request_blocks(&RequestView::of(&r));
+        let text = blocks[0]["text"]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(":large_orange_circle: *R7 · top up"),
+            "{text}"
+        );
+        assert!(text.contains("Q4 &lt;budget&gt; &amp; more"), "{text}");
+        let buttons = &blocks[1]["elements"];
+        assert_eq!(buttons[0]["action_id"], "approve");
+        assert_eq!(buttons[0]["value"], "R7");
+        assert_eq!(buttons[0]["style"], "primary");
+        assert_eq!(buttons[1]["action_id"], "deny");
+        assert_eq!(buttons[1]["style"], "danger");
+        let done = request_blocks(&RequestView::of(&crate::domain::request::Request {
+            state: crate::domain::request::State::Cancelled,
+            ..r
+        }));
+        assert_eq!(done.as_array().unwrap().len(), 1, "no buttons once decided");
+    }
     use crate::domain::alert::NoticeKind;
     use crate::engine::alert_view::tests::notice;
 

@@ -22,6 +22,7 @@ use super::pace::Pacer;
 use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
 use crate::engine::chatops::{Asker, ChatOps, Pick, Reply};
+use crate::engine::request_view::Choice;
 use crate::ports::{MessageRef, SendError};
 use crate::secret::Secret;
 
@@ -352,11 +353,23 @@ impl TelegramBot {
                 .unwrap_or_default(),
         };
         let data = q["data"].as_str().unwrap_or_default();
+        let number = |v: &Value| v.as_i64().map(|n| n.to_string()).unwrap_or_default();
+        if let Some((choice, request)) = Choice::parse_data(data) {
+            info!(user = %asker.user, button = choice.id(), request = %request, "telegram request button");
+            let at = MessageRef {
+                channel: number(&q["message"]["chat"]["id"]),
+                message: number(&q["message"]["message_id"]),
+            };
+            let reply = self.chat.choose(&asker, choice, request, Some(&at)).await;
+            // The card is redrawn by the request board; the presser gets the
+            // outcome, as a dialog when nothing was done.
+            let failed = reply.kind != crate::engine::chatops::ReplyKind::Done;
+            return self.answer_press(q, reply.text(), failed).await;
+        }
         let (text, alert) = match Button::parse_data(data) {
             None => (format!("purser does not know the button {data:?}."), true),
             Some((button, on)) => {
                 info!(user = %asker.user, button = button.id(), "telegram button");
-                let number = |v: &Value| v.as_i64().map(|n| n.to_string()).unwrap_or_default();
                 let at = MessageRef {
                     channel: number(&q["message"]["chat"]["id"]),
                     message: number(&q["message"]["message_id"]),
@@ -365,8 +378,12 @@ impl TelegramBot {
                 (pressed.reply.title, !pressed.changed)
             }
         };
-        // Until answered, the presser's client shows a spinner. A refusal is
-        // a dialog they must dismiss; a success a passing toast.
+        self.answer_press(q, text, alert).await;
+    }
+
+    /// Until answered, the presser's client shows a spinner. A refusal is
+    /// a dialog they must dismiss; a success a passing toast.
+    async fn answer_press(&self, q: &Value, text: String, alert: bool) {
         let body = json!({
             "callback_query_id": q["id"],
             "text": text.chars().take(200).collect::<String>(),

@@ -10,9 +10,13 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::telegram::{BotApi, escape};
+use crate::domain::request::Request;
 use crate::engine::alert_view::{AlertView, ChatOutput, GroupView, Tone, still_firing};
 use crate::engine::charts::RunwayChart;
-use crate::ports::{AlertMessages, MessageRef, MessageRefs, SendError, StoredNotice};
+use crate::engine::request_view::RequestView;
+use crate::ports::{
+    AlertMessages, MessageRef, MessageRefs, RequestMessages, SendError, StoredNotice,
+};
 
 pub struct TelegramChannel {
     /// The output's name, under which its messages are remembered.
@@ -121,6 +125,89 @@ impl AlertMessages for TelegramChannel {
             .await
             .map(|_| ())
     }
+}
+
+#[async_trait]
+impl RequestMessages for TelegramChannel {
+    async fn post_request(&self, r: &Request) -> Result<Option<MessageRef>, SendError> {
+        let mut body = request_message(&RequestView::of(r));
+        body["chat_id"] = Self::chat_id(&self.chat);
+        let m = self.call("sendMessage", body).await?;
+        let at = MessageRef {
+            channel: m["chat"]["id"]
+                .as_i64()
+                .map_or_else(|| self.chat.clone(), |id| id.to_string()),
+            message: m["message_id"]
+                .as_i64()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        };
+        Ok(Some(at).filter(|at| !at.message.is_empty()))
+    }
+
+    async fn edit_request(&self, at: &MessageRef, r: &Request) -> Result<(), SendError> {
+        let mut body = request_message(&RequestView::of(r));
+        body["chat_id"] = Self::chat_id(&at.channel);
+        body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
+        match self.call("editMessageText", body).await {
+            Err(SendError::Permanent(e))
+                if e.contains("message is not modified")
+                    || e.contains("message to edit not found") =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn reply_request(&self, at: &MessageRef, text: &str) -> Result<(), SendError> {
+        self.call(
+            "sendMessage",
+            json!({
+                "chat_id": Self::chat_id(&at.channel),
+                "text": escape(text).chars().take(4096).collect::<String>(),
+                "parse_mode": "HTML",
+                "reply_parameters": {"message_id": at.message.parse::<i64>().unwrap_or_default(),
+                                     "allow_sending_without_reply": true},
+            }),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A request's card as Telegram HTML, with Approve and Deny while it waits
+/// (an empty keyboard removes them once it is decided).
+pub fn request_message(v: &RequestView) -> Value {
+    let mut text = format!("{} <b>{}</b>", icon(v.tone), escape(&v.headline));
+    for l in &v.lines {
+        text.push('\n');
+        text.push_str(&escape(l));
+    }
+    if text.chars().count() > 4096 {
+        text = format!(
+            "{} <b>{}</b>\n{}",
+            icon(v.tone),
+            escape(&v.headline.chars().take(200).collect::<String>()),
+            escape(v.lines.last().map_or("", String::as_str))
+        );
+    }
+    let row: Vec<Value> = v
+        .buttons
+        .iter()
+        .map(|c| json!({"text": c.label(), "callback_data": c.data(v.id)}))
+        .collect();
+    let keyboard: Vec<Vec<Value>> = if row.is_empty() {
+        Vec::new()
+    } else {
+        vec![row]
+    };
+    json!({
+        "text": text,
+        "parse_mode": "HTML",
+        "link_preview_options": {"is_disabled": true},
+        "reply_markup": {"inline_keyboard": keyboard},
+    })
 }
 
 impl ChatOutput for TelegramChannel {
@@ -245,6 +332,25 @@ fn group(notices: &[StoredNotice]) -> (String, Vec<Vec<Value>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_card_is_html_with_approve_and_deny_callbacks() {
+        let r = crate::engine::request_view::tests::waiting();
+        let m = request_message(&RequestView::of(&r));
+        let text = m["text"].as_str().unwrap();
+        assert!(text.starts_with("🟠 <b>R7 · top up"), "{text}");
+        assert!(text.contains("Q4 &lt;budget&gt; &amp; more"), "{text}");
+        assert_eq!(
+            m["reply_markup"]["inline_keyboard"],
+            json!([[{"text": "Approve", "callback_data": "approve:R7"},
+                    {"text": "Deny", "callback_data": "deny:R7"}]])
+        );
+        let done = request_message(&RequestView::of(&crate::domain::request::Request {
+            state: crate::domain::request::State::Expired,
+            ..r
+        }));
+        assert_eq!(done["reply_markup"]["inline_keyboard"], json!([]));
+    }
     use crate::domain::alert::NoticeKind;
     use crate::engine::alert_view::tests::notice;
 

@@ -16,6 +16,11 @@ pub struct ActivityState {
     /// The dispatcher is waiting, having seen this many writes; with the time
     /// its next retry is due, if any.
     pub dispatcher_idle: Option<(u64, Option<DateTime<Utc>>)>,
+    /// Counts writes to requests that their cards in chat should show.
+    pub request_changes: u64,
+    /// The request board is waiting, having seen this many changes; with
+    /// the time its next retry is due, if any.
+    pub board_idle: Option<(u64, Option<DateTime<Utc>>)>,
 }
 
 impl ActivityState {
@@ -26,6 +31,9 @@ impl ActivityState {
             && self.sweeps_in_flight == 0
             && self.dispatcher_idle.is_some_and(|(seen, next)| {
                 seen == self.notices_written && next.is_none_or(|n| n > t)
+            })
+            && self.board_idle.is_some_and(|(seen, next)| {
+                seen == self.request_changes && next.is_none_or(|n| n > t)
             })
     }
 }

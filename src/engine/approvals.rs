@@ -32,6 +32,8 @@ pub struct Approvals {
     pub ttl: Duration,
     pub second_factors: Arc<dyn SecondFactors>,
     pub executor: Arc<Executor>,
+    /// Told of every change, so that the request's cards in chat show it.
+    pub board: Option<super::board::BoardSignal>,
 }
 
 /// What asking did.
@@ -103,6 +105,12 @@ impl Approvals {
             .get(account)
             .and_then(|p| p.topup.first())
             .map(|m| m.method)
+    }
+
+    fn changed(&self) {
+        if let Some(b) = &self.board {
+            b.changed();
+        }
     }
 
     fn account(&self, id: &AccountId) -> Option<&AccountConfig> {
@@ -314,9 +322,9 @@ impl Approvals {
             expires_at: now + self.ttl,
             origin: Some(via),
         };
-        Ok(Opened::Opened(Box::new(
-            self.requests.open_request(&new).await?,
-        )))
+        let opened = self.requests.open_request(&new).await?;
+        self.changed();
+        Ok(Opened::Opened(Box::new(opened)))
     }
 
     /// `person`'s vote on request `id`.
@@ -341,6 +349,7 @@ impl Approvals {
             };
             if request::is_overdue(&r, now) {
                 let r = self.expire(r, now).await?;
+                self.changed();
                 return Ok(Decided::Refused(NotDecided::Expired {
                     id,
                     at: r.expires_at,
@@ -371,7 +380,7 @@ impl Approvals {
                 .await?
             {
                 Written::Done(after) => {
-                    return Ok(match judged {
+                    let decided = match judged {
                         Judged::Approved => {
                             let (request, outcome) = self.start(after).await?;
                             Decided::Approved { request, outcome }
@@ -382,7 +391,10 @@ impl Approvals {
                             missing,
                         },
                         Judged::AlreadyDecided(_) => Decided::AlreadyDecided(after),
-                    });
+                    };
+                    // Carried out (or not) since: the card shows how it ended.
+                    self.changed();
+                    return Ok(decided);
                 }
                 Written::Stale(_) => continue,
                 Written::NotFound => return Ok(Decided::NotFound(id)),
@@ -419,7 +431,10 @@ impl Approvals {
             }
             let step = Step::new(r.state, State::Cancelled, &person.name, now);
             match self.requests.transition(id, step).await? {
-                Written::Done(after) => return Ok(Cancelled::Cancelled(Box::new(after))),
+                Written::Done(after) => {
+                    self.changed();
+                    return Ok(Cancelled::Cancelled(Box::new(after)));
+                }
                 Written::Stale(_) => continue,
                 Written::NotFound => return Ok(Cancelled::NotFound(id)),
             }
@@ -444,6 +459,9 @@ impl Approvals {
                 tracing::info!(request = %ran.request.id, paused = ?p, "request not finished yet");
             }
         }
+        // Whatever changed here (an expiry, a closed task, a resumed
+        // execution), the cards catch up with.
+        self.changed();
         Ok(())
     }
 

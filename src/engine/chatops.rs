@@ -13,12 +13,13 @@ use crate::domain::forecast::{self, AccountView};
 use crate::domain::model::{AccountId, ExternalId};
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::people::{Directory, Person};
-use crate::domain::request::{Action, Request, State, Verdict, Via};
+use crate::domain::request::{Action, Request, RequestId, State, Verdict, Via};
 use crate::domain::{duration, silence};
 use crate::engine::alert_view::{Button, On};
 use crate::engine::approvals::{self, Approvals, Cancelled, Decided, Opened, Vote};
 use crate::engine::charts;
 pub use crate::engine::charts::RunwayChart;
+use crate::engine::request_view::Choice;
 use crate::ports::{
     AckOutcome, BalanceEntries, Clock, EndSilenceOutcome, MessageRef, MessageRefs, NewSilence,
     Store, StoreError,
@@ -383,6 +384,40 @@ impl ChatOps {
                     Ok(reply) => unchanged(reply),
                     Err(e) => trouble(e),
                 }
+            }
+        }
+    }
+
+    /// Runs Approve or Deny pressed on request `id`'s card (the message
+    /// `at`), as the person pressing it: the same as typing `approve R12`,
+    /// recorded as coming from that message. A second press by the same
+    /// person counts once; an approval that needs a code says how to give it.
+    pub async fn choose(
+        &self,
+        asker: &Asker,
+        choice: Choice,
+        id: RequestId,
+        at: Option<&MessageRef>,
+    ) -> Reply {
+        let Some(person) = self.directory.lookup(&asker.platform, &asker.user) else {
+            return self.handle(asker, "whoami").await;
+        };
+        let (verb, command) = match choice {
+            Choice::Approve => (Verb::Approve, Command::Approve { id, code: None }),
+            Choice::Deny => (Verb::Deny, Command::Deny { id, reason: None }),
+        };
+        if let Some(no) = role_refusal(person, verb) {
+            return no;
+        }
+        let via = Via {
+            platform: asker.platform.clone(),
+            message: at.map(|at| format!("{}/{}", at.channel, at.message)),
+        };
+        match self.run(person, command, via, self.clock.now()).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(error = %e, "a request button press failed");
+                Reply::failed("purser could not read its store; try again in a minute.")
             }
         }
     }

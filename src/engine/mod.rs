@@ -4,10 +4,12 @@
 pub mod activity;
 pub mod alert_view;
 pub mod approvals;
+pub mod board;
 pub mod charts;
 pub mod chatops;
 pub mod clock;
 pub mod dispatcher;
 pub mod executor;
 pub mod poller;
+pub mod request_view;
 pub mod scheduler;

@@ -686,3 +686,28 @@ fn policy_follows_each_accounts_cloud() {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     }
 }
+
+#[test]
+fn approval_channels_name_outputs_that_can_show_a_card() {
+    let outputs = "\n[[outputs]]\nname = \"log\"\nkind = \"console\"\n\n[[outputs]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://example.com/h\"\nsecret = \"env:HOME\"\n";
+    let c = Config::parse(&format!("{BASE}{outputs}"), Path::new("conf/purser.toml")).unwrap();
+    assert_eq!(c.approvals.channels, ["log"], "by default, each that can");
+    let err = error_of(&format!(
+        "{BASE}{outputs}\n[approvals]\nchannels = [\"hook\", \"ops\"]\n"
+    ));
+    for want in [
+        ":25: approvals.channels: output \"hook\" cannot show a request with Approve and Deny buttons; name a slack, discord, telegram or console output",
+        ":25: approvals.channels: no output named \"ops\" in [[outputs]]",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    let c = Config::parse(
+        &format!("{BASE}{outputs}\n[approvals]\nchannels = []\n"),
+        Path::new("conf/purser.toml"),
+    )
+    .unwrap();
+    assert!(
+        c.approvals.channels.is_empty(),
+        "none: requests are only in chat replies"
+    );
+}

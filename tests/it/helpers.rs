@@ -285,7 +285,7 @@ max_attempts = 5
             clock: self.clock.clone(),
             routing: config.routing(),
             outbox: None,
-            approvals: purser::startup::approvals(&config, &app.store, app.executor.clone()),
+            approvals: app.approvals.clone(),
         })
     }
 
@@ -300,7 +300,7 @@ max_attempts = 5
             .unwrap();
         let store = app.store();
         let activity = app.activity();
-        let executor = app.executor();
+        let approvals = app.approvals();
         let http = app.http_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
@@ -310,7 +310,7 @@ max_attempts = 5
             clock: self.clock.clone(),
             store,
             activity,
-            executor,
+            approvals,
             http,
             stop: Some(stop),
             task,
@@ -322,7 +322,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub store: SqliteStore,
     pub activity: Activity,
-    pub executor: Arc<purser::engine::executor::Executor>,
+    /// The daemon's requests: changes made through them redraw the cards.
+    pub approvals: Arc<purser::engine::approvals::Approvals>,
     /// Where the HTTP listener listens, when the config has one.
     pub http: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,

@@ -453,6 +453,71 @@ impl Requests for SqliteStore {
     }
 }
 
+#[async_trait]
+impl crate::ports::RequestCards for SqliteStore {
+    async fn cards(
+        &self,
+        ids: &[RequestId],
+    ) -> Result<Vec<(RequestId, crate::ports::RequestCard)>, StoreError> {
+        let Some(lowest) = ids.iter().min() else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT request_id, output, channel, message, version, state FROM request_cards
+             WHERE request_id >= ? ORDER BY request_id, output",
+        )
+        .bind(lowest.0 as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id = RequestId(row.get::<i64, _>("request_id") as u64);
+            if !ids.contains(&id) {
+                continue;
+            }
+            let state: String = row.get("state");
+            let state = State::parse(&state)
+                .ok_or_else(|| corrupt(format!("request card of {id}: state {state:?}")))?;
+            out.push((
+                id,
+                crate::ports::RequestCard {
+                    output: row.get("output"),
+                    at: crate::ports::MessageRef {
+                        channel: row.get("channel"),
+                        message: row.get("message"),
+                    },
+                    version: row.get::<i64, _>("version") as u64,
+                    state,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn record_card(
+        &self,
+        id: RequestId,
+        card: &crate::ports::RequestCard,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO request_cards (request_id, output, channel, message, version, state)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (request_id, output) DO UPDATE SET
+               channel = excluded.channel, message = excluded.message,
+               version = excluded.version, state = excluded.state",
+        )
+        .bind(id.0 as i64)
+        .bind(&card.output)
+        .bind(&card.at.channel)
+        .bind(&card.at.message)
+        .bind(card.version as i64)
+        .bind(card.state.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
