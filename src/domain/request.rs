@@ -853,6 +853,7 @@ pub fn pending_payment(
         amount: *amount,
         method: method.label().to_owned(),
         reference: request.key.clone(),
+        owner: request.requested_by.clone(),
         approved_at,
         due: approved_at + takes,
     })

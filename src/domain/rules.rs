@@ -335,6 +335,9 @@ pub struct PendingPayment {
     pub method: String,
     /// The reference the payer was asked to quote.
     pub reference: String,
+    /// Who owns the task: the person who asked for the top-up, named in
+    /// every reminder.
+    pub owner: String,
     pub approved_at: DateTime<Utc>,
     /// When the method's money shows at the latest: half an hour online,
     /// days for a wire.
@@ -795,12 +798,13 @@ fn payment_late(
             level: Level::Breach,
             rank: 1,
             summary: format!(
-                "{}: {} by {} approved at {} has not arrived by {}; check the payment went through to this account, quoting {}",
+                "{}: {} by {} approved at {} has not arrived by {}; {}, check the payment went through to this account, quoting {}",
                 p.request,
                 p.amount,
                 p.method,
                 p.approved_at.format("%Y-%m-%d %H:%M UTC"),
                 p.due.format("%Y-%m-%d %H:%M UTC"),
+                p.owner,
                 p.reference
             ),
         });
@@ -1197,6 +1201,7 @@ pub(crate) mod tests {
             amount: Money::parse("2,000", crate::domain::money::Currency::Cny).unwrap(),
             method: "Alipay".into(),
             reference: "purser-r4-0123456789abcdef".into(),
+            owner: "rex".into(),
             approved_at: now() - Duration::minutes(45),
             due: now() - Duration::minutes(15),
         };
@@ -1220,7 +1225,7 @@ pub(crate) mod tests {
         assert_eq!(f[0].severity, Severity::B);
         assert!(
             f[0].summary.contains(
-                "check the payment went through to this account, quoting purser-r4-0123456789abcdef"
+                "; rex, check the payment went through to this account, quoting purser-r4-0123456789abcdef"
             ),
             "{}",
             f[0].summary

@@ -510,3 +510,85 @@ async fn one_poll_one_message_and_acknowledge_all() {
     .expect("the message shows all three acknowledged");
     app.stop().await;
 }
+
+/// A request's card in the channel: Approve pressed by an approver decides
+/// it, the card is redrawn without buttons and a reply tells the channel.
+#[tokio::test]
+async fn a_request_card_is_approved_by_its_button() {
+    let (api, api_addr) = discord_api().await;
+    let bo = "\n[[people]]\nname = \"bo\"\nrole = \"approver\"\ndiscord = \"333\"\n";
+    let (world, app) =
+        with_channel(World::low_on_money(&(channel_config(api_addr) + bo)).await).await;
+    let addr = app.http.unwrap();
+    let chat = world.chat_ops(&app);
+    let ana = purser::engine::chatops::Asker {
+        platform: "discord".into(),
+        user: ANA.into(),
+    };
+    let asked = chat.handle(&ana, "topup acme 1,000 alipay").await;
+    assert!(asked.title.starts_with("R1 opened"), "{}", asked.text());
+    app.settle().await;
+    let card = api
+        .calls("POST", "/api/v10/channels/5550001/messages")
+        .into_iter()
+        .find(|c| {
+            c.body["embeds"][0]["title"]
+                .to_string()
+                .contains("R1 · top up")
+        })
+        .expect("a card for R1");
+    let row = &card.body["components"][0]["components"];
+    assert_eq!(row[0]["custom_id"], "approve:R1");
+    assert_eq!(row[1]["custom_id"], "deny:R1");
+
+    let now = world.clock.now().timestamp();
+    let press = |user: &str, custom_id: &str| {
+        signed(
+            &json!({"type": 3, "token": "tok", "application_id": APP_ID,
+                    "member": {"user": {"id": user}},
+                    "message": {"id": "9001", "channel_id": "5550001"},
+                    "data": {"component_type": 2, "custom_id": custom_id}}),
+            now,
+            &key(),
+        )
+    };
+    // The requester cannot decide; an approver can, privately told.
+    let (_, v) = send(addr, &press(ANA, "approve:R1")).await;
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("needs the approver role"),
+        "{v}"
+    );
+    let (status, v) = send(addr, &press("333", "approve:R1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["data"]["flags"], 64);
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("R1 approved."),
+        "{v}"
+    );
+
+    app.settle().await;
+    let redrawn: Vec<_> = api
+        .calls("PATCH", "/api/v10/channels/5550001/messages/9001")
+        .into_iter()
+        .filter(|c| {
+            c.body["embeds"][0]["title"]
+                .to_string()
+                .contains("R1 · top up")
+        })
+        .collect();
+    assert_eq!(redrawn.len(), 1);
+    assert_eq!(redrawn[0].body["components"], json!([]));
+    let told: Vec<_> = api
+        .calls("POST", "/api/v10/channels/5550001/messages")
+        .into_iter()
+        .filter(|c| c.body["content"].to_string().contains("R1 approved by bo"))
+        .collect();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].body["message_reference"]["message_id"], "9001");
+}

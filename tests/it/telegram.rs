@@ -561,3 +561,94 @@ async fn one_poll_one_message_with_buttons_for_all() {
     drop(world);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_card_in_the_group_is_approved_from_its_keyboard_once() {
+    const BO: i64 = 7_003;
+    let (api, addr) = start_api().await;
+    let people = format!("\n[[people]]\nname = \"bo\"\nrole = \"approver\"\ntelegram = \"{BO}\"\n");
+    let world = World::low_on_money(&(config("[telegram]", addr) + &people)).await;
+    let (_world, app) = start(world).await;
+    api.wait("setMyCommands", 1).await;
+
+    // ana asks in the group; the card goes to the group with its keyboard.
+    api.push("message", message(ANA, "/topup acme 1000 alipay", 60));
+    api.wait("sendMessage", 1).await;
+    let found = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let changed = api.changed.notified();
+            if let Some(c) = api.calls("sendMessage").into_iter().find(|b| {
+                b["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("<b>R1 · top up")
+            }) {
+                return c;
+            }
+            changed.await;
+        }
+    })
+    .await
+    .expect("a card for R1");
+    assert_eq!(found["chat_id"], GROUP);
+    assert_eq!(
+        found["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+        "approve:R1"
+    );
+    let card_id = api
+        .calls("sendMessage")
+        .iter()
+        .position(|b| b == &found)
+        .map(|i| 101 + i as i64)
+        .unwrap();
+
+    // bo's press approves it (a toast); pressed again, it counts once.
+    api.push("callback_query", press(BO, "approve:R1", card_id));
+    let answers = api.wait("answerCallbackQuery", 1).await;
+    assert_eq!(answers[0]["show_alert"], false);
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("R1 approved."),
+        "{}",
+        answers[0]
+    );
+    let mut again = press(BO, "approve:R1", card_id);
+    again["id"] = json!("cb-second");
+    api.push("callback_query", again);
+    let answers = api.wait("answerCallbackQuery", 2).await;
+    assert_eq!(answers[1]["show_alert"], true);
+    assert!(
+        answers[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("nothing left to decide"),
+        "{}",
+        answers[1]
+    );
+
+    // The card loses its keyboard; the thread is told once.
+    app.settle().await;
+    let edits: Vec<Value> = api
+        .calls("editMessageText")
+        .into_iter()
+        .filter(|e| e["message_id"] == card_id)
+        .collect();
+    assert_eq!(edits.len(), 1, "{edits:?}");
+    assert_eq!(edits[0]["reply_markup"]["inline_keyboard"], json!([]));
+    let told: Vec<Value> = api
+        .calls("sendMessage")
+        .into_iter()
+        .filter(|m| m["reply_parameters"]["message_id"] == card_id)
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("R1 approved by bo"),
+        "{}",
+        told[0]
+    );
+}
