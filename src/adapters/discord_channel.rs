@@ -63,6 +63,15 @@ impl DiscordChannel {
         }
     }
 
+    /// Where a created message landed, from Discord's answer.
+    fn posted(&self, v: &Value) -> Option<MessageRef> {
+        let at = MessageRef {
+            channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
+            message: v["id"].as_str().unwrap_or_default().to_owned(),
+        };
+        Some(at).filter(|at| !at.message.is_empty())
+    }
+
     /// Calls the REST API; returns the answer's JSON on success.
     async fn call(
         &self,
@@ -182,11 +191,7 @@ impl AlertMessages for DiscordChannel {
         let v = self
             .call(reqwest::Method::POST, &path, alert_message(notices))
             .await?;
-        let at = MessageRef {
-            channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
-            message: v["id"].as_str().unwrap_or_default().to_owned(),
-        };
-        Ok(Some(at).filter(|at| !at.message.is_empty()))
+        Ok(self.posted(&v))
     }
 
     async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
@@ -246,11 +251,7 @@ impl RequestMessages for DiscordChannel {
                 request_message(&RequestView::of(r)),
             )
             .await?;
-        let at = MessageRef {
-            channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
-            message: v["id"].as_str().unwrap_or_default().to_owned(),
-        };
-        Ok(Some(at).filter(|at| !at.message.is_empty()))
+        Ok(self.posted(&v))
     }
 
     async fn edit_request(&self, at: &MessageRef, r: &Request) -> Result<(), SendError> {

@@ -58,6 +58,15 @@ impl SlackChannel {
         }
     }
 
+    /// Where a posted message landed, from chat.postMessage's answer.
+    fn posted(&self, v: &Value) -> Option<MessageRef> {
+        let at = MessageRef {
+            channel: v["channel"].as_str().unwrap_or(&self.channel).to_owned(),
+            message: v["ts"].as_str().unwrap_or_default().to_owned(),
+        };
+        Some(at).filter(|at| !at.message.is_empty())
+    }
+
     /// Calls a Web API method with a JSON body; returns its answer when `ok`.
     async fn call(&self, method: &str, body: Value) -> Result<Value, SendError> {
         self.send(method, |r| r.json(&body)).await
@@ -145,11 +154,7 @@ impl AlertMessages for SlackChannel {
                 json!({"channel": self.channel, "text": fallback(notices), "blocks": alert_blocks(notices)}),
             )
             .await?;
-        let at = MessageRef {
-            channel: v["channel"].as_str().unwrap_or(&self.channel).to_owned(),
-            message: v["ts"].as_str().unwrap_or_default().to_owned(),
-        };
-        Ok(Some(at).filter(|at| !at.message.is_empty()))
+        Ok(self.posted(&v))
     }
 
     async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
@@ -248,11 +253,7 @@ impl RequestMessages for SlackChannel {
                 json!({"channel": self.channel, "text": escape(&v.fallback), "blocks": request_blocks(&v)}),
             )
             .await?;
-        let at = MessageRef {
-            channel: v["channel"].as_str().unwrap_or(&self.channel).to_owned(),
-            message: v["ts"].as_str().unwrap_or_default().to_owned(),
-        };
-        Ok(Some(at).filter(|at| !at.message.is_empty()))
+        Ok(self.posted(&v))
     }
 
     async fn edit_request(&self, at: &MessageRef, r: &Request) -> Result<(), SendError> {

@@ -52,6 +52,20 @@ impl TelegramChannel {
         self.api.call(method, &body, self.timeout).await
     }
 
+    /// Where a sent message landed, from Telegram's answer.
+    fn posted(&self, m: &Value) -> Option<MessageRef> {
+        let at = MessageRef {
+            channel: m["chat"]["id"]
+                .as_i64()
+                .map_or_else(|| self.chat.clone(), |id| id.to_string()),
+            message: m["message_id"]
+                .as_i64()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        };
+        Some(at).filter(|at| !at.message.is_empty())
+    }
+
     /// A chat id as Telegram wants it: a number, or an `@username`.
     fn chat_id(chat: &str) -> Value {
         chat.parse::<i64>()
@@ -65,16 +79,7 @@ impl AlertMessages for TelegramChannel {
         let mut body = alert_message(notices);
         body["chat_id"] = Self::chat_id(&self.chat);
         let m = self.call("sendMessage", body).await?;
-        let at = MessageRef {
-            channel: m["chat"]["id"]
-                .as_i64()
-                .map_or_else(|| self.chat.clone(), |id| id.to_string()),
-            message: m["message_id"]
-                .as_i64()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-        };
-        Ok(Some(at).filter(|at| !at.message.is_empty()))
+        Ok(self.posted(&m))
     }
 
     async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
@@ -133,16 +138,7 @@ impl RequestMessages for TelegramChannel {
         let mut body = request_message(&RequestView::of(r));
         body["chat_id"] = Self::chat_id(&self.chat);
         let m = self.call("sendMessage", body).await?;
-        let at = MessageRef {
-            channel: m["chat"]["id"]
-                .as_i64()
-                .map_or_else(|| self.chat.clone(), |id| id.to_string()),
-            message: m["message_id"]
-                .as_i64()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-        };
-        Ok(Some(at).filter(|at| !at.message.is_empty()))
+        Ok(self.posted(&m))
     }
 
     async fn edit_request(&self, at: &MessageRef, r: &Request) -> Result<(), SendError> {
