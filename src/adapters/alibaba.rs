@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
-    answered, authority, external_id, malformed, no_such_call, parse, per_second, reported_spend,
-    site, utc_text, utc_time,
+    answered, authority, done, external_id, malformed, no_such_call, parse, per_second,
+    reported_spend, site, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -855,12 +855,10 @@ impl Actions for Alibaba {
                     )
                     .await
                     .map_err(action_error)?;
-                Ok(CallAnswer {
-                    request_id: None,
-                    code: "OK".into(),
-                    // A string by type, a bare number in the doc's example.
-                    result: json!({"InstanceId": id, "OrderId": text(&data["OrderId"])}),
-                })
+                // A string by type, a bare number in the doc's example.
+                Ok(done(
+                    json!({"InstanceId": id, "OrderId": text(&data["OrderId"])}),
+                ))
             }
             "SetRenewal" => {
                 let mut params = vec![
@@ -885,11 +883,7 @@ impl Actions for Alibaba {
                 )
                 .await
                 .map_err(action_error)?;
-                Ok(CallAnswer {
-                    request_id: None,
-                    code: "OK".into(),
-                    result: json!({"RenewalStatus": p["RenewalStatus"]}),
-                })
+                Ok(done(json!({"RenewalStatus": p["RenewalStatus"]})))
             }
             other => Err(no_such_call(other)),
         }
@@ -910,11 +904,7 @@ impl Actions for Alibaba {
                 let id = call.params["InstanceIDs"].as_str().unwrap_or_default();
                 let i = self.instance(&ctx, id).await?;
                 if i.renew_status.as_deref() == call.params["RenewalStatus"].as_str() {
-                    ReadBack::Happened(CallAnswer {
-                        request_id: None,
-                        code: "OK".into(),
-                        result: json!({"RenewalStatus": i.renew_status}),
-                    })
+                    ReadBack::Happened(done(json!({"RenewalStatus": i.renew_status})))
                 } else {
                     ReadBack::NotHappened
                 }

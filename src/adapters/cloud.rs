@@ -183,6 +183,11 @@ pub fn answered(v: &Value, result: Value) -> crate::ports::CallAnswer {
     }
 }
 
+/// A call's success where the cloud gave no request id to quote.
+pub fn done(result: Value) -> crate::ports::CallAnswer {
+    answered(&Value::Null, result)
+}
+
 /// A recorded call this adapter does not know (a newer version wrote it).
 pub fn no_such_call(name: &str) -> crate::ports::ActionError {
     crate::ports::ActionError::NotSent(ProviderError::Malformed(format!("no such call {name}")))

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
-    answered, authority, external_id, malformed, no_such_call, parse, per_second, reported_spend,
-    site, texts, utc_text, utc_time,
+    authority, done, external_id, malformed, no_such_call, parse, per_second, reported_spend, site,
+    texts, utc_text, utc_time,
 };
 use super::signing::{canonical_query, huawei};
 use crate::config::CloudAccess;
@@ -1036,7 +1036,7 @@ impl Actions for Huawei {
                         "RenewalResources answered without an order id".into(),
                     ));
                 }
-                Ok(answered(&Value::Null, json!({"order_ids": orders})))
+                Ok(done(json!({"order_ids": orders})))
             }
             "PayOrders" => {
                 let order = p["order_id"].as_str().unwrap_or_default();
@@ -1068,7 +1068,7 @@ impl Actions for Huawei {
                 // A lost answer is read back rather than repeated here: the
                 // repeat of a payment that went through is refused.
                 match self.api(&ctx, &PAY, &[], Some(body), false).await {
-                    Ok(_) => Ok(answered(&Value::Null, json!({"order_id": order}))),
+                    Ok(_) => Ok(done(json!({"order_id": order}))),
                     Err(ProviderError::Rejected { code, message }) if code == NOT_PAYABLE => {
                         // Paid already (by an earlier try, or in the console)
                         // is done; cancelled or expired is a refusal.
@@ -1107,10 +1107,7 @@ impl Actions for Huawei {
                 self.api(&ctx, &api, &[], None, true)
                     .await
                     .map_err(action_error)?;
-                Ok(answered(
-                    &Value::Null,
-                    json!({"resource_id": id, "on": p["on"]}),
-                ))
+                Ok(done(json!({"resource_id": id, "on": p["on"]})))
             }
             other => Err(no_such_call(other)),
         }
@@ -1162,16 +1159,15 @@ impl Actions for Huawei {
                 if ours.is_empty() {
                     ReadBack::NotHappened
                 } else {
-                    ReadBack::Happened(answered(&Value::Null, json!({"order_ids": ours})))
+                    ReadBack::Happened(done(json!({"order_ids": ours})))
                 }
             }
             "PayOrders" => {
                 let id = p["order_id"].as_str().unwrap_or_default();
                 match self.order(&ctx, id).await? {
-                    Some(o) if paid(o.status) => ReadBack::Happened(answered(
-                        &Value::Null,
-                        json!({"order_id": id, "read_back": true}),
-                    )),
+                    Some(o) if paid(o.status) => {
+                        ReadBack::Happened(done(json!({"order_id": id, "read_back": true})))
+                    }
                     // Unpaid, or cancelled: a repeat is paid, or refused.
                     Some(o) if matches!(o.status, 4 | 6) => ReadBack::NotHappened,
                     Some(o) => ReadBack::Unknown(format!("order {id} is in state {}", o.status)),
@@ -1183,7 +1179,7 @@ impl Actions for Huawei {
                 let found = self.resources_by_id(&ctx, &[id.to_owned()]).await?;
                 let on = found.first().and_then(|r| r.expire_policy) == Some(3);
                 if on == (call.name == "AutoRenewalResources") {
-                    ReadBack::Happened(answered(&Value::Null, json!({"resource_id": id, "on": on})))
+                    ReadBack::Happened(done(json!({"resource_id": id, "on": on})))
                 } else {
                     ReadBack::NotHappened
                 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, action_error, answered,
-    authority, external_id as id, malformed as bad, no_such_call, parse, per_second,
+    authority, done, external_id as id, malformed as bad, no_such_call, parse, per_second,
     reported_spend, site, texts,
 };
 use super::signing::tc3;
@@ -1007,11 +1007,7 @@ impl Actions for Tencent {
             // The client token makes a repeat return the first answer.
             "RenewInstance" => ReadBack::NotHappened,
             "PayDeals" => match self.deals_paid(&ctx, &texts(&p["OrderIds"])).await? {
-                Some(true) => ReadBack::Happened(CallAnswer {
-                    request_id: None,
-                    code: "OK".into(),
-                    result: json!({"OrderIds": p["OrderIds"]}),
-                }),
+                Some(true) => ReadBack::Happened(done(json!({"OrderIds": p["OrderIds"]}))),
                 Some(false) => ReadBack::NotHappened,
                 None => ReadBack::Unknown(
                     "an order is neither unpaid nor paid (closed or expired)".into(),
@@ -1021,11 +1017,7 @@ impl Actions for Tencent {
                 let id = p["InstanceId"].as_str().unwrap_or_default();
                 let i = self.renewable_one(&ctx, id).await?;
                 if Some(i.renew_flag.as_str()) == p["RenewFlag"].as_str() {
-                    ReadBack::Happened(CallAnswer {
-                        request_id: None,
-                        code: "OK".into(),
-                        result: json!({"RenewFlag": i.renew_flag}),
-                    })
+                    ReadBack::Happened(done(json!({"RenewFlag": i.renew_flag})))
                 } else {
                     ReadBack::NotHappened
                 }

@@ -73,7 +73,7 @@ impl Board {
             activity.update(|s| s.board_idle = Some((seen, retry)));
             tokio::select! {
                 _ = self.signal.wake.notified() => {}
-                _ = sleep_until_opt(&*self.clock, retry) => {}
+                _ = super::clock::sleep_until_opt(&*self.clock, retry) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -182,12 +182,5 @@ impl From<SendError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         Failure::Store(e)
-    }
-}
-
-async fn sleep_until_opt(clock: &dyn Clock, at: Option<DateTime<Utc>>) {
-    match at {
-        Some(at) => clock.sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

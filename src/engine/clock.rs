@@ -8,6 +8,15 @@ use tokio::sync::watch;
 
 use crate::ports::Clock;
 
+/// Sleeps until `at` on `clock`; with no time set, until cancelled (a task
+/// waiting for a wake-up or nothing).
+pub async fn sleep_until_opt(clock: &dyn Clock, at: Option<DateTime<Utc>>) {
+    match at {
+        Some(at) => clock.sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 pub struct SystemClock;
 
 #[async_trait]

@@ -56,7 +56,7 @@ impl Dispatcher {
                 .update(|s| s.dispatcher_idle = Some((seen, next)));
             tokio::select! {
                 _ = self.written.notified() => {}
-                _ = sleep_until_opt(&*self.clock, next) => {}
+                _ = super::clock::sleep_until_opt(&*self.clock, next) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -137,13 +137,6 @@ fn groups(items: &[OutboxItem], limit: impl Fn(&str) -> usize) -> Vec<Vec<&Outbo
         }
     }
     out
-}
-
-async fn sleep_until_opt(clock: &dyn Clock, at: Option<DateTime<Utc>>) {
-    match at {
-        Some(at) => clock.sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
