@@ -36,6 +36,12 @@ renewal_price = "¥600"
 /// Slack's Web API, each posted message with its own `ts`, and a
 /// `response_url` for answers to presses.
 async fn start_mock() -> (Arc<ChatApi>, std::net::SocketAddr) {
+    start_mock_failing(0).await
+}
+
+/// The same, refusing the first `failures` posts as rate limited.
+async fn start_mock_failing(failures: usize) -> (Arc<ChatApi>, std::net::SocketAddr) {
+    let tries = AtomicUsize::new(0);
     let posted = AtomicUsize::new(0);
     ChatApi::start(move |c| {
         if c.path.starts_with("/api/")
@@ -44,6 +50,9 @@ async fn start_mock() -> (Arc<ChatApi>, std::net::SocketAddr) {
             return (200, json!({"ok": false, "error": "invalid_auth"}));
         }
         match c.path.as_str() {
+            "/api/chat.postMessage" if tries.fetch_add(1, Ordering::SeqCst) < failures => {
+                (200, json!({"ok": false, "error": "ratelimited"}))
+            }
             "/api/chat.postMessage" => {
                 let n = posted.fetch_add(1, Ordering::SeqCst) + 1;
                 (
@@ -365,4 +374,50 @@ async fn a_request_is_decided_from_its_card_and_the_channel_hears_how_it_ended()
     assert!(said[7].contains("expired"), "{}", said[7]);
     app.settle().await;
     assert_eq!(mock.calls("POST", "/api/chat.update").len(), updates.len());
+}
+
+#[tokio::test]
+async fn a_card_slack_refused_is_posted_on_the_retry_and_only_once() {
+    let (mock, addr) = start_mock_failing(1).await;
+    let (world, app) = running(addr).await;
+    let chat = world.chat_ops(&app);
+    let rex = Asker {
+        platform: "slack".into(),
+        user: "U0REX".into(),
+    };
+    let r = chat.handle(&rex, "renew ins-web 1m").await;
+    assert_eq!(r.kind, ReplyKind::Done, "{}", r.text());
+    app.settle().await;
+    assert_eq!(
+        mock.calls("POST", "/api/chat.postMessage").len(),
+        1,
+        "tried once, refused"
+    );
+    // Nothing else changes the request; the retry is due 30 s later.
+    app.advance(Duration::seconds(31)).await;
+    let posted = mock.calls("POST", "/api/chat.postMessage");
+    assert_eq!(posted.len(), 2, "{posted:?}");
+    assert_eq!(cards(&posted, "R1").len(), 2, "the same card, tried twice");
+    // Later changes edit the one card that landed; none is posted again.
+    let ana = Asker {
+        platform: "slack".into(),
+        user: "U0ANA".into(),
+    };
+    let r = chat.handle(&ana, "deny R1 not now").await;
+    assert_eq!(r.kind, ReplyKind::Done, "{}", r.text());
+    app.settle().await;
+    let updates = mock.calls("POST", "/api/chat.update");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0].body["ts"], "1700000000.000001");
+    let thread: Vec<Call> = mock
+        .calls("POST", "/api/chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["thread_ts"] == "1700000000.000001")
+        .collect();
+    assert_eq!(thread.len(), 1);
+    assert_eq!(thread[0].body["text"], "R1 denied by ana: not now.");
+    assert_eq!(
+        cards(&mock.calls("POST", "/api/chat.postMessage"), "R1").len(),
+        2
+    );
 }

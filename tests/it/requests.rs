@@ -101,6 +101,15 @@ async fn say(chat: &ChatOps, name: &str, text: &str) -> (ReplyKind, String) {
     (r.kind, r.text())
 }
 
+/// Each ask is refused by `name`'s reply starting as wanted.
+async fn refused(chat: &ChatOps, name: &str, cases: &[(&str, &str)]) {
+    for (ask, wanted) in cases {
+        let (kind, text) = say(chat, name, ask).await;
+        assert_eq!(kind, ReplyKind::Refused, "{ask}: {text}");
+        assert!(text.starts_with(wanted), "{ask}:\n{text}\nwanted\n{wanted}");
+    }
+}
+
 async fn verified(app: &TestApp) -> u64 {
     let log = app.store.audit_log(None).await.unwrap();
     let head = app.store.audit_head().await.unwrap();
@@ -235,11 +244,7 @@ async fn policy_refuses_before_anyone_is_asked_naming_the_rule() {
             "No account has resource ins-gone as last read.",
         ),
     ];
-    for (ask, wanted) in cases {
-        let (kind, text) = say(&chat, "rex", ask).await;
-        assert_eq!(kind, ReplyKind::Refused, "{ask}: {text}");
-        assert!(text.starts_with(wanted), "{ask}:\n{text}\nwanted\n{wanted}");
-    }
+    refused(&chat, "rex", &cases).await;
     // A year at ¥600 a month fits in ¥8,000; thirteen of them would not.
     let (kind, text) = say(&chat, "rex", "renew ins-web 1y").await;
     assert_eq!(kind, ReplyKind::Done, "{text}");
@@ -574,11 +579,7 @@ minimum = {{ alipay = "2,000" }}
             "Not opened: asking for an order payment needs the approver role; you are requester (policy: roles).",
         ),
     ];
-    for (ask, wanted) in cases {
-        let (kind, text) = say(&chat, "rex", ask).await;
-        assert_eq!(kind, ReplyKind::Refused, "{ask}: {text}");
-        assert!(text.starts_with(wanted), "{ask}:\n{text}\nwanted\n{wanted}");
-    }
+    refused(&chat, "rex", &cases).await;
     // No method named: the first listed, a wire transfer.
     let (kind, text) = say(&chat, "rex", "topup acme 5,000").await;
     assert_eq!(kind, ReplyKind::Done, "{text}");
