@@ -8,6 +8,7 @@ pub mod duration;
 pub mod forecast;
 pub mod model;
 pub mod money;
+pub mod oncall;
 pub mod people;
 pub mod policy;
 pub mod request;
