@@ -264,7 +264,8 @@ mod tests {
         }
         c.workdays.insert(date("2026-09-20"), "National Day".into());
         c.workdays.insert(date("2026-10-10"), "National Day".into());
-        c.workdays.insert(date("2026-02-14"), "Spring Festival".into());
+        c.workdays
+            .insert(date("2026-02-14"), "Spring Festival".into());
         c
     }
 
@@ -287,7 +288,11 @@ mod tests {
         // Friday 3 April 2026, 17:30; Qingming takes Saturday to Monday.
         let c = beijing();
         let due = c.add(bj("2026-04-03 17:30"), Duration::hours(4));
-        assert_eq!(due, bj("2026-04-07 12:30"), "30 min on Friday, 3h30 on Tuesday");
+        assert_eq!(
+            due,
+            bj("2026-04-07 12:30"),
+            "30 min on Friday, 3h30 on Tuesday"
+        );
         assert_ne!(due, bj("2026-04-03 21:30"));
         assert_eq!(
             c.between(bj("2026-04-03 17:30"), due),
@@ -364,16 +369,23 @@ mod tests {
         // Berlin springs forward on Sunday 29 March 2026: Monday opens at
         // 09:00 local, which is 07:00 UTC, not 08:00.
         let c = Calendar::weekdays(chrono_tz::Europe::Berlin, 9 * 60, 18 * 60);
-        let friday_17 = Utc.with_ymd_and_hms(2026, 3, 27, 16, 0, 0).single().expect("t");
+        let friday_17 = Utc
+            .with_ymd_and_hms(2026, 3, 27, 16, 0, 0)
+            .single()
+            .expect("t");
         assert_eq!(
             c.add(friday_17, Duration::hours(2)),
-            Utc.with_ymd_and_hms(2026, 3, 30, 8, 0, 0).single().expect("t")
+            Utc.with_ymd_and_hms(2026, 3, 30, 8, 0, 0)
+                .single()
+                .expect("t")
         );
         // A wall time skipped by the change is the first one after the gap.
         let sunday = date("2026-03-29");
         assert_eq!(
             c.instant(sunday, 2 * 60 + 30),
-            Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).single().expect("t")
+            Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0)
+                .single()
+                .expect("t")
         );
     }
 
@@ -392,7 +404,9 @@ mod tests {
         assert_eq!(parse_minute("09:00"), Ok(540));
         assert_eq!(parse_minute("9:30"), Ok(570));
         assert_eq!(parse_minute("24:00"), Ok(1440));
-        for bad in ["24:01", "9", "09:0", "09:60", "-1:00", "ab:cd", "", "100:00"] {
+        for bad in [
+            "24:01", "9", "09:0", "09:60", "-1:00", "ab:cd", "", "100:00",
+        ] {
             assert!(parse_minute(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(show_minute(570), "09:30");

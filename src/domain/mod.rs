@@ -5,6 +5,7 @@ pub mod audit;
 pub mod calendar;
 pub mod command;
 pub mod duration;
+pub mod escalation;
 pub mod forecast;
 pub mod model;
 pub mod money;

@@ -208,7 +208,10 @@ mod tests {
             (bj("2026-11-23 10:00"), bj("2026-11-30 10:00"))
         );
         let next = r.next(bj("2026-11-25 03:00"), &[]).expect("next");
-        assert_eq!((next.person.as_str(), next.from), ("bo", bj("2026-11-30 10:00")));
+        assert_eq!(
+            (next.person.as_str(), next.from),
+            ("bo", bj("2026-11-30 10:00"))
+        );
     }
 
     #[test]
