@@ -1,7 +1,10 @@
 //! Configuration: TOML, read once, validated into [`Config`] before anything
 //! starts. Every error names the file, the line and the key.
 
+mod oncall;
 mod policy;
+
+pub use oncall::{OPSGENIE_API, OnCallConfig, PAGERDUTY_EVENTS, PagerConfig, PagerKind, holidays};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -43,6 +46,8 @@ pub struct Config {
     pub people: Vec<PersonConfig>,
     /// How many must approve a request of a given size, and how long it waits.
     pub approvals: ApprovalsConfig,
+    /// Working calendar, response targets, rotations, escalation chains, pagers.
+    pub oncall: OnCallConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +127,9 @@ pub struct PersonConfig {
     /// The base32 TOTP secret of their authenticator app, for approvals
     /// that need a second factor.
     pub totp: Option<Secret>,
+    /// For an outside pager (Opsgenie takes the e-mail as the user's name).
+    pub phone: Option<String>,
+    pub email: Option<String>,
 }
 
 impl Config {
@@ -423,6 +431,15 @@ struct RawConfig {
     approvals: Option<RawApprovals>,
     #[serde(default)]
     policy: policy::RawPolicy,
+    calendar: Option<oncall::RawCalendar>,
+    #[serde(default)]
+    response: BTreeMap<String, Spanned<oncall::RawResponse>>,
+    #[serde(default)]
+    schedules: Vec<oncall::RawSchedule>,
+    #[serde(default)]
+    escalation: BTreeMap<String, Spanned<oncall::RawChain>>,
+    #[serde(default)]
+    pagers: Vec<oncall::RawPager>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -498,6 +515,9 @@ struct RawPerson {
     telegram: Option<S>,
     /// `env:NAME` or `file:PATH`: never the secret itself.
     totp: Option<S>,
+    /// For an outside pager: how it reaches them.
+    phone: Option<S>,
+    email: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1742,6 +1762,23 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         .and_then(|t| build_telegram(issues, base, t, raw.http.is_some()));
     let people = build_people(issues, base, &raw.people);
     let approvals = build_approvals(issues, raw.approvals.as_ref(), &outputs);
+    let dm_platforms: Vec<&str> = ["slack", "discord", "telegram"]
+        .into_iter()
+        .filter(|p| outputs.iter().any(|o| dm_platform(&o.kind) == Some(*p)))
+        .collect();
+    let oncall = oncall::build(
+        issues,
+        base,
+        oncall::RawOnCall {
+            calendar: raw.calendar.as_ref(),
+            response: &raw.response,
+            schedules: &raw.schedules,
+            escalation: &raw.escalation,
+            pagers: &raw.pagers,
+        },
+        &people,
+        &dm_platforms,
+    );
 
     Config {
         file: path.to_owned(),
@@ -1757,6 +1794,17 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         telegram,
         people,
         approvals,
+        oncall,
+    }
+}
+
+/// The platform whose direct messages an output's bot token can send.
+pub fn dm_platform(kind: &OutputKind) -> Option<&'static str> {
+    match kind {
+        OutputKind::Slack { .. } => Some("slack"),
+        OutputKind::Discord { .. } => Some("discord"),
+        OutputKind::Telegram { .. } => Some("telegram"),
+        _ => None,
     }
 }
 
@@ -2387,11 +2435,23 @@ fn build_people(issues: &mut Issues<'_>, base: &Path, raw: &[RawPerson]) -> Vec<
             }
         });
         if let Some(role) = role {
+            let text = |v: &Option<S>| {
+                v.as_ref()
+                    .map(|v| v.get_ref().trim().to_owned())
+                    .filter(|v| !v.is_empty())
+            };
+            if let Some(e) = &p.email
+                && !e.get_ref().contains('@')
+            {
+                issues.at(e, format!("people[{i}].email"), "not an e-mail address");
+            }
             out.push(PersonConfig {
                 name,
                 role,
                 identities,
                 totp,
+                phone: text(&p.phone),
+                email: text(&p.email),
             });
         }
     }

@@ -201,6 +201,22 @@ impl ResponseClock {
     }
 }
 
+/// A local date or date and time in `zone`, as written in config and chat:
+/// `2026-11-25` (its midnight), `2026-11-25T09:00` or `2026-11-25 09:00`.
+pub fn parse_local(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    let bad = || format!("{t:?} is not a date or time; write e.g. 2026-11-25 or 2026-11-25T09:00");
+    let (date, minute) = match t.split_once(['T', ' ']) {
+        Some((d, time)) => (d, parse_minute(time).map_err(|_| bad())?),
+        None => (t, 0),
+    };
+    if minute >= 24 * 60 {
+        return Err(bad());
+    }
+    let date: NaiveDate = date.parse().map_err(|_| bad())?;
+    Ok(Calendar::weekdays(zone, 0, 0).instant(date, minute))
+}
+
 /// `"09:00"` → minutes after midnight; `"24:00"` is the end of the day.
 pub fn parse_minute(text: &str) -> Result<Minute, String> {
     let bad = || format!("{text:?} is not a time of day; write e.g. 09:00 or 18:30");
@@ -413,6 +429,25 @@ mod tests {
         assert_eq!(parse_weekday("Mon"), Some(Weekday::Mon));
         assert_eq!(parse_weekday("sunday"), Some(Weekday::Sun));
         assert_eq!(parse_weekday("mo"), None);
+        let zone = chrono_tz::Asia::Shanghai;
+        assert_eq!(parse_local("2026-11-25", zone), Ok(bj("2026-11-25 00:00")));
+        assert_eq!(
+            parse_local("2026-11-25T09:30", zone),
+            Ok(bj("2026-11-25 09:30"))
+        );
+        assert_eq!(
+            parse_local("2026-11-25 09:30", zone),
+            Ok(bj("2026-11-25 09:30"))
+        );
+        for bad in [
+            "2026-11-31",
+            "2026-11-25T24:00",
+            "tomorrow",
+            "2026-11-25T9",
+            "",
+        ] {
+            assert!(parse_local(bad, zone).is_err(), "{bad:?} accepted");
+        }
     }
 
     proptest! {

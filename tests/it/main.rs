@@ -14,6 +14,7 @@ mod discord;
 mod discord_gateway;
 mod helpers;
 mod lifecycle;
+mod oncall_config;
 mod request_cards;
 mod requests;
 mod resilience;
