@@ -1798,6 +1798,29 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
     }
 }
 
+impl Config {
+    /// What the escalator needs: calendar, targets, chains, rotations and
+    /// how to reach each person.
+    pub fn escalation_settings(&self) -> crate::engine::escalator::Settings {
+        let o = &self.oncall;
+        crate::engine::escalator::Settings {
+            calendar: o.calendar.clone(),
+            responses: o.responses.clone(),
+            chains: o.chains.clone(),
+            schedules: o.schedules.clone(),
+            overrides: o.overrides.clone(),
+            people: self
+                .people
+                .iter()
+                .map(|p| crate::engine::escalator::Contact {
+                    name: p.name.clone(),
+                    identities: p.identities.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The platform whose direct messages an output's bot token can send.
 pub fn dm_platform(kind: &OutputKind) -> Option<&'static str> {
     match kind {

@@ -37,6 +37,7 @@ use crate::engine::board::{Board, BoardSignal};
 use crate::engine::charts::Charts;
 use crate::engine::chatops::{ChatOps, OutboxSignal};
 use crate::engine::dispatcher::{Dispatcher, Output};
+use crate::engine::escalator::Escalator;
 use crate::engine::executor::Executor;
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
@@ -133,6 +134,8 @@ impl Bots {
 pub struct Outputs {
     pub notices: HashMap<String, Output>,
     pub requests: HashMap<String, Arc<dyn RequestMessages>>,
+    /// Direct messages by platform: the first chat output's bot sends them.
+    pub direct: HashMap<String, Arc<dyn crate::ports::DirectMessages>>,
 }
 
 pub fn build_outputs(
@@ -143,6 +146,7 @@ pub fn build_outputs(
     bots: &Bots,
 ) -> anyhow::Result<Outputs> {
     let mut requests: HashMap<String, Arc<dyn RequestMessages>> = HashMap::new();
+    let mut direct: HashMap<String, Arc<dyn crate::ports::DirectMessages>> = HashMap::new();
     let notices = config
         .outputs
         .iter()
@@ -185,6 +189,9 @@ pub fn build_outputs(
                         )
                     });
                     shows(slack.clone());
+                    direct
+                        .entry("slack".to_owned())
+                        .or_insert_with(|| slack.clone());
                     (slack, 10)
                 }
                 OutputKind::Robot { kind, url, secret } => (
@@ -238,7 +245,11 @@ pub fn build_outputs(
             ))
         })
         .collect::<anyhow::Result<_>>()?;
-    Ok(Outputs { notices, requests })
+    Ok(Outputs {
+        notices,
+        requests,
+        direct,
+    })
 }
 
 /// A built, not yet running, purser.
@@ -246,6 +257,7 @@ pub struct Application {
     scheduler: Scheduler,
     dispatcher: Dispatcher,
     board: Board,
+    escalator: Escalator,
     approvals: Arc<Approvals>,
     store: SqliteStore,
     activity: Activity,
@@ -367,6 +379,18 @@ impl Application {
                 .collect(),
             clock: clock.clone(),
             signal: board_signal,
+        };
+        let escalator = Escalator {
+            store: shared.clone(),
+            escalations: Arc::new(store.clone()),
+            clock: clock.clone(),
+            settings: Arc::new(config.escalation_settings()),
+            accounts: Arc::new(config.accounts.iter().map(|a| a.account.clone()).collect()),
+            routing: Arc::new(config.routing()),
+            direct: std::mem::take(&mut outputs.direct),
+            pagers: HashMap::new(),
+            written: written.clone(),
+            activity: activity.clone(),
         };
         let dispatcher = Dispatcher {
             store: shared.clone(),
@@ -506,6 +530,7 @@ impl Application {
             scheduler,
             dispatcher,
             board,
+            escalator,
             approvals,
             store,
             activity,
@@ -549,6 +574,8 @@ impl Application {
         let mut dispatcher = AbortOnDrop(tokio::spawn(self.dispatcher.run(dispatcher_rx)));
         let (stop_board, board_rx) = watch::channel(false);
         let mut board = AbortOnDrop(tokio::spawn(self.board.run(board_rx)));
+        let (stop_escalator, escalator_rx) = watch::channel(false);
+        let mut escalator = AbortOnDrop(tokio::spawn(self.escalator.run(escalator_rx)));
         let (stop_http, mut http_rx) = watch::channel(false);
         let _http = self.http.map(|(listener, app)| {
             if let Ok(addr) = listener.local_addr() {
@@ -616,6 +643,10 @@ impl Application {
         (&mut board.0)
             .await
             .context("the request board task failed")?;
+        stop_escalator.send_replace(true);
+        (&mut escalator.0)
+            .await
+            .context("the escalator task failed")?;
         // The bot confirms the updates it handled on its way out.
         if let Some(t) = telegram.as_mut() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut t.0).await;

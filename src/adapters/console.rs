@@ -20,6 +20,7 @@ pub fn format_line(n: &StoredNotice) -> String {
         NoticeKind::Resolved => "RESOLVED",
         NoticeKind::Acknowledged => "ACKNOWLEDGED",
         NoticeKind::Silenced => "SILENCED",
+        NoticeKind::Paged => "PAGED",
     };
     let target = if n.resource.is_empty() {
         n.account.clone()
@@ -31,7 +32,7 @@ pub fn format_line(n: &StoredNotice) -> String {
         n.decided_at.format("%Y-%m-%d %H:%M:%SZ"),
         n.severity,
         n.rule,
-        n.summary,
+        n.paged.as_deref().unwrap_or(&n.summary),
         n.fingerprint
     )
 }

@@ -237,6 +237,7 @@ fn line(n: &StoredNotice) -> String {
                 .map(|t| t.format("%m-%d %H:%M UTC").to_string())
                 .unwrap_or_default()
         ),
+        NoticeKind::Paged => format!("{}: ", n.paged.as_deref().unwrap_or("Paged")),
     };
     let resolved = if n.kind == NoticeKind::Resolved {
         "Resolved: "

@@ -281,6 +281,26 @@ impl RequestMessages for SlackChannel {
     }
 }
 
+/// A page arrives as a direct message from the bot (posting to a user's id
+/// opens the conversation), with an Acknowledge button that works as the
+/// alert message's does.
+#[async_trait]
+impl crate::ports::DirectMessages for SlackChannel {
+    async fn page(&self, user: &str, page: &crate::ports::PageMessage) -> Result<(), SendError> {
+        let text = escape(&crate::engine::escalator::page_text(page));
+        self.call(
+            "chat.postMessage",
+            json!({"channel": user, "text": text, "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                {"type": "actions", "elements": [
+                    button(Button::Ack, Button::Ack.label(), &page.fingerprint)]}
+            ]}),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
 /// A request's card: what, cost and who asked, each decision, the status,
 /// and Approve and Deny while it waits (the value names the request).
 pub fn request_blocks(v: &RequestView) -> Value {

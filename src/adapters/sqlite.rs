@@ -23,6 +23,7 @@ use crate::ports::{
     Store, StoreError, StoredNotice,
 };
 
+mod escalations;
 mod requests;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -72,6 +72,9 @@ pub enum NoticeKind {
     /// A silence now covers it: chat messages show until when, and stop
     /// offering to silence it.
     Silenced,
+    /// A step of its escalation chain was taken: the channel hears who was
+    /// paged, so every step is visible where the alert is.
+    Paged,
 }
 
 impl NoticeKind {
@@ -82,6 +85,7 @@ impl NoticeKind {
             NoticeKind::Resolved => "resolved",
             NoticeKind::Acknowledged => "acknowledged",
             NoticeKind::Silenced => "silenced",
+            NoticeKind::Paged => "paged",
         }
     }
 }

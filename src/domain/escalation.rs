@@ -168,6 +168,8 @@ pub struct Escalation {
     pub acked_by: Option<String>,
     pub acked_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// How many times it was stored: a write names the version it read.
+    pub version: i64,
 }
 
 /// Something to tell now.
@@ -227,6 +229,7 @@ pub fn raise(
         acked_by: None,
         acked_at: None,
         resolved_at: None,
+        version: 0,
     };
     if let Some(chain) = chain {
         e.next_at = e.due(chain, calendar, 1);

@@ -21,6 +21,9 @@ pub struct ActivityState {
     /// The request board is waiting, having seen this many changes; with
     /// the time its next retry is due, if any.
     pub board_idle: Option<(u64, Option<DateTime<Utc>>)>,
+    /// The escalator is waiting, having seen this many outbox writes (alerts
+    /// firing, acknowledged, resolved); with when its next step or page is due.
+    pub escalator_idle: Option<(u64, Option<DateTime<Utc>>)>,
 }
 
 impl ActivityState {
@@ -34,6 +37,9 @@ impl ActivityState {
             })
             && self.board_idle.is_some_and(|(seen, next)| {
                 seen == self.request_changes && next.is_none_or(|n| n > t)
+            })
+            && self.escalator_idle.is_some_and(|(seen, next)| {
+                seen == self.notices_written && next.is_none_or(|n| n > t)
             })
     }
 }

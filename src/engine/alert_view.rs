@@ -38,14 +38,17 @@ pub async fn deliver(
             },
             // Silenced before it was posted, or posted before this output
             // existed: there is nothing to edit.
-            None if matches!(n.kind, NoticeKind::Acknowledged | NoticeKind::Silenced) => {}
+            None if matches!(
+                n.kind,
+                NoticeKind::Acknowledged | NoticeKind::Silenced | NoticeKind::Paged
+            ) => {}
             None => fresh.push(n.clone()),
         }
     }
     for (at, changes) in posted {
         let (repeats, updates): (Vec<&StoredNotice>, Vec<&StoredNotice>) = changes
             .into_iter()
-            .partition(|n| n.kind == NoticeKind::Repeat);
+            .partition(|n| matches!(n.kind, NoticeKind::Repeat | NoticeKind::Paged));
         if !updates.is_empty() {
             let mut shown = refs.shown(output, &at).await.map_err(store)?;
             for u in updates {
@@ -87,18 +90,25 @@ pub async fn deliver(
     Ok(())
 }
 
-/// The text of a "still firing" reply for `notices`, plain.
+/// The text of a reply in an alert's thread, plain: "still firing", or the
+/// escalation steps taken.
 pub fn still_firing(notices: &[StoredNotice]) -> String {
-    match notices {
-        [n] => format!("Still firing: {}", n.summary),
+    let (paged, repeats): (Vec<&StoredNotice>, Vec<&StoredNotice>) = notices
+        .iter()
+        .partition(|n| n.kind == NoticeKind::Paged && n.paged.is_some());
+    let mut lines: Vec<String> = paged.iter().filter_map(|n| n.paged.clone()).collect();
+    match repeats.as_slice() {
+        [] => {}
+        [n] => lines.push(format!("Still firing: {}", n.summary)),
         _ => {
             let mut s = String::from("Still firing:");
-            for n in notices {
+            for n in &repeats {
                 s.push_str(&format!("\n• {}", n.summary));
             }
-            s
+            lines.push(s);
         }
     }
+    lines.join("\n")
 }
 
 /// A chat channel that keeps a message per alert or group, with what it
@@ -426,6 +436,7 @@ pub(crate) mod tests {
             acknowledged_by: None,
             silenced_by: None,
             silenced_until: None,
+            paged: None,
             decided_at: t,
         }
     }

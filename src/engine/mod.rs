@@ -9,6 +9,7 @@ pub mod charts;
 pub mod chatops;
 pub mod clock;
 pub mod dispatcher;
+pub mod escalator;
 pub mod executor;
 pub mod poller;
 pub mod request_view;

@@ -12,6 +12,7 @@ mod clouds;
 mod config_errors;
 mod discord;
 mod discord_gateway;
+mod escalation;
 mod helpers;
 mod lifecycle;
 mod oncall_config;

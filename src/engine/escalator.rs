@@ -1,0 +1,579 @@
+//! Walks each firing alert's escalation chain: starts one when an alert
+//! fires, stops it when the alert is acknowledged or resolves, and takes the
+//! steps that fall due: direct messages to the people the schedules name,
+//! events to outside pagers, and a line in the alert's channels for each.
+//!
+//! Level-triggered: every pass compares the open alerts with the stored
+//! escalations, so a missed wake-up or a restart loses nothing, and a step
+//! stored as taken is never taken again. Pages are delivered from their own
+//! table, retried with backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use tokio::sync::{Notify, watch};
+use tracing::{error, info, warn};
+
+use super::activity::Activity;
+use crate::domain::alert::{Alert, AlertState, Notice, NoticeKind};
+use crate::domain::calendar::{Calendar, ResponseClock};
+use crate::domain::escalation::{self, Chain, Escalation, Page, Response, Target};
+use crate::domain::model::Account;
+use crate::domain::oncall::{Override, Rotation};
+use crate::domain::routing::Routing;
+use crate::domain::rules::Severity;
+use crate::domain::silence;
+use crate::ports::{
+    Clock, DirectMessages, EscalationWrite, Escalations, OutsidePager, PageItem, PageMessage,
+    PagerEvent, SendError, Store, StoreError, StoredNotice,
+};
+
+/// A person as the escalator reaches them.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub name: String,
+    /// (platform, user id), in the order to try.
+    pub identities: Vec<(String, String)>,
+}
+
+/// What the escalator needs of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub calendar: Calendar,
+    pub responses: BTreeMap<Severity, Response>,
+    pub chains: BTreeMap<Severity, Chain>,
+    pub schedules: Vec<Rotation>,
+    pub overrides: Vec<Override>,
+    pub people: Vec<Contact>,
+}
+
+impl Settings {
+    pub fn response(&self, s: Severity) -> Response {
+        self.responses
+            .get(&s)
+            .copied()
+            .unwrap_or_else(|| Response::default_for(s))
+    }
+
+    pub fn zone(&self) -> Tz {
+        self.calendar.zone
+    }
+}
+
+pub struct Escalator {
+    pub store: Arc<dyn Store>,
+    pub escalations: Arc<dyn Escalations>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+    pub accounts: Arc<Vec<Account>>,
+    pub routing: Arc<Routing>,
+    /// By platform.
+    pub direct: HashMap<String, Arc<dyn DirectMessages>>,
+    /// By pager name.
+    pub pagers: HashMap<String, Arc<dyn OutsidePager>>,
+    /// Wakes the dispatcher after a step's channel notices are written.
+    pub written: Arc<Notify>,
+    pub activity: Activity,
+}
+
+const BATCH: u32 = 100;
+const MAX_ATTEMPTS: u32 = 8;
+
+/// 5 s, 10 s, 20 s … capped at 10 minutes.
+fn backoff(attempts: u32) -> Duration {
+    Duration::seconds(5i64.saturating_mul(1i64 << attempts.min(16)).min(600))
+}
+
+impl Escalator {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut changes = self.activity.subscribe();
+        loop {
+            let seen = self.activity.get().notices_written;
+            self.activity.update(|s| s.escalator_idle = None);
+            let now = self.clock.now();
+            let next = match self.pass(now).await {
+                Ok(next) => next,
+                Err(e) => {
+                    error!(error = %e, "walking escalations failed");
+                    Some(now + Duration::seconds(30))
+                }
+            };
+            if *shutdown.borrow() {
+                break;
+            }
+            if self.activity.get().notices_written != seen {
+                continue;
+            }
+            self.activity
+                .update(|s| s.escalator_idle = Some((seen, next)));
+            loop {
+                tokio::select! {
+                    _ = super::clock::sleep_until_opt(&*self.clock, next) => break,
+                    _ = shutdown.changed() => break,
+                    changed = changes.changed() => {
+                        if changed.is_err() || changes.borrow_and_update().notices_written != seen {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        info!("escalator stopped");
+    }
+
+    /// One pass at `now`: escalations brought in line with the alerts, steps
+    /// taken, pages sent. Returns when something is next due.
+    pub async fn pass(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let alerts: Vec<Alert> = self
+            .store
+            .all_open_alerts()
+            .await?
+            .into_iter()
+            .filter(|a| a.state == AlertState::Firing)
+            .collect();
+        let open = self.escalations.open_escalations().await?;
+        let silences = self.store.silences(now).await?;
+        let mut wrote_notices = false;
+        for a in &alerts {
+            if open.iter().any(|e| same(e, a)) {
+                continue;
+            }
+            let e = self.raise(a);
+            self.escalations
+                .write_escalation(&EscalationWrite {
+                    escalation: &e,
+                    read_version: None,
+                    at: now,
+                    pages: Vec::new(),
+                    notices: Vec::new(),
+                })
+                .await?;
+        }
+        for e in self.escalations.open_escalations().await? {
+            let alert = alerts.iter().find(|a| same(&e, a));
+            let muted = alert.is_some_and(|a| {
+                self.account(&a.key.account).is_some_and(|acc| {
+                    silence::silenced_by(&silences, acc, &a.key, a.severity.as_str(), now).is_some()
+                })
+            });
+            let write = self.advance(&e, alert, muted, now).await?;
+            if let Some((next, pages, notices)) = write {
+                wrote_notices |= !notices.is_empty();
+                let written = self
+                    .escalations
+                    .write_escalation(&EscalationWrite {
+                        escalation: &next,
+                        read_version: Some(e.version),
+                        at: now,
+                        pages,
+                        notices,
+                    })
+                    .await?;
+                if !written {
+                    warn!(alert.fingerprint = %e.fingerprint, "escalation changed while being walked; taken up again next pass");
+                }
+            }
+        }
+        if wrote_notices {
+            self.activity.update(|s| s.notices_written += 1);
+            self.written.notify_one();
+        }
+        self.deliver_due(now).await?;
+        let steps = self
+            .escalations
+            .open_escalations()
+            .await?
+            .iter()
+            .filter_map(|e| e.next_at)
+            .min();
+        let retry = self.escalations.next_page_due().await?;
+        Ok([steps, retry].into_iter().flatten().min())
+    }
+
+    fn account(&self, id: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.id.as_str() == id)
+    }
+
+    fn raise(&self, a: &Alert) -> Escalation {
+        let s = &self.settings;
+        let chain = s.chains.get(&a.severity);
+        let e = escalation::raise(
+            &a.fingerprint,
+            a.started_at,
+            a.severity,
+            a.fired_at.unwrap_or(a.started_at),
+            s.response(a.severity),
+            chain,
+            &s.calendar,
+        );
+        match &a.acknowledged {
+            Some(ack) => escalation::acknowledge(&e, &ack.by, ack.at, chain, &s.calendar),
+            None => e,
+        }
+    }
+
+    /// What changes for one escalation now, if anything.
+    #[allow(clippy::type_complexity)]
+    async fn advance(
+        &self,
+        e: &Escalation,
+        alert: Option<&Alert>,
+        muted: bool,
+        now: DateTime<Utc>,
+    ) -> Result<
+        Option<(
+            Escalation,
+            Vec<(String, PageMessage)>,
+            Vec<(String, StoredNotice)>,
+        )>,
+        StoreError,
+    > {
+        let s = &self.settings;
+        let chain = s.chains.get(&e.severity);
+        let mut pages = Vec::new();
+        let mut notices = Vec::new();
+        let Some(alert) = alert else {
+            let at = self
+                .escalations
+                .resolved_at(&e.fingerprint, e.started_at)
+                .await?
+                .unwrap_or(now);
+            let next = escalation::resolve(e, at);
+            pages.extend(self.pager_events(&next, PagerEvent::Resolve, None).await?);
+            return Ok(Some((next, pages, notices)));
+        };
+        let mut next = e.clone();
+        // Only an acknowledgement made since this round began stops it: one
+        // from before a re-escalation is what the re-escalation is about.
+        if let Some(ack) = &alert.acknowledged
+            && next.is_open()
+            && ack.at >= next.round_start
+        {
+            next = escalation::acknowledge(&next, &ack.by, ack.at, chain, &s.calendar);
+            pages.extend(
+                self.pager_events(&next, PagerEvent::Acknowledge, Some(&ack.by))
+                    .await?,
+            );
+        }
+        if let Some(chain) = chain
+            && !muted
+        {
+            let (walked, taken) = escalation::walk(&next, chain, &s.calendar, now);
+            next = walked;
+            for page in taken {
+                let (p, line) = self.page(&next, alert, &page, now);
+                pages.extend(p);
+                notices.extend(self.paged_notice(alert, &line, &page, now));
+            }
+        }
+        Ok((next != *e).then_some((next, pages, notices)))
+    }
+
+    /// The people and pagers a step names, resolved now, and the line its
+    /// channel hears.
+    fn page(
+        &self,
+        e: &Escalation,
+        alert: &Alert,
+        page: &Page,
+        now: DateTime<Utc>,
+    ) -> (Vec<(String, PageMessage)>, String) {
+        let s = &self.settings;
+        let due = due_text(e, s.zone());
+        match page {
+            Page::Round { round } => {
+                let line = match &e.acked_by {
+                    Some(by) => format!(
+                        "Still firing after {by} acknowledged it: escalating again (round {})",
+                        round + 1
+                    ),
+                    None => format!(
+                        "Nobody has acknowledged it: paging again (round {})",
+                        round + 1
+                    ),
+                };
+                (Vec::new(), line)
+            }
+            Page::Step {
+                round,
+                step,
+                notify,
+            } => {
+                let mut out: Vec<(String, PageMessage)> = Vec::new();
+                let mut told: Vec<String> = Vec::new();
+                let mut missing: Vec<String> = Vec::new();
+                for target in notify {
+                    let (person, why) = match target {
+                        Target::OnCall(name) => (
+                            self.schedule(name)
+                                .and_then(|r| r.on_call(now, &s.overrides))
+                                .map(|shift| shift.person),
+                            format!("on call for {name}"),
+                        ),
+                        Target::Secondary(name) => (
+                            self.schedule(name)
+                                .and_then(|r| r.secondary(now, &s.overrides)),
+                            format!("secondary for {name}"),
+                        ),
+                        Target::Person(p) => {
+                            (Some(p.clone()), format!("in the {} chain", e.severity))
+                        }
+                        Target::Pager(name) => {
+                            let to = format!("pager:{name}");
+                            if !out.iter().any(|(t, _)| *t == to) {
+                                out.push((
+                                    to,
+                                    self.message(
+                                        e,
+                                        alert,
+                                        None,
+                                        name.clone(),
+                                        *round,
+                                        *step,
+                                        PagerEvent::Trigger,
+                                        None,
+                                        &due,
+                                    ),
+                                ));
+                                told.push(name.clone());
+                            }
+                            continue;
+                        }
+                    };
+                    let Some(person) = person else {
+                        missing.push(target.to_string());
+                        continue;
+                    };
+                    let Some(to) = self.address(&person) else {
+                        missing.push(format!("{person} (no direct message)"));
+                        continue;
+                    };
+                    if out.iter().any(|(t, _)| *t == to) {
+                        continue;
+                    }
+                    told.push(format!("{person} ({why})"));
+                    out.push((
+                        to,
+                        self.message(
+                            e,
+                            alert,
+                            Some(person),
+                            why,
+                            *round,
+                            *step,
+                            PagerEvent::Trigger,
+                            None,
+                            &due,
+                        ),
+                    ));
+                }
+                let waited = e.clock.elapsed(&s.calendar, e.round_start, now);
+                let mut line = format!(
+                    "Paged {} — not acknowledged after {}{}; respond by {due}",
+                    if told.is_empty() {
+                        "nobody".to_owned()
+                    } else {
+                        told.join(", ")
+                    },
+                    crate::domain::duration::format(waited),
+                    if e.clock == ResponseClock::Working {
+                        " of working time"
+                    } else {
+                        ""
+                    },
+                );
+                if !missing.is_empty() {
+                    line.push_str(&format!(" (could not reach: {})", missing.join(", ")));
+                }
+                (out, line)
+            }
+        }
+    }
+
+    fn schedule(&self, name: &str) -> Option<&Rotation> {
+        self.settings.schedules.iter().find(|r| r.name == name)
+    }
+
+    /// `dm:<platform>:<user>` on the first platform purser can send a direct
+    /// message on.
+    fn address(&self, person: &str) -> Option<String> {
+        let contact = self.settings.people.iter().find(|p| p.name == person)?;
+        contact
+            .identities
+            .iter()
+            .find(|(platform, _)| self.direct.contains_key(platform))
+            .map(|(platform, user)| format!("dm:{platform}:{user}"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &self,
+        e: &Escalation,
+        alert: &Alert,
+        person: Option<String>,
+        why: String,
+        round: u32,
+        step: u32,
+        event: PagerEvent,
+        acked_by: Option<String>,
+        due: &str,
+    ) -> PageMessage {
+        let who = person.clone().unwrap_or_else(|| why.clone());
+        PageMessage {
+            id: format!(
+                "{}-{}-r{round}-s{step}-{who}-{}",
+                e.fingerprint,
+                e.started_at.timestamp_millis(),
+                event.as_str()
+            ),
+            fingerprint: e.fingerprint.clone(),
+            started_at: e.started_at,
+            account: alert.key.account.clone(),
+            rule: alert.key.rule,
+            severity: e.severity,
+            summary: alert.summary.clone(),
+            raised_at: e.raised_at,
+            due_at: e.due_at,
+            due_text: due.to_owned(),
+            person,
+            why,
+            round,
+            event,
+            acked_by,
+        }
+    }
+
+    /// Acknowledge or resolve events for the pagers this occurrence triggered.
+    async fn pager_events(
+        &self,
+        e: &Escalation,
+        event: PagerEvent,
+        by: Option<&str>,
+    ) -> Result<Vec<(String, PageMessage)>, StoreError> {
+        let triggered = self
+            .escalations
+            .triggered_pagers(&e.fingerprint, e.started_at)
+            .await?;
+        Ok(triggered
+            .into_iter()
+            .map(|(to, trigger)| {
+                let page = PageMessage {
+                    id: format!(
+                        "{}-{}-{to}-{}-r{}",
+                        e.fingerprint,
+                        e.started_at.timestamp_millis(),
+                        event.as_str(),
+                        e.round
+                    ),
+                    event,
+                    acked_by: by.map(str::to_owned),
+                    ..trigger
+                };
+                (to, page)
+            })
+            .collect())
+    }
+
+    /// The `paged` notice for each output the alert is routed to.
+    fn paged_notice(
+        &self,
+        alert: &Alert,
+        line: &str,
+        page: &Page,
+        now: DateTime<Utc>,
+    ) -> Vec<(String, StoredNotice)> {
+        let Some(account) = self.account(&alert.key.account) else {
+            return Vec::new();
+        };
+        let (round, step) = match page {
+            Page::Round { round } => (*round, 0),
+            Page::Step { round, step, .. } => (*round, step + 1),
+        };
+        let id = format!(
+            "{}-{}-paged-r{round}-p{step}",
+            alert.fingerprint,
+            alert.started_at.timestamp_millis()
+        );
+        let notice = Notice {
+            kind: NoticeKind::Paged,
+            alert: alert.clone(),
+            escalated_from: None,
+        };
+        let mut stored = StoredNotice::from_notice(&notice, account, id, now);
+        stored.paged = Some(line.to_owned());
+        self.routing
+            .outputs_for(account, &alert.key, alert.severity.as_str())
+            .into_iter()
+            .map(|o| (o, stored.clone()))
+            .collect()
+    }
+
+    /// Sends the pages due now; each is marked delivered once it went out.
+    async fn deliver_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for item in self.escalations.due_pages(now, BATCH).await? {
+            let sent = self.send(&item).await;
+            match sent {
+                Ok(()) => {
+                    info!(page = %item.page.id, to = %item.to, "paged");
+                    self.escalations.page_delivered(item.id, now).await?;
+                }
+                Err(SendError::Retryable(e)) if item.attempts + 1 < MAX_ATTEMPTS => {
+                    warn!(page = %item.page.id, to = %item.to, error = %e, "page failed; will retry");
+                    self.escalations
+                        .page_failed(item.id, &e, Some(now + backoff(item.attempts)))
+                        .await?;
+                }
+                Err(e) => {
+                    error!(page = %item.page.id, to = %item.to, error = %e, "page abandoned");
+                    self.escalations
+                        .page_failed(item.id, &e.to_string(), None)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&self, item: &PageItem) -> Result<(), SendError> {
+        if let Some(rest) = item.to.strip_prefix("dm:") {
+            let (platform, user) = rest
+                .split_once(':')
+                .ok_or_else(|| SendError::Permanent(format!("bad recipient {:?}", item.to)))?;
+            let dm = self.direct.get(platform).ok_or_else(|| {
+                SendError::Permanent(format!("no direct messages on {platform} any more"))
+            })?;
+            return dm.page(user, &item.page).await;
+        }
+        if let Some(name) = item.to.strip_prefix("pager:") {
+            let pager = self
+                .pagers
+                .get(name)
+                .ok_or_else(|| SendError::Permanent(format!("no pager named {name:?} any more")))?;
+            return pager.send(&item.page).await;
+        }
+        Err(SendError::Permanent(format!("bad recipient {:?}", item.to)))
+    }
+}
+
+fn same(e: &Escalation, a: &Alert) -> bool {
+    e.fingerprint == a.fingerprint && e.started_at == a.started_at
+}
+
+/// "Tue 07 Apr 12:30 CST (B: 4h of working time)".
+pub fn due_text(e: &Escalation, zone: Tz) -> String {
+    format!(
+        "{}",
+        e.due_at.with_timezone(&zone).format("%a %d %b %H:%M %Z")
+    )
+}
+
+/// What a direct message says, plain, for every platform to lay out.
+pub fn page_text(p: &PageMessage) -> String {
+    let who = p.person.as_deref().unwrap_or("someone");
+    format!(
+        "[{}] {}: {}\n{who}, you are paged as {}: nobody has acknowledged it. Respond by {}.",
+        p.severity, p.account, p.summary, p.why, p.due_text
+    )
+}
