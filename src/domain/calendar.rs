@@ -263,7 +263,7 @@ pub fn parse_weekday(text: &str) -> Option<Weekday> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -290,7 +290,7 @@ mod tests {
     }
 
     /// Beijing wall time → UTC.
-    fn bj(s: &str) -> DateTime<Utc> {
+    pub(crate) fn bj(s: &str) -> DateTime<Utc> {
         let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("a time");
         chrono_tz::Asia::Shanghai
             .from_local_datetime(&naive)

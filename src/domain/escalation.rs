@@ -400,16 +400,7 @@ pub fn sla(escalations: &[Escalation], calendar: &Calendar, now: DateTime<Utc>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn bj(s: &str) -> DateTime<Utc> {
-        let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("a time");
-        chrono_tz::Asia::Shanghai
-            .from_local_datetime(&naive)
-            .single()
-            .expect("one instant")
-            .with_timezone(&Utc)
-    }
+    use crate::domain::calendar::tests::bj;
 
     fn calendar() -> Calendar {
         let mut c = Calendar::weekdays(chrono_tz::Asia::Shanghai, 9 * 60, 18 * 60);

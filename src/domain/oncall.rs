@@ -152,16 +152,7 @@ impl Rotation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn bj(s: &str) -> DateTime<Utc> {
-        let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("a time");
-        chrono_tz::Asia::Shanghai
-            .from_local_datetime(&naive)
-            .single()
-            .expect("one instant")
-            .with_timezone(&Utc)
-    }
+    use crate::domain::calendar::tests::bj;
 
     fn weekly() -> Rotation {
         Rotation {
