@@ -319,6 +319,21 @@ impl Application {
                 )
             })
             .collect();
+        {
+            use chrono::Datelike;
+            let year = clock
+                .now()
+                .with_timezone(&config.oncall.calendar.zone)
+                .year();
+            let years = &config.oncall.calendar_years;
+            if !years.is_empty() && !years.contains(&year) {
+                tracing::warn!(
+                    covers = ?years,
+                    year,
+                    "the holiday calendar does not cover this year: working hours count holidays as working days until it is added"
+                );
+            }
+        }
         let executor = Arc::new(Executor::new(
             Arc::new(store.clone()),
             Arc::new(config.accounts.clone()),
