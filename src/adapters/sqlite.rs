@@ -172,25 +172,36 @@ async fn enqueue(
         n.kind.as_str(),
         ms(decided_at)
     );
-    let mut stored = StoredNotice::from_notice(n, account, notice_id.clone(), decided_at);
+    let mut stored = StoredNotice::from_notice(n, account, notice_id, decided_at);
     if let Some(s) = silence {
         stored.silenced_by = Some(s.created_by.clone());
         stored.silenced_until = Some(s.ends_at);
     }
-    let body = serde_json::to_string(&stored).map_err(corrupt)?;
     for output in &outputs {
-        sqlx::query(
-            "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
-        )
-        .bind(&notice_id)
-        .bind(output)
-        .bind(&body)
-        .bind(ms(decided_at))
-        .bind(ms(decided_at))
-        .execute(&mut *tx)
-        .await?;
+        queue_notice(tx, output, &stored).await?;
     }
+    Ok(())
+}
+
+/// One outbox row: `notice` for `output`, due when it was decided; a row
+/// already queued for the pair is left as it is.
+async fn queue_notice(
+    tx: &mut sqlx::SqliteConnection,
+    output: &str,
+    notice: &StoredNotice,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(notice).map_err(corrupt)?;
+    sqlx::query(
+        "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
+    )
+    .bind(&notice.id)
+    .bind(output)
+    .bind(&body)
+    .bind(ms(notice.decided_at))
+    .bind(ms(notice.decided_at))
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

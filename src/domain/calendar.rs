@@ -74,11 +74,6 @@ impl Calendar {
         ))
     }
 
-    pub fn is_working(&self, at: DateTime<Utc>) -> bool {
-        self.window(self.local_date(at))
-            .is_some_and(|(open, close)| open <= at && at < close)
-    }
-
     pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
         at.with_timezone(&self.zone).date_naive()
     }
@@ -129,20 +124,6 @@ impl Calendar {
             }
         }
         total
-    }
-
-    /// The first working instant at or after `at`.
-    pub fn next_open(&self, at: DateTime<Utc>) -> DateTime<Utc> {
-        let mut date = self.local_date(at);
-        for _ in 0..HORIZON_DAYS {
-            if let Some((open, close)) = self.window(date)
-                && at < close
-            {
-                return open.max(at);
-            }
-            date = date.succ_opt().unwrap_or(date);
-        }
-        at
     }
 
     /// Local wall time `minute` on `date` as an instant. A wall time that a
@@ -230,10 +211,6 @@ pub fn parse_minute(text: &str) -> Result<Minute, String> {
         return Err(bad());
     }
     Ok(h * 60 + m)
-}
-
-pub fn show_minute(m: Minute) -> String {
-    format!("{:02}:{:02}", m / 60, m % 60)
 }
 
 /// `"mon"`, `"Monday"` → the weekday.
@@ -342,9 +319,6 @@ pub(crate) mod tests {
             c.add(bj("2026-09-30 18:05"), Duration::hours(1)),
             bj("2026-10-08 10:00")
         );
-        assert!(c.is_working(bj("2026-10-10 09:00")));
-        assert!(!c.is_working(bj("2026-10-10 18:00")), "closes at 18:00");
-        assert!(!c.is_working(bj("2026-10-08 08:59")));
     }
 
     #[test]
@@ -363,8 +337,6 @@ pub(crate) mod tests {
             c.between(bj("2026-11-23 12:00"), bj("2026-11-23 11:00")),
             Duration::zero()
         );
-        assert_eq!(c.next_open(bj("2026-11-21 10:00")), bj("2026-11-23 09:00"));
-        assert_eq!(c.next_open(bj("2026-11-23 10:00")), bj("2026-11-23 10:00"));
     }
 
     #[test]
@@ -425,7 +397,6 @@ pub(crate) mod tests {
         ] {
             assert!(parse_minute(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(show_minute(570), "09:30");
         assert_eq!(parse_weekday("Mon"), Some(Weekday::Mon));
         assert_eq!(parse_weekday("sunday"), Some(Weekday::Sun));
         assert_eq!(parse_weekday("mo"), None);

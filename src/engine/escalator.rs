@@ -561,12 +561,12 @@ fn same(e: &Escalation, a: &Alert) -> bool {
     e.fingerprint == a.fingerprint && e.started_at == a.started_at
 }
 
-/// "Tue 07 Apr 12:30 CST (B: 4h of working time)".
+/// The response deadline in the calendar's zone: "Tue 07 Apr 12:30 CST".
 pub fn due_text(e: &Escalation, zone: Tz) -> String {
-    format!(
-        "{}",
-        e.due_at.with_timezone(&zone).format("%a %d %b %H:%M %Z")
-    )
+    e.due_at
+        .with_timezone(&zone)
+        .format("%a %d %b %H:%M %Z")
+        .to_string()
 }
 
 /// What a direct message says, plain, for every platform to lay out.

@@ -135,18 +135,7 @@ impl Escalations for SqliteStore {
             .await?;
         }
         for (output, notice) in &w.notices {
-            let body = serde_json::to_string(notice).map_err(corrupt)?;
-            sqlx::query(
-                "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
-            )
-            .bind(&notice.id)
-            .bind(output)
-            .bind(&body)
-            .bind(ms(notice.decided_at))
-            .bind(ms(notice.decided_at))
-            .execute(&mut *tx)
-            .await?;
+            super::queue_notice(&mut tx, output, notice).await?;
         }
         tx.commit().await?;
         Ok(true)
