@@ -16,6 +16,7 @@ use crate::adapters::discord_channel::DiscordChannel;
 use crate::adapters::discord_gateway::{self, DiscordGateway};
 use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
+use crate::adapters::pagers::{Opsgenie, PagerDuty};
 use crate::adapters::robots::Robot;
 use crate::adapters::simulated::SimulatedProvider;
 use crate::adapters::slack::{self, SlackApp, SlackEndpoint};
@@ -27,7 +28,7 @@ use crate::adapters::telegram_channel::TelegramChannel;
 use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
 use crate::config::{
-    AccountConfig, Cloud, CloudAccess, Config, DiscordConfig, DiscordMode, OutputKind,
+    AccountConfig, Cloud, CloudAccess, Config, DiscordConfig, DiscordMode, OutputKind, PagerKind,
     ProviderKind, SlackConfig, SlackMode, TelegramMode,
 };
 use crate::domain::model::AccountId;
@@ -252,6 +253,28 @@ pub fn build_outputs(
     })
 }
 
+/// Each configured outside pager, by name.
+pub fn pagers(
+    config: &[crate::config::PagerConfig],
+) -> HashMap<String, Arc<dyn crate::ports::OutsidePager>> {
+    // An events API answers in well under a second; a stuck one is retried.
+    let timeout = std::time::Duration::from_secs(10);
+    config
+        .iter()
+        .map(|p| {
+            let pager: Arc<dyn crate::ports::OutsidePager> = match &p.kind {
+                PagerKind::PagerDuty { routing_key } => {
+                    Arc::new(PagerDuty::new(p.url.clone(), routing_key.clone(), timeout))
+                }
+                PagerKind::Opsgenie { api_key } => {
+                    Arc::new(Opsgenie::new(p.url.clone(), api_key.clone(), timeout))
+                }
+            };
+            (p.name.clone(), pager)
+        })
+        .collect()
+}
+
 /// A built, not yet running, purser.
 pub struct Application {
     scheduler: Scheduler,
@@ -403,7 +426,7 @@ impl Application {
             accounts: Arc::new(config.accounts.iter().map(|a| a.account.clone()).collect()),
             routing: Arc::new(config.routing()),
             direct: std::mem::take(&mut outputs.direct),
-            pagers: HashMap::new(),
+            pagers: pagers(&config.oncall.pagers),
             written: written.clone(),
             activity: activity.clone(),
         };

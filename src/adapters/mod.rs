@@ -11,6 +11,7 @@ pub mod discord_gateway;
 pub mod http;
 pub mod huawei;
 pub mod pace;
+pub mod pagers;
 pub mod robots;
 pub mod signing;
 pub mod simulated;

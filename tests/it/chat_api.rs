@@ -15,6 +15,8 @@ use tokio::sync::Notify;
 pub struct Call {
     pub method: String,
     pub path: String,
+    /// The query string, empty when there is none.
+    pub query: String,
     pub authorization: Option<String>,
     pub body: Value,
     /// The body as text (a multipart form, say), binary parts mangled.
@@ -97,6 +99,7 @@ async fn record(
     let call = Call {
         method: method.to_string(),
         path: uri.path().to_owned(),
+        query: uri.query().unwrap_or_default().to_owned(),
         authorization: headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -108,4 +111,35 @@ async fn record(
     api.calls.lock().unwrap().push(call);
     api.arrived.notify_waiters();
     (StatusCode::from_u16(status).unwrap(), axum::Json(reply))
+}
+
+/// `payload` as Slack posts an interaction: a form with one field.
+pub fn slack_form(payload: &Value) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
+}
+
+/// Posts `body` to the daemon's Slack interactions route at `http`, signed
+/// with `secret` at Unix time `stamp`; the HTTP status.
+pub async fn slack_interaction(
+    http: std::net::SocketAddr,
+    secret: &str,
+    stamp: i64,
+    body: &str,
+) -> u16 {
+    let stamp = stamp.to_string();
+    reqwest::Client::new()
+        .post(format!("http://{http}/slack/interactions"))
+        .header("X-Slack-Request-Timestamp", &stamp)
+        .header(
+            "X-Slack-Signature",
+            purser::adapters::slack::sign(secret, &stamp, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }

@@ -1,18 +1,22 @@
 //! An unacknowledged alert walks its chain against a loopback mock of
 //! Slack's Web API: the channel first, then a direct message to whoever is on
 //! call, then the secondary; a restart mid-chain pages nobody twice; the
-//! acknowledgement pressed in the direct message stops the chain.
+//! acknowledgement pressed in the direct message stops the chain. A pager
+//! step speaks PagerDuty's Events API and Opsgenie's Alert API to loopback
+//! mocks of each.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::Duration;
-use purser::adapters::slack;
-use purser::ports::{Clock, Escalations};
+use purser::adapters::pagers::{Opsgenie, PagerDuty};
+use purser::domain::rules::{RuleName, Severity};
+use purser::ports::{Clock, Escalations, OutsidePager, PageMessage, PagerEvent, SendError};
+use purser::secret::Secret;
 use serde_json::json;
 
-use crate::chat_api::{Call, ChatApi};
-use crate::helpers::{Setup, World};
+use crate::chat_api::{Call, ChatApi, slack_form, slack_interaction};
+use crate::helpers::{Setup, TestApp, World};
 
 const SECRET: &str = "slack-signing-secret-for-tests";
 const TOKEN: &str = "xoxb-test-token";
@@ -33,7 +37,17 @@ async fn slack_mock() -> (Arc<ChatApi>, std::net::SocketAddr) {
     .await
 }
 
-fn config(addr: std::net::SocketAddr) -> String {
+const CHAIN: &str = r#"
+[escalation.A]
+steps = [
+  { after = "15m", notify = ["oncall:ops"] },
+  { after = "30m", notify = ["secondary:ops"] },
+  { after = "1h", notify = ["person:lead"] },
+]
+"#;
+
+/// Slack at `addr`, three people, one weekly rotation, and `chain`.
+fn config(addr: std::net::SocketAddr, chain: &str) -> String {
     format!(
         r#"
 [http]
@@ -74,15 +88,31 @@ rotation = "weekly"
 handoff = "mon 10:00"
 start = "2026-10-26"
 people = ["ana", "bo"]
-
-[escalation.A]
-steps = [
-  {{ after = "15m", notify = ["oncall:ops"] }},
-  {{ after = "30m", notify = ["secondary:ops"] }},
-  {{ after = "1h", notify = ["person:lead"] }},
-]
-"#
+{chain}"#
     )
+}
+
+/// `user` presses Acknowledge in a direct message; the HTTP status.
+async fn ack_in_dm(
+    app: &TestApp,
+    world: &World,
+    mock: std::net::SocketAddr,
+    user: &str,
+    fingerprint: &str,
+) -> u16 {
+    let payload = json!({"type": "block_actions", "user": {"id": user},
+        "trigger_id": format!("trigger-{user}"),
+        "actions": [{"action_id": "ack", "value": fingerprint}],
+        "response_url": format!("http://{mock}/respond"),
+        "container": {"message_ts": "1700000000.000004", "channel_id": format!("D{user}")},
+        "message": {"ts": "1700000000.000004", "blocks": []}});
+    slack_interaction(
+        app.http.unwrap(),
+        SECRET,
+        world.clock.now().timestamp(),
+        &slack_form(&payload),
+    )
+    .await
 }
 
 fn to(calls: &[Call], channel: &str) -> Vec<Call> {
@@ -107,7 +137,7 @@ async fn an_unacknowledged_a_alert_walks_from_channel_to_dm_and_stops_at_the_ack
     let world = World::new(
         "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
         Setup {
-            rules: &config(addr),
+            rules: &config(addr, CHAIN),
             ..Setup::default()
         },
     )
@@ -168,29 +198,10 @@ async fn an_unacknowledged_a_alert_walks_from_channel_to_dm_and_stops_at_the_ack
     assert_eq!(to(&calls, "U0ANA").len(), 1);
 
     // bo acknowledges from the direct message itself.
-    let payload = json!({"type": "block_actions", "user": {"id": "U0BO"},
-        "trigger_id": "trigger-esc-1",
-        "actions": [{"action_id": "ack", "value": fingerprint}],
-        "response_url": format!("http://{addr}/respond"),
-        "container": {"message_ts": "1700000000.000004", "channel_id": "D0BO"},
-        "message": {"ts": "1700000000.000004", "blocks": []}});
-    let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &payload.to_string())
-        .finish();
-    let stamp = world.clock.now().timestamp().to_string();
-    let status = reqwest::Client::new()
-        .post(format!("http://{}/slack/interactions", app.http.unwrap()))
-        .header("X-Slack-Request-Timestamp", &stamp)
-        .header(
-            "X-Slack-Signature",
-            slack::sign(SECRET, &stamp, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(
+        ack_in_dm(&app, &world, addr, "U0BO", &fingerprint).await,
+        200
+    );
     mock.wait("POST", "/respond", 1).await;
     app.settle().await;
     app.advance(Duration::hours(2)).await;
@@ -210,4 +221,226 @@ async fn an_unacknowledged_a_alert_walks_from_channel_to_dm_and_stops_at_the_ack
         "within the 2-hour target"
     );
     app.stop().await;
+}
+
+const PD_KEY: &str = "R0UTINGKEY0123456789abcdef012345";
+const OG_KEY: &str = "6f1c2d3e-opsgenie-integration-key";
+
+/// PagerDuty's Events API and Opsgenie's Alert API on one loopback port,
+/// answering as each does; PagerDuty throttles the first event.
+async fn pager_mock() -> (Arc<ChatApi>, std::net::SocketAddr) {
+    let events = AtomicUsize::new(0);
+    ChatApi::start(move |c| {
+        if c.path == "/v2/enqueue" {
+            if events.fetch_add(1, Ordering::SeqCst) == 0 {
+                return (
+                    429,
+                    json!({"status": "throttle exceeded", "message": "Requests for this service are arriving too quickly. Please retry later."}),
+                );
+            }
+            return (
+                202,
+                json!({"status": "success", "message": "Event processed", "dedup_key": c.body["dedup_key"]}),
+            );
+        }
+        (
+            202,
+            json!({"result": "Request will be processed", "took": 0.01, "requestId": "43a29c5c-3dbf-4fa4-9c26-f4f71023e120"}),
+        )
+    })
+    .await
+}
+
+/// The chain reaches PagerDuty and Opsgenie after the on-call's direct
+/// message; the acknowledgement in chat and the resolve follow the same
+/// incident there, found by its key.
+#[tokio::test]
+async fn a_pager_step_triggers_pagerduty_and_opsgenie_then_acknowledges_and_resolves_them() {
+    let (slack_mock, slack_addr) = slack_mock().await;
+    let (pagers, pagers_addr) = pager_mock().await;
+    let chain = format!(
+        r#"
+[[pagers]]
+name = "pd"
+kind = "pagerduty"
+routing_key = "file:pd.key"
+url = "http://{pagers_addr}/v2/enqueue"
+
+[[pagers]]
+name = "og"
+kind = "opsgenie"
+api_key = "file:og.key"
+url = "http://{pagers_addr}/"
+
+[escalation.A]
+steps = [
+  {{ after = "15m", notify = ["oncall:ops"] }},
+  {{ after = "30m", notify = ["pager:pd", "pager:og"] }},
+]
+"#
+    );
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+        Setup {
+            rules: &config(slack_addr, &chain),
+            ..Setup::default()
+        },
+    )
+    .await;
+    for (file, text) in [
+        ("slack.secret", SECRET),
+        ("slack.token", TOKEN),
+        ("pd.key", PD_KEY),
+        ("og.key", OG_KEY),
+    ] {
+        std::fs::write(world.dir.path().join(file), text).unwrap();
+    }
+    let app = world.start().await;
+    app.settle().await;
+    let fingerprint = app.store.open_escalations().await.unwrap()[0]
+        .fingerprint
+        .clone();
+    app.advance(Duration::minutes(15)).await;
+    slack_mock.wait("POST", "/api/chat.postMessage", 3).await;
+    assert!(pagers.calls("POST", "/v2/enqueue").is_empty());
+
+    app.advance(Duration::minutes(15)).await;
+    let created = pagers.wait("POST", "/v2/alerts", 1).await;
+    assert_eq!(
+        created[0].authorization.as_deref(),
+        Some(format!("GenieKey {OG_KEY}").as_str())
+    );
+    let alert = &created[0].body;
+    let key = alert["alias"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(&format!("purser-{fingerprint}-")), "{key}");
+    assert_eq!(alert["priority"], "P1");
+    assert_eq!(
+        alert["message"],
+        "[A] acme: available balance ¥2,000.00 is below ¥3,000.00"
+    );
+    assert!(
+        alert["description"]
+            .as_str()
+            .unwrap()
+            .contains("Respond by Sun 01 Nov 10:00 CST"),
+        "{alert}"
+    );
+    // PagerDuty throttled the first try: it is sent again after the backoff.
+    assert_eq!(pagers.wait("POST", "/v2/enqueue", 1).await.len(), 1);
+    app.advance(Duration::seconds(5)).await;
+    let events = pagers.wait("POST", "/v2/enqueue", 2).await;
+    assert_eq!(events[0].body, events[1].body, "the same event, retried");
+    let trigger = &events[1].body;
+    assert_eq!(trigger["routing_key"], PD_KEY);
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], key.as_str());
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    assert_eq!(trigger["payload"]["source"], "acme");
+    let lines = thread_lines(&slack_mock.calls("POST", "/api/chat.postMessage"));
+    assert!(
+        lines.iter().any(|l| l.starts_with("Paged pd, og — ")),
+        "the channel sees the pager step: {lines:?}"
+    );
+
+    // Acknowledged in chat: both services hear it, on the same incident.
+    assert_eq!(
+        ack_in_dm(&app, &world, slack_addr, "U0ANA", &fingerprint).await,
+        200
+    );
+    let events = pagers.wait("POST", "/v2/enqueue", 3).await;
+    assert_eq!(events[2].body["event_action"], "acknowledge");
+    assert_eq!(events[2].body["dedup_key"], key.as_str());
+    assert!(events[2].body.get("payload").is_none());
+    let acked = pagers
+        .wait("POST", &format!("/v2/alerts/{key}/acknowledge"), 1)
+        .await;
+    assert_eq!(acked[0].query, "identifierType=alias");
+    assert_eq!(acked[0].body["user"], "ana");
+
+    // The money arrives: the incident is resolved there too.
+    world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥9,000\"\n");
+    app.advance(Duration::minutes(1)).await;
+    let events = pagers.wait("POST", "/v2/enqueue", 4).await;
+    assert_eq!(events[3].body["event_action"], "resolve");
+    assert_eq!(events[3].body["dedup_key"], key.as_str());
+    let closed = pagers
+        .wait("POST", &format!("/v2/alerts/{key}/close"), 1)
+        .await;
+    assert_eq!(closed[0].query, "identifierType=alias");
+    app.advance(Duration::hours(1)).await;
+    assert_eq!(pagers.calls("POST", "/v2/enqueue").len(), 4, "nothing more");
+    assert_eq!(pagers.calls("POST", "/v2/alerts").len(), 1);
+    app.stop().await;
+}
+
+fn page(event: PagerEvent) -> PageMessage {
+    let at = crate::helpers::epoch();
+    PageMessage {
+        id: "p1".into(),
+        fingerprint: "0123abcd".into(),
+        started_at: at,
+        account: "acme".into(),
+        rule: RuleName::LowBalance,
+        severity: Severity::B,
+        summary: "balance is low".into(),
+        raised_at: at,
+        due_at: at + Duration::hours(4),
+        due_text: "Mon 02 Nov 13:00 CST".into(),
+        person: None,
+        why: "pd".into(),
+        round: 0,
+        event,
+        acked_by: None,
+    }
+}
+
+/// A refused event is not retried, says what the service said, and never
+/// shows the key it carried.
+#[tokio::test]
+async fn a_refused_page_is_permanent_and_keeps_the_key_out_of_the_error() {
+    let (_api, addr) = ChatApi::start(|c| {
+        if c.path == "/v2/enqueue" {
+            (
+                400,
+                json!({"status": "invalid event", "message": "Event object is invalid", "errors": ["'payload.summary' is missing or blank"]}),
+            )
+        } else {
+            (
+                401,
+                json!({"message": "Could not authenticate", "took": 0.0, "requestId": "r"}),
+            )
+        }
+    })
+    .await;
+    let timeout = std::time::Duration::from_secs(5);
+    let pd = PagerDuty::new(
+        format!("http://{addr}/v2/enqueue").parse().unwrap(),
+        Secret::from_value(PD_KEY),
+        timeout,
+    );
+    let e = pd.send(&page(PagerEvent::Trigger)).await.unwrap_err();
+    let SendError::Permanent(text) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        text.contains("HTTP 400") && text.contains("payload.summary"),
+        "{text}"
+    );
+    assert!(!text.contains(PD_KEY));
+    let og = Opsgenie::new(
+        format!("http://{addr}/").parse().unwrap(),
+        Secret::from_value(OG_KEY),
+        timeout,
+    );
+    let e = og.send(&page(PagerEvent::Resolve)).await.unwrap_err();
+    assert!(matches!(e, SendError::Permanent(_)), "{e:?}");
+    assert!(!e.to_string().contains(OG_KEY), "{e}");
+    // Nobody listening: worth another try.
+    let gone = PagerDuty::new(
+        "http://127.0.0.1:9/v2/enqueue".parse().unwrap(),
+        Secret::from_value(PD_KEY),
+        timeout,
+    );
+    let e = gone.send(&page(PagerEvent::Trigger)).await.unwrap_err();
+    assert!(matches!(e, SendError::Retryable(_)), "{e:?}");
 }

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::Duration;
-use purser::adapters::slack;
 use purser::engine::chatops::{Asker, ReplyKind};
 use purser::ports::Clock;
 use serde_json::{Value, json};
 
-use crate::chat_api::{Call, ChatApi};
+use crate::chat_api::{Call, ChatApi, slack_form, slack_interaction};
 use crate::helpers::{Setup, TestApp, World};
 
 const SECRET: &str = "slack-signing-secret-for-tests";
@@ -153,27 +152,18 @@ fn pressed(mock: std::net::SocketAddr, user: &str, action: &str, value: &str, ts
         "response_url": format!("http://{mock}/respond"),
         "container": {"message_ts": ts, "channel_id": "C0APPROVE"},
         "message": {"ts": ts, "blocks": []}});
-    form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &payload.to_string())
-        .finish()
+    slack_form(&payload)
 }
 
 /// Sends a signed interaction body; the HTTP status.
 async fn deliver(app: &TestApp, world: &World, body: &str) -> u16 {
-    let stamp = world.clock.now().timestamp().to_string();
-    reqwest::Client::new()
-        .post(format!("http://{}/slack/interactions", app.http.unwrap()))
-        .header("X-Slack-Request-Timestamp", &stamp)
-        .header(
-            "X-Slack-Signature",
-            slack::sign(SECRET, &stamp, body.as_bytes()),
-        )
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    slack_interaction(
+        app.http.unwrap(),
+        SECRET,
+        world.clock.now().timestamp(),
+        body,
+    )
+    .await
 }
 
 /// The answers to presses so far, once there are `n`: what each presser saw.

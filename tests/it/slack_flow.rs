@@ -6,11 +6,10 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use purser::adapters::slack;
 use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
-use crate::chat_api::ChatApi;
+use crate::chat_api::{ChatApi, slack_form, slack_interaction};
 use crate::helpers::{SEVERAL, Setup, TestApp, World};
 
 const SECRET: &str = "slack-signing-secret-for-tests";
@@ -56,23 +55,13 @@ async fn wait(mock: &ChatApi, path: &str, n: usize) -> Vec<Value> {
 }
 
 async fn press(app: &TestApp, world: &World, payload: &Value) -> u16 {
-    let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &payload.to_string())
-        .finish();
-    let ts = world.clock.now().timestamp().to_string();
-    reqwest::Client::new()
-        .post(format!("http://{}/slack/interactions", app.http.unwrap()))
-        .header("X-Slack-Request-Timestamp", &ts)
-        .header(
-            "X-Slack-Signature",
-            slack::sign(SECRET, &ts, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    slack_interaction(
+        app.http.unwrap(),
+        SECRET,
+        world.clock.now().timestamp(),
+        &slack_form(payload),
+    )
+    .await
 }
 
 fn config(addr: std::net::SocketAddr) -> String {
@@ -227,20 +216,14 @@ async fn alert_posted_button_pressed_acknowledged_edited_resolved() {
 
     // Signed but meaningless: no payload is refused, an unknown button is
     // answered privately; neither changes anything.
-    let body = "nothing=here";
-    let ts = world.clock.now().timestamp().to_string();
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/slack/interactions", app.http.unwrap()))
-        .header("X-Slack-Request-Timestamp", &ts)
-        .header(
-            "X-Slack-Signature",
-            slack::sign(SECRET, &ts, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let status = slack_interaction(
+        app.http.unwrap(),
+        SECRET,
+        world.clock.now().timestamp(),
+        "nothing=here",
+    )
+    .await;
+    assert_eq!(status, 400);
     assert_eq!(
         press(&app, &world, &pressed("U0ANA", "explode", &fp)).await,
         200
