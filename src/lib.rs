@@ -10,5 +10,6 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod ports;
+pub mod report;
 pub mod secret;
 pub mod startup;

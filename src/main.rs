@@ -51,10 +51,34 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Reports from what the store has kept.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// The audit trail of requests, approvals, calls to clouds and receipts.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Per severity: alerts raised, acknowledged within their response
+    /// target, late or missed, and the median and worst time to acknowledge.
+    Sla {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Alerts raised from: a date in the calendar's zone (2026-11-01), an
+        /// RFC 3339 time, or a span back from now (30d).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Alerts raised before this (same forms); default now.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -245,6 +269,30 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Report {
+            command:
+                ReportCommand::Sla {
+                    config,
+                    since,
+                    until,
+                    format,
+                },
+        } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match sla_report(&config, &since, until.as_deref(), format).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("purser: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match load(&config) {
@@ -255,6 +303,46 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
     }
+}
+
+/// The SLA report over `since..until`, as a table or JSON.
+async fn sla_report(
+    config: &Config,
+    since: &str,
+    until: Option<&str>,
+    format: Format,
+) -> anyhow::Result<String> {
+    use anyhow::{Context, bail};
+    use purser::ports::Escalations;
+    let settings = config.escalation_settings();
+    let zone = settings.zone();
+    let now = chrono::Utc::now();
+    let since = purser::report::parse_when(since, zone, now)
+        .map_err(anyhow::Error::msg)
+        .context("--since")?;
+    let until = match until {
+        Some(t) => purser::report::parse_when(t, zone, now)
+            .map_err(anyhow::Error::msg)
+            .context("--until")?,
+        None => now,
+    };
+    if until <= since {
+        bail!("--until must come after --since");
+    }
+    if !config.store.path.exists() {
+        bail!(
+            "no store at {}: purser has not run with this config",
+            config.store.path.display()
+        );
+    }
+    let store = SqliteStore::open_read_only(&config.store.path).await?;
+    let escalations = store.escalations_since(since).await;
+    store.close().await;
+    let report = purser::report::sla(&escalations?, &settings, since, until, now);
+    Ok(match format {
+        Format::Table => purser::report::render(&report, zone),
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+    })
 }
 
 /// Verifies the chain; with `export`, writes the entries since a time.

@@ -357,3 +357,19 @@ fn audit_export_writes_csv_or_json_since_a_date() {
             .contains("--since \"last week\" is neither a date such as 2026-11-01"),
     );
 }
+
+#[test]
+fn a_report_period_that_is_not_a_date_says_what_would_be() {
+    let out = purser()
+        .args(["report", "sla", "--config", "config/demo.toml"])
+        .args(["--since", "last week"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--since") && err.contains("\"last week\" is not a date such as 2026-11-01"),
+        "{err}"
+    );
+}

@@ -220,6 +220,33 @@ async fn an_unacknowledged_a_alert_walks_from_channel_to_dm_and_stops_at_the_ack
         done[0].acked_at.unwrap() <= done[0].due_at,
         "within the 2-hour target"
     );
+    // The report a team lead reads, from the store the daemon keeps.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args([
+            "report",
+            "sla",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-02",
+        ])
+        .arg("--config")
+        .arg(world.config_path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &report["severities"][0];
+    assert_eq!(
+        (&a["severity"], &a["raised"], &a["within"], &a["median"]),
+        (&json!("A"), &json!(1), &json!(1), &json!("30m")),
+        "{report}"
+    );
     app.stop().await;
 }
 
