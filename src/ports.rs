@@ -751,6 +751,19 @@ pub trait Escalations: Send + Sync {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+    /// Stores an on-call override made in chat, with its audit entry, in one
+    /// transaction; the override as stored (its id set).
+    async fn add_override(
+        &self,
+        o: &crate::domain::oncall::Override,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<crate::domain::oncall::Override, StoreError>;
+    /// Overrides made in chat that end after `after`, oldest first.
+    async fn overrides(
+        &self,
+        after: DateTime<Utc>,
+    ) -> Result<Vec<crate::domain::oncall::Override>, StoreError>;
 }
 
 /// A chat platform's direct messages: a page with an Acknowledge button.

@@ -418,11 +418,12 @@ impl Application {
             clock: clock.clone(),
             signal: board_signal,
         };
+        let oncall = Arc::new(config.escalation_settings());
         let escalator = Escalator {
             store: shared.clone(),
             escalations: Arc::new(store.clone()),
             clock: clock.clone(),
-            settings: Arc::new(config.escalation_settings()),
+            settings: oncall.clone(),
             accounts: Arc::new(config.accounts.iter().map(|a| a.account.clone()).collect()),
             routing: Arc::new(config.routing()),
             direct: std::mem::take(&mut outputs.direct),
@@ -457,6 +458,8 @@ impl Application {
                     written: written.clone(),
                 }),
                 approvals: approvals.clone(),
+                oncall: oncall.clone(),
+                escalations: Arc::new(store.clone()),
             })
         });
         let slack_app = chat.as_ref().map(|chat| {

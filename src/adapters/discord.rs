@@ -579,6 +579,7 @@ mod tests {
                         "request" => "R12",
                         "code" => "123456",
                         "all" => "all",
+                        "schedule" => "ops",
                         other => panic!("no sample for {other}"),
                     };
                     json!({"type": 3, "name": o["name"], "value": value})

@@ -185,6 +185,13 @@ impl ResponseClock {
 /// A local date or date and time in `zone`, as written in config and chat:
 /// `2026-11-25` (its midnight), `2026-11-25T09:00` or `2026-11-25 09:00`.
 pub fn parse_local(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    let (date, minute) = parse_wall(text)?;
+    Ok(Calendar::weekdays(zone, 0, 0).instant(date, minute))
+}
+
+/// A wall date and time, in no zone yet: `2026-11-25` (its midnight),
+/// `2026-11-25T09:00` or `2026-11-25 09:00`.
+pub fn parse_wall(text: &str) -> Result<(NaiveDate, Minute), String> {
     let t = text.trim();
     let bad = || format!("{t:?} is not a date or time; write e.g. 2026-11-25 or 2026-11-25T09:00");
     let (date, minute) = match t.split_once(['T', ' ']) {
@@ -195,7 +202,7 @@ pub fn parse_local(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
         return Err(bad());
     }
     let date: NaiveDate = date.parse().map_err(|_| bad())?;
-    Ok(Calendar::weekdays(zone, 0, 0).instant(date, minute))
+    Ok((date, minute))
 }
 
 /// `"09:00"` → minutes after midnight; `"24:00"` is the end of the day.

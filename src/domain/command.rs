@@ -80,12 +80,14 @@ pub enum Verb {
     Approve,
     Deny,
     Cancel,
+    Oncall,
+    Escalations,
     Whoami,
     Help,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 21] = [
+    pub const ALL: [Verb; 23] = [
         Verb::Balance,
         Verb::Runway,
         Verb::Expiring,
@@ -105,6 +107,8 @@ impl Verb {
         Verb::Approve,
         Verb::Deny,
         Verb::Cancel,
+        Verb::Oncall,
+        Verb::Escalations,
         Verb::Whoami,
         Verb::Help,
     ];
@@ -130,6 +134,8 @@ impl Verb {
             Verb::Approve => "approve",
             Verb::Deny => "deny",
             Verb::Cancel => "cancel",
+            Verb::Oncall => "oncall",
+            Verb::Escalations => "escalations",
             Verb::Whoami => "whoami",
             Verb::Help => "help",
         }
@@ -141,7 +147,8 @@ impl Verb {
             Verb::Balance => "[account | label=value]",
             Verb::Runway => "[account]",
             Verb::Expiring => "[days]",
-            Verb::Alerts | Verb::Silences | Verb::Whoami => "",
+            Verb::Alerts | Verb::Silences | Verb::Whoami | Verb::Escalations => "",
+            Verb::Oncall => "[schedule] | override <schedule> <person> <from> <until> [reason]",
             Verb::Ack => "<alert id>",
             Verb::Silence => "<label=value[,label=value…]> <duration> [reason]",
             Verb::Unsilence => "<silence id>",
@@ -185,7 +192,12 @@ impl Verb {
             Verb::Balance => &[p!("account", false, "an account id, or label=value")],
             Verb::Runway => &[p!("account", false, "an account id")],
             Verb::Expiring => &[p!("days", false, "how many days ahead (default 30)")],
-            Verb::Alerts | Verb::Silences | Verb::Whoami => &[],
+            Verb::Alerts | Verb::Silences | Verb::Whoami | Verb::Escalations => &[],
+            Verb::Oncall => &[p!(
+                "schedule",
+                false,
+                "a schedule's name, or: override <schedule> <person> <from> <until> [reason]"
+            )],
             Verb::Ack => &[p!("alert", true, "the alert's id (6 or more hex digits)")],
             Verb::Silence => &[
                 p!(
@@ -281,6 +293,13 @@ impl Verb {
             Verb::Approve => "approve a request (not your own)",
             Verb::Deny => "deny a request",
             Verb::Cancel => "withdraw a request before anything is charged",
+            Verb::Oncall => {
+                "who is on call now and next, per schedule; or put someone on call for a while \
+                 (a swap, cover for leave), e.g. oncall override ops bo 2026-11-25 2026-11-26"
+            }
+            Verb::Escalations => {
+                "alerts walking their escalation chain: who was paged, what comes next, the response deadline"
+            }
             Verb::Whoami => "who purser thinks you are, and your role",
             Verb::Help => "this list, or one command's usage",
         }
@@ -295,6 +314,8 @@ impl Verb {
             | Verb::Alerts
             | Verb::Silences
             | Verb::Whoami
+            | Verb::Oncall
+            | Verb::Escalations
             | Verb::Help => Role::Viewer,
             Verb::Ack | Verb::Silence | Verb::Unsilence => Role::Requester,
             Verb::Requests | Verb::Request => Role::Viewer,
@@ -407,10 +428,34 @@ pub enum Command {
     Cancel {
         id: RequestId,
     },
+    Oncall {
+        schedule: Option<String>,
+    },
+    /// `oncall override`: taking yourself on asks for requester, putting
+    /// someone else on for approver.
+    Override {
+        schedule: String,
+        person: String,
+        from: When,
+        until: When,
+        reason: Option<String>,
+    },
+    Escalations,
     Whoami,
     Help {
         topic: Option<Verb>,
     },
+}
+
+/// A moment as typed in chat, before the schedule's zone and the time of
+/// asking make it an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Now,
+    /// A wall date and minute of the day: `2026-11-25`, `2026-11-25 09:00`.
+    Wall(chrono::NaiveDate, super::calendar::Minute),
+    /// For `until`: this long after the start (`8h`, `3d`).
+    After(Duration),
 }
 
 impl Command {
@@ -435,6 +480,8 @@ impl Command {
             Command::Approve { .. } => Verb::Approve,
             Command::Deny { .. } => Verb::Deny,
             Command::Cancel { .. } => Verb::Cancel,
+            Command::Oncall { .. } | Command::Override { .. } => Verb::Oncall,
+            Command::Escalations => Verb::Escalations,
             Command::Whoami => Verb::Whoami,
             Command::Help { .. } => Verb::Help,
         }
@@ -721,6 +768,22 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
             at_most(0)?;
             Command::Whoami
         }
+        Verb::Escalations => {
+            at_most(0)?;
+            Command::Escalations
+        }
+        Verb::Oncall => match args.first() {
+            None => Command::Oncall { schedule: None },
+            Some(w) if w.eq_ignore_ascii_case("override") => {
+                override_of(&args[1..]).map_err(&fail)?
+            }
+            Some(schedule) => {
+                at_most(1)?;
+                Command::Oncall {
+                    schedule: Some((*schedule).to_owned()),
+                }
+            }
+        },
         Verb::Ack => {
             at_most(1)?;
             let id = args
@@ -948,6 +1011,66 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
 }
 
 /// The rest of the words as a reason, unquoted; `None` when there are none.
+/// `<schedule> <person> <from> <until> [reason]` after `oncall override`.
+fn override_of(args: &[&str]) -> Result<Command, String> {
+    let example =
+        "e.g. oncall override ops bo 2026-11-25 2026-11-26, or oncall override ops bo now 8h";
+    let (Some(schedule), Some(person)) = (args.first(), args.get(1)) else {
+        return Err(format!(
+            "give the schedule, the person, from and until; {example}"
+        ));
+    };
+    let mut rest = &args[2..];
+    let from = when(&mut rest, false).map_err(|e| format!("from: {e}; {example}"))?;
+    let until = when(&mut rest, true).map_err(|e| format!("until: {e}; {example}"))?;
+    Ok(Command::Override {
+        schedule: (*schedule).to_owned(),
+        person: (*person).to_owned(),
+        from,
+        until,
+        reason: reason(rest),
+    })
+}
+
+/// Takes one moment off the front of `words`: `now` (a start only), a span
+/// such as `8h` (an end only), a date, or a date and a time as one word or two.
+fn when(words: &mut &[&str], end: bool) -> Result<When, String> {
+    let Some(first) = words.first() else {
+        return Err("missing".to_owned());
+    };
+    *words = &words[1..];
+    if first.eq_ignore_ascii_case("now") {
+        return if end {
+            Err("\"now\" is a start; give a date or a span such as 8h".to_owned())
+        } else {
+            Ok(When::Now)
+        };
+    }
+    if !first.contains('-') {
+        if !end {
+            return Err(format!(
+                "{first:?} is not a date; write now or e.g. 2026-11-25"
+            ));
+        }
+        let d = duration::parse(first)?;
+        if d <= Duration::zero() {
+            return Err("give a span longer than 0s".to_owned());
+        }
+        return Ok(When::After(d));
+    }
+    let mut text = (*first).to_owned();
+    // `2026-11-25 09:00`: the time is the next word.
+    if let Some(time) = words
+        .first()
+        .filter(|w| super::calendar::parse_minute(w).is_ok())
+    {
+        text = format!("{first}T{time}");
+        *words = &words[1..];
+    }
+    let (date, minute) = super::calendar::parse_wall(&text)?;
+    Ok(When::Wall(date, minute))
+}
+
 fn reason(words: &[&str]) -> Option<String> {
     let r = unquote(&words.join(" "));
     (!r.is_empty()).then_some(r)
@@ -1087,7 +1210,14 @@ mod tests {
     #[test]
     fn parameters_agree_with_the_usage() {
         for verb in Verb::ALL {
-            let args = verb.arguments();
+            // A second form after `] | ` (oncall's override) is typed whole
+            // into the one optional parameter.
+            let args = verb.arguments().split("] | ").next().unwrap_or_default();
+            let args = if args.len() < verb.arguments().len() {
+                format!("{args}]")
+            } else {
+                args.to_owned()
+            };
             let params = verb.parameters();
             let required = args.matches('<').count();
             // `[account | label=value]` is one optional argument; the
@@ -1315,6 +1445,67 @@ mod tests {
         for (text, want) in cases {
             let got = err(text);
             assert!(got.contains(want), "{text:?}: {got:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn an_override_reads_dates_times_spans_and_a_reason() {
+        let date = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        let over = |from, until, reason: Option<&str>| Command::Override {
+            schedule: "ops".into(),
+            person: "bo".into(),
+            from,
+            until,
+            reason: reason.map(str::to_owned),
+        };
+        for (text, want) in [
+            (
+                "oncall override ops bo 2026-11-25 2026-11-26",
+                over(
+                    When::Wall(date("2026-11-25"), 0),
+                    When::Wall(date("2026-11-26"), 0),
+                    None,
+                ),
+            ),
+            (
+                "oncall override ops bo 2026-11-25 09:00 2026-11-25T18:30 covering leave",
+                over(
+                    When::Wall(date("2026-11-25"), 9 * 60),
+                    When::Wall(date("2026-11-25"), 18 * 60 + 30),
+                    Some("covering leave"),
+                ),
+            ),
+            (
+                "OnCall override ops bo now 12h",
+                over(When::Now, When::After(Duration::hours(12)), None),
+            ),
+        ] {
+            assert_eq!(ok(text), want, "{text}");
+        }
+        assert_eq!(ok("oncall"), Command::Oncall { schedule: None });
+        assert_eq!(ok("oncall ops").verb(), Verb::Oncall);
+        assert_eq!(ok("escalations"), Command::Escalations);
+        for (text, says) in [
+            (
+                "oncall override ops bo 2026-11-25 24:00 2026-11-26",
+                "from: \"2026-11-25T24:00\" is not a date or time",
+            ),
+            (
+                "oncall override ops bo 8h 2026-11-26",
+                "from: \"8h\" is not a date; write now or e.g. 2026-11-25",
+            ),
+            (
+                "oncall override ops bo now 0h",
+                "until: give a span longer than 0s",
+            ),
+            (
+                "oncall override ops bo now 2026-02-30",
+                "until: \"2026-02-30\" is not a date or time",
+            ),
+        ] {
+            let e = err(text);
+            assert!(e.starts_with(says), "{text}: {e}");
+            assert!(e.ends_with("usage: oncall [schedule] | override <schedule> <person> <from> <until> [reason]"), "{e}");
         }
     }
 

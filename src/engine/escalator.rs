@@ -135,6 +135,7 @@ impl Escalator {
             .collect();
         let open = self.escalations.open_escalations().await?;
         let silences = self.store.silences(now).await?;
+        let overrides = overrides(&self.settings, &*self.escalations, now).await?;
         let mut wrote_notices = false;
         for a in &alerts {
             if open.iter().any(|e| same(e, a)) {
@@ -158,7 +159,7 @@ impl Escalator {
                     silence::silenced_by(&silences, acc, &a.key, a.severity.as_str(), now).is_some()
                 })
             });
-            let write = self.advance(&e, alert, muted, now).await?;
+            let write = self.advance(&e, alert, muted, &overrides, now).await?;
             if let Some((next, pages, notices)) = write {
                 wrote_notices |= !notices.is_empty();
                 let written = self
@@ -221,6 +222,7 @@ impl Escalator {
         e: &Escalation,
         alert: Option<&Alert>,
         muted: bool,
+        overrides: &[Override],
         now: DateTime<Utc>,
     ) -> Result<
         Option<(
@@ -263,7 +265,7 @@ impl Escalator {
             let (walked, taken) = escalation::walk(&next, chain, &s.calendar, now);
             next = walked;
             for page in taken {
-                let (p, line) = self.page(&next, alert, &page, now);
+                let (p, line) = self.page(&next, alert, &page, overrides, now);
                 pages.extend(p);
                 notices.extend(self.paged_notice(alert, &line, &page, now));
             }
@@ -278,6 +280,7 @@ impl Escalator {
         e: &Escalation,
         alert: &Alert,
         page: &Page,
+        overrides: &[Override],
         now: DateTime<Utc>,
     ) -> (Vec<(String, PageMessage)>, String) {
         let s = &self.settings;
@@ -308,13 +311,13 @@ impl Escalator {
                     let (person, why) = match target {
                         Target::OnCall(name) => (
                             self.schedule(name)
-                                .and_then(|r| r.on_call(now, &s.overrides))
+                                .and_then(|r| r.on_call(now, overrides))
                                 .map(|shift| shift.person),
                             format!("on call for {name}"),
                         ),
                         Target::Secondary(name) => (
                             self.schedule(name)
-                                .and_then(|r| r.secondary(now, &s.overrides)),
+                                .and_then(|r| r.secondary(now, overrides)),
                             format!("secondary for {name}"),
                         ),
                         Target::Person(p) => {
@@ -555,6 +558,23 @@ impl Escalator {
         }
         Err(SendError::Permanent(format!("bad recipient {:?}", item.to)))
     }
+}
+
+/// The overrides in force at or after `now`: the config's, then those made
+/// in chat (newer, so they win where they overlap).
+pub async fn overrides(
+    settings: &Settings,
+    store: &dyn Escalations,
+    now: DateTime<Utc>,
+) -> Result<Vec<Override>, StoreError> {
+    let mut all: Vec<Override> = settings
+        .overrides
+        .iter()
+        .filter(|o| o.to > now)
+        .cloned()
+        .collect();
+    all.extend(store.overrides(now).await?);
+    Ok(all)
 }
 
 fn same(e: &Escalation, a: &Alert) -> bool {

@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::Duration;
 use purser::adapters::pagers::{Opsgenie, PagerDuty};
 use purser::domain::rules::{RuleName, Severity};
-use purser::ports::{Clock, Escalations, OutsidePager, PageMessage, PagerEvent, SendError};
+use purser::engine::chatops::{Asker, ReplyKind};
+use purser::ports::{
+    Clock, Escalations, OutsidePager, PageMessage, PagerEvent, Requests, SendError,
+};
 use purser::secret::Secret;
 use serde_json::json;
 
@@ -67,7 +70,7 @@ slack = "U0ANA"
 
 [[people]]
 name = "bo"
-role = "approver"
+role = "requester"
 slack = "U0BO"
 
 [[people]]
@@ -470,4 +473,150 @@ async fn a_refused_page_is_permanent_and_keeps_the_key_out_of_the_error() {
     );
     let e = gone.send(&page(PagerEvent::Trigger)).await.unwrap_err();
     assert!(matches!(e, SendError::Retryable(_)), "{e:?}");
+}
+
+fn slack_user(user: &str) -> Asker {
+    Asker {
+        platform: "slack".into(),
+        user: user.into(),
+    }
+}
+
+/// `oncall` names who answers now and next; a swap made in chat is stored,
+/// audited, shown, and the next page goes to the person swapped in;
+/// `escalations` shows where the chain stands.
+#[tokio::test]
+async fn a_swap_made_in_chat_routes_the_page_and_is_shown_and_audited() {
+    let (mock, addr) = slack_mock().await;
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+        Setup {
+            rules: &config(addr, CHAIN),
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
+    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+    let ask = |user: &'static str, text: &'static str| {
+        let chat = chat.clone();
+        async move { chat.handle(&slack_user(user), text).await }
+    };
+
+    let r = ask("U0ANA", "oncall").await;
+    assert_eq!(
+        r.lines,
+        ["ops: ana until Mon 02 Nov 10:00 CST · next bo until Mon 09 Nov 10:00 CST · secondary bo"]
+    );
+    let r = ask("U0ANA", "escalations").await;
+    assert_eq!(r.title, "Escalations open: 1");
+    assert!(
+        r.lines[0].contains("step 0 of 3 taken; next oncall:ops at Sun 01 Nov 08:15 CST; respond by Sun 01 Nov 10:00 CST"),
+        "{:?}",
+        r.lines
+    );
+
+    // ana is busy: bo takes the next eight hours.
+    let r = ask("U0BO", "oncall override ops bo now 8h swap with ana").await;
+    assert_eq!(r.kind, ReplyKind::Done, "{}", r.text());
+    assert_eq!(
+        r.title,
+        "Override #1: bo is on call for ops from Sun 01 Nov 08:00 CST until Sun 01 Nov 16:00 CST, covering ana."
+    );
+    assert_eq!(
+        r.lines,
+        [
+            "ops: bo (covering ana) until Sun 01 Nov 16:00 CST · next ana until Mon 02 Nov 10:00 CST · secondary ana"
+        ]
+    );
+    app.advance(Duration::minutes(15)).await;
+    let calls = mock.wait("POST", "/api/chat.postMessage", 3).await;
+    assert_eq!(to(&calls, "U0BO").len(), 1, "bo, swapped in, is paged");
+    assert!(to(&calls, "U0ANA").is_empty());
+    let r = ask("U0ANA", "escalations").await;
+    assert!(
+        r.lines[0].contains("step 1 of 3 taken; next secondary:ops at Sun 01 Nov 08:30 CST"),
+        "{:?}",
+        r.lines
+    );
+
+    let audit = app.store.audit_log(None).await.unwrap();
+    let entry = audit.last().unwrap();
+    assert_eq!((entry.actor.as_str(), entry.event.as_str()), ("bo", "note"));
+    let detail: serde_json::Value = serde_json::from_str(&entry.detail).unwrap();
+    assert_eq!(
+        (
+            &detail["oncall_override"],
+            &detail["person"],
+            &detail["reason"]
+        ),
+        (&json!(1), &json!("bo"), &json!("swap with ana"))
+    );
+
+    // Mistakes: each refused with what is wrong, nothing stored.
+    for (user, text, says) in [
+        (
+            "U0BO",
+            "oncall override ops ana now 1h",
+            "Putting someone else on call needs the approver role; you are requester.",
+        ),
+        (
+            "U0ANA",
+            "oncall override ops zed now 1h",
+            "Nobody is named \"zed\"; people: ana, bo, lead.",
+        ),
+        (
+            "U0ANA",
+            "oncall override night ana now 1h",
+            "No schedule is named \"night\"; schedules: ops.",
+        ),
+        (
+            "U0ANA",
+            "oncall override ops ana 2026-11-03 2026-11-02",
+            "The override would end (Mon 02 Nov 00:00 CST) before it starts (Tue 03 Nov 00:00 CST).",
+        ),
+        (
+            "U0ANA",
+            "oncall override ops ana 2026-10-01 2026-10-02",
+            "That is over already: it ended Fri 02 Oct 00:00 CST.",
+        ),
+        (
+            "U0ANA",
+            "oncall override ops ana now 100d",
+            "An override may last at most 90 days; change the rotation in the config for longer.",
+        ),
+    ] {
+        let r = ask(user, text).await;
+        assert_eq!(
+            (r.kind, r.title.as_str()),
+            (ReplyKind::Refused, says),
+            "{text}"
+        );
+    }
+    for (text, says) in [
+        (
+            "oncall override ops",
+            "give the schedule, the person, from and until",
+        ),
+        ("oncall override ops ana now", "until: missing"),
+        (
+            "oncall override ops ana tomorrow 8h",
+            "from: \"tomorrow\" is not a date",
+        ),
+        ("oncall override ops ana now 5,00h", "until:"),
+        ("oncall override ops ana now now", "\"now\" is a start"),
+        ("oncall ops extra", "unexpected \"extra\""),
+    ] {
+        let r = ask("U0ANA", text).await;
+        assert_eq!(r.kind, ReplyKind::Usage, "{text}: {}", r.text());
+        assert!(r.title.contains(says), "{text}: {}", r.title);
+    }
+    assert_eq!(
+        app.store.overrides(world.clock.now()).await.unwrap().len(),
+        1
+    );
+    app.stop().await;
 }

@@ -286,6 +286,8 @@ max_attempts = 5
             routing: config.routing(),
             outbox: None,
             approvals: app.approvals.clone(),
+            oncall: Arc::new(config.escalation_settings()),
+            escalations: Arc::new(app.store.clone()),
         })
     }
 

@@ -7,8 +7,10 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{SqliteStore, corrupt, from_ms, ms, opt_from_ms};
+use crate::domain::audit::{Event, NewEntry};
 use crate::domain::calendar::ResponseClock;
 use crate::domain::escalation::{Escalation, Phase};
+use crate::domain::oncall::Override;
 use crate::domain::rules::Severity;
 use crate::ports::{EscalationWrite, Escalations, PageItem, PageMessage, StoreError};
 
@@ -38,6 +40,17 @@ fn escalation_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Escalation, StoreE
         acked_at: opt_from_ms(r.try_get("acked_at")?)?,
         resolved_at: opt_from_ms(r.try_get("resolved_at")?)?,
         version: r.try_get("version")?,
+    })
+}
+
+fn override_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Override, StoreError> {
+    Ok(Override {
+        id: r.try_get("id")?,
+        schedule: r.try_get("schedule")?,
+        person: r.try_get("person")?,
+        from: from_ms(r.try_get("from_at")?)?,
+        to: from_ms(r.try_get("to_at")?)?,
+        by: r.try_get("made_by")?,
     })
 }
 
@@ -242,5 +255,54 @@ impl Escalations for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn add_override(
+        &self,
+        o: &Override,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Override, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO oncall_overrides (schedule, person, from_at, to_at, made_by, made_at, reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&o.schedule)
+        .bind(&o.person)
+        .bind(ms(o.from))
+        .bind(ms(o.to))
+        .bind(&o.by)
+        .bind(ms(at))
+        .bind(reason)
+        .fetch_one(&mut *tx)
+        .await?;
+        let entry = NewEntry::new(
+            at,
+            o.by.clone(),
+            Event::Note,
+            None,
+            serde_json::json!({
+                "oncall_override": id,
+                "schedule": o.schedule,
+                "person": o.person,
+                "from": o.from.to_rfc3339(),
+                "until": o.to.to_rfc3339(),
+                "reason": reason,
+            }),
+        );
+        super::requests::append(&mut tx, &[entry]).await?;
+        tx.commit().await?;
+        Ok(Override { id, ..o.clone() })
+    }
+
+    async fn overrides(&self, after: DateTime<Utc>) -> Result<Vec<Override>, StoreError> {
+        sqlx::query("SELECT * FROM oncall_overrides WHERE to_at > ? ORDER BY id")
+            .bind(ms(after))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(override_from_row)
+            .collect()
     }
 }

@@ -31,7 +31,7 @@ struct Body {
     origin: Option<Via>,
 }
 
-type Tx = Transaction<'static, Sqlite>;
+pub(super) type Tx = Transaction<'static, Sqlite>;
 
 async fn load(tx: &mut Tx, id: RequestId) -> Result<Option<Request>, StoreError> {
     let row = sqlx::query("SELECT * FROM requests WHERE id = ?")
@@ -96,7 +96,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Request, StoreError> {
 }
 
 /// Seals and appends `entries` after the log's head, and moves the head.
-async fn append(tx: &mut Tx, entries: &[NewEntry]) -> Result<(), StoreError> {
+pub(super) async fn append(tx: &mut Tx, entries: &[NewEntry]) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
