@@ -135,7 +135,7 @@ impl Bots {
 pub struct Outputs {
     pub notices: HashMap<String, Output>,
     pub requests: HashMap<String, Arc<dyn RequestMessages>>,
-    /// Direct messages by platform: the first chat output's bot sends them.
+    /// Direct messages by platform: the bot of the platform.s first output sends them.
     pub direct: HashMap<String, Arc<dyn crate::ports::DirectMessages>>,
 }
 
@@ -216,6 +216,9 @@ pub fn build_outputs(
                         )
                     });
                     shows(telegram.clone());
+                    direct
+                        .entry("telegram".to_owned())
+                        .or_insert_with(|| telegram.clone());
                     (telegram, 10)
                 }
                 OutputKind::Discord {
@@ -234,6 +237,9 @@ pub fn build_outputs(
                         )
                     });
                     shows(discord.clone());
+                    direct
+                        .entry("discord".to_owned())
+                        .or_insert_with(|| discord.clone());
                     (discord, 10)
                 }
             };

@@ -174,6 +174,9 @@ fn classify(method: &reqwest::Method, status: u16, v: &Value) -> SendError {
         (403, 50001) => "add the bot to the server and let it view the channel",
         (403, 50013) => "give the bot View Channel, Send Messages and Embed Links in the channel",
         (404, 10003) => "check the output's channel id (Developer Mode → Copy Channel ID)",
+        (403, 50007) => {
+            "the person must share a server with the bot and allow direct messages from its members"
+        }
         _ => "",
     };
     let what = format!("Discord {method}: HTTP {status}, code {code}: {message}");
@@ -237,6 +240,43 @@ impl AlertMessages for DiscordChannel {
         self.send(reqwest::Method::POST, &path, Body::WithPng { payload, png })
             .await
             .map(|_| ())
+    }
+}
+
+/// A page arrives as a direct message from the bot, with an Acknowledge
+/// button that works as the alert message's does. Opening the DM channel
+/// returns the same channel each time, so nothing needs remembering.
+#[async_trait]
+impl crate::ports::DirectMessages for DiscordChannel {
+    async fn page(&self, user: &str, page: &crate::ports::PageMessage) -> Result<(), SendError> {
+        let dm = self
+            .call(
+                reqwest::Method::POST,
+                "users/@me/channels",
+                json!({"recipient_id": user}),
+            )
+            .await?;
+        let Some(channel) = dm["id"].as_str() else {
+            return Err(SendError::Retryable(
+                "Discord opened no direct message channel".to_owned(),
+            ));
+        };
+        let body = json!({
+            "content": truncate(&escape(&crate::engine::escalator::page_text(page)), 2000),
+            "components": rows(vec![button(
+                Button::Ack,
+                Button::Ack.label(),
+                Button::Ack.data(&page.fingerprint),
+            )]),
+            "allowed_mentions": {"parse": []},
+        });
+        self.call(
+            reqwest::Method::POST,
+            &format!("channels/{channel}/messages"),
+            body,
+        )
+        .await
+        .map(|_| ())
     }
 }
 

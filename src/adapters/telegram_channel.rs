@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::telegram::{BotApi, escape};
 use crate::domain::request::Request;
-use crate::engine::alert_view::{AlertView, ChatOutput, GroupView, Tone, still_firing};
+use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
 use crate::engine::charts::RunwayChart;
 use crate::engine::request_view::RequestView;
 use crate::ports::{
@@ -70,6 +70,32 @@ impl TelegramChannel {
     fn chat_id(chat: &str) -> Value {
         chat.parse::<i64>()
             .map_or_else(|_| json!(chat), |id| json!(id))
+    }
+}
+
+/// A page arrives as a private message from the bot, with an Acknowledge
+/// button that works as the alert message's does. Telegram lets a bot write
+/// only to people who have started a chat with it.
+#[async_trait]
+impl crate::ports::DirectMessages for TelegramChannel {
+    async fn page(&self, user: &str, page: &crate::ports::PageMessage) -> Result<(), SendError> {
+        let body = json!({
+            "chat_id": Self::chat_id(user),
+            "text": escape(&crate::engine::escalator::page_text(page)).chars().take(4096).collect::<String>(),
+            "parse_mode": "HTML",
+            "reply_markup": {"inline_keyboard": [[{
+                "text": Button::Ack.label(),
+                "callback_data": Button::Ack.data(&page.fingerprint),
+            }]]},
+        });
+        match self.call("sendMessage", body).await {
+            Err(SendError::Permanent(e)) if e.contains("can't initiate conversation") => {
+                Err(SendError::Permanent(format!(
+                    "{e}: the person must open a chat with the bot and press Start first"
+                )))
+            }
+            other => other.map(|_| ()),
+        }
     }
 }
 

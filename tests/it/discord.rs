@@ -592,3 +592,81 @@ async fn a_request_card_is_approved_by_its_button() {
     assert_eq!(told.len(), 1);
     assert_eq!(told[0].body["message_reference"]["message_id"], "9001");
 }
+
+/// The on-call person is paged by direct message: the DM channel opened,
+/// the page posted with an Acknowledge button, and the press there (a DM
+/// interaction names `user`, not `member`) stops the chain.
+#[tokio::test]
+async fn a_page_arrives_as_a_direct_message_and_its_button_acknowledges() {
+    let (api, api_addr) = discord_api().await;
+    let config = channel_config(api_addr)
+        + r#"
+[rules.low_balance]
+tiers = [{ below = "3,000", severity = "A" }]
+
+[[schedules]]
+name = "ops"
+rotation = "daily"
+handoff = "09:00"
+start = "2026-10-26"
+people = ["ana"]
+
+[escalation.A]
+steps = [{ after = "15m", notify = ["oncall:ops"] }]
+"#;
+    let (world, app) = with_channel(World::low_on_money(&config).await).await;
+    api.wait("POST", "/api/v10/channels/5550001/messages", 1)
+        .await;
+    app.advance(chrono::Duration::minutes(15)).await;
+    let opened = api.wait("POST", "/api/v10/users/@me/channels", 1).await;
+    assert_eq!(opened[0].body, json!({"recipient_id": ANA}));
+    // The mock names every channel 9001: the DM goes there.
+    let dm = api
+        .wait_until("POST", "/api/v10/channels/9001/messages", |c| {
+            c.iter().any(|c| {
+                c.body["content"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("you are paged"))
+            })
+        })
+        .await
+        .expect("the page in the DM");
+    let page = dm.last().unwrap();
+    assert!(
+        page.body["content"]
+            .as_str()
+            .unwrap()
+            .contains("ana, you are paged as on call for ops"),
+        "{}",
+        page.body
+    );
+    let custom_id = page.body["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(custom_id.starts_with("ack:"), "{custom_id}");
+
+    let press = signed(
+        &json!({"type": 3, "token": "tok", "application_id": APP_ID,
+                "user": {"id": ANA}, "channel_id": "9001",
+                "message": {"id": "9002", "channel_id": "9001"},
+                "data": {"component_type": 2, "custom_id": custom_id}}),
+        world.clock.now().timestamp(),
+        &key(),
+    );
+    let (status, v) = send(app.http.unwrap(), &press).await;
+    assert_eq!(status, 200);
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("**Acknowledged"),
+        "{v}"
+    );
+    app.settle().await;
+    let open = purser::ports::Escalations::open_escalations(&app.store)
+        .await
+        .unwrap();
+    assert_eq!(open[0].acked_by.as_deref(), Some("ana"));
+    app.stop().await;
+}

@@ -652,3 +652,63 @@ async fn a_request_card_in_the_group_is_approved_from_its_keyboard_once() {
         told[0]
     );
 }
+
+/// The on-call person is paged in a private chat with the bot, with an
+/// Acknowledge button; pressing it there stops the chain.
+#[tokio::test]
+async fn a_page_arrives_in_a_private_chat_and_its_button_acknowledges() {
+    let (api, addr) = start_api().await;
+    let config = config("[telegram]", addr)
+        + r#"
+[rules.low_balance]
+tiers = [{ below = "3,000", severity = "A" }]
+
+[[schedules]]
+name = "ops"
+rotation = "daily"
+handoff = "09:00"
+start = "2026-10-26"
+people = ["ana"]
+
+[escalation.A]
+steps = [{ after = "15m", notify = ["oncall:ops"] }]
+"#;
+    let (_world, app) = start(World::low_on_money(&config).await).await;
+    api.wait("sendMessage", 1).await;
+    app.advance(Duration::minutes(15)).await;
+    let sent = api.wait("sendMessage", 2).await;
+    let page = sent
+        .iter()
+        .find(|b| b["chat_id"] == ANA)
+        .unwrap_or_else(|| panic!("no page to ana: {sent:?}"));
+    assert!(
+        page["text"]
+            .as_str()
+            .unwrap()
+            .contains("ana, you are paged as on call for ops"),
+        "{page}"
+    );
+    let ack = page["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ack.starts_with("ack:"), "{ack}");
+
+    let mut pressed = press(ANA, &ack, 105);
+    pressed["message"]["chat"] = json!({"id": ANA, "type": "private"});
+    api.push("callback_query", pressed);
+    let answers = api.wait("answerCallbackQuery", 1).await;
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Acknowledged"),
+        "{answers:?}"
+    );
+    app.settle().await;
+    let open = purser::ports::Escalations::open_escalations(&app.store)
+        .await
+        .unwrap();
+    assert_eq!(open[0].acked_by.as_deref(), Some("ana"));
+    app.stop().await;
+}
