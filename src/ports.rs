@@ -714,6 +714,9 @@ pub struct EscalationWrite<'a> {
     pub pages: Vec<(String, PageMessage)>,
     /// (output, notice).
     pub notices: Vec<(String, StoredNotice)>,
+    /// An acknowledged alert still firing escalates again: its
+    /// acknowledgement is cleared, so that the next one can be given.
+    pub reopen: bool,
 }
 
 /// Escalations and their pages.

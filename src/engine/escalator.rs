@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use super::activity::Activity;
 use crate::domain::alert::{Alert, AlertState, Notice, NoticeKind};
 use crate::domain::calendar::{Calendar, ResponseClock};
-use crate::domain::escalation::{self, Chain, Escalation, Page, Response, Target};
+use crate::domain::escalation::{self, Chain, Escalation, Page, Phase, Response, Target};
 use crate::domain::model::Account;
 use crate::domain::oncall::{Override, Rotation};
 use crate::domain::routing::Routing;
@@ -149,6 +149,7 @@ impl Escalator {
                     at: now,
                     pages: Vec::new(),
                     notices: Vec::new(),
+                    reopen: false,
                 })
                 .await?;
         }
@@ -160,16 +161,17 @@ impl Escalator {
                 })
             });
             let write = self.advance(&e, alert, muted, &overrides, now).await?;
-            if let Some((next, pages, notices)) = write {
-                wrote_notices |= !notices.is_empty();
+            if let Some(change) = write {
+                wrote_notices |= !change.notices.is_empty();
                 let written = self
                     .escalations
                     .write_escalation(&EscalationWrite {
-                        escalation: &next,
+                        escalation: &change.next,
                         read_version: Some(e.version),
                         at: now,
-                        pages,
-                        notices,
+                        pages: change.pages,
+                        notices: change.notices,
+                        reopen: change.reopen,
                     })
                     .await?;
                 if !written {
@@ -216,7 +218,6 @@ impl Escalator {
     }
 
     /// What changes for one escalation now, if anything.
-    #[allow(clippy::type_complexity)]
     async fn advance(
         &self,
         e: &Escalation,
@@ -224,14 +225,7 @@ impl Escalator {
         muted: bool,
         overrides: &[Override],
         now: DateTime<Utc>,
-    ) -> Result<
-        Option<(
-            Escalation,
-            Vec<(String, PageMessage)>,
-            Vec<(String, StoredNotice)>,
-        )>,
-        StoreError,
-    > {
+    ) -> Result<Option<Change>, StoreError> {
         let s = &self.settings;
         let chain = s.chains.get(&e.severity);
         let mut pages = Vec::new();
@@ -244,7 +238,12 @@ impl Escalator {
                 .unwrap_or(now);
             let next = escalation::resolve(e, at);
             pages.extend(self.pager_events(&next, PagerEvent::Resolve, None).await?);
-            return Ok(Some((next, pages, notices)));
+            return Ok(Some(Change {
+                next,
+                pages,
+                notices,
+                reopen: false,
+            }));
         };
         let mut next = e.clone();
         // Only an acknowledgement made since this round began stops it: one
@@ -270,7 +269,14 @@ impl Escalator {
                 notices.extend(self.paged_notice(alert, &line, &page, now));
             }
         }
-        Ok((next != *e).then_some((next, pages, notices)))
+        // Acknowledged, and walking again: the acknowledgement has run out.
+        let reopen = next.phase == Phase::Walking && e.phase == Phase::Acknowledged;
+        Ok((next != *e).then_some(Change {
+            next,
+            pages,
+            notices,
+            reopen,
+        }))
     }
 
     /// The people and pagers a step names, resolved now, and the line its
@@ -575,6 +581,14 @@ pub async fn overrides(
         .collect();
     all.extend(store.overrides(now).await?);
     Ok(all)
+}
+
+/// One escalation's change, as written.
+struct Change {
+    next: Escalation,
+    pages: Vec<(String, PageMessage)>,
+    notices: Vec<(String, StoredNotice)>,
+    reopen: bool,
 }
 
 fn same(e: &Escalation, a: &Alert) -> bool {

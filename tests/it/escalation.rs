@@ -13,7 +13,7 @@ use purser::adapters::pagers::{Opsgenie, PagerDuty};
 use purser::domain::rules::{RuleName, Severity};
 use purser::engine::chatops::{Asker, ReplyKind};
 use purser::ports::{
-    Clock, Escalations, OutsidePager, PageMessage, PagerEvent, Requests, SendError,
+    Clock, Escalations, OutsidePager, PageMessage, PagerEvent, Requests, SendError, Store,
 };
 use purser::secret::Secret;
 use serde_json::json;
@@ -617,6 +617,89 @@ async fn a_swap_made_in_chat_routes_the_page_and_is_shown_and_audited() {
     assert_eq!(
         app.store.overrides(world.clock.now()).await.unwrap().len(),
         1
+    );
+    app.stop().await;
+}
+
+/// Acknowledged but still firing an hour later: the chain walks again, the
+/// acknowledgement runs out so it can be given again, and the second one
+/// stops the new round; the response target is judged on the first.
+#[tokio::test]
+async fn an_acknowledged_alert_still_firing_escalates_again_and_can_be_acknowledged_again() {
+    let (mock, addr) = slack_mock().await;
+    let chain = r#"
+[escalation.A]
+steps = [{ after = "15m", notify = ["oncall:ops"] }]
+after_ack = "1h"
+"#;
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+        Setup {
+            rules: &config(addr, chain),
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
+    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    let fingerprint = app.store.open_escalations().await.unwrap()[0]
+        .fingerprint
+        .clone();
+    app.advance(Duration::minutes(15)).await;
+    mock.wait("POST", "/api/chat.postMessage", 3).await;
+    assert_eq!(
+        ack_in_dm(&app, &world, addr, "U0ANA", &fingerprint).await,
+        200
+    );
+    let answers = mock.wait("POST", "/respond", 1).await;
+    assert!(
+        answers[0].raw.contains("Acknowledged"),
+        "{}",
+        answers[0].raw
+    );
+    app.settle().await;
+    let first = app.store.open_escalations().await.unwrap()[0].clone();
+    assert_eq!(first.acked_by.as_deref(), Some("ana"));
+
+    // An hour on, still firing: the channel hears it, ana is paged again.
+    app.advance(Duration::hours(1)).await;
+    app.advance(Duration::minutes(15)).await;
+    let calls = mock
+        .wait_until("POST", "/api/chat.postMessage", |c| {
+            to(c, "U0ANA").len() >= 2
+        })
+        .await
+        .expect("ana paged again");
+    let lines = thread_lines(&calls);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "Still firing after ana acknowledged it: escalating again (round 2)"),
+        "{lines:?}"
+    );
+    let alert = &app.store.all_open_alerts().await.unwrap()[0];
+    assert!(alert.acknowledged.is_none(), "the acknowledgement ran out");
+
+    // The second acknowledgement is taken, and stops the new round.
+    assert_eq!(
+        ack_in_dm(&app, &world, addr, "U0ANA", &fingerprint).await,
+        200
+    );
+    let answers = mock.wait("POST", "/respond", 2).await;
+    assert!(
+        answers[1].raw.contains("Acknowledged") && !answers[1].raw.contains("Already"),
+        "{}",
+        answers[1].raw
+    );
+    app.settle().await;
+    let e = app.store.open_escalations().await.unwrap()[0].clone();
+    assert_eq!(e.phase.as_str(), "acknowledged");
+    assert_eq!(
+        (e.round, e.acked_at),
+        (1, first.acked_at),
+        "judged on the first"
     );
     app.stop().await;
 }

@@ -129,6 +129,16 @@ impl Escalations for SqliteStore {
         if written == 0 {
             return Ok(false);
         }
+        if w.reopen {
+            sqlx::query(
+                "UPDATE alerts SET acked_by = NULL, acked_at = NULL
+                 WHERE fingerprint = ? AND started_at = ? AND state <> 'resolved'",
+            )
+            .bind(&e.fingerprint)
+            .bind(ms(e.started_at))
+            .execute(&mut *tx)
+            .await?;
+        }
         for (to, page) in &w.pages {
             let body = serde_json::to_string(page).map_err(corrupt)?;
             sqlx::query(
