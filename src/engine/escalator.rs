@@ -153,13 +153,18 @@ impl Escalator {
                 })
                 .await?;
         }
+        // A silenced chain waits for its silence to end, not for its step.
+        let mut held: HashMap<String, DateTime<Utc>> = HashMap::new();
         for e in self.escalations.open_escalations().await? {
             let alert = alerts.iter().find(|a| same(&e, a));
-            let muted = alert.is_some_and(|a| {
-                self.account(&a.key.account).is_some_and(|acc| {
-                    silence::silenced_by(&silences, acc, &a.key, a.severity.as_str(), now).is_some()
-                })
+            let silenced = alert.and_then(|a| {
+                let acc = self.account(&a.key.account)?;
+                silence::silenced_by(&silences, acc, &a.key, a.severity.as_str(), now)
             });
+            if let Some(s) = silenced {
+                held.insert(e.fingerprint.clone(), s.ends_at);
+            }
+            let muted = silenced.is_some();
             let write = self.advance(&e, alert, muted, &overrides, now).await?;
             if let Some(change) = write {
                 wrote_notices |= !change.notices.is_empty();
@@ -189,7 +194,13 @@ impl Escalator {
             .open_escalations()
             .await?
             .iter()
-            .filter_map(|e| e.next_at)
+            .filter_map(|e| {
+                let next = e.next_at?;
+                Some(match held.get(&e.fingerprint) {
+                    Some(end) => next.max(*end),
+                    None => next,
+                })
+            })
             .min();
         let retry = self.escalations.next_page_due().await?;
         Ok([steps, retry].into_iter().flatten().min())

@@ -703,3 +703,120 @@ after_ack = "1h"
     );
     app.stop().await;
 }
+
+/// Slack mocked, `config` with `chain` and the alert at `severity` loaded,
+/// purser started and settled.
+async fn started(
+    chain: &str,
+    severity: &str,
+) -> (Arc<ChatApi>, std::net::SocketAddr, World, TestApp) {
+    let (mock, addr) = slack_mock().await;
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+        Setup {
+            rules: &config(addr, chain).replace(
+                "severity = \"A\" }]",
+                &format!("severity = \"{severity}\" }}]"),
+            ),
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
+    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    (mock, addr, world, app)
+}
+
+/// A B alert raised on a Sunday waits for working hours: its clock starts
+/// Monday 09:00, its 30-minute step falls at 09:30, its 4-hour target at 13:00.
+#[tokio::test]
+async fn a_b_alert_on_a_sunday_pages_in_monday_working_hours() {
+    let chain = r#"
+[escalation.B]
+steps = [{ after = "30m", notify = ["oncall:ops"] }]
+"#;
+    let (mock, _, _world, app) = started(chain, "B").await;
+    let e = app.store.open_escalations().await.unwrap()[0].clone();
+    assert_eq!(e.severity.as_str(), "B");
+    // Sunday 08:00 Beijing; Monday 13:00 is 05:00 UTC.
+    assert_eq!(e.due_at.to_rfc3339(), "2026-11-02T05:00:00+00:00");
+    app.advance(Duration::hours(25)).await; // Monday 09:00
+    app.advance(Duration::minutes(29)).await;
+    assert!(to(&mock.calls("POST", "/api/chat.postMessage"), "U0ANA").is_empty());
+    app.advance(Duration::minutes(1)).await;
+    let calls = mock
+        .wait_until("POST", "/api/chat.postMessage", |c| {
+            !to(c, "U0ANA").is_empty()
+        })
+        .await
+        .expect("ana paged at 09:30");
+    let text = to(&calls, "U0ANA")[0].body["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.contains("Respond by Mon 02 Nov 13:00 CST"), "{text}");
+    assert!(
+        thread_lines(&calls)
+            .iter()
+            .any(|l| l.contains("not acknowledged after 30m of working time")),
+        "{:?}",
+        thread_lines(&calls)
+    );
+    app.stop().await;
+}
+
+/// The alert resolves after the first page: nobody else is paged, and the
+/// escalation is closed.
+#[tokio::test]
+async fn a_resolved_alert_stops_its_chain() {
+    let (mock, _, world, app) = started(CHAIN, "A").await;
+    app.advance(Duration::minutes(15)).await;
+    mock.wait("POST", "/api/chat.postMessage", 3).await;
+    world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥9,000\"\n");
+    app.advance(Duration::minutes(1)).await;
+    assert!(app.store.open_escalations().await.unwrap().is_empty());
+    app.advance(Duration::hours(2)).await;
+    let calls = mock.calls("POST", "/api/chat.postMessage");
+    assert!(to(&calls, "U0BO").is_empty() && to(&calls, "U0LEAD").is_empty());
+    let done = app
+        .store
+        .escalations_since(crate::helpers::epoch())
+        .await
+        .unwrap();
+    assert_eq!(done[0].phase.as_str(), "resolved");
+    assert!(done[0].acked_at.is_none());
+    app.stop().await;
+}
+
+/// A silence holds the chain: nobody is paged while it lasts; when it ends
+/// with the alert still firing, the chain takes the steps that fell due.
+#[tokio::test]
+async fn a_silence_holds_the_chain_until_it_ends() {
+    let (mock, _, world, app) = started(CHAIN, "A").await;
+    let r = world
+        .chat_ops(&app)
+        .handle(&slack_user("U0ANA"), "silence account=acme 40m maintenance")
+        .await;
+    assert_eq!(r.kind, ReplyKind::Done, "{}", r.text());
+    app.advance(Duration::minutes(35)).await;
+    let calls = mock.calls("POST", "/api/chat.postMessage");
+    assert!(
+        to(&calls, "U0ANA").is_empty() && to(&calls, "U0BO").is_empty(),
+        "{calls:?}"
+    );
+    app.advance(Duration::minutes(5)).await;
+    app.advance(Duration::minutes(1)).await;
+    let calls = mock
+        .wait_until("POST", "/api/chat.postMessage", |c| {
+            !to(c, "U0ANA").is_empty() && !to(c, "U0BO").is_empty()
+        })
+        .await
+        .expect("the chain resumes when the silence ends");
+    assert!(
+        to(&calls, "U0LEAD").is_empty(),
+        "the 1h step is not due yet"
+    );
+    app.stop().await;
+}
