@@ -2623,5 +2623,51 @@ pub fn describe(config: &Config) -> String {
     for (p, n) in by_provider {
         out.push_str(&format!("  provider {p}: {n} accounts\n"));
     }
+    let o = &config.oncall;
+    for r in &o.schedules {
+        out.push_str(&format!(
+            "  schedule {}: {} ({} hand-off)\n",
+            r.name,
+            r.people.join(", "),
+            match r.handoff {
+                crate::domain::oncall::Handoff::Daily => "daily".to_owned(),
+                crate::domain::oncall::Handoff::Weekly(d) => format!("weekly, {d}"),
+            }
+        ));
+    }
+    for (severity, chain) in &o.chains {
+        let steps: Vec<String> = chain
+            .steps
+            .iter()
+            .map(|s| {
+                let who: Vec<String> = s.notify.iter().map(|t| t.to_string()).collect();
+                format!(
+                    "{} {}",
+                    crate::domain::duration::format(s.after),
+                    who.join("+")
+                )
+            })
+            .collect();
+        out.push_str(&format!("  escalation {severity}: {}\n", steps.join(" → ")));
+    }
+    for p in &o.pagers {
+        let kind = match p.kind {
+            PagerKind::PagerDuty { .. } => "pagerduty",
+            PagerKind::Opsgenie { .. } => "opsgenie",
+        };
+        out.push_str(&format!("  pager {}: {kind}\n", p.name));
+    }
+    if !o.schedules.is_empty() || !o.chains.is_empty() {
+        let years: Vec<String> = o.calendar_years.iter().map(|y| y.to_string()).collect();
+        out.push_str(&format!(
+            "  calendar {}: holidays for {}\n",
+            o.calendar.zone.name(),
+            if years.is_empty() {
+                "no year (weekends only)".to_owned()
+            } else {
+                years.join(", ")
+            }
+        ));
+    }
     out
 }

@@ -168,6 +168,19 @@ fn a_team_puts_its_calendar_rotation_and_chains_in_config() {
     // Secrets stay out of what is printed.
     let home = std::env::var("HOME").unwrap_or_default();
     assert!(home.is_empty() || !format!("{:?}", o.pagers).contains(&home));
+    // `config check` says what the team set up.
+    let said = purser::config::describe(&c);
+    for line in [
+        "  schedule ops: ana, bo (weekly, Mon hand-off)",
+        "  escalation A: 15m oncall:ops → 30m secondary:ops → 1h person:lead+pager:pd",
+        "  escalation B: 1h oncall:ops+pager:og",
+        "  pager pd: pagerduty",
+        "  pager og: opsgenie",
+        "  calendar Asia/Shanghai: holidays for 2026",
+    ] {
+        assert!(said.lines().any(|l| l == line), "{line:?} not in\n{said}");
+    }
+    assert!(home.is_empty() || !said.contains(&home));
 }
 
 #[test]
