@@ -11,7 +11,7 @@ use purser::ports::{Clock, Store};
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
-use crate::helpers::{SEVERAL, Setup, TestApp, World};
+use crate::helpers::{ANA_ON_CALL, SEVERAL, Setup, TestApp, World};
 
 const APP_ID: &str = "1234567890";
 const ANA: &str = "80351110224678912";
@@ -599,21 +599,7 @@ async fn a_request_card_is_approved_by_its_button() {
 #[tokio::test]
 async fn a_page_arrives_as_a_direct_message_and_its_button_acknowledges() {
     let (api, api_addr) = discord_api().await;
-    let config = channel_config(api_addr)
-        + r#"
-[rules.low_balance]
-tiers = [{ below = "3,000", severity = "A" }]
-
-[[schedules]]
-name = "ops"
-rotation = "daily"
-handoff = "09:00"
-start = "2026-10-26"
-people = ["ana"]
-
-[escalation.A]
-steps = [{ after = "15m", notify = ["oncall:ops"] }]
-"#;
+    let config = channel_config(api_addr) + ANA_ON_CALL;
     let (world, app) = with_channel(World::low_on_money(&config).await).await;
     api.wait("POST", "/api/v10/channels/5550001/messages", 1)
         .await;

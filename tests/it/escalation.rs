@@ -136,19 +136,7 @@ fn thread_lines(calls: &[Call]) -> Vec<String> {
 
 #[tokio::test]
 async fn an_unacknowledged_a_alert_walks_from_channel_to_dm_and_stops_at_the_ack() {
-    let (mock, addr) = slack_mock().await;
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config(addr, CHAIN),
-            ..Setup::default()
-        },
-    )
-    .await;
-    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
-    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
-    let app = world.start().await;
-    app.settle().await;
+    let (mock, addr, world, app) = started(CHAIN, "A").await;
     // Sunday 1 November, 08:00 in Beijing: A's clock runs on a day off.
     let calls = mock.wait("POST", "/api/chat.postMessage", 1).await;
     assert_eq!(
@@ -286,7 +274,6 @@ async fn pager_mock() -> (Arc<ChatApi>, std::net::SocketAddr) {
 /// incident there, found by its key.
 #[tokio::test]
 async fn a_pager_step_triggers_pagerduty_and_opsgenie_then_acknowledges_and_resolves_them() {
-    let (slack_mock, slack_addr) = slack_mock().await;
     let (pagers, pagers_addr) = pager_mock().await;
     let chain = format!(
         r#"
@@ -309,24 +296,8 @@ steps = [
 ]
 "#
     );
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config(slack_addr, &chain),
-            ..Setup::default()
-        },
-    )
-    .await;
-    for (file, text) in [
-        ("slack.secret", SECRET),
-        ("slack.token", TOKEN),
-        ("pd.key", PD_KEY),
-        ("og.key", OG_KEY),
-    ] {
-        std::fs::write(world.dir.path().join(file), text).unwrap();
-    }
-    let app = world.start().await;
-    app.settle().await;
+    let (slack_mock, slack_addr, world, app) =
+        started_with(&chain, "A", &[("pd.key", PD_KEY), ("og.key", OG_KEY)]).await;
     let fingerprint = app.store.open_escalations().await.unwrap()[0]
         .fingerprint
         .clone();
@@ -487,19 +458,7 @@ fn slack_user(user: &str) -> Asker {
 /// `escalations` shows where the chain stands.
 #[tokio::test]
 async fn a_swap_made_in_chat_routes_the_page_and_is_shown_and_audited() {
-    let (mock, addr) = slack_mock().await;
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config(addr, CHAIN),
-            ..Setup::default()
-        },
-    )
-    .await;
-    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
-    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
-    let app = world.start().await;
-    app.settle().await;
+    let (mock, _, world, app) = started(CHAIN, "A").await;
     let chat = world.chat_ops(&app);
     let ask = |user: &'static str, text: &'static str| {
         let chat = chat.clone();
@@ -626,24 +585,12 @@ async fn a_swap_made_in_chat_routes_the_page_and_is_shown_and_audited() {
 /// stops the new round; the response target is judged on the first.
 #[tokio::test]
 async fn an_acknowledged_alert_still_firing_escalates_again_and_can_be_acknowledged_again() {
-    let (mock, addr) = slack_mock().await;
     let chain = r#"
 [escalation.A]
 steps = [{ after = "15m", notify = ["oncall:ops"] }]
 after_ack = "1h"
 "#;
-    let world = World::new(
-        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
-        Setup {
-            rules: &config(addr, chain),
-            ..Setup::default()
-        },
-    )
-    .await;
-    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
-    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
-    let app = world.start().await;
-    app.settle().await;
+    let (mock, addr, world, app) = started(chain, "A").await;
     let fingerprint = app.store.open_escalations().await.unwrap()[0]
         .fingerprint
         .clone();
@@ -710,6 +657,15 @@ async fn started(
     chain: &str,
     severity: &str,
 ) -> (Arc<ChatApi>, std::net::SocketAddr, World, TestApp) {
+    started_with(chain, severity, &[]).await
+}
+
+/// As [`started`], with more secret files beside the config.
+async fn started_with(
+    chain: &str,
+    severity: &str,
+    files: &[(&str, &str)],
+) -> (Arc<ChatApi>, std::net::SocketAddr, World, TestApp) {
     let (mock, addr) = slack_mock().await;
     let world = World::new(
         "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
@@ -722,8 +678,12 @@ async fn started(
         },
     )
     .await;
-    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
-    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
+    for (file, text) in [("slack.secret", SECRET), ("slack.token", TOKEN)]
+        .iter()
+        .chain(files)
+    {
+        std::fs::write(world.dir.path().join(file), text).unwrap();
+    }
     let app = world.start().await;
     app.settle().await;
     (mock, addr, world, app)

@@ -385,3 +385,21 @@ product = "cvm"
 expires_in = "4d"
 renewal = "manual"
 "#;
+
+/// `acme`'s low balance made severity A, ana alone on call for `ops`, and an
+/// A chain that pages her directly after 15 minutes: what the chat
+/// platforms' direct-message tests add to their config.
+pub const ANA_ON_CALL: &str = r#"
+[rules.low_balance]
+tiers = [{ below = "3,000", severity = "A" }]
+
+[[schedules]]
+name = "ops"
+rotation = "daily"
+handoff = "09:00"
+start = "2026-10-26"
+people = ["ana"]
+
+[escalation.A]
+steps = [{ after = "15m", notify = ["oncall:ops"] }]
+"#;

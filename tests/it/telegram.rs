@@ -14,7 +14,7 @@ use purser::ports::Store;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::helpers::{SEVERAL, Setup, TestApp, World};
+use crate::helpers::{ANA_ON_CALL, SEVERAL, Setup, TestApp, World};
 
 const TOKEN: &str = "123456789:AAtest-token_for-purser";
 const GROUP: i64 = -1_001_234_567_890;
@@ -658,21 +658,7 @@ async fn a_request_card_in_the_group_is_approved_from_its_keyboard_once() {
 #[tokio::test]
 async fn a_page_arrives_in_a_private_chat_and_its_button_acknowledges() {
     let (api, addr) = start_api().await;
-    let config = config("[telegram]", addr)
-        + r#"
-[rules.low_balance]
-tiers = [{ below = "3,000", severity = "A" }]
-
-[[schedules]]
-name = "ops"
-rotation = "daily"
-handoff = "09:00"
-start = "2026-10-26"
-people = ["ana"]
-
-[escalation.A]
-steps = [{ after = "15m", notify = ["oncall:ops"] }]
-"#;
+    let config = config("[telegram]", addr) + ANA_ON_CALL;
     let (_world, app) = start(World::low_on_money(&config).await).await;
     api.wait("sendMessage", 1).await;
     app.advance(Duration::minutes(15)).await;
