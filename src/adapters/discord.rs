@@ -301,12 +301,7 @@ fn asker(v: &Value) -> Asker {
 pub fn command_definition() -> Value {
     fn clip(text: &str) -> String {
         // Discord allows 100 characters; the summary's first clause suffices.
-        let first = text.split(", e.g.").next().unwrap_or(text);
-        if first.chars().count() <= 100 {
-            first.to_owned()
-        } else {
-            first.chars().take(99).collect::<String>() + "…"
-        }
+        super::cut(text.split(", e.g.").next().unwrap_or(text), 100)
     }
     let subcommands: Vec<Value> = Verb::ALL
         .iter()
@@ -428,11 +423,7 @@ pub fn render(reply: &Reply) -> String {
 }
 
 fn truncate(s: String) -> String {
-    if s.chars().count() <= CONTENT_CHARS {
-        s
-    } else {
-        s.chars().take(CONTENT_CHARS - 1).collect::<String>() + "…"
-    }
+    super::cut(&s, CONTENT_CHARS)
 }
 
 /// Discord markdown: a backslash keeps these literal.

@@ -215,7 +215,7 @@ impl AlertMessages for DiscordChannel {
     async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
         let path = format!("channels/{}/messages", at.channel);
         let body = json!({
-            "content": truncate(&escape(&still_firing(notices)), 2000),
+            "content": super::cut(&escape(&still_firing(notices)), 2000),
             "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
             "allowed_mentions": {"parse": []},
         });
@@ -262,7 +262,7 @@ impl crate::ports::DirectMessages for DiscordChannel {
             ));
         };
         let body = json!({
-            "content": truncate(&escape(&crate::engine::escalator::page_text(page)), 2000),
+            "content": super::cut(&escape(&crate::engine::escalator::page_text(page)), 2000),
             "components": rows(vec![button(
                 Button::Ack,
                 Button::Ack.label(),
@@ -312,7 +312,7 @@ impl RequestMessages for DiscordChannel {
     async fn reply_request(&self, at: &MessageRef, text: &str) -> Result<(), SendError> {
         let path = format!("channels/{}/messages", at.channel);
         let body = json!({
-            "content": truncate(&escape(text), 2000),
+            "content": super::cut(&escape(text), 2000),
             "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
             "allowed_mentions": {"parse": []},
         });
@@ -342,8 +342,8 @@ pub fn request_message(v: &RequestView) -> Value {
     json!({
         "content": "",
         "embeds": [{
-            "title": truncate(&escape(&title), TITLE_CHARS),
-            "description": truncate(&escape(&v.lines.join("\n")), DESCRIPTION_CHARS),
+            "title": super::cut(&escape(&title), TITLE_CHARS),
+            "description": super::cut(&escape(&v.lines.join("\n")), DESCRIPTION_CHARS),
             "color": color,
         }],
         "components": rows(buttons),
@@ -362,14 +362,6 @@ impl ChatOutput for DiscordChannel {
 
     fn charts(&self) -> Option<&crate::engine::charts::Charts> {
         self.charts.as_deref()
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        s.chars().take(max - 1).collect::<String>() + "…"
     }
 }
 
@@ -407,8 +399,8 @@ pub fn alert_message(notices: &[StoredNotice]) -> Value {
             let v = AlertView::of(n);
             let (title, color) = title_and_color(&v, &v.headline);
             let embed = json!({
-                "title": truncate(&escape(&title), TITLE_CHARS),
-                "description": truncate(&escape(&v.summary), DESCRIPTION_CHARS),
+                "title": super::cut(&escape(&title), TITLE_CHARS),
+                "description": super::cut(&escape(&v.summary), DESCRIPTION_CHARS),
                 "color": color,
                 "footer": {"text": format!("id {} · {}", v.short_id, v.status)},
             });
@@ -427,10 +419,10 @@ pub fn alert_message(notices: &[StoredNotice]) -> Value {
                 .map(|v| {
                     let (title, color) = title_and_color(v, &v.label);
                     json!({
-                        "title": truncate(&escape(&title), 120),
-                        "description": truncate(&escape(&v.summary), 350),
+                        "title": super::cut(&escape(&title), 120),
+                        "description": super::cut(&escape(&v.summary), 350),
                         "color": color,
-                        "footer": {"text": truncate(&format!("id {} · {}", v.short_id, v.status), 100)},
+                        "footer": {"text": super::cut(&format!("id {} · {}", v.short_id, v.status), 100)},
                     })
                 })
                 .collect();
@@ -572,6 +564,15 @@ mod tests {
             panic!()
         };
         assert!(m.contains("channel id"), "{m}");
+        // A page to someone the bot cannot write to.
+        let SendError::Permanent(m) = classify(
+            &post,
+            403,
+            &json!({"code": 50007, "message": "Cannot send messages to this user"}),
+        ) else {
+            panic!()
+        };
+        assert!(m.contains("share a server with the bot"), "{m}");
         let SendError::Permanent(m) = classify(&post, 401, &json!({"code": 0})) else {
             panic!()
         };

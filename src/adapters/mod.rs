@@ -26,6 +26,16 @@ pub mod totp;
 pub mod webhook;
 pub mod ws;
 
+/// `text` cut to at most `max` characters, the cut marked with "…".
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// `text` with `&`, `<` and `>` as entities (as Slack's mrkdwn and HTML both
 /// want them), cut with "…" to at most `max` characters, never inside an
 /// entity.

@@ -30,16 +30,6 @@ fn client(timeout: std::time::Duration) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// Cuts `text` to at most `max` characters, marking the cut with "…".
-fn within(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// Sends one request and sorts the answer: 2xx delivered; 408, 429 and 5xx
 /// worth another try; anything else refused for good, with what the service
 /// said about it.
@@ -58,7 +48,7 @@ async fn post(
     // The service's own words help whoever fixes the config; they never hold
     // the key, which went in a header or in the body we sent.
     let said = response.text().await.unwrap_or_default();
-    let said = within(said.trim(), 300);
+    let said = super::cut(said.trim(), 300);
     let message = if said.is_empty() {
         format!("{service} answered HTTP {status}")
     } else {
@@ -115,8 +105,8 @@ impl PagerDuty {
         });
         if page.event == PagerEvent::Trigger {
             event["payload"] = json!({
-                "summary": within(&title(page), 1024),
-                "source": within(&page.account, 255),
+                "summary": super::cut(&title(page), 1024),
+                "source": super::cut(&page.account, 255),
                 "severity": pagerduty_severity(page.severity),
                 "timestamp": page.raised_at.to_rfc3339(),
                 "component": page.rule.as_str(),
@@ -187,15 +177,15 @@ impl Opsgenie {
         }
         let body = match page.event {
             PagerEvent::Trigger => json!({
-                "message": within(&title(page), 130),
+                "message": super::cut(&title(page), 130),
                 "alias": alias,
-                "description": within(&format!(
+                "description": super::cut(&format!(
                     "{}\nRespond by {}.",
                     page.summary, page.due_text
                 ), 15000),
                 "priority": opsgenie_priority(page.severity),
                 "source": "purser",
-                "entity": within(&page.account, 512),
+                "entity": super::cut(&page.account, 512),
                 "tags": [page.rule.as_str(), format!("severity:{}", page.severity)],
                 "details": details(page),
             }),
@@ -203,7 +193,7 @@ impl Opsgenie {
                 url.query_pairs_mut().append_pair("identifierType", "alias");
                 json!({
                     "source": "purser",
-                    "user": within(page.acked_by.as_deref().unwrap_or("purser"), 100),
+                    "user": super::cut(page.acked_by.as_deref().unwrap_or("purser"), 100),
                     "note": "Acknowledged in chat",
                 })
             }

@@ -65,9 +65,11 @@ pub fn escalation_line(
     let state = match e.phase {
         Phase::Walking => {
             let taken = e.position.saturating_sub(1);
-            let upcoming = chain
-                .and_then(|c| c.steps.get(e.position.saturating_sub(1) as usize))
-                .filter(|_| e.position > 0)
+            // Position n is the n-th step; 0 is a new round's announcement.
+            let upcoming = e
+                .position
+                .checked_sub(1)
+                .and_then(|i| chain?.steps.get(i as usize))
                 .map(|s| {
                     s.notify
                         .iter()
