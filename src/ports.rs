@@ -387,6 +387,24 @@ pub enum Written {
     /// executor): nothing was written; here it is as it now is.
     Stale(crate::domain::request::Request),
     NotFound,
+    /// A move into executing while another request being carried out on the
+    /// account changes the same thing (`on`): it waits its turn.
+    Busy {
+        by: crate::domain::request::RequestId,
+        on: String,
+    },
+}
+
+/// Who may carry out a request now: the lease on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// The asker holds it until the time it asked for.
+    Held,
+    /// Another runner holds it and renewed it in time.
+    HeldBy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
 }
 
 /// One move of a request from a state to the next.
@@ -454,7 +472,9 @@ pub trait Requests: Send + Sync {
     ) -> Result<Written, StoreError>;
     /// Makes `step` (an arrow of the state machine), recording its progress
     /// when given, and appends its audit entries with the state change.
-    /// Guarded by `step.from`: of two racing executors one moves it.
+    /// Guarded by `step.from`: of two racing executors one moves it. A move
+    /// into executing is `Busy` while another request on the account that
+    /// changes the same thing is executing or unclear.
     async fn transition(
         &self,
         id: crate::domain::request::RequestId,
@@ -475,6 +495,23 @@ pub trait Requests: Send + Sync {
         progress: &serde_json::Value,
         audit: &[crate::domain::audit::NewEntry],
     ) -> Result<Written, StoreError>;
+    /// Takes the lease on carrying out `id` for `holder` until `until`, or
+    /// renews it: when nobody holds it, the last holder's ran out by `now`,
+    /// or `holder` has it already. Changes nothing else (not the version),
+    /// so a heartbeat never makes the holder's own writes stale.
+    async fn hold(
+        &self,
+        id: crate::domain::request::RequestId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError>;
+    /// Gives the lease up, if `holder` has it.
+    async fn release(
+        &self,
+        id: crate::domain::request::RequestId,
+        holder: &str,
+    ) -> Result<(), StoreError>;
     /// Appends entries that belong to no state change (a policy refusal).
     async fn audit(&self, entries: &[crate::domain::audit::NewEntry]) -> Result<(), StoreError>;
     /// The log from `since` (all of it when `None`), in order.
@@ -512,6 +549,24 @@ pub struct CallAnswer {
     pub code: String,
     /// What later calls need (order ids) and what the receipt keeps.
     pub result: serde_json::Value,
+    /// What the call made at the cloud that is this request's alone (the
+    /// order ids it created or paid): another request's read-back never
+    /// takes them for its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<String>,
+}
+
+/// A call whose answer was lost, to be read back from the cloud.
+#[derive(Debug, Clone, Copy)]
+pub struct LostCall<'a> {
+    pub call: &'a CloudCall,
+    /// The request's idempotency key.
+    pub key: &'a str,
+    /// When the call was recorded, just before it was sent.
+    pub since: DateTime<Utc>,
+    /// What other requests on the account hold as their calls' effects:
+    /// never this call's.
+    pub claimed: &'a [String],
 }
 
 /// What an action needs next.
@@ -536,6 +591,10 @@ pub enum ReadBack {
     NotHappened,
     /// Not yet visible either way (the cloud is still working on it).
     Unknown(String),
+    /// The cloud shows something that may be the call's effect but cannot
+    /// be tied to it (an order for more than was asked, two that could be
+    /// it, an expiry moved by another amount): a person must look.
+    Unclear(String),
 }
 
 /// Why a call to a cloud did not give an answer.
@@ -582,13 +641,13 @@ pub trait Actions: Send + Sync {
         call: &CloudCall,
         key: &str,
     ) -> Result<CallAnswer, ActionError>;
-    /// Whether `call`, made (perhaps) at or after `since`, took effect.
+    /// Whether `lost.call` took effect: only what the cloud shows tied to
+    /// this call (its token, the resources it names) counts as its effect,
+    /// and never what `lost.claimed` holds.
     async fn read_back(
         &self,
         account: &Account,
-        call: &CloudCall,
-        key: &str,
-        since: DateTime<Utc>,
+        lost: LostCall<'_>,
     ) -> Result<ReadBack, ProviderError>;
 }
 

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
-    answered, authority, done, external_id, malformed, no_such_call, parse, per_second,
-    reported_spend, site, utc_text, utc_time,
+    answered, authority, done, external_id, malformed, moved_by_months, no_such_call, parse,
+    per_second, reported_spend, site, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -27,7 +27,8 @@ use crate::domain::model::{
 use crate::domain::money::{Currency, Money};
 use crate::domain::request::Action;
 use crate::ports::{
-    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
+    ActionError, Actions, CallAnswer, Clock, CloudCall, LostCall, NextCall, Provider,
+    ProviderError, ReadBack,
 };
 
 const VERSION: &str = "2017-12-14";
@@ -173,7 +174,7 @@ fn permission(action: &str) -> &'static str {
     match action {
         "QueryAccountBalance" => "bss:DescribeAcccount",
         "QueryAvailableInstances" => "bss:DescribeInstances",
-        "QueryOrders" => "bss:DescribeOrder",
+        "QueryOrders" | "GetOrderDetail" => "bss:DescribeOrder",
         "QueryAccountTransactions" => "bss:DescribeAcccountTransactions",
         "RenewInstance" => "bssapi:RenewInstance",
         "SetRenewal" => "bssapi:SetRenewal",
@@ -610,7 +611,142 @@ fn renew_months_ok(product: &str, months: u32) -> bool {
     }
 }
 
+/// How long a renewal's client token is trusted to make a repeat answer the
+/// first renewal; Alibaba documents no window.
+const TOKEN_TRUSTED: Duration = Duration::hours(1);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OrderDetail {
+    #[serde(default)]
+    payment_status: String,
+    /// Comma-separated.
+    #[serde(rename = "InstanceIDs", default)]
+    instance_ids: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OrderDetails {
+    order_list: Option<OrderDetailList>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OrderDetailList {
+    #[serde(default)]
+    order: Vec<OrderDetail>,
+}
+
 impl Alibaba {
+    /// Whether a renewal whose answer was lost long ago shows: the
+    /// instance's end time moved by the months asked (done), moved by
+    /// something else (for a person), or a renewal order of the instance
+    /// created since that is still being paid (not yet known).
+    async fn renewal_shown(
+        &self,
+        ctx: &Site<'_>,
+        lost: LostCall<'_>,
+    ) -> Result<ReadBack, ProviderError> {
+        let p = &lost.call.params;
+        let id = cloud::text(&p["InstanceId"]).unwrap_or_default();
+        let months = p["Months"].as_u64().and_then(|m| u32::try_from(m).ok());
+        let bad = malformed("QueryAvailableInstances");
+        let i = self.instance(ctx, &id).await?;
+        let end = i
+            .end_time
+            .as_deref()
+            .map(utc_time)
+            .transpose()
+            .map_err(&bad)?;
+        let before = p["Before"]
+            .as_str()
+            .map(utc_time)
+            .transpose()
+            .map_err(&bad)?;
+        if let (Some(end), Some(before)) = (end, before)
+            && end > before
+        {
+            return Ok(if months.is_some_and(|m| moved_by_months(before, end, m)) {
+                ReadBack::Happened(done(json!({"InstanceId": id, "EndTime": i.end_time})))
+            } else {
+                ReadBack::Unclear(format!(
+                    "{id}'s end time moved from {} to {}, not by the {} month(s) asked (renewed in the console, or by auto-renew?)",
+                    before.format("%Y-%m-%d %H:%M UTC"),
+                    end.format("%Y-%m-%d %H:%M UTC"),
+                    months.unwrap_or_default()
+                ))
+            });
+        }
+        let now = self.http.clock.now();
+        for n in 1..=MAX_PAGES {
+            let v = self
+                .call(
+                    ctx.access,
+                    ctx.intl,
+                    "QueryOrders",
+                    &[
+                        page(n),
+                        ("PageSize", PAGE_SIZE.to_string()),
+                        ("OrderType", "Renew".into()),
+                        ("ProductCode", i.product_code.clone()),
+                        (
+                            "CreateTimeStart",
+                            utc_text(lost.since - Duration::minutes(1)),
+                        ),
+                        ("CreateTimeEnd", utc_text(now + Duration::minutes(1))),
+                    ],
+                )
+                .await?;
+            let rows = parse::<Orders>(v, "QueryOrders")?
+                .order_list
+                .map(|l| l.order)
+                .unwrap_or_default();
+            let got = rows.len();
+            for o in rows {
+                let order = o.order_id.text().to_owned();
+                if lost.claimed.contains(&order) {
+                    continue;
+                }
+                let v = self
+                    .call(
+                        ctx.access,
+                        ctx.intl,
+                        "GetOrderDetail",
+                        &[("OrderId", order.clone())],
+                    )
+                    .await?;
+                let details = parse::<OrderDetails>(v, "GetOrderDetail")?
+                    .order_list
+                    .map(|l| l.order)
+                    .unwrap_or_default();
+                for d in details {
+                    if !d.instance_ids.split(',').any(|x| x.trim() == id) {
+                        continue;
+                    }
+                    match d.payment_status.as_str() {
+                        // Its payment failed and it was cancelled: no effect.
+                        "Cancelled" => {}
+                        status => {
+                            return Ok(ReadBack::Unknown(format!(
+                                "renewal order {order} of {id} is {} but {id}'s end time has not moved yet",
+                                if status == "Paid" {
+                                    "paid"
+                                } else {
+                                    "not paid yet"
+                                }
+                            )));
+                        }
+                    }
+                }
+            }
+            if got < PAGE_SIZE as usize {
+                break;
+            }
+        }
+        Ok(ReadBack::NotHappened)
+    }
+
     /// One subscription instance, as BSS lists it.
     async fn instance(&self, ctx: &Site<'_>, id: &str) -> Result<Instance, ProviderError> {
         let v = self
@@ -721,6 +857,8 @@ impl Actions for Alibaba {
                                 "InstanceId": id,
                                 "Months": months,
                                 "Index": done.len(),
+                                // To read back after a long interruption.
+                                "Before": i.end_time,
                             }),
                         )
                     }
@@ -892,13 +1030,20 @@ impl Actions for Alibaba {
     async fn read_back(
         &self,
         account: &Account,
-        call: &CloudCall,
-        _key: &str,
-        _since: DateTime<Utc>,
+        lost: LostCall<'_>,
     ) -> Result<ReadBack, ProviderError> {
+        let call = lost.call;
         Ok(match call.name.as_str() {
-            // The client token makes the repeat answer the first renewal.
-            "RenewInstance" => ReadBack::NotHappened,
+            // Within the hour the client token makes a repeat answer the
+            // first renewal. Alibaba does not say how long it keeps tokens,
+            // so after that the instance and its orders decide.
+            "RenewInstance" if self.http.clock.now() - lost.since <= TOKEN_TRUSTED => {
+                ReadBack::NotHappened
+            }
+            "RenewInstance" => {
+                let ctx = site(&self.accounts, account)?;
+                self.renewal_shown(&ctx, lost).await?
+            }
             "SetRenewal" => {
                 let ctx = site(&self.accounts, account)?;
                 let id = call.params["InstanceIDs"].as_str().unwrap_or_default();

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -180,12 +181,22 @@ pub fn answered(v: &Value, result: Value) -> crate::ports::CallAnswer {
         request_id: v["RequestId"].as_str().map(str::to_owned),
         code: "OK".into(),
         result,
+        effects: Vec::new(),
     }
 }
 
 /// A call's success where the cloud gave no request id to quote.
 pub fn done(result: Value) -> crate::ports::CallAnswer {
     answered(&Value::Null, result)
+}
+
+/// Whether an expiry moved from `before` to `after` by `months` months, as
+/// clouds count them (the same day of the month, or the month's last day
+/// when it has fewer).
+pub fn moved_by_months(before: DateTime<Utc>, after: DateTime<Utc>, months: u32) -> bool {
+    before
+        .checked_add_months(chrono::Months::new(months))
+        .is_some_and(|expected| (after - expected).num_hours().abs() <= 72)
 }
 
 /// A recorded call this adapter does not know (a newer version wrote it).
@@ -623,6 +634,18 @@ pub fn strict_decimal(raw: &str) -> Result<Decimal, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expiry_moved_by_the_months_asked_is_told_from_one_moved_otherwise() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let before = t("2026-01-31T16:00:00Z");
+        assert!(moved_by_months(before, t("2026-02-28T16:00:00Z"), 1));
+        assert!(moved_by_months(before, t("2026-03-03T16:00:00Z"), 1));
+        assert!(!moved_by_months(before, t("2026-03-31T16:00:00Z"), 1));
+        assert!(moved_by_months(before, t("2026-03-31T16:00:00Z"), 2));
+        assert!(!moved_by_months(before, t("2026-02-03T16:00:00Z"), 1));
+        assert!(!moved_by_months(before, t("2027-01-31T16:00:00Z"), 1));
+    }
 
     fn amount(json: &str) -> Amount {
         serde_json::from_str(json).unwrap()

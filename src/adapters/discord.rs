@@ -571,6 +571,8 @@ mod tests {
                         "code" => "123456",
                         "all" => "all",
                         "schedule" => "ops",
+                        "outcome" => "done",
+                        "note" => "the order shows paid",
                         other => panic!("no sample for {other}"),
                     };
                     json!({"type": 3, "name": o["name"], "value": value})

@@ -5,7 +5,7 @@
 //! Units: amounts are JSON numbers whose unit `measure_id` gives (1 yuan,
 //! 2 jiao, 3 fen); change records are strings in yuan; times are UTC.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -29,7 +29,8 @@ use crate::domain::model::{
 use crate::domain::money::{Currency, Money};
 use crate::domain::request::Action;
 use crate::ports::{
-    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
+    ActionError, Actions, CallAnswer, Clock, CloudCall, LostCall, NextCall, Provider,
+    ProviderError, ReadBack,
 };
 
 /// An unpaid order is cancelled after seven days.
@@ -688,12 +689,146 @@ struct OrderStates {
     order_infos: Vec<OrderState>,
 }
 
+/// Order status 4: cancelled.
+const CANCELLED: u8 = 4;
+
+/// Ids as a sentence lists them.
+fn list<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
+    ids.into_iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Order status: 3 processing, 5 completed (paid), 6 awaiting payment.
 fn paid(status: u8) -> bool {
     matches!(status, 3 | 5)
 }
 
 impl Huawei {
+    /// The main resources `order` renews, as the subscription listing gives
+    /// them for it.
+    async fn resources_of_order(
+        &self,
+        ctx: &Site<'_>,
+        order: &str,
+    ) -> Result<BTreeSet<String>, ProviderError> {
+        let v = self
+            .call(
+                ctx.access,
+                ctx.intl,
+                "POST",
+                "/v2/orders/suscriptions/resources/query",
+                &[],
+                Some(json!({"order_id": order, "only_main_resource": 1, "limit": PAGE})),
+            )
+            .await?;
+        Ok(parse::<Resources>(v, "ListPayPerUseCustomerResources")?
+            .data
+            .into_iter()
+            .map(|r| r.resource_id)
+            .collect())
+    }
+
+    /// What a lost `RenewalResources` left: the renewal orders created since
+    /// it was recorded whose resources are among those it asked for, each
+    /// resource in exactly one; anything that touches them otherwise is for
+    /// a person to sort out.
+    async fn renewal_orders_of(
+        &self,
+        ctx: &Site<'_>,
+        lost: LostCall<'_>,
+    ) -> Result<ReadBack, ProviderError> {
+        let p = &lost.call.params;
+        let wanted: BTreeSet<String> = texts(&p["resource_ids"]).into_iter().collect();
+        let services = texts(&p["service_types"]);
+        let since = lost.since - Duration::minutes(1);
+        let now = self.http.clock.now();
+        let mut found = Vec::new();
+        for page in 0..MAX_PAGES {
+            let rows = self
+                .orders(
+                    ctx,
+                    &[
+                        ("order_type", "2".into()),
+                        ("create_time_begin", utc_text(since)),
+                        ("create_time_end", utc_text(now + Duration::minutes(1))),
+                        ("limit", PAGE.to_string()),
+                        ("offset", (u64::from(page) * PAGE).to_string()),
+                    ],
+                )
+                .await?;
+            let got = rows.len();
+            found.extend(rows);
+            if got < PAGE as usize {
+                break;
+            }
+        }
+        let mut ours: Vec<(String, BTreeSet<String>)> = Vec::new();
+        let mut untold = Vec::new();
+        for o in found {
+            let created = o.create_time.as_deref().and_then(|t| utc_time(t).ok());
+            let candidate = o.order_type.is_none_or(|t| t == 2)
+                && o.status != CANCELLED
+                && created.is_none_or(|t| t >= since)
+                && (services.is_empty()
+                    || o.service_type_code
+                        .as_ref()
+                        .is_none_or(|s| services.contains(s)))
+                && !lost.claimed.contains(&o.order_id);
+            if !candidate {
+                continue;
+            }
+            let renews = self.resources_of_order(ctx, &o.order_id).await?;
+            if renews.is_empty() {
+                untold.push(o.order_id);
+            } else if renews.is_subset(&wanted) {
+                ours.push((o.order_id, renews));
+            } else if !renews.is_disjoint(&wanted) {
+                return Ok(ReadBack::Unclear(format!(
+                    "renewal order {} renews {}, more than the {} asked for",
+                    o.order_id,
+                    list(&renews),
+                    list(&wanted)
+                )));
+            }
+        }
+        for r in &wanted {
+            let by: Vec<&str> = ours
+                .iter()
+                .filter(|(_, renews)| renews.contains(r))
+                .map(|(id, _)| id.as_str())
+                .collect();
+            if by.len() > 1 {
+                return Ok(ReadBack::Unclear(format!(
+                    "renewal orders {} each renew {r}",
+                    by.join(" and ")
+                )));
+            }
+        }
+        let covered: BTreeSet<&String> = ours.iter().flat_map(|(_, renews)| renews).collect();
+        Ok(if covered.len() == wanted.len() {
+            let ids: Vec<String> = ours.into_iter().map(|(id, _)| id).collect();
+            ReadBack::Happened(CallAnswer {
+                effects: ids.clone(),
+                ..done(json!({"order_ids": ids, "read_back": true}))
+            })
+        } else if !covered.is_empty() {
+            ReadBack::Unknown(format!(
+                "renewal orders for {} are listed, not yet for the rest of {}",
+                list(covered),
+                list(&wanted)
+            ))
+        } else if !untold.is_empty() {
+            ReadBack::Unclear(format!(
+                "renewal order {} was created since, and the cloud does not list what it renews",
+                untold.join(", ")
+            ))
+        } else {
+            ReadBack::NotHappened
+        })
+    }
+
     async fn api(
         &self,
         ctx: &Site<'_>,
@@ -893,7 +1028,7 @@ impl Actions for Huawei {
                     let ctx = site(&self.accounts, account)?;
                     let ids: Vec<String> = batch.iter().map(|i| i.to_string()).collect();
                     let found = self.resources_by_id(&ctx, &ids).await?;
-                    let services: Vec<_> = found
+                    let services: BTreeSet<_> = found
                         .iter()
                         .filter_map(|r| r.service_type_code.clone())
                         .collect();
@@ -1036,7 +1171,10 @@ impl Actions for Huawei {
                         "RenewalResources answered without an order id".into(),
                     ));
                 }
-                Ok(done(json!({"order_ids": orders})))
+                Ok(CallAnswer {
+                    effects: orders.clone(),
+                    ..done(json!({"order_ids": orders}))
+                })
             }
             "PayOrders" => {
                 let order = p["order_id"].as_str().unwrap_or_default();
@@ -1077,6 +1215,7 @@ impl Actions for Huawei {
                                 request_id: None,
                                 code,
                                 result: json!({"order_id": order, "already_paid": true}),
+                                effects: Vec::new(),
                             }),
                             Ok(_) => Err(ActionError::Refused { code, message }),
                             Err(e) => Err(ActionError::Unknown(format!(
@@ -1116,52 +1255,16 @@ impl Actions for Huawei {
     async fn read_back(
         &self,
         account: &Account,
-        call: &CloudCall,
-        _key: &str,
-        since: DateTime<Utc>,
+        lost: LostCall<'_>,
     ) -> Result<ReadBack, ProviderError> {
         let ctx = site(&self.accounts, account)?;
+        let call = lost.call;
         let p = &call.params;
         Ok(match call.name.as_str() {
-            // No token: the renewal orders of these services created since
-            // the call was recorded are its effect.
-            "RenewalResources" => {
-                let now = self.http.clock.now();
-                let services = texts(&p["service_types"]);
-                let found = self
-                    .orders(
-                        &ctx,
-                        &[
-                            ("order_type", "2".into()),
-                            ("create_time_begin", utc_text(since - Duration::minutes(1))),
-                            ("create_time_end", utc_text(now + Duration::minutes(1))),
-                            ("limit", PAGE.to_string()),
-                        ],
-                    )
-                    .await?;
-                let ours: Vec<String> = found
-                    .into_iter()
-                    .filter(|o| o.order_type.is_none_or(|t| t == 2))
-                    .filter(|o| {
-                        o.create_time
-                            .as_deref()
-                            .and_then(|t| utc_time(t).ok())
-                            .is_none_or(|t| t >= since - Duration::minutes(1))
-                    })
-                    .filter(|o| {
-                        services.is_empty()
-                            || o.service_type_code
-                                .as_ref()
-                                .is_none_or(|s| services.contains(s))
-                    })
-                    .map(|o| o.order_id)
-                    .collect();
-                if ours.is_empty() {
-                    ReadBack::NotHappened
-                } else {
-                    ReadBack::Happened(done(json!({"order_ids": ours})))
-                }
-            }
+            // No token: a renewal order of these resources created since the
+            // call was recorded is its effect, tied by the resources the
+            // cloud lists for the order, never by its time or service alone.
+            "RenewalResources" => self.renewal_orders_of(&ctx, lost).await?,
             "PayOrders" => {
                 let id = p["order_id"].as_str().unwrap_or_default();
                 match self.order(&ctx, id).await? {

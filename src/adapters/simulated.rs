@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 
 use crate::domain::request::Action;
 use crate::ports::{
-    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
+    ActionError, Actions, CallAnswer, Clock, CloudCall, LostCall, NextCall, Provider,
+    ProviderError, ReadBack,
 };
 
 pub struct SimulatedProvider {
@@ -626,6 +627,7 @@ impl Actions for SimulatedProvider {
             request_id: Some(format!("sim-{}", self.clock.now().timestamp_millis())),
             code: "OK".into(),
             result,
+            effects: Vec::new(),
         };
         self.effects()
             .entry(account.id.as_str().to_owned())
@@ -638,11 +640,9 @@ impl Actions for SimulatedProvider {
     async fn read_back(
         &self,
         account: &Account,
-        call: &CloudCall,
-        key: &str,
-        _since: DateTime<Utc>,
+        lost: LostCall<'_>,
     ) -> Result<ReadBack, ProviderError> {
-        let token = (key.to_owned(), call.name.clone());
+        let token = (lost.key.to_owned(), lost.call.name.clone());
         Ok(
             match self
                 .effects()

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, action_error, answered,
-    authority, done, external_id as id, malformed as bad, no_such_call, parse, per_second,
-    reported_spend, site, texts,
+    authority, done, external_id as id, malformed as bad, moved_by_months, no_such_call, parse,
+    per_second, reported_spend, site, texts,
 };
 use super::signing::tc3;
 use crate::config::CloudAccess;
@@ -28,7 +28,8 @@ use crate::domain::model::{
 use crate::domain::money::Money;
 use crate::domain::request::Action;
 use crate::ports::{
-    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, Provider, ProviderError, ReadBack,
+    ActionError, Actions, CallAnswer, Clock, CloudCall, LostCall, NextCall, Provider,
+    ProviderError, ReadBack,
 };
 
 const BILLING_VERSION: &str = "2018-07-09";
@@ -972,13 +973,16 @@ impl Actions for Tencent {
     async fn read_back(
         &self,
         account: &Account,
-        call: &CloudCall,
-        _key: &str,
-        _since: DateTime<Utc>,
+        lost: LostCall<'_>,
     ) -> Result<ReadBack, ProviderError> {
         let ctx = site(&self.accounts, account)?;
+        let call = lost.call;
         let p = &call.params;
         Ok(match call.name.as_str() {
+            // No token: the expiry the call was to move tells. No other
+            // request renews the instance meanwhile (the executor runs them
+            // one after the other), so a move by the months asked is this
+            // call's; a move by anything else is for a person to explain.
             "RenewInstances" => {
                 let region = p["Region"].as_str().unwrap_or_default();
                 let id = texts(&p["InstanceIds"])
@@ -986,19 +990,31 @@ impl Actions for Tencent {
                     .next()
                     .unwrap_or_default();
                 let i = self.cvm_one(&ctx, region, &id).await?;
-                let time = |t: Option<&str>| t.and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-                let moved = match (time(i.expired_time.as_deref()), time(p["Before"].as_str())) {
-                    (Some(now), Some(before)) => now > before,
-                    _ => false,
+                let time = |t: Option<&str>| {
+                    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.to_utc())
                 };
+                let months = p["Period"].as_u64().and_then(|m| u32::try_from(m).ok());
                 let renewing = i.latest_operation.as_deref() == Some("RenewInstances");
-                match (moved, renewing, i.latest_operation_state.as_deref()) {
-                    (true, _, _) => ReadBack::Happened(CallAnswer {
-                        request_id: i.latest_operation_request_id.filter(|_| renewing),
-                        code: "OK".into(),
-                        result: json!({"ExpiredTime": i.expired_time}),
-                    }),
-                    (false, true, Some("OPERATING")) => {
+                match (time(i.expired_time.as_deref()), time(p["Before"].as_str())) {
+                    (Some(now), Some(before)) if now > before => {
+                        if months.is_some_and(|m| moved_by_months(before, now, m)) {
+                            ReadBack::Happened(CallAnswer {
+                                request_id: i.latest_operation_request_id.filter(|_| renewing),
+                                code: "OK".into(),
+                                result: json!({"ExpiredTime": i.expired_time}),
+                                effects: Vec::new(),
+                            })
+                        } else {
+                            ReadBack::Unclear(format!(
+                                "{id}'s expiry moved from {} to {}, not by the {} month(s) asked (renewed in the console, or by auto-renew?)",
+                                before.format("%Y-%m-%d %H:%M UTC"),
+                                now.format("%Y-%m-%d %H:%M UTC"),
+                                months.unwrap_or_default()
+                            ))
+                        }
+                    }
+                    _ if renewing && i.latest_operation_state.as_deref() == Some("OPERATING") => {
                         ReadBack::Unknown(format!("the renewal of {id} is still in progress"))
                     }
                     _ => ReadBack::NotHappened,

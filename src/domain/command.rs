@@ -80,6 +80,7 @@ pub enum Verb {
     Approve,
     Deny,
     Cancel,
+    Resolve,
     Oncall,
     Escalations,
     Whoami,
@@ -87,7 +88,7 @@ pub enum Verb {
 }
 
 impl Verb {
-    pub const ALL: [Verb; 23] = [
+    pub const ALL: [Verb; 24] = [
         Verb::Balance,
         Verb::Runway,
         Verb::Expiring,
@@ -107,6 +108,7 @@ impl Verb {
         Verb::Approve,
         Verb::Deny,
         Verb::Cancel,
+        Verb::Resolve,
         Verb::Oncall,
         Verb::Escalations,
         Verb::Whoami,
@@ -134,6 +136,7 @@ impl Verb {
             Verb::Approve => "approve",
             Verb::Deny => "deny",
             Verb::Cancel => "cancel",
+            Verb::Resolve => "resolve",
             Verb::Oncall => "oncall",
             Verb::Escalations => "escalations",
             Verb::Whoami => "whoami",
@@ -162,6 +165,7 @@ impl Verb {
             Verb::Request | Verb::Cancel => "<request id>",
             Verb::Approve => "<request id> [code]",
             Verb::Deny => "<request id> [reason]",
+            Verb::Resolve => "<request id> <done|failed> [what you found]",
             Verb::Help => "[command]",
         }
     }
@@ -255,6 +259,15 @@ impl Verb {
                 p!("request", true, "e.g. R12"),
                 p!("code", false, "your authenticator code, for large amounts"),
             ],
+            Verb::Resolve => &[
+                p!("request", true, "e.g. R12"),
+                p!(
+                    "outcome",
+                    true,
+                    "done or failed, as the cloud's console shows it"
+                ),
+                p!("note", false, "what you found, for the record"),
+            ],
             Verb::Deny => &[
                 p!("request", true, "e.g. R12"),
                 p!("reason", false, "why, for the record"),
@@ -293,6 +306,9 @@ impl Verb {
             Verb::Approve => "approve a request (not your own)",
             Verb::Deny => "deny a request",
             Verb::Cancel => "withdraw a request before anything is charged",
+            Verb::Resolve => {
+                "say how a request purser could not tie to the cloud's records ended, after looking in the console"
+            }
             Verb::Oncall => {
                 "who is on call now and next, per schedule; or put someone on call for a while \
                  (a swap, cover for leave), e.g. oncall override ops bo 2026-11-25 2026-11-26"
@@ -326,7 +342,7 @@ impl Verb {
             | Verb::Autorenew
             | Verb::Allocate
             | Verb::Cancel => Role::Requester,
-            Verb::Approve | Verb::Deny => Role::Approver,
+            Verb::Approve | Verb::Deny | Verb::Resolve => Role::Approver,
             // It moves the figure low-balance alerts judge.
             Verb::SetBalance => Role::Approver,
         }
@@ -428,6 +444,12 @@ pub enum Command {
     Cancel {
         id: RequestId,
     },
+    /// A person's word on how an unclear request ended.
+    Resolve {
+        id: RequestId,
+        done: bool,
+        note: Option<String>,
+    },
     Oncall {
         schedule: Option<String>,
     },
@@ -480,6 +502,7 @@ impl Command {
             Command::Approve { .. } => Verb::Approve,
             Command::Deny { .. } => Verb::Deny,
             Command::Cancel { .. } => Verb::Cancel,
+            Command::Resolve { .. } => Verb::Resolve,
             Command::Oncall { .. } | Command::Override { .. } => Verb::Oncall,
             Command::Escalations => Verb::Escalations,
             Command::Whoami => Verb::Whoami,
@@ -956,7 +979,7 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
             };
             Command::Requests { all }
         }
-        Verb::Request | Verb::Cancel | Verb::Approve | Verb::Deny => {
+        Verb::Request | Verb::Cancel | Verb::Approve | Verb::Deny | Verb::Resolve => {
             let Some(first) = args.first() else {
                 return Err(fail("which request? give its id, e.g. R12".into()));
             };
@@ -984,6 +1007,28 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
                         }
                     };
                     Command::Approve { id, code }
+                }
+                Verb::Resolve => {
+                    let done = match args.get(1).map(|w| w.to_ascii_lowercase()) {
+                        Some(w) if w == "done" => true,
+                        Some(w) if w == "failed" => false,
+                        Some(_) => {
+                            return Err(fail(format!(
+                                "{:?}: say done (the cloud shows it carried out) or failed (it does not)",
+                                args[1]
+                            )));
+                        }
+                        None => {
+                            return Err(fail(
+                                "done or failed? say what the cloud's console shows".into(),
+                            ));
+                        }
+                    };
+                    Command::Resolve {
+                        id,
+                        done,
+                        note: reason(&args[2..]),
+                    }
                 }
                 _ => Command::Deny {
                     id,

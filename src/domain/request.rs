@@ -223,6 +223,25 @@ impl Action {
         matches!(self, Action::Autorenew { .. })
     }
 
+    /// The cloud's things it changes: resources renewed or switched, orders
+    /// paid. Money moved by a person changes none.
+    pub fn touches(&self) -> Vec<&ExternalId> {
+        match self {
+            Action::Renew { resources, .. } => resources.iter().collect(),
+            Action::Pay { orders, .. } => orders.iter().collect(),
+            Action::Autorenew { resource, .. } => vec![resource],
+            Action::Topup { .. } | Action::Allocate { .. } => Vec::new(),
+        }
+    }
+
+    /// The first thing both change, if any. Two requests that change the
+    /// same thing are carried out one after the other, so that what the
+    /// cloud shows after a lost answer belongs to one of them only.
+    pub fn shares_with<'a>(&'a self, other: &Action) -> Option<&'a ExternalId> {
+        let theirs = other.touches();
+        self.touches().into_iter().find(|id| theirs.contains(id))
+    }
+
     /// What will happen, in a line: `renew ins-a, ins-b for 1 month`.
     pub fn describe(&self) -> String {
         match self {
@@ -302,10 +321,14 @@ pub enum State {
     AwaitingPayment,
     /// The result was seen on the account.
     Verified,
+    /// A call's answer was lost and what the cloud shows cannot be tied to
+    /// this request (or shows something else moved): purser will not guess,
+    /// and waits for a person to look and say whether it was done.
+    Unclear,
 }
 
 impl State {
-    pub const ALL: [State; 10] = [
+    pub const ALL: [State; 11] = [
         State::Requested,
         State::Approved,
         State::Denied,
@@ -316,6 +339,7 @@ impl State {
         State::Failed,
         State::AwaitingPayment,
         State::Verified,
+        State::Unclear,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -330,6 +354,7 @@ impl State {
             State::Failed => "failed",
             State::AwaitingPayment => "awaiting_payment",
             State::Verified => "verified",
+            State::Unclear => "unclear",
         }
     }
 
@@ -344,7 +369,8 @@ impl State {
             (self, to),
             (Requested, Approved | Denied | Expired | Cancelled)
                 | (Approved, Executing | AwaitingPayment | Cancelled)
-                | (Executing, Succeeded | Failed)
+                | (Executing, Succeeded | Failed | Unclear)
+                | (Unclear, Succeeded | Failed)
                 | (AwaitingPayment, Verified | Cancelled)
                 | (Succeeded, Verified)
         )
@@ -741,6 +767,29 @@ pub fn may_cancel(request: &Request, person: &Person) -> Result<(), NotCancelled
     }
     if !request.state.may_become(State::Cancelled) {
         return Err(NotCancelled::TooLate(request.id, request.state));
+    }
+    Ok(())
+}
+
+/// Why a person cannot say how an unclear request ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotResolved {
+    #[error("only an approver or an admin may say how {0} ended")]
+    NotAllowed(RequestId),
+    #[error(
+        "{0} is {1}: only a request purser could not tie to the cloud's records is resolved by hand"
+    )]
+    NotUnclear(RequestId, State),
+}
+
+/// Whether `person` may say how `request`, left unclear, ended: an approver
+/// or an admin, who looked at the cloud's console.
+pub fn may_resolve(request: &Request, person: &Person) -> Result<(), NotResolved> {
+    if person.role < Role::Approver {
+        return Err(NotResolved::NotAllowed(request.id));
+    }
+    if request.state != State::Unclear {
+        return Err(NotResolved::NotUnclear(request.id, request.state));
     }
     Ok(())
 }
@@ -1315,6 +1364,13 @@ mod tests {
         assert!(!Executing.may_become(Cancelled), "too late once called");
         assert!(!Failed.may_become(Executing), "a failure is not retried");
         assert!(!Requested.may_become(Executing), "never without approval");
+        assert!(Executing.may_become(Unclear));
+        assert!(Unclear.may_become(Succeeded) && Unclear.may_become(Failed));
+        assert!(
+            !Unclear.may_become(Executing),
+            "a person settles it, never a retry"
+        );
+        assert!(!Unclear.is_final());
         for s in [Denied, Expired, Cancelled, Failed, Verified] {
             assert!(s.is_final(), "{s}");
         }
@@ -1337,6 +1393,43 @@ mod tests {
         assert_eq!(
             may_cancel(&r, &person("ria", Role::Requester)),
             Err(NotCancelled::TooLate(RequestId(7), State::Executing))
+        );
+    }
+
+    #[test]
+    fn requests_changing_the_same_thing_share_it() {
+        let id = |s: &str| ExternalId::parse(s).unwrap();
+        let renew = Action::Renew {
+            resources: vec![id("ins-a"), id("ins-b")],
+            months: 1,
+        };
+        let flag = Action::Autorenew {
+            resource: id("ins-b"),
+            on: true,
+        };
+        let other = Action::Renew {
+            resources: vec![id("ins-c")],
+            months: 1,
+        };
+        assert_eq!(renew.shares_with(&flag), Some(&id("ins-b")));
+        assert_eq!(renew.shares_with(&other), None);
+        let topup = request(100).action;
+        assert_eq!(topup.shares_with(&topup), None, "money in changes nothing");
+    }
+
+    #[test]
+    fn only_an_approver_settles_an_unclear_request() {
+        let mut r = request(100);
+        r.state = State::Unclear;
+        assert_eq!(may_resolve(&r, &person("ana", Role::Approver)), Ok(()));
+        assert_eq!(
+            may_resolve(&r, &person("ria", Role::Requester)),
+            Err(NotResolved::NotAllowed(RequestId(7)))
+        );
+        r.state = State::Executing;
+        assert_eq!(
+            may_resolve(&r, &person("ana", Role::Approver)),
+            Err(NotResolved::NotUnclear(RequestId(7), State::Executing))
         );
     }
 

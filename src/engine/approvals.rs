@@ -17,7 +17,8 @@ use crate::domain::money::Money;
 use crate::domain::people::Person;
 use crate::domain::policy::{self, Context, Policy, Refusal};
 use crate::domain::request::{
-    self, Action, Judged, NotCancelled, NotDecided, Request, RequestId, State, Tiers, Verdict, Via,
+    self, Action, Judged, NotCancelled, NotDecided, NotResolved, Request, RequestId, State, Tiers,
+    Verdict, Via,
 };
 use crate::ports::{NewRequest, Requests, SecondFactors, Step, Store, StoreError, Written};
 
@@ -72,6 +73,14 @@ pub enum Decided {
     Denied(Request),
     AlreadyDecided(Request),
     Refused(NotDecided),
+    NotFound(RequestId),
+}
+
+/// What a person's word on an unclear request did.
+#[derive(Debug)]
+pub enum Resolved {
+    Resolved(Box<Request>),
+    Refused(NotResolved),
     NotFound(RequestId),
 }
 
@@ -396,7 +405,8 @@ impl Approvals {
                     self.changed();
                     return Ok(decided);
                 }
-                Written::Stale(_) => continue,
+                // Busy only stops a move into executing.
+                Written::Stale(_) | Written::Busy { .. } => continue,
                 Written::NotFound => return Ok(Decided::NotFound(id)),
             }
         }
@@ -435,12 +445,79 @@ impl Approvals {
                     self.changed();
                     return Ok(Cancelled::Cancelled(Box::new(after)));
                 }
-                Written::Stale(_) => continue,
+                Written::Stale(_) | Written::Busy { .. } => continue,
                 Written::NotFound => return Ok(Cancelled::NotFound(id)),
             }
         }
         Err(StoreError::Corrupt(format!(
             "{id} kept changing while it was cancelled"
+        )))
+    }
+
+    /// Settles a request purser left unclear with what `person` found in
+    /// the cloud's console: done or not. Audited with their note.
+    pub async fn resolve(
+        &self,
+        person: &Person,
+        id: RequestId,
+        done: bool,
+        note: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Resolved, StoreError> {
+        for _ in 0..8 {
+            let Some(r) = self.requests.request(id).await? else {
+                return Ok(Resolved::NotFound(id));
+            };
+            if let Err(no) = request::may_resolve(&r, person) {
+                return Ok(Resolved::Refused(no));
+            }
+            let progress = self.requests.progress(id).await?;
+            let mut exec = executor::execution(progress.as_ref()).unwrap_or_default();
+            let said = note.map(|n| format!(": {n}")).unwrap_or_default();
+            if done {
+                exec.receipt = Some(format!(
+                    "{} found it carried out in the cloud's console{said}",
+                    person.name
+                ));
+            } else {
+                exec.failure = Some(format!(
+                    "{} found it not carried out in the cloud's console{said}",
+                    person.name
+                ));
+            }
+            let progress = serde_json::json!({ "execution": &exec });
+            let entry = [NewEntry::new(
+                now,
+                &person.name,
+                Event::Note,
+                Some(id),
+                serde_json::json!({
+                    "resolved": if done { "done" } else { "failed" },
+                    "note": note,
+                    "unclear": exec.unclear,
+                }),
+            )];
+            let to = if done {
+                State::Succeeded
+            } else {
+                State::Failed
+            };
+            let step = Step {
+                progress: Some(&progress),
+                audit: &entry,
+                ..Step::new(State::Unclear, to, &person.name, now)
+            };
+            match self.requests.transition(id, step).await? {
+                Written::Done(after) => {
+                    self.changed();
+                    return Ok(Resolved::Resolved(Box::new(after)));
+                }
+                Written::Stale(_) | Written::Busy { .. } => continue,
+                Written::NotFound => return Ok(Resolved::NotFound(id)),
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "{id} kept changing while it was resolved"
         )))
     }
 
@@ -498,7 +575,7 @@ impl Approvals {
         let step = Step::new(State::Requested, State::Expired, PURSER, now);
         Ok(match self.requests.transition(r.id, step).await? {
             Written::Done(after) | Written::Stale(after) => after,
-            Written::NotFound => r,
+            Written::NotFound | Written::Busy { .. } => r,
         })
     }
 }

@@ -18,7 +18,7 @@ use crate::domain::people::{Directory, Person};
 use crate::domain::request::{Action, Request, RequestId, State, Verdict, Via};
 use crate::domain::{duration, silence};
 use crate::engine::alert_view::{Button, On};
-use crate::engine::approvals::{self, Approvals, Cancelled, Decided, Opened, Vote};
+use crate::engine::approvals::{self, Approvals, Cancelled, Decided, Opened, Resolved, Vote};
 use crate::engine::charts;
 pub use crate::engine::charts::RunwayChart;
 use crate::engine::request_view::Choice;
@@ -619,6 +619,25 @@ impl ChatOps {
                 }
                 Cancelled::NotFound(id) => Reply::refused(format!("There is no request {id}.")),
             },
+            Command::Resolve { id, done, note } => {
+                match self
+                    .approvals
+                    .resolve(person, id, done, note.as_deref(), now)
+                    .await?
+                {
+                    Resolved::Resolved(r) => Reply::done(
+                        format!(
+                            "{} is {}, on {}'s word; recorded in the audit log.",
+                            r.id, r.state, person.name
+                        ),
+                        approvals::card(&r),
+                    ),
+                    Resolved::Refused(no) => {
+                        Reply::refused(format!("{}.", capitalize(&no.to_string())))
+                    }
+                    Resolved::NotFound(id) => Reply::refused(format!("There is no request {id}.")),
+                }
+            }
             Command::Help { topic: None } => Reply::done(
                 "purser commands",
                 command::help(person.role)

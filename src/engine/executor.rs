@@ -3,9 +3,16 @@
 //! answer after; a run that stops anywhere — a crash, a lost answer, another
 //! replica — leaves the request where the next run can tell what happened:
 //! a call whose answer was lost is read back from the cloud, and repeated
-//! only when the cloud shows it did not take effect. What no API can do
-//! (money paid in, a payment only the console takes) becomes a task for a
-//! person that purser closes when it sees the result.
+//! only when the cloud shows it did not take effect. What the cloud shows
+//! that cannot be tied to the request leaves it unclear, for a person to
+//! settle: purser never guesses with money. What no API can do (money paid
+//! in, a payment only the console takes) becomes a task for a person that
+//! purser closes when it sees the result.
+//!
+//! One runner carries a request out at a time: it holds a short lease on
+//! the request's row and renews it while it works, so a runner that dies is
+//! taken over once its lease lapses, and a live one never is. Two requests
+//! that change the same thing run one after the other.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -20,15 +27,28 @@ use crate::domain::audit::{Event, NewEntry};
 use crate::domain::model::Account;
 use crate::domain::request::{Action, Request, RequestId, State};
 use crate::ports::{
-    ActionError, Actions, CallAnswer, Clock, CloudCall, NextCall, ProviderError, ReadBack,
-    Requests, Step, StoreError, Written,
+    ActionError, Actions, CallAnswer, Clock, CloudCall, Lease, LostCall, NextCall, ProviderError,
+    ReadBack, Requests, Step, StoreError, Written,
 };
 
 use super::approvals::PURSER;
 
-/// A call is given this many tries in all (each after the cloud showed the
-/// one before did not take effect) before the request fails.
-const ATTEMPTS: u32 = 5;
+/// Each call is given this many tries (each after the cloud showed the one
+/// before did not take effect) before the request fails.
+const TRIES: u32 = 5;
+
+/// How long a runner's lease on a request lasts unless renewed; it renews
+/// it every third of that while it works.
+const LEASE: Duration = Duration::seconds(30);
+
+/// A call without an idempotency token whose answer was lost is not taken
+/// as not made until this long after it was sent: a cloud may still apply
+/// it late, and a repeat would then charge twice.
+const SETTLE: Duration = Duration::minutes(5);
+
+/// A lost answer the cloud still shows neither way this long after the call
+/// is for a person: something is wrong that waiting will not mend.
+const UNKNOWN_FOR: Duration = Duration::hours(2);
 
 /// One call made, with its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,15 +71,19 @@ pub struct Execution {
     made: Vec<Made>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<Pending>,
-    /// Calls tried so far, the ones the cloud showed had no effect included.
+    /// Tries of the call now under way or next: each one whose answer was
+    /// lost and that the cloud showed had not taken effect counts.
     #[serde(default)]
-    attempts: u32,
+    tries: u32,
     /// What the cloud's receipt says, once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
     /// Why it failed, in the cloud's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// Why purser cannot tell whether it was done, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unclear: Option<String>,
 }
 
 impl Execution {
@@ -68,6 +92,11 @@ impl Execution {
             .iter()
             .map(|m| (m.call.clone(), m.answer.clone()))
             .collect()
+    }
+
+    /// What the calls made at the cloud (order ids), this request's alone.
+    pub fn effects(&self) -> impl Iterator<Item = &String> {
+        self.made.iter().flat_map(|m| m.answer.effects.iter())
     }
 }
 
@@ -83,10 +112,8 @@ pub struct Executor {
     /// (no API for changes) gets tasks for people instead.
     pub actions: HashMap<String, Arc<dyn Actions>>,
     pub clock: Arc<dyn Clock>,
-    /// How long a call recorded as under way belongs to whoever recorded it
-    /// (longer than a call with its retries takes). After that another run
-    /// reads it back: its maker is taken to have stopped.
-    pub lease: Duration,
+    /// Names this runner in the leases it holds: unique per process.
+    holder: String,
     /// Requests this process is running now.
     running: Mutex<HashSet<RequestId>>,
 }
@@ -94,8 +121,11 @@ pub struct Executor {
 /// Why a run stopped before the request reached a final or waiting state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Paused {
-    /// Another run is on it (a racing replica, a call under lease).
+    /// Another run is on it (a racing replica, or one whose lease has not
+    /// lapsed yet).
     Elsewhere,
+    /// Another request changes the same thing and goes first.
+    Queued { behind: RequestId, on: String },
     /// The cloud could not be asked; the next sweep tries again.
     Unreachable(String),
     /// The answer was lost and the cloud does not show yet whether the call
@@ -141,7 +171,7 @@ impl Executor {
             accounts,
             actions,
             clock,
-            lease: Duration::minutes(10),
+            holder: runner_name(),
             running: Mutex::new(HashSet::new()),
         }
     }
@@ -172,6 +202,69 @@ impl Executor {
             set: &self.running,
             id,
         };
+        let Some(r) = self.requests.request(id).await? else {
+            return Ok(None);
+        };
+        if !matches!(r.state, State::Approved | State::Executing) {
+            return Ok(Some(Ran {
+                request: r,
+                paused: None,
+            }));
+        }
+        let now = self.clock.now();
+        if let Lease::HeldBy { holder, until } = self
+            .requests
+            .hold(id, &self.holder, now, now + LEASE)
+            .await?
+        {
+            tracing::debug!(request = %id, %holder, %until, "another runner holds it");
+            return Ok(Some(Ran {
+                request: r,
+                paused: Some(Paused::Elsewhere),
+            }));
+        }
+        // The work and the lease's heartbeat side by side: when the lease is
+        // lost (this runner stalled past it), the work stops where it is and
+        // the new holder reads back whatever was under way.
+        let ran = tokio::select! {
+            biased;
+            ran = self.rounds(id) => ran,
+            lost = self.heartbeat(id) => match lost {
+                Ok(()) => self.requests.request(id).await.map(|r| {
+                    r.map(|request| Ran {
+                        request,
+                        paused: Some(Paused::Elsewhere),
+                    })
+                }),
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = self.requests.release(id, &self.holder).await {
+            // It lapses by itself.
+            warn!(request = %id, error = %e, "the lease could not be given up");
+        }
+        ran
+    }
+
+    /// Renews the lease on `id` every third of its length; returns when
+    /// another runner has taken it (this one stalled past it).
+    async fn heartbeat(&self, id: RequestId) -> Result<(), StoreError> {
+        loop {
+            let at = self.clock.now() + LEASE / 3;
+            self.clock.sleep_until(at).await;
+            let now = self.clock.now();
+            if let Lease::HeldBy { holder, .. } = self
+                .requests
+                .hold(id, &self.holder, now, now + LEASE)
+                .await?
+            {
+                warn!(request = %id, %holder, "the lease was taken over; stopping here");
+                return Ok(());
+            }
+        }
+    }
+
+    async fn rounds(&self, id: RequestId) -> Result<Option<Ran>, StoreError> {
         // Each round records something, so a run ends; the bound is a guard.
         for _ in 0..64 {
             let Some(r) = self.requests.request(id).await? else {
@@ -231,6 +324,9 @@ impl Executor {
                             };
                             return Ok(match self.requests.transition(r.id, step).await? {
                                 Written::Done(_) => Flow::Again,
+                                Written::Busy { by, on } => {
+                                    Flow::Stop(Some(Paused::Queued { behind: by, on }))
+                                }
                                 Written::Stale(_) | Written::NotFound => {
                                     Flow::Stop(Some(Paused::Elsewhere))
                                 }
@@ -287,10 +383,9 @@ impl Executor {
         };
         let account = &a.account;
 
+        // This runner holds the lease: whoever recorded a call still pending
+        // is not making it any more (it died, or its answer was lost).
         if let Some(p) = exec.pending.clone() {
-            if now < p.at + self.lease {
-                return Ok(Flow::Stop(Some(Paused::Elsewhere)));
-            }
             return self
                 .read_back(r, exec, (account, actions.as_ref()), &p, now)
                 .await;
@@ -306,9 +401,9 @@ impl Executor {
             }
             NextCall::Call(c) => c,
         };
-        if exec.attempts >= ATTEMPTS {
+        if exec.tries >= TRIES {
             let why = format!(
-                "{} was tried {ATTEMPTS} times and the cloud showed no effect each time; nothing more is tried",
+                "{} was sent {TRIES} times; each time its answer was lost and the cloud showed afterwards that it had not taken effect",
                 call.name
             );
             return self.fail_with(r, exec, &why, now).await;
@@ -319,7 +414,7 @@ impl Executor {
             call: call.clone(),
             at: now,
         });
-        exec.attempts += 1;
+        exec.tries += 1;
         let audit = [NewEntry::new(
             now,
             PURSER,
@@ -355,7 +450,7 @@ impl Executor {
                 // Nothing reached the cloud: the call is not pending. A
                 // refused key will not heal by itself.
                 exec.pending = None;
-                exec.attempts -= 1;
+                exec.tries = exec.tries.saturating_sub(1);
                 let note = [NewEntry::new(
                     self.clock.now(),
                     PURSER,
@@ -397,8 +492,45 @@ impl Executor {
         p: &Pending,
         now: DateTime<Utc>,
     ) -> Result<Flow, StoreError> {
-        match actions.read_back(account, &p.call, &r.key, p.at).await {
-            Ok(ReadBack::Happened(answer)) => self.answered(r, exec, answer, true).await,
+        let claimed = self.claimed_by_others(r).await?;
+        let lost = LostCall {
+            call: &p.call,
+            key: &r.key,
+            since: p.at,
+            claimed: &claimed,
+        };
+        match actions.read_back(account, lost).await {
+            Ok(ReadBack::Happened(answer)) => {
+                if let Some(e) = answer.effects.iter().find(|e| claimed.contains(e)) {
+                    // The adapter should not have offered it; never pay for
+                    // another request's effect.
+                    let why = format!(
+                        "{}'s answer was lost, and what the cloud shows ({e}) belongs to another request",
+                        p.call.name
+                    );
+                    return self.unclear(r, exec, &why, now).await;
+                }
+                self.answered(r, exec, answer, true).await
+            }
+            Ok(ReadBack::NotHappened) if !p.call.repeatable && now < p.at + SETTLE => {
+                Ok(Flow::Stop(Some(Paused::Unknown(format!(
+                    "{} shows no effect yet; a cloud may still apply it late, so it is not sent again before {}",
+                    p.call.name,
+                    (p.at + SETTLE).format("%H:%M:%S UTC")
+                )))))
+            }
+            Ok(ReadBack::Unknown(why)) if now >= p.at + UNKNOWN_FOR => {
+                let why = format!(
+                    "{}'s answer was lost, and {} hours later the cloud still does not show whether it took effect ({why})",
+                    p.call.name,
+                    UNKNOWN_FOR.num_hours()
+                );
+                self.unclear(r, exec, &why, now).await
+            }
+            Ok(ReadBack::Unclear(why)) => {
+                let why = format!("{}'s answer was lost, and {why}", p.call.name);
+                self.unclear(r, exec, &why, now).await
+            }
             Ok(ReadBack::NotHappened) => {
                 exec.pending = None;
                 let note = [NewEntry::new(
@@ -419,6 +551,41 @@ impl Executor {
                 p.call.name
             ))))),
         }
+    }
+
+    /// The effects other requests on `r`'s account recorded as theirs.
+    async fn claimed_by_others(&self, r: &Request) -> Result<Vec<String>, StoreError> {
+        let mut claimed = Vec::new();
+        for other in self.requests.requests(false, 500).await? {
+            if other.id == r.id || other.account != r.account {
+                continue;
+            }
+            let progress = self.requests.progress(other.id).await?;
+            if let Some(exec) = execution(progress.as_ref()) {
+                claimed.extend(exec.effects().cloned());
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Stops `r` for a person to settle: the cloud's records cannot tell.
+    async fn unclear(
+        &self,
+        r: &Request,
+        mut exec: Execution,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Flow, StoreError> {
+        warn!(request = %r.id, %why, "a person must say whether it was done");
+        exec.unclear = Some(why.to_owned());
+        let note = [NewEntry::new(
+            now,
+            PURSER,
+            Event::Note,
+            Some(r.id),
+            json!({ "unclear": why }),
+        )];
+        self.end(r, exec, State::Unclear, &note).await
     }
 
     async fn answered(
@@ -447,6 +614,7 @@ impl Executor {
             Some(r.id),
             detail,
         )];
+        exec.tries = 0;
         exec.made.push(Made {
             call: p.call,
             answer,
@@ -497,8 +665,14 @@ impl Executor {
                 progress: Some(&progress),
                 ..Step::new(State::Approved, State::Executing, PURSER, self.clock.now())
             };
-            let Written::Done(r) = self.requests.transition(r.id, step).await? else {
-                return Ok(Flow::Stop(Some(Paused::Elsewhere)));
+            let r = match self.requests.transition(r.id, step).await? {
+                Written::Done(r) => r,
+                Written::Busy { by, on } => {
+                    return Ok(Flow::Stop(Some(Paused::Queued { behind: by, on })));
+                }
+                Written::Stale(_) | Written::NotFound => {
+                    return Ok(Flow::Stop(Some(Paused::Elsewhere)));
+                }
             };
             return self.end(&r, exec, State::Failed, &[]).await;
         }
@@ -538,7 +712,9 @@ impl Executor {
         };
         Ok(match self.requests.transition(r.id, step).await? {
             Written::Done(_) => Flow::Stop(None),
-            Written::Stale(_) | Written::NotFound => Flow::Stop(Some(Paused::Elsewhere)),
+            Written::Stale(_) | Written::NotFound | Written::Busy { .. } => {
+                Flow::Stop(Some(Paused::Elsewhere))
+            }
         })
     }
 
@@ -558,7 +734,7 @@ impl Executor {
                 .await?
             {
                 Written::Done(after) => Some(after),
-                Written::Stale(_) | Written::NotFound => None,
+                Written::Stale(_) | Written::NotFound | Written::Busy { .. } => None,
             },
         )
     }
@@ -578,6 +754,14 @@ pub fn outcome_line(
         (State::Failed, _) => exec
             .and_then(|e| e.failure)
             .map(|f| format!("Failed, nothing more will be tried: {}", sentence(&f))),
+        (State::Unclear, _) => exec.and_then(|e| e.unclear).map(|why| {
+            format!(
+                "purser cannot tell whether it was done: {} Check the cloud's console, then say `resolve {} done` or `resolve {} failed`.",
+                sentence(&why),
+                r.id,
+                r.id
+            )
+        }),
         (State::AwaitingPayment, _) => progress
             .and_then(|p| p.get("task")?.get("by_hand")?.as_str().map(str::to_owned))
             .map(|what| {
@@ -586,6 +770,9 @@ pub fn outcome_line(
                     sentence(&what)
                 )
             }),
+        (_, Some(Paused::Queued { behind, on })) => Some(format!(
+            "It waits for {behind}, which changes {on} too, to finish first."
+        )),
         (_, Some(Paused::Unreachable(why))) => Some(format!(
             "The cloud could not be asked ({why}); purser tries again on its next sweep."
         )),
@@ -594,6 +781,32 @@ pub fn outcome_line(
         )),
         _ => None,
     }
+}
+
+/// This process's name in the leases it holds: host, pid and a random part
+/// (a pid is reused after a restart).
+fn runner_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let nonce: u32 = rand_u32();
+    format!("{host}:{}:{nonce:08x}", std::process::id())
+}
+
+/// Enough randomness to tell two runners in one process apart.
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default(),
+    );
+    h.finish() as u32
 }
 
 /// A cloud's message as a sentence: one full stop, not two.
@@ -630,12 +843,14 @@ mod tests {
                     request_id: Some("rq".into()),
                     code: "OK".into(),
                     result: json!({"order_ids": ["CS1"]}),
+                    effects: vec!["CS1".into()],
                 },
             }],
             pending: None,
-            attempts: 1,
+            tries: 0,
             receipt: None,
             failure: None,
+            unclear: None,
         };
         let progress = json!({ "execution": &exec });
         assert_eq!(execution(Some(&progress)), Some(exec));

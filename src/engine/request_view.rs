@@ -80,7 +80,9 @@ impl RequestView {
             State::Requested => Tone::Warning,
             State::Approved | State::Executing | State::AwaitingPayment => Tone::Minor,
             State::Succeeded | State::Verified => Tone::Resolved,
-            State::Denied | State::Expired | State::Cancelled | State::Failed => Tone::Critical,
+            State::Denied | State::Expired | State::Cancelled | State::Failed | State::Unclear => {
+                Tone::Critical
+            }
         };
         let buttons = if r.state == State::Requested {
             Choice::ALL.to_vec()
@@ -146,6 +148,9 @@ pub fn news(r: &Request, was: State) -> Option<String> {
         ),
         State::Verified => format!("{id} verified: the cloud shows it done."),
         State::Failed => format!("{id} failed: see `request {id}` for the cloud's answer."),
+        State::Unclear => format!(
+            "{id} needs a person: the cloud's answer was lost and what it shows cannot be tied to {id} (see `request {id}`). Check the console, then say `resolve {id} done` or `resolve {id} failed`."
+        ),
     })
 }
 

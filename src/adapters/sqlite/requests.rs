@@ -14,7 +14,7 @@ use crate::domain::money::Money;
 use crate::domain::request::{
     Action, Decision, Request, RequestId, State, Tier, Verdict, Via, idempotency_key,
 };
-use crate::ports::{NewRequest, Requests, Step, StoreError, Written};
+use crate::ports::{Lease, NewRequest, Requests, Step, StoreError, Written};
 
 /// The parts of a request that never change once asked.
 #[derive(Serialize, Deserialize)]
@@ -53,6 +53,26 @@ async fn load_all(tx: &mut Tx, ids: Vec<i64>) -> Result<Vec<Request>, StoreError
         }
     }
     Ok(out)
+}
+
+/// Another request on `r`'s account, executing or unclear, that changes
+/// something `r` changes: its id and the thing.
+async fn busy_with(tx: &mut Tx, r: &Request) -> Result<Option<(RequestId, String)>, StoreError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM requests WHERE account = ? AND state IN (?, ?) AND id != ? ORDER BY id",
+    )
+    .bind(r.account.as_str())
+    .bind(State::Executing.as_str())
+    .bind(State::Unclear.as_str())
+    .bind(r.id.0 as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    for other in load_all(tx, ids).await? {
+        if let Some(on) = r.action.shares_with(&other.action) {
+            return Ok(Some((other.id, on.to_string())));
+        }
+    }
+    Ok(None)
 }
 
 /// The request just written, within the writing transaction.
@@ -338,6 +358,11 @@ impl Requests for SqliteStore {
         if current.state != from {
             return Ok(Written::Stale(current));
         }
+        if to == State::Executing
+            && let Some((by, on)) = busy_with(&mut tx, &current).await?
+        {
+            return Ok(Written::Busy { by, on });
+        }
         let progress = progress
             .map(serde_json::to_string)
             .transpose()
@@ -396,6 +421,59 @@ impl Requests for SqliteStore {
         let after = reload(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Written::Done(after))
+    }
+
+    async fn hold(
+        &self,
+        id: RequestId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
+        let mut tx = self.write().await?;
+        let taken = sqlx::query(
+            "UPDATE requests SET lease_holder = ?, lease_until = ?
+             WHERE id = ? AND (lease_holder IS NULL OR lease_holder = ? OR lease_until <= ?)",
+        )
+        .bind(holder)
+        .bind(ms(until))
+        .bind(id.0 as i64)
+        .bind(holder)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let lease = if taken == 1 {
+            Lease::Held
+        } else {
+            let row = sqlx::query("SELECT lease_holder, lease_until FROM requests WHERE id = ?")
+                .bind(id.0 as i64)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| corrupt(format!("{id} is not stored")))?;
+            Lease::HeldBy {
+                holder: row
+                    .get::<Option<String>, _>("lease_holder")
+                    .unwrap_or_default(),
+                until: from_ms(row.get::<Option<i64>, _>("lease_until").unwrap_or(0))?,
+            }
+        };
+        tx.commit().await?;
+        Ok(lease)
+    }
+
+    async fn release(&self, id: RequestId, holder: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE requests SET lease_holder = NULL, lease_until = NULL
+             WHERE id = ? AND lease_holder = ?",
+        )
+        .bind(id.0 as i64)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn audit(&self, entries: &[NewEntry]) -> Result<(), StoreError> {
@@ -588,6 +666,93 @@ mod tests {
             s.audit_head().await.unwrap(),
             Some((1, log[0].hash.clone()))
         );
+    }
+
+    /// An approved renewal of `resources` on `shop`.
+    async fn approved_renewal(s: &SqliteStore, resources: &[&str]) -> Request {
+        let r = s
+            .open_request(&NewRequest {
+                action: Action::Renew {
+                    resources: resources
+                        .iter()
+                        .map(|r| crate::domain::model::ExternalId::parse(r).unwrap())
+                        .collect(),
+                    months: 1,
+                },
+                ..new_request("ria")
+            })
+            .await
+            .unwrap();
+        let Written::Done(r) = s
+            .record_decision(
+                r.id,
+                r.version,
+                &approval("ana", Role::Approver),
+                Some(State::Approved),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        r
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_while_another_changes_the_same_resource() {
+        let (_d, s) = store().await;
+        let a = approved_renewal(&s, &["ins-a", "ins-b"]).await;
+        let b = approved_renewal(&s, &["ins-b"]).await;
+        let c = approved_renewal(&s, &["ins-c"]).await;
+        let start = |id| {
+            s.transition(
+                id,
+                Step::new(State::Approved, State::Executing, "purser", t(2)),
+            )
+        };
+        assert!(matches!(start(a.id).await.unwrap(), Written::Done(_)));
+        assert_eq!(
+            start(b.id).await.unwrap(),
+            Written::Busy {
+                by: a.id,
+                on: "ins-b".into()
+            }
+        );
+        assert!(matches!(start(c.id).await.unwrap(), Written::Done(_)));
+        s.transition(
+            a.id,
+            Step::new(State::Executing, State::Succeeded, "purser", t(3)),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(start(b.id).await.unwrap(), Written::Done(_)));
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_held_until_it_lapses_or_is_given_up() {
+        let (_d, s) = store().await;
+        let r = approved_renewal(&s, &["ins-a"]).await;
+        let until = t(1);
+        assert_eq!(s.hold(r.id, "one", t(0), until).await.unwrap(), Lease::Held);
+        assert_eq!(
+            s.hold(r.id, "two", t(0), until).await.unwrap(),
+            Lease::HeldBy {
+                holder: "one".into(),
+                until
+            }
+        );
+        // Renewing changes nothing a guarded write reads.
+        assert_eq!(s.hold(r.id, "one", t(0), t(2)).await.unwrap(), Lease::Held);
+        assert_eq!(s.request(r.id).await.unwrap().unwrap().version, r.version);
+        // Lapsed, anyone takes it; given up, too.
+        assert_eq!(s.hold(r.id, "two", t(2), t(3)).await.unwrap(), Lease::Held);
+        s.release(r.id, "one").await.unwrap();
+        assert!(matches!(
+            s.hold(r.id, "one", t(2), t(3)).await.unwrap(),
+            Lease::HeldBy { .. }
+        ));
+        s.release(r.id, "two").await.unwrap();
+        assert_eq!(s.hold(r.id, "one", t(2), t(3)).await.unwrap(), Lease::Held);
     }
 
     #[tokio::test]

@@ -52,13 +52,15 @@ fn decode(s: &str) -> String {
 }
 
 /// A scripted answer.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Canned {
     pub status: u16,
     pub body: String,
     pub headers: Vec<(&'static str, String)>,
     /// Never answer (the client's timeout must fire).
     pub hang: bool,
+    /// Drop the connection mid-answer: the headers go, the body never does.
+    pub reset: bool,
 }
 
 pub fn ok(body: impl Into<String>) -> Canned {
@@ -71,12 +73,21 @@ pub fn reply(status: u16, body: impl Into<String>) -> Canned {
         body: body.into(),
         headers: vec![],
         hang: false,
+        reset: false,
     }
 }
 
 pub fn hang() -> Canned {
     Canned {
         hang: true,
+        ..ok("")
+    }
+}
+
+/// The connection drops before the answer's body arrives.
+pub fn reset() -> Canned {
+    Canned {
+        reset: true,
         ..ok("")
     }
 }
@@ -233,6 +244,15 @@ async fn handle(
     };
     if canned.hang {
         std::future::pending::<()>().await;
+    }
+    if canned.reset {
+        let broken = futures_util::stream::once(async {
+            Err::<Bytes, _>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ))
+        });
+        return (StatusCode::OK, axum::body::Body::from_stream(broken)).into_response();
     }
     let mut resp = (
         StatusCode::from_u16(canned.status).unwrap(),

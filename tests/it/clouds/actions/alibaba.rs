@@ -34,8 +34,12 @@ pub(super) struct Ali {
     pub(super) balance: i64,
     instances: Vec<Inst>,
     order_paid: bool,
-    /// Client token → the first answer's order id.
-    tokens: HashMap<String, String>,
+    /// Client token → the first answer's order id, and when it was given.
+    /// Alibaba documents no window for tokens: this cloud forgets them
+    /// after half an hour.
+    tokens: HashMap<String, (String, DateTime<Utc>)>,
+    /// Renewal orders: id, instance, when made (each paid as it was made).
+    renewals: Vec<(String, String, DateTime<Utc>)>,
     charges: Vec<String>,
     lose_next_renewal: bool,
     /// Money paid in by a person: when, and how much as the API writes it.
@@ -78,9 +82,28 @@ fn keyed() -> Box<dyn Fn(&mock::Req) -> String + Send + Sync> {
     })
 }
 
-/// A renewal: charged once per token, answered alike on a repeat.
-fn renew(a: &mut Ali, id: &str, months: u32, token: &str) -> Result<String, (String, String)> {
-    if let Some(order) = a.tokens.get(token) {
+/// When a request was signed (the cloud's clock, near enough).
+fn sent_at(req: &mock::Req) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(req.header("x-acs-date"))
+        .unwrap()
+        .to_utc()
+}
+
+/// How long this cloud remembers a client token.
+const TOKEN_WINDOW: Duration = Duration::minutes(30);
+
+/// A renewal: charged once per token while the cloud remembers it,
+/// answered alike on a repeat.
+fn renew(
+    a: &mut Ali,
+    id: &str,
+    months: u32,
+    token: &str,
+    at: DateTime<Utc>,
+) -> Result<String, (String, String)> {
+    if let Some((order, when)) = a.tokens.get(token)
+        && at - *when < TOKEN_WINDOW
+    {
         return Ok(order.clone());
     }
     let cost = MONTH * i64::from(months);
@@ -96,8 +119,9 @@ fn renew(a: &mut Ali, id: &str, months: u32, token: &str) -> Result<String, (Str
     i.end = i.end.checked_add_months(Months::new(months)).unwrap();
     a.balance -= cost;
     a.charges.push(format!("renew {id} {months}m"));
-    let order = format!("2026110{}", a.tokens.len() + 1);
-    a.tokens.insert(token.to_owned(), order.clone());
+    let order = format!("2026110{}", a.renewals.len() + 1);
+    a.tokens.insert(token.to_owned(), (order.clone(), at));
+    a.renewals.push((order.clone(), id.to_owned(), at));
     Ok(order)
 }
 
@@ -118,6 +142,7 @@ pub(super) async fn alibaba_cloud() -> (Mock, Arc<Mutex<Ali>>) {
         ],
         order_paid: false,
         tokens: HashMap::new(),
+        renewals: vec![],
         charges: vec![],
         lose_next_renewal: false,
         recharges: vec![],
@@ -147,8 +172,26 @@ pub(super) async fn alibaba_cloud() -> (Mock, Arc<Mutex<Ali>>) {
         bss(json!({"TotalCount": list.len(), "InstanceList": list}))
     });
     let s = ali.clone();
-    m.on("QueryOrders", move |_, _| {
+    m.on("QueryOrders", move |req, _| {
         let a = s.lock().unwrap();
+        let time = |name: &str| {
+            req.param(name)
+                .map(|t| DateTime::parse_from_rfc3339(&t).unwrap().to_utc())
+        };
+        if req.param("OrderType").as_deref() == Some("Renew") {
+            let (from, to) = (time("CreateTimeStart"), time("CreateTimeEnd"));
+            let orders: Vec<Value> = a
+                .renewals
+                .iter()
+                .filter(|(_, _, at)| from.is_none_or(|f| *at >= f) && to.is_none_or(|t| *at <= t))
+                .map(|(order, _, at)| {
+                    json!({"OrderId": order, "OrderType": "Renew", "PaymentStatus": "Paid",
+                    "CreateTime": utc(*at), "ProductCode": "ecs", "Currency": "CNY",
+                    "PretaxAmount": "600.00"})
+                })
+                .collect();
+            return bss(json!({"TotalCount": orders.len(), "OrderList": {"Order": orders}}));
+        }
         let orders = if a.order_paid {
             json!([])
         } else {
@@ -198,7 +241,7 @@ pub(super) async fn alibaba_cloud() -> (Mock, Arc<Mutex<Ali>>) {
         if req.param("PeriodUnit").as_deref() != Some("Month") {
             return ecs_error("InvalidPeriodUnit", "PeriodUnit");
         }
-        match renew(&mut a, &id, period.parse().unwrap(), &token) {
+        match renew(&mut a, &id, period.parse().unwrap(), &token, sent_at(req)) {
             Ok(order) => {
                 if std::mem::take(&mut a.lose_next_renewal) {
                     return hang();
@@ -221,11 +264,28 @@ pub(super) async fn alibaba_cloud() -> (Mock, Arc<Mutex<Ali>>) {
         if req.param("ProductCode").as_deref() != Some("slb") {
             return bss_error("NotSupported", "use the product's own API");
         }
-        match renew(&mut a, &id, months.parse().unwrap(), &token) {
+        match renew(&mut a, &id, months.parse().unwrap(), &token, sent_at(req)) {
             // The doc's example has the id as a bare number.
             Ok(order) => bss(json!({"OrderId": order.parse::<u64>().unwrap()})),
             Err((code, message)) => bss_error(&code, &message),
         }
+    });
+    let s = ali.clone();
+    m.on("GetOrderDetail", move |req, _| {
+        let a = s.lock().unwrap();
+        let id = req.param("OrderId").unwrap_or_default();
+        let orders: Vec<Value> = a
+            .renewals
+            .iter()
+            .filter(|(order, _, _)| *order == id)
+            .map(|(order, instance, at)| {
+                json!({"OrderId": order, "SubOrderId": format!("{order}-1"), "OrderType": "Renew",
+                "PaymentStatus": "Paid", "CreateTime": utc(*at), "ProductCode": "ecs",
+                "InstanceIDs": instance, "Region": "cn-hangzhou", "Currency": "CNY",
+                "PretaxAmount": "600.00"})
+            })
+            .collect();
+        bss(json!({"TotalCount": orders.len(), "OrderList": {"Order": orders}}))
     });
     let s = ali.clone();
     m.on("SetRenewal", move |req, _| {
@@ -441,4 +501,44 @@ async fn not_enough_balance_fails_with_the_clouds_words() {
         .await;
     assert_eq!(rig.run(r.id).await.request.state, State::Failed);
     assert_eq!(rig.mock.count("RenewInstance"), 0);
+}
+
+#[tokio::test]
+async fn after_a_long_interruption_a_renewal_is_read_back_from_the_instance_not_repeated_on_its_token()
+ {
+    let (rig, ali) = rig().await;
+    let r = rig.approved(renew_month("i-web")).await;
+    // The renewal goes through, its answer is lost, and the runner dies
+    // before it records anything more.
+    ali.lock().unwrap().lose_next_renewal = true;
+    let dying = Arc::new(super::Crashing::new(rig.store.clone(), 3, false));
+    assert!(rig.executor(dying).run(r.id).await.is_err());
+    assert_eq!(charges(&ali), ["renew i-web 1m"]);
+    let sent = rig.mock.count("ecs:RenewInstance");
+    // Two hours later the cloud has forgotten the token: a repeat would
+    // renew again. The instance's end time shows it was done.
+    rig.clock.advance(Duration::hours(2));
+    rig.mock.set_now(rig.clock.now());
+    let ran = rig.run(r.id).await;
+    assert_eq!(ran.request.state, State::Succeeded, "{:?}", ran.paused);
+    assert_eq!(charges(&ali), ["renew i-web 1m"], "renewed once");
+    assert_eq!(rig.mock.count("ecs:RenewInstance"), sent, "not sent again");
+    rig.mock.assert_clean();
+}
+
+#[tokio::test]
+async fn after_a_long_interruption_a_renewal_that_did_not_happen_is_made_once() {
+    let (rig, ali) = rig().await;
+    let r = rig.approved(renew_month("i-web")).await;
+    // The runner records the renewal and dies before sending it.
+    let dying = Arc::new(super::Crashing::new(rig.store.clone(), 2, true));
+    assert!(rig.executor(dying).run(r.id).await.is_err());
+    rig.clock.advance(Duration::hours(2));
+    rig.mock.set_now(rig.clock.now());
+    let ran = rig.run(r.id).await;
+    assert_eq!(ran.request.state, State::Succeeded, "{:?}", ran.paused);
+    assert_eq!(charges(&ali), ["renew i-web 1m"]);
+    // The instance and its renewal orders were read before the repeat.
+    assert_eq!(rig.mock.count("QueryOrders"), 1);
+    rig.mock.assert_clean();
 }

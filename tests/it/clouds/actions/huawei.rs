@@ -2,6 +2,7 @@
 //! renewal orders created since), then pays it with PayOrders, whose repeat
 //! the cloud refuses (CBC.99003106); order payments with coupons; auto-renew.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Months, NaiveDateTime, Utc};
@@ -30,7 +31,7 @@ const AUTO_ON: &str = "POST /v2/orders/subscriptions/resources/autorenew/r-web";
 const AUTO_OFF: &str = "DELETE /v2/orders/subscriptions/resources/autorenew/r-web";
 
 /// A new-purchase order waiting for payment, ¥800.
-const ORDER: &str = "CS2611010000ABCDE";
+pub(super) const ORDER: &str = "CS2611010000ABCDE";
 /// One month of r-web, in fen.
 const MONTH_FEN: i64 = 60_000;
 
@@ -43,16 +44,24 @@ struct HwOrder {
     fen: i64,
     months: u32,
     created: DateTime<Utc>,
+    /// The main resources it renews.
+    resources: Vec<String>,
+}
+
+pub(super) struct HwResource {
+    pub(super) expires: DateTime<Utc>,
+    pub(super) auto: bool,
 }
 
 pub(super) struct Hw {
     pub(super) balance_fen: i64,
-    expires: DateTime<Utc>,
-    auto: bool,
+    pub(super) resources: BTreeMap<String, HwResource>,
     orders: Vec<HwOrder>,
     /// What was charged: one entry per order paid.
-    charges: Vec<String>,
+    pub(super) charges: Vec<String>,
     lose_next_renewal: bool,
+    /// The next renewal's connection drops before the cloud acts on it.
+    reset_next_renewal: bool,
     lose_next_payment: bool,
     coupon_bodies: Vec<Value>,
     /// Money paid in by a person: when, and how much in yuan.
@@ -62,6 +71,91 @@ pub(super) struct Hw {
 impl Hw {
     fn renewal_orders(&self) -> usize {
         self.orders.iter().filter(|o| o.order_type == 2).count()
+    }
+
+    fn web(&mut self) -> &mut HwResource {
+        self.resources.get_mut("r-web").unwrap()
+    }
+
+    /// The resources paid orders renewed, each as often as it was.
+    pub(super) fn renewed(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for o in self
+            .orders
+            .iter()
+            .filter(|o| o.order_type == 2 && o.status == 5)
+        {
+            for r in &o.resources {
+                *out.entry(r.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// A renewal as `RenewalResources` makes it: one unpaid order for the
+    /// resources, or the error the cloud gives.
+    pub(super) fn renew(
+        &mut self,
+        ids: &[String],
+        months: u32,
+        at: DateTime<Utc>,
+    ) -> Result<String, Canned> {
+        if ids.is_empty() || ids.len() > 10 {
+            return Err(error(
+                400,
+                "CBC.0100",
+                "resource_ids: 1 to 10 main resources",
+            ));
+        }
+        if let Some(unknown) = ids.iter().find(|i| !self.resources.contains_key(*i)) {
+            return Err(error(400, "CBC.0100", &format!("no resource {unknown}")));
+        }
+        let id = format!("CS-RENEW-{}", self.renewal_orders() + 1);
+        self.orders.push(HwOrder {
+            id: id.clone(),
+            order_type: 2,
+            status: 6,
+            fen: MONTH_FEN * i64::from(months) * ids.len() as i64,
+            months,
+            created: at,
+            resources: ids.to_vec(),
+        });
+        Ok(id)
+    }
+
+    /// A payment as `PayOrders` makes it; a paid or changed order is
+    /// refused (CBC.99003106), never paid twice.
+    pub(super) fn pay(&mut self, id: &str) -> Result<(), Canned> {
+        let Some(o) = self.orders.iter().find(|o| o.id == id) else {
+            return Err(error(400, "CBC.30000010", "订单不存在"));
+        };
+        if o.status != 6 {
+            return Err(error(
+                400,
+                "CBC.99003106",
+                "订单状态已发生变更,不能进行支付操作",
+            ));
+        }
+        if self.balance_fen < o.fen {
+            return Err(error(400, "CBC.99005003", "余额不足"));
+        }
+        let (fen, months, renews) = (o.fen, o.months, o.resources.clone());
+        self.balance_fen -= fen;
+        for r in renews {
+            let r = self.resources.get_mut(&r).unwrap();
+            r.expires = r.expires.checked_add_months(Months::new(months)).unwrap();
+        }
+        self.orders.iter_mut().find(|o| o.id == id).unwrap().status = 5;
+        self.charges.push(format!("pay {id}"));
+        Ok(())
+    }
+
+    fn resource_json(&self, id: &str) -> Value {
+        let r = &self.resources[id];
+        json!({"id": format!("8a7f-{id}"), "resource_id": id, "resource_name": id,
+            "region_code": "cn-north-4", "service_type_code": "hws.service.type.ec2",
+            "service_type_name": "弹性云服务器", "is_main_resource": 1, "status": 2,
+            "expire_time": utc(r.expires), "expire_policy": if r.auto { 3 } else { 0 }})
     }
 }
 
@@ -76,7 +170,7 @@ fn utc(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn sent_at(req: &mock::Req) -> DateTime<Utc> {
+pub(super) fn sent_at(req: &mock::Req) -> DateTime<Utc> {
     NaiveDateTime::parse_from_str(req.header("x-sdk-date"), "%Y%m%dT%H%M%SZ")
         .unwrap()
         .and_utc()
@@ -89,12 +183,24 @@ fn order_json(o: &HwOrder) -> Value {
         "amount_after_discount": o.fen, "official_amount": o.fen, "measure_id": 3})
 }
 
-pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
+/// Huawei's billing API over `resources` (each expiring in five days),
+/// with ¥8,000 and one unpaid new-purchase order.
+pub(super) async fn huawei_cloud_of(resources: &[&str]) -> (Mock, Arc<Mutex<Hw>>) {
     let m = Mock::start(epoch(), by_route(), mock::sdk_hmac(AK, SK)).await;
     let hw = Arc::new(Mutex::new(Hw {
         balance_fen: 800_000,
-        expires: epoch() + Duration::days(5),
-        auto: false,
+        resources: resources
+            .iter()
+            .map(|r| {
+                (
+                    (*r).to_owned(),
+                    HwResource {
+                        expires: epoch() + Duration::days(5),
+                        auto: false,
+                    },
+                )
+            })
+            .collect(),
         orders: vec![HwOrder {
             id: ORDER.into(),
             order_type: 1,
@@ -102,9 +208,11 @@ pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
             fen: 80_000,
             months: 0,
             created: epoch() - Duration::days(1),
+            resources: vec![],
         }],
         charges: vec![],
         lose_next_renewal: false,
+        reset_next_renewal: false,
         lose_next_payment: false,
         coupon_bodies: vec![],
         recharges: vec![],
@@ -123,19 +231,25 @@ pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
     m.on(RESOURCES, move |req, _| {
         let h = s.lock().unwrap();
         let body = req.json();
-        let wanted = match &body["resource_ids"] {
-            Value::Array(ids) => ids.contains(&json!("r-web")),
-            _ => body["offset"].as_u64() == Some(0),
+        // By order ("the resources of this order"), by id, or a page of all.
+        let ids: Vec<String> = match (&body["order_id"], &body["resource_ids"]) {
+            (Value::String(order), _) if !order.is_empty() => h
+                .orders
+                .iter()
+                .find(|o| &o.id == order)
+                .map(|o| o.resources.clone())
+                .unwrap_or_default(),
+            (_, Value::Array(ids)) if !ids.is_empty() => ids
+                .iter()
+                .filter_map(|i| i.as_str())
+                .filter(|i| h.resources.contains_key(*i))
+                .map(str::to_owned)
+                .collect(),
+            _ if body["offset"].as_u64().unwrap_or(0) == 0 => h.resources.keys().cloned().collect(),
+            _ => vec![],
         };
-        let data = if wanted {
-            json!([{"id": "8a7f", "resource_id": "r-web", "resource_name": "web",
-                "region_code": "cn-north-4", "service_type_code": "hws.service.type.ec2",
-                "service_type_name": "弹性云服务器", "is_main_resource": 1, "status": 2,
-                "expire_time": utc(h.expires), "expire_policy": if h.auto { 3 } else { 0 }}])
-        } else {
-            json!([])
-        };
-        ok(json!({"total_count": 1, "data": data}).to_string())
+        let data: Vec<Value> = ids.iter().map(|i| h.resource_json(i)).collect();
+        ok(json!({"total_count": data.len(), "data": data}).to_string())
     });
     let s = hw.clone();
     m.on(ORDERS, move |req, _| {
@@ -143,7 +257,10 @@ pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
         let begin = req
             .param("create_time_begin")
             .map(|t| DateTime::parse_from_rfc3339(&t).unwrap().to_utc());
-        let found: Vec<Value> = h
+        let end = req
+            .param("create_time_end")
+            .map(|t| DateTime::parse_from_rfc3339(&t).unwrap().to_utc());
+        let found: Vec<&HwOrder> = h
             .orders
             .iter()
             .filter(|o| {
@@ -156,9 +273,17 @@ pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
                     .is_none_or(|t| t == o.order_type.to_string())
             })
             .filter(|o| begin.is_none_or(|b| o.created >= b))
-            .map(order_json)
+            .filter(|o| end.is_none_or(|e| o.created <= e))
             .collect();
-        ok(json!({"total_count": found.len(), "order_infos": found}).to_string())
+        let offset = req.param("offset").map_or(0, |o| o.parse().unwrap());
+        let limit = req.param("limit").map_or(10, |l| l.parse().unwrap());
+        let page: Vec<Value> = found
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|o| order_json(o))
+            .collect();
+        ok(json!({"total_count": found.len(), "order_infos": page}).to_string())
     });
     let s = hw.clone();
     m.on(CHANGES, move |req, _| {
@@ -188,31 +313,39 @@ pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
             _ => return error(400, "CBC.0100", "period_type"),
         };
         // Yuan, as a string.
-        ok(json!({"currency": "CNY", "renew_inquiry_results": [
-            {"resource_id": "r-web", "amount": format!("{}.00", MONTH_FEN * months / 100)}],
-            "fail_resource_infos": []})
-        .to_string())
+        let rates: Vec<Value> = body["resource_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| json!({"resource_id": id, "amount": format!("{}.00", MONTH_FEN * months / 100)}))
+            .collect();
+        ok(json!({"currency": "CNY", "renew_inquiry_results": rates, "fail_resource_infos": []})
+            .to_string())
     });
     let s = hw.clone();
     m.on(RENEW, move |req, _| {
         let mut h = s.lock().unwrap();
         let body = req.json();
-        if body["resource_ids"] != json!(["r-web"]) || body["period_type"] != 2 {
+        if body["period_type"] != 2 {
             return error(400, "CBC.0100", "bad renewal");
         }
         if body["is_auto_pay"] != 0 {
             return error(400, "CBC.0100", "purser pays renewal orders itself");
         }
+        if std::mem::take(&mut h.reset_next_renewal) {
+            return mock::reset();
+        }
         let months = body["period_num"].as_u64().unwrap() as u32;
-        let id = format!("CS-RENEW-{}", h.renewal_orders() + 1);
-        h.orders.push(HwOrder {
-            id: id.clone(),
-            order_type: 2,
-            status: 6,
-            fen: MONTH_FEN * i64::from(months),
-            months,
-            created: sent_at(req),
-        });
+        let ids: Vec<String> = body["resource_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_str().unwrap().to_owned())
+            .collect();
+        let id = match h.renew(&ids, months, sent_at(req)) {
+            Ok(id) => id,
+            Err(refused) => return refused,
+        };
         if std::mem::take(&mut h.lose_next_renewal) {
             return hang();
         }
@@ -226,20 +359,9 @@ pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
             h.coupon_bodies.push(body.clone());
         }
         let id = body["order_id"].as_str().unwrap_or_default().to_owned();
-        let (fen, months, status) = match h.orders.iter().find(|o| o.id == id) {
-            Some(o) => (o.fen, o.months, o.status),
-            None => return error(400, "CBC.30000010", "订单不存在"),
-        };
-        if status != 6 {
-            return error(400, "CBC.99003106", "订单状态已发生变更,不能进行支付操作");
+        if let Err(refused) = h.pay(&id) {
+            return refused;
         }
-        if h.balance_fen < fen {
-            return error(400, "CBC.99005003", "余额不足");
-        }
-        h.balance_fen -= fen;
-        h.expires = h.expires.checked_add_months(Months::new(months)).unwrap();
-        h.orders.iter_mut().find(|o| o.id == id).unwrap().status = 5;
-        h.charges.push(format!("pay {id}"));
         if std::mem::take(&mut h.lose_next_payment) {
             return hang();
         }
@@ -256,15 +378,19 @@ pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
     });
     let s = hw.clone();
     m.on(AUTO_ON, move |_, _| {
-        s.lock().unwrap().auto = true;
+        s.lock().unwrap().web().auto = true;
         ok("")
     });
     let s = hw.clone();
     m.on(AUTO_OFF, move |_, _| {
-        s.lock().unwrap().auto = false;
+        s.lock().unwrap().web().auto = false;
         mock::reply(204, "")
     });
     (m, hw)
+}
+
+pub(super) async fn huawei_cloud() -> (Mock, Arc<Mutex<Hw>>) {
+    huawei_cloud_of(&["r-web"]).await
 }
 
 fn charges(hw: &Arc<Mutex<Hw>>) -> Vec<String> {
@@ -291,7 +417,11 @@ credentials = {{ key_id = "file:hw-ak", secret = "file:hw-sk" }}
 pub(super) const KEYS: [(&str, &str); 2] = [("hw-ak", AK), ("hw-sk", SK)];
 
 async fn rig() -> (Rig, Arc<Mutex<Hw>>) {
-    let (m, hw) = huawei_cloud().await;
+    rig_of(&["r-web"]).await
+}
+
+async fn rig_of(resources: &[&str]) -> (Rig, Arc<Mutex<Hw>>) {
+    let (m, hw) = huawei_cloud_of(resources).await;
     let account = huawei_account(&m);
     let rig = Rig::new(m, &account, &KEYS, |a, clock| {
         let access = super::super::accounts(&a.account, a.access.clone().unwrap());
@@ -308,6 +438,34 @@ fn renew(months: u32) -> Action {
         resources: vec![ExternalId::parse("r-web").unwrap()],
         months,
     }
+}
+
+pub(super) async fn rig_for_leases() -> (Rig, Arc<Mutex<Hw>>) {
+    rig().await
+}
+
+fn renew_of(resources: &[&str], months: u32) -> Action {
+    Action::Renew {
+        resources: resources
+            .iter()
+            .map(|r| ExternalId::parse(r).unwrap())
+            .collect(),
+        months,
+    }
+}
+
+/// The orders each request's answered payments name, from the audit log.
+async fn paid_by(rig: &Rig) -> BTreeMap<u64, Vec<String>> {
+    let mut out: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for e in rig.store.audit_log(None).await.unwrap() {
+        let d: Value = serde_json::from_str(&e.detail).unwrap();
+        if e.event == "answer" && d["call"] == "PayOrders" {
+            out.entry(e.request.unwrap().0)
+                .or_default()
+                .push(d["result"]["order_id"].as_str().unwrap().to_owned());
+        }
+    }
+    out
 }
 
 fn pay(coupons: &[&str]) -> Action {
@@ -363,7 +521,7 @@ async fn from_chat_a_huawei_renewal_payment_and_auto_renew_change_each_charge_on
         ["pay CS-RENEW-1".to_owned(), format!("pay {ORDER}")]
     );
     assert_eq!(hw.lock().unwrap().renewal_orders(), 1);
-    assert!(hw.lock().unwrap().auto);
+    assert!(hw.lock().unwrap().web().auto);
     assert_eq!(m.count(RENEW), 1);
     m.assert_clean();
     assert_eq!(
@@ -494,7 +652,7 @@ async fn a_coupon_is_sent_with_the_type_the_cloud_gives_it() {
 #[tokio::test]
 async fn auto_renew_off_is_read_back_by_the_expire_policy() {
     let (rig, hw) = rig().await;
-    hw.lock().unwrap().auto = true;
+    hw.lock().unwrap().web().auto = true;
     let r = rig
         .approved(Action::Autorenew {
             resource: ExternalId::parse("r-web").unwrap(),
@@ -502,7 +660,7 @@ async fn auto_renew_off_is_read_back_by_the_expire_policy() {
         })
         .await;
     assert_eq!(rig.run(r.id).await.request.state, State::Succeeded);
-    assert!(!hw.lock().unwrap().auto);
+    assert!(!hw.lock().unwrap().web().auto);
     assert_eq!(rig.mock.count(AUTO_OFF), 1);
     rig.mock.assert_clean();
 }
@@ -524,4 +682,156 @@ async fn two_executors_racing_on_a_renewal_create_one_order() {
     assert_eq!(charges(&hw), ["pay CS-RENEW-1"]);
     assert_eq!(hw.lock().unwrap().renewal_orders(), 1);
     rig.mock.assert_clean();
+}
+
+#[tokio::test]
+async fn renewals_in_flight_together_each_pay_only_the_order_for_their_own_resource() {
+    let (rig, hw) = rig_of(&["r-a", "r-b"]).await;
+    let r1 = rig.approved(renew_of(&["r-a"], 1)).await;
+    let r2 = rig.approved(renew_of(&["r-b"], 1)).await;
+    // R1's renewal goes through, its answer is lost, and its runner dies
+    // before it records what it read back.
+    hw.lock().unwrap().lose_next_renewal = true;
+    let dying = Arc::new(super::Crashing::new(rig.store.clone(), 3, false));
+    assert!(rig.executor(dying).run(r1.id).await.is_err());
+    // Meanwhile R2's answer is lost too: two renewal orders of one service
+    // type are now listed in its window.
+    hw.lock().unwrap().lose_next_renewal = true;
+    assert_eq!(rig.run(r2.id).await.request.state, State::Succeeded);
+    rig.later();
+    assert_eq!(rig.run(r1.id).await.request.state, State::Succeeded);
+    let paid = paid_by(&rig).await;
+    assert_eq!(paid[&r1.id.0], ["CS-RENEW-1"], "R1 pays its own order");
+    assert_eq!(
+        paid[&r2.id.0],
+        ["CS-RENEW-2"],
+        "and R2 its own, nothing else"
+    );
+    let h = hw.lock().unwrap();
+    assert_eq!(h.charges, ["pay CS-RENEW-2", "pay CS-RENEW-1"]);
+    assert_eq!(
+        h.renewed(),
+        BTreeMap::from([("r-a".into(), 1), ("r-b".into(), 1)])
+    );
+}
+
+#[tokio::test]
+async fn an_order_another_request_claimed_is_never_taken_for_a_lost_renewal() {
+    let (rig, hw) = rig_of(&["r-a"]).await;
+    // R1 renews r-a and pays its order.
+    let r1 = rig.approved(renew_of(&["r-a"], 1)).await;
+    assert_eq!(rig.run(r1.id).await.request.state, State::Succeeded);
+    // R2 renews r-a again at once; its connection drops before the cloud
+    // acts. R1's order (same resource, same minute) is not R2's.
+    let r2 = rig.approved(renew_of(&["r-a"], 1)).await;
+    hw.lock().unwrap().reset_next_renewal = true;
+    let ran = rig.run(r2.id).await;
+    assert_eq!(ran.request.state, State::Executing, "{:?}", ran.paused);
+    let progress = rig.store.progress(r2.id).await.unwrap();
+    let line = outcome_line(&ran.request, progress.as_ref(), ran.paused.as_ref()).unwrap();
+    assert!(line.contains("not sent again before"), "{line}");
+    assert_eq!(hw.lock().unwrap().renewal_orders(), 1);
+    // Once a late effect can be ruled out, it is renewed again, once.
+    rig.later();
+    assert_eq!(rig.run(r2.id).await.request.state, State::Succeeded);
+    let paid = paid_by(&rig).await;
+    assert_eq!(paid[&r1.id.0], ["CS-RENEW-1"]);
+    assert_eq!(paid[&r2.id.0], ["CS-RENEW-2"]);
+    assert_eq!(
+        hw.lock().unwrap().renewed()["r-a"],
+        2,
+        "two approved, two renewals"
+    );
+    rig.mock.assert_clean();
+}
+
+#[tokio::test]
+async fn an_order_that_cannot_be_tied_to_the_request_leaves_it_for_a_person() {
+    let (rig, hw) = rig_of(&["r-a", "r-x"]).await;
+    let r = rig.approved(renew_of(&["r-a"], 1)).await;
+    // The renewal's connection drops before the cloud acts, while someone
+    // renews r-a together with r-x in the console.
+    {
+        let mut h = hw.lock().unwrap();
+        h.reset_next_renewal = true;
+        h.renew(&["r-a".into(), "r-x".into()], 1, epoch()).unwrap();
+    }
+    let ran = rig.run(r.id).await;
+    assert_eq!(ran.request.state, State::Unclear);
+    let progress = rig.store.progress(r.id).await.unwrap();
+    let line = outcome_line(&ran.request, progress.as_ref(), None).unwrap();
+    assert!(
+        line.contains("renewal order CS-RENEW-1 renews r-a, r-x, more than the r-a asked for"),
+        "{line}"
+    );
+    assert!(line.contains("`resolve R1 done`"), "{line}");
+    assert!(
+        hw.lock().unwrap().charges.is_empty(),
+        "nothing paid on a guess"
+    );
+    // A sweep leaves it alone.
+    rig.later();
+    assert_eq!(rig.run(r.id).await.request.state, State::Unclear);
+    assert_eq!(rig.mock.count(PAY), 0);
+}
+
+#[tokio::test]
+async fn a_renewal_of_many_resources_makes_each_of_its_calls() {
+    // 21 resources: three orders of at most ten, each paid; six calls in all.
+    let ids: Vec<String> = (1..=21).map(|n| format!("r-{n:02}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (rig, hw) = rig_of(&refs).await;
+    hw.lock().unwrap().balance_fen = 2_000_000;
+    let r = rig.approved(renew_of(&refs, 1)).await;
+    let ran = rig.run(r.id).await;
+    assert_eq!(
+        ran.request.state,
+        State::Succeeded,
+        "{:?}",
+        rig.store.progress(r.id).await
+    );
+    let h = hw.lock().unwrap();
+    assert_eq!(h.charges.len(), 3);
+    assert!(h.renewed().values().all(|n| *n == 1));
+    assert_eq!(h.renewed().len(), 21);
+}
+
+#[tokio::test]
+async fn from_chat_an_unclear_renewal_is_settled_by_an_approver_who_looked() {
+    let (m, hw) = huawei_cloud_of(&["r-a", "r-x"]).await;
+    let (_world, app, chat) = daemon(&huawei_account(&m), &KEYS, "").await;
+    let say = async |name: &str, text: &str| super::say(&chat, name, text).await;
+    let (_, text) = say("rex", "renew r-a 1m").await;
+    assert!(text.starts_with("R1 opened"), "{text}");
+    {
+        let mut h = hw.lock().unwrap();
+        h.reset_next_renewal = true;
+        h.renew(&["r-a".into(), "r-x".into()], 1, epoch()).unwrap();
+    }
+    let (_, text) = say("ana", "approve R1").await;
+    assert!(
+        text.contains("purser cannot tell whether it was done"),
+        "{text}"
+    );
+    let (kind, text) = say("rex", "resolve R1 done").await;
+    assert_eq!(kind, ReplyKind::Refused, "a requester cannot: {text}");
+    let (kind, text) = say("bo", "resolve R1 maybe").await;
+    assert_eq!(kind, ReplyKind::Usage, "{text}");
+    assert!(text.contains("say done"), "{text}");
+    let (kind, text) = say("bo", "resolve R1 done paid CS-RENEW-1 in the console").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(text.starts_with("R1 is succeeded, on bo's word"), "{text}");
+    let (kind, text) = say("bo", "resolve R1 failed").await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    assert!(text.contains("R1 is succeeded"), "{text}");
+    let log = app.store.audit_log(None).await.unwrap();
+    let note: Value = log
+        .iter()
+        .rev()
+        .find(|e| e.event == "note")
+        .map(|e| serde_json::from_str(&e.detail).unwrap())
+        .unwrap();
+    assert_eq!(note["resolved"], "done");
+    assert_eq!(note["note"], "paid CS-RENEW-1 in the console");
+    assert!(hw.lock().unwrap().charges.is_empty(), "purser paid nothing");
 }

@@ -5,12 +5,13 @@
 
 mod alibaba;
 mod huawei;
+mod leases;
 mod tencent;
 mod topups;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -22,7 +23,7 @@ use purser::domain::request::{Action, Decision, Request, RequestId, State, Tiers
 use purser::engine::chatops::{Asker, ChatOps, ReplyKind};
 use purser::engine::clock::ManualClock;
 use purser::engine::executor::{Executor, Ran};
-use purser::ports::{Actions, Clock, NewRequest, Requests, Step, StoreError, Written};
+use purser::ports::{Actions, Clock, Lease, NewRequest, Requests, Step, StoreError, Written};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -109,11 +110,15 @@ pub(super) async fn calls_in_the_log(store: &SqliteStore) -> Vec<String> {
 
 /// The store, with the process dying at its `at`-th write: before the
 /// write commits, or just after.
+/// Once dead it does nothing more: it neither writes nor gives up its lease.
 pub(super) struct Crashing {
     inner: SqliteStore,
     at: usize,
     after_commit: bool,
     writes: AtomicUsize,
+    dead: AtomicBool,
+    /// Leases taken or renewed so far.
+    holds: tokio::sync::watch::Sender<usize>,
 }
 
 impl Crashing {
@@ -123,12 +128,34 @@ impl Crashing {
             at,
             after_commit,
             writes: AtomicUsize::new(0),
+            dead: AtomicBool::new(false),
+            holds: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A store that never crashes, counting leases taken and renewed.
+    pub(super) fn healthy(inner: SqliteStore) -> Crashing {
+        Crashing::new(inner, usize::MAX, false)
+    }
+
+    pub(super) fn holds(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.holds.subscribe()
     }
 
     fn crash(&self) -> Option<bool> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        (n == self.at).then_some(self.after_commit)
+        let crash = (n == self.at).then_some(self.after_commit);
+        if crash.is_some() {
+            self.dead.store(true, Ordering::SeqCst);
+        }
+        crash
+    }
+
+    fn alive(&self) -> Result<(), StoreError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(died());
+        }
+        Ok(())
     }
 }
 
@@ -162,6 +189,7 @@ impl Requests for Crashing {
             .await
     }
     async fn transition(&self, id: RequestId, step: Step<'_>) -> Result<Written, StoreError> {
+        self.alive()?;
         match self.crash() {
             None => self.inner.transition(id, step).await,
             Some(true) => {
@@ -181,6 +209,7 @@ impl Requests for Crashing {
         progress: &Value,
         audit: &[audit::NewEntry],
     ) -> Result<Written, StoreError> {
+        self.alive()?;
         match self.crash() {
             None => {
                 self.inner
@@ -195,6 +224,22 @@ impl Requests for Crashing {
             }
             Some(false) => Err(died()),
         }
+    }
+    async fn hold(
+        &self,
+        id: RequestId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
+        self.alive()?;
+        let lease = self.inner.hold(id, holder, now, until).await;
+        self.holds.send_modify(|n| *n += 1);
+        lease
+    }
+    async fn release(&self, id: RequestId, holder: &str) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.release(id, holder).await
     }
     async fn audit(&self, entries: &[audit::NewEntry]) -> Result<(), StoreError> {
         self.inner.audit(entries).await
@@ -253,12 +298,21 @@ impl Rig {
     }
 
     pub(super) fn executor(&self, requests: Arc<dyn Requests>) -> Executor {
-        Executor::new(
-            requests,
-            self.accounts.clone(),
-            self.actions.clone(),
-            self.clock.clone(),
-        )
+        self.executor_with(requests, |a| a)
+    }
+
+    /// An executor whose cloud actions go through `wrap`.
+    pub(super) fn executor_with(
+        &self,
+        requests: Arc<dyn Requests>,
+        wrap: impl Fn(Arc<dyn Actions>) -> Arc<dyn Actions>,
+    ) -> Executor {
+        let actions = self
+            .actions
+            .iter()
+            .map(|(name, a)| (name.clone(), wrap(a.clone())))
+            .collect();
+        Executor::new(requests, self.accounts.clone(), actions, self.clock.clone())
     }
 
     /// A request for `action`, approved by ana.
