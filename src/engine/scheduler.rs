@@ -19,8 +19,9 @@ use crate::config::AccountConfig;
 use crate::ports::Store;
 
 /// How often requests are swept: overdue ones expired, approved ones whose
-/// cloud could not be asked tried again, lost answers read back.
-const SWEEP_EVERY: Duration = Duration::minutes(1);
+/// cloud could not be asked tried again, lost answers read back, and the
+/// work of a runner whose lease (30 s) lapsed taken over, within a minute.
+const SWEEP_EVERY: Duration = Duration::seconds(20);
 
 pub struct Scheduler {
     /// Requests to expire and to carry on with, swept every minute.
