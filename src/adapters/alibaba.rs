@@ -611,9 +611,13 @@ fn renew_months_ok(product: &str, months: u32) -> bool {
     }
 }
 
-/// How long a renewal's client token is trusted to make a repeat answer the
-/// first renewal; Alibaba documents no window.
-const TOKEN_TRUSTED: Duration = Duration::hours(1);
+/// A renewal's order, as what the call made that is its request's alone.
+fn order_effect(order: &str) -> Vec<String> {
+    Some(order.to_owned())
+        .filter(|o| !o.is_empty())
+        .into_iter()
+        .collect()
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -639,10 +643,10 @@ struct OrderDetailList {
 }
 
 impl Alibaba {
-    /// Whether a renewal whose answer was lost long ago shows: the
-    /// instance's end time moved by the months asked (done), moved by
-    /// something else (for a person), or a renewal order of the instance
-    /// created since that is still being paid (not yet known).
+    /// Whether a renewal whose answer was lost shows: a renewal order of the
+    /// instance created since the call and claimed by no other request
+    /// (paid: done; unpaid: still going), else the instance's end time
+    /// moved by the months asked (done) or by something else (for a person).
     async fn renewal_shown(
         &self,
         ctx: &Site<'_>,
@@ -650,9 +654,34 @@ impl Alibaba {
     ) -> Result<ReadBack, ProviderError> {
         let p = &lost.call.params;
         let id = cloud::text(&p["InstanceId"]).unwrap_or_default();
+        let i = self.instance(ctx, &id).await?;
+        let mut unpaid = None;
+        for (order, status) in self
+            .renewal_orders(ctx, &i, lost.since - Duration::minutes(1))
+            .await?
+        {
+            if lost.claimed.contains(&order) {
+                continue;
+            }
+            match status.as_str() {
+                "Paid" => {
+                    return Ok(ReadBack::Happened(CallAnswer {
+                        effects: vec![order.clone()],
+                        ..done(json!({"InstanceId": id, "OrderId": order, "read_back": true}))
+                    }));
+                }
+                // Its payment failed and it was cancelled: no effect.
+                "Cancelled" => {}
+                _ => unpaid = Some(order),
+            }
+        }
+        if let Some(order) = unpaid {
+            return Ok(ReadBack::Unknown(format!(
+                "renewal order {order} of {id} is not paid yet"
+            )));
+        }
         let months = p["Months"].as_u64().and_then(|m| u32::try_from(m).ok());
         let bad = malformed("QueryAvailableInstances");
-        let i = self.instance(ctx, &id).await?;
         let end = i
             .end_time
             .as_deref()
@@ -664,21 +693,33 @@ impl Alibaba {
             .map(utc_time)
             .transpose()
             .map_err(&bad)?;
-        if let (Some(end), Some(before)) = (end, before)
-            && end > before
-        {
-            return Ok(if months.is_some_and(|m| moved_by_months(before, end, m)) {
-                ReadBack::Happened(done(json!({"InstanceId": id, "EndTime": i.end_time})))
-            } else {
-                ReadBack::Unclear(format!(
-                    "{id}'s end time moved from {} to {}, not by the {} month(s) asked (renewed in the console, or by auto-renew?)",
-                    before.format("%Y-%m-%d %H:%M UTC"),
-                    end.format("%Y-%m-%d %H:%M UTC"),
-                    months.unwrap_or_default()
-                ))
-            });
-        }
+        Ok(match (end, before) {
+            (Some(end), Some(before)) if end > before => {
+                if months.is_some_and(|m| moved_by_months(before, end, m)) {
+                    ReadBack::Happened(done(json!({"InstanceId": id, "EndTime": i.end_time})))
+                } else {
+                    ReadBack::Unclear(format!(
+                        "{id}'s end time moved from {} to {}, not by the {} month(s) asked, and no renewal order of it is listed (renewed in the console, or by auto-renew?)",
+                        before.format("%Y-%m-%d %H:%M UTC"),
+                        end.format("%Y-%m-%d %H:%M UTC"),
+                        months.unwrap_or_default()
+                    ))
+                }
+            }
+            _ => ReadBack::NotHappened,
+        })
+    }
+
+    /// The renewal orders of instance `i` created since `since`, with their
+    /// payment status, as QueryOrders and GetOrderDetail list them.
+    async fn renewal_orders(
+        &self,
+        ctx: &Site<'_>,
+        i: &Instance,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, ProviderError> {
         let now = self.http.clock.now();
+        let mut out = Vec::new();
         for n in 1..=MAX_PAGES {
             let v = self
                 .call(
@@ -690,10 +731,7 @@ impl Alibaba {
                         ("PageSize", PAGE_SIZE.to_string()),
                         ("OrderType", "Renew".into()),
                         ("ProductCode", i.product_code.clone()),
-                        (
-                            "CreateTimeStart",
-                            utc_text(lost.since - Duration::minutes(1)),
-                        ),
+                        ("CreateTimeStart", utc_text(since)),
                         ("CreateTimeEnd", utc_text(now + Duration::minutes(1))),
                     ],
                 )
@@ -705,9 +743,6 @@ impl Alibaba {
             let got = rows.len();
             for o in rows {
                 let order = o.order_id.text().to_owned();
-                if lost.claimed.contains(&order) {
-                    continue;
-                }
                 let v = self
                     .call(
                         ctx.access,
@@ -720,31 +755,18 @@ impl Alibaba {
                     .order_list
                     .map(|l| l.order)
                     .unwrap_or_default();
-                for d in details {
-                    if !d.instance_ids.split(',').any(|x| x.trim() == id) {
-                        continue;
-                    }
-                    match d.payment_status.as_str() {
-                        // Its payment failed and it was cancelled: no effect.
-                        "Cancelled" => {}
-                        status => {
-                            return Ok(ReadBack::Unknown(format!(
-                                "renewal order {order} of {id} is {} but {id}'s end time has not moved yet",
-                                if status == "Paid" {
-                                    "paid"
-                                } else {
-                                    "not paid yet"
-                                }
-                            )));
-                        }
-                    }
-                }
+                out.extend(
+                    details
+                        .into_iter()
+                        .filter(|d| d.instance_ids.split(',').any(|x| x.trim() == i.instance_id))
+                        .map(|d| (order.clone(), d.payment_status)),
+                );
             }
             if got < PAGE_SIZE as usize {
                 break;
             }
         }
-        Ok(ReadBack::NotHappened)
+        Ok(out)
     }
 
     /// One subscription instance, as BSS lists it.
@@ -968,10 +990,11 @@ impl Actions for Alibaba {
                         )
                         .await
                         .map_err(action_error)?;
-                    return Ok(answered(
-                        &v,
-                        json!({"InstanceId": id, "OrderId": text(&v["OrderId"])}),
-                    ));
+                    let order = text(&v["OrderId"]);
+                    return Ok(CallAnswer {
+                        effects: order_effect(&order),
+                        ..answered(&v, json!({"InstanceId": id, "OrderId": order}))
+                    });
                 }
                 let mut params = vec![
                     ("ProductCode", product),
@@ -994,9 +1017,11 @@ impl Actions for Alibaba {
                     .await
                     .map_err(action_error)?;
                 // A string by type, a bare number in the doc's example.
-                Ok(done(
-                    json!({"InstanceId": id, "OrderId": text(&data["OrderId"])}),
-                ))
+                let order = text(&data["OrderId"]);
+                Ok(CallAnswer {
+                    effects: order_effect(&order),
+                    ..done(json!({"InstanceId": id, "OrderId": order}))
+                })
             }
             "SetRenewal" => {
                 let mut params = vec![
@@ -1034,12 +1059,10 @@ impl Actions for Alibaba {
     ) -> Result<ReadBack, ProviderError> {
         let call = lost.call;
         Ok(match call.name.as_str() {
-            // Within the hour the client token makes a repeat answer the
-            // first renewal. Alibaba does not say how long it keeps tokens,
-            // so after that the instance and its orders decide.
-            "RenewInstance" if self.http.clock.now() - lost.since <= TOKEN_TRUSTED => {
-                ReadBack::NotHappened
-            }
+            // The client token makes a repeat answer the first renewal, but
+            // Alibaba does not say for how long it keeps tokens: what the
+            // instance and its renewal orders show decides first, and the
+            // token only guards a repeat of what they do not show.
             "RenewInstance" => {
                 let ctx = site(&self.accounts, account)?;
                 self.renewal_shown(&ctx, lost).await?

@@ -112,7 +112,8 @@ impl AzureChina {
             .decimal()
             .ok()
             .and_then(|d| i64::try_from(d.trunc()).ok())
-            .unwrap_or(300);
+            .unwrap_or(300)
+            .clamp(0, 86_400);
         // Renew five minutes early, so a poll never starts on a dying token.
         let until = now + Duration::seconds((lifetime - 300).max(0));
         self.tokens
@@ -199,7 +200,10 @@ impl AzureChina {
                     .map(|t| t.date_naive())
                     .or_else(|_| NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d"))
                     .map_err(|_| bad(format!("usage date {day:?}")))?;
-                *by_day.entry(day).or_default() += cost;
+                let sum = by_day.entry(day).or_default();
+                *sum = sum
+                    .checked_add(cost)
+                    .ok_or_else(|| bad(format!("usage on {day} adds up beyond any bill")))?;
             }
             match page.next_link.filter(|l| !l.is_empty()) {
                 Some(next) => url = next,
@@ -372,11 +376,13 @@ impl Provider for AzureChina {
             (None, None) => return Err(no_entry(account)),
         };
         // Whole days only: today's figure is still growing.
-        let full: Decimal = costs
+        let full = costs
             .iter()
             .filter(|(d, _)| *d >= spend_from && *d < today)
-            .map(|(_, c)| c.amount())
-            .sum();
+            .try_fold(Decimal::ZERO, |sum, (_, c)| sum.checked_add(c.amount()))
+            .ok_or_else(|| {
+                ProviderError::Malformed("the daily costs add up beyond any bill".into())
+            })?;
         let spend = ReportedSpend {
             per_day: Money::new(full / Decimal::from(SPEND_DAYS), Currency::Cny).round_to_minor(),
             over_days: SPEND_DAYS as u32,

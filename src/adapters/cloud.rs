@@ -489,13 +489,23 @@ impl Amount {
 
     /// An amount in the currency's major unit (yuan, dollars).
     pub fn major(&self, currency: Currency) -> Result<Money, String> {
-        Ok(Money::new(self.decimal()?, currency).normalized())
+        self.bounded(self.decimal()?, currency)
     }
 
     /// An amount in minor units (fen, cents), converted exactly.
     pub fn minor(&self, currency: Currency) -> Result<Money, String> {
         let d = self.decimal()?;
-        Ok(Money::new(d / Decimal::ONE_HUNDRED, currency).normalized())
+        self.bounded(d / Decimal::ONE_HUNDRED, currency)
+    }
+
+    fn bounded(&self, major: Decimal, currency: Currency) -> Result<Money, String> {
+        if major.abs() > crate::domain::money::largest() {
+            return Err(format!(
+                "{:?} is beyond what purser handles (at most 1,000,000,000,000,000)",
+                self.0
+            ));
+        }
+        Ok(Money::new(major, currency).normalized())
     }
 }
 
@@ -597,8 +607,19 @@ pub fn strict_decimal(raw: &str) -> Result<Decimal, String> {
         return Err(bad("empty"));
     }
     let unsigned = text.strip_prefix('-').unwrap_or(text);
+    // Beyond this (a quadrillion yuan, in fen), sums and rates of amounts
+    // could overflow: a cloud that answers so has answered garbage.
+    let bounded = |value: Decimal| {
+        if value.abs() > crate::domain::money::largest() * Decimal::ONE_HUNDRED {
+            Err(bad("beyond what purser handles"))
+        } else {
+            Ok(value)
+        }
+    };
     if unsigned.contains(['e', 'E']) {
-        return Decimal::from_scientific(text).map_err(|e| bad(&e.to_string()));
+        return Decimal::from_scientific(text)
+            .map_err(|e| bad(&e.to_string()))
+            .and_then(bounded);
     }
     let (int, frac) = match unsigned.split_once('.') {
         Some((i, f)) => (i, Some(f)),
@@ -623,12 +644,21 @@ pub fn strict_decimal(raw: &str) -> Result<Decimal, String> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad("not a number"));
     }
+    let significant = format!("{digits}{}", frac.unwrap_or(""));
+    if significant
+        .trim_start_matches('0')
+        .trim_end_matches('0')
+        .len()
+        > 28
+    {
+        return Err(bad("more digits than purser keeps exactly"));
+    }
     let plain = match frac {
         Some(f) => format!("{digits}.{f}"),
         None => digits,
     };
     let value: Decimal = plain.parse().map_err(|_| bad("too large"))?;
-    Ok(if text.starts_with('-') { -value } else { value })
+    bounded(if text.starts_with('-') { -value } else { value })
 }
 
 #[cfg(test)]
@@ -684,6 +714,23 @@ mod tests {
         let v = serde_json::json!(["CS1", 202657601410661_u64, null, true]);
         assert_eq!(texts(&v), ["CS1", "202657601410661"]);
         assert!(texts(&serde_json::json!("CS1")).is_empty());
+    }
+
+    #[test]
+    fn amounts_beyond_any_bill_are_garbage_not_an_overflow() {
+        for huge in [
+            "7.9e28",
+            "79000000000000000000000000000",
+            "100000000000000000.01",
+            "-2e17",
+            "0.12345678901234567890123456789",
+        ] {
+            assert!(strict_decimal(huge).is_err(), "{huge}");
+        }
+        assert!(amount("1000000000000000.01").major(Currency::Cny).is_err());
+        assert!(amount("100000000000000001").minor(Currency::Cny).is_err());
+        assert!(amount("1000000000000000").major(Currency::Cny).is_ok());
+        assert!(strict_decimal("0.000001").is_ok());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, Sqlite, SqlitePool, TransactionManager};
 
 use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice, NoticeKind};
 use crate::domain::command::{AlertRef, Matcher};
@@ -68,6 +68,19 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A task cancelled just as its BEGIN was answered leaves
+                    // its connection inside a transaction nobody owns, holding
+                    // the write lock, and every later BEGIN on it refused:
+                    // roll it back, or drop the connection.
+                    type Manager = <Sqlite as sqlx::Database>::TransactionManager;
+                    if Manager::get_transaction_depth(conn) == 0 {
+                        return Ok(true);
+                    }
+                    Ok(Manager::rollback(conn).await.is_ok())
+                })
+            })
             .connect_with(options)
             .await?;
         MIGRATOR

@@ -811,8 +811,19 @@ impl Actions for Tencent {
                     let region = info.region_code.clone().unwrap_or_default();
                     if info.product_code == CVM {
                         // CVM renewal takes no token: what it must change is
-                        // kept, to read back whether it did.
+                        // kept, to read back whether it did. An operation
+                        // still in progress may move the expiry yet: the
+                        // renewal waits until it has.
                         let i = self.cvm_one(&ctx, &region, id.as_str()).await?;
+                        if i.latest_operation_state.as_deref() == Some("OPERATING") {
+                            return Err(ProviderError::Rejected {
+                                code: "OperationDenied.InstanceOperationInProgress".into(),
+                                message: format!(
+                                    "{id} still has an operation in progress ({}); the renewal waits for it",
+                                    i.latest_operation.as_deref().unwrap_or("unknown")
+                                ),
+                            });
+                        }
                         call(
                             "RenewInstances",
                             json!({

@@ -823,14 +823,11 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
                 ));
             };
             let matchers = Matcher::parse_list(matchers).map_err(&fail)?;
-            let duration = duration::parse(duration).map_err(&fail)?;
+            let duration =
+                duration::parse_at_most(duration, Duration::days(MAX_SILENCE_DAYS), "a silence")
+                    .map_err(|e| fail(format!("{e}; a forgotten one hides real trouble")))?;
             if duration <= Duration::zero() {
                 return Err(fail("a silence must last more than 0s".into()));
-            }
-            if duration > Duration::days(MAX_SILENCE_DAYS) {
-                return Err(fail(format!(
-                    "a silence may last at most {MAX_SILENCE_DAYS}d; a forgotten one hides real trouble"
-                )));
             }
             let reason = unquote(&args[2..].join(" "));
             Command::Silence {
@@ -1097,7 +1094,12 @@ fn when(words: &mut &[&str], end: bool) -> Result<When, String> {
                 "{first:?} is not a date; write now or e.g. 2026-11-25"
             ));
         }
-        let d = duration::parse(first)?;
+        let d = duration::parse_at_most(
+            first,
+            Duration::days(super::oncall::MAX_OVERRIDE_DAYS),
+            "an override",
+        )
+        .map_err(|e| format!("{e}; change the rotation in the config for longer"))?;
         if d <= Duration::zero() {
             return Err("give a span longer than 0s".to_owned());
         }
@@ -1460,6 +1462,14 @@ mod tests {
             ("silence env=dev 5", "lacks a unit"),
             ("silence env=dev 0s", "more than 0s"),
             ("silence env=dev 91d", "at most 90d"),
+            (
+                "silence env=dev 99999999999999d",
+                "a silence may last at most 90d",
+            ),
+            (
+                "silence env=dev 99999999999999999999999w",
+                "a silence may last at most 90d",
+            ),
             (
                 "silence rule=low_balace 1h",
                 "unknown rule \"low_balace\"; known: low_balance",

@@ -3,43 +3,82 @@
 
 use chrono::Duration;
 
-/// Parses `90s`, `15m`, `4h`, `7d`, `2w` and sums like `1h30m`.
+/// The longest duration purser takes anywhere: a century, so that any
+/// moment plus a duration stays a moment.
+pub const LONGEST_DAYS: i64 = 36_500;
+
+/// Parses `90s`, `15m`, `4h`, `7d`, `2w` and sums like `1h30m`, up to
+/// [`LONGEST_DAYS`]; never overflows, whatever the digits.
 pub fn parse(text: &str) -> Result<Duration, String> {
+    parse_within(text, LONGEST_DAYS * 86_400).map_err(|e| match e {
+        TooLong => format!("{text:?} is longer than purser takes (at most {LONGEST_DAYS}d)"),
+        Bad(e) => e,
+    })
+}
+
+/// As [`parse`], for a span that may last at most `max`: anything longer,
+/// however long, is refused as "{what} may last at most …", and `why`
+/// follows when given.
+pub fn parse_at_most(text: &str, max: Duration, what: &str) -> Result<Duration, String> {
+    let limit = max.num_seconds().min(LONGEST_DAYS * 86_400);
+    parse_within(text, limit).map_err(|e| match e {
+        TooLong => format!("{what} may last at most {}", format(max)),
+        Bad(e) => e,
+    })
+}
+
+enum Refused {
+    TooLong,
+    Bad(String),
+}
+use Refused::{Bad, TooLong};
+
+fn parse_within(text: &str, limit_secs: i64) -> Result<Duration, Refused> {
     let t = text.trim();
     if t.is_empty() {
-        return Err("empty duration; write e.g. 30s, 15m, 4h or 7d".into());
+        return Err(Bad("empty duration; write e.g. 30s, 15m, 4h or 7d".into()));
     }
-    let mut total = Duration::zero();
+    let mut total: i64 = 0;
     let mut digits = String::new();
     for c in t.chars() {
         if c.is_ascii_digit() {
             digits.push(c);
             continue;
         }
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration; write e.g. 30s, 15m, 4h or 7d"))?;
-        digits.clear();
-        let unit = match c {
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
-            'w' => Duration::weeks(n),
+        if digits.is_empty() {
+            return Err(Bad(format!(
+                "{text:?} is not a duration; write e.g. 30s, 15m, 4h or 7d"
+            )));
+        }
+        let size: i64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
             _ => {
-                return Err(format!(
+                return Err(Bad(format!(
                     "{text:?} has unknown unit {c:?}; use s, m, h, d or w"
-                ));
+                )));
             }
         };
-        total += unit;
+        // Digits beyond i64 are too long too, not malformed.
+        let n: i64 = digits.parse().map_err(|_| TooLong)?;
+        digits.clear();
+        total = n
+            .checked_mul(size)
+            .and_then(|secs| total.checked_add(secs))
+            .ok_or(TooLong)?;
+        if total > limit_secs {
+            return Err(TooLong);
+        }
     }
     if !digits.is_empty() {
-        return Err(format!(
+        return Err(Bad(format!(
             "{text:?} lacks a unit; write e.g. {digits}s, {digits}m or {digits}d"
-        ));
+        )));
     }
-    Ok(total)
+    Ok(Duration::seconds(total))
 }
 
 /// The shortest way to write `d` back: `1h30m`, `2d`, `45s`.
@@ -77,5 +116,30 @@ mod tests {
         assert_eq!(format(Duration::minutes(90)), "1h30m");
         assert_eq!(format(Duration::days(2)), "2d");
         assert_eq!(format(Duration::zero()), "0s");
+    }
+
+    #[test]
+    fn durations_beyond_a_century_are_refused_never_overflowed() {
+        for huge in [
+            "99999999999999d",
+            "99999999999999999999999s",
+            "36501d",
+            "5300w",
+        ] {
+            let e = parse(huge).unwrap_err();
+            assert!(e.contains("at most 36500d"), "{huge}: {e}");
+        }
+        assert_eq!(parse("36500d").unwrap(), Duration::days(36_500));
+        let e = parse_at_most("99999999999999d", Duration::days(30), "a silence").unwrap_err();
+        assert_eq!(e, "a silence may last at most 30d");
+        assert_eq!(
+            parse_at_most("29d", Duration::days(30), "a silence").unwrap(),
+            Duration::days(29)
+        );
+        assert!(
+            parse_at_most("5x", Duration::days(30), "a silence")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
     }
 }

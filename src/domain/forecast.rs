@@ -62,20 +62,28 @@ pub fn burn_rate(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> 
         {
             return None;
         }
-        let recharged: Decimal = cur
+        // Amounts are bounded where they come in; checked all the same, so
+        // that no figure from outside can panic an evaluation.
+        let recharged = cur
             .recharges
             .iter()
             .filter(|r| {
                 r.at > prev.taken_at && r.at <= cur.taken_at && r.amount.currency() == currency
             })
-            .map(|r| r.amount.amount())
-            .sum();
-        let fall = prev.balance.available.amount() - cur.balance.available.amount() + recharged;
+            .try_fold(Decimal::ZERO, |sum, r| sum.checked_add(r.amount.amount()))?;
+        let fall = prev
+            .balance
+            .available
+            .amount()
+            .checked_sub(cur.balance.available.amount())?
+            .checked_add(recharged)?;
         if fall > Decimal::ZERO {
-            spent += fall;
+            spent = spent.checked_add(fall)?;
         }
     }
-    let per_day = spent * Decimal::from(86_400) / Decimal::from(observed);
+    let per_day = spent
+        .checked_mul(Decimal::from(86_400))?
+        .checked_div(Decimal::from(observed))?;
     Some(BurnRate {
         per_day: Money::new(per_day, currency).round_to_minor(),
         source: BurnSource::BalanceDeltas,
@@ -94,7 +102,12 @@ pub fn runway_days(available: &Money, burn: &BurnRate) -> Option<Decimal> {
     if burn.per_day.amount() <= Decimal::ZERO {
         return None;
     }
-    Some((available.amount() / burn.per_day.amount()).round_dp(1))
+    Some(
+        available
+            .amount()
+            .checked_div(burn.per_day.amount())?
+            .round_dp(1),
+    )
 }
 
 /// What chat answers about the whole fleet need of one account, kept up to

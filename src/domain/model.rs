@@ -342,6 +342,9 @@ pub enum FailureKind {
     Rejected,
     /// An answer without the documented shape.
     Malformed,
+    /// purser itself failed while reading or judging the account (a fault in
+    /// purser, not in the cloud): it cannot watch the account until fixed.
+    Internal,
 }
 
 impl FailureKind {
@@ -351,6 +354,7 @@ impl FailureKind {
             FailureKind::Unreachable => "unreachable",
             FailureKind::Rejected => "rejected",
             FailureKind::Malformed => "malformed",
+            FailureKind::Internal => "internal",
         }
     }
 
@@ -360,6 +364,7 @@ impl FailureKind {
             FailureKind::Unreachable,
             FailureKind::Rejected,
             FailureKind::Malformed,
+            FailureKind::Internal,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

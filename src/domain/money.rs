@@ -83,8 +83,15 @@ pub enum AmountError {
     ConflictingCurrency(String),
     #[error("{0:?} is not an amount; expected something like ¥1,234.50, 1234.5, 1,000 CNY or 5k")]
     Invalid(String),
-    #[error("{0:?} is too large")]
+    #[error("{0:?} is beyond what purser handles exactly (at most 1,000,000,000,000,000)")]
     Overflow(String),
+}
+
+/// The largest amount purser takes from anywhere, a quadrillion: far above
+/// any account, and far below where sums and rates of such amounts could
+/// overflow or be rounded.
+pub fn largest() -> Decimal {
+    Decimal::from(1_000_000_000_000_000i64)
 }
 
 /// Arithmetic refused because it would mix currencies or overflow.
@@ -382,6 +389,9 @@ fn parse(input: &str, default: Currency, allow_negative: bool) -> Result<Money, 
     }
     if negative && !value.is_zero() && !allow_negative {
         return Err(AmountError::Negative(original.to_owned()));
+    }
+    if value > largest() {
+        return Err(AmountError::Overflow(original.to_owned()));
     }
     let value = if negative { -value } else { value };
     Ok(Money::new(value, currency.unwrap_or(default)).normalized())

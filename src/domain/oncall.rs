@@ -7,6 +7,9 @@ use chrono_tz::Tz;
 
 use super::calendar::{Calendar, Minute};
 
+/// The longest override chat may make; longer belongs in the rotation.
+pub const MAX_OVERRIDE_DAYS: i64 = 90;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handoff {
     Daily,

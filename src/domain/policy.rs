@@ -458,8 +458,8 @@ fn caps(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), Refusa
         ),
     ] {
         let Some(cap) = cap else { continue };
-        let total = so_far.amount() + cost.amount();
-        if total > cap {
+        let total = so_far.amount().checked_add(cost.amount());
+        if total.is_none_or(|t| t > cap) {
             return refuse(
                 rule,
                 format!(

@@ -853,8 +853,9 @@ fn poll_failed(
     // A refused key will not mend itself: say so at once, not after the grace
     // period. Never read at all: purser knows nothing, so it is blind now.
     let refused = error.kind == FailureKind::Refused;
+    let internal = error.kind == FailureKind::Internal;
     let blind_for = health.last_success_at.map(|t| now - t);
-    if !refused && blind_for.is_some_and(|d| d < rule.after) {
+    if !refused && !internal && blind_for.is_some_and(|d| d < rule.after) {
         return;
     }
     let since = match health.last_success_at {
@@ -870,7 +871,12 @@ fn poll_failed(
         severity: rule.severity,
         level: Level::Breach,
         rank: 1,
-        summary: if refused {
+        summary: if internal {
+            format!(
+                "purser failed while judging this account ({since}): {error}. \
+                 Its alerts cannot be trusted until this is fixed; the log has the details"
+            )
+        } else if refused {
             format!(
                 "the provider refuses purser's key for this account ({since}): {error}. \
                  Waiting will not help: fix the key or its permissions"

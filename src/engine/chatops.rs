@@ -13,7 +13,7 @@ use crate::domain::command::{self, AlertRef, Command, Role, Target, Verb, When};
 use crate::domain::forecast::{self, AccountView};
 use crate::domain::model::{AccountId, ExternalId};
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
-use crate::domain::oncall::{Override, Rotation};
+use crate::domain::oncall::{MAX_OVERRIDE_DAYS, Override, Rotation};
 use crate::domain::people::{Directory, Person};
 use crate::domain::request::{Action, Request, RequestId, State, Verdict, Via};
 use crate::domain::{duration, silence};
@@ -1246,9 +1246,6 @@ fn runway_line(a: &AccountConfig, v: AccountView) -> String {
 }
 
 /// The refusal for a person whose role is below what `verb` needs.
-/// Longest override: a longer change belongs in the rotation itself.
-const MAX_OVERRIDE_DAYS: i64 = 90;
-
 fn role_refusal(person: &Person, verb: Verb) -> Option<Reply> {
     (person.role < verb.role()).then(|| {
         Reply::refused(format!(

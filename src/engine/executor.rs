@@ -403,7 +403,7 @@ impl Executor {
         };
         if exec.tries >= TRIES {
             let why = format!(
-                "{} was sent {TRIES} times; each time its answer was lost and the cloud showed afterwards that it had not taken effect",
+                "{} was tried {TRIES} times; each time its outcome was lost (no answer, or purser stopped mid-call) and the cloud showed afterwards that it had not taken effect",
                 call.name
             );
             return self.fail_with(r, exec, &why, now).await;

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod dispatcher;
 pub mod escalator;
 pub mod executor;
+pub mod guard;
 pub mod oncall_view;
 pub mod poller;
 pub mod request_view;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use super::guard;
 use crate::config::AccountConfig;
 use crate::domain::alert::{self, Alert, Changes};
-use crate::domain::model::{AccountId, Snapshot};
+use crate::domain::model::{AccountId, FailureKind, PollFailure, Snapshot};
 use crate::domain::policy::Policy;
 use crate::domain::request;
 use crate::domain::rules::{self, AccountState};
@@ -58,7 +59,24 @@ impl Poller {
                 self.store.record_poll(id, now, Err(&e.failure())).await?
             }
         };
-        let changes = self.evaluate(account, &recorded, now).await?;
+        let changes = match guard::caught(self.evaluate(account, &recorded, now, false)).await {
+            Ok(changes) => changes?,
+            Err(why) => {
+                // A fault in purser: the account is judged as one it cannot
+                // read, so that poll_failed says so at once and the other
+                // accounts are watched on.
+                error!(account.id = %id, panic = %why, "judging the account failed; reporting it as unreadable");
+                let mut blind = recorded.clone();
+                blind.failed(
+                    now,
+                    PollFailure {
+                        kind: FailureKind::Internal,
+                        message: format!("judging what the cloud answered failed: {why}"),
+                    },
+                );
+                self.evaluate(account, &blind, now, true).await?
+            }
+        };
         let wrote = !changes.notices.is_empty();
         for n in &changes.notices {
             info!(
@@ -90,7 +108,9 @@ impl Poller {
             .map_err(|_| ProviderError::Transport("shutting down".into()))?;
         let deadline = self.clock.now() + timeout;
         let snapshot = tokio::select! {
-            r = provider.provider.poll(&account.account) => r?,
+            r = guard::caught(provider.provider.poll(&account.account)) => r.map_err(|why| {
+                ProviderError::Malformed(format!("purser failed while reading the answer ({why})"))
+            })??,
             _ = self.clock.sleep_until(deadline) => {
                 return Err(ProviderError::Timeout(timeout.to_std().unwrap_or_default()));
             }
@@ -105,17 +125,23 @@ impl Poller {
         Ok(snapshot)
     }
 
+    /// The account's alert changes at `now`; `blind`: judged on its health
+    /// alone, with no history (what judging it fully could not do).
     async fn evaluate(
         &self,
         account: &AccountConfig,
         health: &crate::domain::model::PollHealth,
         now: DateTime<Utc>,
+        blind: bool,
     ) -> Result<Changes, StoreError> {
         let id = &account.account.id;
-        let history = self
-            .store
-            .history(id, now - account.rules.runway.window)
-            .await?;
+        let history = if blind {
+            Vec::new()
+        } else {
+            self.store
+                .history(id, now - account.rules.runway.window)
+                .await?
+        };
         if let Some(view) =
             crate::domain::forecast::AccountView::of(&history, account.rules.runway.window, now)
         {

@@ -103,8 +103,12 @@ impl Scheduler {
                     let activity = self.activity.clone();
                     activity.update(|s| s.sweeps_in_flight += 1);
                     sweeping.spawn(async move {
-                        if let Err(e) = requests.sweep(now).await {
-                            error!(error = %e, "sweeping requests failed");
+                        match super::guard::caught(requests.sweep(now)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => error!(error = %e, "sweeping requests failed"),
+                            Err(why) => {
+                                error!(panic = %why, "sweeping requests failed inside purser")
+                            }
                         }
                         activity.update(|s| s.sweeps_in_flight -= 1);
                     });
@@ -152,10 +156,16 @@ impl Scheduler {
         let written = self.outbox_written.clone();
         activity.update(|s| s.polls_in_flight += 1);
         running.spawn(async move {
-            let wrote = match poller.run(&account, &provider).await {
-                Ok(wrote) => wrote,
-                Err(e) => {
+            // A panic here would leave the account marked in flight, never
+            // polled again: it is caught and said instead.
+            let wrote = match super::guard::caught(poller.run(&account, &provider)).await {
+                Ok(Ok(wrote)) => wrote,
+                Ok(Err(e)) => {
                     error!(account.id = %account.account.id, error = %e, "recording the poll failed");
+                    false
+                }
+                Err(why) => {
+                    error!(account.id = %account.account.id, panic = %why, "the poll failed inside purser");
                     false
                 }
             };

@@ -711,3 +711,25 @@ fn approval_channels_name_outputs_that_can_show_a_card() {
         "none: requests are only in chat replies"
     );
 }
+
+#[test]
+fn spans_and_amounts_beyond_what_purser_handles_are_refused_not_overflowed() {
+    let text = format!("{BASE}\n[rules.low_balance]\nrepeat = \"99999999999999d\"\n");
+    let err = error_of(&text);
+    assert!(
+        err.contains("rules.low_balance.repeat: \"99999999999999d\" is longer than purser takes (at most 36500d)"),
+        "{err}"
+    );
+    let text = BASE.replace(
+        "[[providers]]",
+        "[scheduler]\ntimeout = \"9999999999999999999999s\"\n\n[[providers]]",
+    );
+    let err = error_of(&text);
+    assert!(err.contains("scheduler.timeout"), "{err}");
+    assert!(err.contains("at most 36500d"), "{err}");
+    let text = format!(
+        "{BASE}\n[rules.low_balance]\ntiers = [{{ below = \"99,999,999,999,999,999\", severity = \"A\" }}]\n"
+    );
+    let err = error_of(&text);
+    assert!(err.contains("beyond what purser handles exactly"), "{err}");
+}

@@ -544,7 +544,7 @@ async fn a_swap_made_in_chat_routes_the_page_and_is_shown_and_audited() {
         ),
         (
             "U0ANA",
-            "oncall override ops ana now 100d",
+            "oncall override ops ana 2026-11-20 2027-03-01",
             "An override may last at most 90 days; change the rotation in the config for longer.",
         ),
     ] {
@@ -554,7 +554,21 @@ async fn a_swap_made_in_chat_routes_the_page_and_is_shown_and_audited() {
             (ReplyKind::Refused, says),
             "{text}"
         );
+    } // A span too long, however long, is refused before anything is computed.
+    for text in [
+        "oncall override ops ana now 100d",
+        "oncall override ops ana now 99999999999999d",
+    ] {
+        let r = ask("U0ANA", text).await;
+        assert_eq!(r.kind, ReplyKind::Usage, "{text}");
+        assert!(
+            r.title
+                .starts_with("until: an override may last at most 90d; change the rotation"),
+            "{text}: {}",
+            r.title
+        );
     }
+
     for (text, says) in [
         (
             "oncall override ops",

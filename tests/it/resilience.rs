@@ -262,3 +262,115 @@ balance = "5,00.0"
         .await;
     app.stop().await;
 }
+
+/// A provider that panics for one account while `panicking` holds, as an
+/// overflow deep in an adapter would.
+struct Panicky {
+    inner: Arc<dyn Provider>,
+    account: String,
+    panicking: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl Provider for Panicky {
+    async fn poll(&self, account: &Account) -> Result<Snapshot, ProviderError> {
+        if account.id.as_str() == self.account
+            && self.panicking.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("attempt to add with overflow");
+        }
+        self.inner.poll(account).await
+    }
+}
+
+#[tokio::test]
+async fn a_poll_that_panics_is_a_failed_poll_and_polling_goes_on() {
+    let scenario = "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n\n[[accounts]]\nid = \"fine\"\nbalance = \"¥90,000\"\n";
+    let world = World::new(
+        scenario,
+        Setup {
+            accounts: &["acme", "fine"],
+            ..Setup::default()
+        },
+    )
+    .await;
+    let sim = purser::startup::build_provider(
+        &purser::config::ProviderKind::Simulated {
+            scenario: world.dir.path().join("scenario.toml"),
+        },
+        "sim",
+        &[],
+        world.clock.clone(),
+        None,
+    );
+    let panicking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let provider: Arc<dyn Provider> = Arc::new(Panicky {
+        inner: sim,
+        account: "acme".into(),
+        panicking: panicking.clone(),
+    });
+    let app = world
+        .start_with(HashMap::from([("sim".to_owned(), provider)]))
+        .await;
+    app.settle().await;
+    // Each minute's poll of acme panics: purser says at once that it is
+    // blind (it never read acme), naming what went wrong, and keeps polling.
+    for _ in 0..31 {
+        app.advance(Duration::minutes(1)).await;
+    }
+    let blind = world
+        .hook
+        .wait_for(|v| v["account"] == "acme" && v["rule"] == "poll_failed")
+        .await;
+    let summary = blind["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("attempt to add with overflow"),
+        "{summary}"
+    );
+    assert_eq!(app.activity.get().polls_in_flight, 0);
+    // Mended, acme is read again at the next tick: it was never dropped.
+    panicking.store(false, std::sync::atomic::Ordering::SeqCst);
+    app.advance(Duration::minutes(1)).await;
+    world
+        .hook
+        .wait_for(|v| v["account"] == "acme" && v["rule"] == "low_balance")
+        .await;
+    world
+        .hook
+        .wait_for(|v| {
+            v["account"] == "acme" && v["rule"] == "poll_failed" && v["kind"] == "resolved"
+        })
+        .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expiry_beyond_any_date_in_the_cloud_answer_is_a_failed_poll_not_a_panic() {
+    let scenario = r#"
+[[accounts]]
+id = "acme"
+balance = "¥90,000"
+
+[[accounts.resources]]
+id = "ins-web"
+product = "cvm"
+expires_in = "99999999999999d"
+renewal = "manual"
+"#;
+    let (world, app) = World::running(scenario, Setup::default()).await;
+    for _ in 0..31 {
+        app.advance(Duration::minutes(1)).await;
+    }
+    let blind = world.hook.wait_for(|v| v["rule"] == "poll_failed").await;
+    let summary = blind["summary"].as_str().unwrap();
+    assert!(summary.contains("99999999999999d"), "{summary}");
+    assert!(summary.contains("never read successfully"), "{summary}");
+    // Fixed, it is read at the next tick.
+    world.scenario("[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n");
+    app.advance(Duration::minutes(1)).await;
+    world
+        .hook
+        .wait_for(|v| v["rule"] == "poll_failed" && v["kind"] == "resolved")
+        .await;
+    app.stop().await;
+}

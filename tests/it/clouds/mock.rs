@@ -95,7 +95,7 @@ pub fn reset() -> Canned {
 type Responder = Box<dyn Fn(&Req, usize) -> Canned + Send + Sync>;
 /// Checks a request's signature and freshness; `Err` is what the cloud would answer.
 pub type Verifier = Box<dyn Fn(&Req, DateTime<Utc>) -> Result<(), Canned> + Send + Sync>;
-type Keyer = Box<dyn Fn(&Req) -> String + Send + Sync>;
+pub type Keyer = Box<dyn Fn(&Req) -> String + Send + Sync>;
 
 struct Inner {
     routes: Mutex<HashMap<String, Responder>>,

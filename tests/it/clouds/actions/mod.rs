@@ -6,6 +6,7 @@
 mod alibaba;
 mod huawei;
 mod leases;
+mod storm;
 mod tencent;
 mod topups;
 
@@ -119,6 +120,8 @@ pub(super) struct Crashing {
     dead: AtomicBool,
     /// Leases taken or renewed so far.
     holds: tokio::sync::watch::Sender<usize>,
+    /// Told when it dies.
+    died: Arc<tokio::sync::Notify>,
 }
 
 impl Crashing {
@@ -130,7 +133,13 @@ impl Crashing {
             writes: AtomicUsize::new(0),
             dead: AtomicBool::new(false),
             holds: tokio::sync::watch::Sender::new(0),
+            died: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Notified when this process dies at a write.
+    pub(super) fn died(&self) -> Arc<tokio::sync::Notify> {
+        self.died.clone()
     }
 
     /// A store that never crashes, counting leases taken and renewed.
@@ -147,6 +156,7 @@ impl Crashing {
         let crash = (n == self.at).then_some(self.after_commit);
         if crash.is_some() {
             self.dead.store(true, Ordering::SeqCst);
+            self.died.notify_waiters();
         }
         crash
     }
