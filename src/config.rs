@@ -195,6 +195,9 @@ pub struct SchedulerConfig {
     pub jitter: Duration,
     /// A poll that takes longer is abandoned and counted as failed.
     pub timeout: Duration,
+    /// How long a stop may take: what is still under way then is cut off
+    /// and resumes at the next start.
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -533,6 +536,7 @@ struct RawScheduler {
     schedule: Option<S>,
     jitter: Option<S>,
     timeout: Option<S>,
+    shutdown_timeout: Option<S>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -1278,9 +1282,31 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             raw.scheduler.timeout.as_ref(),
             Duration::seconds(30),
         ),
+        shutdown_timeout: duration(
+            issues,
+            "scheduler.shutdown_timeout",
+            raw.scheduler.shutdown_timeout.as_ref(),
+            Duration::seconds(10),
+        ),
     };
-    if scheduler.timeout <= Duration::zero() {
-        issues.nowhere("scheduler.timeout", "must be longer than zero");
+    for (key, value, raw_value) in [
+        (
+            "scheduler.timeout",
+            scheduler.timeout,
+            &raw.scheduler.timeout,
+        ),
+        (
+            "scheduler.shutdown_timeout",
+            scheduler.shutdown_timeout,
+            &raw.scheduler.shutdown_timeout,
+        ),
+    ] {
+        if value <= Duration::zero() {
+            match raw_value {
+                Some(v) => issues.at(v, key, "must be longer than zero"),
+                None => issues.nowhere(key, "must be longer than zero"),
+            }
+        }
     }
 
     let mut providers = Vec::new();

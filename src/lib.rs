@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod host;
 pub mod ports;
 pub mod report;
 pub mod secret;

@@ -176,7 +176,19 @@ async fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-            match app.run_until_stopped(shutdown_signal()).await {
+            let stop = async {
+                shutdown_signal().await;
+                // A second signal means now: what is under way resumes at
+                // the next start.
+                tokio::spawn(async {
+                    shutdown_signal().await;
+                    eprintln!(
+                        "purser: a second signal; exiting at once (what was under way resumes at the next start)"
+                    );
+                    std::process::exit(130);
+                });
+            };
+            match app.run_until_stopped(stop).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("purser: {e:#}");

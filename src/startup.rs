@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tracing::info;
 
 use crate::adapters::alibaba::Alibaba;
@@ -23,6 +23,7 @@ use crate::adapters::slack::{self, SlackApp, SlackEndpoint};
 use crate::adapters::slack_channel::SlackChannel;
 use crate::adapters::slack_socket::{self, SlackSocket};
 use crate::adapters::sqlite::SqliteStore;
+use crate::adapters::sqlite::lock::StoreLock;
 use crate::adapters::telegram::{self, BotApi, TelegramBot, TelegramWebhook};
 use crate::adapters::telegram_channel::TelegramChannel;
 use crate::adapters::tencent::Tencent;
@@ -40,6 +41,7 @@ use crate::engine::chatops::{ChatOps, OutboxSignal};
 use crate::engine::dispatcher::{Dispatcher, Output};
 use crate::engine::escalator::Escalator;
 use crate::engine::executor::Executor;
+use crate::engine::guard;
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
 use crate::ports::{
@@ -299,6 +301,12 @@ pub struct Application {
     /// Slack over Socket Mode, when configured so.
     slack_socket: Option<Arc<SlackSocket>>,
     discord_bot: Option<DiscordBot>,
+    /// Held until the daemon ends: no second one on this store.
+    _lock: StoreLock,
+    store_path: std::path::PathBuf,
+    /// How long a stop may take.
+    grace: std::time::Duration,
+    clock: Arc<dyn Clock>,
 }
 
 /// What the Discord bot does when purser starts.
@@ -317,9 +325,29 @@ impl Application {
         clock: Arc<dyn Clock>,
         mut providers: HashMap<String, Arc<dyn Provider>>,
     ) -> anyhow::Result<Application> {
-        let store = SqliteStore::open(&config.store.path)
-            .await
-            .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+        let path = &config.store.path;
+        // One daemon per store, before anything touches it.
+        let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        let lock = StoreLock::acquire(path, &clock.now().to_rfc3339())?;
+        if let (false, Some(before)) = (existed, &lock.previous) {
+            tracing::warn!(
+                store = %path.display(),
+                last_run = %before,
+                "THE STORE IS MISSING OR EMPTY, but purser has run on it before: starting afresh. \
+                 Open alerts, notices not yet sent, requests under way and the audit chain start \
+                 again from nothing; restore the file from a backup if this was not meant"
+            );
+        }
+        let store = SqliteStore::open(path).await?;
+        // The lock says no other daemon runs here: leases on requests are a
+        // dead predecessor's, and its work is taken over at once.
+        let released = store.release_all_leases().await?;
+        if released > 0 {
+            info!(
+                requests = released,
+                "taking over requests a stopped purser was carrying out"
+            );
+        }
         let shared: Arc<dyn Store> = Arc::new(store.clone());
         let mut actions: HashMap<String, Arc<dyn Actions>> = HashMap::new();
         let limited: HashMap<String, LimitedProvider> = config
@@ -586,6 +614,14 @@ impl Application {
             telegram,
             slack_socket,
             discord_bot,
+            _lock: lock,
+            store_path: config.store.path.clone(),
+            grace: config
+                .scheduler
+                .shutdown_timeout
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(10)),
+            clock,
         })
     }
 
@@ -612,36 +648,48 @@ impl Application {
         self.activity.clone()
     }
 
-    /// Runs until `stop` completes, then stops scheduling, lets polls under way
-    /// finish, delivers what is due, and returns.
+    /// Runs until `stop` completes, then stops scheduling, lets polls under
+    /// way finish, delivers what is due, and returns, within the configured
+    /// `shutdown_timeout`: what is still under way then is cut off, and
+    /// resumes at the next start (polls are made again, unsent notices
+    /// sent, calls to clouds read back).
+    ///
+    /// It also supervises: should a long-running task end by itself or
+    /// panic, or the store fail, it stops everything the same way (no chat
+    /// served while the scheduler is dead) and returns the cause as an
+    /// error, for a non-zero exit that a service manager restarts. A chat
+    /// connection that ends is reconnected with backoff instead.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (stop_scheduler, scheduler_rx) = watch::channel(false);
-        let (stop_dispatcher, dispatcher_rx) = watch::channel(false);
-        let mut scheduler = AbortOnDrop(tokio::spawn(self.scheduler.run(scheduler_rx)));
-        let mut dispatcher = AbortOnDrop(tokio::spawn(self.dispatcher.run(dispatcher_rx)));
-        let (stop_board, board_rx) = watch::channel(false);
-        let mut board = AbortOnDrop(tokio::spawn(self.board.run(board_rx)));
-        let (stop_escalator, escalator_rx) = watch::channel(false);
-        let mut escalator = AbortOnDrop(tokio::spawn(self.escalator.run(escalator_rx)));
-        let (stop_http, mut http_rx) = watch::channel(false);
-        let _http = self.http.map(|(listener, app)| {
+        let (ended_tx, mut ended) = mpsc::unbounded_channel();
+        let mut scheduler = Task::spawn("scheduler", &ended_tx, |rx| self.scheduler.run(rx));
+        let mut dispatcher = Task::spawn("dispatcher", &ended_tx, |rx| self.dispatcher.run(rx));
+        let mut board = Task::spawn("request board", &ended_tx, |rx| self.board.run(rx));
+        let mut escalator = Task::spawn("escalator", &ended_tx, |rx| self.escalator.run(rx));
+        let mut http = self.http.map(|(listener, app)| {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "http listening");
             }
-            AbortOnDrop(tokio::spawn(async move {
+            Task::spawn("http listener", &ended_tx, |mut rx| async move {
                 let stopped = async move {
-                    let _ = http_rx.wait_for(|s| *s).await;
+                    let _ = rx.wait_for(|s| *s).await;
                 };
                 if let Err(e) = http::serve(listener, app, stopped).await {
                     tracing::error!(error = %e, "the http listener failed");
                 }
-            }))
+            })
         });
-        let (stop_telegram, telegram_rx) = watch::channel(false);
+        let (stop_chat, chat_rx) = watch::channel(false);
+        let clock = self.clock.clone();
         let mut telegram = self.telegram.map(|(bot, mode)| {
+            let (stop, clock) = (chat_rx.clone(), clock.clone());
             AbortOnDrop(tokio::spawn(async move {
                 match mode {
-                    TelegramMode::Polling => telegram::poll(bot, telegram_rx).await,
+                    TelegramMode::Polling => {
+                        keep_connected("telegram", clock, stop, |rx| {
+                            telegram::poll(bot.clone(), rx)
+                        })
+                        .await
+                    }
                     TelegramMode::Webhook { url, secret } => {
                         bot.introduce().await;
                         match telegram::set_webhook(&bot, url.as_str(), &secret).await {
@@ -652,15 +700,25 @@ impl Application {
                 }
             }))
         });
-        let (stop_sockets, sockets_rx) = watch::channel(false);
-        let _slack = self
-            .slack_socket
-            .map(|s| AbortOnDrop(tokio::spawn(slack_socket::run(s, sockets_rx.clone()))));
+        let _slack = self.slack_socket.map(|s| {
+            let (stop, clock) = (chat_rx.clone(), clock.clone());
+            AbortOnDrop(tokio::spawn(keep_connected(
+                "slack",
+                clock,
+                stop,
+                move |rx| slack_socket::run(s.clone(), rx),
+            )))
+        });
         let _discord = self.discord_bot.map(|bot| {
-            let stop = sockets_rx.clone();
+            let (stop, clock) = (chat_rx.clone(), clock.clone());
             AbortOnDrop(tokio::spawn(async move {
                 match bot {
-                    DiscordBot::Gateway(gw) => discord_gateway::run(gw, stop).await,
+                    DiscordBot::Gateway(gw) => {
+                        keep_connected("discord", clock, stop, move |rx| {
+                            discord_gateway::run(gw.clone(), rx)
+                        })
+                        .await
+                    }
                     DiscordBot::Register(app, token) => {
                         match discord::register(&app.http, &app.api, &app.application_id, &token)
                             .await
@@ -673,32 +731,109 @@ impl Application {
             }))
         });
         info!("purser running");
-        stop.await;
-        stop_http.send_replace(true);
-        stop_telegram.send_replace(true);
-        stop_sockets.send_replace(true);
-        info!("stopping: finishing polls under way and sends that are due");
-        stop_scheduler.send_replace(true);
-        (&mut scheduler.0)
-            .await
-            .context("the scheduler task failed")?;
-        stop_dispatcher.send_replace(true);
-        (&mut dispatcher.0)
-            .await
-            .context("the dispatcher task failed")?;
-        stop_board.send_replace(true);
-        (&mut board.0)
-            .await
-            .context("the request board task failed")?;
-        stop_escalator.send_replace(true);
-        (&mut escalator.0)
-            .await
-            .context("the escalator task failed")?;
-        // The bot confirms the updates it handled on its way out.
-        if let Some(t) = telegram.as_mut() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut t.0).await;
+        let store = self.store_path.display();
+        let cause = tokio::select! {
+            _ = stop => None,
+            failure = self.activity.store_failure() => Some(format!(
+                "the store {store} failed ({failure}); purser stopped rather than run on blind: \
+                 check the disk (full? read-only?) and the file, then start it again"
+            )),
+            Some((name, panic)) = ended.recv() => Some(match panic {
+                Some(why) => format!("the {name} task panicked ({why}); purser stopped"),
+                None => format!("the {name} task ended by itself; purser stopped"),
+            }),
+        };
+        if let Some(cause) = &cause {
+            tracing::error!(%cause, "stopping");
         }
-        Ok(())
+        info!("stopping: finishing polls under way and sends that are due");
+        let graceful = async {
+            if let Some(http) = http.as_mut() {
+                http.stop().await;
+            }
+            stop_chat.send_replace(true);
+            scheduler.stop().await;
+            dispatcher.stop().await;
+            board.stop().await;
+            escalator.stop().await;
+            // The bot confirms the updates it handled on its way out.
+            if let Some(t) = telegram.as_mut() {
+                let _ = (&mut t.0).await;
+            }
+        };
+        if tokio::time::timeout(self.grace, graceful).await.is_err() {
+            let a = self.activity.get();
+            tracing::warn!(
+                polls = a.polls_in_flight,
+                sweeps = a.sweeps_in_flight,
+                sending = a.dispatcher_idle.is_none(),
+                "the shutdown timeout passed: what is still under way is cut off; at the next start polls are made again, notices not yet sent are sent and calls to clouds are read back"
+            );
+        }
+        match cause {
+            None => Ok(()),
+            Some(cause) => Err(anyhow::anyhow!(cause)),
+        }
+    }
+}
+
+/// A long-running task, its stop signal, and its handle (aborted when
+/// dropped). It reports on `ended` if it ends, and how.
+struct Task {
+    stop: watch::Sender<bool>,
+    handle: AbortOnDrop,
+}
+
+type Ended = mpsc::UnboundedSender<(&'static str, Option<String>)>;
+
+impl Task {
+    fn spawn<F: Future<Output = ()> + Send + 'static>(
+        name: &'static str,
+        ended: &Ended,
+        run: impl FnOnce(watch::Receiver<bool>) -> F,
+    ) -> Task {
+        let (stop, rx) = watch::channel(false);
+        let work = run(rx);
+        let ended = ended.clone();
+        let handle = tokio::spawn(async move {
+            let panicked = guard::caught(work).await.err();
+            let _ = ended.send((name, panicked));
+        });
+        Task {
+            stop,
+            handle: AbortOnDrop(handle),
+        }
+    }
+
+    /// Tells it to stop and waits until it has.
+    async fn stop(&mut self) {
+        self.stop.send_replace(true);
+        let _ = (&mut self.handle.0).await;
+    }
+}
+
+/// Keeps a chat connection: `connect` again, with backoff, whenever it ends
+/// (the platform closed it for good, or it panicked), until `stop`.
+async fn keep_connected<F: Future<Output = ()>>(
+    name: &'static str,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+    connect: impl Fn(watch::Receiver<bool>) -> F,
+) {
+    let mut wait = chrono::Duration::seconds(5);
+    loop {
+        if let Err(why) = guard::caught(connect(stop.clone())).await {
+            tracing::error!(connection = name, panic = %why, "the connection failed inside purser");
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tracing::error!(connection = name, retry_in = %crate::domain::duration::format(wait), "the connection ended; connecting again");
+        tokio::select! {
+            _ = clock.sleep_until(clock.now() + wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = (wait * 2).min(chrono::Duration::minutes(10));
     }
 }
 
@@ -745,4 +880,30 @@ pub fn approvals(
         executor,
         board,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_ends_says_so() {
+        let (tx, mut ended) = mpsc::unbounded_channel();
+        let _a = Task::spawn("scheduler", &tx, |_| async {
+            panic!("index out of bounds")
+        });
+        assert_eq!(
+            ended.recv().await,
+            Some(("scheduler", Some("index out of bounds".to_owned())))
+        );
+        let _b = Task::spawn("dispatcher", &tx, |_| async {});
+        assert_eq!(ended.recv().await, Some(("dispatcher", None)));
+        // One stopped when asked ends quietly too; the supervisor has stopped
+        // listening by then.
+        let mut c = Task::spawn("board", &tx, |mut rx| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        });
+        c.stop().await;
+        assert_eq!(ended.recv().await, Some(("board", None)));
+    }
 }

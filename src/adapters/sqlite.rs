@@ -24,6 +24,7 @@ use crate::ports::{
 };
 
 mod escalations;
+pub mod lock;
 mod requests;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -45,6 +46,14 @@ fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
 
 fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.map(from_ms).transpose()
+}
+
+/// A store file SQLite cannot use, named.
+fn unreadable(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the store {} cannot be used: {e}; restore it from a backup, or move it aside to start afresh",
+        path.display()
+    ))
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -82,12 +91,33 @@ impl SqliteStore {
                 })
             })
             .connect_with(options)
-            .await?;
-        MIGRATOR
-            .run(&pool)
             .await
-            .map_err(|e| StoreError::Database(e.into()))?;
+            .map_err(|e| unreadable(path, e))?;
+        // A damaged file runs but does nothing useful: refuse it at once.
+        let checked: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| unreadable(path, e))?;
+        if checked != ["ok"] {
+            return Err(StoreError::Corrupt(format!(
+                "the store {} is damaged (SQLite's quick_check: {}); restore it from a backup, or move it aside to start afresh",
+                path.display(),
+                checked.join("; ")
+            )));
+        }
+        MIGRATOR.run(&pool).await.map_err(|e| unreadable(path, e))?;
         Ok(SqliteStore { pool })
+    }
+
+    /// Gives up every lease on carrying out requests: for the one daemon
+    /// that holds the store's lock, whose predecessor has died.
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE requests SET lease_holder = NULL, lease_until = NULL WHERE lease_holder IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Opens an existing database for reading only: no migration, no writes

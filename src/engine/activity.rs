@@ -24,6 +24,9 @@ pub struct ActivityState {
     /// The escalator is waiting, having seen this many outbox writes (alerts
     /// firing, acknowledged, resolved); with when its next step or page is due.
     pub escalator_idle: Option<(u64, Option<DateTime<Utc>>)>,
+    /// The store refused a read or a write: purser cannot keep its books,
+    /// and the daemon stops (non-zero) rather than run on as if healthy.
+    pub store_failing: Option<String>,
 }
 
 impl ActivityState {
@@ -66,6 +69,32 @@ impl Activity {
 
     pub fn subscribe(&self) -> watch::Receiver<ActivityState> {
         self.tx.subscribe()
+    }
+
+    /// Records that the store failed (the first failure is kept).
+    pub fn store_failed(&self, error: &crate::ports::StoreError) {
+        self.tx.send_if_modified(|s| {
+            if s.store_failing.is_some() {
+                return false;
+            }
+            s.store_failing = Some(error.to_string());
+            true
+        });
+    }
+
+    /// Waits until the store has failed; what it said.
+    pub async fn store_failure(&self) -> String {
+        let mut rx = self.tx.subscribe();
+        let failure = rx
+            .wait_for(|s| s.store_failing.is_some())
+            .await
+            .ok()
+            .and_then(|s| s.store_failing.clone());
+        match failure {
+            Some(f) => f,
+            // The sender lives as long as `self`.
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -64,6 +64,7 @@ impl Board {
                 Ok(retry) => retry,
                 Err(e) => {
                     warn!(error = %e, "reading requests for their cards failed");
+                    activity.store_failed(&e);
                     Some(now + Duration::seconds(RETRY_AFTER))
                 }
             };

@@ -42,6 +42,7 @@ impl Dispatcher {
                 Ok(n) => n,
                 Err(e) => {
                     error!(error = %e, "reading the outbox failed");
+                    self.activity.store_failed(&e);
                     0
                 }
             };

@@ -97,6 +97,7 @@ impl Escalator {
                 Ok(next) => next,
                 Err(e) => {
                     error!(error = %e, "walking escalations failed");
+                    self.activity.store_failed(&e);
                     Some(now + Duration::seconds(30))
                 }
             };

@@ -786,14 +786,12 @@ pub fn outcome_line(
 /// This process's name in the leases it holds: host, pid and a random part
 /// (a pid is reused after a restart).
 fn runner_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    let nonce: u32 = rand_u32();
-    format!("{host}:{}:{nonce:08x}", std::process::id())
+    format!(
+        "{}:{}:{:08x}",
+        crate::host::name(),
+        std::process::id(),
+        rand_u32()
+    )
 }
 
 /// Enough randomness to tell two runners in one process apart.

@@ -93,7 +93,10 @@ impl Scheduler {
                 match self.store.prune_snapshots(now - self.retention).await {
                     Ok(n) if n > 0 => info!(pruned = n, "old snapshots pruned"),
                     Ok(_) => {}
-                    Err(e) => error!(error = %e, "pruning snapshots failed"),
+                    Err(e) => {
+                        error!(error = %e, "pruning snapshots failed");
+                        self.activity.store_failed(&e);
+                    }
                 }
                 next_prune = now + Duration::hours(1);
             }
@@ -105,7 +108,10 @@ impl Scheduler {
                     sweeping.spawn(async move {
                         match super::guard::caught(requests.sweep(now)).await {
                             Ok(Ok(())) => {}
-                            Ok(Err(e)) => error!(error = %e, "sweeping requests failed"),
+                            Ok(Err(e)) => {
+                                error!(error = %e, "sweeping requests failed");
+                                activity.store_failed(&e);
+                            }
                             Err(why) => {
                                 error!(panic = %why, "sweeping requests failed inside purser")
                             }
@@ -162,6 +168,7 @@ impl Scheduler {
                 Ok(Ok(wrote)) => wrote,
                 Ok(Err(e)) => {
                     error!(account.id = %account.account.id, error = %e, "recording the poll failed");
+                    activity.store_failed(&e);
                     false
                 }
                 Err(why) => {

@@ -175,7 +175,7 @@ async fn an_unacknowledged_a_alert_walks_from_channel_to_dm_and_stops_at_the_ack
     );
 
     // A crash and a restart mid-chain: nobody already paged is paged again.
-    app.crash();
+    app.crash().await;
     world.clock.advance(Duration::minutes(5));
     let app = world.start().await;
     app.settle().await;

@@ -360,9 +360,21 @@ impl TestApp {
             .unwrap();
     }
 
-    /// Kills the daemon where it stands, as a crash would: nothing is finished.
-    pub fn crash(self) {
+    /// How the daemon ended by itself (a guard, not a wait, bounds it).
+    pub async fn ended(mut self) -> anyhow::Result<()> {
+        // Held, not dropped: a dropped sender would read as a stop.
+        let _stop = self.stop.take();
+        tokio::time::timeout(GUARD, &mut self.task)
+            .await
+            .expect("purser did not stop by itself")
+            .unwrap()
+    }
+
+    /// Kills the daemon where it stands, as a crash would: nothing is
+    /// finished, and (as when a process dies) its store lock is released.
+    pub async fn crash(self) {
         self.task.abort();
+        let _ = self.task.await;
     }
 }
 

@@ -10,6 +10,7 @@ mod chat_api;
 mod cli;
 mod clouds;
 mod config_errors;
+mod daemon;
 mod discord;
 mod discord_gateway;
 mod escalation;

@@ -64,7 +64,7 @@ async fn a_crash_between_commit_and_send_loses_nothing() {
     let decided = app.store.outbox().await.unwrap();
     assert!(decided.len() >= 2);
     assert!(decided.iter().all(|(_, _, delivered)| !delivered));
-    app.crash();
+    app.crash().await;
 
     world.hook.fail_next(0);
     let app = world.start().await;

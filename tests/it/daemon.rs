@@ -1,0 +1,222 @@
+//! The daemon as a service manager sees it: one per store, a damaged or
+//! vanished store said out loud, a failing store stopping it non-zero, and
+//! a stop that takes bounded time.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use chrono::Duration;
+use purser::ports::Provider;
+
+use crate::helpers::{Setup, World};
+
+const LOW: &str = "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n";
+
+#[tokio::test]
+async fn a_second_daemon_on_one_store_refuses_naming_the_first() {
+    let (world, app) = World::running(LOW, Setup::default()).await;
+    let config = purser::config::Config::load(&world.config_path()).unwrap();
+    let err = purser::startup::Application::build(config, world.clock.clone(), HashMap::new())
+        .await
+        .err()
+        .expect("a second daemon must not start")
+        .to_string();
+    assert!(
+        err.contains("purser.db is in use by another purser"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(err.contains("since 2026-11-01T00:00:00"), "{err}");
+    // The first runs on, undisturbed.
+    app.advance(Duration::minutes(1)).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_damaged_store_is_refused_at_start_naming_the_file() {
+    let world = World::new(LOW, Setup::default()).await;
+    let db = world.dir.path().join("purser.db");
+    std::fs::write(&db, b"this is not what purser wrote, nor SQLite").unwrap();
+    let config = purser::config::Config::load(&world.config_path()).unwrap();
+    let err = purser::startup::Application::build(config, world.clock.clone(), HashMap::new())
+        .await
+        .err()
+        .expect("a damaged store must not start")
+        .to_string();
+    assert!(
+        err.contains(&format!("the store {} cannot be used", db.display())),
+        "{err}"
+    );
+    assert!(err.contains("restore it from a backup"), "{err}");
+}
+
+#[tokio::test]
+async fn a_store_that_refuses_writes_stops_the_daemon_non_zero_naming_the_store() {
+    let (world, app) = World::running(LOW, Setup::default()).await;
+    let sent = world.hook.received().len();
+    assert_eq!(sent, 1, "the low balance was told");
+    // The disk fills, as far as purser can tell: no snapshot may be written.
+    let db = world.dir.path().join("purser.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER full BEFORE INSERT ON snapshots BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    world.clock.advance(Duration::minutes(1));
+    let err = app
+        .ended()
+        .await
+        .expect_err("it must stop, and not as a success");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("the store {} failed", db.display())),
+        "{text}"
+    );
+    assert!(text.contains("database or disk is full"), "{text}");
+}
+
+/// A provider that never answers.
+struct Silent;
+
+#[async_trait::async_trait]
+impl Provider for Silent {
+    async fn poll(
+        &self,
+        _: &purser::domain::model::Account,
+    ) -> Result<purser::domain::model::Snapshot, purser::ports::ProviderError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_stop_is_bounded_by_the_shutdown_timeout() {
+    let world = World::new(
+        LOW,
+        Setup {
+            timeout: "1h",
+            rules: "",
+            ..Setup::default()
+        },
+    )
+    .await;
+    // A poll that would take an hour: the stop does not wait for it.
+    let config = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace(
+            "timeout = \"1h\"",
+            "timeout = \"1h\"\nshutdown_timeout = \"1s\"",
+        );
+    std::fs::write(world.config_path(), config).unwrap();
+    let app = world
+        .start_with(HashMap::from([(
+            "sim".to_owned(),
+            Arc::new(Silent) as Arc<dyn Provider>,
+        )]))
+        .await;
+    let mut rx = app.activity.subscribe();
+    rx.wait_for(|s| s.polls_in_flight == 1).await.unwrap();
+    app.stop().await;
+    // And the next start polls again, at once.
+    let app = world.start().await;
+    app.settle().await;
+    world.hook.wait_for(|v| v["rule"] == "low_balance").await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------- the binary
+
+fn daemon(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(["run", "--config"])
+        .arg(config)
+        .current_dir(config.parent().unwrap())
+        .env("RUST_LOG", "purser=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the child's log until a line containing `what`; the lines so far.
+fn read_until(child: &mut Child, what: &str) -> String {
+    use std::io::BufRead;
+    let stderr = child.stderr.as_mut().unwrap();
+    let mut reader = std::io::BufReader::new(stderr);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("the log ended before {what:?}:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains(what) {
+            return seen;
+        }
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn small_config(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("scenario.toml"), LOW).unwrap();
+    let config = dir.join("purser.toml");
+    std::fs::write(
+        &config,
+        "[store]\npath = \"purser.db\"\n\n[[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"scenario.toml\"\n\n\
+         [[accounts]]\nid = \"acme\"\nprovider = \"sim\"\n\n[[outputs]]\nname = \"console\"\nkind = \"console\"\n",
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn two_processes_on_one_store_the_second_refuses_and_a_vanished_store_is_said_out_loud() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    let mut first = daemon(&config);
+    read_until(&mut first, "purser running");
+    let second = Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("is in use by another purser"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+
+    signal(&first, "TERM");
+    assert!(
+        first.wait().unwrap().success(),
+        "a stop asked for is a success"
+    );
+
+    // The store is emptied while purser is down: it starts afresh, loudly.
+    std::fs::write(dir.path().join("purser.db"), b"").unwrap();
+    let mut again = daemon(&config);
+    let log = read_until(&mut again, "purser running");
+    assert!(log.contains("THE STORE IS MISSING OR EMPTY"), "{log}");
+    assert!(log.contains("audit chain start"), "{log}");
+    // Two signals: the second ends it at once.
+    signal(&again, "TERM");
+    signal(&again, "TERM");
+    let status = again.wait().unwrap();
+    assert!(matches!(status.code(), Some(0) | Some(130)), "{status:?}");
+}
