@@ -75,11 +75,14 @@ impl Report {
     }
 }
 
-/// `entries` holds hand-entered balances (the store), for clouds with no balance API.
+/// `entries` holds hand-entered balances (the store), for clouds with no
+/// balance API; `undelivered`, by account, the notices the daemon's outputs
+/// never took (the store's, too).
 pub async fn run(
     config: &Config,
     clock: Arc<dyn Clock>,
     entries: Option<Arc<dyn BalanceEntries>>,
+    undelivered: &HashMap<String, Vec<rules::Undelivered>>,
 ) -> Report {
     let now = clock.now();
     let providers: HashMap<String, (Arc<dyn Provider>, Arc<Semaphore>)> = config
@@ -156,6 +159,9 @@ pub async fn run(
             history: &history,
             health: &health,
             payments: &[],
+            undelivered: undelivered
+                .get(a.account.id.as_str())
+                .map_or(&[], Vec::as_slice),
         };
         let eval = rules::evaluate(&a.rules, &state, now);
         let latest = history.last();

@@ -20,8 +20,8 @@ use toml::Spanned;
 use crate::domain::model::{Account, AccountId, Labels, RenewalMode};
 use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{
-    AmountTier, AutorenewAtRisk, DaysTier, Expiring, LadderStep, Lasting, LowBalance, PollFailed,
-    RuleSet, Runway, Severity, Simple, Timing, UnpaidOrder,
+    AmountTier, AutorenewAtRisk, DaysTier, DeliveryFailed, Expiring, LadderStep, Lasting,
+    LowBalance, PollFailed, RuleSet, Runway, Severity, Simple, Timing, UnpaidOrder,
 };
 use crate::secret::Secret;
 
@@ -552,6 +552,7 @@ struct RawRules {
     unallocated_funds: Option<RawLasting>,
     stale_balance: Option<RawLasting>,
     payment_late: Option<RawSimple>,
+    delivery_failed: Option<RawSimple>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -869,9 +870,14 @@ fn merge_rules(base: &mut RawRules, over: &RawRules) {
         let b = base.autorenew_failed.get_or_insert_with(Default::default);
         merge_opt!(b, o, enabled, severity, pending, repeat);
     }
-    if let Some(o) = &over.payment_late {
-        let b = base.payment_late.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, severity, pending, repeat);
+    for (b, o) in [
+        (&mut base.payment_late, &over.payment_late),
+        (&mut base.delivery_failed, &over.delivery_failed),
+    ] {
+        if let Some(o) = o {
+            let b = b.get_or_insert_with(Default::default);
+            merge_opt!(b, o, enabled, severity, pending, repeat);
+        }
     }
     if let Some(o) = &over.unpaid_order {
         let b = base.unpaid_order.get_or_insert_with(Default::default);
@@ -1097,6 +1103,20 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
         timing: timing(issues, "payment_late", &pl.pending, &pl.repeat, repeat),
     };
 
+    let df = raw.delivery_failed.clone().unwrap_or_default();
+    let delivery_failed = DeliveryFailed {
+        enabled: df.enabled.unwrap_or(true),
+        severity: df.severity.as_ref().map(|s| {
+            opt_severity(
+                issues,
+                "rules.delivery_failed.severity",
+                Some(s),
+                Severity::B,
+            )
+        }),
+        timing: timing(issues, "delivery_failed", &df.pending, &df.repeat, repeat),
+    };
+
     let up = raw.unpaid_order.clone().unwrap_or_default();
     let unpaid_order = UnpaidOrder {
         enabled: up.enabled.unwrap_or(true),
@@ -1149,6 +1169,7 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
             (Duration::hours(1), Severity::C, repeat),
         ),
         payment_late,
+        delivery_failed,
         // A weekly reading keeps the estimate close to the portal.
         stale_balance: lasting(
             issues,

@@ -61,6 +61,37 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Notices waiting to go out, and those an output never took.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Notices not delivered yet: waiting (with their next try) and failed
+    /// (given up on after every attempt, with the output's last answer).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only those given up on.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Send failed notices again (with fresh attempts): the ones named by id,
+    /// or all of them. The running daemon sends them within a minute.
+    Retry {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Outbox ids, as `outbox list` shows them.
+        ids: Vec<i64>,
+        /// Every failed notice.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,7 +249,31 @@ async fn main() -> ExitCode {
             let entries = store
                 .clone()
                 .map(|s| Arc::new(s) as Arc<dyn purser::ports::BalanceEntries>);
-            let report = purser::check::run(&config, Arc::new(SystemClock), entries).await;
+            // What the daemon's outputs never took is shown as delivery_failed.
+            let mut undelivered: std::collections::HashMap<String, Vec<_>> = Default::default();
+            if let Some(s) = &store {
+                use purser::ports::Store;
+                match s.failed_notices(None).await {
+                    Ok(failed) => {
+                        for f in failed {
+                            undelivered
+                                .entry(f.notice.account.clone())
+                                .or_default()
+                                .push(purser::domain::rules::Undelivered {
+                                    output: f.output,
+                                    rule: f.notice.rule,
+                                    severity: f.notice.severity,
+                                    error: f.error,
+                                    failed_at: f.failed_at,
+                                });
+                        }
+                    }
+                    // A store from before failed notices were kept has none.
+                    Err(e) => tracing::debug!(error = %e, "failed notices not read"),
+                }
+            }
+            let report =
+                purser::check::run(&config, Arc::new(SystemClock), entries, &undelivered).await;
             // Closed before exit, so no side file is left behind.
             if let Some(s) = store {
                 s.close().await;
@@ -305,6 +360,25 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Outbox { command } => {
+            let path = match &command {
+                OutboxCommand::List { config, .. } | OutboxCommand::Retry { config, .. } => config,
+            };
+            let config = match load(path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match outbox(&config, command).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("purser: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match load(&config) {
@@ -315,6 +389,80 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
     }
+}
+
+/// `outbox list` and `outbox retry`, against the store (the daemon may be
+/// running: SQLite takes both).
+async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<String> {
+    use anyhow::bail;
+    use purser::ports::Store;
+    if !config.store.path.exists() {
+        bail!(
+            "there is no store at {} yet: the daemon has not run with this config",
+            config.store.path.display()
+        );
+    }
+    let store = SqliteStore::open(&config.store.path).await?;
+    let text = match command {
+        OutboxCommand::List { failed, format, .. } => {
+            let rows = store.undelivered(failed).await?;
+            match format {
+                Format::Json => serde_json::to_string_pretty(&rows)? + "\n",
+                Format::Table => {
+                    let mut out = format!(
+                        "{:>6}  {:<14} {:<7} {:>8}  {:<20} {:<16} {:<16} {}\n",
+                        "ID",
+                        "OUTPUT",
+                        "STATE",
+                        "ATTEMPTS",
+                        "WHEN",
+                        "ACCOUNT",
+                        "RULE",
+                        "LAST ERROR"
+                    );
+                    for r in &rows {
+                        out.push_str(&format!(
+                            "{:>6}  {:<14} {:<7} {:>8}  {:<20} {:<16} {:<16} {}\n",
+                            r.id,
+                            r.output,
+                            r.state,
+                            r.attempts,
+                            r.at.format("%Y-%m-%d %H:%M UTC"),
+                            r.account,
+                            format!("{} {}", r.rule, r.kind),
+                            r.error.as_deref().unwrap_or("-")
+                        ));
+                    }
+                    if rows.is_empty() {
+                        out = if failed {
+                            "No failed notices.\n".to_owned()
+                        } else {
+                            "Nothing waiting to be sent.\n".to_owned()
+                        };
+                    }
+                    out
+                }
+            }
+        }
+        OutboxCommand::Retry { ids, all, .. } => {
+            if ids.is_empty() && !all {
+                bail!(
+                    "name the notices to send again (ids from `purser outbox list --failed`), or give --all"
+                );
+            }
+            let n = store
+                .retry_failed((!all).then_some(ids.as_slice()), chrono::Utc::now())
+                .await?;
+            match n {
+                0 => "No failed notice matched; nothing queued.\n".to_owned(),
+                n => format!(
+                    "{n} failed notice(s) queued again, with fresh attempts; a running purser sends them within a minute.\n"
+                ),
+            }
+        }
+    };
+    store.close().await;
+    Ok(text)
 }
 
 /// The SLA report over `since..until`, as a table or JSON.

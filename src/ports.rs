@@ -78,6 +78,18 @@ pub struct OutboxItem {
     pub notice: StoredNotice,
 }
 
+/// A notice an output never took, kept after its last attempt.
+#[derive(Debug, Clone)]
+pub struct FailedNotice {
+    pub id: i64,
+    pub output: String,
+    pub attempts: u32,
+    /// What the output said the last time.
+    pub error: String,
+    pub failed_at: DateTime<Utc>,
+    pub notice: StoredNotice,
+}
+
 /// A notice as it was decided, kept in the outbox until delivered.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredNotice {
@@ -199,13 +211,27 @@ pub trait Store: Send + Sync {
         changes: &Changes,
         routing: &Routing,
     ) -> Result<(), StoreError>;
+    /// `output`'s notices due at `now`, oldest first.
     async fn due_notices(
         &self,
+        output: &str,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError>;
-    /// The earliest time an undelivered notice becomes due, if any.
-    async fn next_notice_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// The earliest time one of `output`'s undelivered notices becomes due.
+    async fn next_notice_due(&self, output: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// The outputs that have notices still to send.
+    async fn pending_outputs(&self) -> Result<Vec<String>, StoreError>;
+    /// Notices given up on after their attempts, kept for a person: every
+    /// one, or one account's; oldest first.
+    async fn failed_notices(&self, account: Option<&str>) -> Result<Vec<FailedNotice>, StoreError>;
+    /// Queues notices given up on again, due at `now` with their attempts
+    /// afresh: those with `ids`, or all; how many.
+    async fn retry_failed(
+        &self,
+        ids: Option<&[i64]>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// A failed attempt: retry at `retry_at`, or give up when `None`.
     async fn mark_failed(
@@ -252,6 +278,15 @@ pub enum SendError {
     Retryable(String),
     #[error("{0} (not retried)")]
     Permanent(String),
+}
+
+impl SendError {
+    /// What the output said, without what purser does about it.
+    pub fn message(&self) -> &str {
+        match self {
+            SendError::Retryable(m) | SendError::Permanent(m) => m,
+        }
+    }
 }
 
 /// Where an alert occurrence was posted in a chat, so that it can be edited.

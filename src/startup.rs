@@ -38,7 +38,7 @@ use crate::engine::approvals::Approvals;
 use crate::engine::board::{Board, BoardSignal};
 use crate::engine::charts::Charts;
 use crate::engine::chatops::{ChatOps, OutboxSignal};
-use crate::engine::dispatcher::{Dispatcher, Output};
+use crate::engine::dispatcher::{Dispatcher, Judge, Output};
 use crate::engine::escalator::Escalator;
 use crate::engine::executor::Executor;
 use crate::engine::guard;
@@ -418,6 +418,10 @@ impl Application {
             executor.clone(),
             Some(board_signal.clone()),
         );
+        let judge = Judge {
+            poller: poller.clone(),
+            accounts: Arc::new(config.accounts.clone()),
+        };
         let scheduler = Scheduler {
             requests: Some(approvals.clone()),
             accounts: Arc::new(config.accounts.clone()),
@@ -471,7 +475,9 @@ impl Application {
             outputs: outputs.notices,
             written: written.clone(),
             activity: activity.clone(),
+            judge: Some(judge),
         };
+        dispatcher.announce();
         // Someone can ask purser things when a platform can reach it.
         let chat = (config.http.is_some()
             || config.telegram.is_some()
@@ -766,7 +772,7 @@ impl Application {
             tracing::warn!(
                 polls = a.polls_in_flight,
                 sweeps = a.sweeps_in_flight,
-                sending = a.dispatcher_idle.is_none(),
+                sending = a.deliveries.values().filter(|d| d.is_none()).count(),
                 "the shutdown timeout passed: what is still under way is cut off; at the next start polls are made again, notices not yet sent are sent and calls to clouds are read back"
             );
         }

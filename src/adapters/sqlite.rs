@@ -19,8 +19,8 @@ use crate::domain::routing::Routing;
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, MessageRef, MessageRefs, NewSilence, OutboxItem,
-    Store, StoreError, StoredNotice,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, MessageRef, MessageRefs,
+    NewSilence, OutboxItem, Store, StoreError, StoredNotice,
 };
 
 mod escalations;
@@ -28,6 +28,23 @@ pub mod lock;
 mod requests;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A notice not delivered, as `purser outbox list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Undelivered {
+    pub id: i64,
+    pub output: String,
+    /// `waiting` (to be tried at `at`) or `failed` (given up on at `at`).
+    pub state: &'static str,
+    pub attempts: u32,
+    pub at: DateTime<Utc>,
+    /// What the output said the last time.
+    pub error: Option<String>,
+    pub account: String,
+    pub rule: String,
+    pub kind: String,
+    pub summary: String,
+}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -107,6 +124,42 @@ impl SqliteStore {
         }
         MIGRATOR.run(&pool).await.map_err(|e| unreadable(path, e))?;
         Ok(SqliteStore { pool })
+    }
+
+    /// Notices not delivered: waiting, and (or only, `failed_only`) given
+    /// up on; oldest first. For `purser outbox list`.
+    pub async fn undelivered(&self, failed_only: bool) -> Result<Vec<Undelivered>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, output, attempts, next_attempt_at, abandoned_at, last_error, body
+             FROM outbox WHERE delivered_at IS NULL AND (abandoned_at IS NOT NULL OR NOT ?)
+             ORDER BY id",
+        )
+        .bind(failed_only)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let notice: StoredNotice =
+                    serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?;
+                let failed: Option<i64> = r.get("abandoned_at");
+                Ok(Undelivered {
+                    id: r.get("id"),
+                    output: r.get("output"),
+                    state: if failed.is_some() {
+                        "failed"
+                    } else {
+                        "waiting"
+                    },
+                    attempts: u32::try_from(r.get::<i64, _>("attempts")).map_err(corrupt)?,
+                    at: from_ms(failed.unwrap_or(r.get("next_attempt_at")))?,
+                    error: r.get("last_error"),
+                    account: notice.account,
+                    rule: notice.rule.as_str().to_owned(),
+                    kind: notice.kind.as_str().to_owned(),
+                    summary: notice.summary,
+                })
+            })
+            .collect()
     }
 
     /// Gives up every lease on carrying out requests: for the one daemon
@@ -235,14 +288,15 @@ async fn queue_notice(
 ) -> Result<(), StoreError> {
     let body = serde_json::to_string(notice).map_err(corrupt)?;
     sqlx::query(
-        "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at)
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
+        "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at, account)
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
     )
     .bind(&notice.id)
     .bind(output)
     .bind(&body)
     .bind(ms(notice.decided_at))
     .bind(ms(notice.decided_at))
+    .bind(&notice.account)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -741,14 +795,17 @@ impl Store for SqliteStore {
 
     async fn due_notices(
         &self,
+        output: &str,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, output, attempts, body FROM outbox
-             WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= ?
+             WHERE output = ? AND delivered_at IS NULL AND abandoned_at IS NULL
+               AND next_attempt_at <= ?
              ORDER BY id LIMIT ?",
         )
+        .bind(output)
         .bind(ms(now))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -765,13 +822,82 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn next_notice_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_notice_due(&self, output: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL",
+            "SELECT MIN(next_attempt_at) FROM outbox
+             WHERE output = ? AND delivered_at IS NULL AND abandoned_at IS NULL",
         )
+        .bind(output)
         .fetch_one(&self.pool)
         .await?;
         opt_from_ms(next)
+    }
+
+    async fn pending_outputs(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT output FROM outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn failed_notices(&self, account: Option<&str>) -> Result<Vec<FailedNotice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, output, attempts, last_error, abandoned_at, body FROM outbox
+             WHERE abandoned_at IS NOT NULL AND delivered_at IS NULL
+               AND (? IS NULL OR account = ?)
+             ORDER BY id",
+        )
+        .bind(account)
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FailedNotice {
+                    id: r.get("id"),
+                    output: r.get("output"),
+                    attempts: u32::try_from(r.get::<i64, _>("attempts")).map_err(corrupt)?,
+                    error: r.get::<Option<String>, _>("last_error").unwrap_or_default(),
+                    failed_at: from_ms(r.get("abandoned_at"))?,
+                    notice: serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn retry_failed(
+        &self,
+        ids: Option<&[i64]>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        // Due at once, whoever's clock asks: no later than when it was decided.
+        let sql = "UPDATE outbox SET abandoned_at = NULL, attempts = 0,
+                          next_attempt_at = MIN(?, created_at)
+                   WHERE abandoned_at IS NOT NULL AND delivered_at IS NULL";
+        match ids {
+            None => {
+                n += sqlx::query(sql)
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
+            Some(ids) => {
+                for id in ids {
+                    n += sqlx::query(&format!("{sql} AND id = ?"))
+                        .bind(ms(now))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {

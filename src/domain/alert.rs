@@ -283,6 +283,7 @@ mod tests {
                 history: &history,
                 health: &health,
                 payments: &[],
+                undelivered: &[],
             },
             at,
         )

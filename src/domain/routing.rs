@@ -4,7 +4,7 @@
 
 use super::command::Matcher;
 use super::model::Account;
-use super::rules::AlertKey;
+use super::rules::{AlertKey, RuleName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -21,6 +21,7 @@ pub struct Routing {
     /// Where an alert no route takes goes: the outputs no route names, or,
     /// when routes name them all, every output. Never nowhere.
     fallback: Vec<String>,
+    all: Vec<String>,
 }
 
 impl Routing {
@@ -29,6 +30,7 @@ impl Routing {
         Routing {
             routes: Vec::new(),
             fallback: outputs.to_vec(),
+            all: outputs.to_vec(),
         }
     }
 
@@ -45,12 +47,32 @@ impl Routing {
             } else {
                 unrouted
             },
+            all: outputs.to_vec(),
         }
     }
 
     /// The outputs for an alert with `key` and `severity` on `account`, each
     /// once, in the order the routes name them.
+    ///
+    /// That an output lost notices is never told to that output alone: it
+    /// goes where the routes send it but there, or else to every other.
     pub fn outputs_for(&self, account: &Account, key: &AlertKey, severity: &str) -> Vec<String> {
+        let out = self.routed(account, key, severity);
+        if key.rule != RuleName::DeliveryFailed {
+            return out;
+        }
+        let others: Vec<String> = out.into_iter().filter(|o| *o != key.resource).collect();
+        if !others.is_empty() {
+            return others;
+        }
+        self.all
+            .iter()
+            .filter(|o| **o != key.resource)
+            .cloned()
+            .collect()
+    }
+
+    fn routed(&self, account: &Account, key: &AlertKey, severity: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut matched = false;
         for r in &self.routes {

@@ -27,10 +27,11 @@ pub enum RuleName {
     UnallocatedFunds,
     StaleBalance,
     PaymentLate,
+    DeliveryFailed,
 }
 
 impl RuleName {
-    pub const ALL: [RuleName; 10] = [
+    pub const ALL: [RuleName; 11] = [
         RuleName::LowBalance,
         RuleName::Runway,
         RuleName::Expiring,
@@ -41,6 +42,7 @@ impl RuleName {
         RuleName::UnallocatedFunds,
         RuleName::StaleBalance,
         RuleName::PaymentLate,
+        RuleName::DeliveryFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +57,7 @@ impl RuleName {
             RuleName::UnallocatedFunds => "unallocated_funds",
             RuleName::StaleBalance => "stale_balance",
             RuleName::PaymentLate => "payment_late",
+            RuleName::DeliveryFailed => "delivery_failed",
         }
     }
 
@@ -219,6 +222,16 @@ pub struct RuleSet {
     /// A top-up approved and paid by a person that the cloud has not shown
     /// arriving within the time its payment method takes.
     pub payment_late: Simple,
+    /// Notices about the account an output never took, after every attempt.
+    pub delivery_failed: DeliveryFailed,
+}
+
+/// `delivery_failed`: as severe as the worst notice lost, unless set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFailed {
+    pub enabled: bool,
+    pub severity: Option<Severity>,
+    pub timing: Timing,
 }
 
 impl RuleSet {
@@ -234,6 +247,7 @@ impl RuleSet {
             RuleName::UnallocatedFunds => &self.unallocated_funds.timing,
             RuleName::StaleBalance => &self.stale_balance.timing,
             RuleName::PaymentLate => &self.payment_late.timing,
+            RuleName::DeliveryFailed => &self.delivery_failed.timing,
         }
     }
 }
@@ -323,6 +337,21 @@ pub struct AccountState<'a> {
     pub health: &'a PollHealth,
     /// Top-ups approved and waiting for the money to show.
     pub payments: &'a [PendingPayment],
+    /// Notices about the account that an output never took.
+    pub undelivered: &'a [Undelivered],
+}
+
+/// A notice an output never took, after every attempt (kept for a person to
+/// resend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub output: String,
+    /// The alert the notice was about.
+    pub rule: RuleName,
+    pub severity: Severity,
+    /// What the output said the last time.
+    pub error: String,
+    pub failed_at: DateTime<Utc>,
 }
 
 /// An approved top-up whose money has not been seen yet.
@@ -361,6 +390,14 @@ pub fn evaluate(rules: &RuleSet, state: &AccountState<'_>, now: DateTime<Utc>) -
             account,
             state.health,
             now,
+            &mut out.findings,
+        );
+    }
+    if rules.delivery_failed.enabled {
+        delivery_failed(
+            &rules.delivery_failed,
+            account,
+            state.undelivered,
             &mut out.findings,
         );
     }
@@ -782,6 +819,39 @@ fn unallocated_funds(
     });
 }
 
+/// Notices an output never took: one alert per output, as severe as the
+/// worst notice lost. It goes to every other output (see routing).
+fn delivery_failed(
+    rule: &DeliveryFailed,
+    account: &str,
+    undelivered: &[Undelivered],
+    out: &mut Vec<Finding>,
+) {
+    let mut outputs: Vec<&str> = undelivered.iter().map(|u| u.output.as_str()).collect();
+    outputs.sort_unstable();
+    outputs.dedup();
+    for output in outputs {
+        let lost: Vec<&Undelivered> = undelivered.iter().filter(|u| u.output == output).collect();
+        let Some(last) = lost.iter().max_by_key(|u| u.failed_at) else {
+            continue;
+        };
+        let worst = lost.iter().map(|u| u.severity).min().unwrap_or(Severity::B);
+        out.push(Finding {
+            key: key(RuleName::DeliveryFailed, account, output, String::new()),
+            severity: rule.severity.unwrap_or(worst),
+            level: Level::Breach,
+            rank: 1,
+            summary: format!(
+                "{} notice(s) about this account never reached {output} (the last, {}, failed with: {}); \
+                 they are kept: see `purser outbox list --failed`, and resend with `purser outbox retry --all` once {output} works",
+                lost.len(),
+                last.rule,
+                last.error
+            ),
+        });
+    }
+}
+
 /// A top-up past the time its method takes to arrive: the payment may have
 /// failed, gone to the wrong account, or lack the reference.
 fn payment_late(
@@ -988,6 +1058,11 @@ pub(crate) mod tests {
                 severity: Severity::C,
                 timing: timing(Some(4)),
             },
+            delivery_failed: DeliveryFailed {
+                enabled: true,
+                severity: None,
+                timing: timing(Some(4)),
+            },
             stale_balance: Lasting {
                 enabled: true,
                 after: Duration::days(7),
@@ -1045,6 +1120,7 @@ pub(crate) mod tests {
                 history: &history,
                 health,
                 payments: &[],
+                undelivered: &[],
             },
             now(),
         )
@@ -1174,6 +1250,7 @@ pub(crate) mod tests {
                 history: &[],
                 health: &never,
                 payments: &[],
+                undelivered: &[],
             },
             now(),
         )
@@ -1219,6 +1296,7 @@ pub(crate) mod tests {
                     history: &[],
                     health: &PollHealth::new(),
                     payments: std::slice::from_ref(p),
+                    undelivered: &[],
                 },
                 now(),
             )
@@ -1253,6 +1331,7 @@ pub(crate) mod tests {
                 history,
                 health: &PollHealth::new(),
                 payments: &[],
+                undelivered: &[],
             },
             now(),
         )

@@ -4,6 +4,9 @@
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+/// A task waiting, having seen this many writes; with when it is due next.
+pub type Idle = (u64, Option<DateTime<Utc>>);
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivityState {
     /// The earliest moment the scheduler will next start a poll; `None` while it works.
@@ -13,9 +16,9 @@ pub struct ActivityState {
     pub sweeps_in_flight: usize,
     /// Counts evaluations that wrote notices to the outbox.
     pub notices_written: u64,
-    /// The dispatcher is waiting, having seen this many writes; with the time
-    /// its next retry is due, if any.
-    pub dispatcher_idle: Option<(u64, Option<DateTime<Utc>>)>,
+    /// Per output, its delivery is waiting, having seen this many writes,
+    /// with the time its next retry is due, if any; `None` while it sends.
+    pub deliveries: std::collections::BTreeMap<String, Option<Idle>>,
     /// Counts writes to requests that their cards in chat should show.
     pub request_changes: u64,
     /// The request board is waiting, having seen this many changes; with
@@ -35,8 +38,10 @@ impl ActivityState {
         self.next_poll_due.is_some_and(|n| n > t)
             && self.polls_in_flight == 0
             && self.sweeps_in_flight == 0
-            && self.dispatcher_idle.is_some_and(|(seen, next)| {
-                seen == self.notices_written && next.is_none_or(|n| n > t)
+            && self.deliveries.values().all(|d| {
+                d.is_some_and(|(seen, next)| {
+                    seen == self.notices_written && next.is_none_or(|n| n > t)
+                })
             })
             && self.board_idle.is_some_and(|(seen, next)| {
                 seen == self.request_changes && next.is_none_or(|n| n > t)

@@ -230,7 +230,10 @@ impl Button {
                 Some(Button::Renew)
             }
             RuleName::UnpaidOrder => Some(Button::PayOrder),
-            RuleName::PollFailed | RuleName::StaleBalance | RuleName::PaymentLate => None,
+            RuleName::PollFailed
+            | RuleName::StaleBalance
+            | RuleName::PaymentLate
+            | RuleName::DeliveryFailed => None,
         }
     }
 }

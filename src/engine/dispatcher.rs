@@ -1,14 +1,21 @@
-//! Delivers the outbox: each notice to each output, in order, retried with
-//! backoff, marked delivered once it went out.
+//! Delivers the outbox: each output on its own, so that one that hangs or
+//! refuses holds up no other; each notice in order, retried with backoff,
+//! marked delivered once it went out. A notice an output never takes after
+//! every attempt is kept as failed, and said (delivery_failed) through the
+//! other outputs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use super::activity::Activity;
+use super::guard;
+use super::poller::Poller;
+use crate::config::AccountConfig;
 use crate::ports::{Clock, Notifier, OutboxItem, SendError, Store, StoreError, StoredNotice};
 
 pub struct Output {
@@ -22,9 +29,23 @@ pub struct Dispatcher {
     pub outputs: HashMap<String, Output>,
     pub written: Arc<Notify>,
     pub activity: Activity,
+    /// Judges at once, when an output loses a notice, what that means for
+    /// its account (the delivery_failed alert).
+    pub judge: Option<Judge>,
+}
+
+/// What raising delivery_failed needs.
+pub struct Judge {
+    pub poller: Poller,
+    pub accounts: Arc<Vec<AccountConfig>>,
 }
 
 const BATCH: u32 = 100;
+
+/// A delivery that finds nothing due looks again this often anyway: a
+/// notice queued again by `purser outbox retry` (another process) is sent
+/// without a restart.
+const LOOK_AGAIN: Duration = Duration::minutes(1);
 
 /// 5 s, 10 s, 20 s … capped at 10 minutes.
 fn backoff(attempts: u32) -> Duration {
@@ -33,15 +54,80 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 impl Dispatcher {
+    /// The outputs whose delivery `activity` should wait for, before the
+    /// dispatcher runs (so that nothing reads as quiet before it starts).
+    pub fn announce(&self) {
+        self.activity.update(|s| {
+            for name in self.outputs.keys() {
+                s.deliveries.insert(name.clone(), None);
+            }
+        });
+    }
+
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        self.announce();
+        let this = Arc::new(self);
+        if let Err(e) = this.orphans().await {
+            error!(error = %e, "reading the outbox failed");
+            this.activity.store_failed(&e);
+        }
+        let mut workers = JoinSet::new();
+        let mut wakes = Vec::new();
+        for name in this.outputs.keys() {
+            let wake = Arc::new(Notify::new());
+            wakes.push(wake.clone());
+            let (this, name, stop) = (this.clone(), name.clone(), shutdown.clone());
+            workers.spawn(async move { this.deliver_loop(&name, &wake, stop).await });
+        }
+        loop {
+            tokio::select! {
+                _ = this.written.notified() => {
+                    for w in &wakes {
+                        w.notify_one();
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Each delivery finishes the pass it is in.
+        while workers.join_next().await.is_some() {}
+        info!("dispatcher stopped");
+    }
+
+    /// Notices queued for outputs no longer configured: kept as failed.
+    async fn orphans(&self) -> Result<(), StoreError> {
+        for output in self.store.pending_outputs().await? {
+            if self.outputs.contains_key(&output) {
+                continue;
+            }
+            let far = self.clock.now() + Duration::days(36_500);
+            let items = self.store.due_notices(&output, far, u32::MAX).await?;
+            warn!(%output, notices = items.len(), "notices for an output that is no longer configured; kept as failed");
+            for item in &items {
+                self.store
+                    .mark_failed(item.id, "the output is no longer configured", None)
+                    .await?;
+            }
+            self.judge(&items).await;
+        }
+        Ok(())
+    }
+
+    /// One output's delivery, until `shutdown`.
+    async fn deliver_loop(&self, name: &str, wake: &Notify, mut shutdown: watch::Receiver<bool>) {
+        let idle = |state: Option<super::activity::Idle>| {
+            self.activity.update(|s| {
+                s.deliveries.insert(name.to_owned(), state);
+            })
+        };
         loop {
             let seen = self.activity.get().notices_written;
+            idle(None);
             let now = self.clock.now();
-            self.activity.update(|s| s.dispatcher_idle = None);
-            let sent = match self.deliver_due(now).await {
+            let sent = match self.deliver_due(name, now).await {
                 Ok(n) => n,
                 Err(e) => {
-                    error!(error = %e, "reading the outbox failed");
+                    error!(output = name, error = %e, "reading the outbox failed");
                     self.activity.store_failed(&e);
                     0
                 }
@@ -52,26 +138,25 @@ impl Dispatcher {
             if sent > 0 {
                 continue;
             }
-            let next = self.store.next_notice_due().await.ok().flatten();
-            self.activity
-                .update(|s| s.dispatcher_idle = Some((seen, next)));
+            let next = self.store.next_notice_due(name).await.ok().flatten();
+            idle(Some((seen, next)));
+            let look = next.map_or(now + LOOK_AGAIN, |n| n.min(now + LOOK_AGAIN));
             tokio::select! {
-                _ = self.written.notified() => {}
-                _ = super::clock::sleep_until_opt(&*self.clock, next) => {}
+                _ = wake.notified() => {}
+                _ = self.clock.sleep_until(look) => {}
                 _ = shutdown.changed() => {}
             }
         }
-        info!("dispatcher stopped");
     }
 
-    /// Sends everything due at `now`; returns how many items were attempted.
-    async fn deliver_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let items = self.store.due_notices(now, BATCH).await?;
-        for group in groups(&items, |output| {
-            self.outputs
-                .get(output)
-                .map_or(1, |o| o.notifier.group_limit())
-        }) {
+    /// Sends what is due on `output` at `now`; returns how many items were attempted.
+    async fn deliver_due(&self, output: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let items = self.store.due_notices(output, now, BATCH).await?;
+        let limit = self
+            .outputs
+            .get(output)
+            .map_or(1, |o| o.notifier.group_limit());
+        for group in groups(&items, |_| limit) {
             self.deliver(&group, now).await?;
         }
         Ok(items.len())
@@ -83,38 +168,72 @@ impl Dispatcher {
             return Ok(());
         };
         let Some(output) = self.outputs.get(&first.output) else {
-            warn!(output = %first.output, "notice for an output that is no longer configured; dropped");
-            for item in group {
-                self.store
-                    .mark_failed(item.id, "output no longer configured", None)
-                    .await?;
-            }
             return Ok(());
         };
-        let sent = if let [item] = group {
-            output.notifier.send(&item.notice).await
-        } else {
-            let notices: Vec<StoredNotice> = group.iter().map(|i| i.notice.clone()).collect();
-            output.notifier.send_group(&notices).await
+        let send = async {
+            if let [item] = group {
+                output.notifier.send(&item.notice).await
+            } else {
+                let notices: Vec<StoredNotice> = group.iter().map(|i| i.notice.clone()).collect();
+                output.notifier.send_group(&notices).await
+            }
         };
+        // A fault in an output's code is that output's failure, retried.
+        let sent = guard::caught(send).await.unwrap_or_else(|why| {
+            Err(SendError::Retryable(format!("failed inside purser: {why}")))
+        });
         let attempts = group.iter().map(|i| i.attempts).max().unwrap_or(0);
+        let mut lost = Vec::new();
         for item in group {
             match &sent {
                 Ok(()) => self.store.mark_delivered(item.id, self.clock.now()).await?,
                 Err(SendError::Retryable(e)) if attempts + 1 < output.max_attempts => {
                     let retry_at = now + backoff(attempts);
-                    warn!(output = %item.output, alert.fingerprint = %item.notice.fingerprint, error = %e, attempt = attempts + 1, "delivery failed; will retry");
+                    warn!(output = %item.output, alert.fingerprint = %item.notice.fingerprint, error = %e, attempt = attempts + 1, of = output.max_attempts, retry_at = %retry_at, "delivery failed; will retry");
                     self.store.mark_failed(item.id, e, Some(retry_at)).await?;
                 }
                 Err(e) => {
-                    error!(output = %item.output, alert.fingerprint = %item.notice.fingerprint, error = %e, attempts = attempts + 1, "delivery abandoned");
-                    self.store
-                        .mark_failed(item.id, &e.to_string(), None)
-                        .await?;
+                    error!(output = %item.output, alert.fingerprint = %item.notice.fingerprint, error = %e.message(), attempts = attempts + 1, "delivery failed for good: the notice is kept as failed (purser outbox list --failed) and delivery_failed goes to the other outputs");
+                    self.store.mark_failed(item.id, e.message(), None).await?;
+                    lost.push((*item).clone());
                 }
             }
         }
+        self.judge(&lost).await;
         Ok(())
+    }
+
+    /// Raises delivery_failed at once for the accounts of `lost` notices.
+    async fn judge(&self, lost: &[OutboxItem]) {
+        let Some(judge) = &self.judge else { return };
+        let mut wrote = false;
+        let mut seen: Vec<&str> = Vec::new();
+        for item in lost {
+            let account = item.notice.account.as_str();
+            if seen.contains(&account) {
+                continue;
+            }
+            seen.push(account);
+            let Some(a) = judge
+                .accounts
+                .iter()
+                .find(|a| a.account.id.as_str() == account)
+            else {
+                continue;
+            };
+            match judge.poller.judge_deliveries(a).await {
+                Ok(w) => wrote |= w,
+                Err(e) => {
+                    error!(account.id = account, error = %e, "recording delivery_failed failed");
+                    self.activity.store_failed(&e);
+                }
+            }
+        }
+        if wrote {
+            // Counted before the wake, as a poll's notices are.
+            self.activity.update(|s| s.notices_written += 1);
+            self.written.notify_one();
+        }
     }
 }
 

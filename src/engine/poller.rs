@@ -14,7 +14,7 @@ use crate::domain::alert::{self, Alert, Changes};
 use crate::domain::model::{AccountId, FailureKind, PollFailure, Snapshot};
 use crate::domain::policy::Policy;
 use crate::domain::request;
-use crate::domain::rules::{self, AccountState};
+use crate::domain::rules::{self, AccountState, RuleName, Undelivered};
 use crate::domain::silence;
 use crate::ports::{Clock, Provider, ProviderError, Requests, Store, StoreError};
 
@@ -157,14 +157,78 @@ impl Poller {
                 .collect(),
             _ => Vec::new(),
         };
+        let undelivered = self.undelivered(id).await?;
         let state = AccountState {
             account: &account.account,
             history: &history,
             health,
             payments: &payments,
+            undelivered: &undelivered,
         };
         let evaluation = rules::evaluate(&account.rules, &state, now);
         let open = self.store.open_alerts(id).await?;
+        self.reconcile(account, &open, &evaluation.findings, now)
+            .await
+    }
+
+    /// Notices about the account that an output never took.
+    async fn undelivered(&self, id: &AccountId) -> Result<Vec<Undelivered>, StoreError> {
+        Ok(self
+            .store
+            .failed_notices(Some(id.as_str()))
+            .await?
+            .into_iter()
+            .map(|f| Undelivered {
+                output: f.output,
+                rule: f.notice.rule,
+                severity: f.notice.severity,
+                error: f.error,
+                failed_at: f.failed_at,
+            })
+            .collect())
+    }
+
+    /// Judges at once whether an output has lost notices about `account`
+    /// (its other rules wait for their poll), and writes what changes.
+    pub async fn judge_deliveries(&self, account: &AccountConfig) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let id = &account.account.id;
+        let undelivered = self.undelivered(id).await?;
+        let health = crate::domain::model::PollHealth::new();
+        let state = AccountState {
+            account: &account.account,
+            history: &[],
+            health: &health,
+            payments: &[],
+            undelivered: &undelivered,
+        };
+        let findings: Vec<_> = rules::evaluate(&account.rules, &state, now)
+            .findings
+            .into_iter()
+            .filter(|f| f.key.rule == RuleName::DeliveryFailed)
+            .collect();
+        let open: Vec<Alert> = self
+            .store
+            .open_alerts(id)
+            .await?
+            .into_iter()
+            .filter(|a| a.key.rule == RuleName::DeliveryFailed)
+            .collect();
+        let changes = self.reconcile(account, &open, &findings, now).await?;
+        let wrote = !changes.notices.is_empty();
+        self.store
+            .apply(&account.account, &changes, &self.routing)
+            .await?;
+        Ok(wrote)
+    }
+
+    async fn reconcile(
+        &self,
+        account: &AccountConfig,
+        open: &[Alert],
+        findings: &[rules::Finding],
+        now: DateTime<Utc>,
+    ) -> Result<Changes, StoreError> {
         let silences = self.store.silences(now).await?;
         let muted = |a: &Alert| {
             silence::silenced_by(
@@ -177,8 +241,8 @@ impl Poller {
             .is_some()
         };
         Ok(alert::reconcile(
-            &open,
-            &evaluation.findings,
+            open,
+            findings,
             &account.rules,
             &muted,
             now,

@@ -133,8 +133,11 @@ async fn every_rule_fires_and_resolves() {
     app.advance(Duration::minutes(61)).await;
 
     let fired = rules_with(&world.hook.events(), "firing");
+    // Every rule about the accounts (delivery_failed, about purser's
+    // outputs, has its own test).
     let all: BTreeSet<String> = purser::domain::rules::RuleName::ALL
         .iter()
+        .filter(|r| **r != purser::domain::rules::RuleName::DeliveryFailed)
         .map(|r| r.as_str().to_owned())
         .collect();
     assert_eq!(fired, all, "every rule fires: {:#?}", world.hook.events());

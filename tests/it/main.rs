@@ -11,6 +11,7 @@ mod cli;
 mod clouds;
 mod config_errors;
 mod daemon;
+mod delivery;
 mod discord;
 mod discord_gateway;
 mod escalation;
