@@ -63,6 +63,8 @@ pub struct ApprovalsConfig {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: std::net::SocketAddr,
+    /// Connections open at once (fewer when the open-file limit is low).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -497,6 +499,7 @@ struct RawDiscord {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: S,
+    max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1756,7 +1759,19 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 )
             })
             .ok()
-            .map(|listen| HttpConfig { listen })
+            .map(|listen| HttpConfig {
+                listen,
+                max_connections: match &h.max_connections {
+                    None => 256,
+                    Some(n) => match usize::try_from(*n.get_ref()) {
+                        Ok(n) if (1..=100_000).contains(&n) => n,
+                        _ => {
+                            issues.at(n, "http.max_connections", "give 1 to 100000 connections");
+                            256
+                        }
+                    },
+                },
+            })
     });
     let slack = raw
         .slack

@@ -295,7 +295,7 @@ pub struct Application {
     executor: Arc<Executor>,
     /// The listener for chat platforms and `/healthz`, bound at build time so
     /// that a taken port fails the start, not a request later.
-    http: Option<(tokio::net::TcpListener, axum::Router)>,
+    http: Option<(tokio::net::TcpListener, axum::Router, http::Limits)>,
     /// The Telegram bot, and how its updates arrive.
     telegram: Option<(Arc<TelegramBot>, TelegramMode)>,
     /// Slack over Socket Mode, when configured so.
@@ -603,7 +603,11 @@ impl Application {
                     }
                     _ => None,
                 };
-                Some((listener, http::router(slack, discord, webhook)))
+                Some((
+                    listener,
+                    http::router(slack, discord, webhook),
+                    http::Limits::within_open_files(h.max_connections),
+                ))
             }
             _ => None,
         };
@@ -633,7 +637,7 @@ impl Application {
 
     /// Where the HTTP listener listens, if one is configured.
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.http.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     pub fn store(&self) -> SqliteStore {
@@ -671,7 +675,7 @@ impl Application {
         let mut dispatcher = Task::spawn("dispatcher", &ended_tx, |rx| self.dispatcher.run(rx));
         let mut board = Task::spawn("request board", &ended_tx, |rx| self.board.run(rx));
         let mut escalator = Task::spawn("escalator", &ended_tx, |rx| self.escalator.run(rx));
-        let mut http = self.http.map(|(listener, app)| {
+        let mut http = self.http.map(|(listener, app, limits)| {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "http listening");
             }
@@ -679,7 +683,7 @@ impl Application {
                 let stopped = async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
-                if let Err(e) = http::serve(listener, app, stopped).await {
+                if let Err(e) = http::serve(listener, app, stopped, limits).await {
                     tracing::error!(error = %e, "the http listener failed");
                 }
             })

@@ -1,8 +1,14 @@
 //! The one HTTP listener: `/healthz` and each configured platform's routes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use chrono::{DateTime, Utc};
 
@@ -162,13 +168,173 @@ pub fn router(
     app
 }
 
-/// Serves until `stop` completes; requests under way are finished.
+/// What the listener allows, so that idle or slow clients cannot take the
+/// descriptors polls and the store need.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once; when full, the oldest idle one is closed
+    /// to make room, and a new one is turned away only if none is idle.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head this long after
+    /// connecting, or after its last answer, is closed.
+    pub header_timeout: std::time::Duration,
+}
+
+/// Descriptors kept for polls, the store and chat connections.
+const RESERVED_FILES: usize = 256;
+
+impl Limits {
+    /// At most `wanted` connections; fewer when the process's open-file
+    /// limit would leave fewer than 256 descriptors for everything else.
+    pub fn within_open_files(wanted: usize) -> Limits {
+        let max = match open_file_limit() {
+            Some(limit) if limit.saturating_sub(RESERVED_FILES) < wanted => {
+                let fitted = limit.saturating_sub(RESERVED_FILES).max(16);
+                tracing::warn!(
+                    open_files = limit,
+                    wanted,
+                    allowed = fitted,
+                    "the open-file limit is low: fewer HTTP connections are allowed, so that polls and the store keep descriptors (raise LimitNOFILE or ulimit -n)"
+                );
+                fitted
+            }
+            _ => wanted,
+        };
+        Limits {
+            max_connections: max,
+            header_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// The soft limit on open files, where the system says (Linux).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// A connection as the listener keeps it: how many requests it is
+/// answering now, and how to close it.
+struct Conn {
+    id: u64,
+    busy: Arc<AtomicUsize>,
+    close: Arc<Notify>,
+}
+
+/// Counts a request under way on its connection while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::SeqCst);
+        Busy(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+type Open = Arc<Mutex<VecDeque<Conn>>>;
+
+/// Serves until `stop` completes; requests under way are then given a few
+/// seconds to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     stop: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
+    let open: Open = Arc::default();
+    let (closing, closed) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut next_id = 0u64;
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => break,
+            Some(_) = conns.join_next() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: pause rather than
+                    // spin, while connections close.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some((id, busy, close)) = admit(&open, limits.max_connections, &mut next_id) else {
+            drop(stream);
+            continue;
+        };
+        let (open, mut closed) = (open.clone(), closed.clone());
+        let routes = TowerToHyperService::new(app.clone());
+        conns.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let under_way = Busy::new(&busy);
+                let answer = hyper::service::Service::call(&routes, req);
+                async move {
+                    let answer = answer.await;
+                    drop(under_way);
+                    answer
+                }
+            });
+            let mut http1 = hyper::server::conn::http1::Builder::new();
+            http1
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let conn = http1.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                // Made room for a newer one: closed at once.
+                _ = close.notified() => {}
+                _ = async { let _ = closed.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+            open.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|c| c.id != id);
+        });
+    }
+    closing.send_replace(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(6), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}
+
+/// Makes room for one more connection, closing the oldest idle one when
+/// full; `None` when every one is answering a request.
+fn admit(
+    open: &Open,
+    max: usize,
+    next_id: &mut u64,
+) -> Option<(u64, Arc<AtomicUsize>, Arc<Notify>)> {
+    let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+    if open.len() >= max {
+        let idle = open
+            .iter()
+            .position(|c| c.busy.load(Ordering::SeqCst) == 0)?;
+        if let Some(c) = open.remove(idle) {
+            c.close.notify_one();
+        }
+    }
+    *next_id += 1;
+    let busy = Arc::new(AtomicUsize::new(0));
+    let close = Arc::new(Notify::new());
+    open.push_back(Conn {
+        id: *next_id,
+        busy: busy.clone(),
+        close: close.clone(),
+    });
+    Some((*next_id, busy, close))
 }

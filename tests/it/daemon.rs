@@ -220,3 +220,85 @@ fn two_processes_on_one_store_the_second_refuses_and_a_vanished_store_is_said_ou
     let status = again.wait().unwrap();
     assert!(matches!(status.code(), Some(0) | Some(130)), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_past_the_open_file_limit_starves_neither_health_nor_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("scenario.toml"),
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("purser.toml");
+    std::fs::write(
+        &config,
+        "[store]\npath = \"purser.db\"\n\n[scheduler]\nschedule = \"* * * * * *\"\njitter = \"0s\"\n\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"scenario.toml\"\n\n\
+         [[accounts]]\nid = \"acme\"\nprovider = \"sim\"\n\n[[outputs]]\nname = \"console\"\nkind = \"console\"\n",
+    )
+    .unwrap();
+    // 400 descriptors in all: fewer than the connections that come.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 400 && exec {} run --config purser.toml",
+            env!("CARGO_BIN_EXE_purser")
+        ))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "purser=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = read_until(&mut child, "http listening");
+    assert!(log.contains("fewer HTTP connections are allowed"), "{log}");
+    let addr: std::net::SocketAddr = log
+        .lines()
+        .find(|l| l.contains("http listening"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // 600 connections that never send a byte.
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        if let Ok(c) = tokio::net::TcpStream::connect(addr).await {
+            idle.push(c);
+        }
+    }
+    // Health answers (the oldest idle ones made room)…
+    let health = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .expect("/healthz answers under the flood");
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+    // …and polls still read the scenario: the low balance is seen.
+    std::fs::write(
+        dir.path().join("scenario.toml"),
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+    )
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let seen = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("low_balance"))
+    })
+    .await
+    .unwrap();
+    assert!(seen.is_some(), "the console heard of the low balance");
+    drop(idle);
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    use std::io::Read;
+    child.stderr.take().unwrap().read_to_string(&mut rest).ok();
+    assert!(!rest.contains("Too many open files"), "{rest}");
+}
