@@ -180,7 +180,10 @@ pub async fn run(
                 .as_ref()
                 .and_then(|f| f.runway_days)
                 .and_then(|d| d.to_f64()),
-            error: health.last_error.as_ref().map(|e| e.message.clone()),
+            error: health
+                .last_error
+                .as_ref()
+                .map(|e| crate::secret::redact(&e.message).into_owned()),
             shown: (
                 latest.map(|s| s.balance.available),
                 eval.forecast.as_ref().map(|f| f.burn.per_day),
@@ -210,7 +213,7 @@ pub async fn run(
                 severity: f.severity,
                 account: f.key.account.clone(),
                 resource: (!f.key.resource.is_empty()).then(|| f.key.resource.clone()),
-                summary: f.summary,
+                summary: crate::secret::redact(&f.summary).into_owned(),
             });
         }
     }

@@ -187,7 +187,8 @@ fn init_tracing(default: &str) {
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Whatever a server echoed into an error, no secret reaches the log.
+        .with_writer(|| purser::secret::Redacting(std::io::stderr()))
         .with_ansi(colour)
         .init();
 }

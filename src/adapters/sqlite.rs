@@ -22,6 +22,7 @@ use crate::ports::{
     AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, MessageRef, MessageRefs,
     NewSilence, OutboxItem, Store, StoreError, StoredNotice,
 };
+use crate::secret::redact;
 
 mod escalations;
 pub mod lock;
@@ -287,13 +288,14 @@ async fn queue_notice(
     notice: &StoredNotice,
 ) -> Result<(), StoreError> {
     let body = serde_json::to_string(notice).map_err(corrupt)?;
+    let body = redact(&body);
     sqlx::query(
         "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at, account)
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (notice_id, output) DO NOTHING",
     )
     .bind(&notice.id)
     .bind(output)
-    .bind(&body)
+    .bind(body.as_ref())
     .bind(ms(notice.decided_at))
     .bind(ms(notice.decided_at))
     .bind(&notice.account)
@@ -467,7 +469,13 @@ impl Store for SqliteStore {
                     .await?;
                 health.succeeded(at);
             }
-            Err(error) => health.failed(at, error.clone()),
+            Err(error) => health.failed(
+                at,
+                PollFailure {
+                    kind: error.kind,
+                    message: redact(&error.message).into_owned(),
+                },
+            ),
         }
         sqlx::query(
             "INSERT INTO poll_health (account, last_success_at, last_attempt_at, last_error,
@@ -915,12 +923,13 @@ impl Store for SqliteStore {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
+        let error = redact(error);
         let query = match retry_at {
             Some(at) => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?")
-                .bind(error)
+                .bind(error.as_ref())
                 .bind(ms(at)),
             None => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, abandoned_at = next_attempt_at WHERE id = ?")
-                .bind(error),
+                .bind(error.as_ref()),
         };
         query.bind(id).execute(&self.pool).await?;
         Ok(())

@@ -71,6 +71,16 @@ impl ReplyKind {
 }
 
 impl Reply {
+    /// The reply with every secret purser knows taken out (a cloud's or a
+    /// platform's echoed error can carry one into a line).
+    fn redacted(mut self) -> Reply {
+        self.title = crate::secret::redact(&self.title).into_owned();
+        for l in &mut self.lines {
+            *l = crate::secret::redact(l).into_owned();
+        }
+        self
+    }
+
     fn done(title: impl Into<String>, lines: Vec<String>) -> Reply {
         Reply {
             kind: ReplyKind::Done,
@@ -178,6 +188,10 @@ impl OutboxSignal {
 impl ChatOps {
     /// Runs `text` (what followed the platform's trigger) for `asker`.
     pub async fn handle(&self, asker: &Asker, text: &str) -> Reply {
+        self.handle_text(asker, text).await.redacted()
+    }
+
+    async fn handle_text(&self, asker: &Asker, text: &str) -> Reply {
         // Unknown people learn nothing, not even whether the command was valid.
         let Some(person) = self.directory.lookup(&asker.platform, &asker.user) else {
             return Reply::refused(format!(
@@ -220,6 +234,14 @@ impl ChatOps {
     /// Runs a button pressed on an alert message, on the alert it names or
     /// on every alert of the message, as the person pressing it.
     pub async fn press(&self, asker: &Asker, button: Button, pick: &Pick) -> Pressed {
+        let pressed = self.press_button(asker, button, pick).await;
+        Pressed {
+            reply: pressed.reply.redacted(),
+            changed: pressed.changed,
+        }
+    }
+
+    async fn press_button(&self, asker: &Asker, button: Button, pick: &Pick) -> Pressed {
         let unchanged = |reply| Pressed {
             reply,
             changed: false,
@@ -400,6 +422,16 @@ impl ChatOps {
     /// recorded as coming from that message. A second press by the same
     /// person counts once; an approval that needs a code says how to give it.
     pub async fn choose(
+        &self,
+        asker: &Asker,
+        choice: Choice,
+        id: RequestId,
+        at: Option<&MessageRef>,
+    ) -> Reply {
+        self.choose_button(asker, choice, id, at).await.redacted()
+    }
+
+    async fn choose_button(
         &self,
         asker: &Asker,
         choice: Choice,

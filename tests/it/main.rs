@@ -23,6 +23,7 @@ mod requests;
 mod resilience;
 mod robots;
 mod routing;
+mod secrets;
 mod silences;
 mod slack_flow;
 mod slack_socket;

@@ -259,7 +259,7 @@ impl Escalations for SqliteStore {
         sqlx::query(
             "UPDATE pages SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
         )
-        .bind(error)
+        .bind(crate::secret::redact(error).as_ref())
         .bind(retry_at.map(ms))
         .bind(id)
         .execute(&self.pool)

@@ -131,7 +131,13 @@ pub(super) async fn append(tx: &mut Tx, entries: &[NewEntry]) -> Result<(), Stor
         None => None,
     };
     for new in entries {
-        let e = audit::seal(last.as_ref().map(|(s, h)| (*s, h.as_str())), new.clone());
+        // Cleaned before it is sealed: an echoed secret never enters the
+        // append-only log, and the hash holds what is kept.
+        let new = NewEntry {
+            detail: crate::secret::redact(&new.detail).into_owned(),
+            ..new.clone()
+        };
+        let e = audit::seal(last.as_ref().map(|(s, h)| (*s, h.as_str())), new);
         sqlx::query(
             "INSERT INTO audit_log (seq, at, actor, event, request, detail, prev, hash)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -366,7 +372,8 @@ impl Requests for SqliteStore {
         let progress = progress
             .map(serde_json::to_string)
             .transpose()
-            .map_err(corrupt)?;
+            .map_err(corrupt)?
+            .map(|p| crate::secret::redact(&p).into_owned());
         sqlx::query(
             "UPDATE requests SET state = ?, version = version + 1, updated_at = ?,
                                  progress = COALESCE(?, progress)
@@ -413,7 +420,9 @@ impl Requests for SqliteStore {
             return Ok(Written::Stale(current));
         }
         sqlx::query("UPDATE requests SET progress = ?, version = version + 1 WHERE id = ?")
-            .bind(serde_json::to_string(progress).map_err(corrupt)?)
+            .bind(
+                crate::secret::redact(&serde_json::to_string(progress).map_err(corrupt)?).as_ref(),
+            )
             .bind(id.0 as i64)
             .execute(&mut *tx)
             .await?;
