@@ -377,6 +377,8 @@ impl std::error::Error for ConfigError {}
 struct Issues<'a> {
     source: &'a str,
     list: Vec<ConfigIssue>,
+    /// Whether files the config names (scenarios) must exist now.
+    files: bool,
 }
 
 impl Issues<'_> {
@@ -653,7 +655,7 @@ struct RawLasting {
 #[serde(deny_unknown_fields)]
 struct RawOverride {
     #[serde(default)]
-    accounts: Vec<String>,
+    accounts: Vec<S>,
     #[serde(default)]
     labels: Labels,
     #[serde(default)]
@@ -718,6 +720,89 @@ struct RawOutput {
 
 // ---------------------------------------------------------------- parsing helpers
 
+/// What a value of the wrong type was, from the parser's "invalid type:
+/// integer `3000`, expected a string".
+fn mistyped(message: &str) -> Option<(String, String)> {
+    let rest = message.strip_prefix("invalid type: ")?;
+    let (got, expected) = rest.split_once(", expected ")?;
+    let got = got.trim();
+    // "integer `3000`" reads better as 3000.
+    let got = match (got.find('`'), got.rfind('`')) {
+        (Some(a), Some(b)) if b > a => got[a + 1..b].to_owned(),
+        _ => got.to_owned(),
+    };
+    Some((got, expected.trim().to_owned()))
+}
+
+/// The dotted key whose value starts at `offset`: the key on its line,
+/// under the nearest table header above (`outputs[2]` for the third
+/// `[[outputs]]`).
+fn key_at(source: &str, offset: usize) -> String {
+    let before = source.get(..offset).unwrap_or(source);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = source
+        .get(line_start..)
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim().to_owned();
+    let mut table = String::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for l in before.get(..line_start).unwrap_or("").lines() {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = seen.entry(name.trim().to_owned()).or_insert(0);
+            table = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.trim().to_owned();
+        }
+    }
+    match (table.is_empty(), key.is_empty()) {
+        (_, true) => table,
+        (true, false) => key,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+/// What a key wants, in words, by its name.
+fn wanted(key: &str) -> &'static str {
+    const DURATIONS: [&str; 13] = [
+        "repeat",
+        "pending",
+        "after",
+        "timeout",
+        "jitter",
+        "within",
+        "window",
+        "retention",
+        "before_deadline",
+        "expire_after",
+        "shutdown_timeout",
+        "settles_within",
+        "after_ack",
+    ];
+    const AMOUNTS: [&str; 8] = [
+        "below",
+        "margin",
+        "minimum",
+        "multiple",
+        "above",
+        "per_request",
+        "per_account_day",
+        "per_requester_day",
+    ];
+    let last = key.rsplit('.').next().unwrap_or(key);
+    if DURATIONS.contains(&last) {
+        "a duration in quotes such as \"4h\""
+    } else if AMOUNTS.contains(&last) {
+        "an amount in quotes such as \"3,000\""
+    } else {
+        "text in quotes"
+    }
+}
+
 pub use crate::domain::duration::parse as parse_duration;
 
 /// Cron with a seconds field (`0 */5 * * * *`); a five-field expression gets `0` seconds.
@@ -732,11 +817,20 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
             ));
         }
     };
-    cron::Schedule::from_str(&full).map_err(|e| {
+    let schedule = cron::Schedule::from_str(&full).map_err(|e| {
         let why = e.to_string();
         let why = why.lines().next().unwrap_or_default().trim().to_owned();
         format!("{text:?} is not a cron expression ({why})")
-    })
+    })?;
+    // One that never comes again (30 February, a year gone) would poll once
+    // at start and then never: purser would watch nothing, silently.
+    let mut next = schedule.upcoming(chrono::Utc);
+    match (next.next(), next.next()) {
+        (Some(_), Some(_)) => Ok(schedule),
+        _ => Err(format!(
+            "{text:?} does not recur: purser would poll once at start and then be blind; give a schedule that repeats, e.g. \"0 */5 * * * *\""
+        )),
+    }
 }
 
 fn severity(issues: &mut Issues<'_>, key: &str, value: &S) -> Severity {
@@ -1220,39 +1314,58 @@ impl Config {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Config::parse(&source, path)
+        Config::parse_with(&source, path, true)
     }
 
     /// Parses and validates `source`, read from `path` (used for messages and
     /// for resolving relative file references).
+    /// Scenario files are not looked for here; [`Config::load`] does.
     pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with(source, path, false)
+    }
+
+    fn parse_with(source: &str, path: &Path, files: bool) -> Result<Config, ConfigError> {
         let fail = |issues: Vec<ConfigIssue>| ConfigError {
             file: path.to_owned(),
             issues,
         };
         let mut issues = Issues {
             source,
+            files,
             list: Vec::new(),
         };
         let raw: RawConfig = match toml::from_str(source) {
             Ok(raw) => raw,
             Err(e) => {
-                let (line, key) = match e.span() {
+                let message = e.message().trim().to_owned();
+                let (line, key, message) = match e.span() {
                     Some(span) => {
                         let text = source.get(span.clone()).unwrap_or("").trim();
-                        let key = if text
+                        let bare = text
                             .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                        {
-                            text.to_owned()
-                        } else {
-                            String::new()
-                        };
-                        (Some(issues.line_of(span.start)), key)
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                        match mistyped(&message) {
+                            // A value of the wrong type: name its key, and
+                            // say what was wanted.
+                            Some((got, expected)) => {
+                                let key = key_at(source, span.start);
+                                let expected = if expected == "a string" {
+                                    wanted(&key).to_owned()
+                                } else {
+                                    expected
+                                };
+                                let message = format!("expected {expected}, got {got}");
+                                (Some(issues.line_of(span.start)), key, message)
+                            }
+                            None => (
+                                Some(issues.line_of(span.start)),
+                                if bare { text.to_owned() } else { String::new() },
+                                message,
+                            ),
+                        }
                     }
-                    None => (None, String::new()),
+                    None => (None, String::new(), message),
                 };
-                let message = e.message().trim().to_owned();
                 return Err(fail(vec![ConfigIssue { line, key, message }]));
             }
         };
@@ -1361,9 +1474,17 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         };
         let kind = match p.kind.get_ref().as_str() {
             "simulated" => match &p.scenario {
-                Some(s) => ProviderKind::Simulated {
-                    scenario: base.join(s.get_ref()),
-                },
+                Some(s) => {
+                    let scenario = base.join(s.get_ref());
+                    if issues.files && !scenario.is_file() {
+                        issues.at(
+                            s,
+                            format!("providers[{i}].scenario"),
+                            format!("there is no scenario file {}", scenario.display()),
+                        );
+                    }
+                    ProviderKind::Simulated { scenario }
+                }
                 None => {
                     issues.at(
                         &p.kind,
@@ -1497,7 +1618,8 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         let mut merged = raw.rules.clone();
         let mut merged_policy = raw.policy.clone();
         for o in &raw.overrides {
-            let by_account = o.accounts.is_empty() || o.accounts.iter().any(|x| x == id.as_str());
+            let by_account =
+                o.accounts.is_empty() || o.accounts.iter().any(|x| x.get_ref() == id.as_str());
             let by_labels = o
                 .labels
                 .iter()
@@ -1546,10 +1668,11 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
     }
     for (i, o) in raw.overrides.iter().enumerate() {
         for a in &o.accounts {
-            if !ids.iter().any(|id| id.as_str() == a) {
-                issues.nowhere(
+            if !ids.iter().any(|id| id.as_str() == a.get_ref()) {
+                issues.at(
+                    a,
                     format!("overrides[{i}].accounts"),
-                    format!("no account {a:?} is defined"),
+                    format!("no account {:?} is defined", a.get_ref()),
                 );
             }
         }

@@ -385,13 +385,17 @@ async fn main() -> ExitCode {
         }
         Command::Config {
             command: ConfigCommand::Check { config },
-        } => match load(&config) {
-            Ok(c) => {
-                print!("{}", purser::config::describe(&c));
-                ExitCode::SUCCESS
+        } => {
+            // Warnings (a secret file others can read) are part of the check.
+            init_tracing("warn");
+            match load(&config) {
+                Ok(c) => {
+                    print!("{}", purser::config::describe(&c));
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
             }
-            Err(code) => code,
-        },
+        }
     }
 }
 
@@ -609,8 +613,9 @@ async fn set_balance(
             "{account}'s cloud reports its own balance; `balance set` is for azure_china accounts"
         );
     }
-    let amount = Money::parse_signed(amount, a.currency)
-        .with_context(|| format!("the amount for {account}"))?;
+    // A prepaid balance is never below zero: a used-up one is 0.
+    let amount =
+        Money::parse(amount, a.currency).with_context(|| format!("the amount for {account}"))?;
     if amount.currency() != a.currency {
         bail!(
             "{account} is kept in {}, not {}",
@@ -629,6 +634,12 @@ async fn set_balance(
     };
     if as_of > now {
         bail!("--as-of is in the future");
+    }
+    if now - as_of > chrono::Duration::days(366) {
+        bail!(
+            "--as-of {} is more than a year ago: a balance read then says nothing of today's; read the portal again",
+            as_of.format("%Y-%m-%d")
+        );
     }
     let entered_by = by
         .or_else(|| std::env::var("USER").ok())

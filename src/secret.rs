@@ -78,6 +78,25 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Warns, as ssh does of keys, when a secret file can be read by its group
+/// or by anyone.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = %format!("{mode:04o}"),
+                    "a secret file others on this machine can read: chmod 600 it"
+                );
+            }
+        }
+    }
+}
+
 /// A writer that redacts what it writes (log lines on their way out).
 pub struct Redacting<W>(pub W);
 
@@ -109,6 +128,7 @@ impl Secret {
             let full = base.join(path);
             let value = std::fs::read_to_string(&full)
                 .map_err(|e| format!("cannot read secret file {}: {e}", full.display()))?;
+            warn_if_shared(&full);
             return Secret::non_empty(value.trim_end_matches(['\r', '\n']).to_owned(), reference);
         }
         Err(

@@ -132,6 +132,7 @@ fn the_example_config_is_valid_once_its_secrets_are_in_the_environment() {
 fn balance_set_refuses_typos_and_bad_amounts() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s"), "x-secret-value\n").unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
     std::fs::write(
         dir.path().join("p.toml"),
         r#"
@@ -174,6 +175,21 @@ provider = "sim"
     let (code, text) = run(&["azure-cn-pia", "5,00.0"]);
     assert_eq!(code, Some(2));
     assert!(text.contains("misplaced thousands separators"), "{text}");
+    let (code, text) = run(&["azure-cn-pia", "--", "-100"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("negative amounts are not allowed"), "{text}");
+    let (code, text) = run(&["azure-cn-pia", "100", "--as-of", "1970-01-01T00:00:00Z"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("--as-of 1970-01-01 is more than a year ago"),
+        "{text}"
+    );
+    let (code, text) = run(&["azure-cn-pia", "99,999,999,999,999,999"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("beyond what purser handles exactly"),
+        "{text}"
+    );
     let (code, text) = run(&["sim-1", "100"]);
     assert_eq!(code, Some(2));
     assert!(text.contains("reports its own balance"), "{text}");
@@ -372,4 +388,39 @@ fn a_report_period_that_is_not_a_date_says_what_would_be() {
         err.contains("--since") && err.contains("\"last week\" is not a date such as 2026-11-01"),
         "{err}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_secret_file_others_can_read_is_warned_of() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.toml"), "").unwrap();
+    std::fs::write(dir.path().join("hook.secret"), "whsec-0123456789").unwrap();
+    let secret = dir.path().join("hook.secret");
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[store]\npath = \"p.db\"\n[[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"s.toml\"\n\
+         [[accounts]]\nid = \"acme\"\nprovider = \"sim\"\n\
+         [[outputs]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"file:hook.secret\"\n",
+    )
+    .unwrap();
+    let check = || {
+        let out = purser()
+            .args(["config", "check", "--config", "p.toml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = check();
+    assert!(
+        err.contains("a secret file others on this machine can read"),
+        "{err}"
+    );
+    assert!(err.contains("hook.secret") && err.contains("0644"), "{err}");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(check(), "");
 }

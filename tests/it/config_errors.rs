@@ -733,3 +733,54 @@ fn spans_and_amounts_beyond_what_purser_handles_are_refused_not_overflowed() {
     let err = error_of(&text);
     assert!(err.contains("beyond what purser handles exactly"), "{err}");
 }
+
+#[test]
+fn configs_that_would_leave_purser_blind_are_refused() {
+    for schedule in ["0 0 0 30 2 *", "0 0 0 1 1 * 2020"] {
+        let text = BASE.replace(
+            "provider = \"sim\"",
+            &format!("provider = \"sim\"\nschedule = \"{schedule}\""),
+        );
+        let err = error_of(&text);
+        assert!(
+            err.contains(&format!(
+                "conf/purser.toml:13: accounts[0].schedule: \"{schedule}\" does not recur"
+            )),
+            "{err}"
+        );
+    }
+    // A scenario file that is not there (Config::load looks).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("purser.toml");
+    std::fs::write(&path, BASE).unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("purser.toml:8: providers[0].scenario: there is no scenario file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wrong_typed_value_names_its_key_and_line_and_what_was_wanted() {
+    let text = format!("{BASE}\n[rules.low_balance]\nrepeat = 3000\n");
+    let err = error_of(&text);
+    assert!(
+        err.starts_with("conf/purser.toml:15: rules.low_balance.repeat: expected a duration in quotes such as \"4h\", got 3000"),
+        "{err}"
+    );
+    let text = format!("{BASE}\n[[overrides]]\naccounts = [\"nope\"]\n");
+    let err = error_of(&text);
+    assert!(
+        err.contains("conf/purser.toml:15: overrides[0].accounts: no account \"nope\" is defined"),
+        "{err}"
+    );
+    let text = BASE.replace(
+        "[[providers]]",
+        "[scheduler]\ntimeout = \"0s\"\n\n[[providers]]",
+    );
+    let err = error_of(&text);
+    assert!(
+        err.contains("conf/purser.toml:6: scheduler.timeout: must be longer than zero"),
+        "{err}"
+    );
+}
