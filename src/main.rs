@@ -353,16 +353,7 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match sla_report(&config, &since, until.as_deref(), format).await {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("purser: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
+            printed(sla_report(&config, &since, until.as_deref(), format).await)
         }
         Command::Outbox { command } => {
             let path = match &command {
@@ -372,16 +363,7 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match outbox(&config, command).await {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("purser: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
+            printed(outbox(&config, command).await)
         }
         Command::Config {
             command: ConfigCommand::Check { config },
@@ -395,6 +377,20 @@ async fn main() -> ExitCode {
                 }
                 Err(code) => code,
             }
+        }
+    }
+}
+
+/// A command's text on stdout (exit 0), or its error (exit 2).
+fn printed(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("purser: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

@@ -713,18 +713,9 @@ impl Huawei {
         ctx: &Site<'_>,
         order: &str,
     ) -> Result<BTreeSet<String>, ProviderError> {
-        let v = self
-            .call(
-                ctx.access,
-                ctx.intl,
-                "POST",
-                "/v2/orders/suscriptions/resources/query",
-                &[],
-                Some(json!({"order_id": order, "only_main_resource": 1, "limit": PAGE})),
-            )
-            .await?;
-        Ok(parse::<Resources>(v, "ListPayPerUseCustomerResources")?
-            .data
+        Ok(self
+            .subscriptions(ctx, json!({"order_id": order}))
+            .await?
             .into_iter()
             .map(|r| r.resource_id)
             .collect())
@@ -847,6 +838,17 @@ impl Huawei {
         ctx: &Site<'_>,
         ids: &[String],
     ) -> Result<Vec<RawResource>, ProviderError> {
+        self.subscriptions(ctx, json!({"resource_ids": ids})).await
+    }
+
+    /// Main subscription resources matching `filter` (by ids, by order).
+    async fn subscriptions(
+        &self,
+        ctx: &Site<'_>,
+        mut filter: Value,
+    ) -> Result<Vec<RawResource>, ProviderError> {
+        filter["only_main_resource"] = json!(1);
+        filter["limit"] = json!(PAGE);
         let v = self
             .call(
                 ctx.access,
@@ -854,7 +856,7 @@ impl Huawei {
                 "POST",
                 "/v2/orders/suscriptions/resources/query",
                 &[],
-                Some(json!({"resource_ids": ids, "only_main_resource": 1, "limit": PAGE})),
+                Some(filter),
             )
             .await?;
         Ok(parse::<Resources>(v, "ListPayPerUseCustomerResources")?.data)

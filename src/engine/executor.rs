@@ -578,14 +578,8 @@ impl Executor {
     ) -> Result<Flow, StoreError> {
         warn!(request = %r.id, %why, "a person must say whether it was done");
         exec.unclear = Some(why.to_owned());
-        let note = [NewEntry::new(
-            now,
-            PURSER,
-            Event::Note,
-            Some(r.id),
-            json!({ "unclear": why }),
-        )];
-        self.end(r, exec, State::Unclear, &note).await
+        self.end_noted(r, exec, State::Unclear, json!({ "unclear": why }), now)
+            .await
     }
 
     async fn answered(
@@ -687,14 +681,21 @@ impl Executor {
         now: DateTime<Utc>,
     ) -> Result<Flow, StoreError> {
         exec.failure = Some(why.to_owned());
-        let note = [NewEntry::new(
-            now,
-            PURSER,
-            Event::Note,
-            Some(r.id),
-            json!({ "failure": why }),
-        )];
-        self.end(r, exec, State::Failed, &note).await
+        self.end_noted(r, exec, State::Failed, json!({ "failure": why }), now)
+            .await
+    }
+
+    /// Ends `r` in `to` with `note` in the audit log.
+    async fn end_noted(
+        &self,
+        r: &Request,
+        exec: Execution,
+        to: State,
+        note: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Flow, StoreError> {
+        let note = [NewEntry::new(now, PURSER, Event::Note, Some(r.id), note)];
+        self.end(r, exec, to, &note).await
     }
 
     async fn end(

@@ -165,6 +165,16 @@ impl TcState {
             self.apply(&id, months);
         }
     }
+
+    /// The instances `ids` (a JSON list) names that exist, with their expiry.
+    fn known<'a>(&self, ids: &'a Value) -> Vec<(&'a str, DateTime<Utc>)> {
+        ids.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.as_str())
+            .filter_map(|i| self.expires.get(i).map(|e| (i, *e)))
+            .collect()
+    }
 }
 
 fn tc_now(req: &mock::Req) -> DateTime<Utc> {
@@ -197,17 +207,15 @@ async fn tencent(ids: &[String], faults: Shared) -> (Mock, Renewed, CatchUp) {
     m.on("DescribeRenewInstances", move |req, _| {
         let mut t = st.lock().unwrap();
         t.catch_up(tc_now(req));
-        let rows: Vec<Value> = req.json()["InstanceIdList"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|i| i.as_str())
-            .filter_map(|i| t.expires.get(i).map(|e| (i, e)))
+        let body = req.json();
+        let rows: Vec<Value> = t
+            .known(&body["InstanceIdList"])
+            .into_iter()
             .map(|(i, e)| {
                 json!({"InstanceId": i, "InstanceName": i, "ProductCode": "p_cvm",
                 "SubProductCode": "sp_cvm_s1", "RegionCode": "ap-guangzhou",
                 "RenewFlag": "NOTIFY_AND_MANUAL_RENEW", "Status": "NORMAL",
-                "ExpireTime": (*e + Duration::hours(8)).format("%Y-%m-%d %H:%M:%S").to_string()})
+                "ExpireTime": (e + Duration::hours(8)).format("%Y-%m-%d %H:%M:%S").to_string()})
             })
             .collect();
         tc_ok(json!({"InstanceList": rows, "NextToken": null}))
@@ -216,12 +224,10 @@ async fn tencent(ids: &[String], faults: Shared) -> (Mock, Renewed, CatchUp) {
     m.on("DescribeInstances", move |req, _| {
         let mut t = st.lock().unwrap();
         t.catch_up(tc_now(req));
-        let rows: Vec<Value> = req.json()["InstanceIds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|i| i.as_str())
-            .filter_map(|i| t.expires.get(i).map(|e| (i, e)))
+        let body = req.json();
+        let rows: Vec<Value> = t
+            .known(&body["InstanceIds"])
+            .into_iter()
             .map(|(i, e)| {
                 // A renewal accepted and not applied shows as in progress.
                 let operating = t.late.iter().any(|(_, id, _)| id == i);
