@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
-    answered, authority, done, external_id, malformed, moved_by_months, no_such_call, parse,
-    per_second, reported_spend, site, utc_text, utc_time,
+    answered, authority, done, external_id, malformed, no_such_call, parse, per_second,
+    reported_spend, site, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -645,8 +645,9 @@ struct OrderDetailList {
 impl Alibaba {
     /// Whether a renewal whose answer was lost shows: a renewal order of the
     /// instance created since the call and claimed by no other request
-    /// (paid: done; unpaid: still going), else the instance's end time
-    /// moved by the months asked (done) or by something else (for a person).
+    /// (paid: done; unpaid: still going); none: not made. The instance's
+    /// end time does not tell: an earlier renewal, answered before its
+    /// order was paid, may move it at any time.
     async fn renewal_shown(
         &self,
         ctx: &Site<'_>,
@@ -675,38 +676,11 @@ impl Alibaba {
                 _ => unpaid = Some(order),
             }
         }
-        if let Some(order) = unpaid {
-            return Ok(ReadBack::Unknown(format!(
-                "renewal order {order} of {id} is not paid yet"
-            )));
-        }
-        let months = p["Months"].as_u64().and_then(|m| u32::try_from(m).ok());
-        let bad = malformed("QueryAvailableInstances");
-        let end = i
-            .end_time
-            .as_deref()
-            .map(utc_time)
-            .transpose()
-            .map_err(&bad)?;
-        let before = p["Before"]
-            .as_str()
-            .map(utc_time)
-            .transpose()
-            .map_err(&bad)?;
-        Ok(match (end, before) {
-            (Some(end), Some(before)) if end > before => {
-                if months.is_some_and(|m| moved_by_months(before, end, m)) {
-                    ReadBack::Happened(done(json!({"InstanceId": id, "EndTime": i.end_time})))
-                } else {
-                    ReadBack::Unclear(format!(
-                        "{id}'s end time moved from {} to {}, not by the {} month(s) asked, and no renewal order of it is listed (renewed in the console, or by auto-renew?)",
-                        before.format("%Y-%m-%d %H:%M UTC"),
-                        end.format("%Y-%m-%d %H:%M UTC"),
-                        months.unwrap_or_default()
-                    ))
-                }
+        Ok(match unpaid {
+            Some(order) => {
+                ReadBack::Unknown(format!("renewal order {order} of {id} is not paid yet"))
             }
-            _ => ReadBack::NotHappened,
+            None => ReadBack::NotHappened,
         })
     }
 
@@ -879,8 +853,6 @@ impl Actions for Alibaba {
                                 "InstanceId": id,
                                 "Months": months,
                                 "Index": done.len(),
-                                // To read back after a long interruption.
-                                "Before": i.end_time,
                             }),
                         )
                     }

@@ -504,7 +504,7 @@ async fn not_enough_balance_fails_with_the_clouds_words() {
 }
 
 #[tokio::test]
-async fn after_a_long_interruption_a_renewal_is_read_back_from_the_instance_not_repeated_on_its_token()
+async fn after_a_long_interruption_a_renewal_is_read_back_from_its_orders_not_repeated_on_its_token()
  {
     let (rig, ali) = rig().await;
     let r = rig.approved(renew_month("i-web")).await;
@@ -516,7 +516,7 @@ async fn after_a_long_interruption_a_renewal_is_read_back_from_the_instance_not_
     assert_eq!(charges(&ali), ["renew i-web 1m"]);
     let sent = rig.mock.count("ecs:RenewInstance");
     // Two hours later the cloud has forgotten the token: a repeat would
-    // renew again. The instance's end time shows it was done.
+    // renew again. Its renewal order, created since the call, shows it was done.
     rig.clock.advance(Duration::hours(2));
     rig.mock.set_now(rig.clock.now());
     let ran = rig.run(r.id).await;
