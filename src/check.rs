@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::domain::model::{FailureKind, PollFailure, PollHealth, Snapshot};
 use crate::domain::money::Money;
 use crate::domain::rules::{self, AccountState, Level, Severity};
-use crate::ports::{BalanceEntries, Clock, Provider, ProviderError};
-use crate::startup::build_provider;
+use crate::ports::{BalanceEntries, Clock, ProviderError};
+use crate::startup::{Adapter, build_adapter};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -49,7 +49,14 @@ pub struct ResourceRow {
     pub days_left: i64,
     pub renewal: String,
     pub status: String,
+    /// The months one renewal adds.
+    pub renewal_months: u32,
+    /// Exact decimal string, as the cloud quoted it.
     pub renewal_price: Option<String>,
+    /// Why the cloud gave no price, when one was wanted.
+    pub unpriced: Option<String>,
+    /// What the ledger last charged for renewing it, when unpriced.
+    pub last_renewal_charge: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,14 +92,14 @@ pub async fn run(
     undelivered: &HashMap<String, Vec<rules::Undelivered>>,
 ) -> Report {
     let now = clock.now();
-    let providers: HashMap<String, (Arc<dyn Provider>, Arc<Semaphore>)> = config
+    let providers: HashMap<String, (Adapter, Arc<Semaphore>)> = config
         .providers
         .iter()
         .map(|p| {
             (
                 p.name.clone(),
                 (
-                    build_provider(
+                    build_adapter(
                         &p.kind,
                         &p.name,
                         &config.accounts,
@@ -110,13 +117,32 @@ pub async fn run(
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(30));
     let polls = config.accounts.iter().map(|a| {
-        let (provider, permits) = providers[&a.account.provider].clone();
+        let (adapter, permits) = &providers[&a.account.provider];
+        let clock = clock.clone();
         async move {
             let _permit = permits.acquire().await;
-            match tokio::time::timeout(timeout, provider.poll(&a.account)).await {
-                Ok(r) => r,
-                Err(_) => Err(ProviderError::Timeout(timeout)),
+            let mut snapshot =
+                match tokio::time::timeout(timeout, adapter.provider.poll(&a.account)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(ProviderError::Timeout(timeout)),
+                };
+            let rule = &a.rules.autorenew_at_risk;
+            if let Some(actions) = adapter.actions.as_deref()
+                && rule.enabled
+            {
+                let deadline = clock.now() + config.scheduler.timeout;
+                crate::engine::pricing::price(
+                    actions,
+                    clock.as_ref(),
+                    &a.account,
+                    &mut snapshot,
+                    None,
+                    rule.within,
+                    deadline,
+                )
+                .await;
             }
+            Ok(snapshot)
         }
     });
     let results = futures_util::future::join_all(polls).await;
@@ -199,7 +225,14 @@ pub async fn run(
                 days_left: (r.expires_at - now).num_seconds().div_euclid(86_400),
                 renewal: r.renewal.as_str().to_owned(),
                 status: r.status.as_str().to_owned(),
+                renewal_months: r.period_months(),
                 renewal_price: r.renewal_price.map(|p| p.amount_string()),
+                unpriced: r.unpriced.as_ref().map(|u| u.why.clone()),
+                last_renewal_charge: r
+                    .unpriced
+                    .as_ref()
+                    .and_then(|u| u.last_charge)
+                    .map(|c| c.amount.amount_string()),
             });
         }
         for f in eval

@@ -661,6 +661,15 @@ pub trait Actions: Send + Sync {
     ) -> Result<Option<crate::domain::money::Money>, ProviderError> {
         Ok(None)
     }
+    /// What the cloud's ledger last charged for renewing `resource` (`None`:
+    /// no such charge found, or no ledger to read it from).
+    async fn last_renewal(
+        &self,
+        _account: &Account,
+        _resource: &crate::domain::model::Resource,
+    ) -> Result<Option<crate::domain::model::Charge>, ProviderError> {
+        Ok(None)
+    }
     /// The next call `action` needs, given the calls made so far with their
     /// answers (reads the cloud when it must: a product code, an expiry).
     async fn next(

@@ -354,24 +354,28 @@ impl Application {
             .providers
             .iter()
             .map(|p| {
-                let provider = providers.remove(&p.name).unwrap_or_else(|| {
-                    let adapter = build_adapter(
-                        &p.kind,
-                        &p.name,
-                        &config.accounts,
-                        clock.clone(),
-                        Some(Arc::new(store.clone())),
-                    );
-                    if let Some(a) = adapter.actions {
-                        actions.insert(p.name.clone(), a);
+                let (provider, priced_by) = match providers.remove(&p.name) {
+                    Some(given) => (given, None),
+                    None => {
+                        let adapter = build_adapter(
+                            &p.kind,
+                            &p.name,
+                            &config.accounts,
+                            clock.clone(),
+                            Some(Arc::new(store.clone())),
+                        );
+                        if let Some(a) = &adapter.actions {
+                            actions.insert(p.name.clone(), a.clone());
+                        }
+                        (adapter.provider, adapter.actions)
                     }
-                    adapter.provider
-                });
+                };
                 (
                     p.name.clone(),
                     LimitedProvider {
                         provider,
                         permits: Arc::new(Semaphore::new(p.concurrency)),
+                        actions: priced_by,
                     },
                 )
             })

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, access_for, action_error,
     answered, authority, done, external_id, malformed, no_such_call, parse, per_second,
-    reported_spend, site, utc_text, utc_time,
+    period_months, reported_spend, site, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
 use crate::config::CloudAccess;
@@ -300,6 +300,8 @@ struct Instance {
     renew_status: Option<String>,
     #[serde(default)]
     status: String,
+    renewal_duration: Option<u64>,
+    renewal_duration_unit: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -434,6 +436,12 @@ impl Alibaba {
                         ResourceStatus::Active
                     },
                     renewal_price: None,
+                    renewal_months: period_months(
+                        i.renewal_duration,
+                        i.renewal_duration_unit.as_deref(),
+                    )
+                    .map_err(&bad)?,
+                    unpriced: None,
                 });
             }
             if got == 0 || seen >= p.total_count {
@@ -769,8 +777,9 @@ impl Alibaba {
 
 #[async_trait]
 impl Actions for Alibaba {
-    /// ECS renewals are priced by DescribeRenewalPrice; other products are
-    /// not priced before approval.
+    /// ECS renewals are priced by ECS's DescribeRenewalPrice, other
+    /// products' by BSS's GetSubscriptionPrice (a renewal order's price);
+    /// both answer in the major unit.
     async fn quote(
         &self,
         account: &Account,
@@ -780,33 +789,61 @@ impl Actions for Alibaba {
             return Ok(None);
         };
         let ctx = site(&self.accounts, account)?;
-        let bad = malformed("DescribeRenewalPrice");
         let mut total = Money::zero(ctx.currency);
         for id in resources {
             let i = self.instance(&ctx, id.as_str()).await?;
-            if i.product_code != ECS || !renew_months_ok(ECS, *months) {
-                return Ok(None);
-            }
-            let region = i.region.unwrap_or_default();
-            let v = self
-                .send(
-                    ctx.access,
-                    ctx.intl,
-                    Service::Ecs(&region),
+            let region = i.region.clone().unwrap_or_default();
+            let (name, price) = if i.product_code == ECS {
+                if !renew_months_ok(ECS, *months) {
+                    return Ok(None);
+                }
+                let v = self
+                    .send(
+                        ctx.access,
+                        ctx.intl,
+                        Service::Ecs(&region),
+                        "DescribeRenewalPrice",
+                        &[
+                            ("RegionId", region.clone()),
+                            ("ResourceId", id.to_string()),
+                            ("ResourceType", "instance".into()),
+                            ("Period", months.to_string()),
+                            ("PriceUnit", "Month".into()),
+                        ],
+                        true,
+                    )
+                    .await?;
+                (
                     "DescribeRenewalPrice",
-                    &[
-                        ("RegionId", region.clone()),
-                        ("ResourceId", id.to_string()),
-                        ("ResourceType", "instance".into()),
-                        ("Period", months.to_string()),
-                        ("PriceUnit", "Month".into()),
-                    ],
-                    true,
+                    v["PriceInfo"]["Price"]["TradePrice"].clone(),
                 )
-                .await?;
+            } else {
+                let mut params = vec![
+                    ("ProductCode", i.product_code.clone()),
+                    ("SubscriptionType", "Subscription".into()),
+                    ("OrderType", "Renewal".into()),
+                    ("ServicePeriodQuantity", months.to_string()),
+                    ("ServicePeriodUnit", "Month".into()),
+                    ("InstanceId", id.to_string()),
+                    ("Quantity", "1".into()),
+                ];
+                if let Some(t) = i.product_type.clone().filter(|t| !t.is_empty()) {
+                    params.push(("ProductType", t));
+                }
+                if !region.is_empty() {
+                    params.push(("Region", region.clone()));
+                }
+                let v = self
+                    .call(ctx.access, ctx.intl, "GetSubscriptionPrice", &params)
+                    .await?;
+                ("GetSubscriptionPrice", v["TradePrice"].clone())
+            };
+            let bad = malformed(name);
+            if price.is_null() {
+                return Err(bad("no TradePrice in the answer".into()));
+            }
             let price: Amount =
-                serde_json::from_value(v["PriceInfo"]["Price"]["TradePrice"].clone())
-                    .map_err(|e| bad(format!("TradePrice: {e}")))?;
+                serde_json::from_value(price).map_err(|e| bad(format!("TradePrice: {e}")))?;
             total = total
                 .checked_add(&price.major(ctx.currency).map_err(&bad)?)
                 .map_err(|e| bad(e.to_string()))?;

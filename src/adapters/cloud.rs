@@ -200,6 +200,24 @@ pub fn moved_by_months(before: DateTime<Utc>, after: DateTime<Utc>, months: u32)
 }
 
 /// A recorded call this adapter does not know (a newer version wrote it).
+/// A renewal period as the clouds write it (`1` `"m"`, `1` `"Y"`,
+/// `"Month"`) in months; `None` when the cloud does not say.
+pub fn period_months(n: Option<u64>, unit: Option<&str>) -> Result<Option<u32>, String> {
+    let (Some(n), Some(unit)) = (n, unit.filter(|u| !u.is_empty())) else {
+        return Ok(None);
+    };
+    let per = match unit {
+        "m" | "M" | "Month" | "month" => 1,
+        "y" | "Y" | "Year" | "year" => 12,
+        other => return Err(format!("unknown renewal period unit {other:?}")),
+    };
+    match u32::try_from(n).ok().and_then(|n| n.checked_mul(per)) {
+        Some(0) => Ok(None),
+        Some(m) if m <= 120 => Ok(Some(m)),
+        _ => Err(format!("renewal period {n} {unit} is beyond ten years")),
+    }
+}
+
 pub fn no_such_call(name: &str) -> crate::ports::ActionError {
     crate::ports::ActionError::NotSent(ProviderError::Malformed(format!("no such call {name}")))
 }
@@ -663,6 +681,17 @@ pub fn strict_decimal(raw: &str) -> Result<Decimal, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn renewal_periods_in_each_clouds_units() {
+        assert_eq!(super::period_months(Some(1), Some("m")), Ok(Some(1)));
+        assert_eq!(super::period_months(Some(2), Some("Y")), Ok(Some(24)));
+        assert_eq!(super::period_months(Some(3), Some("Month")), Ok(Some(3)));
+        assert_eq!(super::period_months(None, Some("m")), Ok(None));
+        assert_eq!(super::period_months(Some(0), Some("m")), Ok(None));
+        assert!(super::period_months(Some(1), Some("w")).is_err());
+        assert!(super::period_months(Some(u64::MAX), Some("y")).is_err());
+    }
+
     use super::*;
 
     #[test]

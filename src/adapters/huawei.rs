@@ -465,6 +465,8 @@ impl Huawei {
                         other => return Err(bad(format!("unknown resource status {other}"))),
                     },
                     renewal_price: None,
+                    renewal_months: None,
+                    unpriced: None,
                 });
             }
             offset += got;
@@ -983,18 +985,28 @@ impl Actions for Huawei {
                     true,
                 )
                 .await?;
-            if v["fail_resource_infos"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty())
-            {
-                return Ok(None);
+            // A resource the inquiry could not price is named with the
+            // cloud's reason; the sum would be short without it.
+            if let Some(f) = v["fail_resource_infos"].as_array().and_then(|f| f.first()) {
+                return Err(ProviderError::Rejected {
+                    code: f["error_code"].as_str().unwrap_or("CBC").to_owned(),
+                    message: format!(
+                        "{}: {}",
+                        f["resource_id"].as_str().unwrap_or("a resource"),
+                        f["error_msg"].as_str().unwrap_or("not priced")
+                    ),
+                });
             }
             let rates = v["renew_inquiry_results"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            if rates.is_empty() {
-                return Ok(None);
+            if rates.len() < batch.len() {
+                return Err(bad(format!(
+                    "{} renew_inquiry_results for {} resources",
+                    rates.len(),
+                    batch.len()
+                )));
             }
             for rate in rates {
                 let rate: Amount = serde_json::from_value(rate["amount"].clone())

@@ -127,6 +127,7 @@ struct SimResource {
     #[serde(default = "active")]
     status: ResourceStatus,
     renewal_price: Option<String>,
+    renewal_months: Option<u32>,
 }
 
 fn active() -> ResourceStatus {
@@ -345,6 +346,8 @@ impl SimAccount {
                         .as_deref()
                         .map(|p| self.money("renewal_price", p, currency))
                         .transpose()?,
+                    renewal_months: r.renewal_months,
+                    unpriced: None,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 use super::cloud::{
     self, Amount, Call, Failure, Http, MAX_PAGES, RateTable, Reply, Site, action_error, answered,
     authority, done, external_id as id, malformed as bad, moved_by_months, no_such_call, parse,
-    per_second, reported_spend, site, texts,
+    per_second, period_months, reported_spend, site, texts,
 };
 use super::signing::tc3;
 use crate::config::CloudAccess;
 use crate::domain::model::{
-    Account, AccountId, Balance, Order, Recharge, RenewalMode, ReportedSpend, Resource,
+    Account, AccountId, Balance, Charge, Order, Recharge, RenewalMode, ReportedSpend, Resource,
     ResourceStatus, Snapshot,
 };
 use crate::domain::money::Money;
@@ -254,6 +254,8 @@ struct RenewInstance {
     status: String,
     renew_flag: String,
     expire_time: String,
+    renew_period: Option<u64>,
+    renew_period_unit: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -403,6 +405,9 @@ impl Tencent {
                         }
                     },
                     renewal_price: None,
+                    renewal_months: period_months(i.renew_period, i.renew_period_unit.as_deref())
+                        .map_err(bad(&what))?,
+                    unpriced: None,
                 });
             }
             match page.next_token.filter(|t| !t.is_empty()) {
@@ -452,6 +457,8 @@ impl Tencent {
                         ResourceStatus::Active
                     },
                     renewal_price: None,
+                    renewal_months: None,
+                    unpriced: None,
                 });
             }
             offset += n;
@@ -788,6 +795,53 @@ impl Actions for Tencent {
                 .map_err(|e| bad("InquiryPriceRenewInstances")(e.to_string()))?;
         }
         Ok(Some(total))
+    }
+
+    /// The newest delivered renewal deal naming the resource, over the past
+    /// year (in the quarters DescribeDealsByCond is asked for), in fen.
+    async fn last_renewal(
+        &self,
+        account: &Account,
+        resource: &Resource,
+    ) -> Result<Option<Charge>, ProviderError> {
+        let ctx = site(&self.accounts, account)?;
+        let now = self.http.clock.now();
+        for quarter in 0..4 {
+            let end = now - Duration::days(90 * quarter);
+            let v = self
+                .call(
+                    &ctx,
+                    "billing",
+                    "DescribeDealsByCond",
+                    None,
+                    json!({
+                        "StartTime": beijing_text(end - Duration::days(90)),
+                        "EndTime": beijing_text(end),
+                        "Limit": 100,
+                        "Offset": 0,
+                        "ResourceId": resource.id,
+                        "StatusSet": [2, 3, 4],
+                    }),
+                )
+                .await?;
+            let page: Deals = parse(v, "DescribeDealsByCond")?;
+            let mut newest: Option<Charge> = None;
+            for d in page.deals.into_iter().filter(|d| d.action == "renew") {
+                let what = format!("DescribeDealsByCond {}", d.order_id);
+                let at = beijing_time(&d.create_time).map_err(bad(&what))?;
+                let Some(cost) = d.real_total_cost.as_ref().or(d.total_cost.as_ref()) else {
+                    continue;
+                };
+                let amount = cost.minor(ctx.currency).map_err(bad(&what))?;
+                if newest.is_none_or(|n| n.at < at) {
+                    newest = Some(Charge { amount, at });
+                }
+            }
+            if newest.is_some() {
+                return Ok(newest);
+            }
+        }
+        Ok(None)
     }
 
     async fn next(

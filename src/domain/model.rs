@@ -269,9 +269,67 @@ pub struct Resource {
     pub expires_at: DateTime<Utc>,
     pub renewal: RenewalMode,
     pub status: ResourceStatus,
-    /// The price of the next renewal period, when the cloud tells it.
+    /// How many months one renewal adds, where the cloud says (auto-renewal
+    /// renews for this; one month where it does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_months: Option<u32>,
+    /// The price of one renewal (for `renewal_months`), as the cloud's own
+    /// price inquiry quoted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_price: Option<Money>,
+    /// Why no price could be had, when one was wanted and none was quoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced: Option<Unpriced>,
+}
+
+impl Resource {
+    /// The months one renewal adds.
+    pub fn period_months(&self) -> u32 {
+        self.renewal_months.unwrap_or(1).max(1)
+    }
+
+    /// What renewing costs, as far as it is known: `renewal ¥900.00 for 1
+    /// month`; `None` when it was never asked.
+    pub fn price_text(&self) -> Option<String> {
+        let months = self.period_months();
+        let period = if months == 1 {
+            "1 month".to_owned()
+        } else {
+            format!("{months} months")
+        };
+        match (&self.renewal_price, &self.unpriced) {
+            (Some(p), _) => Some(format!("renewal {p} for {period}")),
+            (None, Some(u)) => Some(match u.last_charge {
+                Some(c) => format!(
+                    "renewal price unknown, last renewal {} on {}",
+                    c.amount,
+                    c.at.format("%Y-%m-%d")
+                ),
+                None => "renewal price unknown".to_owned(),
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A resource the cloud would not price: why, and what its ledger last
+/// charged for renewing it, if anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unpriced {
+    pub why: String,
+    /// The cloud has no price inquiry for it (asking again will not help),
+    /// rather than one that failed this time.
+    #[serde(default)]
+    pub lasting: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_charge: Option<Charge>,
+}
+
+/// Money the cloud's ledger shows taken for something, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub amount: Money,
+    pub at: DateTime<Utc>,
 }
 
 /// An order placed but not paid.

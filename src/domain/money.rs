@@ -247,9 +247,10 @@ impl Money {
 }
 
 impl fmt::Display for Money {
-    /// `¥1,234.50`, `-¥11.19`, `$20.00`.
+    /// `¥1,234.50`, `-¥11.19`, `$20.00`: to the fen, as a cashier reads it
+    /// (half to even); `amount_string` keeps the exact value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.amount_string();
+        let s = Money::new(self.amount.round_dp(2), self.currency).amount_string();
         let (sign, digits) = match s.strip_prefix('-') {
             Some(rest) => ("-", rest),
             None => ("", s.as_str()),
@@ -562,6 +563,20 @@ mod tests {
         assert_eq!(cny("1234567.5").to_string(), "¥1,234,567.50");
         assert_eq!(cny("999").to_string(), "¥999.00");
         assert_eq!(Money::new(d("0.5"), Currency::Usd).to_string(), "$0.50");
+    }
+
+    #[test]
+    fn displays_to_the_fen_half_to_even_and_keeps_the_exact_value() {
+        // A figure in yuan with six decimals, as some clouds send it.
+        let m = cny("12345.678901");
+        assert_eq!(m.to_string(), "¥12,345.68");
+        assert_eq!(m.amount_string(), "12345.678901");
+        assert_eq!(cny("0.125").to_string(), "¥0.12");
+        assert_eq!(cny("0.135").to_string(), "¥0.14");
+        assert_eq!(
+            Money::new(d("-11.185"), Currency::Cny).to_string(),
+            "-¥11.18"
+        );
     }
 
     #[test]

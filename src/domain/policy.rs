@@ -548,6 +548,8 @@ mod tests {
                 renewal: RenewalMode::Manual,
                 status: ResourceStatus::Active,
                 renewal_price: Some(cny(600)),
+                renewal_months: None,
+                unpriced: None,
             }],
             orders: vec![Order {
                 id: id("o-1"),

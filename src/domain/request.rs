@@ -1056,6 +1056,8 @@ mod tests {
             renewal,
             status: ResourceStatus::Active,
             renewal_price: None,
+            renewal_months: None,
+            unpriced: None,
         };
         let with = |r: Resource| super::super::model::Snapshot {
             resources: vec![r],

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::forecast::{self, Forecast};
 use super::model::{
-    Account, BucketKind, FailureKind, PollHealth, RenewalMode, Resource, ResourceStatus, Snapshot,
+    Account, BucketKind, Charge, FailureKind, PollHealth, RenewalMode, Resource, ResourceStatus,
+    Snapshot,
 };
 use super::money::Money;
 
@@ -625,7 +626,10 @@ fn expiring(
                 r.expires_at.format("%Y-%m-%d %H:%M UTC")
             )
         };
-        let summary = format!("{} ({} renewal) {when}", describe(r), r.renewal.as_str());
+        let mut summary = format!("{} ({} renewal) {when}", describe(r), r.renewal.as_str());
+        if let Some(price) = r.price_text() {
+            summary.push_str(&format!("; {price}"));
+        }
         let tiers = rule.ladder.iter().map(|step| {
             let reached = (r.expires_at - now) <= Duration::days(i64::from(step.days));
             (
@@ -644,6 +648,24 @@ fn expiring(
     }
 }
 
+/// Whether `r` auto-renews within `within` of `now`: a renewal the cloud
+/// will deduct soon, so its price matters now.
+pub fn renews_within(r: &Resource, within: Duration, now: DateTime<Utc>) -> bool {
+    r.renewal == RenewalMode::Auto
+        && r.status == ResourceStatus::Active
+        && r.expires_at > now
+        && r.expires_at - now <= within
+}
+
+/// What one due renewal will cost, as far as purser can tell.
+enum Cost {
+    /// The cloud's own quote.
+    Quoted(Money),
+    /// No quote; the ledger's last renewal charge stands in for it.
+    LastCharged(Charge),
+    Unknown,
+}
+
 fn autorenew_at_risk(
     rule: &AutorenewAtRisk,
     account: &str,
@@ -652,57 +674,79 @@ fn autorenew_at_risk(
     out: &mut Vec<Finding>,
 ) {
     let available = &snap.balance.available;
-    let due: Vec<&Resource> = snap
+    let mut due: Vec<&Resource> = snap
         .resources
         .iter()
-        .filter(|r| {
-            r.renewal == RenewalMode::Auto
-                && r.status == ResourceStatus::Active
-                && r.expires_at > now
-                && r.expires_at - now <= rule.within
-        })
+        .filter(|r| renews_within(r, rule.within, now))
         .collect();
-    let priced: Vec<(&Resource, Money)> = due
-        .iter()
-        .filter_map(|r| r.renewal_price.map(|p| (*r, p)))
-        .collect();
-    let total = priced
-        .iter()
-        .try_fold(Money::zero(available.currency()), |acc, (_, p)| {
-            acc.checked_add(p).ok()
-        });
-    let total_short = total
-        .as_ref()
-        .is_some_and(|t| available.checked_cmp(t).is_ok_and(|o| o.is_lt()));
-    for (r, price) in priced {
-        let alone_short = available.checked_cmp(&price).is_ok_and(|o| o.is_lt());
-        if !(alone_short || total_short) {
-            continue;
-        }
-        let mut summary = format!(
-            "{} auto-renews in {} days for {price}, but the available balance is {available}",
+    // The cloud deducts renewals in the order they fall due, each only if
+    // what is left covers it: an earlier one that fails takes nothing.
+    due.sort_by(|a, b| (a.expires_at, &a.id).cmp(&(b.expires_at, &b.id)));
+    let mut left = *available;
+    for r in due {
+        let cost = match (
+            r.renewal_price,
+            r.unpriced.as_ref().and_then(|u| u.last_charge),
+        ) {
+            (Some(p), _) => Cost::Quoted(p),
+            (None, Some(c)) => Cost::LastCharged(c),
+            (None, None) => Cost::Unknown,
+        };
+        let renews = format!(
+            "{} auto-renews in {} days",
             describe(r),
             days_left(r.expires_at, now)
         );
-        if !alone_short && let Some(t) = &total {
+        let why = r
+            .unpriced
+            .as_ref()
+            .map_or("the cloud gave no price", |u| u.why.as_str());
+        let price = match cost {
+            Cost::Quoted(p) => p,
+            Cost::LastCharged(c) => c.amount,
+            Cost::Unknown => {
+                out.push(at_risk(rule, account, r, format!(
+                    "{renews}, but its renewal price is unknown ({why}) and no earlier renewal charge was found: \
+                     purser cannot tell whether the available balance {available} covers it; check the price in the console"
+                )));
+                continue;
+            }
+        };
+        let covered = left.checked_cmp(&price).is_ok_and(|o| o.is_ge());
+        if covered {
+            left = left.checked_sub(&price).unwrap_or(left);
+            continue;
+        }
+        let mut summary = match cost {
+            Cost::LastCharged(c) => format!(
+                "{renews}; its renewal price is unknown ({why}), but its last renewal cost {price} on {}, \
+                 and the available balance is {available}",
+                c.at.format("%Y-%m-%d")
+            ),
+            _ => format!("{renews} for {price}, but the available balance is {available}"),
+        };
+        if left != *available {
             summary.push_str(&format!(
-                " and {} renewals due within {} days need {t}",
-                due.len(),
-                rule.within.num_days()
+                ", of which renewals falling due before it take {} and leave {left}",
+                available.checked_sub(&left).unwrap_or(*available)
             ));
         }
-        out.push(Finding {
-            key: key(
-                RuleName::AutorenewAtRisk,
-                account,
-                r.id.as_str(),
-                String::new(),
-            ),
-            severity: rule.severity,
-            level: Level::Breach,
-            rank: 1,
-            summary,
-        });
+        out.push(at_risk(rule, account, r, summary));
+    }
+}
+
+fn at_risk(rule: &AutorenewAtRisk, account: &str, r: &Resource, summary: String) -> Finding {
+    Finding {
+        key: key(
+            RuleName::AutorenewAtRisk,
+            account,
+            r.id.as_str(),
+            String::new(),
+        ),
+        severity: rule.severity,
+        level: Level::Breach,
+        rank: 1,
+        summary,
     }
 }
 
@@ -964,7 +1008,7 @@ fn poll_failed(
 pub(crate) mod tests {
     use super::*;
     use crate::domain::model::{
-        Balance, Bucket, ExternalId, Labels, Order, PollFailure, ReportedSpend,
+        Balance, Bucket, ExternalId, Labels, Order, PollFailure, ReportedSpend, Unpriced,
     };
     use crate::domain::money::Currency;
     use chrono::TimeZone;
@@ -1107,6 +1151,8 @@ pub(crate) mod tests {
             renewal: RenewalMode::Auto,
             status: ResourceStatus::Active,
             renewal_price: Some(cny(price)),
+            renewal_months: None,
+            unpriced: None,
         }
     }
 
@@ -1158,21 +1204,85 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn autorenewals_at_risk_alone_or_together() {
-        // Each renewal fits the balance, but not both: both are at risk.
+    fn autorenewals_at_risk_in_the_order_the_cloud_deducts_them() {
+        // Each fits the balance, but not both: the later one is at risk,
+        // and says what the earlier one takes.
         let mut s = snapshot("5000");
         s.resources = vec![
-            auto("a", 3, "3000"),
             auto("b", 8, "3000"),
+            auto("a", 3, "3000"),
             auto("later", 40, "9000"),
         ];
-        assert_eq!(
-            breaches(&run(s, &PollHealth::new()), RuleName::AutorenewAtRisk),
-            ["a:", "b:"]
+        let f = run(s, &PollHealth::new());
+        assert_eq!(breaches(&f, RuleName::AutorenewAtRisk), ["b:"]);
+        let b = f.iter().find(|f| f.key.resource == "b").unwrap();
+        assert!(
+            b.summary.contains("for ¥3,000.00")
+                && b.summary.contains("take ¥3,000.00 and leave ¥2,000.00"),
+            "{}",
+            b.summary
         );
         let mut s = snapshot("7000");
         s.resources = vec![auto("a", 3, "3000"), auto("b", 8, "3000")];
         assert!(breaches(&run(s, &PollHealth::new()), RuleName::AutorenewAtRisk).is_empty());
+        // One beyond the balance fails and takes nothing: the cheaper one
+        // after it is still covered.
+        let mut s = snapshot("5000");
+        s.resources = vec![auto("big", 3, "5000.01"), auto("small", 4, "4000")];
+        assert_eq!(
+            breaches(&run(s, &PollHealth::new()), RuleName::AutorenewAtRisk),
+            ["big:"]
+        );
+    }
+
+    #[test]
+    fn an_unpriced_autorenewal_is_never_skipped() {
+        let mut s = snapshot("5000");
+        let mut unknown = auto("unknown", 3, "1");
+        unknown.renewal_price = None;
+        unknown.unpriced = Some(Unpriced {
+            why: "the cloud has no price inquiry for cdb".into(),
+            lasting: true,
+            last_charge: None,
+        });
+        let mut charged = auto("charged", 4, "1");
+        charged.renewal_price = None;
+        charged.unpriced = Some(Unpriced {
+            why: "the price inquiry failed: throttled".into(),
+            lasting: false,
+            last_charge: Some(Charge {
+                amount: cny("6000"),
+                at: "2026-06-01T00:00:00Z".parse().unwrap(),
+            }),
+        });
+        let mut never = auto("never", 5, "1");
+        never.renewal_price = None;
+        s.resources = vec![unknown, charged, never];
+        let f = run(s, &PollHealth::new());
+        assert_eq!(
+            breaches(&f, RuleName::AutorenewAtRisk),
+            ["unknown:", "charged:", "never:"]
+        );
+        let text = |id: &str| {
+            f.iter()
+                .find(|f| f.key.resource == id)
+                .unwrap()
+                .summary
+                .clone()
+        };
+        assert!(
+            text("unknown").contains("price is unknown (the cloud has no price inquiry for cdb)")
+        );
+        assert!(
+            text("unknown")
+                .contains("cannot tell whether the available balance ¥5,000.00 covers it")
+        );
+        assert!(
+            text("charged").contains("last renewal cost ¥6,000.00 on 2026-06-01"),
+            "{}",
+            text("charged")
+        );
+        assert!(text("never").contains("the cloud gave no price"));
     }
 
     #[test]

@@ -236,8 +236,11 @@ impl Approvals {
                 let s = latest?;
                 resources.iter().try_fold(zero, |sum, id| {
                     let r = s.resources.iter().find(|r| &r.id == id)?;
-                    let per_month = r.renewal_price?;
-                    sum.checked_add(&per_month.checked_mul((*months).into()).ok()?)
+                    // The price is of one renewal period; the request
+                    // may ask for more or fewer months.
+                    let factor = rust_decimal::Decimal::from(*months)
+                        .checked_div(r.period_months().into())?;
+                    sum.checked_add(&r.renewal_price?.checked_mul(factor).ok()?)
                         .ok()
                 })
             }

@@ -780,16 +780,17 @@ impl ChatOps {
                     };
                     for r in latest.resources {
                         if r.expires_at <= until && r.renewal != RenewalMode::ExpireWithoutRenewal {
-                            rows.push((
-                                r.expires_at,
-                                format!(
-                                    "{} {} · {} · {} renewal",
-                                    a.account.id,
-                                    r.name.as_deref().unwrap_or(r.id.as_str()),
-                                    in_days(r.expires_at, now),
-                                    r.renewal.as_str()
-                                ),
-                            ));
+                            let mut line = format!(
+                                "{} {} · {} · {} renewal",
+                                a.account.id,
+                                r.name.as_deref().unwrap_or(r.id.as_str()),
+                                in_days(r.expires_at, now),
+                                r.renewal.as_str()
+                            );
+                            if let Some(price) = r.price_text() {
+                                line.push_str(&format!(" · {price}"));
+                            }
+                            rows.push((r.expires_at, line));
                         }
                     }
                 }

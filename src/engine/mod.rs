@@ -14,5 +14,6 @@ pub mod executor;
 pub mod guard;
 pub mod oncall_view;
 pub mod poller;
+pub mod pricing;
 pub mod request_view;
 pub mod scheduler;

@@ -16,7 +16,7 @@ use crate::domain::policy::Policy;
 use crate::domain::request;
 use crate::domain::rules::{self, AccountState, RuleName, Undelivered};
 use crate::domain::silence;
-use crate::ports::{Clock, Provider, ProviderError, Requests, Store, StoreError};
+use crate::ports::{Actions, Clock, Provider, ProviderError, Requests, Store, StoreError};
 
 /// Open requests read per evaluation at most; more open at once than this
 /// is not a team's working set.
@@ -40,6 +40,8 @@ pub struct Poller {
 pub struct LimitedProvider {
     pub provider: Arc<dyn Provider>,
     pub permits: Arc<Semaphore>,
+    /// Where renewals are priced, when the cloud can price them.
+    pub actions: Option<Arc<dyn Actions>>,
 }
 
 impl Poller {
@@ -49,9 +51,15 @@ impl Poller {
         account: &AccountConfig,
         provider: &LimitedProvider,
     ) -> Result<bool, StoreError> {
-        let outcome = self.poll(account, provider).await;
-        let now = self.clock.now();
         let id = &account.account.id;
+        let outcome = match self.poll(account, provider).await {
+            Ok(mut snapshot) => {
+                self.price(account, provider, &mut snapshot).await?;
+                Ok(snapshot)
+            }
+            Err(e) => Err(e),
+        };
+        let now = self.clock.now();
         let recorded = match &outcome {
             Ok(snapshot) => self.store.record_poll(id, now, Ok(snapshot)).await?,
             Err(e) => {
@@ -123,6 +131,48 @@ impl Poller {
             )));
         }
         Ok(snapshot)
+    }
+
+    /// Prices what auto-renews within the rule's window (a price the last
+    /// snapshot holds is kept while it still applies).
+    async fn price(
+        &self,
+        account: &AccountConfig,
+        provider: &LimitedProvider,
+        snapshot: &mut Snapshot,
+    ) -> Result<(), StoreError> {
+        let Some(actions) = &provider.actions else {
+            return Ok(());
+        };
+        let rule = &account.rules.autorenew_at_risk;
+        let now = snapshot.taken_at;
+        if !rule.enabled
+            || !snapshot
+                .resources
+                .iter()
+                .any(|r| rules::renews_within(r, rule.within, now))
+        {
+            return Ok(());
+        }
+        let previous = self.store.history(&account.account.id, now).await?;
+        let Ok(_permit) = provider.permits.acquire().await else {
+            return Ok(());
+        };
+        let deadline = self.clock.now() + self.timeout;
+        let priced = guard::caught(super::pricing::price(
+            actions.as_ref(),
+            self.clock.as_ref(),
+            &account.account,
+            snapshot,
+            previous.last(),
+            rule.within,
+            deadline,
+        ))
+        .await;
+        if let Err(why) = priced {
+            error!(account.id = %account.account.id, panic = %why, "pricing renewals failed");
+        }
+        Ok(())
     }
 
     /// The account's alert changes at `now`; `blind`: judged on its health

@@ -296,8 +296,19 @@ max_attempts = 5
     }
 
     pub async fn start_with(&self, providers: HashMap<String, Arc<dyn Provider>>) -> TestApp {
-        let config = Config::load(&self.config_path()).unwrap_or_else(|e| panic!("{e}"));
-        let app = Application::build(config, self.clock.clone(), providers)
+        TestApp::start(&self.config_path(), self.clock.clone(), providers).await
+    }
+}
+
+impl TestApp {
+    /// purser started on the config at `path`, on `clock`.
+    pub async fn start(
+        path: &std::path::Path,
+        clock: Arc<ManualClock>,
+        providers: HashMap<String, Arc<dyn Provider>>,
+    ) -> TestApp {
+        let config = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let app = Application::build(config, clock.clone(), providers)
             .await
             .unwrap();
         let store = app.store();
@@ -309,7 +320,7 @@ max_attempts = 5
             let _ = stopped.await;
         }));
         TestApp {
-            clock: self.clock.clone(),
+            clock,
             store,
             activity,
             approvals,

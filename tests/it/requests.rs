@@ -354,7 +354,7 @@ async fn approved_renewal_payment_and_auto_renew_change_are_carried_out_once() {
     assert!(text.contains("¥5,999.65"), "{text}");
     let (_, text) = say(&chat, "vic", "expiring 90").await;
     assert!(
-        text.contains("ins-web · in 65 days · auto renewal"),
+        text.contains("ins-web · in 65 days · auto renewal · renewal ¥600.00 for 1 month"),
         "{text}"
     );
 

@@ -7,6 +7,7 @@ mod azure_china;
 mod check;
 mod huawei;
 pub mod mock;
+mod prices;
 mod tencent;
 
 use std::collections::HashMap;
