@@ -62,6 +62,25 @@ fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {v}")))
 }
 
+/// `t` at the store's precision (milliseconds), so that a time kept inside
+/// a JSON body equals the same time kept in a column.
+fn at_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms(t)).single().unwrap_or(t)
+}
+
+/// A notice with every time at the store's precision: an alert read back
+/// from its row then matches the notice that announced it.
+fn notice_at_ms(n: &StoredNotice) -> StoredNotice {
+    StoredNotice {
+        started_at: at_ms(n.started_at),
+        fired_at: n.fired_at.map(at_ms),
+        resolved_at: n.resolved_at.map(at_ms),
+        silenced_until: n.silenced_until.map(at_ms),
+        decided_at: at_ms(n.decided_at),
+        ..n.clone()
+    }
+}
+
 fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.map(from_ms).transpose()
 }
@@ -287,7 +306,7 @@ async fn queue_notice(
     output: &str,
     notice: &StoredNotice,
 ) -> Result<(), StoreError> {
-    let body = serde_json::to_string(notice).map_err(corrupt)?;
+    let body = serde_json::to_string(&notice_at_ms(notice)).map_err(corrupt)?;
     let body = redact(&body);
     sqlx::query(
         "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at, account)
@@ -327,7 +346,7 @@ impl MessageRefs for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for (position, n) in notices.iter().enumerate() {
-            let body = serde_json::to_string(n).map_err(corrupt)?;
+            let body = serde_json::to_string(&notice_at_ms(n)).map_err(corrupt)?;
             sqlx::query(
                 "INSERT INTO chat_messages (fingerprint, started_at, output, channel, message, notice, position)
                  VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -660,8 +679,8 @@ impl Store for SqliteStore {
         let silence = Silence {
             id: u64::try_from(id).map_err(corrupt)?,
             matchers: s.matchers.clone(),
-            starts_at: s.starts_at,
-            ends_at: s.ends_at,
+            starts_at: at_ms(s.starts_at),
+            ends_at: at_ms(s.ends_at),
             created_by: s.created_by.clone(),
             reason: s.reason.clone(),
             ended_by: None,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::Duration;
+use chrono::SubsecRound;
 use purser::adapters::pagers::{Opsgenie, PagerDuty};
 use purser::domain::rules::{RuleName, Severity};
 use purser::engine::chatops::{Asker, ReplyKind};
@@ -147,7 +148,11 @@ async fn an_unacknowledged_a_alert_walks_from_channel_to_dm_and_stops_at_the_ack
     let open = app.store.open_escalations().await.unwrap();
     assert_eq!(open.len(), 1);
     let fingerprint = open[0].fingerprint.clone();
-    assert_eq!(open[0].due_at, world.clock.now() + Duration::hours(2));
+    // Kept at the store's precision, the millisecond.
+    assert_eq!(
+        open[0].due_at,
+        (world.clock.now() + Duration::hours(2)).trunc_subsecs(3)
+    );
 
     app.advance(Duration::minutes(14)).await;
     assert!(to(&mock.calls("POST", "/api/chat.postMessage"), "U0ANA").is_empty());

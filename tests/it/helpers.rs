@@ -24,7 +24,8 @@ pub const SECRET: &str = "whsec-test-0123456789";
 const GUARD: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn epoch() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
+    // With nanoseconds, as a real clock reads: times must survive the store.
+    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + chrono::Duration::nanoseconds(123_456_789)
 }
 
 /// The webhook receiver: verifies each signature as a real receiver would and
