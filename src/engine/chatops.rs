@@ -1232,10 +1232,13 @@ impl ChatOps {
         let burn = f
             .as_ref()
             .map_or("-".to_owned(), |f| f.burn.per_day.to_string());
-        let runway = f
-            .as_ref()
-            .and_then(|f| f.runway_days)
-            .map_or("-".to_owned(), |d| format!("{} d", d.round_dp(1)));
+        let runway = if v.available.is_negative() {
+            "in arrears".to_owned()
+        } else {
+            f.as_ref()
+                .and_then(|f| f.runway_days)
+                .map_or("-".to_owned(), |d| format!("{} d", d.round_dp(1)))
+        };
         let mut line = format!("{} · {} · {burn} · {runway}", a.account.id, v.available);
         if v.taken_at < now - Duration::hours(1) {
             line.push_str(&format!(
@@ -1256,6 +1259,20 @@ impl ChatOps {
 }
 
 fn runway_line(a: &AccountConfig, v: AccountView) -> String {
+    if v.available.is_negative() {
+        // No runway is left to count: the account owes the cloud.
+        let owed = crate::domain::money::Money::zero(v.available.currency())
+            .checked_sub(&v.available)
+            .unwrap_or(v.available);
+        let mut line = format!(
+            "{} · in arrears by {owed}: the cloud may already be suspending services",
+            a.account.id
+        );
+        if let Some(f) = v.forecast.filter(|f| f.burn.per_day.is_positive()) {
+            line.push_str(&format!(" · spending {}/day", f.burn.per_day));
+        }
+        return line;
+    }
     match v.forecast {
         None => format!("{} · not enough history for a burn rate yet", a.account.id),
         Some(f) => match f.runway_days {

@@ -594,3 +594,27 @@ minimum = {{ alipay = "2,000" }}
     let (kind, text) = say(&chat, "ria", "pay 20261101000123").await;
     assert_eq!(kind, ReplyKind::Done, "{text}");
 }
+
+#[tokio::test]
+async fn the_runway_of_an_account_in_arrears_says_what_it_owes() {
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"-¥11.19\"\nburn_per_day = \"100\"\n",
+        Setup {
+            rules: PEOPLE,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+    let (_, text) = say(&chat, "vic", "runway acme").await;
+    assert!(text.contains("acme · in arrears by ¥11.19"), "{text}");
+    assert!(!text.contains("days at"), "{text}");
+    let (_, text) = say(&chat, "vic", "balance acme").await;
+    assert!(
+        text.contains("-¥11.19") && text.contains("in arrears"),
+        "{text}"
+    );
+    app.stop().await;
+}
