@@ -636,6 +636,7 @@ struct RawSimple {
 struct RawUnpaid {
     enabled: Option<bool>,
     before_deadline: Option<S>,
+    after: Option<S>,
     severity: Option<S>,
     pending: Option<S>,
     repeat: Option<S>,
@@ -1222,6 +1223,13 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
             "rules.unpaid_order.before_deadline",
             up.before_deadline.as_ref(),
             Duration::days(3),
+        ),
+        // Where the cloud gives no deadline, a day unpaid is worth a word.
+        after: duration(
+            issues,
+            "rules.unpaid_order.after",
+            up.after.as_ref(),
+            Duration::days(1),
         ),
         severity: opt_severity(
             issues,

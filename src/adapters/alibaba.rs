@@ -32,8 +32,6 @@ use crate::ports::{
 };
 
 const VERSION: &str = "2017-12-14";
-/// Orders carry no payment deadline; an unpaid one is treated as due within this.
-const ORDER_WINDOW_DAYS: i64 = 1;
 const LEDGER_DAYS: i64 = 7;
 const PAGE_SIZE: u32 = 100;
 
@@ -485,7 +483,8 @@ impl Alibaba {
                     id: external_id(o.order_id.text())?,
                     amount: o.pretax_amount.major(currency).map_err(&bad)?,
                     created_at,
-                    pay_deadline: created_at + Duration::days(ORDER_WINDOW_DAYS),
+                    // Neither the order nor the documentation gives one.
+                    pay_deadline: None,
                     description: [o.order_type, o.product_code]
                         .into_iter()
                         .filter(|s| !s.is_empty())

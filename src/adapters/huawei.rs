@@ -477,6 +477,29 @@ impl Huawei {
         Ok(out)
     }
 
+    /// The order's own payment deadline (`pending_payment_end_time`), which
+    /// a coupon or discount expiring sooner than the seven days moves.
+    async fn pay_deadline(
+        &self,
+        access: &CloudAccess,
+        intl: bool,
+        order: &crate::domain::model::ExternalId,
+    ) -> Result<Option<DateTime<Utc>>, ProviderError> {
+        const WHAT: &str = "ShowCustomerOrderDetails";
+        let path = format!("/v2/orders/customer-orders/details/{order}");
+        let api = Api {
+            name: WHAT,
+            method: "GET",
+            path: &path,
+            permission: "billing:order:view",
+        };
+        let v = self.send(access, intl, &api, &[], None, true).await?;
+        match v["order_info"]["pending_payment_end_time"].as_str() {
+            Some(t) if !t.trim().is_empty() => Ok(Some(utc_time(t).map_err(malformed(WHAT))?)),
+            _ => Ok(None),
+        }
+    }
+
     async fn unpaid(
         &self,
         access: &CloudAccess,
@@ -515,11 +538,16 @@ impl Huawei {
                     .as_ref()
                     .or(o.official_amount.as_ref())
                     .ok_or_else(|| bad(format!("order {} has no amount", o.order_id)))?;
+                let id = external_id(&o.order_id)?;
+                let pay_deadline = self
+                    .pay_deadline(access, intl, &id)
+                    .await?
+                    .unwrap_or(created_at + Duration::days(ORDER_WINDOW_DAYS));
                 out.push(Order {
-                    id: external_id(&o.order_id)?,
+                    id,
                     amount: measured(amount, o.measure_id, currency).map_err(&bad)?,
                     created_at,
-                    pay_deadline: created_at + Duration::days(ORDER_WINDOW_DAYS),
+                    pay_deadline: Some(pay_deadline),
                     description: o.service_type_name.unwrap_or_default(),
                 });
             }

@@ -140,7 +140,9 @@ struct SimOrder {
     id: String,
     amount: String,
     created: String,
-    deadline: String,
+    /// Absent: the cloud gives no payment deadline.
+    #[serde(default)]
+    deadline: Option<String>,
     #[serde(default)]
     description: String,
 }
@@ -360,8 +362,15 @@ impl SimAccount {
                     amount: self.money("order amount", &o.amount, currency)?,
                     created_at: epoch
                         + offset(&o.created).map_err(|e| format!("order {}: {e}", o.id))?,
-                    pay_deadline: epoch
-                        + offset(&o.deadline).map_err(|e| format!("order {}: {e}", o.id))?,
+                    pay_deadline: o
+                        .deadline
+                        .as_deref()
+                        .map(|d| {
+                            offset(d)
+                                .map(|off| epoch + off)
+                                .map_err(|e| format!("order {}: {e}", o.id))
+                        })
+                        .transpose()?,
                     description: o.description.clone(),
                 })
             })

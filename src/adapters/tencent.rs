@@ -34,8 +34,6 @@ use crate::ports::{
 
 const BILLING_VERSION: &str = "2018-07-09";
 const CVM_VERSION: &str = "2017-03-12";
-/// Deals carry no payment deadline; an unpaid one is treated as due within this.
-const ORDER_WINDOW_DAYS: i64 = 1;
 /// How far back the ledger is read for top-ups and spend.
 const LEDGER_DAYS: i64 = 7;
 
@@ -502,7 +500,8 @@ impl Tencent {
                     id: id(&d.order_id)?,
                     amount: cost.minor(ctx.currency).map_err(bad(&what))?,
                     created_at,
-                    pay_deadline: created_at + Duration::days(ORDER_WINDOW_DAYS),
+                    // Neither the deal nor the documentation gives one.
+                    pay_deadline: None,
                     description: [d.action, d.product_code]
                         .into_iter()
                         .filter(|s| !s.is_empty())

@@ -338,8 +338,10 @@ pub struct Order {
     pub id: ExternalId,
     pub amount: Money,
     pub created_at: DateTime<Utc>,
-    /// After this the cloud cancels the order.
-    pub pay_deadline: DateTime<Utc>,
+    /// After this the cloud cancels the order; `None` where the cloud
+    /// gives no deadline.
+    #[serde(default)]
+    pub pay_deadline: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }

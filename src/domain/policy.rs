@@ -296,12 +296,14 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
                         ),
                     );
                 };
-                if cx.now >= o.pay_deadline {
+                if let Some(deadline) = o.pay_deadline
+                    && cx.now >= deadline
+                {
                     return refuse(
                         "pay.window",
                         format!(
                             "order {id} could be paid until {}; the cloud has cancelled it or will",
-                            o.pay_deadline.format("%Y-%m-%d %H:%M UTC")
+                            deadline.format("%Y-%m-%d %H:%M UTC")
                         ),
                     );
                 }
@@ -555,7 +557,7 @@ mod tests {
                 id: id("o-1"),
                 amount: cny(800),
                 created_at: t(-24),
-                pay_deadline: t(24 * 6),
+                pay_deadline: Some(t(24 * 6)),
                 description: String::new(),
             }],
             spend: None,

@@ -990,7 +990,7 @@ mod tests {
                     id: ExternalId::parse(id).unwrap(),
                     amount: cny(80),
                     created_at: t(-1),
-                    pay_deadline: t(100),
+                    pay_deadline: Some(t(100)),
                     description: String::new(),
                 })
                 .collect(),

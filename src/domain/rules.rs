@@ -184,6 +184,8 @@ pub struct Simple {
 pub struct UnpaidOrder {
     pub enabled: bool,
     pub before_deadline: Duration,
+    /// For an order with no deadline: how long it may wait unpaid.
+    pub after: Duration,
     pub severity: Severity,
     pub timing: Timing,
 }
@@ -799,17 +801,33 @@ fn unpaid_order(
     out: &mut Vec<Finding>,
 ) {
     for o in &snap.orders {
-        if o.pay_deadline - now > rule.before_deadline {
-            continue;
-        }
-        let hours = (o.pay_deadline - now).num_hours();
-        let when = if hours >= 0 {
-            format!(
-                "must be paid within {hours} hours (by {})",
-                o.pay_deadline.format("%Y-%m-%d %H:%M UTC")
-            )
-        } else {
-            format!("passed its payment deadline {} hours ago", -hours)
+        let when = match o.pay_deadline {
+            Some(deadline) => {
+                if deadline - now > rule.before_deadline {
+                    continue;
+                }
+                let hours = (deadline - now).num_hours();
+                if hours >= 0 {
+                    format!(
+                        "must be paid within {hours} hours (by {})",
+                        deadline.format("%Y-%m-%d %H:%M UTC")
+                    )
+                } else {
+                    format!("passed its payment deadline {} hours ago", -hours)
+                }
+            }
+            // No deadline to count down to: its age is what there is.
+            None => {
+                let waited = now - o.created_at;
+                if waited < rule.after {
+                    continue;
+                }
+                format!(
+                    "has waited unpaid for {} (since {}); the cloud gives no payment deadline, and may cancel it",
+                    age(waited),
+                    o.created_at.format("%Y-%m-%d %H:%M UTC")
+                )
+            }
         };
         let what = if o.description.is_empty() {
             String::new()
@@ -823,6 +841,16 @@ fn unpaid_order(
             rank: 1,
             summary: format!("order {}{what} for {} {when}", o.id, o.amount),
         });
+    }
+}
+
+/// `3 days`, `5 hours`: how long, to the unit that reads well.
+fn age(d: Duration) -> String {
+    match (d.num_days(), d.num_hours()) {
+        (1, _) => "1 day".into(),
+        (days, _) if days > 1 => format!("{days} days"),
+        (_, 1) => "1 hour".into(),
+        (_, hours) => format!("{hours} hours"),
     }
 }
 
@@ -1087,6 +1115,7 @@ pub(crate) mod tests {
             unpaid_order: UnpaidOrder {
                 enabled: true,
                 before_deadline: Duration::days(3),
+                after: Duration::days(1),
                 severity: Severity::B,
                 timing: timing(Some(4)),
             },
@@ -1313,13 +1342,35 @@ pub(crate) mod tests {
             id: ExternalId::parse(id).unwrap(),
             amount: cny("100"),
             created_at: now() - Duration::days(5),
-            pay_deadline: now() + Duration::hours(hours),
+            pay_deadline: Some(now() + Duration::hours(hours)),
             description: String::new(),
         };
         s.orders = vec![order("soon", 47), order("later", 24 * 5)];
         assert_eq!(
             breaches(&run(s, &PollHealth::new()), RuleName::UnpaidOrder),
             ["soon:"]
+        );
+    }
+
+    #[test]
+    fn an_order_with_no_deadline_alerts_on_its_age_and_says_so() {
+        let mut s = snapshot("90000");
+        let order = |id: &str, hours: i64| Order {
+            id: ExternalId::parse(id).unwrap(),
+            amount: cny("170"),
+            created_at: now() - Duration::hours(hours),
+            pay_deadline: None,
+            description: "renew p_cvm".into(),
+        };
+        s.orders = vec![order("fresh", 5), order("old", 24 * 3 + 2)];
+        let f = run(s, &PollHealth::new());
+        assert_eq!(breaches(&f, RuleName::UnpaidOrder), ["old:"]);
+        let old = f.iter().find(|f| f.key.resource == "old").unwrap();
+        assert!(
+            old.summary.contains("has waited unpaid for 3 days")
+                && old.summary.contains("the cloud gives no payment deadline"),
+            "{}",
+            old.summary
         );
     }
 

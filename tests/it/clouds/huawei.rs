@@ -69,6 +69,16 @@ pub(super) async fn huawei_mock() -> Mock {
              "amount_after_discount": 1234.5, "official_amount": 1500, "measure_id": 1}]})
         .to_string())
     });
+    // The order's details give no deadline of its own.
+    m.always(
+        "GET /v2/orders/customer-orders/details/{order_id}",
+        ok(
+            json!({"order_info": {"order_id": "CS1911151234ABCDE", "status": 6, "order_type": 2,
+            "create_time": "2026-11-20T08:00:00Z", "currency": "CNY", "measure_id": 1},
+            "order_line_items": []})
+            .to_string(),
+        ),
+    );
     m.on(CHANGES, |req, _| {
         if req.param("trade_type").as_deref() == Some("DEDEUCT") {
             // ¥2,800 paid out of cash over the 7-day window: ¥400 a day.
@@ -134,7 +144,11 @@ async fn a_poll_reads_measured_amounts_resources_orders_and_recharges() {
 
     let o = &s.orders[0];
     assert_eq!(o.amount.to_string(), "¥1,234.50");
-    assert_eq!(o.pay_deadline - o.created_at, chrono::Duration::days(7));
+    assert_eq!(
+        o.pay_deadline.unwrap() - o.created_at,
+        chrono::Duration::days(7),
+        "no deadline of its own: the documented seven days"
+    );
     assert_eq!(s.recharges[0].amount.to_string(), "¥10,000.00");
     assert_eq!(s.spend.unwrap().per_day.to_string(), "¥400.00");
     for r in m.seen() {
@@ -230,5 +244,24 @@ async fn a_ledger_cut_short_gives_no_spend_figure() {
         m.count(CHANGES),
         1 + purser::adapters::cloud::MAX_PAGES as usize,
         "one page of recharges, then as many pages as purser reads"
+    );
+}
+
+#[tokio::test]
+async fn a_coupon_expiring_sooner_moves_an_orders_deadline() {
+    let m = huawei_mock().await;
+    // The order's own deadline, three days after it was placed.
+    m.always(
+        "GET /v2/orders/customer-orders/details/{order_id}",
+        ok(json!({"order_info": {"order_id": "CS1911151234ABCDE", "status": 6,
+            "create_time": "2026-11-20T08:00:00Z", "pending_payment_end_time": "2026-11-23T08:00:00Z"}})
+        .to_string()),
+    );
+    let (p, a) = provider(&m, SK);
+    let s = p.poll(&a).await.unwrap();
+    m.assert_clean();
+    assert_eq!(
+        s.orders[0].pay_deadline.unwrap().to_rfc3339(),
+        "2026-11-23T08:00:00+00:00"
     );
 }

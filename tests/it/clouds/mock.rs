@@ -530,6 +530,15 @@ pub fn by_header(name: &'static str) -> Keyer {
     Box::new(move |req| req.header(name).to_owned())
 }
 
+/// `METHOD /path`; an order's details, whose path names the order, are
+/// keyed as `GET /v2/orders/customer-orders/details/{order_id}`.
 pub fn by_route() -> Keyer {
-    Box::new(|req| format!("{} {}", req.method, req.path))
+    Box::new(|req| {
+        if req.path.starts_with("/v2/orders/customer-orders/details/") {
+            return format!("{} {DETAILS}", req.method);
+        }
+        format!("{} {}", req.method, req.path)
+    })
 }
+
+pub const DETAILS: &str = "/v2/orders/customer-orders/details/{order_id}";

@@ -286,6 +286,24 @@ pub(super) async fn huawei_cloud_of(resources: &[&str]) -> (Mock, Arc<Mutex<Hw>>
         ok(json!({"total_count": found.len(), "order_infos": page}).to_string())
     });
     let s = hw.clone();
+    m.on(
+        &format!("GET {}", super::super::mock::DETAILS),
+        move |req, _| {
+            let h = s.lock().unwrap();
+            let id = req.path.rsplit('/').next().unwrap_or_default();
+            match h.orders.iter().find(|o| o.id == id) {
+                // No deadline of its own: the documented seven days hold.
+                Some(o) => {
+                    ok(json!({"order_info": order_json(o), "order_line_items": []}).to_string())
+                }
+                None => super::super::mock::reply(
+                    400,
+                    json!({"error_code": "CBC.30000010", "error_msg": "invalid order"}).to_string(),
+                ),
+            }
+        },
+    );
+    let s = hw.clone();
     m.on(CHANGES, move |req, _| {
         let h = s.lock().unwrap();
         let records: Vec<Value> = if req.param("trade_type").as_deref() == Some("RECHARGE") {

@@ -578,6 +578,23 @@ async fn huawei(ids: &[String], faults: Shared) -> (Mock, Renewed, HwOrders) {
         },
     );
     let st = s.clone();
+    m.on(
+        &format!("GET {}", super::super::mock::DETAILS),
+        move |req, _| {
+            let h = st.lock().unwrap();
+            let id = req.path.rsplit('/').next().unwrap_or_default();
+            match h.orders.iter().find(|o| o.id == id) {
+                Some(o) => ok(json!({"order_info": {"order_id": o.id, "status": o.status,
+                    "create_time": utc(o.created)}})
+                .to_string()),
+                None => super::super::mock::reply(
+                    400,
+                    json!({"error_code": "CBC.30000010", "error_msg": "invalid order"}).to_string(),
+                ),
+            }
+        },
+    );
+    let st = s.clone();
     m.on("GET /v2/orders/customer-orders", move |req, _| {
         let mut h = st.lock().unwrap();
         h.catch_up(hw_now(req));
