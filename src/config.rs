@@ -200,6 +200,10 @@ pub struct SchedulerConfig {
     /// How long a stop may take: what is still under way then is cut off
     /// and resumes at the next start.
     pub shutdown_timeout: Duration,
+    /// The zone cron schedules are read in: `[scheduler] timezone`, else
+    /// the calendar's (Asia/Shanghai unless set), so `0 9 * * *` is 09:00
+    /// where the team is.
+    pub timezone: chrono_tz::Tz,
 }
 
 #[derive(Debug, Clone)]
@@ -542,6 +546,7 @@ struct RawScheduler {
     jitter: Option<S>,
     timeout: Option<S>,
     shutdown_timeout: Option<S>,
+    timezone: Option<S>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -1433,6 +1438,8 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             raw.scheduler.shutdown_timeout.as_ref(),
             Duration::seconds(10),
         ),
+        // Settled once the calendar is read.
+        timezone: chrono_tz::UTC,
     };
     for (key, value, raw_value) in [
         (
@@ -1972,6 +1979,21 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         &people,
         &dm_platforms,
     );
+    let mut scheduler = scheduler;
+    scheduler.timezone = match &raw.scheduler.timezone {
+        None => oncall.calendar.zone,
+        Some(z) => z.get_ref().trim().parse().unwrap_or_else(|_| {
+            issues.at(
+                z,
+                "scheduler.timezone",
+                format!(
+                    "{:?} is not an IANA time zone; write e.g. Asia/Shanghai",
+                    z.get_ref()
+                ),
+            );
+            oncall.calendar.zone
+        }),
+    };
 
     Config {
         file: path.to_owned(),
@@ -2815,6 +2837,28 @@ pub fn describe(config: &Config) -> String {
     ));
     for (p, n) in by_provider {
         out.push_str(&format!("  provider {p}: {n} accounts\n"));
+    }
+    let zone = config.scheduler.timezone;
+    let schedules: BTreeMap<String, &cron::Schedule> = config
+        .accounts
+        .iter()
+        .map(|a| (a.schedule.to_string(), &a.schedule))
+        .collect();
+    for (text, schedule) in schedules {
+        let next = schedule.upcoming(zone).next().map_or_else(
+            || "never".to_owned(),
+            |t| {
+                format!(
+                    "{} ({})",
+                    t.format("%Y-%m-%d %H:%M %Z"),
+                    t.with_timezone(&chrono::Utc).format("%H:%M UTC")
+                )
+            },
+        );
+        out.push_str(&format!(
+            "  polls \"{text}\" in {}: next {next}\n",
+            zone.name()
+        ));
     }
     let o = &config.oncall;
     for r in &o.schedules {

@@ -432,6 +432,7 @@ impl Application {
             providers: limited,
             poller,
             jitter: config.scheduler.jitter,
+            timezone: config.scheduler.timezone,
             retention: config.store.retention,
             store: shared.clone(),
             activity: activity.clone(),

@@ -30,6 +30,8 @@ pub struct Scheduler {
     pub providers: HashMap<String, LimitedProvider>,
     pub poller: Poller,
     pub jitter: Duration,
+    /// The zone the cron schedules are read in.
+    pub timezone: chrono_tz::Tz,
     pub retention: Duration,
     pub store: Arc<dyn Store>,
     pub activity: Activity,
@@ -49,14 +51,25 @@ fn jitter_for(account: &str, jitter: Duration) -> Duration {
     Duration::seconds((n % secs.unsigned_abs()) as i64)
 }
 
+/// The first tick of `schedule` after `after`, shifted by `offset`; read in
+/// `zone`, so that `0 9 * * *` is 09:00 there, across its day boundary.
+fn next_tick(
+    schedule: &cron::Schedule,
+    zone: chrono_tz::Tz,
+    offset: Duration,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    schedule
+        .after(&(after - offset).with_timezone(&zone))
+        .next()
+        .map(|t| t.with_timezone(&Utc) + offset)
+}
+
 impl Scheduler {
     fn next_tick(&self, idx: usize, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let a = &self.accounts[idx];
         let offset = jitter_for(a.account.id.as_str(), self.jitter);
-        a.schedule
-            .after(&(after - offset))
-            .next()
-            .map(|t| t + offset)
+        next_tick(&a.schedule, self.timezone, offset, after)
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -204,5 +217,63 @@ mod tests {
         assert_eq!(a, jitter_for("shop-prod", j));
         assert!(a >= Duration::zero() && a < j);
         assert_eq!(jitter_for("x", Duration::zero()), Duration::zero());
+    }
+
+    #[test]
+    fn schedules_are_read_in_the_teams_zone_across_a_day_boundary() {
+        use std::str::FromStr;
+        let nine = cron::Schedule::from_str("0 0 9 * * *").unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let shanghai = chrono_tz::Asia::Shanghai;
+        // 08:30 in Beijing: 09:00 the same day, 01:00 UTC.
+        assert_eq!(
+            next_tick(
+                &nine,
+                shanghai,
+                Duration::zero(),
+                at("2026-12-03T00:30:00Z")
+            ),
+            Some(at("2026-12-03T01:00:00Z"))
+        );
+        // 23:30 UTC on the 3rd is already 07:30 on the 4th in Beijing.
+        assert_eq!(
+            next_tick(
+                &nine,
+                shanghai,
+                Duration::zero(),
+                at("2026-12-03T23:30:00Z")
+            ),
+            Some(at("2026-12-04T01:00:00Z"))
+        );
+        // 10:00 in Beijing: tomorrow's.
+        assert_eq!(
+            next_tick(
+                &nine,
+                shanghai,
+                Duration::zero(),
+                at("2026-12-03T02:00:00Z")
+            ),
+            Some(at("2026-12-04T01:00:00Z"))
+        );
+        // In UTC it would have been 09:00 UTC, 17:00 in Beijing.
+        assert_eq!(
+            next_tick(
+                &nine,
+                chrono_tz::UTC,
+                Duration::zero(),
+                at("2026-12-03T02:00:00Z")
+            ),
+            Some(at("2026-12-03T09:00:00Z"))
+        );
+        // The jitter shifts the tick, not the zone's reading of it.
+        assert_eq!(
+            next_tick(
+                &nine,
+                shanghai,
+                Duration::seconds(20),
+                at("2026-12-03T00:30:00Z")
+            ),
+            Some(at("2026-12-03T01:00:20Z"))
+        );
     }
 }

@@ -784,3 +784,23 @@ fn a_wrong_typed_value_names_its_key_and_line_and_what_was_wanted() {
         "{err}"
     );
 }
+
+#[test]
+fn schedules_are_read_in_the_calendars_zone_unless_the_scheduler_names_one() {
+    let c = Config::parse(BASE, Path::new("conf/purser.toml")).unwrap();
+    assert_eq!(c.scheduler.timezone, chrono_tz::Asia::Shanghai);
+    let text = format!("{BASE}\n[calendar]\nzone = \"Europe/Berlin\"\n");
+    let c = Config::parse(&text, Path::new("conf/purser.toml")).unwrap();
+    assert_eq!(c.scheduler.timezone, chrono_tz::Europe::Berlin);
+    let text = format!("{BASE}\n[scheduler]\ntimezone = \"UTC\"\n");
+    let c = Config::parse(&text, Path::new("conf/purser.toml")).unwrap();
+    assert_eq!(c.scheduler.timezone, chrono_tz::UTC);
+    assert!(purser::config::describe(&c).contains("in UTC: next"));
+    let err = error_of(&format!("{BASE}\n[scheduler]\ntimezone = \"Mars/Base\"\n"));
+    assert!(
+        err.contains(
+            "conf/purser.toml:15: scheduler.timezone: \"Mars/Base\" is not an IANA time zone"
+        ),
+        "{err}"
+    );
+}
