@@ -119,6 +119,7 @@ pub async fn run(
     let polls = config.accounts.iter().map(|a| {
         let (adapter, permits) = &providers[&a.account.provider];
         let clock = clock.clone();
+        let entries = entries.clone();
         async move {
             let _permit = permits.acquire().await;
             let mut snapshot =
@@ -126,6 +127,13 @@ pub async fn run(
                     Ok(r) => r?,
                     Err(_) => return Err(ProviderError::Timeout(timeout)),
                 };
+            if let Some(entries) = &entries {
+                let entered = entries
+                    .bucket_entries(&a.account.id)
+                    .await
+                    .map_err(|e| ProviderError::Transport(e.to_string()))?;
+                snapshot.balance.with_entries(&entered);
+            }
             let rule = &a.rules.autorenew_at_risk;
             if let Some(actions) = adapter.actions.as_deref()
                 && rule.enabled

@@ -2652,13 +2652,8 @@ fn build_people(issues: &mut Issues<'_>, base: &Path, raw: &[RawPerson]) -> Vec<
             }
             identities.push((platform.to_owned(), user));
         }
-        if identities.is_empty() {
-            issues.at(
-                &p.name,
-                format!("people[{i}]"),
-                "give at least one of slack, discord or telegram (the user's id there)",
-            );
-        }
+        // Without a chat identity a person acts from the terminal only
+        // (`purser ask --as NAME`).
         let totp = p.totp.as_ref().and_then(|t| {
             let at = format!("people[{i}].totp");
             let secret = Secret::resolve(t.get_ref(), base)

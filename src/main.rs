@@ -46,6 +46,19 @@ enum Command {
         #[command(subcommand)]
         command: BalanceCommand,
     },
+    /// Run one chat command as a person in the config's [[people]], from
+    /// the terminal: `purser ask -c FILE --as ria approve R12`. Requests,
+    /// approvals, balance entries and every query work as in chat.
+    Ask {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The person, by name, with their role.
+        #[arg(long = "as")]
+        person: String,
+        /// The command as typed in chat.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -165,6 +178,13 @@ enum BalanceCommand {
         /// Who read it off the portal; default $USER.
         #[arg(long)]
         by: Option<String>,
+        /// The money of one service contract (its number), on any cloud:
+        /// no API reads it.
+        #[arg(long, conflicts_with = "unallocated")]
+        contract: Option<String>,
+        /// The money paid in but not yet allocated to a contract.
+        #[arg(long)]
+        unallocated: bool,
     },
 }
 
@@ -303,16 +323,54 @@ async fn main() -> ExitCode {
                     amount,
                     as_of,
                     by,
+                    contract,
+                    unallocated,
                 },
         } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match set_balance(&config, &account, &amount, as_of.as_deref(), by).await {
+            let part = match (contract, unallocated) {
+                (Some(n), _) => match purser::domain::model::EnteredBucket::contract(&n) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("purser: --contract: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, true) => Some(purser::domain::model::EnteredBucket::Unallocated),
+                (None, false) => None,
+            };
+            match set_balance(&config, &account, &amount, as_of.as_deref(), by, part).await {
                 Ok(line) => {
                     println!("{line}");
                     ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("purser: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Ask {
+            config,
+            person,
+            command,
+        } => {
+            init_tracing("warn");
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match purser::startup::ask(&config, &person, &command.join(" ")).await {
+                Ok((done, text)) => {
+                    println!("{text}");
+                    if done {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
                 }
                 Err(e) => {
                     eprintln!("purser: {e:#}");
@@ -587,6 +645,7 @@ async fn set_balance(
     amount: &str,
     as_of: Option<&str>,
     by: Option<String>,
+    part: Option<purser::domain::model::EnteredBucket>,
 ) -> anyhow::Result<String> {
     use anyhow::{Context, bail};
     use purser::ports::BalanceEntries;
@@ -605,9 +664,9 @@ async fn set_balance(
             known.join(", ")
         );
     };
-    if !config.entered_balance_accounts().contains(&a.account.id) {
+    if part.is_none() && !config.entered_balance_accounts().contains(&a.account.id) {
         bail!(
-            "{account}'s cloud reports its own balance; `balance set` is for azure_china accounts"
+            "{account}'s cloud reports its own balance; `balance set` is for azure_china accounts, or a contract's money with --contract NUMBER or --unallocated"
         );
     }
     // A prepaid balance is never below zero: a used-up one is 0.
@@ -643,6 +702,7 @@ async fn set_balance(
         .unwrap_or_else(|| "unknown".into());
     let store = SqliteStore::open(&config.store.path).await?;
     let entry = BalanceEntry {
+        bucket: part,
         amount,
         as_of,
         entered_by,
@@ -651,7 +711,11 @@ async fn set_balance(
     store.record_balance_entry(&a.account.id, &entry).await?;
     store.close().await;
     Ok(format!(
-        "{account}: balance {} as of {} recorded (by {})",
+        "{account}: {} {} as of {} recorded (by {})",
+        entry
+            .bucket
+            .as_ref()
+            .map_or("balance".to_owned(), |b| b.describe()),
         entry.amount,
         entry.as_of.format("%Y-%m-%d %H:%M UTC"),
         entry.entered_by

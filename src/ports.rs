@@ -270,6 +270,8 @@ pub trait BalanceEntries: Send + Sync {
         &self,
         account: &AccountId,
     ) -> Result<Option<BalanceEntry>, StoreError>;
+    /// The entry in force for each contract and for the unallocated money.
+    async fn bucket_entries(&self, account: &AccountId) -> Result<Vec<BalanceEntry>, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -659,6 +661,15 @@ pub trait Actions: Send + Sync {
         _account: &Account,
         _action: &crate::domain::request::Action,
     ) -> Result<Option<crate::domain::money::Money>, ProviderError> {
+        Ok(None)
+    }
+    /// The coupons and discounts the cloud offers on `order` (`None`: it
+    /// does not list them, and checks what a payment names itself).
+    async fn offers(
+        &self,
+        _account: &Account,
+        _order: &crate::domain::model::ExternalId,
+    ) -> Result<Option<Vec<crate::domain::policy::Offer>>, ProviderError> {
         Ok(None)
     }
     /// What the cloud's ledger last charged for renewing `resource` (`None`:

@@ -411,6 +411,7 @@ impl Application {
             timeout: config.scheduler.timeout,
             requests: Some(Arc::new(store.clone())),
             policies: Arc::new(config.policies()),
+            entries: Some(Arc::new(store.clone())),
         };
         let board_signal = BoardSignal {
             activity: activity.clone(),
@@ -878,6 +879,81 @@ fn second_factors(config: &Config) -> crate::adapters::totp::Totp {
 
 /// Requests over `store`, with each account's policy from `config`,
 /// carried out by `executor`.
+/// One chat command run from the terminal as the configured person `name`
+/// (on the host, whoever can read the config and the store is trusted as
+/// anyone in it). An approval carries the request out here, under the same
+/// lease a running daemon honours.
+pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(bool, String)> {
+    let Some(person) = config.people.iter().find(|p| p.name == name) else {
+        let known: Vec<&str> = config.people.iter().map(|p| p.name.as_str()).collect();
+        anyhow::bail!(
+            "no person {name:?} in the config's [[people]]{}",
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!("; known: {}", known.join(", "))
+            }
+        );
+    };
+    let clock: Arc<dyn Clock> = Arc::new(crate::engine::clock::SystemClock);
+    let store = SqliteStore::open(&config.store.path).await?;
+    let mut actions: HashMap<String, Arc<dyn Actions>> = HashMap::new();
+    for p in &config.providers {
+        let adapter = build_adapter(
+            &p.kind,
+            &p.name,
+            &config.accounts,
+            clock.clone(),
+            Some(Arc::new(store.clone())),
+        );
+        if let Some(a) = adapter.actions {
+            actions.insert(p.name.clone(), a);
+        }
+    }
+    let executor = Arc::new(Executor::new(
+        Arc::new(store.clone()),
+        Arc::new(config.accounts.clone()),
+        actions,
+        clock.clone(),
+    ));
+    let identities = [(
+        "terminal".to_owned(),
+        person.name.clone(),
+        crate::domain::people::Person {
+            name: person.name.clone(),
+            role: person.role,
+        },
+    )];
+    let chat = ChatOps {
+        store: Arc::new(store.clone()),
+        refs: Arc::new(store.clone()),
+        entries: Arc::new(store.clone()),
+        accounts: Arc::new(config.accounts.clone()),
+        entered: config.entered_balance_accounts(),
+        directory: crate::domain::people::Directory::new(identities),
+        clock,
+        routing: config.routing(),
+        outbox: None,
+        approvals: approvals(config, &store, executor, None),
+        oncall: Arc::new(config.escalation_settings()),
+        escalations: Arc::new(store.clone()),
+    };
+    let reply = chat
+        .handle(
+            &crate::engine::chatops::Asker {
+                platform: "terminal".into(),
+                user: person.name.clone(),
+            },
+            text,
+        )
+        .await;
+    store.close().await;
+    Ok((
+        reply.kind == crate::engine::chatops::ReplyKind::Done,
+        reply.text(),
+    ))
+}
+
 pub fn approvals(
     config: &Config,
     store: &SqliteStore,

@@ -27,6 +27,7 @@ use crate::domain::model::{
     Resource, ResourceStatus, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
+use crate::domain::policy::Offer;
 use crate::domain::request::Action;
 use crate::ports::{
     ActionError, Actions, CallAnswer, Clock, CloudCall, LostCall, NextCall, Provider,
@@ -239,6 +240,39 @@ fn classify(what: &str, reply: &Reply) -> Result<Value, Failure> {
 }
 
 /// Yuan, jiao or fen, by `measure_id`.
+/// A coupon's kind as ListOrderCouponsByOrderId lists it (1 voucher, 2
+/// discount coupon, 3 product coupon, 4 cash coupon) as PayOrders names it
+/// (301, 300, none, 302).
+fn coupon_pay_type(kind: i64) -> Option<i64> {
+    match kind {
+        1 => Some(301),
+        2 => Some(300),
+        4 => Some(302),
+        _ => None,
+    }
+}
+
+fn coupon_kind(kind: i64) -> &'static str {
+    match kind {
+        1 => "voucher",
+        2 => "discount coupon",
+        3 => "product coupon",
+        4 => "cash coupon",
+        _ => "coupon",
+    }
+}
+
+fn discount_kind(kind: i64) -> &'static str {
+    match kind {
+        0 => "promotion discount",
+        1 => "contract discount",
+        2 => "commercial discount",
+        3 => "partner discount",
+        609 => "price adjustment",
+        _ => "discount",
+    }
+}
+
 fn measured(amount: &Amount, measure_id: Option<u8>, currency: Currency) -> Result<Money, String> {
     let factor = match measure_id.unwrap_or(1) {
         1 => Decimal::ONE,
@@ -368,6 +402,7 @@ impl Huawei {
                                 name: "designated".into(),
                                 kind: BucketKind::Other,
                                 amount: d,
+                                entered_as_of: None,
                             });
                         }
                     }
@@ -377,16 +412,19 @@ impl Huawei {
                     name: "bonus".into(),
                     kind: BucketKind::Coupon,
                     amount,
+                    entered_as_of: None,
                 }),
                 7 => buckets.push(Bucket {
                     name: "deposit".into(),
                     kind: BucketKind::Other,
                     amount,
+                    entered_as_of: None,
                 }),
                 other => buckets.push(Bucket {
                     name: format!("account type {other}"),
                     kind: BucketKind::Other,
                     amount,
+                    entered_as_of: None,
                 }),
             }
         }
@@ -965,16 +1003,30 @@ impl Huawei {
         wanted
             .iter()
             .map(|w| {
-                offered
+                let o = offered
                     .iter()
                     .find(|o| o[id].as_str() == Some(w.as_str()))
-                    .map(|o| json!({"id": w, "type": o[kind]}))
                     .ok_or_else(|| ActionError::Refused {
                         code: format!("{what} not usable"),
                         message: format!(
                             "the cloud does not offer {what} {w} for order {order} (used, expired, or not for this order)"
                         ),
-                    })
+                    })?;
+                // Coupons are listed by kind (1-4) and paid with by another
+                // code (300-303); discounts keep theirs.
+                let code = if discount {
+                    o[kind].as_i64()
+                } else {
+                    o[kind].as_i64().and_then(coupon_pay_type)
+                };
+                let code = code.ok_or_else(|| ActionError::Refused {
+                    code: format!("{what} not usable"),
+                    message: format!(
+                        "{what} {w} is of a kind ({}) a payment cannot name",
+                        o[kind]
+                    ),
+                })?;
+                Ok(json!({"id": w, "type": code}))
             })
             .collect()
     }
@@ -982,6 +1034,104 @@ impl Huawei {
 
 #[async_trait]
 impl Actions for Huawei {
+    /// ListOrderCouponsByOrderId and ListOrderDiscounts: what the order can
+    /// be paid with. A coupon not yet activated, or locked by another
+    /// order, is not offered.
+    async fn offers(
+        &self,
+        account: &Account,
+        order: &crate::domain::model::ExternalId,
+    ) -> Result<Option<Vec<Offer>>, ProviderError> {
+        let ctx = site(&self.accounts, account)?;
+        let query = [("order_id", order.to_string())];
+        let coupons = self
+            .api(
+                &ctx,
+                &Api {
+                    name: "ListOrderCouponsByOrderId",
+                    method: "GET",
+                    path: "/v2/orders/customer-orders/order-coupons",
+                    permission: "billing:order:view",
+                },
+                &query,
+                None,
+                true,
+            )
+            .await?;
+        let bad = malformed("ListOrderCouponsByOrderId");
+        let mut out = Vec::new();
+        for c in coupons["user_coupons"].as_array().into_iter().flatten() {
+            let Some(id) = c["coupon_id"].as_str() else {
+                return Err(bad("a coupon without coupon_id".into()));
+            };
+            let locked = c["used_by_order_id"]
+                .as_str()
+                .is_some_and(|o| !o.is_empty() && o != order.as_str());
+            if c["status"].as_i64() != Some(2) || locked {
+                continue;
+            }
+            let kind = c["coupon_type"].as_i64().unwrap_or_default();
+            let mut label = coupon_kind(kind).to_owned();
+            if !c["face_value"].is_null() {
+                let value: Amount = serde_json::from_value(c["face_value"].clone())
+                    .map_err(|e| bad(format!("face_value: {e}")))?;
+                let measure = c["measure_id"].as_u64().and_then(|m| u8::try_from(m).ok());
+                if kind == 2 {
+                    label.push_str(&format!(" {}", value.decimal().map_err(&bad)?));
+                } else {
+                    label.push_str(&format!(
+                        " {}",
+                        measured(&value, measure, ctx.currency).map_err(&bad)?
+                    ));
+                }
+            }
+            let expires_at = match c["expire_time"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => Some(utc_time(t).map_err(&bad)?),
+                None => None,
+            };
+            out.push(Offer {
+                id: id.to_owned(),
+                discount: false,
+                expires_at,
+                required: false,
+                label,
+            });
+        }
+        let discounts = self
+            .api(
+                &ctx,
+                &Api {
+                    name: "ListOrderDiscounts",
+                    method: "GET",
+                    path: "/v2/orders/customer-orders/order-discounts",
+                    permission: "billing:order:view",
+                },
+                &query,
+                None,
+                true,
+            )
+            .await?;
+        let bad = malformed("ListOrderDiscounts");
+        for d in discounts["discounts"].as_array().into_iter().flatten() {
+            let Some(id) = d["discount_id"].as_str() else {
+                return Err(bad("a discount without discount_id".into()));
+            };
+            let kind = d["discount_type"].as_i64().unwrap_or(-1);
+            let mut label = discount_kind(kind).to_owned();
+            if let Some(v) = d["discount_value"].as_str().filter(|v| !v.is_empty()) {
+                label.push_str(&format!(" {v}"));
+            }
+            out.push(Offer {
+                id: id.to_owned(),
+                discount: true,
+                expires_at: None,
+                required: kind == 609,
+                label,
+            });
+        }
+        Ok(Some(out))
+    }
+
     /// Renewals are priced by ListRenewRateOnPeriod, in yuan, per main
     /// resource with what is attached to it.
     async fn quote(
@@ -1114,6 +1264,7 @@ impl Actions for Huawei {
                 orders,
                 coupons,
                 discount,
+                ..
             } => match orders.get(paid) {
                 Some(order) => call(
                     PAY.name,

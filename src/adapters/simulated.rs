@@ -327,6 +327,7 @@ impl SimAccount {
                     name: b.name.clone(),
                     kind: b.kind,
                     amount: self.money("bucket", &b.amount, currency)?,
+                    entered_as_of: None,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

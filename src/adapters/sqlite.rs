@@ -424,9 +424,14 @@ impl BalanceEntries for SqliteStore {
         account: &AccountId,
         entry: &BalanceEntry,
     ) -> Result<(), StoreError> {
+        let (kind, name) = match &entry.bucket {
+            None => (None, None),
+            Some(b) => (Some(bucket_kind(b.kind())), Some(b.name().to_owned())),
+        };
         sqlx::query(
-            "INSERT INTO balance_entries (account, amount, currency, as_of, entered_by, entered_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO balance_entries
+               (account, amount, currency, as_of, entered_by, entered_at, bucket_kind, bucket_name)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(account.as_str())
         .bind(entry.amount.amount_string())
@@ -434,6 +439,8 @@ impl BalanceEntries for SqliteStore {
         .bind(ms(entry.as_of))
         .bind(&entry.entered_by)
         .bind(ms(entry.entered_at))
+        .bind(kind)
+        .bind(name)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -444,27 +451,70 @@ impl BalanceEntries for SqliteStore {
         account: &AccountId,
     ) -> Result<Option<BalanceEntry>, StoreError> {
         let row = sqlx::query(
-            "SELECT amount, currency, as_of, entered_by, entered_at FROM balance_entries
-             WHERE account = ? ORDER BY as_of DESC, id DESC LIMIT 1",
+            "SELECT amount, currency, as_of, entered_by, entered_at, bucket_kind, bucket_name
+               FROM balance_entries
+             WHERE account = ? AND bucket_kind IS NULL ORDER BY as_of DESC, id DESC LIMIT 1",
         )
         .bind(account.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let corrupt = |e: String| StoreError::Corrupt(format!("balance entry: {e}"));
-        let code: String = r.get("currency");
-        let currency = Currency::from_code(&code).ok_or_else(|| corrupt(code.clone()))?;
-        let amount: String = r.get("amount");
-        let amount = amount
-            .parse::<rust_decimal::Decimal>()
-            .map_err(|e| corrupt(e.to_string()))?;
-        Ok(Some(BalanceEntry {
-            amount: Money::new(amount, currency),
-            as_of: from_ms(r.get("as_of"))?,
-            entered_by: r.get("entered_by"),
-            entered_at: from_ms(r.get("entered_at"))?,
-        }))
+        row.as_ref().map(entry_from_row).transpose()
     }
+
+    async fn bucket_entries(&self, account: &AccountId) -> Result<Vec<BalanceEntry>, StoreError> {
+        // The latest entry of each part, by the portal's reading time.
+        let rows = sqlx::query(
+            "SELECT amount, currency, as_of, entered_by, entered_at, bucket_kind, bucket_name
+               FROM balance_entries e
+             WHERE account = ?1 AND bucket_kind IS NOT NULL
+               AND id = (SELECT id FROM balance_entries x
+                          WHERE x.account = ?1 AND x.bucket_kind = e.bucket_kind
+                            AND x.bucket_name = e.bucket_name
+                          ORDER BY as_of DESC, id DESC LIMIT 1)
+             ORDER BY bucket_kind, bucket_name",
+        )
+        .bind(account.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+}
+
+fn bucket_kind(kind: crate::domain::model::BucketKind) -> &'static str {
+    use crate::domain::model::BucketKind;
+    match kind {
+        BucketKind::Contract => "contract",
+        BucketKind::Unallocated => "unallocated",
+        BucketKind::Coupon => "coupon",
+        BucketKind::Other => "other",
+    }
+}
+
+fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<BalanceEntry, StoreError> {
+    use crate::domain::model::EnteredBucket;
+    let corrupt = |e: String| StoreError::Corrupt(format!("balance entry: {e}"));
+    let code: String = r.get("currency");
+    let currency = Currency::from_code(&code).ok_or_else(|| corrupt(code.clone()))?;
+    let amount: String = r.get("amount");
+    let amount = amount
+        .parse::<rust_decimal::Decimal>()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let bucket = match (
+        r.get::<Option<String>, _>("bucket_kind").as_deref(),
+        r.get::<Option<String>, _>("bucket_name"),
+    ) {
+        (None, _) => None,
+        (Some("contract"), Some(name)) => Some(EnteredBucket::Contract(name)),
+        (Some("unallocated"), _) => Some(EnteredBucket::Unallocated),
+        (Some(other), _) => return Err(corrupt(format!("unknown part {other:?}"))),
+    };
+    Ok(BalanceEntry {
+        bucket,
+        amount: Money::new(amount, currency),
+        as_of: from_ms(r.get("as_of"))?,
+        entered_by: r.get("entered_by"),
+        entered_at: from_ms(r.get("entered_at"))?,
+    })
 }
 
 #[async_trait]

@@ -45,9 +45,23 @@ pub fn defaults(cloud: Option<Cloud>, currency: Currency) -> Policy {
     let (topup, allocate, renew_months, combined_payment, coupons, discounts) = match cloud {
         // Seed 000: Alipay and UnionPay from ¥1,000, wire from ¥5,000; no
         // resources or orders by API.
-        None | Some(Cloud::AzureChina) => (
+        Some(Cloud::AzureChina) => (
             vec![online(Alipay, 1_000), online(Unionpay, 1_000), wire(5_000)],
             None,
+            (1..=12).collect(),
+            false,
+            0,
+            0,
+        ),
+        // The simulated provider stands in for any cloud: the strictest
+        // top-up minimums, and allocations to whatever contracts its
+        // scenario gives (a contract it does not have is refused).
+        None => (
+            vec![online(Alipay, 1_000), online(Unionpay, 1_000), wire(5_000)],
+            Some(Amounts {
+                minimum: Decimal::ZERO,
+                multiple: None,
+            }),
             (1..=12).collect(),
             false,
             0,
@@ -85,8 +99,10 @@ pub fn defaults(cloud: Option<Cloud>, currency: Currency) -> Policy {
             0,
         ),
         // Seed 002 and PayOrders: up to 3 coupons, one discount (the kinds
-        // exclude each other), combined payment; renewals of 1–11 months
-        // or 1–3 years.
+        // exclude each other); PayOrders takes one order_id, so orders are
+        // paid one request each (a combined payment would be several calls,
+        // one of which could fail after another had paid); renewals of 1–11
+        // months or 1–3 years.
         Some(Cloud::Huawei) => (
             vec![
                 online(Alipay, any),
@@ -97,7 +113,7 @@ pub fn defaults(cloud: Option<Cloud>, currency: Currency) -> Policy {
             ],
             None,
             vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 24, 36],
-            true,
+            false,
             3,
             1,
         ),

@@ -155,7 +155,7 @@ impl Verb {
             Verb::Ack => "<alert id>",
             Verb::Silence => "<label=value[,label=value…]> <duration> [reason]",
             Verb::Unsilence => "<silence id>",
-            Verb::SetBalance => "<account> <amount>",
+            Verb::SetBalance => "<account> <amount> [contract=number|unallocated]",
             Verb::Topup => "<account> <amount> [method] [reason]",
             Verb::Renew => "<resource[,resource…]> <period> [reason]",
             Verb::Pay => "<order[,order…]> [coupon=id] [discount=id] [reason]",
@@ -216,6 +216,10 @@ impl Verb {
             Verb::SetBalance => &[
                 p!("account", true, "an account id"),
                 p!("amount", true, "e.g. ¥12,000.00"),
+                p!(
+                    keyed "contract",
+                    "a service contract's number, or unallocated; default the account's balance"
+                ),
             ],
             Verb::Topup => &[
                 p!("account", true, "an account id"),
@@ -398,6 +402,9 @@ pub enum Command {
     SetBalance {
         account: AccountId,
         amount: AmountText,
+        /// A contract's money or the unallocated money; `None`: the
+        /// account's balance.
+        part: Option<crate::domain::model::EnteredBucket>,
     },
     Topup {
         account: AccountId,
@@ -852,13 +859,40 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
                 return Err(fail("give the account and its balance".into()));
             };
             let account = account(a)?;
+            let mut part = None;
+            let mut words = Vec::new();
+            for w in &args[1..] {
+                let named = match w.strip_prefix("contract=") {
+                    Some("unallocated") => Some(crate::domain::model::EnteredBucket::Unallocated),
+                    Some(n) => {
+                        Some(crate::domain::model::EnteredBucket::contract(n).map_err(fail)?)
+                    }
+                    None if w.eq_ignore_ascii_case("unallocated") => {
+                        Some(crate::domain::model::EnteredBucket::Unallocated)
+                    }
+                    None => {
+                        words.push(*w);
+                        None
+                    }
+                };
+                if named.is_some() {
+                    if part.is_some() {
+                        return Err(fail("give one contract, or unallocated".into()));
+                    }
+                    part = named;
+                }
+            }
             // "1,000 CNY" is two words.
-            let text = args[1..].join(" ");
+            let text = words.join(" ");
             if text.is_empty() {
                 return Err(fail(format!("give {account}'s balance, e.g. 12,000")));
             }
             let amount = AmountText::parse(&text).map_err(|e| fail(e.to_string()))?;
-            Command::SetBalance { account, amount }
+            Command::SetBalance {
+                account,
+                amount,
+                part,
+            }
         }
         Verb::Topup | Verb::Allocate => {
             let Some(a) = args.first() else {
@@ -1407,6 +1441,25 @@ mod tests {
                 Command::SetBalance {
                     account: id("manual-cn"),
                     amount: AmountText("12,000".into()),
+                    part: None,
+                },
+            ),
+            (
+                "setbalance shop-prod ¥3,000 contract=COC-2024-7891",
+                Command::SetBalance {
+                    account: id("shop-prod"),
+                    amount: AmountText("¥3,000".into()),
+                    part: Some(crate::domain::model::EnteredBucket::Contract(
+                        "COC-2024-7891".into(),
+                    )),
+                },
+            ),
+            (
+                "setbalance shop-prod unallocated 5,000 CNY",
+                Command::SetBalance {
+                    account: id("shop-prod"),
+                    amount: AmountText("5,000 CNY".into()),
+                    part: Some(crate::domain::model::EnteredBucket::Unallocated),
                 },
             ),
             (
@@ -1414,6 +1467,7 @@ mod tests {
                 Command::SetBalance {
                     account: id("manual-cn"),
                     amount: AmountText("-¥120.50".into()),
+                    part: None,
                 },
             ),
             (
@@ -1421,6 +1475,7 @@ mod tests {
                 Command::SetBalance {
                     account: id("manual-cn"),
                     amount: AmountText("1,000 CNY".into()),
+                    part: None,
                 },
             ),
         ];

@@ -294,6 +294,7 @@ mod tests {
         let cny = |v: &str| Money::new(Decimal::from_str(v).unwrap(), Currency::Cny);
         let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
         let entry = BalanceEntry {
+            bucket: None,
             amount: cny("1000"),
             // A quarter into the 21st.
             as_of: Utc.with_ymd_and_hms(2026, 11, 21, 6, 0, 0).unwrap(),

@@ -203,6 +203,10 @@ pub struct Bucket {
     pub name: String,
     pub kind: BucketKind,
     pub amount: Money,
+    /// Set when a person entered it (the portal's reading time): no API
+    /// reads it, so it goes stale as the account's entered balance does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entered_as_of: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -382,6 +386,9 @@ pub struct Snapshot {
 /// balance API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceEntry {
+    /// The part of the account entered; `None`: its available balance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<EnteredBucket>,
     pub amount: Money,
     /// When the balance was what was entered (the portal's reading time).
     pub as_of: DateTime<Utc>,
@@ -507,5 +514,79 @@ mod tests {
         assert!(ExternalId::parse("ins-abc123").is_ok());
         assert!(ExternalId::parse("i abc").is_err());
         assert!(ExternalId::parse("").is_err());
+    }
+}
+
+/// Which part of an account a hand entry is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnteredBucket {
+    /// A service contract, by its number (`COC-2024-7891`).
+    Contract(String),
+    /// Money paid in and not yet allocated to a contract.
+    Unallocated,
+}
+
+impl EnteredBucket {
+    /// A contract by its number as the portal shows it.
+    pub fn contract(number: &str) -> Result<EnteredBucket, String> {
+        let n = number.trim();
+        if n.is_empty() {
+            return Err("give the contract's number, e.g. contract=COC-2024-7891".into());
+        }
+        if n.len() > 64 || n.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "{n:?} is not a contract number: at most 64 characters, no spaces"
+            ));
+        }
+        if n.eq_ignore_ascii_case("unallocated") {
+            return Ok(EnteredBucket::Unallocated);
+        }
+        Ok(EnteredBucket::Contract(n.to_owned()))
+    }
+
+    pub fn kind(&self) -> BucketKind {
+        match self {
+            EnteredBucket::Contract(_) => BucketKind::Contract,
+            EnteredBucket::Unallocated => BucketKind::Unallocated,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            EnteredBucket::Contract(n) => n,
+            EnteredBucket::Unallocated => "unallocated",
+        }
+    }
+
+    /// `contract COC-2024-7891`, `unallocated money`.
+    pub fn describe(&self) -> String {
+        match self {
+            EnteredBucket::Contract(n) => format!("contract {n}"),
+            EnteredBucket::Unallocated => "unallocated money".into(),
+        }
+    }
+}
+
+impl Balance {
+    /// Lays hand-entered contract and unallocated balances over what the
+    /// cloud reported: an entry replaces the part of the same name.
+    pub fn with_entries(&mut self, entries: &[BalanceEntry]) {
+        for e in entries {
+            let Some(b) = &e.bucket else { continue };
+            let entered = Bucket {
+                name: b.name().to_owned(),
+                kind: b.kind(),
+                amount: e.amount,
+                entered_as_of: Some(e.as_of),
+            };
+            match self
+                .buckets
+                .iter_mut()
+                .find(|x| x.kind == entered.kind && x.name == entered.name)
+            {
+                Some(x) => *x = entered,
+                None => self.buckets.push(entered),
+            }
+        }
     }
 }

@@ -86,6 +86,10 @@ pub struct Offer {
     pub id: String,
     pub discount: bool,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The cloud requires it on the order (a price adjustment).
+    pub required: bool,
+    /// What it is, as a card shows it: `voucher ¥100.00`.
+    pub label: String,
 }
 
 /// What the check needs to know besides the request.
@@ -102,8 +106,10 @@ pub struct Context<'a> {
     pub account_day: Money,
     /// The same, for this requester across every account.
     pub requester_day: Money,
-    /// The coupons and discounts the cloud offers on the orders being paid.
-    pub offers: &'a [Offer],
+    /// The coupons and discounts the cloud offers on the order being paid;
+    /// `None` where the cloud does not list them (it checks them itself
+    /// when paying).
+    pub offers: Option<&'a [Offer]>,
 }
 
 /// Why policy refused a request: the rule (as named in config) and a
@@ -186,7 +192,9 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
                 &format!("a top-up by {}", method.label()),
             )?;
         }
-        Action::Allocate { amount, contract } => {
+        Action::Allocate {
+            amount, contract, ..
+        } => {
             let Some(rule) = &policy.allocate else {
                 return refuse(
                     "allocate",
@@ -200,7 +208,14 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
                 ("allocate.minimum", "allocate.multiple"),
                 "an allocation",
             )?;
-            if let Some(s) = cx.latest {
+            // What the contract held is what closes the task later.
+            let Some(s) = cx.latest else {
+                return refuse(
+                    "allocate.contract",
+                    "the account has not been read yet, so its contracts are not known; try after the next poll",
+                );
+            };
+            {
                 let buckets = &s.balance.buckets;
                 if !buckets
                     .iter()
@@ -216,7 +231,7 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
                         format!(
                             "the account has no contract {contract:?}{}",
                             if known.is_empty() {
-                                String::new()
+                                "; enter its balance first (setbalance <account> <amount> contract=<number>)".to_owned()
                             } else {
                                 format!("; its contracts: {}", known.join(", "))
                             }
@@ -274,6 +289,7 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
             orders,
             coupons,
             discount,
+            ..
         } => {
             let Some(s) = cx.latest else {
                 return refuse(
@@ -321,8 +337,30 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
             if discount.is_some() && policy.discounts_per_order == 0 {
                 return refuse("pay.discounts", "this cloud takes no discount on payment");
             }
+            if orders.len() > 1 && (!coupons.is_empty() || discount.is_some()) {
+                return refuse(
+                    "pay.offers",
+                    "a coupon or discount applies to one order: pay that order on its own",
+                );
+            }
+            let Some(offers) = cx.offers else {
+                // The cloud checks them when paying.
+                funds(policy, cx)?;
+                return Ok(());
+            };
+            if let Some(required) = offers.iter().find(|o| o.required && o.discount)
+                && discount.as_ref().is_some_and(|d| d != &required.id)
+            {
+                return refuse(
+                    "pay.discounts",
+                    format!(
+                        "the order carries {} ({}), which the cloud requires and which excludes any other discount",
+                        required.id, required.label
+                    ),
+                );
+            }
             for id in coupons.iter().chain(discount.iter()) {
-                let Some(offer) = cx.offers.iter().find(|o| &o.id == id) else {
+                let Some(offer) = offers.iter().find(|o| &o.id == id) else {
                     return refuse(
                         "pay.offers",
                         format!("{id} is not a coupon or discount the cloud offers on this order"),
@@ -531,11 +569,13 @@ mod tests {
                 name: "COC-2024-7891".into(),
                 kind: BucketKind::Contract,
                 amount: cny(500),
+                entered_as_of: None,
             },
             Bucket {
                 name: "unallocated".into(),
                 kind: BucketKind::Unallocated,
                 amount: cny(3_000),
+                entered_as_of: None,
             },
         ];
         Snapshot {
@@ -571,7 +611,7 @@ mod tests {
         cost: Option<Money>,
         account_day: Money,
         requester_day: Money,
-        offers: Vec<Offer>,
+        offers: Option<Vec<Offer>>,
         now: DateTime<Utc>,
     }
 
@@ -586,7 +626,7 @@ mod tests {
                 cost: None,
                 account_day: cny(0),
                 requester_day: cny(0),
-                offers: vec![],
+                offers: Some(vec![]),
                 now: t(1),
             }
         }
@@ -602,7 +642,7 @@ mod tests {
                     cost: self.cost,
                     account_day: self.account_day,
                     requester_day: self.requester_day,
-                    offers: &self.offers,
+                    offers: self.offers.as_deref(),
                 },
             )
         }
@@ -679,6 +719,7 @@ mod tests {
         let alloc = |amount, contract: &str| Action::Allocate {
             amount,
             contract: contract.into(),
+            had: None,
         };
         assert_eq!(ask.check(&p, &alloc(cny(2_000), "COC-2024-7891")), Ok(()));
         assert_eq!(
@@ -730,6 +771,7 @@ mod tests {
             orders: orders.iter().map(|o| id(o)).collect(),
             coupons: coupons.iter().map(|c| c.to_string()).collect(),
             discount: discount.map(str::to_owned),
+            offered: vec![],
         };
         assert_eq!(ask.check(&p, &pay(&["o-1"], &[], None)), Ok(()));
         assert_eq!(
@@ -749,28 +791,19 @@ mod tests {
             rule_of(ask.check(&p, &pay(&["o-1", "o-2"], &[], None))),
             "pay.combined"
         );
-        ask.offers = vec![
-            Offer {
-                id: "c1".into(),
-                discount: false,
-                expires_at: None,
-            },
-            Offer {
-                id: "c2".into(),
-                discount: false,
-                expires_at: None,
-            },
-            Offer {
-                id: "d-old".into(),
-                discount: true,
-                expires_at: Some(t(0)),
-            },
-            Offer {
-                id: "d-new".into(),
-                discount: true,
-                expires_at: Some(t(100)),
-            },
-        ];
+        let offer = |id: &str, discount: bool, expires_at: Option<DateTime<Utc>>| Offer {
+            id: id.into(),
+            discount,
+            expires_at,
+            required: false,
+            label: String::new(),
+        };
+        ask.offers = Some(vec![
+            offer("c1", false, None),
+            offer("c2", false, None),
+            offer("d-old", true, Some(t(0))),
+            offer("d-new", true, Some(t(100))),
+        ]);
         assert_eq!(
             ask.check(&p, &pay(&["o-1"], &["c1"], Some("d-new"))),
             Ok(())
@@ -794,6 +827,33 @@ mod tests {
             rule_of(ask.check(&p, &pay(&["o-1"], &["c9"], None))),
             "pay.offers"
         );
+        // Coupons and discounts are per order.
+        p.combined_payment = true;
+        assert_eq!(
+            rule_of(ask.check(&p, &pay(&["o-1", "o-2"], &["c1"], None))),
+            "pay.offers"
+        );
+        // A price adjustment the cloud requires excludes any other discount.
+        if let Some(o) = ask.offers.as_mut() {
+            o.push(Offer {
+                required: true,
+                label: "price adjustment".into(),
+                ..offer("d-609", true, None)
+            });
+        }
+        let other = ask
+            .check(&p, &pay(&["o-1"], &[], Some("d-new")))
+            .unwrap_err();
+        assert_eq!(other.rule, "pay.discounts");
+        assert!(
+            other.why.contains("d-609 (price adjustment)"),
+            "{}",
+            other.why
+        );
+        assert_eq!(ask.check(&p, &pay(&["o-1"], &[], Some("d-609"))), Ok(()));
+        // A cloud that does not list its offers checks them when paying.
+        ask.offers = None;
+        assert_eq!(ask.check(&p, &pay(&["o-1"], &["c9"], None)), Ok(()));
         p.discounts_per_order = 0;
         assert_eq!(
             rule_of(ask.check(&p, &pay(&["o-1"], &[], Some("d-new")))),

@@ -189,12 +189,50 @@ pub enum Action {
         coupons: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         discount: Option<String>,
+        /// What the cloud said of each coupon and discount used, when the
+        /// request was made: shown on its card.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        offered: Vec<String>,
     },
     /// Turn a resource's auto-renewal on or off.
     Autorenew { resource: ExternalId, on: bool },
     /// Assign paid-in money to a service contract, without which it keeps
     /// nothing running.
-    Allocate { amount: Money, contract: String },
+    Allocate {
+        amount: Money,
+        contract: String,
+        /// The contract's and the unallocated money as last read when it
+        /// was asked: the next reading that shows the money moved closes it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        had: Option<Holdings>,
+    },
+}
+
+/// A contract's money and the unallocated money, at one reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holdings {
+    pub contract: Money,
+    pub unallocated: Option<Money>,
+}
+
+impl Holdings {
+    /// What `snapshot` shows of `contract` and the unallocated money.
+    pub fn read(s: &super::model::Snapshot, contract: &str) -> Option<Holdings> {
+        use super::model::BucketKind;
+        let b = &s.balance.buckets;
+        let contract = b
+            .iter()
+            .find(|x| x.kind == BucketKind::Contract && x.name == contract)?
+            .amount;
+        let unallocated = b
+            .iter()
+            .find(|x| x.kind == BucketKind::Unallocated)
+            .map(|x| x.amount);
+        Some(Holdings {
+            contract,
+            unallocated,
+        })
+    }
 }
 
 impl Action {
@@ -264,6 +302,7 @@ impl Action {
                 orders,
                 coupons,
                 discount,
+                ..
             } => {
                 let mut s = format!(
                     "pay {} {}",
@@ -285,7 +324,9 @@ impl Action {
                 "turn auto-renewal {} for {resource}",
                 if *on { "on" } else { "off" }
             ),
-            Action::Allocate { amount, contract } => {
+            Action::Allocate {
+                amount, contract, ..
+            } => {
                 format!("allocate {amount} to contract {contract}")
             }
         }
@@ -873,8 +914,30 @@ pub fn settled(request: &Request, s: &super::model::Snapshot) -> Option<String> 
                 .collect::<Option<Vec<_>>>()?;
             Some(lines.join(", "))
         }
-        // Allocations show in a contract's bucket, not read yet.
-        Action::Allocate { .. } => None,
+        // The contract rose by the amount, or the unallocated money fell by
+        // it (the contract may have been spending meanwhile).
+        Action::Allocate {
+            amount,
+            contract,
+            had: Some(had),
+        } => {
+            let now = Holdings::read(s, contract)?;
+            let rose = had.contract.checked_add(amount).ok()?;
+            if now.contract.checked_cmp(&rose).ok()?.is_ge() {
+                return Some(format!(
+                    "contract {contract} rose from {} to {}",
+                    had.contract, now.contract
+                ));
+            }
+            let (before, after) = (had.unallocated?, now.unallocated?);
+            let fell = before.checked_sub(amount).ok()?;
+            after
+                .checked_cmp(&fell)
+                .ok()?
+                .is_le()
+                .then(|| format!("the unallocated money fell from {before} to {after}"))
+        }
+        Action::Allocate { had: None, .. } => None,
     }
 }
 
@@ -1034,6 +1097,7 @@ mod tests {
                 ],
                 coupons: vec![],
                 discount: None,
+                offered: vec![],
             },
             ..request(160)
         };
@@ -1455,6 +1519,7 @@ mod tests {
             ],
             coupons: vec![],
             discount: None,
+            offered: vec![],
         };
         assert_eq!(pay.describe(), "pay orders o1, o2 together");
         let json = serde_json::to_string(&pay).unwrap();

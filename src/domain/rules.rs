@@ -961,6 +961,28 @@ fn stale_balance(
     now: DateTime<Utc>,
     out: &mut Vec<Finding>,
 ) {
+    for b in &snap.balance.buckets {
+        let Some(as_of) = b.entered_as_of.filter(|at| now - *at >= rule.after) else {
+            continue;
+        };
+        let what = match b.kind {
+            BucketKind::Contract => format!("contract {}", b.name),
+            BucketKind::Unallocated => "the unallocated money".to_owned(),
+            _ => b.name.clone(),
+        };
+        out.push(Finding {
+            key: key(RuleName::StaleBalance, account, &b.name, String::new()),
+            severity: rule.severity,
+            level: Level::Breach,
+            rank: 1,
+            summary: format!(
+                "{what} was last entered {} days ago (as of {}), at {}; no API reads it: enter the portal's figure again",
+                (now - as_of + Duration::hours(12)).num_days(),
+                as_of.format("%Y-%m-%d %H:%M UTC"),
+                b.amount
+            ),
+        });
+    }
     let Some(as_of) = snap.balance.entered_as_of else {
         return;
     };
@@ -1432,6 +1454,7 @@ pub(crate) mod tests {
                 name: (*name).into(),
                 kind: *kind,
                 amount: cny(amount),
+                entered_as_of: None,
             })
             .collect();
         s

@@ -17,8 +17,8 @@ use crate::domain::money::Money;
 use crate::domain::people::Person;
 use crate::domain::policy::{self, Context, Policy, Refusal};
 use crate::domain::request::{
-    self, Action, Judged, NotCancelled, NotDecided, NotResolved, Request, RequestId, State, Tiers,
-    Verdict, Via,
+    self, Action, Holdings, Judged, NotCancelled, NotDecided, NotResolved, Request, RequestId,
+    State, Tiers, Verdict, Via,
 };
 use crate::ports::{NewRequest, Requests, SecondFactors, Step, Store, StoreError, Written};
 
@@ -247,6 +247,102 @@ impl Approvals {
         }
     }
 
+    /// A refusal, audited.
+    async fn refused(
+        &self,
+        person: &Person,
+        account: &AccountId,
+        action: &Action,
+        via: &Via,
+        refusal: policy::Refusal,
+        now: DateTime<Utc>,
+    ) -> Result<Opened, StoreError> {
+        self.requests
+            .audit(&[NewEntry::new(
+                now,
+                &person.name,
+                Event::Refused,
+                None,
+                serde_json::json!({
+                    "account": account.as_str(),
+                    "action": action,
+                    "rule": refusal.rule,
+                    "why": &refusal.why,
+                    "via": via,
+                }),
+            )])
+            .await?;
+        Ok(Opened::Refused(refusal))
+    }
+
+    /// The coupons and discounts the cloud offers on the order a payment
+    /// names, read when it is asked for; what they are is written into the
+    /// request for its card, and a discount the cloud requires (a price
+    /// adjustment) is added when none was named.
+    async fn offers(
+        &self,
+        a: &AccountConfig,
+        action: &mut Action,
+    ) -> Result<Option<Vec<policy::Offer>>, policy::Refusal> {
+        let Action::Pay {
+            orders,
+            coupons,
+            discount,
+            offered,
+        } = action
+        else {
+            return Ok(None);
+        };
+        let (Some(actions), [order]) = (
+            self.executor.actions.get(&a.account.provider),
+            orders.as_slice(),
+        ) else {
+            return Ok(None);
+        };
+        let list = match actions.offers(&a.account, order).await {
+            Ok(Some(list)) => list,
+            Ok(None) => return Ok(None),
+            Err(e) if coupons.is_empty() && discount.is_none() => {
+                tracing::warn!(account = %a.account.id, order = %order, error = %e, "reading the order's offers failed");
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(policy::Refusal {
+                    rule: "pay.offers",
+                    why: format!(
+                        "the coupons and discounts the cloud offers on order {order} could not be read ({e}); try again"
+                    ),
+                });
+            }
+        };
+        if discount.is_none()
+            && let Some(required) = list.iter().find(|o| o.required && o.discount)
+        {
+            *discount = Some(required.id.clone());
+        }
+        *offered = coupons
+            .iter()
+            .chain(discount.iter())
+            .filter_map(|id| list.iter().find(|o| &o.id == id))
+            .map(|o| {
+                let mut line = format!(
+                    "{} {}: {}",
+                    if o.discount { "discount" } else { "coupon" },
+                    o.id,
+                    o.label
+                );
+                if let Some(at) = o.expires_at {
+                    line.push_str(&format!(", until {}", at.format("%Y-%m-%d %H:%M UTC")));
+                }
+                if o.required {
+                    line.push_str(" (required by the cloud)");
+                }
+                line
+            })
+            .collect();
+        Ok(Some(list))
+    }
+
     /// Asks for `action` on `account` as `person`.
     pub async fn open(
         &self,
@@ -294,6 +390,18 @@ impl Approvals {
                 requester_day = requester_day.checked_add(&c).unwrap_or(requester_day);
             }
         }
+        let mut action = action;
+        if let (Action::Allocate { contract, had, .. }, Some(s)) = (&mut action, latest.as_ref()) {
+            *had = Holdings::read(s, contract);
+        }
+        let offers = match self.offers(a, &mut action).await {
+            Ok(offers) => offers,
+            Err(refusal) => {
+                return self
+                    .refused(person, account, &action, &via, refusal, now)
+                    .await;
+            }
+        };
         let cx = Context {
             requester: person,
             now,
@@ -301,25 +409,12 @@ impl Approvals {
             cost,
             account_day,
             requester_day,
-            offers: &[],
+            offers: offers.as_deref(),
         };
         if let Err(refusal) = policy::check(policy, &action, &cx) {
-            self.requests
-                .audit(&[NewEntry::new(
-                    now,
-                    &person.name,
-                    Event::Refused,
-                    None,
-                    serde_json::json!({
-                        "account": account.as_str(),
-                        "action": &action,
-                        "rule": refusal.rule,
-                        "why": &refusal.why,
-                        "via": &via,
-                    }),
-                )])
-                .await?;
-            return Ok(Opened::Refused(refusal));
+            return self
+                .refused(person, account, &action, &via, refusal, now)
+                .await;
         }
         let tier = self.tiers.for_amount(cost.as_ref()).clone();
         let new = NewRequest {
@@ -587,6 +682,9 @@ impl Approvals {
 /// still needs, who asked, and who decided.
 pub fn card(r: &Request) -> Vec<String> {
     let mut lines = vec![format!("{} on {}", r.action.describe(), r.account)];
+    if let Action::Pay { offered, .. } = &r.action {
+        lines.extend(offered.iter().cloned());
+    }
     let mut money = Vec::new();
     if let Some(c) = r.cost.filter(|_| !r.action.costs_nothing()) {
         money.push(format!("cost {c}"));
@@ -637,7 +735,7 @@ pub fn card(r: &Request) -> Vec<String> {
                 "approved · waiting for the payment: quote reference {} · purser closes it when the money arrives",
                 r.key
             ),
-            Action::Allocate { .. } => "approved · waiting for the allocation in the console · purser does not read allocations yet: cancel it once done".into(),
+            Action::Allocate { .. } => "approved · waiting for the allocation in the console · purser closes it when a reading (or an entry) shows the money moved".into(),
             Action::Pay { .. } => "approved · to be paid by hand · purser closes it when the order leaves the unpaid list".into(),
             Action::Renew { .. } => "approved · to be renewed by hand · purser closes it when the new expiry shows".into(),
             Action::Autorenew { .. } => "approved · to be set by hand · purser closes it when the cloud shows the change".into(),

@@ -386,6 +386,7 @@ impl ChatOps {
                         orders: ids,
                         coupons: Vec::new(),
                         discount: None,
+                        offered: Vec::new(),
                     },
                     _ => {
                         return unchanged(Reply {
@@ -566,7 +567,11 @@ impl ChatOps {
                     Ok(m) => m,
                     Err(no) => return Ok(*no),
                 };
-                let action = Action::Allocate { amount, contract };
+                let action = Action::Allocate {
+                    amount,
+                    contract,
+                    had: None,
+                };
                 self.ask(person, Some(&account), action, reason, via, now)
                     .await?
             }
@@ -588,6 +593,7 @@ impl ChatOps {
                     orders,
                     coupons,
                     discount,
+                    offered: Vec::new(),
                 };
                 self.ask(person, None, action, reason, via, now).await?
             }
@@ -893,11 +899,17 @@ impl ChatOps {
                     list.iter().map(silence_line).collect(),
                 )
             }
-            Command::SetBalance { account, amount } => {
+            Command::SetBalance {
+                account,
+                amount,
+                part,
+            } => {
                 let Some(a) = self.accounts.iter().find(|a| a.account.id == account) else {
                     return Ok(self.no_such(&Some(Target::Account(account))));
                 };
-                if !self.entered.contains(&a.account.id) {
+                // A contract's money or the unallocated money: no cloud reads
+                // them by API, so any account may have them entered.
+                if part.is_none() && !self.entered.contains(&a.account.id) {
                     return Ok(Reply::refused(format!(
                         "{account}'s cloud reports its own balance; setbalance is for accounts with no balance API."
                     )));
@@ -913,10 +925,17 @@ impl ChatOps {
                     }
                     Err(e) => return Ok(Reply::refused(e.to_string())),
                 };
+                if part.is_some() && money.is_negative() {
+                    return Ok(Reply::refused(format!(
+                        "{} cannot hold a negative amount ({money}).",
+                        part.as_ref().map(|p| p.describe()).unwrap_or_default()
+                    )));
+                }
                 self.entries
                     .record_balance_entry(
                         &account,
                         &BalanceEntry {
+                            bucket: part.clone(),
                             amount: money,
                             as_of: now,
                             entered_by: person.name.clone(),
@@ -924,6 +943,20 @@ impl ChatOps {
                         },
                     )
                     .await?;
+                if let Some(p) = part {
+                    return Ok(Reply::done(
+                        format!(
+                            "{account} {} is now {money} as of {}, entered by {}.",
+                            p.describe(),
+                            now.format("%Y-%m-%d %H:%M UTC"),
+                            person.name
+                        ),
+                        vec![
+                            "It stands until the next entry, and goes stale as an entered balance does."
+                                .into(),
+                        ],
+                    ));
+                }
                 Reply::done(
                     format!(
                         "{account}'s balance is now {money} as of {}, entered by {}.",
@@ -1356,9 +1389,14 @@ fn decided_reply(decided: Decided, payee: Option<String>) -> Reply {
                     payee.map(|p| format!(" to {p},")).unwrap_or_default(),
                     r.key
                 ),
-                (State::AwaitingPayment, Action::Allocate { amount, contract }) => format!(
-                    "{} approved. Allocate {amount} to contract {contract} in the cloud's console; purser does not read allocations yet, so cancel it once done.",
-                    r.id
+                (
+                    State::AwaitingPayment,
+                    Action::Allocate {
+                        amount, contract, ..
+                    },
+                ) => format!(
+                    "{} approved. Allocate {amount} to contract {contract} in the cloud's console, then enter the contract's new balance (setbalance {} <amount> contract={contract}); purser closes it when a reading shows the money moved.",
+                    r.id, r.account
                 ),
                 _ => match outcome {
                     Some(line) => format!("{} approved. {line}", r.id),

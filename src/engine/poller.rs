@@ -16,7 +16,9 @@ use crate::domain::policy::Policy;
 use crate::domain::request;
 use crate::domain::rules::{self, AccountState, RuleName, Undelivered};
 use crate::domain::silence;
-use crate::ports::{Actions, Clock, Provider, ProviderError, Requests, Store, StoreError};
+use crate::ports::{
+    Actions, BalanceEntries, Clock, Provider, ProviderError, Requests, Store, StoreError,
+};
 
 /// Open requests read per evaluation at most; more open at once than this
 /// is not a team's working set.
@@ -33,6 +35,9 @@ pub struct Poller {
     /// Where approved top-ups are read, to say when one runs late.
     pub requests: Option<Arc<dyn Requests>>,
     pub policies: Arc<HashMap<AccountId, Policy>>,
+    /// Contract and unallocated balances people entered, laid over each
+    /// snapshot.
+    pub entries: Option<Arc<dyn BalanceEntries>>,
 }
 
 /// A provider with the number of calls it may have open at once.
@@ -54,6 +59,10 @@ impl Poller {
         let id = &account.account.id;
         let outcome = match self.poll(account, provider).await {
             Ok(mut snapshot) => {
+                if let Some(entries) = &self.entries {
+                    let entered = entries.bucket_entries(id).await?;
+                    snapshot.balance.with_entries(&entered);
+                }
                 self.price(account, provider, &mut snapshot).await?;
                 Ok(snapshot)
             }

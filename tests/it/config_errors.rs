@@ -279,10 +279,11 @@ fn chat_config_mistakes_are_located() {
         ":16: slack.signing_secret:",
         ":19: people[0].role: unknown role \"boss\"; use viewer, requester, approver or admin",
         ":25: people[1].slack: \"U1\" already belongs to \"ana\"",
-        ":28: people[2]: give at least one of slack, discord or telegram",
     ] {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     }
+    // A person with no chat identity acts from the terminal only.
+    assert!(!err.contains("people[2]"), "{err}");
     let err = error_of(&format!("{BASE}\n[http]\nlisten = \"localhost\"\n"));
     assert!(
         err.contains(":15: http.listen: \"localhost\" is not an address"),

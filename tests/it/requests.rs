@@ -237,7 +237,7 @@ async fn policy_refuses_before_anyone_is_asked_naming_the_rule() {
         ),
         (
             "allocate acme 1,000 COC-1",
-            "Not opened: this account has no service contracts to allocate money to (policy: allocate).",
+            "Not opened: the account has no contract \"COC-1\"; enter its balance first (setbalance <account> <amount> contract=<number>) (policy: allocate.contract).",
         ),
         (
             "renew ins-gone 1",
@@ -616,5 +616,84 @@ async fn the_runway_of_an_account_in_arrears_says_what_it_owes() {
         text.contains("-¥11.19") && text.contains("in arrears"),
         "{text}"
     );
+    app.stop().await;
+}
+
+/// Contract money no API reads: entered by hand, allocated to, and the
+/// allocation closed by the entry that shows it moved.
+#[tokio::test]
+async fn a_contract_balance_entered_by_hand_an_allocation_and_its_closing() {
+    let world = World::new(
+        r#"
+[[accounts]]
+id = "acme"
+balance = "¥8,000"
+buckets = [
+    { name = "COC-2024-7891", kind = "contract", amount = "¥1,200" },
+    { name = "unallocated", kind = "unallocated", amount = "¥5,000" },
+]
+"#,
+        Setup {
+            rules: PEOPLE,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let app = world.start().await;
+    app.settle().await;
+    let chat = world.chat_ops(&app);
+
+    // A contract entered by hand replaces what the cloud showed, from the
+    // next poll; a new one is added.
+    let (kind, text) = say(&chat, "ria", "setbalance acme ¥900 contract=COC-2024-7891").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.starts_with("acme contract COC-2024-7891 is now ¥900.00 as of"),
+        "{text}"
+    );
+    let (kind, text) = say(&chat, "ria", "setbalance acme -¥5 contract=COC-2024-7891").await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    let (kind, _) = say(&chat, "vic", "setbalance acme ¥900 contract=COC-2024-7891").await;
+    assert_eq!(kind, ReplyKind::Refused, "a viewer enters nothing");
+    app.advance(chrono::Duration::minutes(1)).await;
+
+    let (kind, text) = say(&chat, "rex", "allocate acme 1,000 COC-2024-7891").await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    let (_, text) = say(&chat, "ana", "approve R1").await;
+    assert!(
+        text.starts_with(
+            "R1 approved. Allocate ¥1,000.00 to contract COC-2024-7891 in the cloud's console"
+        ),
+        "{text}"
+    );
+    // Not moved yet: the task stays open.
+    app.advance(chrono::Duration::minutes(2)).await;
+    let (_, text) = say(&chat, "vic", "request R1").await;
+    assert!(text.contains("waiting for the allocation"), "{text}");
+
+    // Done in the console; the contract's new balance is entered.
+    say(
+        &chat,
+        "ria",
+        "setbalance acme ¥1,900 contract=COC-2024-7891",
+    )
+    .await;
+    app.advance(chrono::Duration::minutes(1)).await;
+    app.advance(chrono::Duration::minutes(1)).await;
+    let (_, text) = say(&chat, "vic", "request R1").await;
+    assert!(text.starts_with("R1 · verified"), "{text}");
+    let log = app.store.audit_log(None).await.unwrap();
+    let receipt = log
+        .iter()
+        .find(|e| e.event == "receipt")
+        .expect("a receipt");
+    assert!(
+        receipt
+            .detail
+            .contains("contract COC-2024-7891 rose from ¥900.00 to ¥1,900.00"),
+        "{}",
+        receipt.detail
+    );
+    verified(&app).await;
     app.stop().await;
 }

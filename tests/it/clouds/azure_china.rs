@@ -125,6 +125,7 @@ async fn the_entered_balance_less_usage_since_gives_balance_and_runway() {
         .record_balance_entry(
             &a.id,
             &BalanceEntry {
+                bucket: None,
                 amount: Money::parse("10,000.00", Currency::Cny).unwrap(),
                 as_of: now() - Duration::hours(38),
                 entered_by: "ops-lead".into(),
@@ -156,6 +157,7 @@ async fn a_wrong_client_secret_is_refused_without_echo() {
         .record_balance_entry(
             &a.id,
             &BalanceEntry {
+                bucket: None,
                 amount: Money::parse("100", Currency::Cny).unwrap(),
                 as_of: now(),
                 entered_by: "x".into(),

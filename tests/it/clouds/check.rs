@@ -111,6 +111,46 @@ kind = "console"
         String::from_utf8_lossy(&set.stderr)
     );
     assert!(String::from_utf8_lossy(&set.stdout).contains("¥8,765.43"));
+    // Tencent has no API for a managed-service contract's money: entered.
+    let set = purser()
+        .args(["balance", "set", "--config"])
+        .arg(&path)
+        .args([
+            "tc-prod",
+            "¥300",
+            "--contract",
+            "COC-2024-7891",
+            "--by",
+            "ops-lead",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&set.stdout)
+            .contains("tc-prod: contract COC-2024-7891 ¥300.00 as of"),
+        "{}",
+        String::from_utf8_lossy(&set.stdout)
+    );
+    // The account's own balance comes from the API: no entry for it.
+    let refused = purser()
+        .args(["balance", "set", "--config"])
+        .arg(&path)
+        .args(["tc-prod", "¥300"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--contract NUMBER or --unallocated")
+    );
 
     // Every file and its bytes, but SQLite's side files: a reader of a WAL
     // database may create its shared-memory index, which changes no data.
@@ -161,6 +201,17 @@ kind = "console"
     assert_eq!(available("ali-prod"), "12345.67");
     assert_eq!(available("hw-prod"), "20810.92");
     assert_eq!(available("azure-pia"), "8765.43");
+    // The entered contract is judged like one the cloud reported.
+    assert!(
+        report["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "low_balance"
+                && a["account"] == "tc-prod"
+                && a["resource"] == "COC-2024-7891"),
+        "{report:#}"
+    );
     for m in [&tc, &ali, &hw, &az] {
         m.assert_clean();
     }

@@ -27,6 +27,7 @@ const RENEW: &str = "POST /v2/orders/subscriptions/resources/renew";
 const RATE: &str = "POST /v2/bills/ratings/period-resources/renew-rate";
 const PAY: &str = "POST /v3/orders/customer-orders/pay";
 const COUPONS: &str = "GET /v2/orders/customer-orders/order-coupons";
+const DISCOUNTS: &str = "GET /v2/orders/customer-orders/order-discounts";
 const AUTO_ON: &str = "POST /v2/orders/subscriptions/resources/autorenew/r-web";
 const AUTO_OFF: &str = "DELETE /v2/orders/subscriptions/resources/autorenew/r-web";
 
@@ -386,14 +387,22 @@ pub(super) async fn huawei_cloud_of(resources: &[&str]) -> (Mock, Arc<Mutex<Hw>>
         // Success is an empty body.
         ok("")
     });
+    // As ListOrderCouponsByOrderId lists them: kinds 1 to 4, status 2 for
+    // usable; one expired, one not yet activated.
     m.on(COUPONS, |req, _| {
         if req.param("order_id").as_deref() != Some(ORDER) {
             return ok(json!({"count": 0, "user_coupons": []}).to_string());
         }
-        ok(json!({"count": 1, "user_coupons": [
-            {"coupon_id": "CP-1", "coupon_type": 301, "status": 2, "measure_id": 1, "face_value": 100}]})
+        ok(json!({"count": 3, "user_coupons": [
+            {"coupon_id": "CP-1", "coupon_type": 1, "status": 2, "measure_id": 1, "face_value": 100,
+             "effective_time": "2026-10-01T00:00:00Z", "expire_time": "2026-12-31T15:59:59Z"},
+            {"coupon_id": "CP-OLD", "coupon_type": 4, "status": 2, "measure_id": 1, "face_value": 50,
+             "effective_time": "2026-09-01T00:00:00Z", "expire_time": "2026-10-31T15:59:59Z"},
+            {"coupon_id": "CP-LATER", "coupon_type": 1, "status": 1, "measure_id": 1, "face_value": 80}],
+            "coupon_max_use_quantity": []})
         .to_string())
     });
+    m.on(DISCOUNTS, |_, _| ok(json!({"discounts": []}).to_string()));
     let s = hw.clone();
     m.on(AUTO_ON, move |_, _| {
         s.lock().unwrap().web().auto = true;
@@ -491,6 +500,7 @@ fn pay(coupons: &[&str]) -> Action {
         orders: vec![ExternalId::parse(ORDER).unwrap()],
         coupons: coupons.iter().map(|c| (*c).to_owned()).collect(),
         discount: None,
+        offered: vec![],
     }
 }
 
@@ -652,7 +662,7 @@ async fn refusals_fail_the_request_with_the_clouds_words_and_charge_nothing() {
 }
 
 #[tokio::test]
-async fn a_coupon_is_sent_with_the_type_the_cloud_gives_it() {
+async fn a_coupon_is_paid_with_the_code_payorders_gives_its_kind() {
     let (rig, hw) = rig().await;
     let r = rig.approved(pay(&["CP-1"])).await;
     assert_eq!(rig.run(r.id).await.request.state, State::Succeeded);
@@ -852,4 +862,54 @@ async fn from_chat_an_unclear_renewal_is_settled_by_an_approver_who_looked() {
     assert_eq!(note["resolved"], "done");
     assert_eq!(note["note"], "paid CS-RENEW-1 in the console");
     assert!(hw.lock().unwrap().charges.is_empty(), "purser paid nothing");
+}
+
+#[tokio::test]
+async fn from_chat_a_coupon_order_is_paid_with_its_coupon_and_an_expired_one_is_refused() {
+    let (m, hw) = huawei_cloud().await;
+    let (_world, app, chat) = daemon(&huawei_account(&m), &KEYS, "").await;
+    let say = async |name: &str, text: &str| super::say(&chat, name, text).await;
+
+    // Expired at the end of October: refused before anyone is asked.
+    let (kind, text) = say("rex", &format!("pay {ORDER} coupon=CP-OLD")).await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    assert!(
+        text.contains("pay.offers") && text.contains("CP-OLD has expired"),
+        "{text}"
+    );
+    // Not activated yet: the cloud does not offer it.
+    let (kind, text) = say("rex", &format!("pay {ORDER} coupon=CP-LATER")).await;
+    assert_eq!(kind, ReplyKind::Refused, "{text}");
+    assert!(
+        text.contains("not a coupon or discount the cloud offers"),
+        "{text}"
+    );
+    assert!(charges(&hw).is_empty());
+
+    let (kind, text) = say("rex", &format!("pay {ORDER} coupon=CP-1 month end")).await;
+    assert_eq!(kind, ReplyKind::Done, "{text}");
+    assert!(
+        text.contains("coupon CP-1: voucher ¥100.00, until 2026-12-31 15:59 UTC"),
+        "the card shows what the cloud said of it: {text}"
+    );
+    let (_, text) = say("bo", "approve R1").await;
+    assert!(
+        text.starts_with(&format!(
+            "R1 approved. Done: {ORDER} paid from the balance."
+        )),
+        "{text}"
+    );
+    {
+        let h = hw.lock().unwrap();
+        assert_eq!(
+            h.coupon_bodies,
+            [
+                json!({"order_id": ORDER, "use_coupon": "YES", "use_discount": "NO",
+                "coupon_infos": [{"id": "CP-1", "type": 301}]})
+            ]
+        );
+        assert_eq!(h.charges, [format!("pay {ORDER}")]);
+    }
+    m.assert_clean();
+    app.stop().await;
 }

@@ -58,6 +58,7 @@ fn pay() -> Action {
         orders: vec![ExternalId::parse(super::huawei::ORDER).unwrap()],
         coupons: vec![],
         discount: None,
+        offered: vec![],
     }
 }
 

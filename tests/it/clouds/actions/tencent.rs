@@ -312,6 +312,7 @@ fn pay_the_order() -> Action {
         orders: vec![purser::domain::model::ExternalId::parse(ORDER).unwrap()],
         coupons: vec![],
         discount: None,
+        offered: vec![],
     }
 }
 
