@@ -444,6 +444,8 @@ struct RawConfig {
     policy: policy::RawPolicy,
     calendar: Option<oncall::RawCalendar>,
     #[serde(default)]
+    calendars: BTreeMap<String, Spanned<oncall::RawCalendar>>,
+    #[serde(default)]
     response: BTreeMap<String, Spanned<oncall::RawResponse>>,
     #[serde(default)]
     schedules: Vec<oncall::RawSchedule>,
@@ -1971,6 +1973,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         base,
         oncall::RawOnCall {
             calendar: raw.calendar.as_ref(),
+            calendars: &raw.calendars,
             response: &raw.response,
             schedules: &raw.schedules,
             escalation: &raw.escalation,
@@ -2020,6 +2023,11 @@ impl Config {
         let o = &self.oncall;
         crate::engine::escalator::Settings {
             calendar: o.calendar.clone(),
+            calendars: o
+                .severity_calendars
+                .iter()
+                .map(|(s, (_, c))| (*s, c.clone()))
+                .collect(),
             responses: o.responses.clone(),
             chains: o.chains.clone(),
             schedules: o.schedules.clone(),
@@ -2881,6 +2889,22 @@ pub fn describe(config: &Config) -> String {
             })
             .collect();
         out.push_str(&format!("  escalation {severity}: {}\n", steps.join(" → ")));
+    }
+    for (severity, (name, c)) in &o.severity_calendars {
+        let days: Vec<&str> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .into_iter()
+            .zip(c.days)
+            .filter_map(|(d, on)| on.then_some(d))
+            .collect();
+        out.push_str(&format!(
+            "  {severity} on calendar {name}: {:02}:{:02}-{:02}:{:02} {} ({})\n",
+            c.opens / 60,
+            c.opens % 60,
+            c.closes / 60,
+            c.closes % 60,
+            days.join(","),
+            c.zone.name()
+        ));
     }
     for p in &o.pagers {
         let kind = match p.kind {

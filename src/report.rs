@@ -68,7 +68,7 @@ pub fn sla(
         .filter(|e| e.raised_at >= since && e.raised_at < until)
         .cloned()
         .collect();
-    let severities = escalation::sla(&chosen, &settings.calendar, now)
+    let severities = escalation::sla(&chosen, |s| settings.calendar_of(s), now)
         .into_iter()
         .map(|row| line(&row, settings))
         .collect();
@@ -192,6 +192,7 @@ mod tests {
     fn the_table_lines_up_and_leaves_out_what_is_unknown() {
         let settings = Settings {
             calendar: Calendar::weekdays(chrono_tz::Asia::Shanghai, 9 * 60, 18 * 60),
+            calendars: Default::default(),
             responses: Default::default(),
             chains: Default::default(),
             schedules: Vec::new(),

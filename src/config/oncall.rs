@@ -24,6 +24,11 @@ pub struct OnCallConfig {
     pub calendar: Calendar,
     /// The years the holiday file says it covers; empty without one.
     pub calendar_years: Vec<i32>,
+    /// `[calendars.NAME]`: other working hours, by name.
+    pub calendars: BTreeMap<String, Calendar>,
+    /// The calendar each severity's response clock and chain run on, where
+    /// it names one (else `calendar`), with its name.
+    pub severity_calendars: BTreeMap<Severity, (String, Calendar)>,
     pub responses: BTreeMap<Severity, Response>,
     pub schedules: Vec<Rotation>,
     /// Overrides written in config (chat adds more, kept in the store).
@@ -50,6 +55,8 @@ impl Default for OnCallConfig {
         OnCallConfig {
             calendar: Calendar::weekdays(chrono_tz::Asia::Shanghai, 9 * 60, 18 * 60),
             calendar_years: Vec::new(),
+            calendars: BTreeMap::new(),
+            severity_calendars: BTreeMap::new(),
             responses: BTreeMap::new(),
             schedules: Vec::new(),
             overrides: Vec::new(),
@@ -91,6 +98,8 @@ pub(super) struct RawCalendar {
 pub(super) struct RawResponse {
     within: S,
     clock: Option<S>,
+    /// A `[calendars.NAME]` the working clock runs on.
+    calendar: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +126,9 @@ pub(super) struct RawOverride {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawChain {
+    /// A `[calendars.NAME]` its steps count on (the severity's response
+    /// clock runs on the same one).
+    calendar: Option<S>,
     steps: Spanned<Vec<RawStep>>,
     repeat: Option<Spanned<i64>>,
     repeat_every: Option<S>,
@@ -164,6 +176,7 @@ struct RawHoliday {
 /// `[[pagers]]` say, as read.
 pub(super) struct RawOnCall<'a> {
     pub calendar: Option<&'a RawCalendar>,
+    pub calendars: &'a BTreeMap<String, Spanned<RawCalendar>>,
     pub response: &'a BTreeMap<String, Spanned<RawResponse>>,
     pub schedules: &'a [RawSchedule],
     pub escalation: &'a BTreeMap<String, Spanned<RawChain>>,
@@ -183,7 +196,19 @@ pub(super) fn build(
 ) -> OnCallConfig {
     let mut out = OnCallConfig::default();
     if let Some(c) = raw.calendar {
-        build_calendar(issues, base, c, &mut out);
+        let (mut calendar, mut years) = (out.calendar.clone(), Vec::new());
+        build_calendar(issues, base, "calendar", c, &mut calendar, &mut years);
+        out.calendar = calendar;
+        out.calendar_years = years;
+    }
+    for (name, c) in raw.calendars {
+        // A named calendar starts in the main one's zone, on weekdays 09:00
+        // to 18:00, with no holidays unless it names a file.
+        let mut calendar = Calendar::weekdays(out.calendar.zone, 9 * 60, 18 * 60);
+        let mut years = Vec::new();
+        let key = format!("calendars.{name}");
+        build_calendar(issues, base, &key, c.get_ref(), &mut calendar, &mut years);
+        out.calendars.insert(name.clone(), calendar);
     }
     for (key, r) in raw.response {
         let at = format!("response.{key}");
@@ -211,6 +236,9 @@ pub(super) fn build(
                 ),
             }
         }
+        if let Some(name) = &r.get_ref().calendar {
+            name_calendar(issues, &mut out, severity, name, &format!("{at}.calendar"));
+        }
         out.responses.insert(severity, response);
     }
     out.pagers = build_pagers(issues, base, raw.pagers);
@@ -235,6 +263,9 @@ pub(super) fn build(
             issues.at(c, at, format!("{key:?} is not a severity; use A, B or C"));
             continue;
         };
+        if let Some(name) = &c.get_ref().calendar {
+            name_calendar(issues, &mut out, severity, name, &format!("{at}.calendar"));
+        }
         if let Some(chain) = build_chain(issues, &at, c, &out, &known) {
             out.chains.insert(severity, chain);
         }
@@ -243,13 +274,64 @@ pub(super) fn build(
     out
 }
 
-fn build_calendar(issues: &mut Issues<'_>, base: &Path, c: &RawCalendar, out: &mut OnCallConfig) {
+/// `severity`'s clock and chain run on the calendar `name`; both may name
+/// it, but not two different ones.
+fn name_calendar(
+    issues: &mut Issues<'_>,
+    out: &mut OnCallConfig,
+    severity: Severity,
+    name: &S,
+    key: &str,
+) {
+    let n = name.get_ref().trim();
+    let Some(calendar) = out.calendars.get(n) else {
+        let known: Vec<&str> = out.calendars.keys().map(String::as_str).collect();
+        issues.at(
+            name,
+            key,
+            format!(
+                "no [calendars.{n}]{}",
+                if known.is_empty() {
+                    "; define it, or leave this out for [calendar]".to_owned()
+                } else {
+                    format!("; defined: {}", known.join(", "))
+                }
+            ),
+        );
+        return;
+    };
+    if let Some((other, _)) = out.severity_calendars.get(&severity)
+        && other != n
+    {
+        issues.at(
+            name,
+            key,
+            format!(
+                "{severity}'s response clock runs on {other:?}: its chain counts on the same calendar"
+            ),
+        );
+        return;
+    }
+    out.severity_calendars
+        .insert(severity, (n.to_owned(), calendar.clone()));
+}
+
+/// `c` read into `calendar` (and the years its holiday file covers into
+/// `years`); mistakes are named under `key` (`calendar`, `calendars.platform`).
+fn build_calendar(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    key: &str,
+    c: &RawCalendar,
+    calendar: &mut Calendar,
+    years: &mut Vec<i32>,
+) {
     if let Some(z) = &c.zone {
         match z.get_ref().trim().parse::<Tz>() {
-            Ok(zone) => out.calendar.zone = zone,
+            Ok(zone) => calendar.zone = zone,
             Err(_) => issues.at(
                 z,
-                "calendar.zone",
+                format!("{key}.zone"),
                 format!(
                     "{:?} is not an IANA time zone; write e.g. Asia/Shanghai",
                     z.get_ref()
@@ -265,11 +347,15 @@ fn build_calendar(issues: &mut Issues<'_>, base: &Path, c: &RawCalendar, out: &m
             .and_then(|(a, b)| Ok((calendar::parse_minute(a)?, calendar::parse_minute(b)?)));
         match parsed {
             Ok((opens, closes)) if opens < closes => {
-                out.calendar.opens = opens;
-                out.calendar.closes = closes;
+                calendar.opens = opens;
+                calendar.closes = closes;
             }
-            Ok(_) => issues.at(h, "calendar.hours", "the day must close after it opens"),
-            Err(e) => issues.at(h, "calendar.hours", e),
+            Ok(_) => issues.at(
+                h,
+                format!("{key}.hours"),
+                "the day must close after it opens",
+            ),
+            Err(e) => issues.at(h, format!("{key}.hours"), e),
         }
     }
     if let Some(days) = &c.days {
@@ -279,7 +365,7 @@ fn build_calendar(issues: &mut Issues<'_>, base: &Path, c: &RawCalendar, out: &m
                 Some(w) => set[w.num_days_from_monday() as usize] = true,
                 None => issues.at(
                     d,
-                    "calendar.days",
+                    format!("{key}.days"),
                     format!(
                         "{:?} is not a day of the week; write mon, tue, …",
                         d.get_ref()
@@ -288,24 +374,32 @@ fn build_calendar(issues: &mut Issues<'_>, base: &Path, c: &RawCalendar, out: &m
             }
         }
         if !set.contains(&true) {
-            issues.at(days, "calendar.days", "name at least one business day");
+            issues.at(
+                days,
+                format!("{key}.days"),
+                "name at least one business day",
+            );
         }
-        out.calendar.days = set;
+        calendar.days = set;
     }
     if let Some(f) = &c.holidays {
         let path = base.join(f.get_ref());
         match std::fs::read_to_string(&path) {
             Ok(text) => match holidays(&text) {
-                Ok((years, off, work)) => {
-                    out.calendar_years = years;
-                    out.calendar.holidays = off;
-                    out.calendar.workdays = work;
+                Ok((covered, off, work)) => {
+                    *years = covered;
+                    calendar.holidays = off;
+                    calendar.workdays = work;
                 }
-                Err(e) => issues.at(f, "calendar.holidays", format!("{}: {e}", path.display())),
+                Err(e) => issues.at(
+                    f,
+                    format!("{key}.holidays"),
+                    format!("{}: {e}", path.display()),
+                ),
             },
             Err(e) => issues.at(
                 f,
-                "calendar.holidays",
+                format!("{key}.holidays"),
                 format!("cannot read {}: {e}", path.display()),
             ),
         }

@@ -42,6 +42,9 @@ pub struct Contact {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub calendar: Calendar,
+    /// The calendar a severity's response clock and chain run on, where it
+    /// is not `calendar`.
+    pub calendars: BTreeMap<Severity, Calendar>,
     pub responses: BTreeMap<Severity, Response>,
     pub chains: BTreeMap<Severity, Chain>,
     pub schedules: Vec<Rotation>,
@@ -59,6 +62,11 @@ impl Settings {
 
     pub fn zone(&self) -> Tz {
         self.calendar.zone
+    }
+
+    /// The calendar `s`'s working clock runs on.
+    pub fn calendar_of(&self, s: Severity) -> &Calendar {
+        self.calendars.get(&s).unwrap_or(&self.calendar)
     }
 }
 
@@ -221,10 +229,12 @@ impl Escalator {
             a.fired_at.unwrap_or(a.started_at),
             s.response(a.severity),
             chain,
-            &s.calendar,
+            s.calendar_of(a.severity),
         );
         match &a.acknowledged {
-            Some(ack) => escalation::acknowledge(&e, &ack.by, ack.at, chain, &s.calendar),
+            Some(ack) => {
+                escalation::acknowledge(&e, &ack.by, ack.at, chain, s.calendar_of(a.severity))
+            }
             None => e,
         }
     }
@@ -264,7 +274,8 @@ impl Escalator {
             && next.is_open()
             && ack.at >= next.round_start
         {
-            next = escalation::acknowledge(&next, &ack.by, ack.at, chain, &s.calendar);
+            next =
+                escalation::acknowledge(&next, &ack.by, ack.at, chain, s.calendar_of(e.severity));
             pages.extend(
                 self.pager_events(&next, PagerEvent::Acknowledge, Some(&ack.by))
                     .await?,
@@ -273,7 +284,7 @@ impl Escalator {
         if let Some(chain) = chain
             && !muted
         {
-            let (walked, taken) = escalation::walk(&next, chain, &s.calendar, now);
+            let (walked, taken) = escalation::walk(&next, chain, s.calendar_of(e.severity), now);
             next = walked;
             for page in taken {
                 let (p, line) = self.page(&next, alert, &page, overrides, now);
@@ -390,7 +401,9 @@ impl Escalator {
                         ),
                     ));
                 }
-                let waited = e.clock.elapsed(&s.calendar, e.round_start, now);
+                let waited = e
+                    .clock
+                    .elapsed(s.calendar_of(e.severity), e.round_start, now);
                 let mut line = format!(
                     "Paged {} — not acknowledged after {}{}; respond by {due}",
                     if told.is_empty() {

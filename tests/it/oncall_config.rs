@@ -315,3 +315,60 @@ fn holiday_file_mistakes_name_the_files_line() {
         "{err}"
     );
 }
+
+/// Seed 004: A around the clock; B and C platform support 09:00–24:00 every
+/// day of the year; billing 09:00–18:00 on business days; Beijing time.
+#[test]
+fn each_severity_names_the_calendar_its_clock_and_chain_run_on() {
+    let text = format!(
+        r##"{BASE}
+[calendar]
+zone = "Asia/Shanghai"
+hours = "09:00-18:00"
+holidays = "calendars/cn-2026.toml"
+
+[calendars.platform]
+hours = "09:00-24:00"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+[response]
+A = {{ within = "2h", clock = "always" }}
+B = {{ within = "4h", clock = "working", calendar = "platform" }}
+C = {{ within = "8h", clock = "working" }}
+
+[escalation.B]
+calendar = "platform"
+steps = [{{ after = "1h", notify = ["person:ana"] }}]
+"##
+    );
+    let (_dir, c) = with_calendar(&text);
+    let c = c.expect("valid");
+    let s = c.escalation_settings();
+    // Saturday 21 November 2026, 22:00 in Beijing: B's clock runs (until
+    // midnight, then from 09:00 Sunday); C's, on business days, does not.
+    let at = bj(2026, 11, 21, 22, 0);
+    let b = s.response(Severity::B);
+    assert_eq!(
+        b.clock.add(s.calendar_of(Severity::B), at, b.within),
+        bj(2026, 11, 22, 11, 0)
+    );
+    let cc = s.response(Severity::C);
+    assert_eq!(
+        cc.clock.add(s.calendar_of(Severity::C), at, cc.within),
+        bj(2026, 11, 23, 17, 0)
+    );
+    // National Day is a holiday for billing, not for platform support.
+    let holiday = "2026-10-05".parse::<NaiveDate>().unwrap();
+    assert!(!s.calendar_of(Severity::C).is_business_day(holiday));
+    assert!(s.calendar_of(Severity::B).is_business_day(holiday));
+    assert!(purser::config::describe(&c).contains("B on calendar platform"));
+
+    let unknown =
+        with_calendar(&text.replacen("calendar = \"platform\" }", "calendar = \"platfrom\" }", 1))
+            .1
+            .expect_err("refused");
+    assert!(
+        unknown.contains("response.B.calendar: no [calendars.platfrom]; defined: platform"),
+        "{unknown}"
+    );
+}
