@@ -32,6 +32,8 @@ pub struct Config {
     pub file: PathBuf,
     pub store: StoreConfig,
     pub scheduler: SchedulerConfig,
+    /// The rules purser's own alerts (`calendar_expiring`) follow.
+    pub own_rules: RuleSet,
     pub providers: Vec<ProviderConfig>,
     pub accounts: Vec<AccountConfig>,
     pub outputs: Vec<OutputConfig>,
@@ -565,6 +567,7 @@ struct RawRules {
     stale_balance: Option<RawLasting>,
     payment_late: Option<RawSimple>,
     delivery_failed: Option<RawSimple>,
+    calendar_expiring: Option<RawSimple>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -986,7 +989,16 @@ fn merge_rules(base: &mut RawRules, over: &RawRules) {
     }
     if let Some(o) = &over.unpaid_order {
         let b = base.unpaid_order.get_or_insert_with(Default::default);
-        merge_opt!(b, o, enabled, before_deadline, severity, pending, repeat);
+        merge_opt!(
+            b,
+            o,
+            enabled,
+            before_deadline,
+            after,
+            severity,
+            pending,
+            repeat
+        );
     }
     for (b, o) in [
         (&mut base.poll_failed, &over.poll_failed),
@@ -1196,6 +1208,18 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
         timing: timing(issues, "autorenew_failed", &af.pending, &af.repeat, repeat),
     };
 
+    let ce = raw.calendar_expiring.clone().unwrap_or_default();
+    let calendar_expiring = Simple {
+        enabled: ce.enabled.unwrap_or(true),
+        severity: opt_severity(
+            issues,
+            "rules.calendar_expiring.severity",
+            ce.severity.as_ref(),
+            Severity::C,
+        ),
+        timing: timing(issues, "calendar_expiring", &ce.pending, &ce.repeat, repeat),
+    };
+
     let pl = raw.payment_late.clone().unwrap_or_default();
     let payment_late = Simple {
         enabled: pl.enabled.unwrap_or(true),
@@ -1282,6 +1306,7 @@ fn build_rules(issues: &mut Issues<'_>, raw: &RawRules, currency: Currency) -> R
         ),
         payment_late,
         delivery_failed,
+        calendar_expiring,
         // A weekly reading keeps the estimate close to the portal.
         stale_balance: lasting(
             issues,
@@ -1683,6 +1708,15 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             policy,
         });
     }
+    // purser's own alerts (about itself) follow their [rules] table, with
+    // no override; the accounts' rules, with their currencies, are not theirs.
+    let before = issues.list.len();
+    let own = RawRules {
+        calendar_expiring: raw.rules.calendar_expiring.clone(),
+        ..RawRules::default()
+    };
+    let own_rules = build_rules(issues, &own, Currency::Cny);
+    dedup_from(&mut issues.list, before);
     for (i, o) in raw.overrides.iter().enumerate() {
         for a in &o.accounts {
             if !ids.iter().any(|id| id.as_str() == a.get_ref()) {
@@ -2000,6 +2034,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
 
     Config {
         file: path.to_owned(),
+        own_rules,
         store,
         scheduler,
         providers,

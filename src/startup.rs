@@ -380,20 +380,18 @@ impl Application {
                 )
             })
             .collect();
+        // Said at every start, and raised as calendar_expiring by the
+        // scheduler, until the file is extended.
+        if let Some(file) = &config.oncall.calendar_file
+            && let Some(f) = crate::domain::rules::calendar_expiring(
+                &config.own_rules.calendar_expiring,
+                &config.oncall.calendar_years,
+                file,
+                config.oncall.calendar.zone,
+                clock.now(),
+            )
         {
-            use chrono::Datelike;
-            let year = clock
-                .now()
-                .with_timezone(&config.oncall.calendar.zone)
-                .year();
-            let years = &config.oncall.calendar_years;
-            if !years.is_empty() && !years.contains(&year) {
-                tracing::warn!(
-                    covers = ?years,
-                    year,
-                    "the holiday calendar does not cover this year: working hours count holidays as working days until it is added"
-                );
-            }
+            tracing::warn!(covers = ?config.oncall.calendar_years, "{}", f.summary);
         }
         let executor = Arc::new(Executor::new(
             Arc::new(store.clone()),
@@ -427,18 +425,27 @@ impl Application {
             poller: poller.clone(),
             accounts: Arc::new(config.accounts.clone()),
         };
-        let scheduler = Scheduler {
-            requests: Some(approvals.clone()),
-            accounts: Arc::new(config.accounts.clone()),
-            providers: limited,
-            poller,
-            jitter: config.scheduler.jitter,
-            timezone: config.scheduler.timezone,
-            retention: config.store.retention,
-            store: shared.clone(),
-            activity: activity.clone(),
-            outbox_written: written.clone(),
-        };
+        let scheduler =
+            Scheduler {
+                requests: Some(approvals.clone()),
+                accounts: Arc::new(config.accounts.clone()),
+                providers: limited,
+                poller,
+                jitter: config.scheduler.jitter,
+                timezone: config.scheduler.timezone,
+                retention: config.store.retention,
+                store: shared.clone(),
+                activity: activity.clone(),
+                outbox_written: written.clone(),
+                own: config.oncall.calendar_file.as_ref().map(|file| {
+                    crate::engine::poller::OwnWatch {
+                        rules: config.own_rules.clone(),
+                        covers: config.oncall.calendar_years.clone(),
+                        file: file.clone(),
+                        zone: config.oncall.calendar.zone,
+                    }
+                }),
+            };
         let mut outputs = build_outputs(
             &config,
             &clock,

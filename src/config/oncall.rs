@@ -24,6 +24,8 @@ pub struct OnCallConfig {
     pub calendar: Calendar,
     /// The years the holiday file says it covers; empty without one.
     pub calendar_years: Vec<i32>,
+    /// The holiday file, as `[calendar] holidays` names it.
+    pub calendar_file: Option<String>,
     /// `[calendars.NAME]`: other working hours, by name.
     pub calendars: BTreeMap<String, Calendar>,
     /// The calendar each severity's response clock and chain run on, where
@@ -55,6 +57,7 @@ impl Default for OnCallConfig {
         OnCallConfig {
             calendar: Calendar::weekdays(chrono_tz::Asia::Shanghai, 9 * 60, 18 * 60),
             calendar_years: Vec::new(),
+            calendar_file: None,
             calendars: BTreeMap::new(),
             severity_calendars: BTreeMap::new(),
             responses: BTreeMap::new(),
@@ -200,6 +203,7 @@ pub(super) fn build(
         build_calendar(issues, base, "calendar", c, &mut calendar, &mut years);
         out.calendar = calendar;
         out.calendar_years = years;
+        out.calendar_file = c.holidays.as_ref().map(|h| h.get_ref().clone());
     }
     for (name, c) in raw.calendars {
         // A named calendar starts in the main one's zone, on weekdays 09:00

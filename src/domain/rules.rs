@@ -29,10 +29,12 @@ pub enum RuleName {
     StaleBalance,
     PaymentLate,
     DeliveryFailed,
+    /// The holiday calendar is about to run out (or has).
+    CalendarExpiring,
 }
 
 impl RuleName {
-    pub const ALL: [RuleName; 11] = [
+    pub const ALL: [RuleName; 12] = [
         RuleName::LowBalance,
         RuleName::Runway,
         RuleName::Expiring,
@@ -44,6 +46,7 @@ impl RuleName {
         RuleName::StaleBalance,
         RuleName::PaymentLate,
         RuleName::DeliveryFailed,
+        RuleName::CalendarExpiring,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl RuleName {
             RuleName::StaleBalance => "stale_balance",
             RuleName::PaymentLate => "payment_late",
             RuleName::DeliveryFailed => "delivery_failed",
+            RuleName::CalendarExpiring => "calendar_expiring",
         }
     }
 
@@ -227,6 +231,8 @@ pub struct RuleSet {
     pub payment_late: Simple,
     /// Notices about the account an output never took, after every attempt.
     pub delivery_failed: DeliveryFailed,
+    /// purser's own: the holiday file is about to run out.
+    pub calendar_expiring: Simple,
 }
 
 /// `delivery_failed`: as severe as the worst notice lost, unless set.
@@ -251,6 +257,7 @@ impl RuleSet {
             RuleName::StaleBalance => &self.stale_balance.timing,
             RuleName::PaymentLate => &self.payment_late.timing,
             RuleName::DeliveryFailed => &self.delivery_failed.timing,
+            RuleName::CalendarExpiring => &self.calendar_expiring.timing,
         }
     }
 }
@@ -648,6 +655,64 @@ fn expiring(
         });
         tiered(tiers, out);
     }
+}
+
+/// The account name purser's own alerts (about itself, not a cloud
+/// account) are kept under.
+pub const SELF: &str = "purser";
+
+/// How close to a year's end a holiday calendar without the next year is
+/// worth a word: the next year's schedule is published about then.
+pub const CALENDAR_NOTICE_DAYS: i64 = 30;
+
+/// `calendar_expiring`: from 30 days before the last year the holiday file
+/// covers ends (and once it has), working hours would count the coming
+/// holidays as working days. `covers` is empty without a holiday file.
+pub fn calendar_expiring(
+    rule: &Simple,
+    covers: &[i32],
+    file: &str,
+    zone: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> Option<Finding> {
+    use chrono::{Datelike, TimeZone};
+    let last = *covers.iter().max()?;
+    if !rule.enabled {
+        return None;
+    }
+    let local = now.with_timezone(&zone);
+    let year = local.year();
+    let ends = zone
+        .with_ymd_and_hms(last.checked_add(1)?, 1, 1, 0, 0, 0)
+        .earliest()?
+        .with_timezone(&Utc);
+    let summary = if !covers.contains(&year) {
+        format!(
+            "the holiday calendar {file} covers {}, not {year}: response clocks count {year}'s holidays as working days; \
+             add {year} to it (the State Council's General Office publishes each year's schedule, usually in November)",
+            covers
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else if ends - now <= Duration::days(CALENDAR_NOTICE_DAYS) {
+        let next = last + 1;
+        format!(
+            "the holiday calendar {file} ends with {last}, in {} days: add {next}'s holidays and make-up working days \
+             (the State Council's General Office publishes them, usually in November), or response clocks will count them as working days",
+            (ends - now).num_days()
+        )
+    } else {
+        return None;
+    };
+    Some(Finding {
+        key: key(RuleName::CalendarExpiring, SELF, file, String::new()),
+        severity: rule.severity,
+        level: Level::Breach,
+        rank: 1,
+        summary,
+    })
 }
 
 /// Whether `r` auto-renews within `within` of `now`: a renewal the cloud
@@ -1158,6 +1223,11 @@ pub(crate) mod tests {
                 severity: None,
                 timing: timing(Some(4)),
             },
+            calendar_expiring: Simple {
+                enabled: true,
+                severity: Severity::C,
+                timing: timing(None),
+            },
             stale_balance: Lasting {
                 enabled: true,
                 after: Duration::days(7),
@@ -1393,6 +1463,59 @@ pub(crate) mod tests {
                 && old.summary.contains("the cloud gives no payment deadline"),
             "{}",
             old.summary
+        );
+    }
+
+    #[test]
+    fn a_holiday_calendar_running_out_is_said_from_thirty_days_before() {
+        use chrono_tz::Asia::Shanghai;
+        let rule = Simple {
+            enabled: true,
+            severity: Severity::C,
+            timing: timing(None),
+        };
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let file = "calendars/cn-2026.toml";
+        // 2 December in Beijing: 30 days before 2027 begins there.
+        assert!(
+            calendar_expiring(&rule, &[2026], file, Shanghai, at("2026-11-30T15:00:00Z")).is_none()
+        );
+        let f =
+            calendar_expiring(&rule, &[2026], file, Shanghai, at("2026-12-02T16:00:00Z")).unwrap();
+        assert_eq!(f.key.account, SELF);
+        assert_eq!(f.key.rule, RuleName::CalendarExpiring);
+        assert_eq!(f.severity, Severity::C);
+        assert!(
+            f.summary
+                .contains("calendars/cn-2026.toml ends with 2026, in 29 days: add 2027's holidays"),
+            "{}",
+            f.summary
+        );
+        // The next year covered: nothing to say.
+        assert!(
+            calendar_expiring(
+                &rule,
+                &[2026, 2027],
+                file,
+                Shanghai,
+                at("2026-12-20T00:00:00Z")
+            )
+            .is_none()
+        );
+        // Past it: working hours already count holidays as working days.
+        let f =
+            calendar_expiring(&rule, &[2026], file, Shanghai, at("2027-01-05T00:00:00Z")).unwrap();
+        assert!(f.summary.contains("covers 2026, not 2027"), "{}", f.summary);
+        // No holiday file, or the rule off: nothing.
+        assert!(
+            calendar_expiring(&rule, &[], file, Shanghai, at("2027-01-05T00:00:00Z")).is_none()
+        );
+        let off = Simple {
+            enabled: false,
+            ..rule
+        };
+        assert!(
+            calendar_expiring(&off, &[2026], file, Shanghai, at("2027-01-05T00:00:00Z")).is_none()
         );
     }
 

@@ -233,7 +233,8 @@ impl Button {
             RuleName::PollFailed
             | RuleName::StaleBalance
             | RuleName::PaymentLate
-            | RuleName::DeliveryFailed => None,
+            | RuleName::DeliveryFailed
+            | RuleName::CalendarExpiring => None,
         }
     }
 }

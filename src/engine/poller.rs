@@ -11,10 +11,10 @@ use tracing::{error, info, warn};
 use super::guard;
 use crate::config::AccountConfig;
 use crate::domain::alert::{self, Alert, Changes};
-use crate::domain::model::{AccountId, FailureKind, PollFailure, Snapshot};
+use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, Snapshot};
 use crate::domain::policy::Policy;
 use crate::domain::request;
-use crate::domain::rules::{self, AccountState, RuleName, Undelivered};
+use crate::domain::rules::{self, AccountState, RuleName, RuleSet, Undelivered};
 use crate::domain::silence;
 use crate::ports::{
     Actions, BalanceEntries, Clock, Provider, ProviderError, Requests, Store, StoreError,
@@ -288,23 +288,67 @@ impl Poller {
         findings: &[rules::Finding],
         now: DateTime<Utc>,
     ) -> Result<Changes, StoreError> {
+        self.reconcile_for(&account.account, &account.rules, open, findings, now)
+            .await
+    }
+
+    async fn reconcile_for(
+        &self,
+        account: &Account,
+        rules: &RuleSet,
+        open: &[Alert],
+        findings: &[rules::Finding],
+        now: DateTime<Utc>,
+    ) -> Result<Changes, StoreError> {
         let silences = self.store.silences(now).await?;
         let muted = |a: &Alert| {
-            silence::silenced_by(
-                &silences,
-                &account.account,
-                &a.key,
-                a.severity.as_str(),
-                now,
-            )
-            .is_some()
+            silence::silenced_by(&silences, account, &a.key, a.severity.as_str(), now).is_some()
         };
-        Ok(alert::reconcile(
-            open,
-            findings,
-            &account.rules,
-            &muted,
-            now,
-        ))
+        Ok(alert::reconcile(open, findings, rules, &muted, now))
     }
+
+    /// Judges purser's own watch (the holiday calendar running out) and
+    /// writes what changes; its alerts are kept under the account `purser`.
+    pub async fn judge_own(&self, own: &OwnWatch) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let account = Account {
+            id: AccountId::parse(rules::SELF).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            provider: rules::SELF.into(),
+            site: String::new(),
+            labels: Default::default(),
+        };
+        let findings: Vec<rules::Finding> = rules::calendar_expiring(
+            &own.rules.calendar_expiring,
+            &own.covers,
+            &own.file,
+            own.zone,
+            now,
+        )
+        .into_iter()
+        .collect();
+        let open: Vec<Alert> = self
+            .store
+            .open_alerts(&account.id)
+            .await?
+            .into_iter()
+            .filter(|a| a.key.rule == RuleName::CalendarExpiring)
+            .collect();
+        let changes = self
+            .reconcile_for(&account, &own.rules, &open, &findings, now)
+            .await?;
+        let wrote = !changes.notices.is_empty();
+        self.store.apply(&account, &changes, &self.routing).await?;
+        Ok(wrote)
+    }
+}
+
+/// What purser watches of itself: the holiday calendar's years.
+#[derive(Debug, Clone)]
+pub struct OwnWatch {
+    pub rules: RuleSet,
+    /// The years the holiday file covers; empty: none is configured.
+    pub covers: Vec<i32>,
+    /// The holiday file, as the config names it.
+    pub file: String,
+    pub zone: chrono_tz::Tz,
 }

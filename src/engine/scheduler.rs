@@ -37,6 +37,8 @@ pub struct Scheduler {
     pub activity: Activity,
     /// Wakes the dispatcher after notices were written.
     pub outbox_written: Arc<Notify>,
+    /// What purser watches of itself, judged at each sweep.
+    pub own: Option<super::poller::OwnWatch>,
 }
 
 /// A fixed share of `jitter` for an account, so its polls land at the same
@@ -131,6 +133,17 @@ impl Scheduler {
                         }
                         activity.update(|s| s.sweeps_in_flight -= 1);
                     });
+                }
+                if let Some(own) = &self.own {
+                    match super::guard::caught(self.poller.judge_own(own)).await {
+                        Ok(Ok(true)) => self.outbox_written.notify_one(),
+                        Ok(Ok(false)) => {}
+                        Ok(Err(e)) => {
+                            error!(error = %e, "judging purser's own watch failed");
+                            self.activity.store_failed(&e);
+                        }
+                        Err(why) => error!(panic = %why, "judging purser's own watch failed"),
+                    }
                 }
                 next_sweep = now + SWEEP_EVERY;
             }

@@ -385,3 +385,46 @@ async fn pending_alerts_wait_before_firing() {
     assert_eq!(world.hook.events().len(), 1);
     app.stop().await;
 }
+
+/// purser's own alert: the holiday file no longer covers this year. It is
+/// raised through the outputs under the account `purser` (and resolves at
+/// the first sweep after a start with the file extended).
+#[tokio::test]
+async fn a_holiday_calendar_that_ran_out_is_raised_through_the_outputs() {
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥90,000\"\n",
+        Setup {
+            rules: "[calendar]\nholidays = \"old.toml\"\n",
+            ..Setup::default()
+        },
+    )
+    .await;
+    std::fs::write(
+        world.dir.path().join("old.toml"),
+        "years = [2025]\n\n[[holiday]]\nname = \"National Day\"\noff = \"2025-10-01..2025-10-08\"\n",
+    )
+    .unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    let raised = world
+        .hook
+        .wait_for(|v| v["rule"] == "calendar_expiring" && v["kind"] == "firing")
+        .await;
+    assert_eq!(raised["account"], "purser");
+    assert_eq!(raised["severity"], "C");
+    let summary = raised["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("old.toml covers 2025, not 2026") && summary.contains("add 2026"),
+        "{summary}"
+    );
+    // Once each sweep, but a firing alert is said once.
+    app.advance(Duration::minutes(3)).await;
+    let firing = world
+        .hook
+        .received()
+        .iter()
+        .filter(|v| v["rule"] == "calendar_expiring" && v["kind"] == "firing")
+        .count();
+    assert_eq!(firing, 1);
+    app.stop().await;
+}
