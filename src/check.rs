@@ -85,11 +85,45 @@ impl Report {
 /// `entries` holds hand-entered balances (the store), for clouds with no
 /// balance API; `undelivered`, by account, the notices the daemon's outputs
 /// never took (the store's, too).
+/// Told as each account's poll ends, for a person watching many.
+pub trait Progress: Sync {
+    fn polled(&self, done: usize, of: usize);
+    fn finished(&self);
+}
+
+/// A line on standard error, redrawn in place: `polled 37/120 accounts`.
+pub struct StderrProgress;
+
+impl Progress for StderrProgress {
+    fn polled(&self, done: usize, of: usize) {
+        use std::io::Write;
+        let width = 30;
+        let filled = (done * width).checked_div(of).unwrap_or(width);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r[{}{}] polled {done}/{of} accounts",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+        let _ = err.flush();
+    }
+
+    fn finished(&self) {
+        use std::io::Write;
+        // Erase the line: the report follows on standard output.
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K");
+        let _ = err.flush();
+    }
+}
+
 pub async fn run(
     config: &Config,
     clock: Arc<dyn Clock>,
     entries: Option<Arc<dyn BalanceEntries>>,
     undelivered: &HashMap<String, Vec<rules::Undelivered>>,
+    progress: Option<&dyn Progress>,
 ) -> Report {
     let now = clock.now();
     let providers: HashMap<String, (Adapter, Arc<Semaphore>)> = config
@@ -153,7 +187,26 @@ pub async fn run(
             Ok(snapshot)
         }
     });
+    let of = config.accounts.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let polls = polls.map(|poll| {
+        let done = &done;
+        async move {
+            let r = poll.await;
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if let Some(p) = progress {
+                p.polled(n, of);
+            }
+            r
+        }
+    });
+    if let Some(p) = progress {
+        p.polled(0, of);
+    }
     let results = futures_util::future::join_all(polls).await;
+    if let Some(p) = progress {
+        p.finished();
+    }
 
     let mut report = Report {
         checked_at: now,
@@ -257,6 +310,25 @@ pub async fn run(
                 summary: crate::secret::redact(&f.summary).into_owned(),
             });
         }
+    }
+    // purser's own watch: the holiday file running out.
+    if let Some(file) = &config.oncall.calendar_file
+        && let Some(f) = rules::calendar_expiring(
+            &config.own_rules.calendar_expiring,
+            &config.oncall.calendar_years,
+            file,
+            config.oncall.calendar.zone,
+            now,
+        )
+    {
+        report.alerts.push(AlertRow {
+            fingerprint: f.key.fingerprint(),
+            rule: f.key.rule.as_str().to_owned(),
+            severity: f.severity,
+            account: f.key.account.clone(),
+            resource: Some(f.key.resource.clone()),
+            summary: f.summary,
+        });
     }
     report
         .alerts

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use purser::adapters::sqlite::SqliteStore;
 use purser::config::Config;
@@ -297,8 +299,16 @@ async fn main() -> ExitCode {
                     Err(e) => tracing::debug!(error = %e, "failed notices not read"),
                 }
             }
-            let report =
-                purser::check::run(&config, Arc::new(SystemClock), entries, &undelivered).await;
+            // Progress on a terminal only, and never into JSON's way.
+            let progress = matches!(format, Format::Table) && std::io::stderr().is_terminal();
+            let report = purser::check::run(
+                &config,
+                Arc::new(SystemClock),
+                entries,
+                &undelivered,
+                progress.then_some(&purser::check::StderrProgress as &dyn purser::check::Progress),
+            )
+            .await;
             // Closed before exit, so no side file is left behind.
             if let Some(s) = store {
                 s.close().await;
