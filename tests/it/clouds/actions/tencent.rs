@@ -25,6 +25,9 @@ pub(super) struct Tc {
     expires: DateTime<Utc>,
     flag: String,
     order_paid: bool,
+    /// Further orders bought together with it: id, cost in fen, and the
+    /// deal status (1 unpaid, 4 delivered, 7 closed).
+    others: Vec<(String, i64, i64)>,
     /// What was charged: one entry per renewal or payment made.
     charges: Vec<String>,
     /// The next renewal takes effect but its answer never comes.
@@ -61,6 +64,7 @@ pub(super) async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
         expires: epoch() + Duration::days(5),
         flag: "NOTIFY_AND_MANUAL_RENEW".into(),
         order_paid: false,
+        others: vec![],
         charges: vec![],
         lose_next_answer: false,
         garble_next_payment: false,
@@ -115,12 +119,27 @@ pub(super) async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
             (_, Value::Array(set)) => set.iter().any(|v| v.as_i64() == Some(status)),
             _ => status == 4,
         };
-        let deals = if wanted {
-            json!([{"OrderId": ORDER, "BigDealId": "big-1", "Status": status, "RealTotalCost": 80_000,
-                    "CreateTime": "2026-10-31 09:00:00", "ProductCode": "p_cvm", "Action": "purchase"}])
-        } else {
-            json!([])
+        let wants = |status: i64| match (&body["Status"], &body["StatusSet"]) {
+            (Value::Number(n), _) => n.as_i64() == Some(status),
+            (_, Value::Array(set)) => set.iter().any(|v| v.as_i64() == Some(status)),
+            _ => status == 4,
         };
+        let mut deals = if wanted {
+            vec![json!({"OrderId": ORDER, "BigDealId": "big-1", "Status": status, "RealTotalCost": 80_000,
+                    "CreateTime": "2026-10-31 09:00:00", "ProductCode": "p_cvm", "Action": "purchase"})]
+        } else {
+            vec![]
+        };
+        for (id, fen, st) in &t.others {
+            if wants(*st) && body["OrderId"].as_str().is_none_or(|o| o == id) {
+                deals.push(json!({"OrderId": id, "BigDealId": "big-1", "Status": st, "RealTotalCost": fen,
+                    "CreateTime": "2026-10-31 09:00:00", "ProductCode": "p_cbs", "Action": "purchase"}));
+            }
+        }
+        if let Some(o) = body["OrderId"].as_str() {
+            deals.retain(|d| d["OrderId"] == o);
+        }
+        let deals = json!(deals);
         response(json!({"TotalCount": deals.as_array().unwrap().len(), "Deals": deals}))
     });
     let s = tc.clone();
@@ -172,6 +191,50 @@ pub(super) async fn tencent_cloud() -> (Mock, Arc<Mutex<Tc>>) {
     let s = tc.clone();
     m.on("PayDeals", move |req, _| {
         let mut t = s.lock().unwrap();
+        let ids: Vec<String> = req.json()["OrderIds"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.len() > 1 {
+            // One call pays them all or none: an order no longer unpaid
+            // refuses the whole payment.
+            let mut total = 0;
+            for id in &ids {
+                let unpaid = if id == ORDER {
+                    !t.order_paid
+                } else {
+                    t.others.iter().any(|(o, _, st)| o == id && *st == 1)
+                };
+                if !unpaid {
+                    return error(
+                        "FailedOperation.InvalidDeal",
+                        "订单状态错误，只有未支付订单才能支付",
+                    );
+                }
+                total += if id == ORDER {
+                    80_000
+                } else {
+                    t.others.iter().find(|(o, _, _)| o == id).map_or(0, |o| o.1)
+                };
+            }
+            if t.balance_fen < total {
+                return error("FailedOperation.BalanceInsufficient", "余额不足");
+            }
+            t.balance_fen -= total;
+            for id in &ids {
+                if id == ORDER {
+                    t.order_paid = true;
+                } else if let Some(o) = t.others.iter_mut().find(|(o, _, _)| o == id) {
+                    o.2 = 4;
+                }
+                t.charges.push(format!("pay {id}"));
+            }
+            return response(json!({"OrderIds": ids, "BigDealIds": ["big-1"], "ResourceIds": []}));
+        }
         if req.json()["OrderIds"] != json!([ORDER]) {
             return error("InvalidParameter", "unknown order");
         }
@@ -398,4 +461,68 @@ async fn two_executors_racing_on_one_request_charge_once() {
         assert_eq!(charges(&tc).len(), 1, "{:?}", charges(&tc));
         rig.mock.assert_clean();
     }
+}
+
+/// A combined payment is one PayDeals call: all paid, or, when one of the
+/// orders was paid in the console or closed meanwhile, none.
+#[tokio::test]
+async fn a_combined_payment_is_one_call_that_pays_all_or_none() {
+    let ids = |list: &[&str]| -> Vec<purser::domain::model::ExternalId> {
+        list.iter()
+            .map(|o| purser::domain::model::ExternalId::parse(o).unwrap())
+            .collect()
+    };
+    let pay = |list: &[&str]| Action::Pay {
+        orders: ids(list),
+        coupons: vec![],
+        discount: None,
+        offered: vec![],
+    };
+    // Three unpaid orders: one call pays them all.
+    let (first, tc) = rig().await;
+    tc.lock().unwrap().others = vec![
+        ("20261101000124".into(), 20_000, 1),
+        ("20261101000125".into(), 30_000, 1),
+    ];
+    let r = first
+        .approved(pay(&[ORDER, "20261101000124", "20261101000125"]))
+        .await;
+    assert_eq!(first.run(r.id).await.request.state, State::Succeeded);
+    assert_eq!(first.mock.count("PayDeals"), 1, "one call");
+    assert_eq!(
+        charges(&tc),
+        [
+            format!("pay {ORDER}"),
+            "pay 20261101000124".to_owned(),
+            "pay 20261101000125".to_owned()
+        ]
+    );
+    assert_eq!(tc.lock().unwrap().balance_fen, 800_000 - 130_000);
+    first.mock.assert_clean();
+
+    // Approved while all three were unpaid; then one was paid in the
+    // console and one closed. The one call is refused whole: nothing paid.
+    let (second, tc) = rig().await;
+    tc.lock().unwrap().others = vec![
+        ("20261101000124".into(), 20_000, 1),
+        ("20261101000125".into(), 30_000, 1),
+    ];
+    let r = second
+        .approved(pay(&[ORDER, "20261101000124", "20261101000125"]))
+        .await;
+    {
+        let mut t = tc.lock().unwrap();
+        t.others[0].2 = 4;
+        t.others[1].2 = 7;
+    }
+    let ran = second.run(r.id).await;
+    assert_eq!(ran.request.state, State::Failed);
+    assert_eq!(second.mock.count("PayDeals"), 1);
+    assert!(charges(&tc).is_empty(), "none paid");
+    assert_eq!(tc.lock().unwrap().balance_fen, 800_000);
+    let progress = second.store.progress(r.id).await.unwrap();
+    let line =
+        purser::engine::executor::outcome_line(&ran.request, progress.as_ref(), None).unwrap();
+    assert!(line.contains("InvalidDeal"), "{line}");
+    second.mock.assert_clean();
 }
