@@ -691,6 +691,18 @@ impl Tencent {
             })
     }
 
+    /// The configured region whose CVM lists `id`, if any.
+    async fn cvm_region(&self, ctx: &Site<'_>, id: &str) -> Result<Option<String>, ProviderError> {
+        for region in &ctx.access.regions {
+            match self.cvm_one(ctx, region, id).await {
+                Ok(_) => return Ok(Some(region.clone())),
+                Err(ProviderError::Rejected { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
     /// Where `id` stands now, for a receipt.
     async fn expiry_line(&self, ctx: &Site<'_>, id: &str) -> Result<String, ProviderError> {
         let i = self.renewable_one(ctx, id).await?;
@@ -767,11 +779,19 @@ impl Actions for Tencent {
         let ctx = site(&self.accounts, account)?;
         let mut total = Money::zero(ctx.currency);
         for id in resources {
-            let info = self.renewable_one(&ctx, id.as_str()).await?;
-            if info.product_code != CVM {
-                return Ok(None);
-            }
-            let region = info.region_code.unwrap_or_default();
+            let region = match self.renewable_one(&ctx, id.as_str()).await {
+                Ok(info) if info.product_code == CVM => info.region_code.unwrap_or_default(),
+                Ok(_) => return Ok(None),
+                // An instance CVM lists but renewal management does not:
+                // found in the account's regions.
+                Err(ProviderError::Rejected { .. }) => {
+                    match self.cvm_region(&ctx, id.as_str()).await? {
+                        Some(region) => region,
+                        None => return Ok(None),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             let v = self
                 .call(
                     &ctx,

@@ -61,10 +61,30 @@ async fn tencent(now: DateTime<Utc>) -> Mock {
                 .to_string(),
         )
     });
-    m.always(
-        "DescribeInstances",
-        ok(r#"{"Response":{"TotalCount":0,"InstanceSet":[],"RequestId":"r"}}"#),
-    );
+    // One instance only CVM lists (renewal management does not): priced
+    // in the region where CVM has it.
+    let cvm_only = json!({"InstanceId": "ins-cvmonly", "InstanceName": "batch-1", "InstanceChargeType": "PREPAID",
+        "ExpiredTime": (now + Duration::days(8)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "RenewFlag": "NOTIFY_AND_AUTO_RENEW", "InstanceState": "RUNNING", "IsolatedSource": "NOTISOLATED",
+        "Placement": {"Zone": "ap-guangzhou-3"}});
+    m.on("DescribeInstances", move |req, _| {
+        if let Err(e) = expect(req.header("x-tc-region") == "ap-guangzhou", "X-TC-Region") {
+            return e;
+        }
+        let wanted = req.json()["InstanceIds"].clone();
+        let set: Vec<Value> = [cvm_only.clone()]
+            .into_iter()
+            .filter(|i| {
+                wanted
+                    .as_array()
+                    .is_none_or(|w| w.contains(&i["InstanceId"]))
+            })
+            .collect();
+        ok(
+            json!({"Response": {"TotalCount": set.len(), "InstanceSet": set, "RequestId": "r"}})
+                .to_string(),
+        )
+    });
     m.on("InquiryPriceRenewInstances", |req, _| {
         let body = req.json();
         if let Err(e) = expect(
@@ -77,6 +97,7 @@ async fn tencent(now: DateTime<Utc>) -> Mock {
         let price = match body["InstanceIds"][0].as_str() {
             Some("ins-dear") => "5200.5",
             Some("ins-cheap") => "120.3",
+            Some("ins-cvmonly") => "9000",
             other => return mock::reply(400, format!("no instance {other:?}")),
         };
         ok(format!(
@@ -357,7 +378,13 @@ kind = "console"
     ids.sort();
     assert_eq!(
         ids,
-        ["cdb-nopricing", "i-dear", "ins-dear", "r-dear"],
+        [
+            "cdb-nopricing",
+            "i-dear",
+            "ins-cvmonly",
+            "ins-dear",
+            "r-dear"
+        ],
         "only what the balance cannot cover: {report:#}"
     );
     assert!(summary("ins-dear").contains("for ¥5,200.50, but the available balance is ¥5,000.00"));
@@ -385,7 +412,8 @@ kind = "console"
     assert_eq!(price("r-dear"), "5432.109876");
     assert_eq!(price("r-cheap"), "99.99");
     assert_eq!(price("cdb-nopricing"), Value::Null);
-    assert_eq!(tc.count("InquiryPriceRenewInstances"), 2);
+    assert!(summary("ins-cvmonly").contains("for ¥9,000.00"));
+    assert_eq!(tc.count("InquiryPriceRenewInstances"), 3);
     assert_eq!(
         hw.count("POST /v2/bills/ratings/period-resources/renew-rate"),
         2
@@ -442,7 +470,7 @@ kind = "console"
     .unwrap();
     let app = TestApp::start(&path, clock.clone(), Default::default()).await;
     app.settle().await;
-    assert_eq!(tc.count("InquiryPriceRenewInstances"), 2);
+    assert_eq!(tc.count("InquiryPriceRenewInstances"), 3);
     let firing: Vec<String> = app
         .store
         .all_open_alerts()
@@ -452,7 +480,7 @@ kind = "console"
         .filter(|a| a.key.rule.as_str() == "autorenew_at_risk")
         .map(|a| a.key.resource.clone())
         .collect();
-    assert_eq!(firing, ["ins-dear", "cdb-nopricing"]);
+    assert_eq!(firing, ["ins-dear", "cdb-nopricing", "ins-cvmonly"]);
     let polls = tc.count("DescribeAccountBalance");
     for _ in 0..2 {
         app.advance(chrono::Duration::minutes(1)).await;
@@ -464,7 +492,7 @@ kind = "console"
     );
     assert_eq!(
         tc.count("InquiryPriceRenewInstances"),
-        2,
+        3,
         "a kept price is not asked for again"
     );
     tc.assert_clean();
