@@ -53,7 +53,11 @@ impl Tencent {
             None => RateTable {
                 // Documented limits, per API (shared by the root account and its sub-users).
                 default: per_second(20),
-                per_action: HashMap::from([("DescribeInstances", per_second(40))]),
+                per_action: HashMap::from([
+                    ("DescribeInstances", per_second(40)),
+                    ("RenewInstances", per_second(10)),
+                    ("InquiryPriceRenewInstances", per_second(10)),
+                ]),
             },
         };
         Tencent {
