@@ -18,6 +18,7 @@ mod escalation;
 mod helpers;
 mod lifecycle;
 mod oncall_config;
+mod postgres;
 mod request_cards;
 mod requests;
 mod resilience;
