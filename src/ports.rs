@@ -67,6 +67,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("store: a stored row could not be read back: {0}")]
     Corrupt(String),
+    /// The store cannot be used at all: not reachable, or not one purser
+    /// can run on.
+    #[error("store: {0}")]
+    Unavailable(String),
 }
 
 /// A notice waiting in the outbox for one output.

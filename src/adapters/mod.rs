@@ -12,6 +12,7 @@ pub mod http;
 pub mod huawei;
 pub mod pace;
 pub mod pagers;
+pub mod postgres;
 pub mod robots;
 pub mod signing;
 pub mod simulated;

@@ -268,3 +268,49 @@ async fn the_postgres_schema_migrates_and_keeps_the_audit_log_append_only() {
     }
     pool.close().await;
 }
+
+/// The store opens on the server (migrating it), and a server that is not
+/// there is named by host and port.
+#[tokio::test]
+async fn the_store_opens_on_postgres_and_names_a_server_it_cannot_reach() {
+    use purser::adapters::postgres::PgStore;
+    let Some(pg) = Postgres::start("the_store_opens_on_postgres").await else {
+        return;
+    };
+    let url = pg.database().await;
+    let store = PgStore::open(&url, None, 4).await.unwrap();
+    assert!(
+        store
+            .server_version()
+            .await
+            .unwrap()
+            .starts_with(char::is_numeric)
+    );
+    store.close().await;
+    // Opened again: the migrations are already there.
+    PgStore::open(&url, None, 2).await.unwrap().close().await;
+
+    let closed = free_port();
+    let err = PgStore::open(
+        &format!("postgres://purser@127.0.0.1:{closed}/purser"),
+        Some("s3cret-pg-password"),
+        1,
+    )
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains(&format!(
+            "the PostgreSQL store at 127.0.0.1:{closed} cannot be reached"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    let err = PgStore::open("mysql://x@y/z", None, 1)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("not a PostgreSQL URL"), "{err}");
+}
