@@ -1,5 +1,7 @@
 //! One module per outside system. Adapters translate; they decide nothing.
 
+use chrono::TimeZone;
+
 pub mod alibaba;
 pub mod azure_china;
 pub mod chart;
@@ -26,6 +28,28 @@ pub mod tencent;
 pub mod totp;
 pub mod webhook;
 pub mod ws;
+
+/// `t` at the stores' precision (milliseconds), so that a time kept inside
+/// a JSON body equals the same time kept in a column, on either store.
+pub(crate) fn at_ms(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc
+        .timestamp_millis_opt(t.timestamp_millis())
+        .single()
+        .unwrap_or(t)
+}
+
+/// A notice with every time at the store's precision: an alert read back
+/// from its row then matches the notice that announced it.
+pub(crate) fn notice_at_ms(n: &crate::ports::StoredNotice) -> crate::ports::StoredNotice {
+    crate::ports::StoredNotice {
+        started_at: at_ms(n.started_at),
+        fired_at: n.fired_at.map(at_ms),
+        resolved_at: n.resolved_at.map(at_ms),
+        silenced_until: n.silenced_until.map(at_ms),
+        decided_at: at_ms(n.decided_at),
+        ..n.clone()
+    }
+}
 
 /// `text` cut to at most `max` characters, the cut marked with "…".
 pub(crate) fn cut(text: &str, max: usize) -> String {

@@ -2,12 +2,30 @@
 //! rustls where the URL asks for it), refusing a server too old, and the
 //! migrations in `migrations/postgres/`.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
-use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
 
-use crate::ports::StoreError;
+use super::{at_ms, notice_at_ms};
+use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice, NoticeKind};
+use crate::domain::command::{AlertRef, Matcher};
+use crate::domain::forecast::AccountView;
+use crate::domain::model::{
+    Account, AccountId, BalanceEntry, EnteredBucket, FailureKind, PollFailure, PollHealth, Snapshot,
+};
+use crate::domain::money::{Currency, Money};
+use crate::domain::routing::Routing;
+use crate::domain::rules::{AlertKey, RuleName, Severity};
+use crate::domain::silence::Silence;
+use crate::ports::{
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, NewSilence, OutboxItem, Store,
+    StoreError, StoredNotice,
+};
+use crate::secret::redact;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -108,6 +126,719 @@ impl PgStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(corrupt)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(r: &PgRow, column: &str) -> Result<T, StoreError> {
+    let v: serde_json::Value = r.try_get(column)?;
+    serde_json::from_value(v).map_err(corrupt)
+}
+
+fn count(r: &PgRow, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(r.try_get::<i32, _>(column)?).map_err(corrupt)
+}
+
+fn alert_from_row(r: &PgRow) -> Result<Alert, StoreError> {
+    let rule: String = r.try_get("rule")?;
+    let severity: String = r.try_get("severity")?;
+    let state: String = r.try_get("state")?;
+    Ok(Alert {
+        fingerprint: r.try_get("fingerprint")?,
+        key: AlertKey {
+            rule: RuleName::parse(&rule).ok_or_else(|| corrupt(format!("unknown rule {rule}")))?,
+            account: r.try_get("account")?,
+            resource: r.try_get("resource")?,
+            tier: r.try_get("tier")?,
+        },
+        severity: Severity::parse(&severity)
+            .ok_or_else(|| corrupt(format!("bad severity {severity}")))?,
+        rank: count(r, "rank")?,
+        state: AlertState::parse(&state).ok_or_else(|| corrupt(format!("bad state {state}")))?,
+        summary: r.try_get("summary")?,
+        started_at: r.try_get("started_at")?,
+        fired_at: r.try_get("fired_at")?,
+        last_notified_at: r.try_get("last_notified_at")?,
+        resolved_at: r.try_get("resolved_at")?,
+        acknowledged: match (
+            r.try_get::<Option<String>, _>("acked_by")?,
+            r.try_get::<Option<DateTime<Utc>>, _>("acked_at")?,
+        ) {
+            (Some(by), Some(at)) => Some(Acknowledgement { by, at }),
+            _ => None,
+        },
+    })
+}
+
+fn silence_from_row(r: &PgRow) -> Result<Silence, StoreError> {
+    let matchers: String = r.try_get("matchers")?;
+    Ok(Silence {
+        id: u64::try_from(r.try_get::<i64, _>("id")?).map_err(corrupt)?,
+        matchers: Matcher::parse_list(&matchers).map_err(corrupt)?,
+        starts_at: r.try_get("starts_at")?,
+        ends_at: r.try_get("ends_at")?,
+        created_by: r.try_get("created_by")?,
+        reason: r.try_get("reason")?,
+        ended_by: r.try_get("ended_by")?,
+    })
+}
+
+/// One outbox row per output `routing` picks for a notice.
+async fn enqueue(
+    tx: &mut sqlx::PgConnection,
+    n: &Notice,
+    account: &Account,
+    decided_at: DateTime<Utc>,
+    routing: &Routing,
+    silence: Option<&Silence>,
+) -> Result<(), StoreError> {
+    let outputs = routing.outputs_for(account, &n.alert.key, n.alert.severity.as_str());
+    let notice_id = format!(
+        "{}-{}-{}-{}",
+        n.alert.fingerprint,
+        n.alert.started_at.timestamp_millis(),
+        n.kind.as_str(),
+        decided_at.timestamp_millis()
+    );
+    let mut stored = StoredNotice::from_notice(n, account, notice_id, decided_at);
+    if let Some(s) = silence {
+        stored.silenced_by = Some(s.created_by.clone());
+        stored.silenced_until = Some(s.ends_at);
+    }
+    let stored = notice_at_ms(&stored);
+    let body = json(&stored)?;
+    let body = redact(&body);
+    for output in &outputs {
+        // A row already queued for the pair is left as it is.
+        sqlx::query(
+            "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at, account)
+             VALUES ($1, $2, $3::jsonb, $4, $4, $5) ON CONFLICT (notice_id, output) DO NOTHING",
+        )
+        .bind(&stored.id)
+        .bind(output)
+        .bind(body.as_ref())
+        .bind(stored.decided_at)
+        .bind(&stored.account)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn health_in(
+    conn: &mut sqlx::PgConnection,
+    account: &AccountId,
+) -> Result<PollHealth, StoreError> {
+    let row = sqlx::query("SELECT * FROM poll_health WHERE account = $1")
+        .bind(account.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(r) = row else {
+        return Ok(PollHealth::new());
+    };
+    Ok(PollHealth {
+        last_success_at: r.try_get("last_success_at")?,
+        last_attempt_at: r.try_get("last_attempt_at")?,
+        last_error: match r.try_get::<Option<String>, _>("last_error")? {
+            None => None,
+            Some(message) => {
+                let kind: Option<String> = r.try_get("last_error_kind")?;
+                Some(PollFailure {
+                    kind: kind
+                        .as_deref()
+                        .map(|k| {
+                            FailureKind::parse(k)
+                                .ok_or_else(|| corrupt(format!("failure kind {k:?}")))
+                        })
+                        .transpose()?
+                        .unwrap_or(FailureKind::Unreachable),
+                    message,
+                })
+            }
+        },
+        consecutive_failures: count(&r, "consecutive_failures")?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn record_poll(
+        &self,
+        account: &AccountId,
+        at: DateTime<Utc>,
+        outcome: Result<&Snapshot, &PollFailure>,
+    ) -> Result<PollHealth, StoreError> {
+        let at = at_ms(at);
+        let mut tx = self.pool.begin().await?;
+        // One poll of an account at a time writes its health.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let mut health = health_in(&mut tx, account).await?;
+        match outcome {
+            Ok(snapshot) => {
+                sqlx::query(
+                    "INSERT INTO snapshots (account, taken_at, body) VALUES ($1, $2, $3::jsonb)",
+                )
+                .bind(account.as_str())
+                .bind(at_ms(snapshot.taken_at))
+                .bind(json(snapshot)?)
+                .execute(&mut *tx)
+                .await?;
+                health.succeeded(at);
+            }
+            Err(error) => health.failed(
+                at,
+                PollFailure {
+                    kind: error.kind,
+                    message: redact(&error.message).into_owned(),
+                },
+            ),
+        }
+        sqlx::query(
+            "INSERT INTO poll_health (account, last_success_at, last_attempt_at, last_error,
+               last_error_kind, consecutive_failures)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (account) DO UPDATE SET last_success_at = excluded.last_success_at,
+               last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error,
+               last_error_kind = excluded.last_error_kind,
+               consecutive_failures = excluded.consecutive_failures",
+        )
+        .bind(account.as_str())
+        .bind(health.last_success_at)
+        .bind(health.last_attempt_at)
+        .bind(health.last_error.as_ref().map(|e| e.message.as_str()))
+        .bind(health.last_error.as_ref().map(|e| e.kind.as_str()))
+        .bind(i32::try_from(health.consecutive_failures).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(health)
+    }
+
+    async fn health(&self, account: &AccountId) -> Result<PollHealth, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        health_in(&mut conn, account).await
+    }
+
+    async fn history(
+        &self,
+        account: &AccountId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        // The newest snapshot before the window is kept too, as on SQLite.
+        let rows = sqlx::query(
+            "SELECT body FROM snapshots WHERE account = $1
+               AND taken_at >= LEAST($2, (SELECT MAX(taken_at) FROM snapshots WHERE account = $1))
+             ORDER BY taken_at, id",
+        )
+        .bind(account.as_str())
+        .bind(at_ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| from_json(r, "body")).collect()
+    }
+
+    async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE account = $1 AND state <> 'resolved' ORDER BY id",
+        )
+        .bind(account.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state <> 'resolved' ORDER BY severity, account, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn acknowledge(
+        &self,
+        alert: &AlertRef,
+        by: &str,
+        at: DateTime<Utc>,
+        accounts: &[Account],
+        routing: &Routing,
+    ) -> Result<AckOutcome, StoreError> {
+        let at = at_ms(at);
+        let mut tx = self.pool.begin().await?;
+        // Hex digits only (AlertRef guarantees it), so LIKE needs no escaping.
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state <> 'resolved' AND fingerprint LIKE $1 ORDER BY id",
+        )
+        .bind(format!("{}%", alert.as_str()))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut found: Vec<Alert> = rows.iter().map(alert_from_row).collect::<Result<_, _>>()?;
+        let outcome = match found.len() {
+            0 => AckOutcome::NotFound,
+            1 => {
+                let mut a = found.remove(0);
+                if a.acknowledged.is_some() {
+                    AckOutcome::AlreadyAcknowledged(a)
+                } else {
+                    // Guarded by acked_by IS NULL: of two racing clicks, on
+                    // any replicas, one wins.
+                    let done = sqlx::query(
+                        "UPDATE alerts SET acked_by = $1, acked_at = $2
+                         WHERE fingerprint = $3 AND state <> 'resolved' AND acked_by IS NULL",
+                    )
+                    .bind(by)
+                    .bind(at)
+                    .bind(&a.fingerprint)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if done == 1 {
+                        a.acknowledged = Some(Acknowledgement {
+                            by: by.to_owned(),
+                            at,
+                        });
+                        let account = accounts.iter().find(|c| c.id.as_str() == a.key.account);
+                        if let (Some(account), true) = (account, a.last_notified_at.is_some()) {
+                            let notice = Notice {
+                                kind: NoticeKind::Acknowledged,
+                                alert: a.clone(),
+                                escalated_from: None,
+                            };
+                            enqueue(&mut tx, &notice, account, at, routing, None).await?;
+                        }
+                        AckOutcome::Acknowledged(a)
+                    } else {
+                        AckOutcome::AlreadyAcknowledged(a)
+                    }
+                }
+            }
+            _ => AckOutcome::Ambiguous(found.into_iter().map(|a| a.fingerprint).collect()),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn add_silence(
+        &self,
+        s: &NewSilence,
+        accounts: &[Account],
+        routing: &Routing,
+    ) -> Result<Silence, StoreError> {
+        let matchers = s
+            .matchers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO silences (matchers, starts_at, ends_at, created_by, reason)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(&matchers)
+        .bind(at_ms(s.starts_at))
+        .bind(at_ms(s.ends_at))
+        .bind(&s.created_by)
+        .bind(&s.reason)
+        .fetch_one(&mut *tx)
+        .await?;
+        let silence = Silence {
+            id: u64::try_from(id).map_err(corrupt)?,
+            matchers: s.matchers.clone(),
+            starts_at: at_ms(s.starts_at),
+            ends_at: at_ms(s.ends_at),
+            created_by: s.created_by.clone(),
+            reason: s.reason.clone(),
+            ended_by: None,
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state = 'firing' AND last_notified_at IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let alert = alert_from_row(row)?;
+            let Some(account) = accounts.iter().find(|c| c.id.as_str() == alert.key.account) else {
+                continue;
+            };
+            if !silence.active_at(s.starts_at)
+                || !silence.matches(account, &alert.key, alert.severity.as_str())
+            {
+                continue;
+            }
+            let notice = Notice {
+                kind: NoticeKind::Silenced,
+                alert,
+                escalated_from: None,
+            };
+            enqueue(
+                &mut tx,
+                &notice,
+                account,
+                s.starts_at,
+                routing,
+                Some(&silence),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(silence)
+    }
+
+    async fn end_silence(
+        &self,
+        id: u64,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<EndSilenceOutcome, StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(EndSilenceOutcome::NotFound);
+        };
+        let at = at_ms(at);
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT * FROM silences WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(EndSilenceOutcome::NotFound);
+        };
+        let mut s = silence_from_row(&row)?;
+        if s.ends_at <= at {
+            return Ok(EndSilenceOutcome::AlreadyOver(s));
+        }
+        sqlx::query("UPDATE silences SET ends_at = $1, ended_by = $2 WHERE id = $3")
+            .bind(at)
+            .bind(by)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        s.ends_at = at;
+        s.ended_by = Some(by.to_owned());
+        Ok(EndSilenceOutcome::Ended(s))
+    }
+
+    async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM silences WHERE ends_at > $1 ORDER BY ends_at, id")
+            .bind(at_ms(now))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(silence_from_row).collect()
+    }
+
+    async fn apply(
+        &self,
+        account: &Account,
+        changes: &Changes,
+        routing: &Routing,
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for a in &changes.alerts {
+            let updated = sqlx::query(
+                "UPDATE alerts SET severity = $1, rank = $2, state = $3, summary = $4, fired_at = $5,
+                   last_notified_at = $6, resolved_at = $7
+                 WHERE fingerprint = $8 AND state <> 'resolved'",
+            )
+            .bind(a.severity.as_str())
+            .bind(i32::try_from(a.rank).unwrap_or(i32::MAX))
+            .bind(a.state.as_str())
+            .bind(&a.summary)
+            .bind(a.fired_at.map(at_ms))
+            .bind(a.last_notified_at.map(at_ms))
+            .bind(a.resolved_at.map(at_ms))
+            .bind(&a.fingerprint)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                sqlx::query(
+                    "INSERT INTO alerts (fingerprint, rule, account, resource, tier, severity, rank, state, summary,
+                       started_at, fired_at, last_notified_at, resolved_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&a.fingerprint)
+                .bind(a.key.rule.as_str())
+                .bind(&a.key.account)
+                .bind(&a.key.resource)
+                .bind(&a.key.tier)
+                .bind(a.severity.as_str())
+                .bind(i32::try_from(a.rank).unwrap_or(i32::MAX))
+                .bind(a.state.as_str())
+                .bind(&a.summary)
+                .bind(at_ms(a.started_at))
+                .bind(a.fired_at.map(at_ms))
+                .bind(a.last_notified_at.map(at_ms))
+                .bind(a.resolved_at.map(at_ms))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for n in &changes.notices {
+            let decided_at = n.alert.last_notified_at.unwrap_or(n.alert.started_at);
+            enqueue(&mut tx, n, account, decided_at, routing, None).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_notices(
+        &self,
+        output: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, output, attempts, body FROM outbox
+             WHERE output = $1 AND delivered_at IS NULL AND abandoned_at IS NULL
+               AND next_attempt_at <= $2
+             ORDER BY id LIMIT $3",
+        )
+        .bind(output)
+        .bind(at_ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.try_get("id")?,
+                    output: r.try_get("output")?,
+                    attempts: count(r, "attempts")?,
+                    notice: from_json(r, "body")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_notice_due(&self, output: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM outbox
+             WHERE output = $1 AND delivered_at IS NULL AND abandoned_at IS NULL",
+        )
+        .bind(output)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn pending_outputs(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT output FROM outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn failed_notices(&self, account: Option<&str>) -> Result<Vec<FailedNotice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, output, attempts, last_error, abandoned_at, body FROM outbox
+             WHERE abandoned_at IS NOT NULL AND delivered_at IS NULL
+               AND ($1::text IS NULL OR account = $1)
+             ORDER BY id",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FailedNotice {
+                    id: r.try_get("id")?,
+                    output: r.try_get("output")?,
+                    attempts: count(r, "attempts")?,
+                    error: r
+                        .try_get::<Option<String>, _>("last_error")?
+                        .unwrap_or_default(),
+                    failed_at: r.try_get("abandoned_at")?,
+                    notice: from_json(r, "body")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn retry_failed(
+        &self,
+        ids: Option<&[i64]>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // Due at once, whoever's clock asks: no later than when it was decided.
+        let done = sqlx::query(
+            "UPDATE outbox SET abandoned_at = NULL, attempts = 0,
+                    next_attempt_at = LEAST($1, created_at)
+             WHERE abandoned_at IS NOT NULL AND delivered_at IS NULL
+               AND ($2::bigint[] IS NULL OR id = ANY($2))",
+        )
+        .bind(at_ms(now))
+        .bind(ids.map(<[i64]>::to_vec))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
+        )
+        .bind(at_ms(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let error = redact(error);
+        match retry_at {
+            Some(at) => sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
+            )
+            .bind(error.as_ref())
+            .bind(at_ms(at))
+            .bind(id),
+            None => sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, abandoned_at = next_attempt_at WHERE id = $2",
+            )
+            .bind(error.as_ref())
+            .bind(id),
+        }
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_view(&self, account: &AccountId, view: &AccountView) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO account_views (account, body, taken_at) VALUES ($1, $2::jsonb, $3)
+             ON CONFLICT (account) DO UPDATE SET body = excluded.body, taken_at = excluded.taken_at",
+        )
+        .bind(account.as_str())
+        .bind(json(view)?)
+        .bind(at_ms(view.taken_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn views(&self) -> Result<HashMap<AccountId, AccountView>, StoreError> {
+        let rows = sqlx::query("SELECT account, body FROM account_views")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id = AccountId::parse(r.try_get::<&str, _>("account")?).map_err(corrupt)?;
+                Ok((id, from_json(r, "body")?))
+            })
+            .collect()
+    }
+
+    async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM snapshots WHERE taken_at < $1
+               AND id NOT IN (SELECT MAX(id) FROM snapshots GROUP BY account)",
+        )
+        .bind(at_ms(before))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn bucket_kind(b: &EnteredBucket) -> &'static str {
+    match b {
+        EnteredBucket::Contract(_) => "contract",
+        EnteredBucket::Unallocated => "unallocated",
+    }
+}
+
+fn entry_from_row(r: &PgRow) -> Result<BalanceEntry, StoreError> {
+    let code: String = r.try_get("currency")?;
+    let currency = Currency::from_code(&code)
+        .ok_or_else(|| corrupt(format!("balance entry: currency {code}")))?;
+    let bucket = match (
+        r.try_get::<Option<String>, _>("bucket_kind")?.as_deref(),
+        r.try_get::<Option<String>, _>("bucket_name")?,
+    ) {
+        (None, _) => None,
+        (Some("contract"), Some(name)) => Some(EnteredBucket::Contract(name)),
+        (Some("unallocated"), _) => Some(EnteredBucket::Unallocated),
+        (Some(other), _) => return Err(corrupt(format!("balance entry: part {other:?}"))),
+    };
+    Ok(BalanceEntry {
+        bucket,
+        amount: Money::new(r.try_get("amount")?, currency),
+        as_of: r.try_get("as_of")?,
+        entered_by: r.try_get("entered_by")?,
+        entered_at: r.try_get("entered_at")?,
+    })
+}
+
+#[async_trait]
+impl BalanceEntries for PgStore {
+    async fn record_balance_entry(
+        &self,
+        account: &AccountId,
+        entry: &BalanceEntry,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO balance_entries
+               (account, amount, currency, as_of, entered_by, entered_at, bucket_kind, bucket_name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(account.as_str())
+        .bind(entry.amount.amount())
+        .bind(entry.amount.currency().code())
+        .bind(at_ms(entry.as_of))
+        .bind(&entry.entered_by)
+        .bind(at_ms(entry.entered_at))
+        .bind(entry.bucket.as_ref().map(bucket_kind))
+        .bind(entry.bucket.as_ref().map(|b| b.name().to_owned()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_balance_entry(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<BalanceEntry>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM balance_entries WHERE account = $1 AND bucket_kind IS NULL
+             ORDER BY as_of DESC, id DESC LIMIT 1",
+        )
+        .bind(account.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn bucket_entries(&self, account: &AccountId) -> Result<Vec<BalanceEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (bucket_kind, bucket_name) * FROM balance_entries
+             WHERE account = $1 AND bucket_kind IS NOT NULL
+             ORDER BY bucket_kind, bucket_name, as_of DESC, id DESC",
+        )
+        .bind(account.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
     }
 }
 

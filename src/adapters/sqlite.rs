@@ -24,6 +24,8 @@ use crate::ports::{
 };
 use crate::secret::redact;
 
+use super::{at_ms, notice_at_ms};
+
 mod escalations;
 pub mod lock;
 mod requests;
@@ -60,25 +62,6 @@ fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
     Utc.timestamp_millis_opt(v)
         .single()
         .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {v}")))
-}
-
-/// `t` at the store's precision (milliseconds), so that a time kept inside
-/// a JSON body equals the same time kept in a column.
-fn at_ms(t: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms(t)).single().unwrap_or(t)
-}
-
-/// A notice with every time at the store's precision: an alert read back
-/// from its row then matches the notice that announced it.
-fn notice_at_ms(n: &StoredNotice) -> StoredNotice {
-    StoredNotice {
-        started_at: at_ms(n.started_at),
-        fired_at: n.fired_at.map(at_ms),
-        resolved_at: n.resolved_at.map(at_ms),
-        silenced_until: n.silenced_until.map(at_ms),
-        decided_at: at_ms(n.decided_at),
-        ..n.clone()
-    }
 }
 
 fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {

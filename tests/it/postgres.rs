@@ -314,3 +314,250 @@ async fn the_store_opens_on_postgres_and_names_a_server_it_cannot_reach() {
         .to_string();
     assert!(err.contains("not a PostgreSQL URL"), "{err}");
 }
+
+/// The store's story, told to any backend: polls and their history,
+/// alerts and their notices in one write, an acknowledgement (once, of two
+/// clicks), a silence, delivery and failure, views, retention, entries.
+/// Times carry nanoseconds, as a real clock's do.
+async fn story<S>(store: &S)
+where
+    S: purser::ports::Store + purser::ports::BalanceEntries,
+{
+    use chrono::{Duration, SubsecRound, TimeZone, Utc};
+    use purser::domain::alert::{Alert, AlertState, Changes, Notice, NoticeKind};
+    use purser::domain::command::{AlertRef, Matcher};
+    use purser::domain::model::{
+        Account, AccountId, Balance, BalanceEntry, EnteredBucket, FailureKind, PollFailure,
+        Snapshot,
+    };
+    use purser::domain::money::Money;
+    use purser::domain::routing::Routing;
+    use purser::domain::rules::{AlertKey, RuleName, Severity};
+    use purser::ports::{AckOutcome, EndSilenceOutcome, NewSilence};
+
+    let t0 =
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + Duration::nanoseconds(123_456_789);
+    let acme = AccountId::parse("acme").unwrap();
+    let account = Account {
+        id: acme.clone(),
+        provider: "sim".into(),
+        site: "cn".into(),
+        labels: Default::default(),
+    };
+    let cny = |s: &str| Money::parse(s, purser::domain::money::Currency::Cny).unwrap();
+    let snapshot = |at, balance: &str| Snapshot {
+        taken_at: at,
+        balance: Balance::available_only(cny(balance)),
+        resources: vec![],
+        orders: vec![],
+        spend: None,
+        recharges: vec![],
+    };
+
+    // Polls: two good, one failed (its message redacted as stored).
+    store
+        .record_poll(&acme, t0, Ok(&snapshot(t0, "1,000")))
+        .await
+        .unwrap();
+    let t1 = t0 + Duration::minutes(1);
+    store
+        .record_poll(&acme, t1, Ok(&snapshot(t1, "900")))
+        .await
+        .unwrap();
+    let t2 = t0 + Duration::minutes(2);
+    let health = store
+        .record_poll(
+            &acme,
+            t2,
+            Err(&PollFailure {
+                kind: FailureKind::Refused,
+                message: "AuthFailure".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(health.consecutive_failures, 1);
+    let stored = store.health(&acme).await.unwrap();
+    assert_eq!(
+        stored.last_error.as_ref().map(|e| e.kind),
+        Some(FailureKind::Refused)
+    );
+    // The window, and the newest before it when the window holds none.
+    let all = store.history(&acme, t0).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].balance.available, cny("900"));
+    let later = store.history(&acme, t0 + Duration::hours(1)).await.unwrap();
+    assert_eq!(later.len(), 1, "the latest known state is kept");
+
+    // An alert and its notice, written together; one row per output.
+    let key = AlertKey {
+        rule: RuleName::LowBalance,
+        account: "acme".into(),
+        resource: String::new(),
+        tier: "1000.00".into(),
+    };
+    let alert = Alert {
+        fingerprint: key.fingerprint(),
+        key,
+        severity: Severity::B,
+        rank: 1,
+        state: AlertState::Firing,
+        summary: "the balance is ¥900.00".into(),
+        started_at: t1,
+        fired_at: Some(t1),
+        last_notified_at: Some(t1),
+        resolved_at: None,
+        acknowledged: None,
+    };
+    let routing = Routing::everywhere(&["hook".to_owned(), "chat".to_owned()]);
+    let changes = Changes {
+        alerts: vec![alert.clone()],
+        notices: vec![Notice {
+            kind: NoticeKind::Firing,
+            alert: alert.clone(),
+            escalated_from: None,
+        }],
+    };
+    store.apply(&account, &changes, &routing).await.unwrap();
+    // Written twice (a retried write): still one alert, one row per output.
+    store.apply(&account, &changes, &routing).await.unwrap();
+    let open = store.open_alerts(&acme).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        open[0].started_at,
+        t1.trunc_subsecs(3),
+        "kept to the millisecond"
+    );
+    let due = store.due_notices("hook", t1, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        due[0].notice.started_at, open[0].started_at,
+        "one precision"
+    );
+    assert_eq!(store.pending_outputs().await.unwrap().len(), 2);
+
+    // Two clicks on Acknowledge: one wins, and its notice is queued.
+    let reference = AlertRef::parse(&alert.fingerprint[..8]).unwrap();
+    let accounts = [account.clone()];
+    let first = store
+        .acknowledge(&reference, "ana", t2, &accounts, &routing)
+        .await
+        .unwrap();
+    assert!(matches!(first, AckOutcome::Acknowledged(_)));
+    let second = store
+        .acknowledge(&reference, "bo", t2, &accounts, &routing)
+        .await
+        .unwrap();
+    assert!(matches!(second, AckOutcome::AlreadyAcknowledged(_)));
+    let hook = store.due_notices("hook", t2, 10).await.unwrap();
+    assert_eq!(hook.len(), 2);
+    assert_eq!(hook[1].notice.kind, NoticeKind::Acknowledged);
+    assert_eq!(hook[1].notice.acknowledged_by.as_deref(), Some("ana"));
+
+    // Delivered once; failed and kept; retried.
+    store.mark_delivered(hook[0].id, t2).await.unwrap();
+    store
+        .mark_failed(hook[1].id, "502 from the hook", None)
+        .await
+        .unwrap();
+    assert!(store.due_notices("hook", t2, 10).await.unwrap().is_empty());
+    let failed = store.failed_notices(Some("acme")).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error, "502 from the hook");
+    assert_eq!(store.retry_failed(None, t2).await.unwrap(), 1);
+    assert_eq!(store.due_notices("hook", t2, 10).await.unwrap().len(), 1);
+    assert!(store.next_notice_due("hook").await.unwrap().is_some());
+
+    // A silence over the firing alert tells the outputs; ended early once.
+    let silence = store
+        .add_silence(
+            &NewSilence {
+                matchers: Matcher::parse_list("account=acme").unwrap(),
+                starts_at: t2,
+                ends_at: t2 + Duration::hours(2),
+                created_by: "ana".into(),
+                reason: Some("wire sent".into()),
+            },
+            &accounts,
+            &routing,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.silences(t2).await.unwrap(),
+        std::slice::from_ref(&silence)
+    );
+    let chat = store.due_notices("chat", t2, 10).await.unwrap();
+    assert!(chat.iter().any(|n| n.notice.kind == NoticeKind::Silenced));
+    let t3 = t2 + Duration::minutes(5);
+    assert!(matches!(
+        store.end_silence(silence.id, "bo", t3).await.unwrap(),
+        EndSilenceOutcome::Ended(_)
+    ));
+    assert!(matches!(
+        store.end_silence(silence.id, "bo", t3).await.unwrap(),
+        EndSilenceOutcome::AlreadyOver(_)
+    ));
+    assert!(store.silences(t3).await.unwrap().is_empty());
+
+    // Views, retention.
+    let view = purser::domain::forecast::AccountView::of(&all, Duration::days(7), t1).unwrap();
+    store.record_view(&acme, &view).await.unwrap();
+    assert_eq!(store.views().await.unwrap()[&acme], view);
+    assert_eq!(
+        store.prune_snapshots(t0 + Duration::days(1)).await.unwrap(),
+        1
+    );
+    assert_eq!(store.history(&acme, t0).await.unwrap().len(), 1);
+
+    // Balances entered by hand, exact.
+    let entry = |bucket, amount: &str, at| BalanceEntry {
+        bucket,
+        amount: Money::new(
+            amount.parse().unwrap(),
+            purser::domain::money::Currency::Cny,
+        ),
+        as_of: at,
+        entered_by: "ana".into(),
+        entered_at: at,
+    };
+    store
+        .record_balance_entry(&acme, &entry(None, "12345.678901", t0))
+        .await
+        .unwrap();
+    let contract = Some(EnteredBucket::Contract("COC-1".into()));
+    store
+        .record_balance_entry(&acme, &entry(contract.clone(), "100", t0))
+        .await
+        .unwrap();
+    store
+        .record_balance_entry(&acme, &entry(contract.clone(), "250", t1))
+        .await
+        .unwrap();
+    let latest = store.latest_balance_entry(&acme).await.unwrap().unwrap();
+    assert_eq!(latest.amount.amount_string(), "12345.678901");
+    let parts = store.bucket_entries(&acme).await.unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].amount.amount_string(), "250.00");
+    assert_eq!(parts[0].bucket, contract);
+}
+
+#[tokio::test]
+async fn the_store_story_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = purser::adapters::sqlite::SqliteStore::open(&dir.path().join("s.db"))
+        .await
+        .unwrap();
+    story(&store).await;
+}
+
+#[tokio::test]
+async fn the_store_story_on_postgres() {
+    let Some(pg) = Postgres::start("the_store_story_on_postgres").await else {
+        return;
+    };
+    let store = purser::adapters::postgres::PgStore::open(&pg.database().await, None, 4)
+        .await
+        .unwrap();
+    story(&store).await;
+}
