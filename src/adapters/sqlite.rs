@@ -725,21 +725,11 @@ impl Store for SqliteStore {
         )
         .fetch_all(&mut *tx)
         .await?;
-        for row in &rows {
-            let alert = alert_from_row(row)?;
-            let Some(account) = accounts.iter().find(|c| c.id.as_str() == alert.key.account) else {
-                continue;
-            };
-            if !silence.active_at(s.starts_at)
-                || !silence.matches(account, &alert.key, alert.severity.as_str())
-            {
-                continue;
-            }
-            let notice = Notice {
-                kind: NoticeKind::Silenced,
-                alert,
-                escalated_from: None,
-            };
+        let told = rows
+            .iter()
+            .map(alert_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (notice, account) in crate::domain::silence::newly_silenced(&silence, told, accounts) {
             enqueue(
                 &mut tx,
                 &notice,

@@ -32,6 +32,37 @@ impl Silence {
     }
 }
 
+/// The `silenced` notices a new silence calls for: one per firing alert
+/// people were told of (`told`) that it covers from its start, with the
+/// alert's account. What they never saw stays unsaid.
+pub fn newly_silenced<'a>(
+    silence: &Silence,
+    told: Vec<super::alert::Alert>,
+    accounts: &'a [Account],
+) -> Vec<(super::alert::Notice, &'a Account)> {
+    if !silence.active_at(silence.starts_at) {
+        return Vec::new();
+    }
+    told.into_iter()
+        .filter(|a| a.state == super::alert::AlertState::Firing && a.last_notified_at.is_some())
+        .filter_map(|alert| {
+            let account = accounts
+                .iter()
+                .find(|c| c.id.as_str() == alert.key.account)?;
+            silence
+                .matches(account, &alert.key, alert.severity.as_str())
+                .then_some((
+                    super::alert::Notice {
+                        kind: super::alert::NoticeKind::Silenced,
+                        alert,
+                        escalated_from: None,
+                    },
+                    account,
+                ))
+        })
+        .collect()
+}
+
 /// The first silence in force at `now` that covers the alert, if any.
 pub fn silenced_by<'a>(
     silences: &'a [Silence],
