@@ -22,8 +22,8 @@ use crate::domain::routing::Routing;
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, NewSilence, OutboxItem, Store,
-    StoreError, StoredNotice,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, MessageRef, MessageRefs,
+    NewSilence, OutboxItem, Store, StoreError, StoredNotice,
 };
 use crate::secret::redact;
 
@@ -748,6 +748,87 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl MessageRefs for PgStore {
+    async fn record_message(
+        &self,
+        output: &str,
+        at: &MessageRef,
+        notices: &[StoredNotice],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (position, n) in notices.iter().enumerate() {
+            let n = notice_at_ms(n);
+            sqlx::query(
+                "INSERT INTO chat_messages (fingerprint, started_at, output, channel, message, notice, position)
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+                 ON CONFLICT (fingerprint, started_at, output) DO UPDATE
+                   SET channel = excluded.channel, message = excluded.message,
+                       notice = excluded.notice, position = excluded.position",
+            )
+            .bind(&n.fingerprint)
+            .bind(n.started_at)
+            .bind(output)
+            .bind(&at.channel)
+            .bind(&at.message)
+            .bind(json(&n)?)
+            .bind(i32::try_from(position).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn message(
+        &self,
+        output: &str,
+        fingerprint: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<Option<MessageRef>, StoreError> {
+        let row = sqlx::query(
+            "SELECT channel, message FROM chat_messages
+             WHERE fingerprint = $1 AND started_at = $2 AND output = $3",
+        )
+        .bind(fingerprint)
+        .bind(at_ms(started_at))
+        .bind(output)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(MessageRef {
+                channel: r.try_get("channel")?,
+                message: r.try_get("message")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn shown(&self, output: &str, at: &MessageRef) -> Result<Vec<StoredNotice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT notice FROM chat_messages
+             WHERE channel = $1 AND message = $2 AND output = $3 AND notice IS NOT NULL
+             ORDER BY position",
+        )
+        .bind(&at.channel)
+        .bind(&at.message)
+        .bind(output)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| from_json(r, "notice")).collect()
+    }
+
+    async fn alerts_in(&self, at: &MessageRef) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT fingerprint FROM chat_messages WHERE channel = $1 AND message = $2",
+        )
+        .bind(&at.channel)
+        .bind(&at.message)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 

@@ -321,7 +321,7 @@ async fn the_store_opens_on_postgres_and_names_a_server_it_cannot_reach() {
 /// Times carry nanoseconds, as a real clock's do.
 async fn story<S>(store: &S)
 where
-    S: purser::ports::Store + purser::ports::BalanceEntries,
+    S: purser::ports::Store + purser::ports::BalanceEntries + purser::ports::MessageRefs,
 {
     use chrono::{Duration, SubsecRound, TimeZone, Utc};
     use purser::domain::alert::{Alert, AlertState, Changes, Notice, NoticeKind};
@@ -453,6 +453,38 @@ where
     assert_eq!(hook.len(), 2);
     assert_eq!(hook[1].notice.kind, NoticeKind::Acknowledged);
     assert_eq!(hook[1].notice.acknowledged_by.as_deref(), Some("ana"));
+
+    // The chat message that shows it, remembered and read back as posted.
+    let posted = purser::ports::MessageRef {
+        channel: "C0OPS".into(),
+        message: "1700000000.000100".into(),
+    };
+    store
+        .record_message("chat", &posted, &[hook[0].notice.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .message("chat", &alert.fingerprint, alert.started_at)
+            .await
+            .unwrap(),
+        Some(posted.clone()),
+        "found by the alert's own (nanosecond) start"
+    );
+    assert_eq!(
+        store.shown("chat", &posted).await.unwrap(),
+        [hook[0].notice.clone()]
+    );
+    // The acknowledged notice replaces the firing one in the same place.
+    store
+        .record_message("chat", &posted, &[hook[1].notice.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.shown("chat", &posted).await.unwrap().len(), 1);
+    assert_eq!(
+        store.alerts_in(&posted).await.unwrap(),
+        std::slice::from_ref(&alert.fingerprint)
+    );
 
     // Delivered once; failed and kept; retried.
     store.mark_delivered(hook[0].id, t2).await.unwrap();
