@@ -127,6 +127,129 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Takes the lead for `holder` until `now + term`, if nobody else holds
+    /// an unexpired lease; a holder taking it again keeps its token, a new
+    /// one gets the next. `None`: another replica leads.
+    pub async fn lead(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        term: chrono::Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let (now, until) = (at_ms(now), at_ms(now + term));
+        let row = sqlx::query(
+            "INSERT INTO leadership (id, holder, token, since, expires_at) VALUES (1, $1, 1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET
+               token = CASE WHEN leadership.holder = excluded.holder AND leadership.expires_at > $2
+                            THEN leadership.token ELSE leadership.token + 1 END,
+               since = CASE WHEN leadership.holder = excluded.holder AND leadership.expires_at > $2
+                            THEN leadership.since ELSE excluded.since END,
+               holder = excluded.holder,
+               expires_at = excluded.expires_at
+             WHERE leadership.expires_at <= $2 OR leadership.holder = excluded.holder
+             RETURNING holder, token, since, expires_at",
+        )
+        .bind(holder)
+        .bind(now)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(lease_from_row).transpose()
+    }
+
+    /// Extends the lease `token` names to `now + term`, while it has not
+    /// run out; `false`: it has, or another replica took over. A leader
+    /// that cannot renew stops leading.
+    pub async fn renew(
+        &self,
+        token: i64,
+        now: DateTime<Utc>,
+        term: chrono::Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leadership SET expires_at = $3 WHERE token = $1 AND expires_at > $2",
+        )
+        .bind(token)
+        .bind(at_ms(now))
+        .bind(at_ms(now + term))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lead up at once (a clean stop), so a standby need not wait
+    /// for the term.
+    pub async fn step_down(&self, token: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE leadership SET expires_at = $2 WHERE token = $1")
+            .bind(token)
+            .bind(at_ms(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Who leads, as the row says (expired or not).
+    pub async fn leader(&self) -> Result<Option<Lease>, StoreError> {
+        let row =
+            sqlx::query("SELECT holder, token, since, expires_at FROM leadership WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(lease_from_row).transpose()
+    }
+
+    /// Fails unless `token` is still the leader's: every write that acts on
+    /// leadership checks it in its own transaction, so a leader that was
+    /// paused past its lease and replaced cannot write when it wakes.
+    pub async fn fenced(tx: &mut sqlx::PgConnection, token: i64) -> Result<(), StoreError> {
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT token FROM leadership WHERE id = 1 FOR SHARE")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if held == Some(token) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "this replica no longer leads (its token {token}, the leader's {})",
+                held.map_or("none".to_owned(), |t| t.to_string())
+            )))
+        }
+    }
+
+    /// Runs `write` in one transaction fenced by `token`.
+    pub async fn with_lead<T>(
+        &self,
+        token: i64,
+        write: impl for<'c> FnOnce(
+            &'c mut sqlx::PgConnection,
+        )
+            -> futures_util::future::BoxFuture<'c, Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        PgStore::fenced(&mut tx, token).await?;
+        let out = write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// A replica's lead: who, the fencing token its writes carry, since when
+/// and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub token: i64,
+    pub since: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+fn lease_from_row(r: &PgRow) -> Result<Lease, StoreError> {
+    Ok(Lease {
+        holder: r.try_get("holder")?,
+        token: r.try_get("token")?,
+        since: r.try_get("since")?,
+        expires_at: r.try_get("expires_at")?,
+    })
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {

@@ -593,3 +593,109 @@ async fn the_store_story_on_postgres() {
         .unwrap();
     story(&store).await;
 }
+
+/// Two replicas on one database: one leads; the other takes over only once
+/// the lease has run out (or was given up), with the next fencing token; the
+/// old leader, paused past its lease, can neither renew nor write.
+#[tokio::test]
+async fn one_replica_leads_and_a_paused_one_cannot_write_after_a_takeover() {
+    use chrono::{Duration, TimeZone, Utc};
+    use purser::adapters::postgres::PgStore;
+    let Some(pg) = Postgres::start("one_replica_leads").await else {
+        return;
+    };
+    let url = pg.database().await;
+    let (a, b) = (
+        PgStore::open(&url, None, 2).await.unwrap(),
+        PgStore::open(&url, None, 2).await.unwrap(),
+    );
+    let term = Duration::seconds(15);
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap() + Duration::nanoseconds(7);
+
+    let lead = a
+        .lead("replica-a", t0, term)
+        .await
+        .unwrap()
+        .expect("a leads");
+    assert_eq!(lead.token, 1);
+    assert!(
+        b.lead("replica-b", t0 + Duration::seconds(5), term)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Renewed well inside the term: still a's, same token.
+    assert!(
+        a.renew(lead.token, t0 + Duration::seconds(5), term)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.lead("replica-b", t0 + Duration::seconds(19), term)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Taking it again keeps the token.
+    let again = a
+        .lead("replica-a", t0 + Duration::seconds(6), term)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.token, again.since), (1, lead.since));
+
+    // a is paused (no renewals); its lease runs out at 21 s; b takes over.
+    let t1 = t0 + Duration::seconds(22);
+    let taken = b
+        .lead("replica-b", t1, term)
+        .await
+        .unwrap()
+        .expect("b takes over");
+    assert_eq!(taken.token, 2, "the next fencing token");
+    assert_eq!(b.leader().await.unwrap().unwrap().holder, "replica-b");
+    // a wakes: it cannot renew, and its fenced writes are refused.
+    assert!(!a.renew(lead.token, t1, term).await.unwrap());
+    let stale = a
+        .with_lead(lead.token, |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO silences (matchers, starts_at, ends_at, created_by) VALUES ('account=x', now(), now(), 'a')")
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+        .expect_err("fenced")
+        .to_string();
+    assert!(
+        stale.contains("no longer leads (its token 1, the leader's 2)"),
+        "{stale}"
+    );
+    // b's own write goes through.
+    b.with_lead(taken.token, |tx| {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO silences (matchers, starts_at, ends_at, created_by) VALUES ('account=x', now(), now(), 'b')")
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    let writers: Vec<String> = sqlx::query_scalar("SELECT created_by FROM silences")
+        .fetch_all(&sqlx::PgPool::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(writers, ["b"], "nothing of a's after the takeover");
+
+    // A clean stop gives the lead up at once.
+    b.step_down(taken.token, t1 + Duration::seconds(1))
+        .await
+        .unwrap();
+    let back = a
+        .lead("replica-a", t1 + Duration::seconds(1), term)
+        .await
+        .unwrap()
+        .expect("a leads again");
+    assert_eq!(back.token, 3);
+}
