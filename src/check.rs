@@ -162,10 +162,11 @@ pub async fn run(
                     Err(_) => return Err(ProviderError::Timeout(timeout)),
                 };
             if let Some(entries) = &entries {
-                let entered = entries
-                    .bucket_entries(&a.account.id)
-                    .await
-                    .map_err(|e| ProviderError::Transport(e.to_string()))?;
+                let entered = entries.bucket_entries(&a.account.id).await.map_err(|e| {
+                    ProviderError::Transport(format!(
+                        "the balances entered by hand could not be read from the store: {e}"
+                    ))
+                })?;
                 snapshot.balance.with_entries(&entered);
             }
             let rule = &a.rules.autorenew_at_risk;

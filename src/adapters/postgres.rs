@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
 
 use super::{at_ms, notice_at_ms};
-use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice, NoticeKind};
+use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice};
 use crate::domain::command::{AlertRef, Matcher};
 use crate::domain::forecast::AccountView;
 use crate::domain::model::{
@@ -531,13 +531,9 @@ impl Store for PgStore {
                             by: by.to_owned(),
                             at,
                         });
-                        let account = accounts.iter().find(|c| c.id.as_str() == a.key.account);
-                        if let (Some(account), true) = (account, a.last_notified_at.is_some()) {
-                            let notice = Notice {
-                                kind: NoticeKind::Acknowledged,
-                                alert: a.clone(),
-                                escalated_from: None,
-                            };
+                        if let Some((notice, account)) =
+                            crate::domain::silence::acknowledged_notice(&a, accounts)
+                        {
                             enqueue(&mut tx, &notice, account, at, routing, None).await?;
                         }
                         AckOutcome::Acknowledged(a)

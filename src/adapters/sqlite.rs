@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, TransactionManager};
 
-use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice, NoticeKind};
+use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice};
 use crate::domain::command::{AlertRef, Matcher};
 use crate::domain::forecast::AccountView;
 use crate::domain::model::{
@@ -663,14 +663,9 @@ impl Store for SqliteStore {
                             by: by.to_owned(),
                             at,
                         });
-                        // People who saw the alert see who took it on.
-                        let account = accounts.iter().find(|c| c.id.as_str() == a.key.account);
-                        if let (Some(account), true) = (account, a.last_notified_at.is_some()) {
-                            let notice = Notice {
-                                kind: NoticeKind::Acknowledged,
-                                alert: a.clone(),
-                                escalated_from: None,
-                            };
+                        if let Some((notice, account)) =
+                            crate::domain::silence::acknowledged_notice(&a, accounts)
+                        {
                             enqueue(&mut tx, &notice, account, at, routing, None).await?;
                         }
                         AckOutcome::Acknowledged(a)

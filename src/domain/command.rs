@@ -1549,6 +1549,11 @@ mod tests {
             ("setbalance manual-cn 1.234", "more than two decimals"),
             ("setbalance manual-cn 1e4", "exponent"),
             ("setbalance manual-cn 10 EUR", "unknown currency"),
+            ("setbalance acme 5 contract=", "give the contract's number"),
+            (
+                "setbalance acme 5 contract=COC-1 unallocated",
+                "give one contract, or unallocated",
+            ),
             ("help me", "no command \"me\""),
             ("help silense", "did you mean \"silence\"?"),
         ];

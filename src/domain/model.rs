@@ -590,3 +590,31 @@ impl Balance {
         }
     }
 }
+
+#[cfg(test)]
+mod entered_tests {
+    use super::EnteredBucket;
+
+    #[test]
+    fn a_contract_number_is_checked_and_unallocated_is_its_own_part() {
+        assert_eq!(
+            EnteredBucket::contract(" COC-2024-7891 "),
+            Ok(EnteredBucket::Contract("COC-2024-7891".into()))
+        );
+        assert_eq!(
+            EnteredBucket::contract("Unallocated"),
+            Ok(EnteredBucket::Unallocated)
+        );
+        assert!(
+            EnteredBucket::contract("")
+                .unwrap_err()
+                .contains("give the contract's number")
+        );
+        assert!(
+            EnteredBucket::contract("COC 1")
+                .unwrap_err()
+                .contains("no spaces")
+        );
+        assert!(EnteredBucket::contract(&"x".repeat(65)).is_err());
+    }
+}

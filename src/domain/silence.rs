@@ -63,6 +63,27 @@ pub fn newly_silenced<'a>(
         .collect()
 }
 
+/// The `acknowledged` notice an acknowledgement of `alert` calls for, with
+/// its account: only when people were told of the alert, so that they see
+/// who took it on.
+pub fn acknowledged_notice<'a>(
+    alert: &super::alert::Alert,
+    accounts: &'a [Account],
+) -> Option<(super::alert::Notice, &'a Account)> {
+    alert.last_notified_at?;
+    let account = accounts
+        .iter()
+        .find(|c| c.id.as_str() == alert.key.account)?;
+    Some((
+        super::alert::Notice {
+            kind: super::alert::NoticeKind::Acknowledged,
+            alert: alert.clone(),
+            escalated_from: None,
+        },
+        account,
+    ))
+}
+
 /// The first silence in force at `now` that covers the alert, if any.
 pub fn silenced_by<'a>(
     silences: &'a [Silence],
