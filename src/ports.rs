@@ -71,6 +71,10 @@ pub enum StoreError {
     /// can run on.
     #[error("store: {0}")]
     Unavailable(String),
+    /// A write that acts on leadership, refused because this replica no
+    /// longer leads: another took over, and does the work now.
+    #[error("store: {0}")]
+    NotLeader(String),
 }
 
 /// A notice waiting in the outbox for one output.

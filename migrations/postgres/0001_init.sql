@@ -133,6 +133,7 @@ CREATE INDEX requests_by_state ON requests (state, id);
 CREATE INDEX requests_by_time ON requests (requested_at);
 
 CREATE TABLE decisions (
+    seq     bigserial,             -- the order they were given in
     request bigint NOT NULL REFERENCES requests (id),
     by_name text   NOT NULL,
     body    jsonb  NOT NULL,

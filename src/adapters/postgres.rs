@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,6 +29,9 @@ use crate::ports::{
 };
 use crate::secret::redact;
 
+mod escalations;
+mod requests;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The oldest server purser runs on: 13 (`server_version_num` 130000).
@@ -35,6 +40,25 @@ pub const OLDEST: i64 = 130_000;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The token of the lease this replica holds, shared by its clones:
+    /// `lead` sets it, a failed `renew` and `step_down` clear it (0), and
+    /// the writes only a leader makes check it in their transaction. A
+    /// store opened by a command, not a replica, is not fenced (`UNFENCED`).
+    fence: Arc<AtomicI64>,
+}
+
+const UNFENCED: i64 = -1;
+
+/// What a leader-only write found in the fence.
+fn not_leader(held: Option<i64>, mine: i64) -> StoreError {
+    StoreError::NotLeader(if mine == 0 {
+        "this replica does not lead".to_owned()
+    } else {
+        format!(
+            "this replica no longer leads (its token {mine}, the leader's {})",
+            held.map_or("none".to_owned(), |t| t.to_string())
+        )
+    })
 }
 
 /// Whether a server of `version_num` (as `server_version_num` reads,
@@ -114,7 +138,44 @@ impl PgStore {
         MIGRATOR.run(&pool).await.map_err(|e| {
             StoreError::Unavailable(format!("migrating the PostgreSQL store at {at}: {e}"))
         })?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            fence: Arc::new(AtomicI64::new(UNFENCED)),
+        })
+    }
+
+    /// The store as one replica among others uses it: the writes only a
+    /// leader makes are refused until `lead` gives it the lease.
+    pub fn as_replica(self) -> PgStore {
+        self.fence.store(0, Ordering::SeqCst);
+        self
+    }
+
+    /// Records the token this replica holds (0: none), unless it is not a
+    /// replica.
+    fn set_fence(&self, token: i64) {
+        let _ = self
+            .fence
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                (held != UNFENCED).then_some(token)
+            });
+    }
+
+    /// Fails unless this replica holds the lease it last took, as the
+    /// database says inside `tx`: the writes only a leader makes (a poll's
+    /// results, a notice or page marked sent, an escalation's step) run
+    /// this first, so a leader paused past its lease writes nothing when it
+    /// wakes. The row is held shared until `tx` ends, so no take-over
+    /// commits between the check and the write.
+    async fn fence(&self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        let mine = self.fence.load(Ordering::SeqCst);
+        if mine == UNFENCED {
+            return Ok(());
+        }
+        if mine == 0 {
+            return Err(not_leader(None, 0));
+        }
+        PgStore::fenced(tx, mine).await
     }
 
     /// The server's version, as `server_version` reads (`15.18 (Debian…)`).
@@ -155,7 +216,9 @@ impl PgStore {
         .bind(until)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(lease_from_row).transpose()
+        let lease = row.as_ref().map(lease_from_row).transpose()?;
+        self.set_fence(lease.as_ref().map_or(0, |l| l.token));
+        Ok(lease)
     }
 
     /// Extends the lease `token` names to `now + term`, while it has not
@@ -174,13 +237,26 @@ impl PgStore {
         .bind(at_ms(now))
         .bind(at_ms(now + term))
         .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await;
+        match done {
+            Ok(done) if done.rows_affected() == 1 => Ok(true),
+            Ok(_) => {
+                self.set_fence(0);
+                Ok(false)
+            }
+            Err(e) => {
+                // Not renewed: the term may run out before the database
+                // answers again, so nothing more is written as leader.
+                self.set_fence(0);
+                Err(e.into())
+            }
+        }
     }
 
     /// Gives the lead up at once (a clean stop), so a standby need not wait
     /// for the term.
     pub async fn step_down(&self, token: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.set_fence(0);
         sqlx::query("UPDATE leadership SET expires_at = $2 WHERE token = $1")
             .bind(token)
             .bind(at_ms(now))
@@ -209,10 +285,7 @@ impl PgStore {
         if held == Some(token) {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(format!(
-                "this replica no longer leads (its token {token}, the leader's {})",
-                held.map_or("none".to_owned(), |t| t.to_string())
-            )))
+            Err(not_leader(held, token))
         }
     }
 
@@ -335,23 +408,31 @@ async fn enqueue(
         stored.silenced_by = Some(s.created_by.clone());
         stored.silenced_until = Some(s.ends_at);
     }
-    let stored = notice_at_ms(&stored);
-    let body = json(&stored)?;
-    let body = redact(&body);
     for output in &outputs {
         // A row already queued for the pair is left as it is.
-        sqlx::query(
-            "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at, account)
-             VALUES ($1, $2, $3::jsonb, $4, $4, $5) ON CONFLICT (notice_id, output) DO NOTHING",
-        )
-        .bind(&stored.id)
-        .bind(output)
-        .bind(body.as_ref())
-        .bind(stored.decided_at)
-        .bind(&stored.account)
-        .execute(&mut *tx)
-        .await?;
+        queue_notice(tx, output, &stored).await?;
     }
+    Ok(())
+}
+
+/// Queues a notice already decided (an escalation step's) for `output`.
+async fn queue_notice(
+    tx: &mut sqlx::PgConnection,
+    output: &str,
+    notice: &StoredNotice,
+) -> Result<(), StoreError> {
+    let stored = notice_at_ms(notice);
+    sqlx::query(
+        "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at, account)
+         VALUES ($1, $2, $3::jsonb, $4, $4, $5) ON CONFLICT (notice_id, output) DO NOTHING",
+    )
+    .bind(&stored.id)
+    .bind(output)
+    .bind(redact(&json(&stored)?).as_ref())
+    .bind(stored.decided_at)
+    .bind(&stored.account)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -400,6 +481,7 @@ impl Store for PgStore {
     ) -> Result<PollHealth, StoreError> {
         let at = at_ms(at);
         let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
         // One poll of an account at a time writes its health.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind(account.as_str())
@@ -657,6 +739,7 @@ impl Store for PgStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
         for a in &changes.alerts {
             let updated = sqlx::query(
                 "UPDATE alerts SET severity = $1, rank = $2, state = $3, summary = $4, fired_at = $5,
@@ -798,13 +881,16 @@ impl Store for PgStore {
     }
 
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
         sqlx::query(
             "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
         )
         .bind(at_ms(at))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -815,6 +901,8 @@ impl Store for PgStore {
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let error = redact(error);
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
         match retry_at {
             Some(at) => sqlx::query(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
@@ -828,12 +916,15 @@ impl Store for PgStore {
             .bind(error.as_ref())
             .bind(id),
         }
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn record_view(&self, account: &AccountId, view: &AccountView) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
         sqlx::query(
             "INSERT INTO account_views (account, body, taken_at) VALUES ($1, $2::jsonb, $3)
              ON CONFLICT (account) DO UPDATE SET body = excluded.body, taken_at = excluded.taken_at",
@@ -841,8 +932,9 @@ impl Store for PgStore {
         .bind(account.as_str())
         .bind(json(view)?)
         .bind(at_ms(view.taken_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -859,13 +951,16 @@ impl Store for PgStore {
     }
 
     async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
         let done = sqlx::query(
             "DELETE FROM snapshots WHERE taken_at < $1
                AND id NOT IN (SELECT MAX(id) FROM snapshots GROUP BY account)",
         )
         .bind(at_ms(before))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 }

@@ -78,6 +78,12 @@ impl Activity {
 
     /// Records that the store failed (the first failure is kept).
     pub fn store_failed(&self, error: &crate::ports::StoreError) {
+        // Not a failure: another replica took over, and this one's leading
+        // work is being stopped.
+        if let crate::ports::StoreError::NotLeader(why) = error {
+            tracing::warn!(%why, "a write as leader was refused");
+            return;
+        }
         self.tx.send_if_modified(|s| {
             if s.store_failing.is_some() {
                 return false;

@@ -699,3 +699,459 @@ async fn one_replica_leads_and_a_paused_one_cannot_write_after_a_takeover() {
         .expect("a leads again");
     assert_eq!(back.token, 3);
 }
+
+/// The rest of the store's story, on any backend: requests numbered with
+/// their keys, guarded decisions and transitions (two racing writers, one
+/// wins), a renewal held back while another changes the same instance, the
+/// execution lease, progress, the audit chain and its head, request cards,
+/// an escalation step with its page and notice in one write, pages
+/// delivered and failed, and an override with its audit entry.
+async fn requests_story<S>(store: &S)
+where
+    S: purser::ports::Store
+        + purser::ports::Requests
+        + purser::ports::RequestCards
+        + purser::ports::Escalations,
+{
+    use chrono::{Duration, SubsecRound, TimeZone, Utc};
+    use purser::domain::audit;
+    use purser::domain::calendar::ResponseClock;
+    use purser::domain::command::Role;
+    use purser::domain::escalation::{Escalation, Phase};
+    use purser::domain::model::{AccountId, ExternalId};
+    use purser::domain::money::{Currency, Money};
+    use purser::domain::request::{
+        Action, Decision, PaymentMethod, RequestId, State, Tiers, Verdict, Via,
+    };
+    use purser::domain::rules::{RuleName, Severity};
+    use purser::ports::{
+        EscalationWrite, Lease, MessageRef, NewRequest, PageMessage, PagerEvent, RequestCard, Step,
+        Written,
+    };
+
+    let t0 =
+        Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap() + Duration::nanoseconds(987_654_321);
+    let at = |m: i64| t0 + Duration::minutes(m);
+    let shop = AccountId::parse("shop").unwrap();
+    let amount = Money::new(6_000.into(), Currency::Cny);
+    let ask = |action: Action, by: &str| NewRequest {
+        account: shop.clone(),
+        action,
+        reason: Some("month end".into()),
+        cost: Some(amount),
+        balance: Some(Money::new(200.into(), Currency::Cny)),
+        tier: Tiers::defaults().for_amount(Some(&amount)).clone(),
+        requested_by: by.into(),
+        requested_at: t0,
+        expires_at: t0 + Duration::hours(24),
+        origin: Some(Via {
+            platform: "chat".into(),
+            message: None,
+        }),
+    };
+    let renew = |ids: &[&str]| Action::Renew {
+        resources: ids.iter().map(|r| ExternalId::parse(r).unwrap()).collect(),
+        months: 1,
+    };
+    let approve = |by: &str, m| Decision {
+        by: by.into(),
+        role: Role::Approver.as_str().into(),
+        verdict: Verdict::Approve,
+        at: at(m),
+        via: Via {
+            platform: "chat".into(),
+            message: Some("m1".into()),
+        },
+        second_factor: false,
+        comment: None,
+    };
+
+    // Numbered, keyed, audited.
+    let topup = store
+        .open_request(&ask(
+            Action::Topup {
+                amount,
+                method: PaymentMethod::Wire,
+            },
+            "ria",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(topup.id, RequestId(1));
+    assert!(topup.key.starts_with("purser-r1-"), "{}", topup.key);
+    assert_eq!(topup.requested_at, t0.trunc_subsecs(3));
+    assert_eq!(
+        store.request(topup.id).await.unwrap().as_ref(),
+        Some(&topup)
+    );
+
+    // Two approvers press at once having read one version: one decision
+    // lands, the other is told to read again; the same person never twice.
+    let (by_ana, by_bo) = (approve("ana", 1), approve("bo", 1));
+    let (a, b) = tokio::join!(
+        store.record_decision(topup.id, topup.version, &by_ana, None),
+        store.record_decision(topup.id, topup.version, &by_bo, None),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let done = [&a, &b]
+        .iter()
+        .filter(|w| matches!(w, Written::Done(_)))
+        .count();
+    assert_eq!(done, 1, "{a:?} {b:?}");
+    let now = store.request(topup.id).await.unwrap().unwrap();
+    assert_eq!(now.decisions.len(), 1);
+    let first = now.decisions[0].by.clone();
+    assert!(matches!(
+        store
+            .record_decision(topup.id, now.version, &approve(&first, 2), None)
+            .await
+            .unwrap(),
+        Written::Stale(_)
+    ));
+    let second = if first == "ana" { "bo" } else { "ana" };
+    let Written::Done(approved) = store
+        .record_decision(
+            topup.id,
+            now.version,
+            &approve(second, 2),
+            Some(State::Approved),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the second approval lands")
+    };
+    assert_eq!(approved.state, State::Approved);
+    assert_eq!(
+        approved
+            .decisions
+            .iter()
+            .map(|d| d.by.as_str())
+            .collect::<Vec<_>>(),
+        [first.as_str(), second],
+        "in the order given"
+    );
+
+    // Of two executors racing to start it, one moves it.
+    let start = || {
+        store.transition(
+            topup.id,
+            Step::new(State::Approved, State::Executing, "purser", at(3)),
+        )
+    };
+    let (x, y) = tokio::join!(start(), start());
+    let moved = [x.unwrap(), y.unwrap()]
+        .iter()
+        .filter(|w| matches!(w, Written::Done(_)))
+        .count();
+    assert_eq!(moved, 1);
+
+    // The execution lease: held, refused to another, lapsed, given up.
+    let until = at(4);
+    assert_eq!(
+        store.hold(topup.id, "one", at(3), until).await.unwrap(),
+        Lease::Held
+    );
+    assert_eq!(
+        store.hold(topup.id, "two", at(3), until).await.unwrap(),
+        Lease::HeldBy {
+            holder: "one".into(),
+            until: until.trunc_subsecs(3)
+        }
+    );
+    assert_eq!(
+        store.hold(topup.id, "two", at(5), at(6)).await.unwrap(),
+        Lease::Held
+    );
+    store.release(topup.id, "two").await.unwrap();
+
+    // Progress, guarded by the version read; a secret in it never kept.
+    let r = store.request(topup.id).await.unwrap().unwrap();
+    // A key purser has read, echoed back by a cloud into what it keeps.
+    let key = purser::secret::Secret::from_value("sk-story-0123456789abcdef");
+    let p = serde_json::json!({"orders": ["CS1"], "note": format!("signed with {}", key.expose())});
+    assert!(matches!(
+        store
+            .record_progress(r.id, r.version, &p, &[])
+            .await
+            .unwrap(),
+        Written::Done(_)
+    ));
+    assert!(matches!(
+        store
+            .record_progress(r.id, r.version, &serde_json::json!({}), &[])
+            .await
+            .unwrap(),
+        Written::Stale(_)
+    ));
+    let kept = store.progress(r.id).await.unwrap().unwrap();
+    assert_eq!(kept["orders"], serde_json::json!(["CS1"]));
+    assert!(!kept.to_string().contains(key.expose()), "{kept}");
+
+    // Two renewals of one instance: the second waits while the first runs.
+    let approved_renewal = async |ids: &[&str]| {
+        let r = store.open_request(&ask(renew(ids), "ria")).await.unwrap();
+        let Written::Done(r) = store
+            .record_decision(r.id, r.version, &approve("ana", 1), Some(State::Approved))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        r
+    };
+    let first = approved_renewal(&["ins-a", "ins-b"]).await;
+    let other = approved_renewal(&["ins-b"]).await;
+    let go = |id| {
+        store.transition(
+            id,
+            Step::new(State::Approved, State::Executing, "purser", at(7)),
+        )
+    };
+    assert!(matches!(go(first.id).await.unwrap(), Written::Done(_)));
+    assert_eq!(
+        go(other.id).await.unwrap(),
+        Written::Busy {
+            by: first.id,
+            on: "ins-b".into()
+        }
+    );
+    assert_eq!(store.requests(true, 10).await.unwrap().len(), 3);
+    assert_eq!(store.requests_since(t0).await.unwrap().len(), 3);
+
+    // The audit chain verifies against its head, and refuses edits.
+    let log = store.audit_log(None).await.unwrap();
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert_eq!(head.0, log.len() as u64);
+    let verified = audit::verify(&log, Some((head.0, head.1.as_str()))).unwrap();
+    assert_eq!(verified.entries, log.len() as u64);
+
+    // A card, remembered per output and updated in place.
+    let card = |version, state| RequestCard {
+        output: "chat".into(),
+        at: MessageRef {
+            channel: "C0".into(),
+            message: "1.2".into(),
+        },
+        version,
+        state,
+    };
+    store
+        .record_card(topup.id, &card(1, State::Requested))
+        .await
+        .unwrap();
+    store
+        .record_card(topup.id, &card(4, State::Executing))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cards(&[topup.id, other.id]).await.unwrap(),
+        [(topup.id, card(4, State::Executing))]
+    );
+
+    // An escalation step: state, page and notice in one write, once.
+    let e = Escalation {
+        fingerprint: "fp-1".into(),
+        started_at: at(10),
+        severity: Severity::A,
+        raised_at: at(10),
+        due_at: at(40),
+        clock: ResponseClock::Always,
+        phase: Phase::Walking,
+        round: 1,
+        round_start: at(10),
+        position: 1,
+        repeats_left: 2,
+        next_at: Some(at(15)),
+        acked_by: None,
+        acked_at: None,
+        resolved_at: None,
+        version: 0,
+    };
+    let page = PageMessage {
+        id: "fp-1-r1-s1-ana-trigger".into(),
+        fingerprint: "fp-1".into(),
+        started_at: at(10),
+        account: "shop".into(),
+        rule: RuleName::LowBalance,
+        severity: Severity::A,
+        summary: "the balance is ¥200.00".into(),
+        raised_at: at(10),
+        due_at: at(40),
+        due_text: "00:40".into(),
+        person: Some("ana".into()),
+        why: "on call for ops".into(),
+        round: 1,
+        event: PagerEvent::Trigger,
+        acked_by: None,
+    };
+    let write = |read_version| EscalationWrite {
+        escalation: &e,
+        read_version,
+        at: at(10),
+        pages: vec![
+            ("dm:chat:U1".into(), page.clone()),
+            ("pager:pd".into(), page.clone()),
+        ],
+        notices: vec![],
+        reopen: false,
+    };
+    assert!(store.write_escalation(&write(None)).await.unwrap());
+    assert!(
+        !store.write_escalation(&write(None)).await.unwrap(),
+        "written once"
+    );
+    let open = store.open_escalations().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].version, 1);
+    assert_eq!(open[0].started_at, at(10).trunc_subsecs(3));
+    // Two passes that read version 1: one step.
+    let step = EscalationWrite {
+        pages: vec![],
+        ..write(Some(1))
+    };
+    let (p, q) = tokio::join!(store.write_escalation(&step), store.write_escalation(&step));
+    assert_eq!([p.unwrap(), q.unwrap()].iter().filter(|w| **w).count(), 1);
+    assert_eq!(store.escalations_since(t0).await.unwrap().len(), 1);
+    let due = store.due_pages(at(10), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "one row per page id");
+    assert_eq!(due[0].page, page, "kept whole, as decided");
+    store
+        .page_failed(due[0].id, "429 slow down", Some(at(11)))
+        .await
+        .unwrap();
+    assert!(store.due_pages(at(10), 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.next_page_due().await.unwrap(),
+        Some(at(11).trunc_subsecs(3))
+    );
+    store.page_delivered(due[0].id, at(11)).await.unwrap();
+    assert_eq!(store.next_page_due().await.unwrap(), None);
+    assert_eq!(
+        store.resolved_at("fp-1", at(10)).await.unwrap(),
+        None,
+        "no such alert"
+    );
+
+    // An override made in chat, audited in the same chain.
+    let made = store
+        .add_override(
+            &purser::domain::oncall::Override {
+                id: 0,
+                schedule: "ops".into(),
+                person: "bo".into(),
+                from: at(60),
+                to: at(120),
+                by: "ana".into(),
+            },
+            Some("swap"),
+            at(20),
+        )
+        .await
+        .unwrap();
+    assert!(made.id > 0);
+    assert_eq!(store.overrides(at(90)).await.unwrap(), [made.clone()]);
+    assert!(store.overrides(at(120)).await.unwrap().is_empty());
+    let log = store.audit_log(Some(at(20))).await.unwrap();
+    assert!(log.last().unwrap().detail.contains("oncall_override"));
+    let all = store.audit_log(None).await.unwrap();
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert!(audit::verify(&all, Some((head.0, head.1.as_str()))).is_ok());
+}
+
+#[tokio::test]
+async fn the_requests_story_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = purser::adapters::sqlite::SqliteStore::open(&dir.path().join("s.db"))
+        .await
+        .unwrap();
+    requests_story(&store).await;
+}
+
+#[tokio::test]
+async fn the_requests_story_on_postgres() {
+    let Some(pg) = Postgres::start("the_requests_story_on_postgres").await else {
+        return;
+    };
+    let store = purser::adapters::postgres::PgStore::open(&pg.database().await, None, 4)
+        .await
+        .unwrap();
+    requests_story(&store).await;
+}
+
+/// On a replica, the writes only a leader makes (a poll's results, a notice
+/// marked sent, a page, an escalation's step, a request card) go through
+/// only while it holds the lease; what chat writes (a request, a decision)
+/// goes through on any replica.
+#[tokio::test]
+async fn a_replica_writes_as_leader_only_while_it_holds_the_lease() {
+    use chrono::{Duration, TimeZone, Utc};
+    use purser::adapters::postgres::PgStore;
+    use purser::domain::model::{AccountId, Balance, Snapshot};
+    use purser::domain::money::{Currency, Money};
+    use purser::ports::{Requests, Store, StoreError};
+    let Some(pg) = Postgres::start("a_replica_writes_as_leader_only").await else {
+        return;
+    };
+    let url = pg.database().await;
+    let a = PgStore::open(&url, None, 2).await.unwrap().as_replica();
+    let b = PgStore::open(&url, None, 2).await.unwrap().as_replica();
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    let term = Duration::seconds(15);
+    let acme = AccountId::parse("acme").unwrap();
+    let snapshot = Snapshot {
+        taken_at: t0,
+        balance: Balance::available_only(Money::new(5.into(), Currency::Cny)),
+        resources: vec![],
+        orders: vec![],
+        spend: None,
+        recharges: vec![],
+    };
+    let poll = |s: &PgStore, at| {
+        let (s, acme, snapshot) = (s.clone(), acme.clone(), snapshot.clone());
+        async move { s.record_poll(&acme, at, Ok(&snapshot)).await }
+    };
+    let refused = |r: Result<_, StoreError>| match r {
+        Err(StoreError::NotLeader(why)) => why,
+        other => panic!("not refused as a standby: {:?}", other.map(|_| ())),
+    };
+
+    assert_eq!(refused(poll(&a, t0).await), "this replica does not lead");
+    let lead = a.lead("a", t0, term).await.unwrap().unwrap();
+    poll(&a, t0).await.expect("the leader writes");
+    // a is paused; b takes over once the term has run out.
+    let t1 = t0 + Duration::seconds(20);
+    let took = b.lead("b", t1, term).await.unwrap().unwrap();
+    assert_eq!((lead.token, took.token), (1, 2));
+    assert_eq!(
+        refused(poll(&a, t1).await),
+        "this replica no longer leads (its token 1, the leader's 2)"
+    );
+    assert!(matches!(
+        a.mark_delivered(1, t1).await,
+        Err(StoreError::NotLeader(_))
+    ));
+    poll(&b, t1).await.expect("the new leader writes");
+    // What people do in chat is answered by whichever replica they reach.
+    let amount = Money::new(100.into(), Currency::Cny);
+    a.open_request(&purser::ports::NewRequest {
+        account: acme.clone(),
+        action: purser::domain::request::Action::Topup {
+            amount,
+            method: purser::domain::request::PaymentMethod::Wire,
+        },
+        reason: None,
+        cost: Some(amount),
+        balance: None,
+        tier: purser::domain::request::Tiers::defaults()
+            .for_amount(Some(&amount))
+            .clone(),
+        requested_by: "ria".into(),
+        requested_at: t1,
+        expires_at: t1 + Duration::hours(1),
+        origin: None,
+    })
+    .await
+    .expect("a standby takes requests");
+    assert_eq!(b.health(&acme).await.unwrap().last_success_at, Some(t1));
+}

@@ -303,7 +303,13 @@ impl Escalations for SqliteStore {
         );
         super::requests::append(&mut tx, &[entry]).await?;
         tx.commit().await?;
-        Ok(Override { id, ..o.clone() })
+        // As it reads back: to the millisecond.
+        Ok(Override {
+            id,
+            from: crate::adapters::at_ms(o.from),
+            to: crate::adapters::at_ms(o.to),
+            ..o.clone()
+        })
     }
 
     async fn overrides(&self, after: DateTime<Utc>) -> Result<Vec<Override>, StoreError> {
