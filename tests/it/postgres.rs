@@ -1050,7 +1050,7 @@ where
         .await
         .unwrap();
     assert!(made.id > 0);
-    assert_eq!(store.overrides(at(90)).await.unwrap(), [made.clone()]);
+    assert_eq!(store.overrides(at(90)).await.unwrap(), [made]);
     assert!(store.overrides(at(120)).await.unwrap().is_empty());
     let log = store.audit_log(Some(at(20))).await.unwrap();
     assert!(log.last().unwrap().detail.contains("oncall_override"));
