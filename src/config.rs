@@ -3,6 +3,7 @@
 
 mod oncall;
 mod policy;
+mod store;
 
 pub use oncall::{OPSGENIE_API, OnCallConfig, PAGERDUTY_EVENTS, PagerConfig, PagerKind, holidays};
 
@@ -184,13 +185,7 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// SQLite database file, relative to the working directory.
-    pub path: PathBuf,
-    /// Snapshots older than this are pruned (each account keeps its newest).
-    pub retention: Duration,
-}
+pub use store::{Backend, HaConfig, PostgresConfig, StoreConfig};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -420,7 +415,9 @@ type S = Spanned<String>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    store: RawStore,
+    #[serde(default)]
+    store: store::RawStore,
+    ha: Option<Spanned<store::RawHa>>,
     #[serde(default)]
     scheduler: RawScheduler,
     #[serde(default)]
@@ -534,13 +531,6 @@ struct RawPerson {
     /// For an outside pager: how it reaches them.
     phone: Option<S>,
     email: Option<S>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    path: S,
-    retention: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1422,21 +1412,7 @@ impl Config {
 }
 
 fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> Config {
-    let store_path = std::env::var_os("PURSER_STORE_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(raw.store.path.get_ref()));
-    if raw.store.path.get_ref().trim().is_empty() {
-        issues.at(&raw.store.path, "store.path", "must name a file");
-    }
-    let store = StoreConfig {
-        path: store_path,
-        retention: duration(
-            issues,
-            "store.retention",
-            raw.store.retention.as_ref(),
-            Duration::days(35),
-        ),
-    };
+    let store = store::build(issues, &raw.store, raw.ha.as_ref(), base);
 
     let default_schedule = raw
         .scheduler
@@ -2871,7 +2847,7 @@ pub fn describe(config: &Config) -> String {
         config.accounts.len(),
         config.providers.len(),
         config.outputs.len(),
-        config.store.path.display()
+        config.store.describe()
     ));
     for (p, n) in by_provider {
         out.push_str(&format!("  provider {p}: {n} accounts\n"));

@@ -7,6 +7,7 @@
 pub mod adapters;
 pub mod check;
 pub mod config;
+pub mod database;
 pub mod domain;
 pub mod engine;
 pub mod host;

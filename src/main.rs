@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use purser::adapters::sqlite::SqliteStore;
 use purser::config::Config;
 use purser::domain::model::BalanceEntry;
 use purser::domain::money::Money;
@@ -75,6 +74,14 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Who runs: on PostgreSQL, which replica leads, since when and until
+    /// when its lease runs; on SQLite, whether a daemon holds the store.
+    /// With what waits: open alerts and requests, notices not yet sent.
+    /// Exit status: 0 someone leads (or runs), 1 nobody does, 2 it cannot tell.
+    Status {
+        #[arg(short, long, default_value = "purser.toml")]
+        config: PathBuf,
     },
     /// Notices waiting to go out, and those an output never took.
     Outbox {
@@ -262,24 +269,19 @@ async fn main() -> ExitCode {
             };
             // Hand-entered balances live in the store; read them if it exists,
             // without creating, migrating or writing anything.
-            let store = if config.store.path.exists() {
-                match SqliteStore::open_read_only(&config.store.path).await {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        eprintln!("purser: {e}");
-                        return ExitCode::FAILURE;
-                    }
+            let store = match purser::database::for_reading(&config.store).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("purser: {e:#}");
+                    return ExitCode::FAILURE;
                 }
-            } else {
-                None
             };
             let entries = store
                 .clone()
-                .map(|s| Arc::new(s) as Arc<dyn purser::ports::BalanceEntries>);
+                .map(|s| s as Arc<dyn purser::ports::BalanceEntries>);
             // What the daemon's outputs never took is shown as delivery_failed.
             let mut undelivered: std::collections::HashMap<String, Vec<_>> = Default::default();
             if let Some(s) = &store {
-                use purser::ports::Store;
                 match s.failed_notices(None).await {
                     Ok(failed) => {
                         for f in failed {
@@ -424,6 +426,27 @@ async fn main() -> ExitCode {
             };
             printed(sla_report(&config, &since, until.as_deref(), format).await)
         }
+        Command::Status { config } => {
+            init_tracing("error");
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match status(&config).await {
+                Ok((text, leads)) => {
+                    print!("{text}");
+                    if leads {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("purser: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Outbox { command } => {
             let path = match &command {
                 OutboxCommand::List { config, .. } | OutboxCommand::Retry { config, .. } => config,
@@ -464,18 +487,78 @@ fn printed(result: anyhow::Result<String>) -> ExitCode {
     }
 }
 
+/// What `purser status` says, and whether anyone leads (or runs).
+async fn status(config: &Config) -> anyhow::Result<(String, bool)> {
+    use purser::config::Backend;
+    let now = chrono::Utc::now();
+    let mut out = format!("store: {}\n", config.store.describe());
+    let (store, leads) = match &config.store.backend {
+        Backend::Sqlite { path } => {
+            let held = purser::adapters::sqlite::lock::holder(path)?;
+            match &held {
+                Some(who) => out.push_str(&format!("running: {who}\n")),
+                None => out.push_str("running: no daemon holds the store\n"),
+            }
+            let Some(store) = purser::database::for_reading(&config.store).await? else {
+                out.push_str("purser has not run with this config yet\n");
+                return Ok((out, false));
+            };
+            (store, held.is_some())
+        }
+        Backend::Postgres(pg) => {
+            let store = purser::database::postgres(pg).await?;
+            let leads = match store.leader().await? {
+                Some(l) if l.expires_at > now => {
+                    out.push_str(&format!(
+                        "leader: {} (token {}), leading since {}; lease until {} (in {})\n",
+                        l.holder,
+                        l.token,
+                        l.since.to_rfc3339(),
+                        l.expires_at.to_rfc3339(),
+                        purser::domain::duration::format(l.expires_at - now)
+                    ));
+                    true
+                }
+                Some(l) => {
+                    out.push_str(&format!(
+                        "leader: none: the lease of {} ran out at {} ({} ago); a standby takes over within a third of the lease\n",
+                        l.holder,
+                        l.expires_at.to_rfc3339(),
+                        purser::domain::duration::format(now - l.expires_at)
+                    ));
+                    false
+                }
+                None => {
+                    out.push_str("leader: none: no replica has led yet\n");
+                    false
+                }
+            };
+            (
+                std::sync::Arc::new(store) as std::sync::Arc<dyn purser::database::Database>,
+                leads,
+            )
+        }
+    };
+    let alerts = store.all_open_alerts().await?;
+    let requests = store.requests(true, 1000).await?;
+    let outbox = store.undelivered(false).await?;
+    let failed = outbox.iter().filter(|r| r.state == "failed").count();
+    out.push_str(&format!(
+        "open alerts: {}\nopen requests: {}\nnotices waiting: {}, failed: {}\n",
+        alerts.len(),
+        requests.len(),
+        outbox.len() - failed,
+        failed
+    ));
+    store.close().await;
+    Ok((out, leads))
+}
+
 /// `outbox list` and `outbox retry`, against the store (the daemon may be
 /// running: SQLite takes both).
 async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<String> {
     use anyhow::bail;
-    use purser::ports::Store;
-    if !config.store.path.exists() {
-        bail!(
-            "there is no store at {} yet: the daemon has not run with this config",
-            config.store.path.display()
-        );
-    }
-    let store = SqliteStore::open(&config.store.path).await?;
+    let store = purser::database::existing(&config.store).await?;
     let text = match command {
         OutboxCommand::List { failed, format, .. } => {
             let rows = store.undelivered(failed).await?;
@@ -546,7 +629,6 @@ async fn sla_report(
     format: Format,
 ) -> anyhow::Result<String> {
     use anyhow::{Context, bail};
-    use purser::ports::Escalations;
     let settings = config.escalation_settings();
     let zone = settings.zone();
     let now = chrono::Utc::now();
@@ -562,13 +644,12 @@ async fn sla_report(
     if until <= since {
         bail!("--until must come after --since");
     }
-    if !config.store.path.exists() {
+    let Some(store) = purser::database::for_reading(&config.store).await? else {
         bail!(
             "no store at {}: purser has not run with this config",
-            config.store.path.display()
+            config.store.describe()
         );
-    }
-    let store = SqliteStore::open_read_only(&config.store.path).await?;
+    };
     let escalations = store.escalations_since(since).await;
     store.close().await;
     let report = purser::report::sla(&escalations?, &settings, since, until, now);
@@ -583,9 +664,8 @@ async fn audit(
     config: &Config,
     export: Option<(Option<String>, ExportFormat)>,
 ) -> anyhow::Result<ExitCode> {
-    use anyhow::{Context, bail};
+    use anyhow::Context;
     use purser::domain::audit;
-    use purser::ports::Requests;
     let since = match export.as_ref().and_then(|(s, _)| s.as_deref()) {
         None => None,
         Some(t) => Some(
@@ -602,13 +682,7 @@ async fn audit(
                 })?,
         ),
     };
-    if !config.store.path.exists() {
-        bail!(
-            "no store at {}: purser has not run with this config",
-            config.store.path.display()
-        );
-    }
-    let store = SqliteStore::open(&config.store.path).await?;
+    let store = purser::database::existing(&config.store).await?;
     let log = store.audit_log(None).await?;
     let head = store.audit_head().await?;
     let verdict = audit::verify(&log, head.as_ref().map(|(n, h)| (*n, h.as_str())));
@@ -658,7 +732,6 @@ async fn set_balance(
     part: Option<purser::domain::model::EnteredBucket>,
 ) -> anyhow::Result<String> {
     use anyhow::{Context, bail};
-    use purser::ports::BalanceEntries;
     let Some(a) = config
         .accounts
         .iter()
@@ -710,7 +783,7 @@ async fn set_balance(
     let entered_by = by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
-    let store = SqliteStore::open(&config.store.path).await?;
+    let store = purser::database::existing_or_new(&config.store).await?;
     let entry = BalanceEntry {
         bucket: part,
         amount,

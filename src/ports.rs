@@ -77,6 +77,61 @@ pub enum StoreError {
     NotLeader(String),
 }
 
+/// A replica's lead: who, the fencing token its writes carry, since when
+/// and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lead {
+    pub holder: String,
+    pub token: i64,
+    pub since: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The lease that makes one replica of several the leader: the one that
+/// polls, sends and pages. Times are the replica's clock; replicas keep
+/// their clocks in step (NTP), well inside the lease's term.
+#[async_trait]
+pub trait Leadership: Send + Sync {
+    /// Takes the lead for `holder` until `now + term`, unless another holds
+    /// an unexpired lease (`None`). The holder taking it again keeps its
+    /// token; a new holder gets the next.
+    async fn lead(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        term: chrono::Duration,
+    ) -> Result<Option<Lead>, StoreError>;
+    /// Extends the lease `token` names to `now + term` while it has not run
+    /// out; `false`: it has, or another took over.
+    async fn renew(
+        &self,
+        token: i64,
+        now: DateTime<Utc>,
+        term: chrono::Duration,
+    ) -> Result<bool, StoreError>;
+    /// Gives the lead up at once (a clean stop).
+    async fn step_down(&self, token: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Who leads, as stored (expired or not).
+    async fn leader(&self) -> Result<Option<Lead>, StoreError>;
+}
+
+/// A notice not delivered, as `purser outbox list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub output: String,
+    /// `waiting` (to be tried at `at`) or `failed` (given up on at `at`).
+    pub state: &'static str,
+    pub attempts: u32,
+    pub at: DateTime<Utc>,
+    /// What the output said the last time.
+    pub error: Option<String>,
+    pub account: String,
+    pub rule: String,
+    pub kind: String,
+    pub summary: String,
+}
+
 /// A notice waiting in the outbox for one output.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
@@ -240,6 +295,12 @@ pub trait Store: Send + Sync {
         ids: Option<&[i64]>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// Marks `ids` as being sent from `at`, just before they are; how many
+    /// were marked so already and never marked delivered or failed: a send
+    /// cut off by a crash (or a replica's death), which the receiver may
+    /// have got. They go again with the same notice id, so the receiver
+    /// drops them by it; this is the one repeat there can be.
+    async fn sending(&self, ids: &[i64], at: DateTime<Utc>) -> Result<u32, StoreError>;
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// A failed attempt: retry at `retry_at`, or give up when `None`.
     async fn mark_failed(
@@ -263,6 +324,9 @@ pub trait Store: Send + Sync {
     >;
     /// Drops snapshots older than `before`, keeping each account's newest.
     async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Notices not delivered: waiting, and (or only, `failed_only`) given
+    /// up on; oldest first. For `purser outbox list`.
+    async fn undelivered(&self, failed_only: bool) -> Result<Vec<OutboxRow>, StoreError>;
 }
 
 /// Balances entered by hand, for clouds that cannot be asked.
@@ -869,6 +933,8 @@ pub trait Escalations: Send + Sync {
     ) -> Result<Vec<(String, PageMessage)>, StoreError>;
     async fn due_pages(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PageItem>, StoreError>;
     async fn next_page_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// As `Store::sending`, for one page: `true` when it was cut off mid-send before.
+    async fn paging(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn page_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn page_failed(
         &self,

@@ -17,6 +17,7 @@ use crate::adapters::discord_gateway::{self, DiscordGateway};
 use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
 use crate::adapters::pagers::{Opsgenie, PagerDuty};
+use crate::adapters::postgres::PgStore;
 use crate::adapters::robots::Robot;
 use crate::adapters::simulated::SimulatedProvider;
 use crate::adapters::slack::{self, SlackApp, SlackEndpoint};
@@ -29,9 +30,10 @@ use crate::adapters::telegram_channel::TelegramChannel;
 use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
 use crate::config::{
-    AccountConfig, Cloud, CloudAccess, Config, DiscordConfig, DiscordMode, OutputKind, PagerKind,
-    ProviderKind, SlackConfig, SlackMode, TelegramMode,
+    AccountConfig, Backend, Cloud, CloudAccess, Config, DiscordConfig, DiscordMode, OutputKind,
+    PagerKind, ProviderKind, SlackConfig, SlackMode, TelegramMode,
 };
+use crate::database::Database;
 use crate::domain::model::AccountId;
 use crate::engine::activity::Activity;
 use crate::engine::approvals::Approvals;
@@ -42,6 +44,7 @@ use crate::engine::dispatcher::{Dispatcher, Judge, Output};
 use crate::engine::escalator::Escalator;
 use crate::engine::executor::Executor;
 use crate::engine::guard;
+use crate::engine::leadership::{Elector, Gate, Role};
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
 use crate::ports::{
@@ -285,36 +288,120 @@ pub fn pagers(
 
 /// A built, not yet running, purser.
 pub struct Application {
-    scheduler: Scheduler,
-    dispatcher: Dispatcher,
-    board: Board,
-    escalator: Escalator,
+    /// What runs on the leader only.
+    work: LeaderWork,
     approvals: Arc<Approvals>,
-    store: SqliteStore,
+    store: Arc<dyn Database>,
     activity: Activity,
     executor: Arc<Executor>,
-    /// The listener for chat platforms and `/healthz`, bound at build time so
-    /// that a taken port fails the start, not a request later.
+    /// The listener for chat platforms, `/healthz` and `/readyz`, bound at
+    /// build time so that a taken port fails the start, not a request later.
     http: Option<(tokio::net::TcpListener, axum::Router, http::Limits)>,
-    /// The Telegram bot, and how its updates arrive.
-    telegram: Option<(Arc<TelegramBot>, TelegramMode)>,
-    /// Slack over Socket Mode, when configured so.
-    slack_socket: Option<Arc<SlackSocket>>,
-    discord_bot: Option<DiscordBot>,
-    /// Held until the daemon ends: no second one on this store.
-    _lock: StoreLock,
-    store_path: std::path::PathBuf,
+    election: Election,
+    /// This replica's part, as the election decides it.
+    role: watch::Receiver<Role>,
+    /// Where the store is, for people.
+    store_name: String,
     /// How long a stop may take.
     grace: std::time::Duration,
     clock: Arc<dyn Clock>,
 }
 
+/// The work only the leader does, started each time this replica gains the
+/// lead and stopped when it loses it.
+struct LeaderWork {
+    scheduler: Arc<Scheduler>,
+    dispatcher: Arc<Dispatcher>,
+    board: Arc<Board>,
+    escalator: Arc<Escalator>,
+    /// The Telegram bot, and how its updates arrive.
+    telegram: Option<(Arc<TelegramBot>, TelegramMode)>,
+    /// Slack over Socket Mode, when configured so.
+    slack_socket: Option<Arc<SlackSocket>>,
+    discord_bot: Option<DiscordBot>,
+    /// What wakes the leader's tasks when another replica writes.
+    outbox: OutboxSignal,
+    board_signal: BoardSignal,
+}
+
+/// How this replica comes to lead.
+enum Election {
+    /// The only daemon on a SQLite file, held by its lock until it ends.
+    Sole { _lock: StoreLock },
+    /// One of the replicas on PostgreSQL, by the lease.
+    Replica { elector: Elector, store: PgStore },
+}
+
 /// What the Discord bot does when purser starts.
+#[derive(Clone)]
 enum DiscordBot {
     /// Keeps the gateway connection (publishing `/purser` first).
     Gateway(Arc<DiscordGateway>),
     /// Publishes `/purser`; interactions come over HTTP.
     Register(Arc<DiscordApp>, crate::secret::Secret),
+}
+
+/// Opens the store the config names, and says how this replica comes to
+/// lead: on a SQLite file, by holding its lock (one daemon per file); on
+/// PostgreSQL, by the lease.
+async fn open_store(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<dyn Database>, Election, watch::Receiver<Role>)> {
+    match &config.store.backend {
+        Backend::Sqlite { path } => {
+            // One daemon per store, before anything touches it.
+            let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+            let lock = StoreLock::acquire(path, &clock.now().to_rfc3339())?;
+            if let (false, Some(before)) = (existed, &lock.previous) {
+                tracing::warn!(
+                    store = %path.display(),
+                    last_run = %before,
+                    "THE STORE IS MISSING OR EMPTY, but purser has run on it before: starting afresh. \
+                     Open alerts, notices not yet sent, requests under way and the audit chain start \
+                     again from nothing; restore the file from a backup if this was not meant"
+                );
+            }
+            let store = SqliteStore::open(path).await?;
+            // The lock says no other daemon runs here: leases on requests are a
+            // dead predecessor's, and its work is taken over at once.
+            let released = store.release_all_leases().await?;
+            if released > 0 {
+                info!(
+                    requests = released,
+                    "taking over requests a stopped purser was carrying out"
+                );
+            }
+            // Nobody else will ever lead: the sender is not kept.
+            let role = watch::channel(Role::Sole).1;
+            Ok((Arc::new(store), Election::Sole { _lock: lock }, role))
+        }
+        Backend::Postgres(pg) => {
+            // Other replicas may be carrying requests out: their leases on
+            // them are left to run out, not released.
+            let store = crate::database::postgres(pg).await?.as_replica();
+            info!(
+                store = %pg.at,
+                version = %store.server_version().await.unwrap_or_default(),
+                replica = %pg.ha.name,
+                lease = %crate::domain::duration::format(pg.ha.lease),
+                "connected to PostgreSQL; standing by until this replica leads"
+            );
+            let (tx, role) = watch::channel(Role::Standby { leader: None });
+            let elector = Elector {
+                leases: Arc::new(store.clone()),
+                name: pg.ha.name.clone(),
+                term: pg.ha.lease,
+                clock: clock.clone(),
+                role: tx,
+            };
+            Ok((
+                Arc::new(store.clone()),
+                Election::Replica { elector, store },
+                role,
+            ))
+        }
+    }
 }
 
 impl Application {
@@ -325,30 +412,8 @@ impl Application {
         clock: Arc<dyn Clock>,
         mut providers: HashMap<String, Arc<dyn Provider>>,
     ) -> anyhow::Result<Application> {
-        let path = &config.store.path;
-        // One daemon per store, before anything touches it.
-        let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-        let lock = StoreLock::acquire(path, &clock.now().to_rfc3339())?;
-        if let (false, Some(before)) = (existed, &lock.previous) {
-            tracing::warn!(
-                store = %path.display(),
-                last_run = %before,
-                "THE STORE IS MISSING OR EMPTY, but purser has run on it before: starting afresh. \
-                 Open alerts, notices not yet sent, requests under way and the audit chain start \
-                 again from nothing; restore the file from a backup if this was not meant"
-            );
-        }
-        let store = SqliteStore::open(path).await?;
-        // The lock says no other daemon runs here: leases on requests are a
-        // dead predecessor's, and its work is taken over at once.
-        let released = store.release_all_leases().await?;
-        if released > 0 {
-            info!(
-                requests = released,
-                "taking over requests a stopped purser was carrying out"
-            );
-        }
-        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let (store, election, role) = open_store(&config, &clock).await?;
+        let shared: Arc<dyn Store> = store.clone();
         let mut actions: HashMap<String, Arc<dyn Actions>> = HashMap::new();
         let limited: HashMap<String, LimitedProvider> = config
             .providers
@@ -362,7 +427,7 @@ impl Application {
                             &p.name,
                             &config.accounts,
                             clock.clone(),
-                            Some(Arc::new(store.clone())),
+                            Some(store.clone()),
                         );
                         if let Some(a) = &adapter.actions {
                             actions.insert(p.name.clone(), a.clone());
@@ -394,7 +459,7 @@ impl Application {
             tracing::warn!(covers = ?config.oncall.calendar_years, "{}", f.summary);
         }
         let executor = Arc::new(Executor::new(
-            Arc::new(store.clone()),
+            store.clone(),
             Arc::new(config.accounts.clone()),
             actions,
             clock.clone(),
@@ -407,9 +472,9 @@ impl Application {
             clock: clock.clone(),
             routing: Arc::new(config.routing()),
             timeout: config.scheduler.timeout,
-            requests: Some(Arc::new(store.clone())),
+            requests: Some(store.clone()),
             policies: Arc::new(config.policies()),
-            entries: Some(Arc::new(store.clone())),
+            entries: Some(store.clone()),
         };
         let board_signal = BoardSignal {
             activity: activity.clone(),
@@ -449,7 +514,7 @@ impl Application {
         let mut outputs = build_outputs(
             &config,
             &clock,
-            Arc::new(store.clone()),
+            store.clone(),
             &Arc::new(Charts {
                 store: shared.clone(),
                 accounts: Arc::new(config.accounts.clone()),
@@ -458,8 +523,8 @@ impl Application {
             &bots,
         )?;
         let board = Board {
-            requests: Arc::new(store.clone()),
-            cards: Arc::new(store.clone()),
+            requests: store.clone(),
+            cards: store.clone(),
             outputs: config
                 .approvals
                 .channels
@@ -467,12 +532,12 @@ impl Application {
                 .filter_map(|name| Some((name.clone(), outputs.requests.remove(name)?)))
                 .collect(),
             clock: clock.clone(),
-            signal: board_signal,
+            signal: board_signal.clone(),
         };
         let oncall = Arc::new(config.escalation_settings());
         let escalator = Escalator {
             store: shared.clone(),
-            escalations: Arc::new(store.clone()),
+            escalations: store.clone(),
             clock: clock.clone(),
             settings: oncall.clone(),
             accounts: Arc::new(config.accounts.iter().map(|a| a.account.clone()).collect()),
@@ -481,6 +546,7 @@ impl Application {
             pagers: pagers(&config.oncall.pagers),
             written: written.clone(),
             activity: activity.clone(),
+            gate: Gate::new(role.clone()),
         };
         let dispatcher = Dispatcher {
             store: shared.clone(),
@@ -489,6 +555,7 @@ impl Application {
             written: written.clone(),
             activity: activity.clone(),
             judge: Some(judge),
+            gate: Gate::new(role.clone()),
         };
         dispatcher.announce();
         // Someone can ask purser things when a platform can reach it.
@@ -499,8 +566,8 @@ impl Application {
         .then(|| {
             Arc::new(ChatOps {
                 store: shared.clone(),
-                refs: Arc::new(store.clone()),
-                entries: Arc::new(store.clone()),
+                refs: store.clone(),
+                entries: store.clone(),
                 accounts: Arc::new(config.accounts.clone()),
                 entered: config.entered_balance_accounts(),
                 directory: config.directory(),
@@ -512,7 +579,7 @@ impl Application {
                 }),
                 approvals: approvals.clone(),
                 oncall: oncall.clone(),
-                escalations: Arc::new(store.clone()),
+                escalations: store.clone(),
             })
         });
         let slack_app = chat.as_ref().map(|chat| {
@@ -618,27 +685,40 @@ impl Application {
                 };
                 Some((
                     listener,
-                    http::router(slack, discord, webhook),
+                    http::router_with(
+                        slack,
+                        discord,
+                        webhook,
+                        Some(readiness(role.clone(), activity.clone(), &config)),
+                    ),
                     http::Limits::within_open_files(h.max_connections),
                 ))
             }
             _ => None,
         };
         Ok(Application {
-            scheduler,
-            dispatcher,
-            board,
-            escalator,
+            work: LeaderWork {
+                scheduler: Arc::new(scheduler),
+                dispatcher: Arc::new(dispatcher),
+                board: Arc::new(board),
+                escalator: Arc::new(escalator),
+                telegram,
+                slack_socket,
+                discord_bot,
+                outbox: OutboxSignal {
+                    activity: activity.clone(),
+                    written: written.clone(),
+                },
+                board_signal,
+            },
             approvals,
             store,
             activity,
             executor,
             http,
-            telegram,
-            slack_socket,
-            discord_bot,
-            _lock: lock,
-            store_path: config.store.path.clone(),
+            election,
+            role,
+            store_name: config.store.describe(),
             grace: config
                 .scheduler
                 .shutdown_timeout
@@ -653,8 +733,13 @@ impl Application {
         self.http.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }
 
-    pub fn store(&self) -> SqliteStore {
+    pub fn store(&self) -> Arc<dyn Database> {
         self.store.clone()
+    }
+
+    /// This replica's part, as it changes.
+    pub fn role(&self) -> watch::Receiver<Role> {
+        self.role.clone()
     }
 
     /// What carries out approved requests (tests build chat services by hand over it).
@@ -683,12 +768,22 @@ impl Application {
     /// error, for a non-zero exit that a service manager restarts. A chat
     /// connection that ends is reconnected with backoff instead.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Application {
+            work,
+            http,
+            election,
+            mut role,
+            store_name,
+            grace,
+            clock,
+            activity,
+            ..
+        } = self;
         let (ended_tx, mut ended) = mpsc::unbounded_channel();
-        let mut scheduler = Task::spawn("scheduler", &ended_tx, |rx| self.scheduler.run(rx));
-        let mut dispatcher = Task::spawn("dispatcher", &ended_tx, |rx| self.dispatcher.run(rx));
-        let mut board = Task::spawn("request board", &ended_tx, |rx| self.board.run(rx));
-        let mut escalator = Task::spawn("escalator", &ended_tx, |rx| self.escalator.run(rx));
-        let mut http = self.http.map(|(listener, app, limits)| {
+        // On every replica: the listener (chat is answered wherever it
+        // arrives), and on PostgreSQL the election and what tells the
+        // leader of other replicas' writes.
+        let mut http = http.map(|(listener, app, limits)| {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "http listening");
             }
@@ -701,9 +796,151 @@ impl Application {
                 }
             })
         });
+        let (_lock, mut elector, mut listener) = match election {
+            Election::Sole { _lock } => (Some(_lock), None, None),
+            Election::Replica { elector, store } => {
+                let (outbox, board) = (work.outbox.clone(), work.board_signal.clone());
+                let listener = Task::spawn("change listener", &ended_tx, move |rx| async move {
+                    let heard = move |what: &str| match what {
+                        "outbox" => outbox.wrote(),
+                        "requests" => board.changed(),
+                        // Reconnected: what changed meanwhile is unknown.
+                        _ => {
+                            outbox.wrote();
+                            board.changed();
+                        }
+                    };
+                    if let Err(e) = store.listen(heard, rx).await {
+                        tracing::error!(error = %e, "listening for other replicas' writes failed");
+                    }
+                });
+                (
+                    None,
+                    Some(Task::spawn("leadership", &ended_tx, |rx| elector.run(rx))),
+                    Some(listener),
+                )
+            }
+        };
+        info!("purser running");
+        let failed = |name: &str, panic: Option<String>| match panic {
+            Some(why) => format!("the {name} task panicked ({why}); purser stopped"),
+            None => format!("the {name} task ended by itself; purser stopped"),
+        };
+        let store_failed = |failure: String| {
+            format!(
+                "the store {store_name} failed ({failure}); purser stopped rather than run on blind: \
+                 check the store (the disk full or read-only? the database reachable?), then start it again"
+            )
+        };
+        tokio::pin!(stop);
+        let cause = loop {
+            // Stand by until this replica leads.
+            let leads = async {
+                loop {
+                    if matches!(*role.borrow_and_update(), Role::Sole | Role::Leader { .. }) {
+                        return;
+                    }
+                    if role.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break None,
+                failure = activity.store_failure() => break Some(store_failed(failure)),
+                Some((name, panic)) = ended.recv() => break Some(failed(name, panic)),
+                _ = leads => {}
+            }
+            let mut term = Term::start(&work, &clock);
+            let lost = async {
+                loop {
+                    if matches!(*role.borrow_and_update(), Role::Standby { .. }) {
+                        return;
+                    }
+                    if role.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            let outcome = tokio::select! {
+                _ = &mut stop => Some(None),
+                failure = activity.store_failure() => Some(Some(store_failed(failure))),
+                Some((name, panic)) = ended.recv() => Some(Some(failed(name, panic))),
+                Some((name, panic)) = term.ended.recv() => Some(Some(failed(name, panic))),
+                _ = lost => None,
+            };
+            if outcome.is_none() {
+                info!(
+                    "this replica no longer leads: stopping its polls, deliveries, pages and chat connections"
+                );
+                if tokio::time::timeout(grace, term.stop()).await.is_err() {
+                    tracing::warn!(
+                        "leading work did not stop within the shutdown timeout; cut off"
+                    );
+                }
+                continue;
+            }
+            if let Some(Some(cause)) = &outcome {
+                tracing::error!(%cause, "stopping");
+            }
+            info!("stopping: finishing polls under way and sends that are due");
+            let graceful = async {
+                if let Some(http) = http.as_mut() {
+                    http.stop().await;
+                }
+                term.stop().await;
+            };
+            if tokio::time::timeout(grace, graceful).await.is_err() {
+                let a = activity.get();
+                tracing::warn!(
+                    polls = a.polls_in_flight,
+                    sweeps = a.sweeps_in_flight,
+                    sending = a.deliveries.values().filter(|d| d.is_none()).count(),
+                    "the shutdown timeout passed: what is still under way is cut off; at the next start polls are made again, notices not yet sent are sent and calls to clouds are read back"
+                );
+            }
+            break outcome.flatten();
+        };
+        // Stopped while standing by: no more chat is taken either.
+        if let Some(http) = http.as_mut() {
+            let _ = tokio::time::timeout(grace, http.stop()).await;
+        }
+        // The lead is given up once the leading work has stopped, so a
+        // standby starts only after this replica has finished sending.
+        if let Some(e) = elector.as_mut() {
+            let _ = tokio::time::timeout(grace, e.stop()).await;
+        }
+        if let Some(l) = listener.as_mut() {
+            l.stop.send_replace(true);
+        }
+        match cause {
+            None => Ok(()),
+            Some(cause) => Err(anyhow::anyhow!(cause)),
+        }
+    }
+}
+
+/// One spell of leading: the tasks only the leader runs, and how they end.
+struct Term {
+    scheduler: Task,
+    dispatcher: Task,
+    board: Task,
+    escalator: Task,
+    stop_chat: watch::Sender<bool>,
+    telegram: Option<AbortOnDrop>,
+    _chat: Vec<AbortOnDrop>,
+    ended: mpsc::UnboundedReceiver<(&'static str, Option<String>)>,
+}
+
+impl Term {
+    fn start(work: &LeaderWork, clock: &Arc<dyn Clock>) -> Term {
+        let (ended_tx, ended) = mpsc::unbounded_channel();
+        let scheduler = work.scheduler.clone();
+        let dispatcher = work.dispatcher.clone();
+        let board = work.board.clone();
+        let escalator = work.escalator.clone();
         let (stop_chat, chat_rx) = watch::channel(false);
-        let clock = self.clock.clone();
-        let mut telegram = self.telegram.map(|(bot, mode)| {
+        let telegram = work.telegram.clone().map(|(bot, mode)| {
             let (stop, clock) = (chat_rx.clone(), clock.clone());
             AbortOnDrop(tokio::spawn(async move {
                 match mode {
@@ -723,18 +960,19 @@ impl Application {
                 }
             }))
         });
-        let _slack = self.slack_socket.map(|s| {
+        let mut chat = Vec::new();
+        if let Some(s) = work.slack_socket.clone() {
             let (stop, clock) = (chat_rx.clone(), clock.clone());
-            AbortOnDrop(tokio::spawn(keep_connected(
+            chat.push(AbortOnDrop(tokio::spawn(keep_connected(
                 "slack",
                 clock,
                 stop,
                 move |rx| slack_socket::run(s.clone(), rx),
-            )))
-        });
-        let _discord = self.discord_bot.map(|bot| {
+            ))));
+        }
+        if let Some(bot) = work.discord_bot.clone() {
             let (stop, clock) = (chat_rx.clone(), clock.clone());
-            AbortOnDrop(tokio::spawn(async move {
+            chat.push(AbortOnDrop(tokio::spawn(async move {
                 match bot {
                     DiscordBot::Gateway(gw) => {
                         keep_connected("discord", clock, stop, move |rx| {
@@ -751,53 +989,68 @@ impl Application {
                         }
                     }
                 }
-            }))
-        });
-        info!("purser running");
-        let store = self.store_path.display();
-        let cause = tokio::select! {
-            _ = stop => None,
-            failure = self.activity.store_failure() => Some(format!(
-                "the store {store} failed ({failure}); purser stopped rather than run on blind: \
-                 check the disk (full? read-only?) and the file, then start it again"
-            )),
-            Some((name, panic)) = ended.recv() => Some(match panic {
-                Some(why) => format!("the {name} task panicked ({why}); purser stopped"),
-                None => format!("the {name} task ended by itself; purser stopped"),
-            }),
-        };
-        if let Some(cause) = &cause {
-            tracing::error!(%cause, "stopping");
+            })));
         }
-        info!("stopping: finishing polls under way and sends that are due");
-        let graceful = async {
-            if let Some(http) = http.as_mut() {
-                http.stop().await;
-            }
-            stop_chat.send_replace(true);
-            scheduler.stop().await;
-            dispatcher.stop().await;
-            board.stop().await;
-            escalator.stop().await;
-            // The bot confirms the updates it handled on its way out.
-            if let Some(t) = telegram.as_mut() {
-                let _ = (&mut t.0).await;
-            }
-        };
-        if tokio::time::timeout(self.grace, graceful).await.is_err() {
-            let a = self.activity.get();
-            tracing::warn!(
-                polls = a.polls_in_flight,
-                sweeps = a.sweeps_in_flight,
-                sending = a.deliveries.values().filter(|d| d.is_none()).count(),
-                "the shutdown timeout passed: what is still under way is cut off; at the next start polls are made again, notices not yet sent are sent and calls to clouds are read back"
-            );
-        }
-        match cause {
-            None => Ok(()),
-            Some(cause) => Err(anyhow::anyhow!(cause)),
+        Term {
+            scheduler: Task::spawn("scheduler", &ended_tx, |rx| scheduler.run(rx)),
+            dispatcher: Task::spawn("dispatcher", &ended_tx, |rx| dispatcher.run(rx)),
+            board: Task::spawn("request board", &ended_tx, |rx| board.run(rx)),
+            escalator: Task::spawn("escalator", &ended_tx, |rx| escalator.run(rx)),
+            stop_chat,
+            telegram,
+            _chat: chat,
+            ended,
         }
     }
+
+    /// Stops scheduling, lets polls under way finish and sends what is due,
+    /// closes the chat connections.
+    async fn stop(&mut self) {
+        self.stop_chat.send_replace(true);
+        self.scheduler.stop().await;
+        self.dispatcher.stop().await;
+        self.board.stop().await;
+        self.escalator.stop().await;
+        // The bot confirms the updates it handled on its way out.
+        if let Some(t) = self.telegram.as_mut() {
+            let _ = (&mut t.0).await;
+        }
+    }
+}
+
+/// What `/readyz` says: ready unless the store failed; this replica's role
+/// (`role: leader` or `role: standby`), and on PostgreSQL the lease.
+fn readiness(role: watch::Receiver<Role>, activity: Activity, config: &Config) -> http::Readiness {
+    let replica = match &config.store.backend {
+        Backend::Postgres(pg) => Some(pg.ha.name.clone()),
+        Backend::Sqlite { .. } => None,
+    };
+    Arc::new(move || {
+        let mut body = format!("role: {}\n", role.borrow().name());
+        if let Some(name) = &replica {
+            body.push_str(&format!("replica: {name}\n"));
+        }
+        match &*role.borrow() {
+            Role::Leader { lead, .. } => body.push_str(&format!(
+                "leading since: {}\nlease until: {}\n",
+                lead.since.to_rfc3339(),
+                lead.expires_at.to_rfc3339()
+            )),
+            Role::Standby { leader: Some(lead) } => body.push_str(&format!(
+                "leader: {}\nlease until: {}\n",
+                lead.holder,
+                lead.expires_at.to_rfc3339()
+            )),
+            Role::Standby { leader: None } | Role::Sole => {}
+        }
+        match activity.get().store_failing {
+            Some(why) => {
+                body.push_str(&format!("not ready: {why}\n"));
+                (false, body)
+            }
+            None => (true, body),
+        }
+    })
 }
 
 /// A long-running task, its stop signal, and its handle (aborted when
@@ -805,6 +1058,7 @@ impl Application {
 struct Task {
     stop: watch::Sender<bool>,
     handle: AbortOnDrop,
+    stopped: bool,
 }
 
 type Ended = mpsc::UnboundedSender<(&'static str, Option<String>)>;
@@ -825,13 +1079,17 @@ impl Task {
         Task {
             stop,
             handle: AbortOnDrop(handle),
+            stopped: false,
         }
     }
 
-    /// Tells it to stop and waits until it has.
+    /// Tells it to stop and waits until it has (at once if it had).
     async fn stop(&mut self) {
         self.stop.send_replace(true);
-        let _ = (&mut self.handle.0).await;
+        if !self.stopped {
+            let _ = (&mut self.handle.0).await;
+            self.stopped = true;
+        }
     }
 }
 
@@ -903,7 +1161,10 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
         );
     };
     let clock: Arc<dyn Clock> = Arc::new(crate::engine::clock::SystemClock);
-    let store = SqliteStore::open(&config.store.path).await?;
+    let store: Arc<dyn Database> = match &config.store.backend {
+        Backend::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
+        Backend::Postgres(pg) => Arc::new(crate::database::postgres(pg).await?),
+    };
     let mut actions: HashMap<String, Arc<dyn Actions>> = HashMap::new();
     for p in &config.providers {
         let adapter = build_adapter(
@@ -911,14 +1172,14 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
             &p.name,
             &config.accounts,
             clock.clone(),
-            Some(Arc::new(store.clone())),
+            Some(store.clone()),
         );
         if let Some(a) = adapter.actions {
             actions.insert(p.name.clone(), a);
         }
     }
     let executor = Arc::new(Executor::new(
-        Arc::new(store.clone()),
+        store.clone(),
         Arc::new(config.accounts.clone()),
         actions,
         clock.clone(),
@@ -932,9 +1193,9 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
         },
     )];
     let chat = ChatOps {
-        store: Arc::new(store.clone()),
-        refs: Arc::new(store.clone()),
-        entries: Arc::new(store.clone()),
+        store: store.clone(),
+        refs: store.clone(),
+        entries: store.clone(),
         accounts: Arc::new(config.accounts.clone()),
         entered: config.entered_balance_accounts(),
         directory: crate::domain::people::Directory::new(identities),
@@ -943,7 +1204,7 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
         outbox: None,
         approvals: approvals(config, &store, executor, None),
         oncall: Arc::new(config.escalation_settings()),
-        escalations: Arc::new(store.clone()),
+        escalations: store.clone(),
     };
     let reply = chat
         .handle(
@@ -963,13 +1224,13 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
 
 pub fn approvals(
     config: &Config,
-    store: &SqliteStore,
+    store: &Arc<dyn Database>,
     executor: Arc<Executor>,
     board: Option<BoardSignal>,
 ) -> Arc<Approvals> {
     Arc::new(Approvals {
-        requests: Arc::new(store.clone()),
-        store: Arc::new(store.clone()),
+        requests: store.clone(),
+        store: store.clone(),
         accounts: Arc::new(config.accounts.clone()),
         policies: Arc::new(config.policies()),
         tiers: config.approvals.tiers.clone(),

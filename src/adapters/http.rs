@@ -137,12 +137,39 @@ impl ReplayGuard {
     }
 }
 
+/// Whether this replica is ready, and what it says of itself (its role,
+/// the lease), for `/readyz`.
+pub type Readiness = Arc<dyn Fn() -> (bool, String) + Send + Sync>;
+
 pub fn router(
     slack: Option<Arc<SlackEndpoint>>,
     discord: Option<Arc<DiscordEndpoint>>,
     telegram: Option<Arc<TelegramWebhook>>,
 ) -> Router {
+    router_with(slack, discord, telegram, None)
+}
+
+pub fn router_with(
+    slack: Option<Arc<SlackEndpoint>>,
+    discord: Option<Arc<DiscordEndpoint>>,
+    telegram: Option<Arc<TelegramWebhook>>,
+    ready: Option<Readiness>,
+) -> Router {
     let mut app = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    if let Some(ready) = ready {
+        app = app.route(
+            "/readyz",
+            get(move || {
+                let (ok, body) = ready();
+                let status = if ok {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                };
+                async move { (status, body) }
+            }),
+        );
+    }
     if let Some(s) = slack {
         app = app.merge(
             Router::new()

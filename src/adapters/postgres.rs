@@ -24,8 +24,8 @@ use crate::domain::routing::Routing;
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, MessageRef, MessageRefs,
-    NewSilence, OutboxItem, Store, StoreError, StoredNotice,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Lead, Leadership, MessageRef,
+    MessageRefs, NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice,
 };
 use crate::secret::redact;
 
@@ -151,6 +151,56 @@ impl PgStore {
         self
     }
 
+    /// Calls `heard` with what another replica (or this one) wrote, as
+    /// the database announces it: `outbox` (a notice queued), `requests` (a
+    /// request asked for, decided or moved), or `all` after the connection
+    /// was lost and made again (what changed meanwhile is unknown). Until
+    /// `stop`.
+    pub async fn listen(
+        &self,
+        heard: impl Fn(&str) + Send,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen("purser_changes").await?;
+        loop {
+            tokio::select! {
+                n = listener.try_recv() => match n? {
+                    Some(n) => heard(n.payload()),
+                    None => heard("all"),
+                },
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Every alert recorded, newest first (for inspection).
+    pub async fn all_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        sqlx::query("SELECT * FROM alerts ORDER BY id DESC")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(alert_from_row)
+            .collect()
+    }
+
+    /// Outbox rows as (output, notice, delivered), in the order queued.
+    pub async fn outbox(&self) -> Result<Vec<(String, StoredNotice, bool)>, StoreError> {
+        sqlx::query("SELECT output, body, delivered_at FROM outbox ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("output")?,
+                    from_json(r, "body")?,
+                    r.try_get::<Option<DateTime<Utc>>, _>("delivered_at")?
+                        .is_some(),
+                ))
+            })
+            .collect()
+    }
+
     /// Records the token this replica holds (0: none), unless it is not a
     /// replica.
     fn set_fence(&self, token: i64) {
@@ -197,7 +247,7 @@ impl PgStore {
         holder: &str,
         now: DateTime<Utc>,
         term: chrono::Duration,
-    ) -> Result<Option<Lease>, StoreError> {
+    ) -> Result<Option<Lead>, StoreError> {
         let (now, until) = (at_ms(now), at_ms(now + term));
         let row = sqlx::query(
             "INSERT INTO leadership (id, holder, token, since, expires_at) VALUES (1, $1, 1, $2, $3)
@@ -266,7 +316,7 @@ impl PgStore {
     }
 
     /// Who leads, as the row says (expired or not).
-    pub async fn leader(&self) -> Result<Option<Lease>, StoreError> {
+    pub async fn leader(&self) -> Result<Option<Lead>, StoreError> {
         let row =
             sqlx::query("SELECT holder, token, since, expires_at FROM leadership WHERE id = 1")
                 .fetch_optional(&self.pool)
@@ -306,18 +356,8 @@ impl PgStore {
     }
 }
 
-/// A replica's lead: who, the fencing token its writes carry, since when
-/// and until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub holder: String,
-    pub token: i64,
-    pub since: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-}
-
-fn lease_from_row(r: &PgRow) -> Result<Lease, StoreError> {
-    Ok(Lease {
+fn lease_from_row(r: &PgRow) -> Result<Lead, StoreError> {
+    Ok(Lead {
         holder: r.try_get("holder")?,
         token: r.try_get("token")?,
         since: r.try_get("since")?,
@@ -469,6 +509,32 @@ async fn health_in(
         },
         consecutive_failures: count(&r, "consecutive_failures")?,
     })
+}
+
+#[async_trait]
+impl Leadership for PgStore {
+    async fn lead(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        term: chrono::Duration,
+    ) -> Result<Option<Lead>, StoreError> {
+        PgStore::lead(self, holder, now, term).await
+    }
+    async fn renew(
+        &self,
+        token: i64,
+        now: DateTime<Utc>,
+        term: chrono::Duration,
+    ) -> Result<bool, StoreError> {
+        PgStore::renew(self, token, now, term).await
+    }
+    async fn step_down(&self, token: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        PgStore::step_down(self, token, now).await
+    }
+    async fn leader(&self) -> Result<Option<Lead>, StoreError> {
+        PgStore::leader(self).await
+    }
 }
 
 #[async_trait]
@@ -880,11 +946,29 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
+    async fn sending(&self, ids: &[i64], at: DateTime<Utc>) -> Result<u32, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
+        let before: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
+            "SELECT sending_at FROM outbox WHERE id = ANY($1) AND delivered_at IS NULL FOR UPDATE",
+        )
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE outbox SET sending_at = $1 WHERE id = ANY($2)")
+            .bind(at_ms(at))
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u32::try_from(before.iter().filter(|b| b.is_some()).count()).unwrap_or(u32::MAX))
+    }
+
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         self.fence(&mut tx).await?;
         sqlx::query(
-            "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
+            "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL, sending_at = NULL WHERE id = $2",
         )
         .bind(at_ms(at))
         .bind(id)
@@ -905,13 +989,13 @@ impl Store for PgStore {
         self.fence(&mut tx).await?;
         match retry_at {
             Some(at) => sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, sending_at = NULL WHERE id = $3",
             )
             .bind(error.as_ref())
             .bind(at_ms(at))
             .bind(id),
             None => sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, abandoned_at = next_attempt_at WHERE id = $2",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, abandoned_at = next_attempt_at, sending_at = NULL WHERE id = $2",
             )
             .bind(error.as_ref())
             .bind(id),
@@ -946,6 +1030,42 @@ impl Store for PgStore {
             .map(|r| {
                 let id = AccountId::parse(r.try_get::<&str, _>("account")?).map_err(corrupt)?;
                 Ok((id, from_json(r, "body")?))
+            })
+            .collect()
+    }
+
+    async fn undelivered(&self, failed_only: bool) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, output, attempts, next_attempt_at, abandoned_at, last_error, body
+             FROM outbox WHERE delivered_at IS NULL AND (abandoned_at IS NOT NULL OR NOT $1)
+             ORDER BY id",
+        )
+        .bind(failed_only)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let notice: StoredNotice = from_json(r, "body")?;
+                let failed: Option<DateTime<Utc>> = r.try_get("abandoned_at")?;
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    output: r.try_get("output")?,
+                    state: if failed.is_some() {
+                        "failed"
+                    } else {
+                        "waiting"
+                    },
+                    attempts: count(r, "attempts")?,
+                    at: match failed {
+                        Some(at) => at,
+                        None => r.try_get("next_attempt_at")?,
+                    },
+                    error: r.try_get("last_error")?,
+                    account: notice.account,
+                    rule: notice.rule.as_str().to_owned(),
+                    kind: notice.kind.as_str().to_owned(),
+                    summary: notice.summary,
+                })
             })
             .collect()
     }

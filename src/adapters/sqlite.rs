@@ -20,7 +20,7 @@ use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{
     AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, MessageRef, MessageRefs,
-    NewSilence, OutboxItem, Store, StoreError, StoredNotice,
+    NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice,
 };
 use crate::secret::redact;
 
@@ -31,23 +31,6 @@ pub mod lock;
 mod requests;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// A notice not delivered, as `purser outbox list` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Undelivered {
-    pub id: i64,
-    pub output: String,
-    /// `waiting` (to be tried at `at`) or `failed` (given up on at `at`).
-    pub state: &'static str,
-    pub attempts: u32,
-    pub at: DateTime<Utc>,
-    /// What the output said the last time.
-    pub error: Option<String>,
-    pub account: String,
-    pub rule: String,
-    pub kind: String,
-    pub summary: String,
-}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -127,42 +110,6 @@ impl SqliteStore {
         }
         MIGRATOR.run(&pool).await.map_err(|e| unreadable(path, e))?;
         Ok(SqliteStore { pool })
-    }
-
-    /// Notices not delivered: waiting, and (or only, `failed_only`) given
-    /// up on; oldest first. For `purser outbox list`.
-    pub async fn undelivered(&self, failed_only: bool) -> Result<Vec<Undelivered>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, output, attempts, next_attempt_at, abandoned_at, last_error, body
-             FROM outbox WHERE delivered_at IS NULL AND (abandoned_at IS NOT NULL OR NOT ?)
-             ORDER BY id",
-        )
-        .bind(failed_only)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let notice: StoredNotice =
-                    serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?;
-                let failed: Option<i64> = r.get("abandoned_at");
-                Ok(Undelivered {
-                    id: r.get("id"),
-                    output: r.get("output"),
-                    state: if failed.is_some() {
-                        "failed"
-                    } else {
-                        "waiting"
-                    },
-                    attempts: u32::try_from(r.get::<i64, _>("attempts")).map_err(corrupt)?,
-                    at: from_ms(failed.unwrap_or(r.get("next_attempt_at")))?,
-                    error: r.get("last_error"),
-                    account: notice.account,
-                    rule: notice.rule.as_str().to_owned(),
-                    kind: notice.kind.as_str().to_owned(),
-                    summary: notice.summary,
-                })
-            })
-            .collect()
     }
 
     /// Gives up every lease on carrying out requests: for the one daemon
@@ -945,8 +892,29 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    async fn sending(&self, ids: &[i64], at: DateTime<Utc>) -> Result<u32, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut cut_off = 0;
+        for id in ids {
+            let before: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT sending_at FROM outbox WHERE id = ? AND delivered_at IS NULL",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            cut_off += u32::from(matches!(before, Some(Some(_))));
+            sqlx::query("UPDATE outbox SET sending_at = ? WHERE id = ?")
+                .bind(ms(at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(cut_off)
+    }
+
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+        sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, sending_at = NULL WHERE id = ?")
             .bind(ms(at))
             .bind(id)
             .execute(&self.pool)
@@ -962,14 +930,50 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let error = redact(error);
         let query = match retry_at {
-            Some(at) => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?")
+            Some(at) => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, sending_at = NULL WHERE id = ?")
                 .bind(error.as_ref())
                 .bind(ms(at)),
-            None => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, abandoned_at = next_attempt_at WHERE id = ?")
+            None => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, abandoned_at = next_attempt_at, sending_at = NULL WHERE id = ?")
                 .bind(error.as_ref()),
         };
         query.bind(id).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Notices not delivered: waiting, and (or only, `failed_only`) given
+    /// up on; oldest first. For `purser outbox list`.
+    async fn undelivered(&self, failed_only: bool) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, output, attempts, next_attempt_at, abandoned_at, last_error, body
+             FROM outbox WHERE delivered_at IS NULL AND (abandoned_at IS NOT NULL OR NOT ?)
+             ORDER BY id",
+        )
+        .bind(failed_only)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let notice: StoredNotice =
+                    serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?;
+                let failed: Option<i64> = r.get("abandoned_at");
+                Ok(OutboxRow {
+                    id: r.get("id"),
+                    output: r.get("output"),
+                    state: if failed.is_some() {
+                        "failed"
+                    } else {
+                        "waiting"
+                    },
+                    attempts: u32::try_from(r.get::<i64, _>("attempts")).map_err(corrupt)?,
+                    at: from_ms(failed.unwrap_or(r.get("next_attempt_at")))?,
+                    error: r.get("last_error"),
+                    account: notice.account,
+                    rule: notice.rule.as_str().to_owned(),
+                    kind: notice.kind.as_str().to_owned(),
+                    summary: notice.summary,
+                })
+            })
+            .collect()
     }
 
     async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

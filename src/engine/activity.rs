@@ -27,6 +27,9 @@ pub struct ActivityState {
     /// The escalator is waiting, having seen this many outbox writes (alerts
     /// firing, acknowledged, resolved); with when its next step or page is due.
     pub escalator_idle: Option<(u64, Option<DateTime<Utc>>)>,
+    /// Notices and pages sent again because a send was cut off (a crash, a
+    /// replica's death) before it was recorded: the one repeat there can be.
+    pub sent_again: u64,
     /// The store refused a read or a write: purser cannot keep its books,
     /// and the daemon stops (non-zero) rather than run on as if healthy.
     pub store_failing: Option<String>,

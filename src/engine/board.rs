@@ -51,7 +51,7 @@ pub struct Board {
 }
 
 impl Board {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         // A message a platform refused for good (a deleted channel) is not
         // tried again until the request changes.
         let mut given_up: HashSet<(RequestId, String, u64)> = HashSet::new();

@@ -16,6 +16,7 @@ use super::activity::Activity;
 use super::guard;
 use super::poller::Poller;
 use crate::config::AccountConfig;
+use crate::engine::leadership::Gate;
 use crate::ports::{Clock, Notifier, OutboxItem, SendError, Store, StoreError, StoredNotice};
 
 pub struct Output {
@@ -32,6 +33,8 @@ pub struct Dispatcher {
     /// Judges at once, when an output loses a notice, what that means for
     /// its account (the delivery_failed alert).
     pub judge: Option<Judge>,
+    /// Nothing is sent unless this replica leads.
+    pub gate: Gate,
 }
 
 /// What raising delivery_failed needs.
@@ -64,9 +67,9 @@ impl Dispatcher {
         });
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         self.announce();
-        let this = Arc::new(self);
+        let this = self;
         if let Err(e) = this.orphans().await {
             error!(error = %e, "reading the outbox failed");
             this.activity.store_failed(&e);
@@ -170,6 +173,17 @@ impl Dispatcher {
         let Some(output) = self.outputs.get(&first.output) else {
             return Ok(());
         };
+        if !self.gate.open_at(self.clock.now()) {
+            return Err(StoreError::NotLeader(
+                "this replica no longer leads; the leader sends".into(),
+            ));
+        }
+        let ids: Vec<i64> = group.iter().map(|i| i.id).collect();
+        let again = self.store.sending(&ids, self.clock.now()).await?;
+        if again > 0 {
+            warn!(output = %first.output, notices = again, notice_id = %first.notice.id, "sending again what was being sent when purser (or a replica) stopped: the receiver may have it already, and drops it by its id");
+            self.activity.update(|s| s.sent_again += u64::from(again));
+        }
         let send = async {
             if let [item] = group {
                 output.notifier.send(&item.notice).await

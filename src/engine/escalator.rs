@@ -25,6 +25,7 @@ use crate::domain::oncall::{Override, Rotation};
 use crate::domain::routing::Routing;
 use crate::domain::rules::Severity;
 use crate::domain::silence;
+use crate::engine::leadership::Gate;
 use crate::ports::{
     Clock, DirectMessages, EscalationWrite, Escalations, OutsidePager, PageItem, PageMessage,
     PagerEvent, SendError, Store, StoreError, StoredNotice,
@@ -84,6 +85,8 @@ pub struct Escalator {
     /// Wakes the dispatcher after a step's channel notices are written.
     pub written: Arc<Notify>,
     pub activity: Activity,
+    /// Nobody is paged unless this replica leads.
+    pub gate: Gate,
 }
 
 const BATCH: u32 = 100;
@@ -95,7 +98,7 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 impl Escalator {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut changes = self.activity.subscribe();
         loop {
             let seen = self.activity.get().notices_written;
@@ -547,6 +550,15 @@ impl Escalator {
     /// Sends the pages due now; each is marked delivered once it went out.
     async fn deliver_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         for item in self.escalations.due_pages(now, BATCH).await? {
+            if !self.gate.open_at(self.clock.now()) {
+                return Err(StoreError::NotLeader(
+                    "this replica no longer leads; the leader pages".into(),
+                ));
+            }
+            if self.escalations.paging(item.id, self.clock.now()).await? {
+                warn!(page = %item.page.id, to = %item.to, "paging again: this page was being sent when purser (or a replica) stopped; the receiver drops it by its id");
+                self.activity.update(|s| s.sent_again += 1);
+            }
             let sent = self.send(&item).await;
             match sent {
                 Ok(()) => {

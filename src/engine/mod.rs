@@ -12,6 +12,7 @@ pub mod dispatcher;
 pub mod escalator;
 pub mod executor;
 pub mod guard;
+pub mod leadership;
 pub mod oncall_view;
 pub mod poller;
 pub mod pricing;

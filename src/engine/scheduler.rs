@@ -74,7 +74,7 @@ impl Scheduler {
         next_tick(&a.schedule, self.timezone, offset, after)
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let clock = self.poller.clock.clone();
         let start = clock.now();
         // Everything is polled once at start, so alerts show without waiting for a tick.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::post;
 use purser::adapters::slack;
-use purser::ports::{Clock, Store};
+use purser::ports::Clock;
 
 use crate::helpers::{Setup, TestApp, World};
 

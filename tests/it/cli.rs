@@ -461,3 +461,48 @@ async fn check_reports_progress_per_account() {
     assert!(*seen.1.lock().unwrap());
     assert_eq!(report.accounts.len(), n);
 }
+
+/// The store's URL from the environment (where its password may be) is
+/// used, and said without the password; a server that is not there is
+/// named by host and port, and `status` exits 2.
+#[test]
+fn a_postgres_store_from_the_environment_is_named_without_its_password() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://purser:pg-pass-0451@127.0.0.1:{closed}/purser");
+    let run = |args: &[&str]| {
+        purser()
+            .args(args)
+            .env("PURSER_STORE_URL", &url)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["config", "check", "--config", "config/demo.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("store PostgreSQL at 127.0.0.1:{closed}/purser")),
+        "{text}"
+    );
+    assert!(!text.contains("pg-pass-0451"), "{text}");
+    let out = run(&["status", "--config", "config/demo.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the PostgreSQL store at 127.0.0.1:{closed} cannot be reached"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("pg-pass-0451"), "{err}");
+    // The daemon refuses to start, non-zero, saying the same.
+    let out = run(&["run", "--config", "config/demo.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot be reached"), "{err}");
+    assert!(!err.contains("pg-pass-0451"), "{err}");
+}

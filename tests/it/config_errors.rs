@@ -805,3 +805,103 @@ fn schedules_are_read_in_the_calendars_zone_unless_the_scheduler_names_one() {
         "{err}"
     );
 }
+
+#[test]
+fn a_postgres_store_is_named_by_url_with_its_password_by_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pg-password");
+    std::fs::write(&pw, "s3cret-pg-pass\n").unwrap();
+    let text = BASE.replace(
+        "path = \"x.db\"",
+        &format!(
+            "url = \"postgres://purser@db.internal:6432/purser?sslmode=verify-full\"\npassword = \"file:{}\"\npool = 4\n\n[ha]\nlease = \"20s\"\nname = \"replica-a\"",
+            pw.display()
+        ),
+    );
+    let c = Config::parse(&text, Path::new("conf/purser.toml")).unwrap();
+    let purser::config::Backend::Postgres(pg) = &c.store.backend else {
+        panic!("{:?}", c.store.backend)
+    };
+    assert_eq!(pg.at, "db.internal:6432/purser");
+    assert_eq!(pg.password.as_ref().unwrap().expose(), "s3cret-pg-pass");
+    assert_eq!(pg.pool, 4);
+    assert_eq!(pg.ha.lease, chrono::Duration::seconds(20));
+    assert_eq!(pg.ha.name, "replica-a");
+    assert_eq!(c.store.describe(), "PostgreSQL at db.internal:6432/purser");
+    // Defaults: a 15 s lease, ten connections, the host and pid as name.
+    let plain = BASE.replace("path = \"x.db\"", "url = \"postgres://purser@db/purser\"");
+    let c = Config::parse(&plain, Path::new("conf/purser.toml")).unwrap();
+    let purser::config::Backend::Postgres(pg) = &c.store.backend else {
+        panic!()
+    };
+    assert_eq!((pg.pool, pg.ha.lease), (10, chrono::Duration::seconds(15)));
+    assert!(
+        pg.ha.name.ends_with(&format!(":{}", std::process::id())),
+        "{}",
+        pg.ha.name
+    );
+}
+
+#[test]
+fn a_password_written_into_the_store_url_is_refused_unrepeated() {
+    let text = BASE.replace(
+        "path = \"x.db\"",
+        "url = \"postgres://purser:hunter2hunter2@db:5432/purser\"",
+    );
+    let err = error_of(&text);
+    assert!(
+        err.contains("conf/purser.toml:3: store.url: the URL holds a password"),
+        "{err}"
+    );
+    assert!(err.contains("password = \"env:NAME\""), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn store_mistakes_are_each_named() {
+    // Both a file and a server.
+    let both = BASE.replace(
+        "path = \"x.db\"",
+        "path = \"x.db\"\nurl = \"postgres://purser@db/purser\"",
+    );
+    assert!(
+        error_of(&both).contains("give either path (a SQLite file) or url (PostgreSQL), not both"),
+        "{}",
+        error_of(&both)
+    );
+    // Not PostgreSQL.
+    let mysql = BASE.replace("path = \"x.db\"", "url = \"mysql://purser@db/purser\"");
+    assert!(
+        error_of(&mysql).contains("store.url: the scheme is \"mysql\""),
+        "{}",
+        error_of(&mysql)
+    );
+    // Replicas on a file.
+    let ha = format!("{BASE}\n[ha]\nlease = \"15s\"\n");
+    assert!(
+        error_of(&ha).contains("ha: replicas share a PostgreSQL store"),
+        "{}",
+        error_of(&ha)
+    );
+    // A pool of nothing, a lease too short to renew.
+    let bad = BASE.replace(
+        "path = \"x.db\"",
+        "url = \"postgres://purser@db/purser\"\npool = 0\n\n[ha]\nlease = \"1s\"",
+    );
+    let err = error_of(&bad);
+    assert!(
+        err.contains("store.pool: must be a number of connections, 1 to 1000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ha.lease: must be between 3s and 10m"),
+        "{err}"
+    );
+    // Neither.
+    let none = BASE.replace("path = \"x.db\"", "retention = \"35d\"");
+    assert!(
+        error_of(&none).contains("store: needs path = \"purser.db\""),
+        "{}",
+        error_of(&none)
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::patch;
 use ed25519_dalek::{Signer, SigningKey};
-use purser::ports::{Clock, Store};
+use purser::ports::Clock;
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
@@ -650,7 +650,7 @@ async fn a_page_arrives_as_a_direct_message_and_its_button_acknowledges() {
         "{v}"
     );
     app.settle().await;
-    let open = purser::ports::Escalations::open_escalations(&app.store)
+    let open = purser::ports::Escalations::open_escalations(&*app.store)
         .await
         .unwrap();
     assert_eq!(open[0].acked_by.as_deref(), Some("ana"));

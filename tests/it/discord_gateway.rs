@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use purser::ports::Store;
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;

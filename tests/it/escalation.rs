@@ -13,9 +13,7 @@ use chrono::SubsecRound;
 use purser::adapters::pagers::{Opsgenie, PagerDuty};
 use purser::domain::rules::{RuleName, Severity};
 use purser::engine::chatops::{Asker, ReplyKind};
-use purser::ports::{
-    Clock, Escalations, OutsidePager, PageMessage, PagerEvent, Requests, SendError, Store,
-};
+use purser::ports::{Clock, OutsidePager, PageMessage, PagerEvent, SendError};
 use purser::secret::Secret;
 use serde_json::json;
 

@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
-use purser::adapters::sqlite::SqliteStore;
 use purser::config::Config;
 use purser::engine::activity::Activity;
 use purser::engine::clock::ManualClock;
@@ -277,9 +276,9 @@ max_attempts = 5
     pub fn chat_ops(&self, app: &TestApp) -> Arc<purser::engine::chatops::ChatOps> {
         let config = Config::load(&self.config_path()).unwrap();
         Arc::new(purser::engine::chatops::ChatOps {
-            store: Arc::new(app.store.clone()),
-            refs: Arc::new(app.store.clone()),
-            entries: Arc::new(app.store.clone()),
+            store: app.store.clone(),
+            refs: app.store.clone(),
+            entries: app.store.clone(),
             accounts: Arc::new(config.accounts.clone()),
             entered: config.entered_balance_accounts(),
             directory: config.directory(),
@@ -288,7 +287,7 @@ max_attempts = 5
             outbox: None,
             approvals: app.approvals.clone(),
             oncall: Arc::new(config.escalation_settings()),
-            escalations: Arc::new(app.store.clone()),
+            escalations: app.store.clone(),
         })
     }
 
@@ -334,7 +333,7 @@ impl TestApp {
 
 pub struct TestApp {
     pub clock: Arc<ManualClock>,
-    pub store: SqliteStore,
+    pub store: Arc<dyn purser::database::Database>,
     pub activity: Activity,
     /// The daemon's requests: changes made through them redraw the cards.
     pub approvals: Arc<purser::engine::approvals::Approvals>,

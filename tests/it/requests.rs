@@ -4,7 +4,6 @@
 
 use purser::domain::audit;
 use purser::engine::chatops::{Asker, ChatOps, ReplyKind};
-use purser::ports::Requests;
 
 use crate::helpers::{Setup, TestApp, World};
 

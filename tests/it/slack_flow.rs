@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use purser::ports::{Clock, Store};
+use purser::ports::Clock;
 use serde_json::{Value, json};
 
 use crate::chat_api::{ChatApi, slack_form, slack_interaction};

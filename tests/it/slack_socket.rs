@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use purser::ports::{Clock, Store};
+use purser::ports::Clock;
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;

@@ -10,7 +10,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::Uri;
 use chrono::Duration;
-use purser::ports::Store;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -692,7 +691,7 @@ async fn a_page_arrives_in_a_private_chat_and_its_button_acknowledges() {
         "{answers:?}"
     );
     app.settle().await;
-    let open = purser::ports::Escalations::open_escalations(&app.store)
+    let open = purser::ports::Escalations::open_escalations(&*app.store)
         .await
         .unwrap();
     assert_eq!(open[0].acked_by.as_deref(), Some("ana"));

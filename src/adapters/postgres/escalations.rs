@@ -233,14 +233,35 @@ impl Escalations for PgStore {
         )
     }
 
-    async fn page_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn paging(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         self.fence(&mut tx).await?;
-        sqlx::query("UPDATE pages SET delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
+        let before: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+            "SELECT sending_at FROM pages WHERE id = $1 AND delivered_at IS NULL FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE pages SET sending_at = $1 WHERE id = $2")
             .bind(at_ms(at))
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        Ok(matches!(before, Some(Some(_))))
+    }
+
+    async fn page_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
+        sqlx::query(
+            "UPDATE pages SET delivered_at = $1, attempts = attempts + 1, sending_at = NULL
+             WHERE id = $2",
+        )
+        .bind(at_ms(at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -254,7 +275,8 @@ impl Escalations for PgStore {
         let mut tx = self.pool.begin().await?;
         self.fence(&mut tx).await?;
         sqlx::query(
-            "UPDATE pages SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2
+            "UPDATE pages SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2,
+                              sending_at = NULL
              WHERE id = $3",
         )
         .bind(crate::secret::redact(error).as_ref())

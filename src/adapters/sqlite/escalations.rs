@@ -241,8 +241,27 @@ impl Escalations for SqliteStore {
         opt_from_ms(v)
     }
 
+    async fn paging(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let before: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT sending_at FROM pages WHERE id = ? AND delivered_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE pages SET sending_at = ? WHERE id = ?")
+            .bind(ms(at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(matches!(before, Some(Some(_))))
+    }
+
     async fn page_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE pages SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?")
+        sqlx::query(
+            "UPDATE pages SET delivered_at = ?, attempts = attempts + 1, sending_at = NULL WHERE id = ?",
+        )
             .bind(ms(at))
             .bind(id)
             .execute(&self.pool)
@@ -257,7 +276,8 @@ impl Escalations for SqliteStore {
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE pages SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+            "UPDATE pages SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, sending_at = NULL
+             WHERE id = ?",
         )
         .bind(crate::secret::redact(error).as_ref())
         .bind(retry_at.map(ms))

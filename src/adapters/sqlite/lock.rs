@@ -91,6 +91,30 @@ impl StoreLock {
     }
 }
 
+/// Who holds the lock on `store` now (`None`: no daemon runs on it),
+/// without taking it or writing anything.
+pub fn holder(store: &Path) -> Result<Option<String>, LockError> {
+    let lock = lock_path(store);
+    let io = |error| LockError::Io {
+        store: store.display().to_string(),
+        lock: lock.display().to_string(),
+        error,
+    };
+    let mut file = match File::open(&lock) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut said = String::new();
+    let _ = file.read_to_string(&mut said);
+    match file.try_lock_shared() {
+        // Free: nobody runs; the file says who ran last.
+        Ok(()) => Ok(None),
+        Err(TryLockError::WouldBlock) => Ok(Some(said.trim().to_owned())),
+        Err(TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +132,13 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("since 2026-12-01T00:00:00Z"), "{err}");
+        assert!(
+            holder(&store)
+                .unwrap()
+                .is_some_and(|h| h.contains("since 2026-12-01T00:00:00Z"))
+        );
         drop(first);
+        assert_eq!(holder(&store).unwrap(), None);
         // Released (as a dead process's is), it is taken again, and says
         // who ran before.
         let again = StoreLock::acquire(&store, "2026-12-02T00:00:00Z").unwrap();

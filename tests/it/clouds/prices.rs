@@ -425,7 +425,7 @@ kind = "console"
 #[tokio::test]
 async fn the_daemon_prices_once_and_keeps_the_price_while_the_expiry_stands() {
     use crate::helpers::{TestApp, epoch};
-    use purser::ports::{Clock, Store};
+    use purser::ports::Clock;
     use std::sync::Arc;
 
     let now = epoch();

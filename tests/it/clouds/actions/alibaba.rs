@@ -402,7 +402,7 @@ async fn from_chat_an_alibaba_renewal_auto_renew_change_and_order_payment_task_e
     assert_eq!(ali.lock().unwrap().instances[0].renew, "AutoRenewal");
     m.assert_clean();
     assert_eq!(
-        calls_in_the_log(&app.store).await,
+        calls_in_the_log(&*app.store).await,
         ["RenewInstance", "SetRenewal"]
     );
 }

@@ -553,7 +553,7 @@ async fn from_chat_a_huawei_renewal_payment_and_auto_renew_change_each_charge_on
     assert_eq!(m.count(RENEW), 1);
     m.assert_clean();
     assert_eq!(
-        calls_in_the_log(&app.store).await,
+        calls_in_the_log(&*app.store).await,
         [
             "RenewalResources",
             "PayOrders",

@@ -94,7 +94,7 @@ pub(super) async fn say(chat: &ChatOps, name: &str, text: &str) -> (ReplyKind, S
 }
 
 /// The audit chain verifies, and these calls were recorded, in order.
-pub(super) async fn calls_in_the_log(store: &SqliteStore) -> Vec<String> {
+pub(super) async fn calls_in_the_log(store: &dyn purser::ports::Requests) -> Vec<String> {
     let log = store.audit_log(None).await.unwrap();
     let head = store.audit_head().await.unwrap();
     audit::verify(&log, head.as_ref().map(|(n, h)| (*n, h.as_str()))).unwrap();

@@ -343,7 +343,7 @@ async fn from_chat_a_tencent_renewal_payment_and_auto_renew_change_each_charge_o
     m.assert_clean();
 
     // The trail: each call recorded before it was made, with the key.
-    let calls = calls_in_the_log(&app.store).await;
+    let calls = calls_in_the_log(&*app.store).await;
     let log = app.store.audit_log(None).await.unwrap();
     assert_eq!(calls, ["RenewInstances", "PayDeals", "SetRenewal"]);
     let receipts = log.iter().filter(|e| e.event == "receipt").count();

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use purser::domain::request::{RequestId, State};
-use purser::ports::{Clock, Requests};
+use purser::ports::Clock;
 use serde_json::json;
 
 use super::super::azure_china::{CLIENT, SECRET, TOKEN_ROUTE, USAGE_ROUTE, entra_and_arm};
@@ -73,7 +73,7 @@ async fn closes_when_the_money_arrives(
         .find(|e| e.event == "receipt")
         .expect("a receipt");
     assert!(receipt.detail.contains(seen), "{}", receipt.detail);
-    assert!(calls_in_the_log(&app.store).await.is_empty());
+    assert!(calls_in_the_log(&*app.store).await.is_empty());
     m.assert_clean();
 }
 
