@@ -104,6 +104,21 @@ impl Hook {
         .expect("the expected notice never arrived")
     }
 
+    /// Waits until at least `n` notices have arrived.
+    pub async fn wait_for_count(&self, n: usize) {
+        tokio::time::timeout(GUARD, async {
+            loop {
+                let arrived = self.state.arrived.notified();
+                if self.received().len() >= n {
+                    return;
+                }
+                arrived.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} notices never arrived ({} did)", self.received().len()))
+    }
+
     /// One field of every notice received for `rule`, in order.
     pub fn values(&self, rule: &str, field: &str) -> Vec<String> {
         self.received()
@@ -312,6 +327,7 @@ impl TestApp {
             .await
             .unwrap();
         let store = app.store();
+        let role = app.role();
         let activity = app.activity();
         let approvals = app.approvals();
         let http = app.http_addr();
@@ -322,6 +338,7 @@ impl TestApp {
         TestApp {
             clock,
             store,
+            role,
             activity,
             approvals,
             http,
@@ -334,6 +351,8 @@ impl TestApp {
 pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub store: Arc<dyn purser::database::Database>,
+    /// This replica's part (always the leader on SQLite).
+    pub role: tokio::sync::watch::Receiver<purser::engine::leadership::Role>,
     pub activity: Activity,
     /// The daemon's requests: changes made through them redraw the cards.
     pub approvals: Arc<purser::engine::approvals::Approvals>,

@@ -19,6 +19,7 @@ mod helpers;
 mod lifecycle;
 mod oncall_config;
 mod postgres;
+mod replicas;
 mod request_cards;
 mod requests;
 mod resilience;
