@@ -132,6 +132,31 @@ pub struct OutboxRow {
     pub summary: String,
 }
 
+impl StoreError {
+    /// The store did not answer (the connection refused, lost or timed
+    /// out, the server shutting down): it may answer again, unlike a row
+    /// that cannot be read or a write refused.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // 08: connection exceptions; 57P: the server shutting down
+                // or not yet accepting connections.
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            StoreError::Unavailable(_) => true,
+            StoreError::Corrupt(_) | StoreError::NotLeader(_) => false,
+        }
+    }
+}
+
 /// A notice waiting in the outbox for one output.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {

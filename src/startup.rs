@@ -800,20 +800,37 @@ impl Application {
             Election::Sole { _lock } => (Some(_lock), None, None),
             Election::Replica { elector, store } => {
                 let (outbox, board) = (work.outbox.clone(), work.board_signal.clone());
-                let listener = Task::spawn("change listener", &ended_tx, move |rx| async move {
-                    let heard = move |what: &str| match what {
-                        "outbox" => outbox.wrote(),
-                        "requests" => board.changed(),
-                        // Reconnected: what changed meanwhile is unknown.
-                        _ => {
-                            outbox.wrote();
-                            board.changed();
+                let clock = clock.clone();
+                let listener = Task::spawn(
+                    "change listener",
+                    &ended_tx,
+                    move |mut rx| async move {
+                        let heard = |what: &str| match what {
+                            "outbox" => outbox.wrote(),
+                            "requests" => board.changed(),
+                            // Reconnected: what changed meanwhile is unknown.
+                            _ => {
+                                outbox.wrote();
+                                board.changed();
+                            }
+                        };
+                        // Kept up while the database comes and goes; meanwhile
+                        // the leader's own looks (each minute) still find it all.
+                        while !*rx.borrow() {
+                            match store.listen(heard, rx.clone()).await {
+                                Ok(()) => return,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "listening for other replicas' writes failed; again in 5s");
+                                    heard("all");
+                                }
+                            }
+                            tokio::select! {
+                                _ = clock.sleep_until(clock.now() + chrono::Duration::seconds(5)) => {}
+                                _ = rx.changed() => {}
+                            }
                         }
-                    };
-                    if let Err(e) = store.listen(heard, rx).await {
-                        tracing::error!(error = %e, "listening for other replicas' writes failed");
-                    }
-                });
+                    },
+                );
                 (
                     None,
                     Some(Task::spawn("leadership", &ended_tx, |rx| elector.run(rx))),
@@ -826,7 +843,11 @@ impl Application {
             Some(why) => format!("the {name} task panicked ({why}); purser stopped"),
             None => format!("the {name} task ended by itself; purser stopped"),
         };
-        let store_failed = |failure: String| {
+        // A replica outlives the database not answering: it stands by until
+        // it answers again, while another (that can reach it) may lead. One
+        // daemon on a file stops instead: its disk is its only store.
+        let replica = elector.is_some();
+        let store_failed = |(failure, _): (String, bool)| {
             format!(
                 "the store {store_name} failed ({failure}); purser stopped rather than run on blind: \
                  check the store (the disk full or read-only? the database reachable?), then start it again"
@@ -847,7 +868,14 @@ impl Application {
             };
             tokio::select! {
                 _ = &mut stop => break None,
-                failure = activity.store_failure() => break Some(store_failed(failure)),
+                failure = activity.store_failure() => {
+                    if replica && failure.1 {
+                        tracing::warn!(error = %failure.0, "the database does not answer; standing by until it does");
+                        activity.store_recovered();
+                        continue;
+                    }
+                    break Some(store_failed(failure));
+                }
                 Some((name, panic)) = ended.recv() => break Some(failed(name, panic)),
                 _ = leads => {}
             }
@@ -862,9 +890,18 @@ impl Application {
                     }
                 }
             };
+            let mut unreachable = false;
             let outcome = tokio::select! {
                 _ = &mut stop => Some(None),
-                failure = activity.store_failure() => Some(Some(store_failed(failure))),
+                failure = activity.store_failure() => {
+                    if replica && failure.1 {
+                        tracing::error!(error = %failure.0, "the database does not answer: leading work stops until it does");
+                        unreachable = true;
+                        None
+                    } else {
+                        Some(Some(store_failed(failure)))
+                    }
+                }
                 Some((name, panic)) = ended.recv() => Some(Some(failed(name, panic))),
                 Some((name, panic)) = term.ended.recv() => Some(Some(failed(name, panic))),
                 _ = lost => None,
@@ -877,6 +914,15 @@ impl Application {
                     tracing::warn!(
                         "leading work did not stop within the shutdown timeout; cut off"
                     );
+                }
+                if unreachable {
+                    // Led again only once the lease is renewed (the database
+                    // answers) or given up (it did not, in time).
+                    tokio::select! {
+                        _ = &mut stop => break None,
+                        _ = role.changed() => {}
+                    }
+                    activity.store_recovered();
                 }
                 continue;
             }
@@ -1031,11 +1077,16 @@ fn readiness(role: watch::Receiver<Role>, activity: Activity, config: &Config) -
             body.push_str(&format!("replica: {name}\n"));
         }
         match &*role.borrow() {
-            Role::Leader { lead, .. } => body.push_str(&format!(
-                "leading since: {}\nlease until: {}\n",
-                lead.since.to_rfc3339(),
-                lead.expires_at.to_rfc3339()
-            )),
+            Role::Leader { lead, failed, .. } => {
+                body.push_str(&format!(
+                    "leading since: {}\nlease until: {}\n",
+                    lead.since.to_rfc3339(),
+                    lead.expires_at.to_rfc3339()
+                ));
+                if *failed > 0 {
+                    body.push_str(&format!("lease renewals failing: {failed}\n"));
+                }
+            }
             Role::Standby { leader: Some(lead) } => body.push_str(&format!(
                 "leader: {}\nlease until: {}\n",
                 lead.holder,

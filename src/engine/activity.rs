@@ -33,6 +33,8 @@ pub struct ActivityState {
     /// The store refused a read or a write: purser cannot keep its books,
     /// and the daemon stops (non-zero) rather than run on as if healthy.
     pub store_failing: Option<String>,
+    /// Whether that failure was the store not answering (it may again).
+    pub store_unreachable: bool,
 }
 
 impl ActivityState {
@@ -92,18 +94,29 @@ impl Activity {
                 return false;
             }
             s.store_failing = Some(error.to_string());
+            s.store_unreachable = error.is_unreachable();
             true
         });
     }
 
-    /// Waits until the store has failed; what it said.
-    pub async fn store_failure(&self) -> String {
+    /// The store answers again: failures are watched for afresh.
+    pub fn store_recovered(&self) {
+        self.tx.send_if_modified(|s| {
+            let was = s.store_failing.take().is_some();
+            s.store_unreachable = false;
+            was
+        });
+    }
+
+    /// Waits until the store has failed; what it said, and whether it was
+    /// the store not answering.
+    pub async fn store_failure(&self) -> (String, bool) {
         let mut rx = self.tx.subscribe();
         let failure = rx
             .wait_for(|s| s.store_failing.is_some())
             .await
             .ok()
-            .and_then(|s| s.store_failing.clone());
+            .and_then(|s| Some((s.store_failing.clone()?, s.store_unreachable)));
         match failure {
             Some(f) => f,
             // The sender lives as long as `self`.

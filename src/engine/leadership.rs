@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::ports::{Clock, Lead, Leadership};
+use crate::ports::{Clock, Lead, Leadership, StoreError};
 
 /// This replica's part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +24,12 @@ pub enum Role {
     Sole,
     /// It leads until `until` unless it renews: the lease as taken or last
     /// renewed, less the margin that stops its work before a standby's
-    /// starts.
-    Leader { lead: Lead, until: DateTime<Utc> },
+    /// starts. `failed` counts renewals tried since the last that worked.
+    Leader {
+        lead: Lead,
+        until: DateTime<Utc>,
+        failed: u32,
+    },
     /// Another leads (as last read), or nobody yet.
     Standby { leader: Option<Lead> },
 }
@@ -90,7 +94,11 @@ impl Elector {
         let current = { self.role.borrow().clone() };
         match current {
             Role::Sole => now + Duration::days(1),
-            Role::Leader { lead, until } => {
+            Role::Leader {
+                lead,
+                until,
+                failed,
+            } => {
                 if now >= until {
                     // Not renewed in time (paused, or the store unreachable):
                     // the work stops before a standby may take over.
@@ -98,7 +106,10 @@ impl Elector {
                     self.set(Role::Standby { leader: None });
                     return now;
                 }
-                match self.leases.renew(lead.token, now, self.term).await {
+                match self
+                    .bounded(self.leases.renew(lead.token, now, self.term))
+                    .await
+                {
                     Ok(true) => {
                         let lead = Lead {
                             expires_at: now + self.term,
@@ -107,6 +118,7 @@ impl Elector {
                         self.set(Role::Leader {
                             until: now + self.term - self.every(),
                             lead,
+                            failed: 0,
                         });
                         now + self.every()
                     }
@@ -117,17 +129,26 @@ impl Elector {
                     }
                     Err(e) => {
                         error!(replica = %self.name, error = %e, "renewing the lease failed; trying again");
+                        self.set(Role::Leader {
+                            lead,
+                            until,
+                            failed: failed.saturating_add(1),
+                        });
                         // Again soon, and at the latest when the lead ends.
                         (now + Duration::seconds(1)).min(until)
                     }
                 }
             }
-            Role::Standby { .. } => match self.leases.lead(&self.name, now, self.term).await {
+            Role::Standby { .. } => match self
+                .bounded(self.leases.lead(&self.name, now, self.term))
+                .await
+            {
                 Ok(Some(lead)) => {
                     info!(replica = %self.name, token = lead.token, since = %lead.since, "leadership gained: this replica now polls, sends and pages");
                     self.set(Role::Leader {
                         until: now + self.term - self.every(),
                         lead,
+                        failed: 0,
                     });
                     now + self.every()
                 }
@@ -143,6 +164,25 @@ impl Elector {
                 }
             },
         }
+    }
+
+    /// A call to the store, given up after a third of the term: a database
+    /// that hangs (a network cut without a reset) must not hold the
+    /// election past the lead's end.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self
+            .every()
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(5));
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "the store did not answer within {}",
+                crate::domain::duration::format(self.every())
+            )))
+        })
     }
 
     fn set(&self, role: Role) {
@@ -182,7 +222,6 @@ impl Elector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::StoreError;
     use async_trait::async_trait;
     use chrono::TimeZone;
     use std::sync::Mutex;

@@ -22,7 +22,19 @@ struct Cluster {
     data: PathBuf,
     /// The unprivileged user the server runs as when the tests run as root.
     user: Option<String>,
+    /// How it is started (port, socket directory, settings), and its log.
+    options: String,
+    log: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let data = self.data.to_string_lossy().into_owned();
+        let mut all = args.to_vec();
+        all.extend(["-D", &data]);
+        run_as(self.user.as_deref(), &self.pg_ctl, &all)
+    }
 }
 
 impl Drop for Cluster {
@@ -177,10 +189,35 @@ impl Postgres {
                 pg_ctl,
                 data,
                 user,
+                options,
+                log,
                 _dir: dir,
             }),
             databases: Default::default(),
         })
+    }
+
+    /// Stops the server, cutting every connection as a lost database
+    /// would (`false`: the server is not this test's to stop). Stopped
+    /// `fast`, not `immediate`: the tests' server runs without synchronous
+    /// commits, and a crash of it could lose what a real one keeps.
+    pub fn stop_server(&self) -> bool {
+        match &self.cluster {
+            Some(c) => {
+                c.pg_ctl(&["stop", "-w", "-m", "fast"])
+                    .unwrap_or_else(|e| panic!("pg_ctl stop: {e}"));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Starts the stopped server again, on the same port.
+    pub fn start_server(&self) {
+        let c = self.cluster.as_ref().expect("a cluster of this test's");
+        let log = c.log.to_string_lossy().into_owned();
+        c.pg_ctl(&["start", "-w", "-l", &log, "-o", &c.options])
+            .unwrap_or_else(|e| panic!("pg_ctl start: {e}"));
     }
 
     /// A new, empty database on the server: its URL.

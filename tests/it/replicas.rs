@@ -287,3 +287,61 @@ async fn a_paused_leader_that_wakes_writes_and_sends_nothing() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The database lost mid-run: the leader's renewals fail, it stops its
+/// leading work before its lease ends, and the process lives on; when the
+/// database answers again it leads again, and what changed meanwhile is
+/// said once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_lost_mid_run_stops_leading_work_until_it_answers_again() {
+    let Some(pg) = Postgres::start("the_database_lost_mid_run").await else {
+        return;
+    };
+    let url = pg.database().await;
+    let world = World::new(
+        &scenario(2, "¥2,000", true),
+        Setup {
+            accounts: &["acct-00", "acct-01"],
+            ..Setup::default()
+        },
+    )
+    .await;
+    let a = start(&replica_config(&world, &url, "a"), &world.clock).await;
+    leads(&a).await;
+    a.settle().await;
+    let before = world.hook.received().len();
+    if !pg.stop_server() {
+        eprintln!("SKIPPED the_database_lost_mid_run: the server is not this test's to stop");
+        return;
+    }
+    world.scenario(&scenario(2, "¥10", true));
+    // A renewal fails; the next step finds the lead's end passed.
+    let mut role = a.role.clone();
+    a.clock.advance(Duration::seconds(LEASE_SECS / 3));
+    tokio::time::timeout(
+        GUARD,
+        role.wait_for(|r| matches!(r, Role::Leader { failed, .. } if *failed > 0)),
+    )
+    .await
+    .expect("the renewal never failed")
+    .unwrap();
+    a.clock.advance(Duration::seconds(LEASE_SECS / 3));
+    tokio::time::timeout(GUARD, role.wait_for(|r| r.name() == "standby"))
+        .await
+        .expect("it kept leading without a lease")
+        .unwrap();
+    assert!(a.activity.get().store_failing.is_none(), "not a stop");
+    // Back: it leads again and tells of the lower balance, once.
+    pg.start_server();
+    a.clock.advance(Duration::seconds(LEASE_SECS / 3));
+    leads(&a).await;
+    a.settle().await;
+    let after = world.hook.received();
+    assert!(
+        after.len() > before,
+        "nothing said after the database came back"
+    );
+    let ids: BTreeSet<&str> = after.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), after.len(), "a notice said twice");
+    a.stop().await;
+}
