@@ -88,6 +88,32 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Moving the store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copies a SQLite store (purser stopped) into an empty PostgreSQL
+    /// database: alerts, the outbox, requests, the audit log with its chain,
+    /// escalations, pages, overrides, silences, entered balances and the
+    /// history within --history; then verifies the chain there.
+    Copy {
+        /// The SQLite file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The database: postgres://user@host:5432/purser, or env:NAME or
+        /// file:PATH holding that URL (so a password stays off the command
+        /// line).
+        #[arg(long)]
+        to: String,
+        /// Snapshots this far back are copied (each account's newest always).
+        #[arg(long, default_value = "35d")]
+        history: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -447,6 +473,12 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Store {
+            command: StoreCommand::Copy { from, to, history },
+        } => {
+            init_tracing("warn");
+            printed(store_copy(&from, &to, &history).await)
+        }
         Command::Outbox { command } => {
             let path = match &command {
                 OutboxCommand::List { config, .. } | OutboxCommand::Retry { config, .. } => config,
@@ -485,6 +517,70 @@ fn printed(result: anyhow::Result<String>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `purser store copy`: the SQLite store into an empty PostgreSQL one.
+async fn store_copy(from: &Path, to: &str, history: &str) -> anyhow::Result<String> {
+    use anyhow::{Context, bail};
+    use purser::adapters::{copy, postgres::PgStore, sqlite::SqliteStore};
+    use purser::ports::Requests;
+    let history = purser::domain::duration::parse(history)
+        .map_err(anyhow::Error::msg)
+        .context("--history")?;
+    if !from.exists() {
+        bail!("no store at {}", from.display());
+    }
+    if let Some(who) = purser::adapters::sqlite::lock::holder(from)? {
+        bail!(
+            "a purser is running on {} ({who}): stop it first, so that nothing is written after the copy",
+            from.display()
+        );
+    }
+    let url = if to.starts_with("env:") || to.starts_with("file:") {
+        purser::secret::Secret::resolve(to, Path::new("."))
+            .map_err(anyhow::Error::msg)
+            .context("--to")?
+    } else {
+        purser::secret::Secret::from_value(to)
+    };
+    let source = SqliteStore::open(from).await?;
+    let target = PgStore::open(url.expose(), None, 2).await?;
+    let copied = copy::sqlite_to_postgres(&source, &target, chrono::Utc::now() - history).await;
+    let head = source.audit_head().await;
+    source.close().await;
+    let copied = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            target.close().await;
+            return Err(e.into());
+        }
+    };
+    let log = target.audit_log(None).await?;
+    let target_head = target.audit_head().await?;
+    target.close().await;
+    let verified =
+        purser::domain::audit::verify(&log, target_head.as_ref().map(|(n, h)| (*n, h.as_str())))
+            .map_err(|e| anyhow::anyhow!("the audit chain does not verify on the target: {e}"))?;
+    if target_head != head? {
+        bail!("the audit log's head on the target differs from the source's");
+    }
+    let mut out = format!("Copied {} into the PostgreSQL store:\n", from.display());
+    for (table, n) in copied {
+        out.push_str(&format!("  {table:<18} {n:>8}\n"));
+    }
+    if verified.entries == 0 {
+        out.push_str("The audit log was empty, and is there.\n");
+    } else {
+        out.push_str(&format!(
+            "The audit chain verifies there: {} entries, last hash {}.\n",
+            verified.entries, verified.head
+        ));
+    }
+    out.push_str(&format!(
+        "Point [store] url at it and start purser; keep {} until you are sure.\n",
+        from.display()
+    ));
+    Ok(out)
 }
 
 /// What `purser status` says, and whether anyone leads (or runs).

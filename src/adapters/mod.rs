@@ -7,6 +7,7 @@ pub mod azure_china;
 pub mod chart;
 pub mod cloud;
 pub mod console;
+pub mod copy;
 pub mod discord;
 pub mod discord_channel;
 pub mod discord_gateway;

@@ -137,6 +137,10 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes every connection, so that SQLite checkpoints its write-ahead log
     /// and removes its side files before the process exits.
     pub async fn close(&self) {

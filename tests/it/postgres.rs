@@ -1192,3 +1192,158 @@ async fn a_replica_writes_as_leader_only_while_it_holds_the_lease() {
     .expect("a standby takes requests");
     assert_eq!(b.health(&acme).await.unwrap().last_success_at, Some(t1));
 }
+
+/// A SQLite store with a story behind it, copied by `purser store copy`
+/// into an empty PostgreSQL database, reads back the same through every
+/// port; its audit chain verifies there; the next request gets the next
+/// number; a second copy into the same database is refused.
+#[tokio::test]
+async fn store_copy_moves_everything_and_refuses_a_target_not_empty() {
+    use chrono::{TimeZone, Utc};
+    use purser::ports::{BalanceEntries, Escalations, MessageRefs, RequestCards, Requests, Store};
+    let Some(pg) = Postgres::start("store_copy_moves_everything").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("purser.db");
+    let source = purser::adapters::sqlite::SqliteStore::open(&file)
+        .await
+        .unwrap();
+    story(&source).await;
+    requests_story(&source).await;
+    source.close().await;
+
+    let url = pg.database().await;
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "store".to_owned(),
+            "copy".to_owned(),
+            "--from".to_owned(),
+            file.display().to_string(),
+            "--to".to_owned(),
+            "env:PURSER_COPY_TO".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
+            .args(&args)
+            .env("PURSER_COPY_TO", &url)
+            .output()
+            .unwrap()
+    };
+    // The story's snapshots are from 2026: keep them all.
+    let out = run(&["--history", "3650d"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("The audit chain verifies there"), "{text}");
+    assert!(text.contains("requests"), "{text}");
+
+    let a = purser::adapters::sqlite::SqliteStore::open(&file)
+        .await
+        .unwrap();
+    let b = purser::adapters::postgres::PgStore::open(&url, None, 2)
+        .await
+        .unwrap();
+    let acme = purser::domain::model::AccountId::parse("acme").unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    assert_eq!(a.all_alerts().await.unwrap(), b.all_alerts().await.unwrap());
+    assert_eq!(a.outbox().await.unwrap(), b.outbox().await.unwrap());
+    assert_eq!(
+        a.undelivered(false).await.unwrap().len(),
+        b.undelivered(false).await.unwrap().len()
+    );
+    assert_eq!(
+        a.history(&acme, t0).await.unwrap(),
+        b.history(&acme, t0).await.unwrap()
+    );
+    assert_eq!(
+        a.health(&acme).await.unwrap(),
+        b.health(&acme).await.unwrap()
+    );
+    assert_eq!(a.silences(t0).await.unwrap(), b.silences(t0).await.unwrap());
+    assert_eq!(a.views().await.unwrap(), b.views().await.unwrap());
+    assert_eq!(
+        a.bucket_entries(&acme).await.unwrap(),
+        b.bucket_entries(&acme).await.unwrap()
+    );
+    assert_eq!(
+        a.latest_balance_entry(&acme).await.unwrap(),
+        b.latest_balance_entry(&acme).await.unwrap()
+    );
+    let posted = purser::ports::MessageRef {
+        channel: "C0OPS".into(),
+        message: "1700000000.000100".into(),
+    };
+    assert_eq!(
+        a.shown("chat", &posted).await.unwrap(),
+        b.shown("chat", &posted).await.unwrap()
+    );
+    assert_eq!(
+        a.requests(false, 100).await.unwrap(),
+        b.requests(false, 100).await.unwrap()
+    );
+    let ids: Vec<_> = a
+        .requests(false, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(a.cards(&ids).await.unwrap(), b.cards(&ids).await.unwrap());
+    for id in &ids {
+        assert_eq!(
+            a.progress(*id).await.unwrap(),
+            b.progress(*id).await.unwrap()
+        );
+    }
+    assert_eq!(
+        a.audit_log(None).await.unwrap(),
+        b.audit_log(None).await.unwrap()
+    );
+    assert_eq!(a.audit_head().await.unwrap(), b.audit_head().await.unwrap());
+    assert_eq!(
+        a.escalations_since(t0).await.unwrap(),
+        b.escalations_since(t0).await.unwrap()
+    );
+    assert_eq!(
+        a.overrides(t0).await.unwrap(),
+        b.overrides(t0).await.unwrap()
+    );
+    // Numbering goes on where it stopped.
+    let next = b
+        .open_request(&purser::ports::NewRequest {
+            requested_at: Utc::now(),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+            ..new_request_like(&a.requests(false, 1).await.unwrap()[0])
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.id.0, ids.len() as u64 + 1);
+    a.close().await;
+    b.close().await;
+
+    // Not into a store in use.
+    let again = run(&[]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(err.contains("the target is not empty"), "{err}");
+}
+
+/// A request asked like `r`.
+fn new_request_like(r: &purser::domain::request::Request) -> purser::ports::NewRequest {
+    purser::ports::NewRequest {
+        account: r.account.clone(),
+        action: r.action.clone(),
+        reason: r.reason.clone(),
+        cost: r.cost,
+        balance: r.balance,
+        tier: r.tier.clone(),
+        requested_by: r.requested_by.clone(),
+        requested_at: r.requested_at,
+        expires_at: r.expires_at,
+        origin: r.origin.clone(),
+    }
+}
