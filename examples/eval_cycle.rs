@@ -1,6 +1,8 @@
 //! Measures evaluation cycles of the real engine: every account polled from
 //! the simulated provider, its snapshot stored, its rules evaluated and its
-//! alert changes committed, on a SQLite file.
+//! alert changes committed, on a SQLite file, or on PostgreSQL when
+//! `PURSER_STORE_URL` names an empty database (then as the one replica,
+//! leading under a lease renewed as the clock moves).
 //!
 //!     cargo run --release --example eval_cycle -- [ACCOUNTS] [RESOURCES_PER_ACCOUNT]
 //!
@@ -82,6 +84,10 @@ async fn main() {
          [[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"scenario.toml\"\nconcurrency = 64\n",
         dir.path().join("bench.db").display()
     );
+    let replica = std::env::var_os("PURSER_STORE_URL").is_some();
+    if replica {
+        config.push_str("[ha]\nlease = \"10m\"\n");
+    }
     for a in 0..accounts {
         writeln!(
             config,
@@ -100,15 +106,35 @@ async fn main() {
         .unwrap();
     let activity = app.activity();
     let store = app.store();
+    let mut role = app.role();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
 
-    println!("{accounts} accounts, {} resources", accounts * per_account);
+    println!(
+        "{accounts} accounts, {} resources, on {}",
+        accounts * per_account,
+        if replica { "PostgreSQL" } else { "SQLite" }
+    );
     for cycle in 1..=3 {
         if cycle > 1 {
-            clock.advance(Duration::hours(1));
+            if replica {
+                // A minute at a time, each once the lease stands past it:
+                // an hour in one jump would read as a pause, and the lead
+                // would be given up.
+                for _ in 0..60 {
+                    clock.advance(Duration::minutes(1));
+                    let now = clock.now();
+                    role.wait_for(|r| {
+                        matches!(r, purser::engine::leadership::Role::Leader { lead, .. } if lead.expires_at > now)
+                    })
+                    .await
+                    .unwrap();
+                }
+            } else {
+                clock.advance(Duration::hours(1));
+            }
         }
         let t = clock.now();
         let (wall, cpu) = (Instant::now(), cpu_seconds());

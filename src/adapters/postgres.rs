@@ -215,8 +215,7 @@ impl PgStore {
     /// database says inside `tx`: the writes only a leader makes (a poll's
     /// results, a notice or page marked sent, an escalation's step) run
     /// this first, so a leader paused past its lease writes nothing when it
-    /// wakes. The row is held shared until `tx` ends, so no take-over
-    /// commits between the check and the write.
+    /// wakes.
     async fn fence(&self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
         let mine = self.fence.load(Ordering::SeqCst);
         if mine == UNFENCED {
@@ -253,6 +252,21 @@ impl PgStore {
         term: chrono::Duration,
     ) -> Result<Option<Lead>, StoreError> {
         let (now, until) = (at_ms(now), at_ms(now + term));
+        // Another's unexpired lease: nothing to take, and no lock taken
+        // that would hold the leader's writes up.
+        if let Some(l) = self.leader().await?
+            && l.holder != holder
+            && l.expires_at > now
+        {
+            self.set_fence(0);
+            return Ok(None);
+        }
+        // A change of holder waits for the writes fenced by the old token
+        // to end, and those after it see the new one.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('purser:leadership'))")
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query(
             "INSERT INTO leadership (id, holder, token, since, expires_at) VALUES (1, $1, 1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET
@@ -268,8 +282,9 @@ impl PgStore {
         .bind(holder)
         .bind(now)
         .bind(until)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         let lease = row.as_ref().map(lease_from_row).transpose()?;
         self.set_fence(lease.as_ref().map_or(0, |l| l.token));
         Ok(lease)
@@ -332,10 +347,17 @@ impl PgStore {
     /// leadership checks it in its own transaction, so a leader that was
     /// paused past its lease and replaced cannot write when it wakes.
     pub async fn fenced(tx: &mut sqlx::PgConnection, token: i64) -> Result<(), StoreError> {
-        let held: Option<i64> =
-            sqlx::query_scalar("SELECT token FROM leadership WHERE id = 1 FOR SHARE")
-                .fetch_optional(&mut *tx)
-                .await?;
+        // Shared with every other fenced write, exclusive to a change of
+        // holder (`lead`): held to the end of `tx`, so no take-over commits
+        // between this check and the write. A lock in memory, not on the
+        // row, so many writers at once cost the database nothing to track.
+        sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext('purser:leadership'))")
+            .execute(&mut *tx)
+            .await?;
+        // A statement of its own: its snapshot is taken after the lock.
+        let held: Option<i64> = sqlx::query_scalar("SELECT token FROM leadership WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?;
         if held == Some(token) {
             Ok(())
         } else {

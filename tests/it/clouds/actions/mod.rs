@@ -113,7 +113,7 @@ pub(super) async fn calls_in_the_log(store: &dyn purser::ports::Requests) -> Vec
 /// write commits, or just after.
 /// Once dead it does nothing more: it neither writes nor gives up its lease.
 pub(super) struct Crashing {
-    inner: SqliteStore,
+    inner: Arc<dyn Requests>,
     at: usize,
     after_commit: bool,
     writes: AtomicUsize,
@@ -125,7 +125,12 @@ pub(super) struct Crashing {
 }
 
 impl Crashing {
-    pub(super) fn new(inner: SqliteStore, at: usize, after_commit: bool) -> Crashing {
+    pub(super) fn new(inner: impl Requests + 'static, at: usize, after_commit: bool) -> Crashing {
+        Crashing::over(Arc::new(inner), at, after_commit)
+    }
+
+    /// As `new`, over a store shared by other processes.
+    pub(super) fn over(inner: Arc<dyn Requests>, at: usize, after_commit: bool) -> Crashing {
         Crashing {
             inner,
             at,
@@ -143,7 +148,7 @@ impl Crashing {
     }
 
     /// A store that never crashes, counting leases taken and renewed.
-    pub(super) fn healthy(inner: SqliteStore) -> Crashing {
+    pub(super) fn healthy(inner: impl Requests + 'static) -> Crashing {
         Crashing::new(inner, usize::MAX, false)
     }
 

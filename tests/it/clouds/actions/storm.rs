@@ -686,7 +686,7 @@ const PLAN: [(&[usize], u32); 7] = [
 ];
 
 async fn approve(
-    store: &SqliteStore,
+    store: &dyn Requests,
     account: &str,
     action: Action,
     at: DateTime<Utc>,
@@ -786,7 +786,35 @@ fn adapters(
     ])
 }
 
-async fn storm(seed: u64) {
+/// Where the storm's requests are kept: one SQLite file (one runner at a
+/// time, as one daemon), or a PostgreSQL database, where each round runs two
+/// replicas' runners at once, each on its own connections.
+enum Backend<'a> {
+    Sqlite,
+    Postgres(&'a str),
+}
+
+impl Backend<'_> {
+    async fn open(&self, dir: &std::path::Path) -> Arc<dyn Requests> {
+        match self {
+            Backend::Sqlite => Arc::new(SqliteStore::open(&dir.join("p.db")).await.unwrap()),
+            Backend::Postgres(url) => Arc::new(
+                purser::adapters::postgres::PgStore::open(url, None, 4)
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    fn runners(&self) -> usize {
+        match self {
+            Backend::Sqlite => 1,
+            Backend::Postgres(_) => 2,
+        }
+    }
+}
+
+async fn storm(seed: u64, backend: Backend<'_>) {
     let kill = Arc::new(Notify::new());
     let faults: Shared = Arc::new(Mutex::new(Faults {
         rng: Rng(seed),
@@ -842,7 +870,7 @@ async fn storm(seed: u64) {
     let accounts = Arc::new(cfg.accounts.clone());
     let clock = Arc::new(ManualClock::new(epoch()));
     let actions = adapters(&accounts, clock.clone());
-    let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
+    let store = backend.open(dir.path()).await;
 
     // Every request approved at once: 42 renewals, some of the same resources.
     let mut asked: Vec<(RequestId, &str, Vec<String>, u32)> = Vec::new();
@@ -857,7 +885,7 @@ async fn storm(seed: u64) {
                     .collect(),
                 months,
             };
-            let id = approve(&store, name, action, clock.now()).await;
+            let id = approve(&*store, name, action, clock.now()).await;
             asked.push((id, name, these, months));
         }
     }
@@ -900,16 +928,43 @@ async fn storm(seed: u64) {
         } else {
             usize::MAX
         };
-        let process = Arc::new(Crashing::new(store.clone(), crash_at, rng.below(2) == 0));
-        let died = process.died();
-        let runner = Executor::new(process, accounts.clone(), actions.clone(), clock.clone());
-        let runs = futures_util::future::join_all(open.iter().map(|id| runner.run(*id)));
+        // One runner per replica, each a process of its own (on PostgreSQL,
+        // its own connections), on the open requests in its own order; a
+        // death or a kill ends the round for all.
+        let mut runners = Vec::new();
+        let mut deaths = Vec::new();
+        for n in 0..backend.runners() {
+            let inner: Arc<dyn Requests> = match &backend {
+                Backend::Sqlite => store.clone(),
+                Backend::Postgres(_) => backend.open(dir.path()).await,
+            };
+            let process = Arc::new(Crashing::over(
+                inner,
+                if n == 0 { crash_at } else { usize::MAX },
+                rng.below(2) == 0,
+            ));
+            deaths.push(process.died());
+            let mut order = open.clone();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            runners.push((
+                Executor::new(process, accounts.clone(), actions.clone(), clock.clone()),
+                order,
+            ));
+        }
+        let runs = futures_util::future::join_all(
+            runners
+                .iter()
+                .flat_map(|(runner, order)| order.iter().map(move |id| runner.run(*id))),
+        );
+        let died = futures_util::future::select_all(deaths.iter().map(|d| Box::pin(d.notified())));
         tokio::select! {
             _ = runs => {}
             _ = kill.notified() => {}
-            _ = died.notified() => {}
+            _ = died => {}
         }
-        drop(runner);
+        drop(runners);
         clock.advance(Duration::seconds(5 + rng.below(400) as i64));
     }
 
@@ -986,6 +1041,19 @@ async fn storm(seed: u64) {
 #[tokio::test]
 async fn a_storm_of_renewals_charges_each_approved_renewal_exactly_once() {
     for seed in [0x5eed_0001, 0x5eed_0002, 0x5eed_0003] {
-        storm(seed).await;
+        storm(seed, Backend::Sqlite).await;
+    }
+}
+
+/// The same storm with two replicas carrying the requests out at once on
+/// PostgreSQL, each killed at random as before.
+#[tokio::test]
+async fn a_storm_of_renewals_on_two_replicas_charges_each_exactly_once() {
+    let Some(pg) = crate::postgres::Postgres::start("a_storm_of_renewals_on_two_replicas").await
+    else {
+        return;
+    };
+    for seed in [0x5eed_0011, 0x5eed_0012] {
+        storm(seed, Backend::Postgres(&pg.database().await)).await;
     }
 }
