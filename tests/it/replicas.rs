@@ -345,3 +345,111 @@ async fn the_database_lost_mid_run_stops_leading_work_until_it_answers_again() {
     assert_eq!(ids.len(), after.len(), "a notice said twice");
     a.stop().await;
 }
+
+/// `/readyz` answers on every replica, with its role and the lease; two
+/// replicas racing on one button press (an approval) record one decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_replica_is_ready_and_says_its_role_and_one_press_counts_once() {
+    use purser::domain::request::{Decision, Verdict, Via};
+    use purser::ports::Written;
+    let Some(pg) = Postgres::start("every_replica_is_ready").await else {
+        return;
+    };
+    let url = pg.database().await;
+    let world = World::new(
+        &scenario(1, "¥2,000", false),
+        Setup {
+            accounts: &["acct-00"],
+            rules: "[http]\nlisten = \"127.0.0.1:0\"\n",
+            ..Setup::default()
+        },
+    )
+    .await;
+    let a = start(&replica_config(&world, &url, "a"), &world.clock).await;
+    leads(&a).await;
+    let b = start(&replica_config(&world, &url, "b"), &world.clock).await;
+    let mut role = b.role.clone();
+    tokio::time::timeout(
+        GUARD,
+        role.wait_for(|r| matches!(r, Role::Standby { leader: Some(_) })),
+    )
+    .await
+    .expect("b never read who leads")
+    .unwrap();
+    let ready = |app: &TestApp| {
+        let url = format!("http://{}/readyz", app.http.unwrap());
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = ready(&a).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("role: leader\nreplica: a\n"), "{body}");
+    assert!(body.contains("lease until: "), "{body}");
+    let (status, body) = ready(&b).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("role: standby\nreplica: b\nleader: a\n"),
+        "{body}"
+    );
+
+    // A request, and the same approval pressed on both at once.
+    let r = a
+        .store
+        .open_request(&purser::ports::NewRequest {
+            account: purser::domain::model::AccountId::parse("acct-00").unwrap(),
+            action: purser::domain::request::Action::Topup {
+                amount: purser::domain::money::Money::new(
+                    100.into(),
+                    purser::domain::money::Currency::Cny,
+                ),
+                method: purser::domain::request::PaymentMethod::Wire,
+            },
+            reason: None,
+            cost: None,
+            balance: None,
+            tier: purser::domain::request::Tiers::defaults()
+                .for_amount(None)
+                .clone(),
+            requested_by: "rex".into(),
+            requested_at: world.clock.now(),
+            expires_at: world.clock.now() + Duration::hours(1),
+            origin: None,
+        })
+        .await
+        .unwrap();
+    let press = Decision {
+        by: "ana".into(),
+        role: "approver".into(),
+        verdict: Verdict::Approve,
+        at: world.clock.now(),
+        via: Via {
+            platform: "slack".into(),
+            message: None,
+        },
+        second_factor: false,
+        comment: None,
+    };
+    let (x, y) = tokio::join!(
+        a.store.record_decision(r.id, r.version, &press, None),
+        b.store.record_decision(r.id, r.version, &press, None),
+    );
+    let done = [x.unwrap(), y.unwrap()]
+        .iter()
+        .filter(|w| matches!(w, Written::Done(_)))
+        .count();
+    assert_eq!(done, 1);
+    assert_eq!(
+        b.store
+            .request(r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .decisions
+            .len(),
+        1
+    );
+    a.stop().await;
+    b.stop().await;
+}
