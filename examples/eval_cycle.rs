@@ -120,14 +120,14 @@ async fn main() {
     for cycle in 1..=3 {
         if cycle > 1 {
             if replica {
-                // A minute at a time, each once the lease stands past it:
-                // an hour in one jump would read as a pause, and the lead
-                // would be given up.
+                // A minute at a time, each once the lease was renewed within
+                // the last third of its term (10 min): an hour in one jump
+                // would read as a pause, and the lead would be given up.
                 for _ in 0..60 {
                     clock.advance(Duration::minutes(1));
-                    let now = clock.now();
+                    let fresh = clock.now() + Duration::seconds(400);
                     role.wait_for(|r| {
-                        matches!(r, purser::engine::leadership::Role::Leader { lead, .. } if lead.expires_at > now)
+                        matches!(r, purser::engine::leadership::Role::Leader { lead, .. } if lead.expires_at > fresh)
                     })
                     .await
                     .unwrap();

@@ -125,8 +125,65 @@ impl Activity {
     }
 }
 
+/// One unit of work counted in flight (a poll, a sweep) until it ends, or
+/// until it is dropped unfinished: a task cut off (its lead lost, a stop
+/// past its timeout) must not stay counted, or nothing would read as quiet.
+pub struct InFlight {
+    activity: Activity,
+    count: fn(&mut ActivityState) -> &mut usize,
+    done: bool,
+}
+
+impl InFlight {
+    pub fn start(activity: &Activity, count: fn(&mut ActivityState) -> &mut usize) -> InFlight {
+        activity.update(|s| *count(s) += 1);
+        InFlight {
+            activity: activity.clone(),
+            count,
+            done: false,
+        }
+    }
+
+    /// Ends it, with `also` changed in the same update.
+    pub fn finish(mut self, also: impl FnOnce(&mut ActivityState)) {
+        self.done = true;
+        let count = self.count;
+        self.activity.update(|s| {
+            *count(s) = count(s).saturating_sub(1);
+            also(s);
+        });
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            let count = self.count;
+            self.activity
+                .update(|s| *count(s) = count(s).saturating_sub(1));
+        }
+    }
+}
+
 impl Default for Activity {
     fn default() -> Self {
         Activity::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_cut_off_is_no_longer_counted_in_flight() {
+        let a = Activity::new();
+        let done = InFlight::start(&a, |s| &mut s.polls_in_flight);
+        let cut = InFlight::start(&a, |s| &mut s.polls_in_flight);
+        assert_eq!(a.get().polls_in_flight, 2);
+        done.finish(|s| s.notices_written += 1);
+        assert_eq!((a.get().polls_in_flight, a.get().notices_written), (1, 1));
+        drop(cut);
+        assert_eq!(a.get().polls_in_flight, 0);
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info};
 
-use super::activity::Activity;
+use super::activity::{Activity, InFlight};
 use super::approvals::Approvals;
 use super::poller::{LimitedProvider, Poller};
 use crate::config::AccountConfig;
@@ -119,7 +119,7 @@ impl Scheduler {
             if now >= next_sweep {
                 if let Some(requests) = self.requests.clone().filter(|_| sweeping.is_empty()) {
                     let activity = self.activity.clone();
-                    activity.update(|s| s.sweeps_in_flight += 1);
+                    let sweep = InFlight::start(&activity, |s| &mut s.sweeps_in_flight);
                     sweeping.spawn(async move {
                         match super::guard::caught(requests.sweep(now)).await {
                             Ok(Ok(())) => {}
@@ -131,7 +131,7 @@ impl Scheduler {
                                 error!(panic = %why, "sweeping requests failed inside purser")
                             }
                         }
-                        activity.update(|s| s.sweeps_in_flight -= 1);
+                        sweep.finish(|_| {});
                     });
                 }
                 if let Some(own) = &self.own {
@@ -186,7 +186,7 @@ impl Scheduler {
         let poller = self.poller.clone();
         let activity = self.activity.clone();
         let written = self.outbox_written.clone();
-        activity.update(|s| s.polls_in_flight += 1);
+        let poll = InFlight::start(&activity, |s| &mut s.polls_in_flight);
         running.spawn(async move {
             // A panic here would leave the account marked in flight, never
             // polled again: it is caught and said instead.
@@ -204,8 +204,7 @@ impl Scheduler {
             };
             // Count the write before waking the dispatcher, so that it never
             // reports itself caught up with a write it has not seen.
-            activity.update(|s| {
-                s.polls_in_flight -= 1;
+            poll.finish(|s| {
                 if wrote {
                     s.notices_written += 1;
                 }

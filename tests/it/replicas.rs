@@ -453,3 +453,46 @@ async fn every_replica_is_ready_and_says_its_role_and_one_press_counts_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// One replica alone, its clock jumping an hour at once (a pause, by its
+/// lease): it gives the lead up, takes it again with the next token, and
+/// carries on — the next poll is made and the change it finds is said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lone_replica_paused_past_its_lease_leads_again_and_carries_on() {
+    let Some(pg) = Postgres::start("a_lone_replica_paused").await else {
+        return;
+    };
+    let url = pg.database().await;
+    let world = World::new(
+        &scenario(2, "¥2,000", true),
+        Setup {
+            accounts: &["acct-00", "acct-01"],
+            ..Setup::default()
+        },
+    )
+    .await;
+    let a = start(&replica_config(&world, &url, "a"), &world.clock).await;
+    leads(&a).await;
+    a.settle().await;
+    let before = world.hook.received().len();
+    world.scenario(&scenario(2, "¥900,000", false));
+    for _ in 0..3 {
+        a.clock.advance(Duration::hours(1));
+        let now = a.clock.now();
+        let mut role = a.role.clone();
+        tokio::time::timeout(
+            GUARD,
+            role.wait_for(|r| matches!(r, Role::Leader { lead, .. } if lead.expires_at > now)),
+        )
+        .await
+        .expect("never led again")
+        .unwrap();
+        a.settle().await;
+    }
+    assert!(lease_of(&url).await.token > 1, "the lead was taken again");
+    assert!(
+        world.hook.received().len() > before,
+        "the resolutions were said"
+    );
+    a.stop().await;
+}
