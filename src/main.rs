@@ -603,6 +603,14 @@ async fn status(config: &Config) -> anyhow::Result<(String, bool)> {
         }
         Backend::Postgres(pg) => {
             let store = purser::database::postgres(pg).await?;
+            out.push_str(&format!(
+                "connection: {}\n",
+                if store.encrypted().await? {
+                    "TLS"
+                } else {
+                    "unencrypted"
+                }
+            ));
             let leads = match store.leader().await? {
                 Some(l) if l.expires_at > now => {
                     out.push_str(&format!(

@@ -383,6 +383,7 @@ async fn open_store(
             info!(
                 store = %pg.at,
                 version = %store.server_version().await.unwrap_or_default(),
+                tls = store.encrypted().await.unwrap_or(false),
                 replica = %pg.ha.name,
                 lease = %crate::domain::duration::format(pg.ha.lease),
                 "connected to PostgreSQL; standing by until this replica leads"

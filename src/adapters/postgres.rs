@@ -234,6 +234,17 @@ impl PgStore {
             .await?)
     }
 
+    /// Whether the connection to the server is encrypted (TLS).
+    pub async fn encrypted(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<bool>>(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten()
+        .unwrap_or(false))
+    }
+
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }

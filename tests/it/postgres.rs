@@ -1347,3 +1347,165 @@ fn new_request_like(r: &purser::domain::request::Request) -> purser::ports::NewR
         origin: r.origin.clone(),
     }
 }
+
+impl Postgres {
+    /// The directory the test's own cluster lives in (`None`: a server of
+    /// someone else's).
+    pub fn server_dir(&self) -> Option<&Path> {
+        self.cluster.as_ref().map(|c| c._dir.path())
+    }
+
+    /// Runs one SQL statement as the server's superuser.
+    pub async fn admin(&self, sql: &str) {
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", self.base))
+            .await
+            .expect("connecting to the test server");
+        sqlx::raw_sql(sql).execute(&mut admin).await.expect(sql);
+        let _ = admin.close().await;
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (the tests make their certificates with it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+fn certificates(dir: &Path, name: &str) {
+    let ca = format!("{name}-ca");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName = IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// TLS to the database: with `sslmode=verify-full` and the server's CA the
+/// connection is encrypted and the server checked; a server whose
+/// certificate another CA signed is refused, by name.
+#[tokio::test]
+async fn the_store_connects_over_tls_and_refuses_a_server_it_cannot_verify() {
+    let Some(pg) = Postgres::start("the_store_connects_over_tls").await else {
+        return;
+    };
+    let Some(dir) = pg.server_dir() else {
+        eprintln!(
+            "SKIPPED the_store_connects_over_tls: the server is not this test's to configure"
+        );
+        return;
+    };
+    certificates(dir, "server");
+    certificates(dir, "stranger");
+    if is_root() {
+        for f in ["server.key", "server.pem"] {
+            let _ = Command::new("chown")
+                .args(["postgres", &dir.join(f).to_string_lossy()])
+                .status();
+        }
+    }
+    let _ = Command::new("chmod")
+        .args(["600", &dir.join("server.key").to_string_lossy()])
+        .status();
+    for sql in [
+        format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}/server.pem'",
+            dir.display()
+        ),
+        format!(
+            "ALTER SYSTEM SET ssl_key_file = '{}/server.key'",
+            dir.display()
+        ),
+        "ALTER SYSTEM SET ssl = on".to_owned(),
+    ] {
+        pg.admin(&sql).await;
+    }
+    // Started again (and waited for), it serves TLS from its first
+    // connection.
+    assert!(pg.stop_server());
+    pg.start_server();
+    let url = pg.database().await;
+    let trusted = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        dir.join("server-ca.pem").display()
+    );
+    let store = purser::adapters::postgres::PgStore::open(&trusted, None, 1)
+        .await
+        .expect("a verified TLS connection");
+    assert!(
+        store.encrypted().await.unwrap(),
+        "the connection is not encrypted"
+    );
+    store.close().await;
+    let stranger = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        dir.join("stranger-ca.pem").display()
+    );
+    let err = purser::adapters::postgres::PgStore::open(&stranger, None, 1)
+        .await
+        .err()
+        .expect("a server it cannot verify")
+        .to_string();
+    assert!(err.contains("cannot be reached"), "{err}");
+    assert!(err.contains("127.0.0.1"), "{err}");
+}
