@@ -16,6 +16,7 @@ pub mod huawei;
 pub mod pace;
 pub mod pagers;
 pub mod postgres;
+mod request_record;
 pub mod robots;
 pub mod signing;
 pub mod simulated;

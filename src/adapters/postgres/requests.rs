@@ -7,37 +7,18 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::{PgStore, corrupt, from_json, json};
 use crate::adapters::at_ms;
-use crate::domain::audit::{self, Entry, Event, NewEntry};
+use crate::adapters::request_record::{self as record, Body};
+use crate::domain::audit::{self, Entry, NewEntry};
 use crate::domain::model::AccountId;
-use crate::domain::money::Money;
-use crate::domain::request::{
-    Action, Decision, Request, RequestId, State, Tier, Verdict, Via, idempotency_key,
-};
+use crate::domain::request::{Decision, Request, RequestId, State, idempotency_key};
 use crate::ports::{
     Lease, NewRequest, RequestCard, RequestCards, Requests, Step, StoreError, Written,
 };
-
-/// The parts of a request that never change once asked (the same document
-/// as on SQLite, so `store copy` moves it as it is).
-#[derive(Serialize, Deserialize)]
-struct Body {
-    action: Action,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cost: Option<Money>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    balance: Option<Money>,
-    tier: Tier,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    origin: Option<Via>,
-}
 
 fn id_of(id: RequestId) -> Result<i64, StoreError> {
     i64::try_from(id.0).map_err(corrupt)
@@ -217,16 +198,6 @@ pub(super) async fn set_head(
     Ok(())
 }
 
-fn state_entry(id: RequestId, actor: &str, at: DateTime<Utc>, from: State, to: State) -> NewEntry {
-    NewEntry::new(
-        at,
-        actor,
-        Event::State,
-        Some(id),
-        serde_json::json!({"from": from.as_str(), "to": to.as_str()}),
-    )
-}
-
 fn entry_from_row(r: &PgRow) -> Result<Entry, StoreError> {
     let request: Option<i64> = r.try_get("request")?;
     Ok(Entry {
@@ -248,14 +219,7 @@ fn entry_from_row(r: &PgRow) -> Result<Entry, StoreError> {
 impl Requests for PgStore {
     async fn open_request(&self, new: &NewRequest) -> Result<Request, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let body = json(&Body {
-            action: new.action.clone(),
-            reason: new.reason.clone(),
-            cost: new.cost,
-            balance: new.balance,
-            tier: new.tier.clone(),
-            origin: new.origin.clone(),
-        })?;
+        let body = json(&Body::of(new))?;
         // The key needs the id: the id is drawn first, so the row is
         // written whole.
         let id: i64 =
@@ -281,29 +245,7 @@ impl Requests for PgStore {
         .execute(&mut *tx)
         .await?;
         let request = reload(&mut tx, id).await?;
-        let detail = serde_json::json!({
-            "account": new.account.as_str(),
-            "action": &new.action,
-            "describe": new.action.describe(),
-            "reason": &new.reason,
-            "cost": new.cost.map(|c| c.to_string()),
-            "balance": new.balance.map(|b| b.to_string()),
-            "tier": &new.tier,
-            "expires_at": new.expires_at.to_rfc3339(),
-            "key": &key,
-            "origin": &new.origin,
-        });
-        append(
-            &mut tx,
-            &[NewEntry::new(
-                new.requested_at,
-                &new.requested_by,
-                Event::Requested,
-                Some(id),
-                detail,
-            )],
-        )
-        .await?;
+        append(&mut tx, &[record::requested(new, id, &key)]).await?;
         tx.commit().await?;
         Ok(request)
     }
@@ -361,10 +303,7 @@ impl Requests for PgStore {
         let Some(current) = load(&mut tx, id, true).await? else {
             return Ok(Written::NotFound);
         };
-        if current.version != version
-            || current.decisions.iter().any(|d| d.by == decision.by)
-            || then.is_some_and(|to| !current.state.may_become(to))
-        {
+        if record::stale(&current, version, decision, then) {
             return Ok(Written::Stale(current));
         }
         sqlx::query("INSERT INTO decisions (request, by_name, body) VALUES ($1, $2, $3::jsonb)")
@@ -382,26 +321,7 @@ impl Requests for PgStore {
         .bind(id_of(id)?)
         .execute(&mut *tx)
         .await?;
-        let event = match decision.verdict {
-            Verdict::Approve => Event::Approved,
-            Verdict::Deny => Event::Denied,
-        };
-        let mut entries = vec![NewEntry::new(
-            decision.at,
-            &decision.by,
-            event,
-            Some(id),
-            serde_json::to_value(decision).map_err(corrupt)?,
-        )];
-        if let Some(to) = then {
-            entries.push(state_entry(
-                id,
-                &decision.by,
-                decision.at,
-                current.state,
-                to,
-            ));
-        }
+        let entries = record::decision_entries(&current, decision, then)?;
         append(&mut tx, &entries).await?;
         let after = reload(&mut tx, id).await?;
         tx.commit().await?;
@@ -449,7 +369,7 @@ impl Requests for PgStore {
         .bind(from.as_str())
         .execute(&mut *tx)
         .await?;
-        let mut entries = vec![state_entry(id, actor, at, from, to)];
+        let mut entries = vec![record::state_entry(id, actor, at, from, to)];
         entries.extend_from_slice(audit);
         append(&mut tx, &entries).await?;
         let after = reload(&mut tx, id).await?;

@@ -4,32 +4,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{SqliteStore, corrupt, from_ms, ms};
-use crate::domain::audit::{self, Entry, Event, NewEntry};
+use crate::adapters::request_record::{self as record, Body};
+use crate::domain::audit::{self, Entry, NewEntry};
 use crate::domain::model::AccountId;
-use crate::domain::money::Money;
-use crate::domain::request::{
-    Action, Decision, Request, RequestId, State, Tier, Verdict, Via, idempotency_key,
-};
+use crate::domain::request::{Decision, Request, RequestId, State, idempotency_key};
 use crate::ports::{Lease, NewRequest, Requests, Step, StoreError, Written};
-
-/// The parts of a request that never change once asked.
-#[derive(Serialize, Deserialize)]
-struct Body {
-    action: Action,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cost: Option<Money>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    balance: Option<Money>,
-    tier: Tier,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    origin: Option<Via>,
-}
 
 pub(super) type Tx = Transaction<'static, Sqlite>;
 
@@ -167,16 +149,6 @@ pub(super) async fn append(tx: &mut Tx, entries: &[NewEntry]) -> Result<(), Stor
     Ok(())
 }
 
-fn state_entry(id: RequestId, actor: &str, at: DateTime<Utc>, from: State, to: State) -> NewEntry {
-    NewEntry::new(
-        at,
-        actor,
-        Event::State,
-        Some(id),
-        serde_json::json!({"from": from.as_str(), "to": to.as_str()}),
-    )
-}
-
 impl SqliteStore {
     async fn write(&self) -> Result<Tx, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
@@ -187,14 +159,7 @@ impl SqliteStore {
 impl Requests for SqliteStore {
     async fn open_request(&self, new: &NewRequest) -> Result<Request, StoreError> {
         let mut tx = self.write().await?;
-        let body = Body {
-            action: new.action.clone(),
-            reason: new.reason.clone(),
-            cost: new.cost,
-            balance: new.balance,
-            tier: new.tier.clone(),
-            origin: new.origin.clone(),
-        };
+        let body = Body::of(new);
         let body = serde_json::to_string(&body).map_err(corrupt)?;
         // The key needs the id; a placeholder unique to this row holds the
         // column until it is known, inside the same transaction.
@@ -223,29 +188,7 @@ impl Requests for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let request = reload(&mut tx, id).await?;
-        let detail = serde_json::json!({
-            "account": new.account.as_str(),
-            "action": &new.action,
-            "describe": new.action.describe(),
-            "reason": &new.reason,
-            "cost": new.cost.map(|c| c.to_string()),
-            "balance": new.balance.map(|b| b.to_string()),
-            "tier": &new.tier,
-            "expires_at": new.expires_at.to_rfc3339(),
-            "key": &key,
-            "origin": &new.origin,
-        });
-        append(
-            &mut tx,
-            &[NewEntry::new(
-                new.requested_at,
-                &new.requested_by,
-                Event::Requested,
-                Some(id),
-                detail,
-            )],
-        )
-        .await?;
+        append(&mut tx, &[record::requested(new, id, &key)]).await?;
         tx.commit().await?;
         Ok(request)
     }
@@ -298,10 +241,7 @@ impl Requests for SqliteStore {
         let Some(current) = load(&mut tx, id).await? else {
             return Ok(Written::NotFound);
         };
-        if current.version != version
-            || current.decisions.iter().any(|d| d.by == decision.by)
-            || then.is_some_and(|to| !current.state.may_become(to))
-        {
+        if record::stale(&current, version, decision, then) {
             return Ok(Written::Stale(current));
         }
         sqlx::query("INSERT INTO decisions (request, by_name, body) VALUES (?, ?, ?)")
@@ -319,26 +259,7 @@ impl Requests for SqliteStore {
         .bind(id.0 as i64)
         .execute(&mut *tx)
         .await?;
-        let event = match decision.verdict {
-            Verdict::Approve => Event::Approved,
-            Verdict::Deny => Event::Denied,
-        };
-        let mut entries = vec![NewEntry::new(
-            decision.at,
-            &decision.by,
-            event,
-            Some(id),
-            serde_json::to_value(decision).map_err(corrupt)?,
-        )];
-        if let Some(to) = then {
-            entries.push(state_entry(
-                id,
-                &decision.by,
-                decision.at,
-                current.state,
-                to,
-            ));
-        }
+        let entries = record::decision_entries(&current, decision, then)?;
         append(&mut tx, &entries).await?;
         let after = reload(&mut tx, id).await?;
         tx.commit().await?;
@@ -386,7 +307,7 @@ impl Requests for SqliteStore {
         .bind(from.as_str())
         .execute(&mut *tx)
         .await?;
-        let mut entries = vec![state_entry(id, actor, at, from, to)];
+        let mut entries = vec![record::state_entry(id, actor, at, from, to)];
         entries.extend_from_slice(audit);
         append(&mut tx, &entries).await?;
         let after = reload(&mut tx, id).await?;
@@ -608,6 +529,8 @@ impl crate::ports::RequestCards for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::money::Money;
+    use crate::domain::request::{Action, Verdict, Via};
     use crate::domain::command::Role;
     use crate::domain::money::Currency;
     use crate::domain::request::{PaymentMethod, Tiers};
