@@ -529,10 +529,10 @@ impl crate::ports::RequestCards for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::money::Money;
-    use crate::domain::request::{Action, Verdict, Via};
     use crate::domain::command::Role;
     use crate::domain::money::Currency;
+    use crate::domain::money::Money;
+    use crate::domain::request::{Action, Verdict, Via};
     use crate::domain::request::{PaymentMethod, Tiers};
     use rust_decimal::Decimal;
 
