@@ -797,3 +797,94 @@ async fn a_silence_holds_the_chain_until_it_ends() {
     );
     app.stop().await;
 }
+
+/// Two replicas on PostgreSQL; the leader dies just as its escalation pages
+/// PagerDuty. The survivor takes over and the page is not lost: it arrives
+/// once, or twice only when the first send was cut off before it was
+/// recorded, with the same dedup key, and that repeat is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_goes_once_though_the_leader_dies_while_paging() {
+    use crate::replicas::{leads, replica_config, run_for, start, take_over};
+    let Some(pg) = crate::postgres::Postgres::start("a_page_goes_once").await else {
+        return;
+    };
+    let url = pg.database().await;
+    let (pagers, pagers_addr) = ChatApi::start(|_| {
+        (
+            202,
+            json!({"status": "success", "message": "Event processed"}),
+        )
+    })
+    .await;
+    let chain = format!(
+        r#"
+[[pagers]]
+name = "pd"
+kind = "pagerduty"
+routing_key = "file:pd.key"
+url = "http://{pagers_addr}/v2/enqueue"
+
+[escalation.A]
+steps = [{{ after = "15m", notify = ["pager:pd"] }}]
+"#
+    );
+    let (_slack, addr) = slack_mock().await;
+    let world = World::new(
+        "[[accounts]]\nid = \"acme\"\nbalance = \"¥2,000\"\n",
+        Setup {
+            rules: &config(addr, &chain),
+            ..Setup::default()
+        },
+    )
+    .await;
+    for (file, text) in [
+        ("slack.secret", SECRET),
+        ("slack.token", TOKEN),
+        ("pd.key", PD_KEY),
+    ] {
+        std::fs::write(world.dir.path().join(file), text).unwrap();
+    }
+    let a = start(&replica_config(&world, &url, "a"), &world.clock).await;
+    leads(&a).await;
+    a.settle().await;
+    assert_eq!(a.store.open_escalations().await.unwrap().len(), 1);
+    let b_clock = Arc::new(purser::engine::clock::ManualClock::new(world.clock.now()));
+    let b = start(&replica_config(&world, &url, "b"), &b_clock).await;
+
+    // a walks the chain to the pager step and dies as the page goes out.
+    let paged = tokio::spawn({
+        let pagers = pagers.clone();
+        async move { pagers.wait("POST", "/v2/enqueue", 1).await }
+    });
+    let walking = run_for(&a, Duration::minutes(15) + Duration::seconds(5));
+    tokio::select! {
+        _ = walking => {}
+        _ = async { paged.await.unwrap() } => {}
+    }
+    pagers.wait("POST", "/v2/enqueue", 1).await;
+    a.crash().await;
+    b_clock.set(world.clock.now());
+    take_over(&b, &url, "a").await;
+    b.settle().await;
+    run_for(&b, Duration::minutes(1)).await;
+    b.settle().await;
+
+    let triggers: Vec<String> = pagers
+        .calls("POST", "/v2/enqueue")
+        .iter()
+        .filter(|c| c.body["event_action"] == "trigger")
+        .map(|c| c.body["dedup_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!triggers.is_empty(), "the page was lost");
+    assert!(
+        triggers.iter().all(|k| *k == triggers[0]),
+        "one incident: {triggers:?}"
+    );
+    let again = b.activity.get().sent_again;
+    assert!(
+        triggers.len() as u64 <= 1 + again,
+        "{} triggers, {again} cut off",
+        triggers.len()
+    );
+    b.stop().await;
+}

@@ -21,7 +21,7 @@ const GUARD: std::time::Duration = std::time::Duration::from_secs(30);
 const LEASE_SECS: i64 = 15;
 
 /// The world's config on the database at `url`, as replica `name`.
-fn replica_config(world: &World, url: &str, name: &str) -> std::path::PathBuf {
+pub(crate) fn replica_config(world: &World, url: &str, name: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(world.config_path()).unwrap();
     let start = text.find("[store]").unwrap();
     let end = start + text[start..].find("\n\n").unwrap();
@@ -54,12 +54,12 @@ fn scenario(n: usize, balance: &str, expiring: bool) -> String {
     s
 }
 
-async fn start(path: &std::path::Path, clock: &Arc<ManualClock>) -> TestApp {
+pub(crate) async fn start(path: &std::path::Path, clock: &Arc<ManualClock>) -> TestApp {
     TestApp::start(path, clock.clone(), Default::default()).await
 }
 
 /// Waits until `app` leads.
-async fn leads(app: &TestApp) {
+pub(crate) async fn leads(app: &TestApp) {
     let mut role = app.role.clone();
     tokio::time::timeout(GUARD, role.wait_for(|r| matches!(r, Role::Leader { .. })))
         .await
@@ -70,7 +70,7 @@ async fn leads(app: &TestApp) {
 /// Keeps the leader's clock moving for `by`, a third of the lease at a
 /// time, each step once its lease was renewed (as a running replica's
 /// clock moves, never in one jump that reads as a pause).
-async fn run_for(app: &TestApp, by: Duration) {
+pub(crate) async fn run_for(app: &TestApp, by: Duration) {
     let end = app.clock.now() + by;
     while app.clock.now() < end {
         app.clock.advance(Duration::seconds(LEASE_SECS / 3));
@@ -99,7 +99,7 @@ async fn lease_of(url: &str) -> purser::ports::Lead {
 /// Moves the standby's clock to a third of a lease past the dead leader's
 /// expiry (its election wakes every third), and waits until it leads: the
 /// lead moved within the lease and a third of the leader's last renewal.
-async fn take_over(app: &TestApp, url: &str, dead: &str) {
+pub(crate) async fn take_over(app: &TestApp, url: &str, dead: &str) {
     let lease = lease_of(url).await;
     assert_eq!(lease.holder, dead);
     app.clock
