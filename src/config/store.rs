@@ -219,10 +219,13 @@ pub(super) fn build(
             }
         }
         (None, None, None) => {
-            issues.nowhere(
-                "store",
-                "needs path = \"purser.db\" (a SQLite file) or url = \"postgres://user@host:5432/purser\"",
-            );
+            // A url given but refused has been said already.
+            if raw.url.is_none() && env_url.is_none() {
+                issues.nowhere(
+                    "store",
+                    "needs path = \"purser.db\" (a SQLite file) or url = \"postgres://user@host:5432/purser\"",
+                );
+            }
             Backend::Sqlite {
                 path: PathBuf::from("purser.db"),
             }

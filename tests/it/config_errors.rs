@@ -855,6 +855,7 @@ fn a_password_written_into_the_store_url_is_refused_unrepeated() {
     );
     assert!(err.contains("password = \"env:NAME\""), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+    assert_eq!(err.lines().count(), 1, "said once: {err}");
 }
 
 #[test]
