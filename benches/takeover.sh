@@ -6,7 +6,7 @@
 #
 #   benches/takeover.sh [KILLS]
 #
-# Needs PostgreSQL's initdb and pg_ctl (on PATH or under /usr/lib/postgresql);
+# Needs python3, psql, and PostgreSQL's initdb and pg_ctl (on PATH or under /usr/lib/postgresql);
 # starts a throwaway cluster on a free port and removes it afterwards. As
 # root, the cluster runs as the `postgres` user.
 set -euo pipefail
