@@ -18,7 +18,7 @@ purser="$root/target/release/purser"
 bin() {
   command -v "$1" 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -1
 }
-initdb=$(bin initdb); pg_ctl=$(bin pg_ctl)
+initdb=$(bin initdb); pg_ctl=$(bin pg_ctl); psql=$(bin psql)
 [ -n "$initdb" ] && [ -n "$pg_ctl" ] || { echo "no initdb/pg_ctl" >&2; exit 1; }
 work=$(mktemp -d)
 as=()
@@ -34,7 +34,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-"${as[@]}" psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE purser"
+"${as[@]}" "$psql" -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE purser"
 export PURSER_STORE_URL="postgres://postgres@127.0.0.1:$port/purser"
 
 # The demo's accounts, polled every minute; the default 15 s lease.
