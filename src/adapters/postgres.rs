@@ -201,6 +201,34 @@ impl PgStore {
             .collect()
     }
 
+    /// Marks the rows `ids` of `table` (`outbox` or `pages`) as being sent
+    /// from `at`, in a fenced write; how many were marked so already and not
+    /// delivered: sends cut off before they were recorded.
+    pub(crate) async fn mark_sending(
+        &self,
+        table: &'static str,
+        ids: &[i64],
+        at: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
+        let before: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(&format!(
+            "SELECT sending_at FROM {table} WHERE id = ANY($1) AND delivered_at IS NULL FOR UPDATE"
+        ))
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE {table} SET sending_at = $1 WHERE id = ANY($2)"
+        ))
+        .bind(at_ms(at))
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(u32::try_from(before.iter().filter(|b| b.is_some()).count()).unwrap_or(u32::MAX))
+    }
+
     /// Records the token this replica holds (0: none), unless it is not a
     /// replica.
     fn set_fence(&self, token: i64) {
@@ -984,21 +1012,7 @@ impl Store for PgStore {
     }
 
     async fn sending(&self, ids: &[i64], at: DateTime<Utc>) -> Result<u32, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx).await?;
-        let before: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
-            "SELECT sending_at FROM outbox WHERE id = ANY($1) AND delivered_at IS NULL FOR UPDATE",
-        )
-        .bind(ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE outbox SET sending_at = $1 WHERE id = ANY($2)")
-            .bind(at_ms(at))
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(u32::try_from(before.iter().filter(|b| b.is_some()).count()).unwrap_or(u32::MAX))
+        self.mark_sending("outbox", ids, at).await
     }
 
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {

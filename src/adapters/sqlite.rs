@@ -137,6 +137,35 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// Marks the rows `ids` of `table` (`outbox` or `pages`) as being sent
+    /// from `at`; how many were marked so already and not delivered: sends
+    /// cut off before they were recorded.
+    pub(crate) async fn mark_sending(
+        &self,
+        table: &'static str,
+        ids: &[i64],
+        at: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut cut_off = 0;
+        for id in ids {
+            let before: Option<Option<i64>> = sqlx::query_scalar(&format!(
+                "SELECT sending_at FROM {table} WHERE id = ? AND delivered_at IS NULL"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            cut_off += u32::from(matches!(before, Some(Some(_))));
+            sqlx::query(&format!("UPDATE {table} SET sending_at = ? WHERE id = ?"))
+                .bind(ms(at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(cut_off)
+    }
+
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -897,24 +926,7 @@ impl Store for SqliteStore {
     }
 
     async fn sending(&self, ids: &[i64], at: DateTime<Utc>) -> Result<u32, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut cut_off = 0;
-        for id in ids {
-            let before: Option<Option<i64>> = sqlx::query_scalar(
-                "SELECT sending_at FROM outbox WHERE id = ? AND delivered_at IS NULL",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            cut_off += u32::from(matches!(before, Some(Some(_))));
-            sqlx::query("UPDATE outbox SET sending_at = ? WHERE id = ?")
-                .bind(ms(at))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(cut_off)
+        self.mark_sending("outbox", ids, at).await
     }
 
     async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -140,6 +140,25 @@ async fn every_notice_once_or_cut_off(world: &World, app: &TestApp, sent_again: 
     assert_eq!(world.hook.rejected(), 0);
 }
 
+/// A database, two accounts low on money with instances expiring, and
+/// replica `a` leading on them, its first notices sent.
+async fn two_accounts_led_by_a(test: &str) -> Option<(Postgres, String, World, TestApp)> {
+    let pg = Postgres::start(test).await?;
+    let url = pg.database().await;
+    let world = World::new(
+        &scenario(2, "¥2,000", true),
+        Setup {
+            accounts: &["acct-00", "acct-01"],
+            ..Setup::default()
+        },
+    )
+    .await;
+    let a = start(&replica_config(&world, &url, "a"), &world.clock).await;
+    leads(&a).await;
+    a.settle().await;
+    Some((pg, url, world, a))
+}
+
 /// A tiny deterministic generator: the kill points of one seed.
 fn kill_points(seed: u64, n: usize, max: usize) -> Vec<usize> {
     let mut x = seed;
@@ -230,25 +249,11 @@ async fn the_leader_killed_mid_storm_is_replaced_and_every_notice_arrives() {
 /// sends nothing, and stands by.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_leader_that_wakes_writes_and_sends_nothing() {
-    let Some(pg) = Postgres::start("a_paused_leader_that_wakes").await else {
+    let Some((_pg, url, world, a)) = two_accounts_led_by_a("a_paused_leader_that_wakes").await
+    else {
         return;
     };
-    let url = pg.database().await;
-    let world = World::new(
-        &scenario(2, "¥2,000", true),
-        Setup {
-            accounts: &["acct-00", "acct-01"],
-            ..Setup::default()
-        },
-    )
-    .await;
-    let (path_a, path_b) = (
-        replica_config(&world, &url, "a"),
-        replica_config(&world, &url, "b"),
-    );
-    let a = start(&path_a, &world.clock).await;
-    leads(&a).await;
-    a.settle().await;
+    let path_b = replica_config(&world, &url, "b");
     let before = world.hook.received().len();
     assert_eq!(before, 6);
     // a freezes; b takes over and carries on.
@@ -294,21 +299,10 @@ async fn a_paused_leader_that_wakes_writes_and_sends_nothing() {
 /// said once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_database_lost_mid_run_stops_leading_work_until_it_answers_again() {
-    let Some(pg) = Postgres::start("the_database_lost_mid_run").await else {
+    let Some((pg, _url, world, a)) = two_accounts_led_by_a("the_database_lost_mid_run").await
+    else {
         return;
     };
-    let url = pg.database().await;
-    let world = World::new(
-        &scenario(2, "¥2,000", true),
-        Setup {
-            accounts: &["acct-00", "acct-01"],
-            ..Setup::default()
-        },
-    )
-    .await;
-    let a = start(&replica_config(&world, &url, "a"), &world.clock).await;
-    leads(&a).await;
-    a.settle().await;
     let before = world.hook.received().len();
     if !pg.stop_server() {
         eprintln!("SKIPPED the_database_lost_mid_run: the server is not this test's to stop");
@@ -459,21 +453,9 @@ async fn every_replica_is_ready_and_says_its_role_and_one_press_counts_once() {
 /// carries on — the next poll is made and the change it finds is said.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lone_replica_paused_past_its_lease_leads_again_and_carries_on() {
-    let Some(pg) = Postgres::start("a_lone_replica_paused").await else {
+    let Some((_pg, url, world, a)) = two_accounts_led_by_a("a_lone_replica_paused").await else {
         return;
     };
-    let url = pg.database().await;
-    let world = World::new(
-        &scenario(2, "¥2,000", true),
-        Setup {
-            accounts: &["acct-00", "acct-01"],
-            ..Setup::default()
-        },
-    )
-    .await;
-    let a = start(&replica_config(&world, &url, "a"), &world.clock).await;
-    leads(&a).await;
-    a.settle().await;
     let before = world.hook.received().len();
     world.scenario(&scenario(2, "¥900,000", false));
     for _ in 0..3 {

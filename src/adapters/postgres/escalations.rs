@@ -234,21 +234,7 @@ impl Escalations for PgStore {
     }
 
     async fn paging(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx).await?;
-        let before: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
-            "SELECT sending_at FROM pages WHERE id = $1 AND delivered_at IS NULL FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE pages SET sending_at = $1 WHERE id = $2")
-            .bind(at_ms(at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(matches!(before, Some(Some(_))))
+        Ok(self.mark_sending("pages", &[id], at).await? > 0)
     }
 
     async fn page_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {

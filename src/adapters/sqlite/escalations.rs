@@ -242,20 +242,7 @@ impl Escalations for SqliteStore {
     }
 
     async fn paging(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let before: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT sending_at FROM pages WHERE id = ? AND delivered_at IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE pages SET sending_at = ? WHERE id = ?")
-            .bind(ms(at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(matches!(before, Some(Some(_))))
+        Ok(self.mark_sending("pages", &[id], at).await? > 0)
     }
 
     async fn page_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
