@@ -388,7 +388,10 @@ async fn open_store(
                 lease = %crate::domain::duration::format(pg.ha.lease),
                 "connected to PostgreSQL; standing by until this replica leads"
             );
-            let (tx, role) = watch::channel(Role::Standby { leader: None });
+            let (tx, role) = watch::channel(Role::Standby {
+                leader: None,
+                error: None,
+            });
             let elector = Elector {
                 leases: Arc::new(store.clone()),
                 name: pg.ha.name.clone(),
@@ -1088,14 +1091,21 @@ fn readiness(role: watch::Receiver<Role>, activity: Activity, config: &Config) -
                     body.push_str(&format!("lease renewals failing: {failed}\n"));
                 }
             }
-            Role::Standby { leader: Some(lead) } => body.push_str(&format!(
+            Role::Standby {
+                leader: Some(lead), ..
+            } => body.push_str(&format!(
                 "leader: {}\nlease until: {}\n",
                 lead.holder,
                 lead.expires_at.to_rfc3339()
             )),
-            Role::Standby { leader: None } | Role::Sole => {}
+            Role::Standby { leader: None, .. } | Role::Sole => {}
         }
-        match activity.get().store_failing {
+        // A standby that cannot read the lease could not take over either.
+        let lease_unread = match &*role.borrow() {
+            Role::Standby { error: Some(e), .. } => Some(format!("the lease cannot be read: {e}")),
+            _ => None,
+        };
+        match activity.get().store_failing.or(lease_unread) {
             Some(why) => {
                 body.push_str(&format!("not ready: {why}\n"));
                 (false, body)
@@ -1296,6 +1306,33 @@ pub fn approvals(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_is_not_ready_while_it_cannot_read_the_lease() {
+        let config = Config::parse(
+            "[store]\nurl = \"postgres://purser@db/purser\"\n[ha]\nname = \"b\"\n\
+             [[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"s.toml\"\n\
+             [[accounts]]\nid = \"acme\"\nprovider = \"sim\"\n",
+            std::path::Path::new("purser.toml"),
+        )
+        .unwrap();
+        let (tx, rx) = watch::channel(Role::Standby {
+            leader: None,
+            error: None,
+        });
+        let ready = readiness(rx, Activity::new(), &config);
+        assert_eq!(ready(), (true, "role: standby\nreplica: b\n".to_owned()));
+        tx.send_replace(Role::Standby {
+            leader: None,
+            error: Some("store: connection refused".into()),
+        });
+        let (ok, body) = ready();
+        assert!(!ok);
+        assert!(
+            body.ends_with("not ready: the lease cannot be read: store: connection refused\n"),
+            "{body}"
+        );
+    }
 
     #[tokio::test]
     async fn a_task_that_panics_or_ends_says_so() {

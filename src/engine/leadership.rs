@@ -30,8 +30,12 @@ pub enum Role {
         until: DateTime<Utc>,
         failed: u32,
     },
-    /// Another leads (as last read), or nobody yet.
-    Standby { leader: Option<Lead> },
+    /// Another leads (as last read), or nobody yet; `error` when the lease
+    /// could not be read at the last try (the store not answering).
+    Standby {
+        leader: Option<Lead>,
+        error: Option<String>,
+    },
 }
 
 impl Role {
@@ -103,7 +107,10 @@ impl Elector {
                     // Not renewed in time (paused, or the store unreachable):
                     // the work stops before a standby may take over.
                     warn!(replica = %self.name, token = lead.token, "leadership lost: the lease was not renewed in time; leading work stops");
-                    self.set(Role::Standby { leader: None });
+                    self.set(Role::Standby {
+                        leader: None,
+                        error: None,
+                    });
                     return now;
                 }
                 match self
@@ -124,7 +131,10 @@ impl Elector {
                     }
                     Ok(false) => {
                         warn!(replica = %self.name, token = lead.token, "leadership lost: another replica took over; leading work stops");
-                        self.set(Role::Standby { leader: None });
+                        self.set(Role::Standby {
+                            leader: None,
+                            error: None,
+                        });
                         now
                     }
                     Err(e) => {
@@ -154,12 +164,18 @@ impl Elector {
                 }
                 Ok(None) => {
                     let leader = self.leases.leader().await.ok().flatten();
-                    self.set(Role::Standby { leader });
+                    self.set(Role::Standby {
+                        leader,
+                        error: None,
+                    });
                     now + self.every()
                 }
                 Err(e) => {
                     warn!(replica = %self.name, error = %e, "the lease cannot be read; standing by");
-                    self.set(Role::Standby { leader: None });
+                    self.set(Role::Standby {
+                        leader: None,
+                        error: Some(e.to_string()),
+                    });
                     now + self.every()
                 }
             },
@@ -208,7 +224,10 @@ impl Elector {
         }
         let last = self.role.borrow().clone();
         if let Role::Leader { lead, .. } = last {
-            self.set(Role::Standby { leader: None });
+            self.set(Role::Standby {
+                leader: None,
+                error: None,
+            });
             match self.leases.step_down(lead.token, self.clock.now()).await {
                 Ok(()) => info!(replica = %self.name, "leadership given up on stopping"),
                 Err(e) => {
@@ -289,7 +308,10 @@ mod tests {
     }
 
     fn elector(row: &Arc<Row>, name: &str) -> (Elector, watch::Receiver<Role>) {
-        let (tx, rx) = watch::channel(Role::Standby { leader: None });
+        let (tx, rx) = watch::channel(Role::Standby {
+            leader: None,
+            error: None,
+        });
         (
             Elector {
                 leases: row.clone(),
@@ -354,6 +376,21 @@ mod tests {
         row.0.lock().unwrap().1 = false;
         a.step(t(30)).await;
         assert!(ra.borrow().leads_at(t(30)));
+    }
+
+    #[tokio::test]
+    async fn a_standby_that_cannot_read_the_lease_says_why_until_it_can() {
+        let row = Arc::new(Row::default());
+        let (b, rb) = elector(&row, "b");
+        row.0.lock().unwrap().1 = true;
+        b.step(t(0)).await;
+        assert!(matches!(
+            &*rb.borrow(),
+            Role::Standby { error: Some(e), .. } if e.contains("down")
+        ));
+        row.0.lock().unwrap().1 = false;
+        b.step(t(5)).await;
+        assert_eq!(rb.borrow().name(), "leader");
     }
 
     #[tokio::test]

@@ -365,7 +365,15 @@ async fn every_replica_is_ready_and_says_its_role_and_one_press_counts_once() {
     let mut role = b.role.clone();
     tokio::time::timeout(
         GUARD,
-        role.wait_for(|r| matches!(r, Role::Standby { leader: Some(_) })),
+        role.wait_for(|r| {
+            matches!(
+                r,
+                Role::Standby {
+                    leader: Some(_),
+                    ..
+                }
+            )
+        }),
     )
     .await
     .expect("b never read who leads")
