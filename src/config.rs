@@ -1,7 +1,9 @@
 //! Configuration: TOML, read once, validated into [`Config`] before anything
 //! starts. Every error names the file, the line and the key.
 
+mod environment;
 mod oncall;
+mod operate;
 mod policy;
 mod store;
 
@@ -42,6 +44,10 @@ pub struct Config {
     pub routes: Vec<crate::domain::routing::Route>,
     /// The one HTTP listener (chat endpoints and `/healthz`), when set.
     pub http: Option<HttpConfig>,
+    /// `/metrics` (with `/healthz` and `/readyz`) on an address of its own.
+    pub metrics: Option<MetricsConfig>,
+    /// The outside check pinged after every cycle of polls.
+    pub heartbeat: Option<HeartbeatConfig>,
     pub slack: Option<SlackConfig>,
     pub discord: Option<DiscordConfig>,
     pub telegram: Option<TelegramConfig>,
@@ -185,6 +191,7 @@ impl Config {
     }
 }
 
+pub use operate::{HeartbeatConfig, MetricsConfig};
 pub use store::{Backend, HaConfig, PostgresConfig, StoreConfig};
 
 #[derive(Debug, Clone)]
@@ -433,6 +440,8 @@ struct RawConfig {
     #[serde(default)]
     routes: Vec<RawRoute>,
     http: Option<RawHttp>,
+    metrics: Option<operate::RawMetrics>,
+    heartbeat: Option<operate::RawHeartbeat>,
     slack: Option<Spanned<RawSlack>>,
     discord: Option<RawDiscord>,
     telegram: Option<RawTelegram>,
@@ -1344,7 +1353,64 @@ impl Config {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Config::parse_with(&source, path, true)
+        let overrides = environment::overrides(std::env::vars());
+        if overrides.is_empty() {
+            return Config::parse_with(&source, path, true);
+        }
+        Config::with_overrides(&source, path, &overrides)
+    }
+
+    /// The file with keys from the environment set over it. Its lines are
+    /// not those of the file, so problems are reported without them, and
+    /// with the variables that were applied.
+    fn with_overrides(
+        source: &str,
+        path: &Path,
+        overrides: &[(String, Vec<String>, toml::Value)],
+    ) -> Result<Config, ConfigError> {
+        let names: Vec<&str> = overrides.iter().map(|o| o.0.as_str()).collect();
+        let unlocated = |mut e: ConfigError| {
+            for issue in &mut e.issues {
+                issue.line = None;
+            }
+            e.issues.push(ConfigIssue {
+                line: None,
+                key: String::new(),
+                message: format!(
+                    "(read with {} from the environment, so lines are not shown)",
+                    names.join(", ")
+                ),
+            });
+            e
+        };
+        let mut doc: toml::Table = match toml::from_str(source) {
+            Ok(doc) => doc,
+            // Not TOML at all: said of the file itself, with its lines.
+            Err(_) => return Config::parse_with(source, path, true),
+        };
+        let refused = environment::apply(&mut doc, overrides);
+        if !refused.is_empty() {
+            return Err(ConfigError {
+                file: path.to_owned(),
+                issues: refused
+                    .into_iter()
+                    .map(|(name, why)| ConfigIssue {
+                        line: None,
+                        key: name,
+                        message: why,
+                    })
+                    .collect(),
+            });
+        }
+        let merged = toml::to_string(&doc).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            issues: vec![ConfigIssue {
+                line: None,
+                key: String::new(),
+                message: format!("cannot apply {}: {e}", names.join(", ")),
+            }],
+        })?;
+        Config::parse_with(&merged, path, true).map_err(unlocated)
     }
 
     /// Parses and validates `source`, read from `path` (used for messages and
@@ -1409,6 +1475,24 @@ impl Config {
             Err(fail(issues.list))
         }
     }
+}
+
+/// A listening address, such as 127.0.0.1:8080.
+fn address(issues: &mut Issues<'_>, key: &str, value: &S) -> Option<std::net::SocketAddr> {
+    value
+        .get_ref()
+        .parse()
+        .map_err(|e| {
+            issues.at(
+                value,
+                key,
+                format!(
+                    "{:?} is not an address: {e}; write e.g. 127.0.0.1:8080",
+                    value.get_ref()
+                ),
+            )
+        })
+        .ok()
 }
 
 fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> Config {
@@ -1894,34 +1978,28 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         outputs.push(OutputConfig { name, kind });
     }
 
+    let metrics = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| operate::metrics(issues, m));
+    let heartbeat = raw
+        .heartbeat
+        .as_ref()
+        .and_then(|h| operate::heartbeat(issues, h, base));
     let http = raw.http.as_ref().and_then(|h| {
-        h.listen
-            .get_ref()
-            .parse()
-            .map_err(|e| {
-                issues.at(
-                    &h.listen,
-                    "http.listen",
-                    format!(
-                        "{:?} is not an address: {e}; write e.g. 127.0.0.1:8080",
-                        h.listen.get_ref()
-                    ),
-                )
-            })
-            .ok()
-            .map(|listen| HttpConfig {
-                listen,
-                max_connections: match &h.max_connections {
-                    None => 256,
-                    Some(n) => match usize::try_from(*n.get_ref()) {
-                        Ok(n) if (1..=100_000).contains(&n) => n,
-                        _ => {
-                            issues.at(n, "http.max_connections", "give 1 to 100000 connections");
-                            256
-                        }
-                    },
+        address(issues, "http.listen", &h.listen).map(|listen| HttpConfig {
+            listen,
+            max_connections: match &h.max_connections {
+                None => 256,
+                Some(n) => match usize::try_from(*n.get_ref()) {
+                    Ok(n) if (1..=100_000).contains(&n) => n,
+                    _ => {
+                        issues.at(n, "http.max_connections", "give 1 to 100000 connections");
+                        256
+                    }
                 },
-            })
+            },
+        })
     });
     let slack = raw
         .slack
@@ -2018,6 +2096,8 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         outputs,
         routes,
         http,
+        metrics,
+        heartbeat,
         slack,
         discord,
         telegram,

@@ -26,6 +26,8 @@ pub trait Database:
     /// Outbox rows as (output, notice, delivered), in the order queued
     /// (for inspection).
     async fn outbox(&self) -> Result<Vec<(String, StoredNotice, bool)>, StoreError>;
+    /// The newest migration applied, and the newest this build knows.
+    async fn schema(&self) -> Result<(i64, i64), StoreError>;
 }
 
 #[async_trait]
@@ -39,6 +41,9 @@ impl Database for SqliteStore {
     async fn outbox(&self) -> Result<Vec<(String, StoredNotice, bool)>, StoreError> {
         SqliteStore::outbox(self).await
     }
+    async fn schema(&self) -> Result<(i64, i64), StoreError> {
+        SqliteStore::schema(self).await
+    }
 }
 
 #[async_trait]
@@ -51,6 +56,9 @@ impl Database for PgStore {
     }
     async fn outbox(&self) -> Result<Vec<(String, StoredNotice, bool)>, StoreError> {
         PgStore::outbox(self).await
+    }
+    async fn schema(&self) -> Result<(i64, i64), StoreError> {
+        PgStore::schema(self).await
     }
 }
 

@@ -17,12 +17,22 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(
     name = "purser",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PURSER_COMMIT"), ")"),
     about = "Keeps prepaid cloud accounts from running dry."
 )]
 struct Cli {
+    /// How log lines are written to standard error: text for people, or
+    /// json, one object per line, for a log collector.
+    #[arg(long, global = true, env = "PURSER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +97,14 @@ enum Command {
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// Asks a running purser's /healthz or /readyz (for a container's
+    /// HEALTHCHECK, which has no curl): exit 0 when it answers 2xx, 1 when
+    /// it answers otherwise or not within 5 s.
+    Probe {
+        /// Such as http://127.0.0.1:9477/healthz.
+        #[arg(default_value = "http://127.0.0.1:9477/healthz")]
+        url: String,
     },
     /// Moving the store.
     Store {
@@ -195,6 +213,8 @@ enum ConfigCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print a complete, commented config to start from.
+    Example,
 }
 
 #[derive(Subcommand)]
@@ -236,25 +256,35 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colour only for a person at a terminal, never into a file or journald.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Whatever a server echoed into an error, no secret reaches the log.
-        .with_writer(|| purser::secret::Redacting(std::io::stderr()))
-        .with_ansi(colour)
-        .init();
+        .with_writer(|| purser::secret::Redacting(std::io::stderr()));
+    match format {
+        LogFormat::Text => lines.with_ansi(colour).init(),
+        // The event's fields at the top level, beside the span it happened
+        // in (poll, deliver, execute) with that span's ids.
+        LogFormat::Json => lines
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     match cli.command {
         Command::Run { config } => {
             let mut signals = Signals::listen();
-            init_tracing("info");
+            init_tracing("info", log_format);
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -288,7 +318,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Check { config, format } => {
-            init_tracing("error");
+            init_tracing("error", log_format);
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -396,7 +426,7 @@ async fn main() -> ExitCode {
             person,
             command,
         } => {
-            init_tracing("warn");
+            init_tracing("warn", log_format);
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -453,7 +483,7 @@ async fn main() -> ExitCode {
             printed(sla_report(&config, &since, until.as_deref(), format).await)
         }
         Command::Status { config } => {
-            init_tracing("error");
+            init_tracing("error", log_format);
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -476,7 +506,7 @@ async fn main() -> ExitCode {
         Command::Store {
             command: StoreCommand::Copy { from, to, history },
         } => {
-            init_tracing("warn");
+            init_tracing("warn", log_format);
             printed(store_copy(&from, &to, &history).await)
         }
         Command::Outbox { command } => {
@@ -489,11 +519,41 @@ async fn main() -> ExitCode {
             };
             printed(outbox(&config, command).await)
         }
+        Command::Probe { url } => {
+            let answer = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|e| e.to_string())
+                .map(|c| c.get(&url).send());
+            let answer = match answer {
+                Ok(sent) => sent.await.map_err(|e| e.without_url().to_string()),
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    eprintln!("purser probe: {url} answered {status}\n{body}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("purser probe: {url}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
+            print!("{}", include_str!("../config/example.toml"));
+            ExitCode::SUCCESS
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
             // Warnings (a secret file others can read) are part of the check.
-            init_tracing("warn");
+            init_tracing("warn", log_format);
             match load(&config) {
                 Ok(c) => {
                     print!("{}", purser::config::describe(&c));

@@ -129,6 +129,8 @@ pub struct OutboxRow {
     pub account: String,
     pub rule: String,
     pub kind: String,
+    /// When the notice was decided (queued).
+    pub queued_at: DateTime<Utc>,
     pub summary: String,
 }
 
@@ -992,4 +994,68 @@ pub trait DirectMessages: Send + Sync {
 #[async_trait]
 pub trait OutsidePager: Send + Sync {
     async fn send(&self, page: &PageMessage) -> Result<(), SendError>;
+}
+
+/// One poll as the operators' metrics see it.
+pub struct Polled<'a> {
+    pub account: &'a Account,
+    /// `None` when the account was read; else why not.
+    pub failure: Option<FailureKind>,
+    /// How long the poll took, from asking to recording.
+    pub took: StdDuration,
+    /// What was read, when it was.
+    pub snapshot: Option<&'a Snapshot>,
+    /// The account's forecast after this poll.
+    pub view: Option<&'a crate::domain::forecast::AccountView>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+/// How one send (a notice, a page, a heartbeat) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Delivered,
+    /// Failed, to be tried again.
+    Retrying,
+    /// Failed for good.
+    Failed,
+}
+
+impl Sent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sent::Delivered => "delivered",
+            Sent::Retrying => "retrying",
+            Sent::Failed => "failed",
+        }
+    }
+}
+
+/// A dead man's switch outside purser, told after each completed cycle
+/// of polls; it raises the alarm when it stops hearing.
+#[async_trait]
+pub trait Heartbeat: Send + Sync {
+    /// `blind`: the accounts that could not be read in this cycle.
+    async fn beat(&self, blind: &[String]) -> Result<(), SendError>;
+}
+
+/// What purser counts of its own work, for the people who run it. The
+/// labels it is given are bounded by the config (accounts, outputs,
+/// providers), never by notices or requests.
+pub trait Meter: Send + Sync {
+    fn polled(&self, poll: &Polled<'_>);
+    fn notices(&self, output: &str, result: Sent, count: usize);
+    fn paged(&self, target: &str, result: Sent);
+    fn cloud_call(&self, provider: &str, action: &str, ok: bool);
+    fn heartbeat(&self, result: Sent);
+}
+
+/// Counts nothing: for pieces built without metrics (tools, tests).
+pub struct NoMeter;
+
+impl Meter for NoMeter {
+    fn polled(&self, _: &Polled<'_>) {}
+    fn notices(&self, _: &str, _: Sent, _: usize) {}
+    fn paged(&self, _: &str, _: Sent) {}
+    fn cloud_call(&self, _: &str, _: &str, _: bool) {}
+    fn heartbeat(&self, _: Sent) {}
 }

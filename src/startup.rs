@@ -14,8 +14,10 @@ use crate::adapters::console::Console;
 use crate::adapters::discord::{self, DiscordApp, DiscordEndpoint};
 use crate::adapters::discord_channel::DiscordChannel;
 use crate::adapters::discord_gateway::{self, DiscordGateway};
+use crate::adapters::heartbeat;
 use crate::adapters::http;
 use crate::adapters::huawei::Huawei;
+use crate::adapters::metrics::{CountedActions, Metrics};
 use crate::adapters::pagers::{Opsgenie, PagerDuty};
 use crate::adapters::postgres::PgStore;
 use crate::adapters::robots::Robot;
@@ -48,7 +50,7 @@ use crate::engine::leadership::{Elector, Gate, Role};
 use crate::engine::poller::{LimitedProvider, Poller};
 use crate::engine::scheduler::Scheduler;
 use crate::ports::{
-    Actions, BalanceEntries, Clock, MessageRefs, Notifier, Provider, RequestMessages, Store,
+    Actions, BalanceEntries, Clock, MessageRefs, Meter, Notifier, Provider, RequestMessages, Store,
 };
 
 /// Builds the adapter for provider `name`, handing it the credentials of the
@@ -286,6 +288,9 @@ pub fn pagers(
         .collect()
 }
 
+/// A bound listener, what it serves, and its limits.
+type Listener = (tokio::net::TcpListener, axum::Router, http::Limits);
+
 /// A built, not yet running, purser.
 pub struct Application {
     /// What runs on the leader only.
@@ -296,7 +301,9 @@ pub struct Application {
     executor: Arc<Executor>,
     /// The listener for chat platforms, `/healthz` and `/readyz`, bound at
     /// build time so that a taken port fails the start, not a request later.
-    http: Option<(tokio::net::TcpListener, axum::Router, http::Limits)>,
+    http: Option<Listener>,
+    /// `/metrics`, `/healthz` and `/readyz` on `[metrics] listen`, when set.
+    ops: Option<Listener>,
     election: Election,
     /// This replica's part, as the election decides it.
     role: watch::Receiver<Role>,
@@ -418,6 +425,21 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let (store, election, role) = open_store(&config, &clock).await?;
         let shared: Arc<dyn Store> = store.clone();
+        let metrics = Arc::new(Metrics::new(
+            env!("CARGO_PKG_VERSION"),
+            env!("PURSER_COMMIT"),
+            &config
+                .providers
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>(),
+            &config
+                .outputs
+                .iter()
+                .map(|o| o.name.clone())
+                .collect::<Vec<_>>(),
+        ));
+        let meter: Arc<dyn Meter> = metrics.clone();
         let mut actions: HashMap<String, Arc<dyn Actions>> = HashMap::new();
         let limited: HashMap<String, LimitedProvider> = config
             .providers
@@ -433,10 +455,17 @@ impl Application {
                             clock.clone(),
                             Some(store.clone()),
                         );
-                        if let Some(a) = &adapter.actions {
+                        let counted = adapter.actions.map(|inner| {
+                            Arc::new(CountedActions {
+                                inner,
+                                provider: p.name.clone(),
+                                meter: meter.clone(),
+                            }) as Arc<dyn Actions>
+                        });
+                        if let Some(a) = &counted {
                             actions.insert(p.name.clone(), a.clone());
                         }
-                        (adapter.provider, adapter.actions)
+                        (adapter.provider, counted)
                     }
                 };
                 (
@@ -479,6 +508,7 @@ impl Application {
             requests: Some(store.clone()),
             policies: Arc::new(config.policies()),
             entries: Some(store.clone()),
+            meter: meter.clone(),
         };
         let board_signal = BoardSignal {
             activity: activity.clone(),
@@ -513,6 +543,10 @@ impl Application {
                         file: file.clone(),
                         zone: config.oncall.calendar.zone,
                     }
+                }),
+                heartbeat: config.heartbeat.as_ref().map(|h| {
+                    Arc::new(heartbeat::Pinger::new(h.url.clone(), h.method, h.timeout))
+                        as Arc<dyn crate::ports::Heartbeat>
                 }),
             };
         let mut outputs = build_outputs(
@@ -551,6 +585,7 @@ impl Application {
             written: written.clone(),
             activity: activity.clone(),
             gate: Gate::new(role.clone()),
+            meter: meter.clone(),
         };
         let dispatcher = Dispatcher {
             store: shared.clone(),
@@ -560,6 +595,7 @@ impl Application {
             activity: activity.clone(),
             judge: Some(judge),
             gate: Gate::new(role.clone()),
+            meter: meter.clone(),
         };
         dispatcher.announce();
         // Someone can ask purser things when a platform can reach it.
@@ -644,6 +680,23 @@ impl Application {
             }
             _ => None,
         };
+        let ready = readiness(
+            role.clone(),
+            activity.clone(),
+            store.clone(),
+            clock.clone(),
+            &config,
+        );
+        let scrape: http::Scrape = {
+            let (metrics, store, role, clock) =
+                (metrics.clone(), store.clone(), role.clone(), clock.clone());
+            Arc::new(move || {
+                let (metrics, store) = (metrics.clone(), store.clone());
+                let leads = matches!(*role.borrow(), Role::Sole | Role::Leader { .. });
+                let now = clock.now();
+                Box::pin(async move { metrics.render(store.as_ref(), leads, now).await })
+            })
+        };
         let http = match (&config.http, &chat) {
             (Some(h), Some(_)) => {
                 let listener = tokio::net::TcpListener::bind(h.listen)
@@ -693,12 +746,29 @@ impl Application {
                         slack,
                         discord,
                         webhook,
-                        Some(readiness(role.clone(), activity.clone(), &config)),
+                        Some(http::Ops {
+                            ready: ready.clone(),
+                            // Not here when it has an address of its own.
+                            metrics: config.metrics.is_none().then(|| scrape.clone()),
+                        }),
                     ),
                     http::Limits::within_open_files(h.max_connections),
                 ))
             }
             _ => None,
+        };
+        let ops = match &config.metrics {
+            Some(m) => Some((
+                tokio::net::TcpListener::bind(m.listen)
+                    .await
+                    .with_context(|| format!("listening on {} (metrics.listen)", m.listen))?,
+                http::ops_router(Some(http::Ops {
+                    ready,
+                    metrics: Some(scrape),
+                })),
+                http::Limits::within_open_files(64),
+            )),
+            None => None,
         };
         Ok(Application {
             work: LeaderWork {
@@ -720,6 +790,7 @@ impl Application {
             activity,
             executor,
             http,
+            ops,
             election,
             role,
             store_name: config.store.describe(),
@@ -735,6 +806,11 @@ impl Application {
     /// Where the HTTP listener listens, if one is configured.
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.http.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
+    }
+
+    /// Where `/metrics` is served on an address of its own, if configured.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ops.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     pub fn store(&self) -> Arc<dyn Database> {
@@ -775,6 +851,7 @@ impl Application {
         let Application {
             work,
             http,
+            ops,
             election,
             mut role,
             store_name,
@@ -787,19 +864,23 @@ impl Application {
         // On every replica: the listener (chat is answered wherever it
         // arrives), and on PostgreSQL the election and what tells the
         // leader of other replicas' writes.
-        let mut http = http.map(|(listener, app, limits)| {
+        let serve = |name: &'static str, said: &'static str, (listener, app, limits): Listener| {
             if let Ok(addr) = listener.local_addr() {
-                info!(%addr, "http listening");
+                info!(%addr, "{said}");
             }
-            Task::spawn("http listener", &ended_tx, |mut rx| async move {
+            Task::spawn(name, &ended_tx, move |mut rx| async move {
                 let stopped = async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
                 if let Err(e) = http::serve(listener, app, stopped, limits).await {
-                    tracing::error!(error = %e, "the http listener failed");
+                    tracing::error!(error = %e, "the {name} failed");
                 }
             })
-        });
+        };
+        let mut http = http.map(|l| serve("http listener", "http listening", l));
+        // The metrics listener is kept to the end, so that a stop is seen
+        // on it until the process exits.
+        let mut ops = ops.map(|l| serve("metrics listener", "metrics listening", l));
         let (_lock, mut elector, mut listener) = match election {
             Election::Sole { _lock } => (Some(_lock), None, None),
             Election::Replica { elector, store } => {
@@ -843,6 +924,7 @@ impl Application {
             }
         };
         info!("purser running");
+        let _watchdog = service_manager(activity.clone(), role.clone(), clock.clone());
         let failed = |name: &str, panic: Option<String>| match panic {
             Some(why) => format!("the {name} task panicked ({why}); purser stopped"),
             None => format!("the {name} task ended by itself; purser stopped"),
@@ -963,6 +1045,10 @@ impl Application {
         if let Some(l) = listener.as_mut() {
             l.stop.send_replace(true);
         }
+        if let Some(ops) = ops.as_mut() {
+            let _ = tokio::time::timeout(grace, ops.stop()).await;
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         match cause {
             None => Ok(()),
             Some(cause) => Err(anyhow::anyhow!(cause)),
@@ -1068,51 +1154,148 @@ impl Term {
     }
 }
 
-/// What `/readyz` says: ready unless the store failed; this replica's role
-/// (`role: leader` or `role: standby`), and on PostgreSQL the lease.
-fn readiness(role: watch::Receiver<Role>, activity: Activity, config: &Config) -> http::Readiness {
+/// Under systemd (`Type=notify`): says purser is up, and, when the unit
+/// sets `WatchdogSec`, feeds the watchdog at half its period for as long as
+/// the scheduler keeps ticking (a standby, which runs none, for as long as
+/// it runs), so that a wedged scheduler gets the process restarted. Does
+/// nothing elsewhere.
+fn service_manager(
+    activity: Activity,
+    role: watch::Receiver<Role>,
+    clock: Arc<dyn Clock>,
+) -> Option<AbortOnDrop> {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not tell the service manager purser is ready");
+    }
+    let period = sd_notify::watchdog_enabled()?;
+    let every = (period / 2).max(std::time::Duration::from_millis(100));
+    info!(
+        period_ms = period.as_millis() as u64,
+        "feeding the service manager's watchdog"
+    );
+    Some(AbortOnDrop(tokio::spawn(async move {
+        let mut withheld = false;
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let leads = matches!(*role.borrow(), Role::Sole | Role::Leader { .. });
+            let stuck = leads
+                .then(|| activity.get().scheduler_stuck(clock.now()))
+                .flatten();
+            match stuck {
+                None => {
+                    withheld = false;
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                Some(why) if !withheld => {
+                    withheld = true;
+                    tracing::error!(%why, "not feeding the watchdog: the service manager restarts purser unless the scheduler recovers");
+                }
+                Some(_) => {}
+            }
+        }
+    })))
+}
+
+/// How long `/readyz` waits for the store to answer.
+const STORE_ANSWERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What `/readyz` says: this replica's role (`role: leader` or `role:
+/// standby`), on PostgreSQL the lease, and why it is not ready when it is
+/// not: the store does not answer or its schema is not this build's, a
+/// store call failed, the lease cannot be read, or the scheduler is stuck.
+fn readiness(
+    role: watch::Receiver<Role>,
+    activity: Activity,
+    store: Arc<dyn Database>,
+    clock: Arc<dyn Clock>,
+    config: &Config,
+) -> http::Readiness {
     let replica = match &config.store.backend {
         Backend::Postgres(pg) => Some(pg.ha.name.clone()),
         Backend::Sqlite { .. } => None,
     };
     Arc::new(move || {
-        let mut body = format!("role: {}\n", role.borrow().name());
-        if let Some(name) = &replica {
-            body.push_str(&format!("replica: {name}\n"));
-        }
-        match &*role.borrow() {
-            Role::Leader { lead, failed, .. } => {
-                body.push_str(&format!(
-                    "leading since: {}\nlease until: {}\n",
-                    lead.since.to_rfc3339(),
-                    lead.expires_at.to_rfc3339()
-                ));
-                if *failed > 0 {
-                    body.push_str(&format!("lease renewals failing: {failed}\n"));
-                }
+        let (mut body, mut why) = described(
+            &role.borrow(),
+            replica.as_deref(),
+            &activity.get(),
+            clock.now(),
+        );
+        let store = store.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(STORE_ANSWERS_WITHIN, store.schema()).await {
+                Err(_) => why.push(format!(
+                    "the store did not answer within {}s",
+                    STORE_ANSWERS_WITHIN.as_secs()
+                )),
+                Ok(Err(e)) => why.push(format!("the store does not answer: {e}")),
+                Ok(Ok((applied, known))) if applied > known => why.push(format!(
+                    "the store is at migration {applied}, newer than this build's {known} (a newer purser migrated it): upgrade this replica"
+                )),
+                Ok(Ok((applied, known))) if applied < known => why.push(format!(
+                    "the store is at migration {applied}, older than this build's {known}: restart to migrate it"
+                )),
+                Ok(Ok(_)) => {}
             }
-            Role::Standby {
-                leader: Some(lead), ..
-            } => body.push_str(&format!(
-                "leader: {}\nlease until: {}\n",
-                lead.holder,
-                lead.expires_at.to_rfc3339()
-            )),
-            Role::Standby { leader: None, .. } | Role::Sole => {}
-        }
-        // A standby that cannot read the lease could not take over either.
-        let lease_unread = match &*role.borrow() {
-            Role::Standby { error: Some(e), .. } => Some(format!("the lease cannot be read: {e}")),
-            _ => None,
-        };
-        match activity.get().store_failing.or(lease_unread) {
-            Some(why) => {
-                body.push_str(&format!("not ready: {why}\n"));
-                (false, body)
+            for w in &why {
+                body.push_str(&format!("not ready: {w}\n"));
             }
-            None => (true, body),
-        }
+            (why.is_empty(), body)
+        })
     })
+}
+
+/// What `/readyz` says of this replica's own state, and what keeps it from
+/// being ready, at `now` (the store is asked separately).
+fn described(
+    role: &Role,
+    replica: Option<&str>,
+    activity: &crate::engine::activity::ActivityState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (String, Vec<String>) {
+    let mut body = format!("role: {}\n", role.name());
+    if let Some(name) = replica {
+        body.push_str(&format!("replica: {name}\n"));
+    }
+    let mut why = Vec::new();
+    match role {
+        Role::Leader { lead, failed, .. } => {
+            body.push_str(&format!(
+                "leading since: {}\nlease until: {}\n",
+                lead.since.to_rfc3339(),
+                lead.expires_at.to_rfc3339()
+            ));
+            if *failed > 0 {
+                body.push_str(&format!("lease renewals failing: {failed}\n"));
+            }
+        }
+        Role::Standby {
+            leader: Some(lead), ..
+        } => body.push_str(&format!(
+            "leader: {}\nlease until: {}\n",
+            lead.holder,
+            lead.expires_at.to_rfc3339()
+        )),
+        Role::Standby { leader: None, .. } | Role::Sole => {}
+    }
+    if let Some(e) = &activity.store_failing {
+        why.push(e.clone());
+    }
+    match role {
+        // A standby that cannot read the lease could not take over either.
+        Role::Standby { error: Some(e), .. } => {
+            why.push(format!("the lease cannot be read: {e}"));
+        }
+        Role::Sole | Role::Leader { .. } => {
+            if let Some((at, _)) = activity.scheduler_tick {
+                body.push_str(&format!("scheduler ticked: {}\n", at.to_rfc3339()));
+            }
+            why.extend(activity.scheduler_stuck(now));
+        }
+        Role::Standby { .. } => {}
+    }
+    (body, why)
 }
 
 /// A long-running task, its stop signal, and its handle (aborted when
@@ -1309,29 +1492,42 @@ mod tests {
 
     #[test]
     fn a_replica_is_not_ready_while_it_cannot_read_the_lease() {
-        let config = Config::parse(
-            "[store]\nurl = \"postgres://purser@db/purser\"\n[ha]\nname = \"b\"\n\
-             [[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"s.toml\"\n\
-             [[accounts]]\nid = \"acme\"\nprovider = \"sim\"\n",
-            std::path::Path::new("purser.toml"),
-        )
-        .unwrap();
-        let (tx, rx) = watch::channel(Role::Standby {
+        let now = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let state = crate::engine::activity::ActivityState::default();
+        let standby = Role::Standby {
             leader: None,
             error: None,
-        });
-        let ready = readiness(rx, Activity::new(), &config);
-        assert_eq!(ready(), (true, "role: standby\nreplica: b\n".to_owned()));
-        tx.send_replace(Role::Standby {
+        };
+        assert_eq!(
+            described(&standby, Some("b"), &state, now),
+            ("role: standby\nreplica: b\n".to_owned(), vec![])
+        );
+        let blind = Role::Standby {
             leader: None,
             error: Some("store: connection refused".into()),
-        });
-        let (ok, body) = ready();
-        assert!(!ok);
-        assert!(
-            body.ends_with("not ready: the lease cannot be read: store: connection refused\n"),
-            "{body}"
+        };
+        assert_eq!(
+            described(&blind, Some("b"), &state, now).1,
+            vec!["the lease cannot be read: store: connection refused".to_owned()]
         );
+    }
+
+    #[test]
+    fn the_leader_is_not_ready_while_its_scheduler_is_stuck_a_standby_is_not_judged_on_it() {
+        let now = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let state = crate::engine::activity::ActivityState {
+            scheduler_tick: Some((now - chrono::Duration::minutes(5), None)),
+            ..Default::default()
+        };
+        let (body, why) = described(&Role::Sole, None, &state, now);
+        assert!(body.contains("scheduler ticked: "), "{body}");
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(why[0].contains("busy with one turn"), "{why:?}");
+        let standby = Role::Standby {
+            leader: None,
+            error: None,
+        };
+        assert!(described(&standby, None, &state, now).1.is_empty());
     }
 
     #[tokio::test]

@@ -91,6 +91,16 @@ pub fn request_error(e: reqwest::Error) -> String {
     out
 }
 
+/// An HTTP client for purser's own outgoing calls (webhooks, heartbeats),
+/// naming purser and its version, giving up after `timeout`.
+pub fn client(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("purser/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 /// How far a signed request's timestamp may be from now.
 pub const WINDOW_SECS: i64 = 5 * 60;
 
@@ -138,8 +148,21 @@ impl ReplayGuard {
 }
 
 /// Whether this replica is ready, and what it says of itself (its role,
-/// the lease), for `/readyz`.
-pub type Readiness = Arc<dyn Fn() -> (bool, String) + Send + Sync>;
+/// the lease, why it is not ready), for `/readyz`.
+pub type Readiness =
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, (bool, String)> + Send + Sync>;
+
+/// The metrics exposition, or why it could not be read.
+pub type Scrape =
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
+/// What the people running purser ask of it: `/readyz`, and `/metrics`
+/// where this listener serves them (`/healthz` is always served).
+#[derive(Clone)]
+pub struct Ops {
+    pub ready: Readiness,
+    pub metrics: Option<Scrape>,
+}
 
 pub fn router(
     slack: Option<Arc<SlackEndpoint>>,
@@ -149,27 +172,69 @@ pub fn router(
     router_with(slack, discord, telegram, None)
 }
 
-pub fn router_with(
-    slack: Option<Arc<SlackEndpoint>>,
-    discord: Option<Arc<DiscordEndpoint>>,
-    telegram: Option<Arc<TelegramWebhook>>,
-    ready: Option<Readiness>,
-) -> Router {
+/// `/healthz`, and `/readyz` and `/metrics` as `ops` says.
+pub fn ops_router(ops: Option<Ops>) -> Router {
     let mut app = Router::new().route("/healthz", get(|| async { "ok\n" }));
-    if let Some(ready) = ready {
-        app = app.route(
-            "/readyz",
-            get(move || {
-                let (ok, body) = ready();
+    let Some(ops) = ops else {
+        return app;
+    };
+    let ready = ops.ready;
+    app = app.route(
+        "/readyz",
+        get(move || {
+            let ready = ready();
+            async move {
+                let (ok, body) = ready.await;
                 let status = if ok {
                     axum::http::StatusCode::OK
                 } else {
                     axum::http::StatusCode::SERVICE_UNAVAILABLE
                 };
-                async move { (status, body) }
+                (status, body)
+            }
+        }),
+    );
+    if let Some(scrape) = ops.metrics {
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let scrape = scrape();
+                async move {
+                    match scrape.await {
+                        Ok(text) => (
+                            axum::http::StatusCode::OK,
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                super::metrics::CONTENT_TYPE,
+                            )],
+                            text,
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a metrics scrape failed");
+                            (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                [(
+                                    axum::http::header::CONTENT_TYPE,
+                                    "text/plain; charset=utf-8",
+                                )],
+                                format!("{e}\n"),
+                            )
+                        }
+                    }
+                }
             }),
         );
     }
+    app
+}
+
+pub fn router_with(
+    slack: Option<Arc<SlackEndpoint>>,
+    discord: Option<Arc<DiscordEndpoint>>,
+    telegram: Option<Arc<TelegramWebhook>>,
+    ops: Option<Ops>,
+) -> Router {
+    let mut app = ops_router(ops);
     if let Some(s) = slack {
         app = app.merge(
             Router::new()
@@ -235,7 +300,7 @@ impl Limits {
 }
 
 /// The soft limit on open files, where the system says (Linux).
-fn open_file_limit() -> Option<usize> {
+pub(crate) fn open_file_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()

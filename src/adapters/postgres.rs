@@ -174,6 +174,18 @@ impl PgStore {
         }
     }
 
+    /// The newest migration applied to the database, and the newest this
+    /// build knows; one query, so it also says whether the store answers.
+    pub async fn schema(&self) -> Result<(i64, i64), StoreError> {
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        Ok((applied, known))
+    }
+
     /// Every alert recorded, newest first (for inspection).
     pub async fn all_alerts(&self) -> Result<Vec<Alert>, StoreError> {
         sqlx::query("SELECT * FROM alerts ORDER BY id DESC")
@@ -1115,6 +1127,7 @@ impl Store for PgStore {
                     account: notice.account,
                     rule: notice.rule.as_str().to_owned(),
                     kind: notice.kind.as_str().to_owned(),
+                    queued_at: notice.decided_at,
                     summary: notice.summary,
                 })
             })

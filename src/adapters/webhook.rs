@@ -75,11 +75,7 @@ impl Webhook {
         timeout: std::time::Duration,
         clock: Arc<dyn Clock>,
     ) -> Webhook {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("purser/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let client = super::http::client(timeout);
         Webhook {
             client,
             url,

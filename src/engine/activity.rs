@@ -35,9 +35,33 @@ pub struct ActivityState {
     pub store_failing: Option<String>,
     /// Whether that failure was the store not answering (it may again).
     pub store_unreachable: bool,
+    /// When the scheduler's loop last began a turn, and, once it finished
+    /// it, when it is due to wake; `None` while it does not run.
+    pub scheduler_tick: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
+/// How late the scheduler may be past its own wake-up (or busy in one
+/// turn) before it counts as stuck: longer than any store call should take.
+pub const SCHEDULER_STUCK_AFTER: chrono::Duration = chrono::Duration::seconds(90);
+
 impl ActivityState {
+    /// Why the scheduler counts as stuck at `now`, if it does: a turn that
+    /// has not ended, or a wake-up that has not come, 90 s late.
+    pub fn scheduler_stuck(&self, now: DateTime<Utc>) -> Option<String> {
+        let (began, wake) = self.scheduler_tick?;
+        match wake {
+            None if now - began > SCHEDULER_STUCK_AFTER => Some(format!(
+                "the scheduler has been busy with one turn since {} (polls, pruning or a sweep hang: is the store answering?)",
+                began.to_rfc3339()
+            )),
+            Some(wake) if now - wake > SCHEDULER_STUCK_AFTER => Some(format!(
+                "the scheduler was due to wake at {} and has not",
+                wake.to_rfc3339()
+            )),
+            _ => None,
+        }
+    }
+
     /// Nothing due at or before `t` is left to poll, evaluate or send.
     pub fn quiet_at(&self, t: DateTime<Utc>) -> bool {
         self.next_poll_due.is_some_and(|n| n > t)
@@ -185,5 +209,21 @@ mod tests {
         assert_eq!((a.get().polls_in_flight, a.get().notices_written), (1, 1));
         drop(cut);
         assert_eq!(a.get().polls_in_flight, 0);
+    }
+
+    #[test]
+    fn a_scheduler_late_past_its_wake_or_stuck_in_a_turn_is_said_to_be() {
+        let t = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let secs = chrono::Duration::seconds;
+        let mut s = ActivityState::default();
+        assert_eq!(s.scheduler_stuck(t), None, "not running: nothing to judge");
+        s.scheduler_tick = Some((t, Some(t + secs(20))));
+        assert_eq!(s.scheduler_stuck(t + secs(110)), None);
+        let late = s.scheduler_stuck(t + secs(111)).unwrap_or_default();
+        assert!(late.contains("due to wake"), "{late}");
+        s.scheduler_tick = Some((t, None));
+        assert_eq!(s.scheduler_stuck(t + secs(90)), None);
+        let busy = s.scheduler_stuck(t + secs(91)).unwrap_or_default();
+        assert!(busy.contains("busy with one turn"), "{busy}");
     }
 }

@@ -10,14 +10,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use super::activity::Activity;
 use super::guard;
 use super::poller::Poller;
 use crate::config::AccountConfig;
 use crate::engine::leadership::Gate;
-use crate::ports::{Clock, Notifier, OutboxItem, SendError, Store, StoreError, StoredNotice};
+use crate::ports::{
+    Clock, Meter, Notifier, OutboxItem, SendError, Sent, Store, StoreError, StoredNotice,
+};
 
 pub struct Output {
     pub notifier: Arc<dyn Notifier>,
@@ -35,6 +37,7 @@ pub struct Dispatcher {
     pub judge: Option<Judge>,
     /// Nothing is sent unless this replica leads.
     pub gate: Gate,
+    pub meter: Arc<dyn Meter>,
 }
 
 /// What raising delivery_failed needs.
@@ -170,6 +173,23 @@ impl Dispatcher {
         let Some(first) = group.first() else {
             return Ok(());
         };
+        let span = tracing::info_span!(
+            "deliver",
+            output = %first.output,
+            notice_id = %first.notice.id,
+            account = %first.notice.account,
+            rule = %first.notice.rule.as_str(),
+            notices = group.len()
+        );
+        self.deliver_group(group, first, now).instrument(span).await
+    }
+
+    async fn deliver_group(
+        &self,
+        group: &[&OutboxItem],
+        first: &OutboxItem,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let Some(output) = self.outputs.get(&first.output) else {
             return Ok(());
         };
@@ -197,17 +217,23 @@ impl Dispatcher {
             Err(SendError::Retryable(format!("failed inside purser: {why}")))
         });
         let attempts = group.iter().map(|i| i.attempts).max().unwrap_or(0);
+        let result = match &sent {
+            Ok(()) => Sent::Delivered,
+            Err(SendError::Retryable(_)) if attempts + 1 < output.max_attempts => Sent::Retrying,
+            Err(_) => Sent::Failed,
+        };
+        self.meter.notices(&first.output, result, group.len());
         let mut lost = Vec::new();
         for item in group {
             match &sent {
                 Ok(()) => self.store.mark_delivered(item.id, self.clock.now()).await?,
                 Err(SendError::Retryable(e)) if attempts + 1 < output.max_attempts => {
                     let retry_at = now + backoff(attempts);
-                    warn!(output = %item.output, alert.fingerprint = %item.notice.fingerprint, error = %e, attempt = attempts + 1, of = output.max_attempts, retry_at = %retry_at, "delivery failed; will retry");
+                    warn!(output = %item.output, fingerprint = %item.notice.fingerprint, error = %e, attempt = attempts + 1, of = output.max_attempts, retry_at = %retry_at, "delivery failed; will retry");
                     self.store.mark_failed(item.id, e, Some(retry_at)).await?;
                 }
                 Err(e) => {
-                    error!(output = %item.output, alert.fingerprint = %item.notice.fingerprint, error = %e.message(), attempts = attempts + 1, "delivery failed for good: the notice is kept as failed (purser outbox list --failed) and delivery_failed goes to the other outputs");
+                    error!(output = %item.output, fingerprint = %item.notice.fingerprint, error = %e.message(), attempts = attempts + 1, "delivery failed for good: the notice is kept as failed (purser outbox list --failed) and delivery_failed goes to the other outputs");
                     self.store.mark_failed(item.id, e.message(), None).await?;
                     lost.push((*item).clone());
                 }
@@ -238,7 +264,7 @@ impl Dispatcher {
             match judge.poller.judge_deliveries(a).await {
                 Ok(w) => wrote |= w,
                 Err(e) => {
-                    error!(account.id = account, error = %e, "recording delivery_failed failed");
+                    error!(account = account, error = %e, "recording delivery_failed failed");
                     self.activity.store_failed(&e);
                 }
             }

@@ -27,8 +27,8 @@ use crate::domain::rules::Severity;
 use crate::domain::silence;
 use crate::engine::leadership::Gate;
 use crate::ports::{
-    Clock, DirectMessages, EscalationWrite, Escalations, OutsidePager, PageItem, PageMessage,
-    PagerEvent, SendError, Store, StoreError, StoredNotice,
+    Clock, DirectMessages, EscalationWrite, Escalations, Meter, OutsidePager, PageItem,
+    PageMessage, PagerEvent, SendError, Sent, Store, StoreError, StoredNotice,
 };
 
 /// A person as the escalator reaches them.
@@ -87,6 +87,7 @@ pub struct Escalator {
     pub activity: Activity,
     /// Nobody is paged unless this replica leads.
     pub gate: Gate,
+    pub meter: Arc<dyn Meter>,
 }
 
 const BATCH: u32 = 100;
@@ -192,7 +193,7 @@ impl Escalator {
                     })
                     .await?;
                 if !written {
-                    warn!(alert.fingerprint = %e.fingerprint, "escalation changed while being walked; taken up again next pass");
+                    warn!(fingerprint = %e.fingerprint, "escalation changed while being walked; taken up again next pass");
                 }
             }
         }
@@ -560,6 +561,21 @@ impl Escalator {
                 self.activity.update(|s| s.sent_again += 1);
             }
             let sent = self.send(&item).await;
+            let target = match item.to.strip_prefix("dm:") {
+                // The platform, not the person: labels stay few.
+                Some(rest) => format!("dm:{}", rest.split(':').next().unwrap_or_default()),
+                None => item.to.clone(),
+            };
+            self.meter.paged(
+                &target,
+                match &sent {
+                    Ok(()) => Sent::Delivered,
+                    Err(SendError::Retryable(_)) if item.attempts + 1 < MAX_ATTEMPTS => {
+                        Sent::Retrying
+                    }
+                    Err(_) => Sent::Failed,
+                },
+            );
             match sent {
                 Ok(()) => {
                     info!(page = %item.page.id, to = %item.to, "paged");

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use crate::config::AccountConfig;
 use crate::domain::audit::{Event, NewEntry};
@@ -187,6 +187,11 @@ impl Executor {
     /// Runs request `id` as far as it can go now: an approved request is
     /// started, an executing one continued. Anything else is left as it is.
     pub async fn run(&self, id: RequestId) -> Result<Option<Ran>, StoreError> {
+        let span = tracing::info_span!("execute", request = %id);
+        self.run_request(id).instrument(span).await
+    }
+
+    async fn run_request(&self, id: RequestId) -> Result<Option<Ran>, StoreError> {
         let fresh = self
             .running
             .lock()

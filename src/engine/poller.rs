@@ -17,7 +17,8 @@ use crate::domain::request;
 use crate::domain::rules::{self, AccountState, RuleName, RuleSet, Undelivered};
 use crate::domain::silence;
 use crate::ports::{
-    Actions, BalanceEntries, Clock, Provider, ProviderError, Requests, Store, StoreError,
+    Actions, BalanceEntries, Clock, Meter, Polled, Provider, ProviderError, Requests, Store,
+    StoreError,
 };
 
 /// Open requests read per evaluation at most; more open at once than this
@@ -38,6 +39,17 @@ pub struct Poller {
     /// Contract and unallocated balances people entered, laid over each
     /// snapshot.
     pub entries: Option<Arc<dyn BalanceEntries>>,
+    /// What each poll is counted into, for the operators' metrics.
+    pub meter: Arc<dyn Meter>,
+}
+
+/// What one poll came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Notices were written to the outbox.
+    pub wrote: bool,
+    /// The account was read (it is not blind).
+    pub read: bool,
 }
 
 /// A provider with the number of calls it may have open at once.
@@ -50,13 +62,14 @@ pub struct LimitedProvider {
 }
 
 impl Poller {
-    /// Polls, records and evaluates one account. Returns whether notices were written.
+    /// Polls, records and evaluates one account.
     pub async fn run(
         &self,
         account: &AccountConfig,
         provider: &LimitedProvider,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<PollOutcome, StoreError> {
         let id = &account.account.id;
+        let started = self.clock.now();
         let outcome = match self.poll(account, provider).await {
             Ok(mut snapshot) => {
                 if let Some(entries) = &self.entries {
@@ -72,17 +85,19 @@ impl Poller {
         let recorded = match &outcome {
             Ok(snapshot) => self.store.record_poll(id, now, Ok(snapshot)).await?,
             Err(e) => {
-                warn!(account.id = %id, error = %e, "poll failed; keeping the last good snapshot");
+                warn!(account = %id, error = %e, "poll failed; keeping the last good snapshot");
                 self.store.record_poll(id, now, Err(&e.failure())).await?
             }
         };
-        let changes = match guard::caught(self.evaluate(account, &recorded, now, false)).await {
+        let (changes, view) = match guard::caught(self.evaluate(account, &recorded, now, false))
+            .await
+        {
             Ok(changes) => changes?,
             Err(why) => {
                 // A fault in purser: the account is judged as one it cannot
                 // read, so that poll_failed says so at once and the other
                 // accounts are watched on.
-                error!(account.id = %id, panic = %why, "judging the account failed; reporting it as unreadable");
+                error!(account = %id, panic = %why, "judging the account failed; reporting it as unreadable");
                 let mut blind = recorded.clone();
                 blind.failed(
                     now,
@@ -94,12 +109,21 @@ impl Poller {
                 self.evaluate(account, &blind, now, true).await?
             }
         };
+        let took = (self.clock.now() - started).to_std().unwrap_or_default();
+        self.meter.polled(&Polled {
+            account: &account.account,
+            failure: outcome.as_ref().err().map(|e| e.failure().kind),
+            took,
+            snapshot: outcome.as_ref().ok(),
+            view: view.as_ref(),
+            last_success_at: recorded.last_success_at,
+        });
         let wrote = !changes.notices.is_empty();
         for n in &changes.notices {
             info!(
-                account.id = %id,
-                alert.fingerprint = %n.alert.fingerprint,
-                alert.rule = %n.alert.key.rule,
+                account = %id,
+                fingerprint = %n.alert.fingerprint,
+                rule = %n.alert.key.rule,
                 kind = n.kind.as_str(),
                 "alert notice decided"
             );
@@ -107,7 +131,10 @@ impl Poller {
         self.store
             .apply(&account.account, &changes, &self.routing)
             .await?;
-        Ok(wrote)
+        Ok(PollOutcome {
+            wrote,
+            read: outcome.is_ok(),
+        })
     }
 
     async fn poll(
@@ -179,7 +206,7 @@ impl Poller {
         ))
         .await;
         if let Err(why) = priced {
-            error!(account.id = %account.account.id, panic = %why, "pricing renewals failed");
+            error!(account = %account.account.id, panic = %why, "pricing renewals failed");
         }
         Ok(())
     }
@@ -192,7 +219,7 @@ impl Poller {
         health: &crate::domain::model::PollHealth,
         now: DateTime<Utc>,
         blind: bool,
-    ) -> Result<Changes, StoreError> {
+    ) -> Result<(Changes, Option<crate::domain::forecast::AccountView>), StoreError> {
         let id = &account.account.id;
         let history = if blind {
             Vec::new()
@@ -201,10 +228,10 @@ impl Poller {
                 .history(id, now - account.rules.runway.window)
                 .await?
         };
-        if let Some(view) =
-            crate::domain::forecast::AccountView::of(&history, account.rules.runway.window, now)
-        {
-            self.store.record_view(id, &view).await?;
+        let view =
+            crate::domain::forecast::AccountView::of(&history, account.rules.runway.window, now);
+        if let Some(view) = &view {
+            self.store.record_view(id, view).await?;
         }
         let payments = match (&self.requests, self.policies.get(id)) {
             (Some(requests), Some(policy)) => requests
@@ -226,8 +253,10 @@ impl Poller {
         };
         let evaluation = rules::evaluate(&account.rules, &state, now);
         let open = self.store.open_alerts(id).await?;
-        self.reconcile(account, &open, &evaluation.findings, now)
-            .await
+        let changes = self
+            .reconcile(account, &open, &evaluation.findings, now)
+            .await?;
+        Ok((changes, view))
     }
 
     /// Notices about the account that an output never took.

@@ -51,7 +51,7 @@ pub async fn price(
                 last_charge: None,
             },
             Ok(Some(p)) => {
-                debug!(account.id = %account.id, resource = %r.id, price = %p, "renewal priced");
+                debug!(account = %account.id, resource = %r.id, price = %p, "renewal priced");
                 r.renewal_price = Some(p);
                 continue;
             }
@@ -61,7 +61,7 @@ pub async fn price(
                 last_charge: None,
             },
             Err(e) => {
-                warn!(account.id = %account.id, resource = %r.id, error = %e, "renewal price inquiry failed");
+                warn!(account = %account.id, resource = %r.id, error = %e, "renewal price inquiry failed");
                 Unpriced {
                     why: format!("the price inquiry failed: {e}"),
                     lasting: false,
@@ -72,7 +72,7 @@ pub async fn price(
         let last_charge = match actions.last_renewal(account, r).await {
             Ok(c) => c,
             Err(e) => {
-                warn!(account.id = %account.id, resource = %r.id, error = %e, "reading the last renewal charge failed");
+                warn!(account = %account.id, resource = %r.id, error = %e, "reading the last renewal charge failed");
                 None
             }
         };

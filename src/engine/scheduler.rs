@@ -10,13 +10,13 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, error, info};
+use tracing::{Instrument, debug, error, info};
 
 use super::activity::{Activity, InFlight};
 use super::approvals::Approvals;
 use super::poller::{LimitedProvider, Poller};
 use crate::config::AccountConfig;
-use crate::ports::Store;
+use crate::ports::{Heartbeat, Sent, Store};
 
 /// How often requests are swept: overdue ones expired, approved ones whose
 /// cloud could not be asked tried again, lost answers read back, and the
@@ -39,6 +39,41 @@ pub struct Scheduler {
     pub outbox_written: Arc<Notify>,
     /// What purser watches of itself, judged at each sweep.
     pub own: Option<super::poller::OwnWatch>,
+    /// Told each time every account has been polled (a dead man's switch
+    /// outside purser raises the alarm when it stops hearing).
+    pub heartbeat: Option<Arc<dyn Heartbeat>>,
+}
+
+/// Which accounts have been polled since the last heartbeat, and which of
+/// them could not be read.
+struct Cycle {
+    polled: Vec<bool>,
+    left: usize,
+    blind: Vec<usize>,
+}
+
+impl Cycle {
+    fn new(accounts: usize) -> Cycle {
+        Cycle {
+            polled: vec![false; accounts],
+            left: accounts,
+            blind: Vec::new(),
+        }
+    }
+
+    /// Counts one finished poll; true when it completes the cycle.
+    fn polled(&mut self, idx: usize, read: bool) -> bool {
+        if let Some(seen) = self.polled.get_mut(idx) {
+            if !read && !self.blind.contains(&idx) {
+                self.blind.push(idx);
+            }
+            if !*seen {
+                *seen = true;
+                self.left -= 1;
+            }
+        }
+        self.left == 0
+    }
 }
 
 /// A fixed share of `jitter` for an account, so its polls land at the same
@@ -82,6 +117,8 @@ impl Scheduler {
             .map(|i| Reverse((start, i)))
             .collect();
         let mut running: JoinSet<(usize, bool)> = JoinSet::new();
+        let mut cycle = Cycle::new(self.accounts.len());
+        let mut beating: JoinSet<()> = JoinSet::new();
         let mut in_flight = vec![false; self.accounts.len()];
         let mut next_prune = start;
         let mut next_sweep = start;
@@ -89,14 +126,17 @@ impl Scheduler {
 
         loop {
             let now = clock.now();
-            self.activity.update(|s| s.next_poll_due = None);
+            self.activity.update(|s| {
+                s.next_poll_due = None;
+                s.scheduler_tick = Some((now, None));
+            });
             while let Some(Reverse((at, idx))) = due.peek().copied() {
                 if at > now {
                     break;
                 }
                 due.pop();
                 if in_flight[idx] {
-                    debug!(account.id = %self.accounts[idx].account.id, "previous poll still running; tick skipped");
+                    debug!(account = %self.accounts[idx].account.id, "previous poll still running; tick skipped");
                 } else {
                     in_flight[idx] = self.start(idx, &mut running);
                 }
@@ -153,20 +193,30 @@ impl Scheduler {
                 .unwrap_or(next_prune)
                 .min(next_prune)
                 .min(next_sweep);
-            self.activity.update(|s| s.next_poll_due = Some(wake));
+            self.activity.update(|s| {
+                s.next_poll_due = Some(wake);
+                s.scheduler_tick = Some((now, Some(wake)));
+            });
 
             tokio::select! {
                 _ = clock.sleep_until(wake) => {}
                 Some(done) = running.join_next() => {
-                    if let Ok((idx, _)) = done {
+                    if let Ok((idx, read)) = done {
                         in_flight[idx] = false;
+                        if cycle.polled(idx, read) {
+                            let blind = std::mem::take(&mut cycle.blind);
+                            cycle = Cycle::new(self.accounts.len());
+                            self.beat(&blind, &mut beating);
+                        }
                     }
                 }
                 Some(_) = sweeping.join_next() => {}
+                Some(_) = beating.join_next() => {}
                 _ = shutdown.changed() => break,
             }
         }
         while sweeping.join_next().await.is_some() {}
+        while beating.join_next().await.is_some() {}
 
         // Let polls already under way finish and record what they saw.
         while let Some(done) = running.join_next().await {
@@ -174,32 +224,73 @@ impl Scheduler {
                 in_flight[idx] = false;
             }
         }
+        self.activity.update(|s| s.scheduler_tick = None);
         info!("scheduler stopped");
+    }
+
+    /// Tells the heartbeat that a cycle completed, without holding up
+    /// polls; a beat still on its way when the next is due is not doubled.
+    fn beat(&self, blind: &[usize], beating: &mut JoinSet<()>) {
+        let Some(heartbeat) = self.heartbeat.clone() else {
+            return;
+        };
+        if !beating.is_empty() {
+            debug!("the previous heartbeat is still on its way; this one is skipped");
+            return;
+        }
+        let blind: Vec<String> = blind
+            .iter()
+            .filter_map(|&i| self.accounts.get(i))
+            .map(|a| a.account.id.to_string())
+            .collect();
+        let meter = self.poller.meter.clone();
+        beating.spawn(async move {
+            let sent = match super::guard::caught(heartbeat.beat(&blind)).await {
+                Ok(Ok(())) => {
+                    debug!(blind = blind.len(), "heartbeat sent");
+                    Sent::Delivered
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the heartbeat could not be sent; the outside check raises the alarm if this goes on");
+                    Sent::Failed
+                }
+                Err(why) => {
+                    error!(panic = %why, "sending the heartbeat failed inside purser");
+                    Sent::Failed
+                }
+            };
+            meter.heartbeat(sent);
+        });
     }
 
     fn start(&self, idx: usize, running: &mut JoinSet<(usize, bool)>) -> bool {
         let account = self.accounts[idx].clone();
         let Some(provider) = self.providers.get(&account.account.provider).cloned() else {
-            error!(account.id = %account.account.id, provider = %account.account.provider, "no such provider");
+            error!(account = %account.account.id, provider = %account.account.provider, "no such provider");
             return false;
         };
         let poller = self.poller.clone();
         let activity = self.activity.clone();
         let written = self.outbox_written.clone();
         let poll = InFlight::start(&activity, |s| &mut s.polls_in_flight);
+        let span = tracing::info_span!(
+            "poll",
+            account = %account.account.id,
+            provider = %account.account.provider
+        );
         running.spawn(async move {
             // A panic here would leave the account marked in flight, never
             // polled again: it is caught and said instead.
-            let wrote = match super::guard::caught(poller.run(&account, &provider)).await {
-                Ok(Ok(wrote)) => wrote,
+            let (wrote, read) = match super::guard::caught(poller.run(&account, &provider)).await {
+                Ok(Ok(done)) => (done.wrote, done.read),
                 Ok(Err(e)) => {
-                    error!(account.id = %account.account.id, error = %e, "recording the poll failed");
+                    error!(account = %account.account.id, error = %e, "recording the poll failed");
                     activity.store_failed(&e);
-                    false
+                    (false, false)
                 }
                 Err(why) => {
-                    error!(account.id = %account.account.id, panic = %why, "the poll failed inside purser");
-                    false
+                    error!(account = %account.account.id, panic = %why, "the poll failed inside purser");
+                    (false, false)
                 }
             };
             // Count the write before waking the dispatcher, so that it never
@@ -212,8 +303,8 @@ impl Scheduler {
             if wrote {
                 written.notify_one();
             }
-            (idx, wrote)
-        });
+            (idx, read)
+        }.instrument(span));
         true
     }
 }

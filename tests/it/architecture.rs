@@ -57,6 +57,12 @@ fn money_never_passes_through_floats() {
         if path.ends_with("adapters/chart.rs") {
             continue;
         }
+        // Prometheus takes floats: the exposition converts the decimals as
+        // it writes them (the demo's metrics are held equal to `purser
+        // check`'s to the fen).
+        if path.ends_with("adapters/metrics.rs") {
+            continue;
+        }
         for line in text.lines() {
             let l = line.to_lowercase();
             let floaty = l.contains("f64") || l.contains("f32");

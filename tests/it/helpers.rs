@@ -331,6 +331,7 @@ impl TestApp {
         let activity = app.activity();
         let approvals = app.approvals();
         let http = app.http_addr();
+        let metrics = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -342,6 +343,7 @@ impl TestApp {
             activity,
             approvals,
             http,
+            metrics,
             stop: Some(stop),
             task,
         }
@@ -358,6 +360,8 @@ pub struct TestApp {
     pub approvals: Arc<purser::engine::approvals::Approvals>,
     /// Where the HTTP listener listens, when the config has one.
     pub http: Option<std::net::SocketAddr>,
+    /// Where `[metrics] listen` serves, when the config has it.
+    pub metrics: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }

@@ -18,6 +18,7 @@ mod escalation;
 mod helpers;
 mod lifecycle;
 mod oncall_config;
+mod operate;
 mod postgres;
 mod replicas;
 mod request_cards;

@@ -67,6 +67,26 @@ pub(crate) async fn leads(app: &TestApp) {
         .unwrap();
 }
 
+/// Waits until `app` stands by under a leader it has read.
+pub(crate) async fn stands_by(app: &TestApp) {
+    let mut role = app.role.clone();
+    tokio::time::timeout(
+        GUARD,
+        role.wait_for(|r| {
+            matches!(
+                r,
+                Role::Standby {
+                    leader: Some(_),
+                    ..
+                }
+            )
+        }),
+    )
+    .await
+    .expect("never read who leads")
+    .unwrap();
+}
+
 /// Keeps the leader's clock moving for `by`, a third of the lease at a
 /// time, each step once its lease was renewed (as a running replica's
 /// clock moves, never in one jump that reads as a pause).
@@ -78,7 +98,12 @@ pub(crate) async fn run_for(app: &TestApp, by: Duration) {
         let mut role = app.role.clone();
         tokio::time::timeout(
             GUARD,
-            role.wait_for(|r| matches!(r, Role::Leader { lead, .. } if lead.expires_at > now)),
+            // Renewed at this step: an earlier renewal's lease may still
+            // outlast `now`, and the clock must not run ahead of the elector.
+            role.wait_for(|r| {
+                matches!(r, Role::Leader { lead, .. }
+                    if lead.expires_at >= now + Duration::seconds(LEASE_SECS))
+            }),
         )
         .await
         .expect("the leader did not renew")
@@ -362,22 +387,7 @@ async fn every_replica_is_ready_and_says_its_role_and_one_press_counts_once() {
     let a = start(&replica_config(&world, &url, "a"), &world.clock).await;
     leads(&a).await;
     let b = start(&replica_config(&world, &url, "b"), &world.clock).await;
-    let mut role = b.role.clone();
-    tokio::time::timeout(
-        GUARD,
-        role.wait_for(|r| {
-            matches!(
-                r,
-                Role::Standby {
-                    leader: Some(_),
-                    ..
-                }
-            )
-        }),
-    )
-    .await
-    .expect("b never read who leads")
-    .unwrap();
+    stands_by(&b).await;
     let ready = |app: &TestApp| {
         let url = format!("http://{}/readyz", app.http.unwrap());
         async move {

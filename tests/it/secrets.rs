@@ -228,7 +228,7 @@ secret = "file:feishu.secret"
     .chain(
         ["tc", "ali", "hw", "az"]
             .iter()
-            .map(|a| format!("account.id={a}")),
+            .map(|a| format!("account={a}")),
     )
     .collect();
     while !waiting.is_empty() {
