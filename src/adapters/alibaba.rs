@@ -167,6 +167,25 @@ enum Service<'a> {
 
 const ECS_VERSION: &str = "2014-05-26";
 
+/// The RAM actions of every call purser makes to read an account: the
+/// monitoring key's whole policy (deploy/policies/alibaba-monitor.json).
+pub const READ_PERMISSIONS: &[&str] = &[
+    "bss:DescribeAcccount",
+    "bss:DescribeAcccountTransactions",
+    "bss:DescribeInstances",
+    "bss:DescribeOrder",
+    "bss:DescribePrice",
+    "ecs:DescribeRenewalPrice",
+];
+
+/// What the action key adds: renewals and the auto-renew flag
+/// (deploy/policies/alibaba-actions.json).
+pub const ACTION_PERMISSIONS: &[&str] = &[
+    "bssapi:RenewInstance",
+    "bssapi:SetRenewal",
+    "ecs:RenewInstance",
+];
+
 /// The RAM action each API call needs (`bss:DescribeAcccount` has three c's).
 fn permission(action: &str) -> &'static str {
     match action {
@@ -174,6 +193,7 @@ fn permission(action: &str) -> &'static str {
         "QueryAvailableInstances" => "bss:DescribeInstances",
         "QueryOrders" | "GetOrderDetail" => "bss:DescribeOrder",
         "QueryAccountTransactions" => "bss:DescribeAcccountTransactions",
+        "GetSubscriptionPrice" => "bss:DescribePrice",
         "RenewInstance" => "bssapi:RenewInstance",
         "SetRenewal" => "bssapi:SetRenewal",
         _ => "AliyunBSSReadOnlyAccess",

@@ -173,6 +173,18 @@ struct Api<'a> {
     permission: &'static str,
 }
 
+/// The IAM permissions of every call purser makes to read an account: the
+/// monitoring key's whole policy (deploy/policies/huawei-monitor.json).
+pub const READ_PERMISSIONS: &[&str] = &[
+    "billing:balance:view",
+    "billing:order:view",
+    "billing:subscription:view",
+];
+
+/// What the action key adds: renewals, paying orders, the auto-renew flag
+/// (deploy/policies/huawei-actions.json).
+pub const ACTION_PERMISSIONS: &[&str] = &["billing:order:pay", "billing:subscription:renew"];
+
 /// The IAM permission each BSS path needs.
 fn permission(path: &str) -> &'static str {
     if path.contains("/orders/suscriptions/") {

@@ -34,6 +34,29 @@ use crate::ports::{
 
 const BILLING_VERSION: &str = "2018-07-09";
 const CVM_VERSION: &str = "2017-03-12";
+
+/// The CAM actions of every call purser makes to read an account (balance,
+/// bills, renewals due, orders, instances, renewal prices): the monitoring
+/// key's whole policy (deploy/policies/tencent-monitor.json).
+pub const READ_PERMISSIONS: &[&str] = &[
+    "billing:DescribeAccountBalance",
+    "billing:DescribeBillList",
+    "billing:DescribeDealsByCond",
+    "billing:DescribeRenewInstances",
+    "cvm:DescribeInstances",
+    "cvm:InquiryPriceRenewInstances",
+];
+
+/// What the action key adds: renewals, paying orders, the auto-renew flag
+/// (deploy/policies/tencent-actions.json). Paying from the balance also
+/// needs `finance:trade`.
+pub const ACTION_PERMISSIONS: &[&str] = &[
+    "billing:PayDeals",
+    "billing:RenewInstance",
+    "billing:SetRenewal",
+    "cvm:RenewInstances",
+    "finance:trade",
+];
 /// How far back the ledger is read for top-ups and spend.
 const LEDGER_DAYS: i64 = 7;
 

@@ -12,6 +12,7 @@ mod clouds;
 mod config_errors;
 mod daemon;
 mod delivery;
+mod deploy;
 mod discord;
 mod discord_gateway;
 mod escalation;
