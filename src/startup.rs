@@ -288,6 +288,23 @@ pub fn pagers(
         .collect()
 }
 
+/// Listens on `addr`, the config's `key` (or the environment's `var`); a
+/// port already taken says how to move it.
+async fn bind(
+    addr: std::net::SocketAddr,
+    key: &str,
+    var: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(" (another purser, or another server, has it: set {key} in the config or {var} to another address)")
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("listening on {addr} ({key}): {e}{hint}")
+    })
+}
+
 /// A bound listener, what it serves, and its limits.
 type Listener = (tokio::net::TcpListener, axum::Router, http::Limits);
 
@@ -699,9 +716,7 @@ impl Application {
         };
         let http = match (&config.http, &chat) {
             (Some(h), Some(_)) => {
-                let listener = tokio::net::TcpListener::bind(h.listen)
-                    .await
-                    .with_context(|| format!("listening on {} (http.listen)", h.listen))?;
+                let listener = bind(h.listen, "http.listen", "PURSER_HTTP__LISTEN").await?;
                 let slack = match (&config.slack, &slack_app) {
                     (
                         Some(SlackConfig {
@@ -759,9 +774,7 @@ impl Application {
         };
         let ops = match &config.metrics {
             Some(m) => Some((
-                tokio::net::TcpListener::bind(m.listen)
-                    .await
-                    .with_context(|| format!("listening on {} (metrics.listen)", m.listen))?,
+                bind(m.listen, "metrics.listen", "PURSER_METRICS__LISTEN").await?,
                 http::ops_router(Some(http::Ops {
                     ready,
                     metrics: Some(scrape),

@@ -269,6 +269,25 @@ async fn the_demo_exposes_its_accounts_as_check_reads_them_and_pings_its_check()
         assert_eq!(refused["span"]["provider"], "sim", "{refused}");
     }
 
+    // A second demo elsewhere, on the same port: refused, saying how to move it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(["run", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"))
+        .current_dir(elsewhere.path())
+        .env("PURSER_METRICS__LISTEN", demo.metrics.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains(
+            "set metrics.listen in the config or PURSER_METRICS__LISTEN to another address"
+        ),
+        "{said}"
+    );
+
     assert!(demo.stop().await.success());
 }
 
