@@ -711,7 +711,10 @@ impl Application {
                 let (metrics, store) = (metrics.clone(), store.clone());
                 let leads = matches!(*role.borrow(), Role::Sole | Role::Leader { .. });
                 let now = clock.now();
-                Box::pin(async move { metrics.render(store.as_ref(), leads, now).await })
+                Box::pin(async move {
+                    let text = metrics.render(store.as_ref(), leads, now).await?;
+                    Ok((crate::adapters::metrics::CONTENT_TYPE, text))
+                })
             })
         };
         let http = match (&config.http, &chat) {

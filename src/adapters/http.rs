@@ -152,9 +152,12 @@ impl ReplayGuard {
 pub type Readiness =
     Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, (bool, String)> + Send + Sync>;
 
-/// The metrics exposition, or why it could not be read.
-pub type Scrape =
-    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<String, String>> + Send + Sync>;
+/// The metrics exposition with its content type, or why it could not be read.
+pub type Scrape = Arc<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, Result<(&'static str, String), String>>
+        + Send
+        + Sync,
+>;
 
 /// What the people running purser ask of it: `/readyz`, and `/metrics`
 /// where this listener serves them (`/healthz` is always served).
@@ -201,12 +204,9 @@ pub fn ops_router(ops: Option<Ops>) -> Router {
                 let scrape = scrape();
                 async move {
                     match scrape.await {
-                        Ok(text) => (
+                        Ok((kind, text)) => (
                             axum::http::StatusCode::OK,
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                super::metrics::CONTENT_TYPE,
-                            )],
+                            [(axum::http::header::CONTENT_TYPE, kind)],
                             text,
                         ),
                         Err(e) => {
