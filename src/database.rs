@@ -28,6 +28,8 @@ pub trait Database:
     async fn outbox(&self) -> Result<Vec<(String, StoredNotice, bool)>, StoreError>;
     /// The newest migration applied, and the newest this build knows.
     async fn schema(&self) -> Result<(i64, i64), StoreError>;
+    /// Open alerts and waiting notices counted (for /metrics).
+    async fn tallies(&self) -> Result<crate::ports::Tallies, StoreError>;
 }
 
 #[async_trait]
@@ -44,6 +46,9 @@ impl Database for SqliteStore {
     async fn schema(&self) -> Result<(i64, i64), StoreError> {
         SqliteStore::schema(self).await
     }
+    async fn tallies(&self) -> Result<crate::ports::Tallies, StoreError> {
+        SqliteStore::tallies(self).await
+    }
 }
 
 #[async_trait]
@@ -59,6 +64,9 @@ impl Database for PgStore {
     }
     async fn schema(&self) -> Result<(i64, i64), StoreError> {
         PgStore::schema(self).await
+    }
+    async fn tallies(&self) -> Result<crate::ports::Tallies, StoreError> {
+        PgStore::tallies(self).await
     }
 }
 

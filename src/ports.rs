@@ -129,8 +129,6 @@ pub struct OutboxRow {
     pub account: String,
     pub rule: String,
     pub kind: String,
-    /// When the notice was decided (queued).
-    pub queued_at: DateTime<Utc>,
     pub summary: String,
 }
 
@@ -994,6 +992,17 @@ pub trait DirectMessages: Send + Sync {
 #[async_trait]
 pub trait OutsidePager: Send + Sync {
     async fn send(&self, page: &PageMessage) -> Result<(), SendError>;
+}
+
+/// The store's state counted for the operators' metrics, one query each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tallies {
+    /// Open alerts: (rule, severity, state, how many); the state is
+    /// `pending`, `firing`, or `acknowledged` for a firing one someone
+    /// acknowledged.
+    pub alerts: Vec<(String, String, String, u64)>,
+    /// Notices waiting per output: (output, how many, when the oldest was queued).
+    pub waiting: Vec<(String, u64, DateTime<Utc>)>,
 }
 
 /// One poll as the operators' metrics see it.

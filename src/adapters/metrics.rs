@@ -2,7 +2,7 @@
 //! format Prometheus scrapes: counts of its work as it happens, the
 //! accounts as last polled, and the store's state read at each scrape.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
@@ -17,7 +17,6 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::database::Database;
-use crate::domain::alert::AlertState;
 use crate::domain::model::{Account, Charge, ExternalId, Resource};
 use crate::domain::money::Money;
 use crate::ports::{
@@ -377,43 +376,26 @@ impl Metrics {
 
     async fn read_store(&self, store: &dyn Database, now: DateTime<Utc>) -> Result<(), String> {
         let failed = |what: &str, e: crate::ports::StoreError| format!("reading {what}: {e}");
-        for a in store
-            .all_open_alerts()
+        let tallies = store
+            .tallies()
             .await
-            .map_err(|e| failed("alerts", e))?
-        {
-            let state = match (a.state, &a.acknowledged) {
-                (AlertState::Firing, Some(_)) => "acknowledged",
-                (state, _) => state.as_str(),
-            };
+            .map_err(|e| failed("alerts and the outbox", e))?;
+        for (rule, severity, state, n) in tallies.alerts {
             self.alerts
                 .get_or_create(&AlertLabels {
-                    rule: a.key.rule.as_str().to_owned(),
-                    severity: a.severity.as_str().to_owned(),
-                    state: state.to_owned(),
+                    rule,
+                    severity,
+                    state,
                 })
-                .inc();
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        let mut oldest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-        for row in store
-            .undelivered(false)
-            .await
-            .map_err(|e| failed("the outbox", e))?
-            .into_iter()
-            .filter(|r| r.state == "waiting")
-        {
-            let label = OutputLabel {
-                output: row.output.clone(),
-            };
-            self.outbox_pending.get_or_create(&label).inc();
-            let first = oldest.entry(row.output).or_insert(row.queued_at);
-            *first = (*first).min(row.queued_at);
-        }
-        for (output, since) in oldest {
-            let age = (now - since).num_milliseconds().max(0) as f64 / 1000.0;
-            self.outbox_oldest
-                .get_or_create(&OutputLabel { output })
-                .set(age);
+        for (output, n, oldest) in tallies.waiting {
+            let label = OutputLabel { output };
+            self.outbox_pending
+                .get_or_create(&label)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+            let age = (now - oldest).num_milliseconds().max(0) as f64 / 1000.0;
+            self.outbox_oldest.get_or_create(&label).set(age);
         }
         for r in store
             .requests(true, REQUESTS_READ)

@@ -254,6 +254,19 @@ async fn the_demo_exposes_its_accounts_as_check_reads_them_and_pings_its_check()
         }
     }
     assert_eq!(compared, 4);
+    // And the alerts it counts are those `check` finds.
+    let counted: f64 = m.families["purser_alerts"]
+        .iter_samples()
+        .map(|s| match &s.value {
+            OpenMetricsValue::Gauge(n) => n.as_f64(),
+            other => panic!("{other:?}"),
+        })
+        .sum();
+    assert_eq!(
+        counted as usize,
+        report["alerts"].as_array().unwrap().len(),
+        "{text}"
+    );
 
     // The logs: one JSON object per line, the account a field of its own,
     // and the poll it happened in named with its account.
@@ -573,4 +586,29 @@ async fn readyz_says_when_the_scheduler_is_stuck_or_the_store_is_gone() {
     pg.start_server();
     b.crash().await;
     a.crash().await;
+}
+
+/// A notice an output keeps refusing shows in the outbox gauges: how many
+/// wait, and for how long the oldest has (by purser's clock).
+#[tokio::test]
+async fn a_notice_an_output_refuses_shows_as_waiting_and_for_how_long() {
+    let world = World::low_on_money("[metrics]\nlisten = \"127.0.0.1:0\"\n").await;
+    world.hook.fail_next(100);
+    let app = world.start().await;
+    app.settle().await;
+    app.advance(chrono::Duration::minutes(2)).await;
+    let (status, text) = get(app.metrics.unwrap(), "/metrics").await;
+    assert_eq!(status, 200);
+    let m = parse(&text);
+    assert_eq!(by_label(&m, "purser_outbox_pending", "output")["hook"], 1.0);
+    assert_eq!(
+        by_label(&m, "purser_outbox_oldest_pending_age_seconds", "output")["hook"],
+        120.0
+    );
+    let notices = m.families["purser_notices"]
+        .iter_samples()
+        .filter(|s| s.get_labelset().unwrap().get_label_value("result") == Some("retrying"))
+        .count();
+    assert_eq!(notices, 1, "{text}");
+    app.stop().await;
 }
