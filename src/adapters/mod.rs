@@ -33,6 +33,20 @@ pub mod totp;
 pub mod webhook;
 pub mod ws;
 
+/// Open alerts counted by rule, severity and state as /metrics shows it
+/// (a firing alert someone acknowledged: `acknowledged`); the same SQL on
+/// SQLite and PostgreSQL.
+pub(crate) const ALERT_TALLY: &str = "SELECT rule, severity,
+        CASE WHEN state = 'firing' AND acked_by IS NOT NULL THEN 'acknowledged' ELSE state END AS shown,
+        COUNT(*) AS n
+   FROM alerts WHERE state <> 'resolved'
+  GROUP BY rule, severity, shown";
+
+/// Notices waiting per output, and when the oldest was queued.
+pub(crate) const WAITING_TALLY: &str = "SELECT output, COUNT(*) AS n, MIN(created_at) AS oldest
+   FROM outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL
+  GROUP BY output";
+
 /// `t` at the stores' precision (milliseconds), so that a time kept inside
 /// a JSON body equals the same time kept in a column, on either store.
 pub(crate) fn at_ms(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {

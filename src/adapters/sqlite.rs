@@ -181,32 +181,24 @@ impl SqliteStore {
     pub async fn tallies(&self) -> Result<crate::ports::Tallies, StoreError> {
         let count =
             |r: &sqlx::sqlite::SqliteRow| u64::try_from(r.get::<i64, _>("n")).map_err(corrupt);
-        let alerts = sqlx::query("SELECT rule, severity,
-                    CASE WHEN state = 'firing' AND acked_by IS NOT NULL THEN 'acknowledged' ELSE state END AS shown,
-                    COUNT(*) AS n
-               FROM alerts WHERE state <> 'resolved'
-              GROUP BY rule, severity, shown")
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Ok((r.get("rule"), r.get("severity"), r.get("shown"), count(r)?)))
-        .collect::<Result<_, StoreError>>()?;
-        let waiting = sqlx::query(
-            "SELECT output, COUNT(*) AS n, MIN(created_at) AS oldest
-               FROM outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL
-              GROUP BY output",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.get("output"),
-                count(r)?,
-                from_ms(r.get::<i64, _>("oldest"))?,
-            ))
-        })
-        .collect::<Result<_, StoreError>>()?;
+        let alerts = sqlx::query(super::ALERT_TALLY)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.get("rule"), r.get("severity"), r.get("shown"), count(r)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let waiting = sqlx::query(super::WAITING_TALLY)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get("output"),
+                    count(r)?,
+                    from_ms(r.get::<i64, _>("oldest"))?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
         Ok(crate::ports::Tallies { alerts, waiting })
     }
 

@@ -331,23 +331,25 @@ fn the_compose_file_runs_two_replicas_on_postgres_with_prometheus() {
     assert!(ok, "{said}");
 }
 
-/// The family names purser registers: the names written in
-/// src/adapters/metrics.rs.
-fn families() -> BTreeSet<String> {
-    let source = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/adapters/metrics.rs"),
-    )
-    .unwrap();
+/// The string literals in a source file of purser's that `keep` accepts.
+fn literals(path: &str, keep: impl Fn(&str) -> bool) -> BTreeSet<String> {
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
     source
         .split('"')
         .skip(1)
         .step_by(2)
-        .filter(|s| {
-            (s.starts_with("purser_") || s.starts_with("process_"))
-                && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-        })
+        .filter(|s| keep(s))
         .map(str::to_owned)
         .collect()
+}
+
+/// The family names purser registers: the names written in
+/// src/adapters/metrics.rs.
+fn families() -> BTreeSet<String> {
+    literals("src/adapters/metrics.rs", |s| {
+        (s.starts_with("purser_") || s.starts_with("process_"))
+            && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    })
 }
 
 /// Each metric a query names: purser_… and process_… words.
@@ -451,20 +453,10 @@ fn set(list: &[&str]) -> BTreeSet<String> {
 
 /// Each quoted `word:word…` permission an adapter's source names.
 fn named_in(adapter: &str, prefixes: &[&str]) -> BTreeSet<String> {
-    let source = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("src/adapters/{adapter}.rs")),
-    )
-    .unwrap();
-    source
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .filter(|s| {
-            prefixes.iter().any(|p| s.starts_with(p))
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == ':')
-        })
-        .map(str::to_owned)
-        .collect()
+    literals(&format!("src/adapters/{adapter}.rs"), |s| {
+        prefixes.iter().any(|p| s.starts_with(p))
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == ':')
+    })
 }
 
 #[test]
