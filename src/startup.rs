@@ -1362,7 +1362,7 @@ async fn keep_connected<F: Future<Output = ()>>(
     mut stop: watch::Receiver<bool>,
     connect: impl Fn(watch::Receiver<bool>) -> F,
 ) {
-    let mut wait = chrono::Duration::seconds(5);
+    let mut failures = 0u32;
     loop {
         if let Err(why) = guard::caught(connect(stop.clone())).await {
             tracing::error!(connection = name, panic = %why, "the connection failed inside purser");
@@ -1370,12 +1370,13 @@ async fn keep_connected<F: Future<Output = ()>>(
         if *stop.borrow() {
             return;
         }
+        failures = failures.saturating_add(1);
+        let wait = crate::domain::backoff::SENDING.after(failures);
         tracing::error!(connection = name, retry_in = %crate::domain::duration::format(wait), "the connection ended; connecting again");
         tokio::select! {
             _ = clock.sleep_until(clock.now() + wait) => {}
             _ = stop.changed() => return,
         }
-        wait = (wait * 2).min(chrono::Duration::minutes(10));
     }
 }
 

@@ -107,14 +107,15 @@ impl RetryPolicy {
     /// with "equal jitter" — half fixed, half spread by `seed` — so that many
     /// accounts throttled together do not come back together.
     pub fn delay(&self, n: u32, seed: u64) -> StdDuration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
-            .min(self.cap);
-        let half = exp / 2;
-        let spread = half.as_millis() as u64;
-        let extra = if spread == 0 { 0 } else { seed % (spread + 1) };
-        half + StdDuration::from_millis(extra)
+        let chrono =
+            |d: StdDuration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        crate::domain::backoff::Backoff {
+            first: chrono(self.base),
+            cap: chrono(self.cap),
+        }
+        .jittered(n, seed)
+        .to_std()
+        .unwrap_or(self.cap)
     }
 }
 

@@ -15,14 +15,19 @@ pub struct Backoff {
     failures: u32,
 }
 
+/// 1 s, doubling to a minute.
+const RECONNECT: crate::domain::backoff::Backoff = crate::domain::backoff::Backoff {
+    first: chrono::Duration::seconds(1),
+    cap: chrono::Duration::seconds(60),
+};
+
 impl Backoff {
     pub const MAX: Duration = Duration::from_secs(60);
     pub const LASTING: Duration = Duration::from_secs(300);
 
     pub fn failed(&mut self) -> Duration {
-        let wait = Duration::from_secs(1 << self.failures.min(6)).min(Self::MAX);
         self.failures = self.failures.saturating_add(1);
-        wait
+        RECONNECT.after(self.failures).to_std().unwrap_or(Self::MAX)
     }
 
     pub fn lasting(&mut self) -> Duration {

@@ -16,6 +16,7 @@ use super::activity::Activity;
 use super::guard;
 use super::poller::Poller;
 use crate::config::AccountConfig;
+use crate::domain::backoff::SENDING;
 use crate::engine::leadership::Gate;
 use crate::ports::{
     Clock, Meter, Notifier, OutboxItem, SendError, Sent, Store, StoreError, StoredNotice,
@@ -52,12 +53,6 @@ const BATCH: u32 = 100;
 /// notice queued again by `purser outbox retry` (another process) is sent
 /// without a restart.
 const LOOK_AGAIN: Duration = Duration::minutes(1);
-
-/// 5 s, 10 s, 20 s … capped at 10 minutes.
-fn backoff(attempts: u32) -> Duration {
-    let secs = 5i64.saturating_mul(1i64 << attempts.min(16));
-    Duration::seconds(secs.min(600))
-}
 
 impl Dispatcher {
     /// The outputs whose delivery `activity` should wait for, before the
@@ -228,7 +223,7 @@ impl Dispatcher {
             match &sent {
                 Ok(()) => self.store.mark_delivered(item.id, self.clock.now()).await?,
                 Err(SendError::Retryable(e)) if attempts + 1 < output.max_attempts => {
-                    let retry_at = now + backoff(attempts);
+                    let retry_at = now + SENDING.after(attempts.saturating_add(1));
                     warn!(output = %item.output, fingerprint = %item.notice.fingerprint, error = %e, attempt = attempts + 1, of = output.max_attempts, retry_at = %retry_at, "delivery failed; will retry");
                     self.store.mark_failed(item.id, e, Some(retry_at)).await?;
                 }
@@ -339,13 +334,5 @@ mod tests {
             [vec![1, 3], vec![2], vec![4], vec![5], vec![6], vec![7]]
         );
         assert_eq!(ids(1).len(), 7);
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(0), Duration::seconds(5));
-        assert_eq!(backoff(1), Duration::seconds(10));
-        assert_eq!(backoff(3), Duration::seconds(40));
-        assert_eq!(backoff(30), Duration::seconds(600));
     }
 }

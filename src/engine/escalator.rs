@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use super::activity::Activity;
 use crate::domain::alert::{Alert, AlertState, Notice, NoticeKind};
+use crate::domain::backoff::SENDING;
 use crate::domain::calendar::{Calendar, ResponseClock};
 use crate::domain::escalation::{self, Chain, Escalation, Page, Phase, Response, Target};
 use crate::domain::model::Account;
@@ -92,11 +93,6 @@ pub struct Escalator {
 
 const BATCH: u32 = 100;
 const MAX_ATTEMPTS: u32 = 8;
-
-/// 5 s, 10 s, 20 s … capped at 10 minutes.
-fn backoff(attempts: u32) -> Duration {
-    Duration::seconds(5i64.saturating_mul(1i64 << attempts.min(16)).min(600))
-}
 
 impl Escalator {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -584,7 +580,11 @@ impl Escalator {
                 Err(SendError::Retryable(e)) if item.attempts + 1 < MAX_ATTEMPTS => {
                     warn!(page = %item.page.id, to = %item.to, error = %e, "page failed; will retry");
                     self.escalations
-                        .page_failed(item.id, &e, Some(now + backoff(item.attempts)))
+                        .page_failed(
+                            item.id,
+                            &e,
+                            Some(now + SENDING.after(item.attempts.saturating_add(1))),
+                        )
                         .await?;
                 }
                 Err(e) => {
