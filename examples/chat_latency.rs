@@ -102,15 +102,19 @@ async fn main() {
         let permit = permits.clone().acquire_owned().await.unwrap();
         tasks.spawn(async move {
             let t = Instant::now();
-            let r = client
+            let sent = client
                 .post(&url)
                 .header("X-Slack-Request-Timestamp", ts)
                 .header("X-Slack-Signature", sig)
                 .body(body)
                 .send()
-                .await
-                .unwrap();
-            let ok = r.status() == 200 && r.text().await.unwrap().contains("blocks");
+                .await;
+            // A connection reset (the listener closing an idle connection
+            // the client was about to reuse) counts as a failure, not a crash.
+            let ok = match sent {
+                Ok(r) => r.status() == 200 && r.text().await.is_ok_and(|t| t.contains("blocks")),
+                Err(_) => false,
+            };
             drop(permit);
             (t.elapsed(), ok)
         });
