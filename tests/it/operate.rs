@@ -402,6 +402,23 @@ fn a_heartbeat_url_written_in_the_config_is_refused() {
         e.contains("unknown method \"put\"; known: post, get"),
         "{e}"
     );
+
+    // A reference to something that is not a URL: named, not repeated.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("check.url"), "hc-ping/0f2a-secret\n").unwrap();
+    let e = purser::config::Config::parse(
+        "[[providers]]\nname = \"sim\"\nkind = \"simulated\"\nscenario = \"s.toml\"\n\
+         [[accounts]]\nid = \"acme\"\nprovider = \"sim\"\n\
+         [heartbeat]\nurl = \"file:check.url\"\n",
+        &dir.path().join("purser.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("heartbeat.url: file:check.url does not hold an http or https URL"),
+        "{e}"
+    );
+    assert!(!e.contains("0f2a-secret"), "{e}");
 }
 
 /// Keys from the environment are laid over the file's, and one that
