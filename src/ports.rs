@@ -334,6 +334,9 @@ pub trait Store: Send + Sync {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+    /// An attempt the output asked to hold off (rate limited): tried again
+    /// at `until`, without counting as an attempt.
+    async fn postpone(&self, id: i64, why: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
     /// Keeps `view` as the account's latest (replacing the one before).
     async fn record_view(
         &self,
@@ -371,20 +374,86 @@ pub trait BalanceEntries: Send + Sync {
     async fn bucket_entries(&self, account: &AccountId) -> Result<Vec<BalanceEntry>, StoreError>;
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why an output did not take a message, in the terms its sender acts on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    #[error("{0} (will retry)")]
-    Retryable(String),
-    #[error("{0} (not retried)")]
-    Permanent(String),
+    /// The platform asked for a pause before anything more goes to it:
+    /// nothing is wrong with the message, so the attempt does not count,
+    /// and the output is not sent to again for `retry_after`.
+    #[error("{what} (rate limited; retry after {} s)", retry_after.as_secs_f64())]
+    RateLimited {
+        what: String,
+        retry_after: std::time::Duration,
+    },
+    /// The platform refused the message for a reason that time does not
+    /// mend (a missing scope, an unknown channel); `code` is its own name
+    /// for the reason, where it gives one.
+    #[error("{what} (not retried)")]
+    Refused { code: Option<String>, what: String },
+    /// Anything that may pass: the network, a timeout, a server error.
+    #[error("{what} (will retry)")]
+    Transient { what: String },
 }
 
 impl SendError {
+    /// The longest pause a platform's answer is believed for: a larger
+    /// `retry_after` is a garbled answer, not a plan.
+    pub const LONGEST_PAUSE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    pub fn transient(what: impl Into<String>) -> Self {
+        SendError::Transient { what: what.into() }
+    }
+
+    /// Refused without a platform code (purser's own reason, or a platform
+    /// that names none).
+    pub fn refused(what: impl Into<String>) -> Self {
+        SendError::Refused {
+            code: None,
+            what: what.into(),
+        }
+    }
+
+    pub fn refused_as(code: impl Into<String>, what: impl Into<String>) -> Self {
+        SendError::Refused {
+            code: Some(code.into()),
+            what: what.into(),
+        }
+    }
+
+    /// A pause asked for, bounded by [`Self::LONGEST_PAUSE`].
+    pub fn rate_limited(what: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        SendError::RateLimited {
+            what: what.into(),
+            retry_after: retry_after.min(Self::LONGEST_PAUSE),
+        }
+    }
+
     /// What the output said, without what purser does about it.
     pub fn message(&self) -> &str {
         match self {
-            SendError::Retryable(m) | SendError::Permanent(m) => m,
+            SendError::RateLimited { what, .. }
+            | SendError::Refused { what, .. }
+            | SendError::Transient { what } => what,
         }
+    }
+
+    /// Whether sending the same thing again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, SendError::Refused { .. })
+    }
+
+    /// Until when a rate-limited output is left alone, from `now`.
+    pub fn held_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let SendError::RateLimited { retry_after, .. } = self else {
+            return None;
+        };
+        let pause = chrono::Duration::from_std(*retry_after).unwrap_or(chrono::Duration::hours(1));
+        Some(now.checked_add_signed(pause).unwrap_or(now))
+    }
+
+    /// Whether the platform refused it with exactly this code.
+    pub fn refused_with(&self, wanted: &str) -> bool {
+        matches!(self, SendError::Refused { code: Some(c), .. } if c == wanted)
     }
 }
 
@@ -967,6 +1036,13 @@ pub trait Escalations: Send + Sync {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+    /// As `Store::postpone`, for one page.
+    async fn page_postponed(
+        &self,
+        id: i64,
+        why: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Stores an on-call override made in chat, with its audit entry, in one
     /// transaction; the override as stored (its id set).
     async fn add_override(
@@ -1025,6 +1101,8 @@ pub enum Sent {
     Delivered,
     /// Failed, to be tried again.
     Retrying,
+    /// Held off by the platform's rate limit; not counted as an attempt.
+    RateLimited,
     /// Failed for good.
     Failed,
 }
@@ -1034,6 +1112,7 @@ impl Sent {
         match self {
             Sent::Delivered => "delivered",
             Sent::Retrying => "retrying",
+            Sent::RateLimited => "rate_limited",
             Sent::Failed => "failed",
         }
     }

@@ -43,14 +43,14 @@ impl Notifier for Console {
         let line = format_line(notice);
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")
-            .map_err(|e| SendError::Retryable(format!("cannot write to standard output: {e}")))
+            .map_err(|e| SendError::transient(format!("cannot write to standard output: {e}")))
     }
 }
 
 fn print(line: &str) -> Result<(), SendError> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")
-        .map_err(|e| SendError::Retryable(format!("cannot write to standard output: {e}")))
+        .map_err(|e| SendError::transient(format!("cannot write to standard output: {e}")))
 }
 
 /// A request as a line when it is opened, and a line each time its state

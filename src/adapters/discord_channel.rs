@@ -96,7 +96,7 @@ impl DiscordChannel {
         let url = self
             .api
             .join(path)
-            .map_err(|e| SendError::Permanent(format!("Discord API URL: {e}")))?;
+            .map_err(|e| SendError::refused(format!("Discord API URL: {e}")))?;
         let request = super::discord::as_bot(self.http.request(method.clone(), url), &self.token);
         let request = match body {
             Body::Json(v) => request.json(&v),
@@ -104,7 +104,7 @@ impl DiscordChannel {
                 let file = reqwest::multipart::Part::bytes(png)
                     .file_name("runway.png")
                     .mime_str("image/png")
-                    .map_err(|e| SendError::Permanent(format!("Discord {method}: {e}")))?;
+                    .map_err(|e| SendError::refused(format!("Discord {method}: {e}")))?;
                 request.multipart(
                     reqwest::multipart::Form::new()
                         .text("payload_json", payload.to_string())
@@ -114,7 +114,7 @@ impl DiscordChannel {
         };
         let response =
             request.timeout(self.timeout).send().await.map_err(|e| {
-                SendError::Retryable(format!("Discord {method}: {}", e.without_url()))
+                SendError::transient(format!("Discord {method}: {}", e.without_url()))
             })?;
         let header = |name: &str| {
             response
@@ -138,7 +138,7 @@ impl DiscordChannel {
                 if text.is_empty() {
                     Ok(Value::Null)
                 } else {
-                    Err(SendError::Retryable(format!(
+                    Err(SendError::transient(format!(
                         "Discord {method} {path}: unreadable answer"
                     )))
                 }
@@ -156,18 +156,28 @@ enum Body {
     WithPng { payload: Value, png: Vec<u8> },
 }
 
+/// Discord's JSON error code for a message that no longer exists.
+const UNKNOWN_MESSAGE: &str = "10008";
+
 /// Discord's errors: what waiting mends, and what a person must fix.
 fn classify(method: &reqwest::Method, status: u16, v: &Value) -> SendError {
     let code = v["code"].as_u64().unwrap_or(0);
     let message = v["message"].as_str().unwrap_or("no message given");
     if status == 429 {
-        return SendError::Retryable(format!(
-            "Discord {method}: rate limited, retry after {} s",
-            v["retry_after"]
-        ));
+        // The body's retry_after is in seconds, with a fraction.
+        let after = v["retry_after"]
+            .as_f64()
+            .and_then(|s| StdDuration::try_from_secs_f64(s).ok())
+            .unwrap_or(StdDuration::from_secs(5));
+        let scope = if v["global"].as_bool() == Some(true) {
+            "the bot's global limit"
+        } else {
+            "this route's limit"
+        };
+        return SendError::rate_limited(format!("Discord {method}: {scope}"), after);
     }
     if status >= 500 {
-        return SendError::Retryable(format!("Discord {method}: HTTP {status}"));
+        return SendError::transient(format!("Discord {method}: HTTP {status}"));
     }
     let hint = match (status, code) {
         (401, _) => "check the bot token (Developer Portal → Bot → Reset Token)",
@@ -180,10 +190,13 @@ fn classify(method: &reqwest::Method, status: u16, v: &Value) -> SendError {
         _ => "",
     };
     let what = format!("Discord {method}: HTTP {status}, code {code}: {message}");
-    if hint.is_empty() {
-        SendError::Permanent(what)
-    } else {
-        SendError::Permanent(format!("{what}: {hint}"))
+    SendError::Refused {
+        code: (code != 0).then(|| code.to_string()),
+        what: if hint.is_empty() {
+            what
+        } else {
+            format!("{what}: {hint}")
+        },
     }
 }
 
@@ -204,7 +217,7 @@ impl AlertMessages for DiscordChannel {
             .await
         {
             // Deleted by someone: there is nothing left to edit.
-            Err(SendError::Permanent(e)) if e.contains("code 10008") => {
+            Err(e) if e.refused_with(UNKNOWN_MESSAGE) => {
                 tracing::info!(output = %self.output, "the alert's Discord message was deleted; not edited");
                 Ok(())
             }
@@ -226,7 +239,7 @@ impl AlertMessages for DiscordChannel {
 
     /// The chart as a reply to the alert's message, the image attached.
     async fn chart(&self, at: &MessageRef, chart: &RunwayChart) -> Result<(), SendError> {
-        let Some(png) = super::chart::runway_png(chart).map_err(SendError::Permanent)? else {
+        let Some(png) = super::chart::runway_png(chart).map_err(SendError::refused)? else {
             return Ok(());
         };
         let payload = json!({
@@ -257,8 +270,8 @@ impl crate::ports::DirectMessages for DiscordChannel {
             )
             .await?;
         let Some(channel) = dm["id"].as_str() else {
-            return Err(SendError::Retryable(
-                "Discord opened no direct message channel".to_owned(),
+            return Err(SendError::transient(
+                "Discord opened no direct message channel",
             ));
         };
         let body = json!({
@@ -304,7 +317,7 @@ impl RequestMessages for DiscordChannel {
             )
             .await
         {
-            Err(SendError::Permanent(e)) if e.contains("code 10008") => Ok(()),
+            Err(e) if e.refused_with(UNKNOWN_MESSAGE) => Ok(()),
             other => other.map(|_| ()),
         }
     }
@@ -540,15 +553,33 @@ mod tests {
     #[test]
     fn discord_errors_say_what_to_fix() {
         let post = reqwest::Method::POST;
-        assert!(matches!(
+        assert_eq!(
             classify(&post, 429, &json!({"retry_after": 1.5, "global": false})),
-            SendError::Retryable(_)
-        ));
+            SendError::rate_limited(
+                "Discord POST: this route's limit",
+                StdDuration::from_millis(1500)
+            )
+        );
+        // A pause beyond reason is held to the longest believed.
+        let SendError::RateLimited { retry_after, .. } =
+            classify(&post, 429, &json!({"retry_after": 1e9, "global": true}))
+        else {
+            panic!()
+        };
+        assert_eq!(retry_after, SendError::LONGEST_PAUSE);
+        assert!(
+            classify(
+                &post,
+                404,
+                &json!({"code": 10008, "message": "Unknown Message"})
+            )
+            .refused_with(UNKNOWN_MESSAGE)
+        );
         assert!(matches!(
             classify(&post, 502, &Value::Null),
-            SendError::Retryable(_)
+            SendError::Transient { .. }
         ));
-        let SendError::Permanent(m) = classify(
+        let SendError::Refused { what: m, .. } = classify(
             &post,
             403,
             &json!({"code": 50013, "message": "Missing Permissions"}),
@@ -556,7 +587,7 @@ mod tests {
             panic!()
         };
         assert!(m.contains("Embed Links"), "{m}");
-        let SendError::Permanent(m) = classify(
+        let SendError::Refused { what: m, .. } = classify(
             &post,
             404,
             &json!({"code": 10003, "message": "Unknown Channel"}),
@@ -565,7 +596,7 @@ mod tests {
         };
         assert!(m.contains("channel id"), "{m}");
         // A page to someone the bot cannot write to.
-        let SendError::Permanent(m) = classify(
+        let SendError::Refused { what: m, .. } = classify(
             &post,
             403,
             &json!({"code": 50007, "message": "Cannot send messages to this user"}),
@@ -573,7 +604,7 @@ mod tests {
             panic!()
         };
         assert!(m.contains("share a server with the bot"), "{m}");
-        let SendError::Permanent(m) = classify(&post, 401, &json!({"code": 0})) else {
+        let SendError::Refused { what: m, .. } = classify(&post, 401, &json!({"code": 0})) else {
             panic!()
         };
         assert!(m.contains("bot token"), "{m}");

@@ -47,7 +47,7 @@ pub fn failing(url: &reqwest::Url) -> reqwest::Url {
 impl Heartbeat for Pinger {
     async fn beat(&self, blind: &[String]) -> Result<(), SendError> {
         let url = reqwest::Url::parse(self.url.expose())
-            .map_err(|_| SendError::Permanent("the heartbeat URL is not a URL".into()))?;
+            .map_err(|_| SendError::refused("the heartbeat URL is not a URL"))?;
         let url = if blind.is_empty() { url } else { failing(&url) };
         let request = match self.method {
             Method::Get => self.client.get(url),
@@ -66,12 +66,12 @@ impl Heartbeat for Pinger {
         let response = request
             .send()
             .await
-            .map_err(|e| SendError::Retryable(super::http::request_error(e)))?;
+            .map_err(|e| SendError::transient(super::http::request_error(e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(SendError::Retryable(format!(
+            Err(SendError::transient(format!(
                 "the heartbeat check answered HTTP {status}"
             )))
         }

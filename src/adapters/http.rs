@@ -91,6 +91,26 @@ pub fn request_error(e: reqwest::Error) -> String {
     out
 }
 
+/// The pause a 429 asks for in its `Retry-After` header (seconds; a date
+/// or nothing reads as `fallback`), as the outside system counts it.
+pub fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    fallback: std::time::Duration,
+) -> std::time::Duration {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| seconds(v.trim()))
+        .unwrap_or(fallback)
+}
+
+/// A count of seconds as platforms write it ("30", "1.5"), refused when it
+/// is negative, not finite or not a number.
+pub fn seconds(text: &str) -> Option<std::time::Duration> {
+    let secs: f64 = text.parse().ok()?;
+    std::time::Duration::try_from_secs_f64(secs).ok()
+}
+
 /// An HTTP client for purser's own outgoing calls (webhooks, heartbeats),
 /// naming purser and its version, giving up after `timeout`.
 pub fn client(timeout: std::time::Duration) -> reqwest::Client {

@@ -13,6 +13,10 @@ use crate::domain::rules::Severity;
 use crate::ports::{OutsidePager, PageMessage, PagerEvent, SendError};
 use crate::secret::Secret;
 
+/// The pause after a 429 that names none (no Retry-After): the first
+/// step of the usual backoff.
+const UNSAID_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The incident's key on both services.
 pub fn incident_key(page: &PageMessage) -> String {
     format!(
@@ -39,12 +43,13 @@ async fn post(
     body: &Value,
 ) -> Result<(), SendError> {
     let response = request.json(body).send().await.map_err(|e| {
-        SendError::Retryable(format!("{service} request failed: {}", e.without_url()))
+        SendError::transient(format!("{service} request failed: {}", e.without_url()))
     })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
+    let after = super::http::retry_after(response.headers(), UNSAID_PAUSE);
     // The service's own words help whoever fixes the config; they never hold
     // the key, which went in a header or in the body we sent.
     let said = response.text().await.unwrap_or_default();
@@ -54,10 +59,12 @@ async fn post(
     } else {
         format!("{service} answered HTTP {status}: {said}")
     };
-    if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-        Err(SendError::Retryable(message))
+    if status.as_u16() == 429 {
+        Err(SendError::rate_limited(message, after))
+    } else if status.is_server_error() || status.as_u16() == 408 {
+        Err(SendError::transient(message))
     } else {
-        Err(SendError::Permanent(message))
+        Err(SendError::refused(message))
     }
 }
 
@@ -159,7 +166,7 @@ impl Opsgenie {
 
     /// Where the event goes and what it says.
     pub fn request(&self, page: &PageMessage) -> Result<(reqwest::Url, Value), SendError> {
-        let bad_url = || SendError::Permanent("the Opsgenie URL cannot take a path".to_owned());
+        let bad_url = || SendError::refused("the Opsgenie URL cannot take a path");
         let mut url = self.base.clone();
         let alias = incident_key(page);
         {

@@ -1123,6 +1123,21 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn postpone(&self, id: i64, why: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
+        sqlx::query(
+            "UPDATE outbox SET last_error = $1, next_attempt_at = $2, sending_at = NULL WHERE id = $3",
+        )
+        .bind(redact(why).as_ref())
+        .bind(at_ms(until))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn undelivered(&self, failed_only: bool) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, output, attempts, next_attempt_at, abandoned_at, last_error, body

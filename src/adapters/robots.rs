@@ -98,7 +98,7 @@ impl Robot {
         let name = self.kind.name();
         let now = self.clock.now();
         let mut url = reqwest::Url::parse(self.url.expose())
-            .map_err(|_| SendError::Permanent(format!("{name}: the robot URL is not a URL")))?;
+            .map_err(|_| SendError::refused(format!("{name}: the robot URL is not a URL")))?;
         let body = match self.kind {
             RobotKind::DingTalk => {
                 if let Some(secret) = &self.secret {
@@ -128,13 +128,20 @@ impl Robot {
             .send()
             .await
             // without_url: the URL holds the robot's key.
-            .map_err(|e| SendError::Retryable(format!("{name}: {}", e.without_url())))?;
+            .map_err(|e| SendError::transient(format!("{name}: {}", e.without_url())))?;
         let status = response.status();
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(SendError::Retryable(format!("{name}: HTTP {status}")));
+        if status.as_u16() == 429 {
+            let after = super::http::retry_after(response.headers(), StdDuration::from_secs(60));
+            return Err(SendError::rate_limited(
+                format!("{name}: HTTP {status}"),
+                after,
+            ));
+        }
+        if status.is_server_error() {
+            return Err(SendError::transient(format!("{name}: HTTP {status}")));
         }
         let v: Value = response.json().await.map_err(|e| {
-            SendError::Retryable(format!(
+            SendError::transient(format!(
                 "{name}: unreadable answer (HTTP {status}): {}",
                 e.without_url()
             ))
@@ -181,7 +188,7 @@ fn classify(kind: RobotKind, v: &Value) -> Result<(), SendError> {
     };
     let message = message.as_str().unwrap_or("no message given");
     let Some(code) = code else {
-        return Err(SendError::Retryable(format!(
+        return Err(SendError::transient(format!(
             "{name}: an answer without an error code"
         )));
     };
@@ -190,9 +197,13 @@ fn classify(kind: RobotKind, v: &Value) -> Result<(), SendError> {
     }
     let what = format!("{name}: error {code}: {message}");
     let hint = match (kind, code) {
-        // Too fast: DingTalk blocks the robot for 10 minutes; waiting mends it.
-        (RobotKind::DingTalk, 130101) | (RobotKind::WeCom, 45009) | (RobotKind::Feishu, 11232) => {
-            return Err(SendError::Retryable(what));
+        // Too fast: DingTalk blocks the robot for 10 minutes; the others
+        // count a minute.
+        (RobotKind::DingTalk, 130101) => {
+            return Err(SendError::rate_limited(what, StdDuration::from_secs(600)));
+        }
+        (RobotKind::WeCom, 45009) | (RobotKind::Feishu, 11232) => {
+            return Err(SendError::rate_limited(what, StdDuration::from_secs(60)));
         }
         (RobotKind::DingTalk, 310000) => {
             "check the signing secret (SEC…), the robot's keywords (every message starts with \"purser\") and its IP allowlist"
@@ -206,11 +217,14 @@ fn classify(kind: RobotKind, v: &Value) -> Result<(), SendError> {
         (RobotKind::Feishu, 19022) => "add this machine's address to the robot's IP allowlist",
         _ => "",
     };
-    Err(SendError::Permanent(if hint.is_empty() {
-        what
-    } else {
-        format!("{what}: {hint}")
-    }))
+    Err(SendError::Refused {
+        code: Some(code.to_string()),
+        what: if hint.is_empty() {
+            what
+        } else {
+            format!("{what}: {hint}")
+        },
+    })
 }
 
 /// One line per notice, prefixed by what happened.
@@ -365,9 +379,9 @@ mod tests {
                 RobotKind::DingTalk,
                 &json!({"errcode": 130101, "errmsg": "send too fast"})
             ),
-            Err(SendError::Retryable(_))
+            Err(SendError::RateLimited { retry_after, .. }) if retry_after.as_secs() == 600
         ));
-        let Err(SendError::Permanent(m)) = classify(
+        let Err(SendError::Refused { what: m, .. }) = classify(
             RobotKind::DingTalk,
             &json!({"errcode": 310000, "errmsg": "sign not match"}),
         ) else {
@@ -379,7 +393,7 @@ mod tests {
                 RobotKind::WeCom,
                 &json!({"errcode": 45009, "errmsg": "api freq out of limit"})
             ),
-            Err(SendError::Retryable(_))
+            Err(SendError::RateLimited { retry_after, .. }) if retry_after.as_secs() == 60
         ));
         assert!(classify(RobotKind::Feishu, &json!({"code": 0, "msg": "success"})).is_ok());
         assert!(
@@ -389,7 +403,7 @@ mod tests {
             )
             .is_ok()
         );
-        let Err(SendError::Permanent(m)) = classify(
+        let Err(SendError::Refused { what: m, .. }) = classify(
             RobotKind::Feishu,
             &json!({"code": 19021, "msg": "sign match fail"}),
         ) else {
@@ -398,7 +412,7 @@ mod tests {
         assert!(m.contains("clock"), "{m}");
         assert!(matches!(
             classify(RobotKind::Feishu, &json!({"unexpected": true})),
-            Err(SendError::Retryable(_))
+            Err(SendError::Transient { .. })
         ));
     }
 }

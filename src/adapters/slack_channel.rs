@@ -82,31 +82,27 @@ impl SlackChannel {
         let url = self
             .api
             .join(method)
-            .map_err(|e| SendError::Permanent(format!("Slack API URL: {e}")))?;
+            .map_err(|e| SendError::refused(format!("Slack API URL: {e}")))?;
         let response = with(self.http.post(url).bearer_auth(self.token.expose()))
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| SendError::Retryable(format!("Slack {method}: {}", e.without_url())))?;
+            .map_err(|e| SendError::transient(format!("Slack {method}: {}", e.without_url())))?;
         let status = response.status();
         if status.as_u16() == 429 {
-            let after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("?")
-                .to_owned();
-            return Err(SendError::Retryable(format!(
-                "Slack {method}: rate limited, retry after {after} s"
-            )));
+            let after = super::http::retry_after(response.headers(), UNSAID_PAUSE);
+            return Err(SendError::rate_limited(
+                format!("Slack {method}: HTTP 429"),
+                after,
+            ));
         }
         if status.is_server_error() {
-            return Err(SendError::Retryable(format!(
+            return Err(SendError::transient(format!(
                 "Slack {method}: HTTP {status}"
             )));
         }
         let v: Value = response.json().await.map_err(|e| {
-            SendError::Retryable(format!(
+            SendError::transient(format!(
                 "Slack {method}: unreadable answer: {}",
                 e.without_url()
             ))
@@ -119,14 +115,18 @@ impl SlackChannel {
     }
 }
 
+/// The pause taken when Slack says "ratelimited" without a Retry-After.
+const UNSAID_PAUSE: StdDuration = StdDuration::from_secs(30);
+
 /// Slack's error codes: what waiting mends, and what a person must fix.
 fn classify(method: &str, error: &str) -> SendError {
     let hint = match error {
-        "ratelimited"
-        | "internal_error"
-        | "fatal_error"
-        | "service_unavailable"
-        | "request_timeout" => return SendError::Retryable(format!("Slack {method}: {error}")),
+        "ratelimited" => {
+            return SendError::rate_limited(format!("Slack {method}: {error}"), UNSAID_PAUSE);
+        }
+        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            return SendError::transient(format!("Slack {method}: {error}"));
+        }
         "not_in_channel" => "invite the app to the channel (/invite @purser)",
         "channel_not_found" => "check the output's channel id",
         "invalid_auth" | "not_authed" | "token_revoked" | "account_inactive" => {
@@ -139,9 +139,9 @@ fn classify(method: &str, error: &str) -> SendError {
         _ => "",
     };
     if hint.is_empty() {
-        SendError::Permanent(format!("Slack {method}: {error}"))
+        SendError::refused_as(error, format!("Slack {method}: {error}"))
     } else {
-        SendError::Permanent(format!("Slack {method}: {error}: {hint}"))
+        SendError::refused_as(error, format!("Slack {method}: {error}: {hint}"))
     }
 }
 
@@ -179,7 +179,7 @@ impl AlertMessages for SlackChannel {
     /// The chart in the message's thread, by Slack's external upload: ask
     /// for an upload URL, send the bytes there, then share the file.
     async fn chart(&self, at: &MessageRef, chart: &RunwayChart) -> Result<(), SendError> {
-        let Some(png) = super::chart::runway_png(chart).map_err(SendError::Permanent)? else {
+        let Some(png) = super::chart::runway_png(chart).map_err(SendError::refused)? else {
             return Ok(());
         };
         let length = png.len().to_string();
@@ -191,8 +191,8 @@ impl AlertMessages for SlackChannel {
         let (Some(upload_url), Some(file_id)) =
             (ticket["upload_url"].as_str(), ticket["file_id"].as_str())
         else {
-            return Err(SendError::Permanent(
-                "Slack files.getUploadURLExternal: no upload_url or file_id in the answer".into(),
+            return Err(SendError::refused(
+                "Slack files.getUploadURLExternal: no upload_url or file_id in the answer",
             ));
         };
         // A one-time URL of Slack's: it takes the bytes without the token.
@@ -204,7 +204,7 @@ impl AlertMessages for SlackChannel {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| SendError::Retryable(format!("Slack file upload: {}", e.without_url())))?;
+            .map_err(|e| SendError::transient(format!("Slack file upload: {}", e.without_url())))?;
         self.call(
             "files.completeUploadExternal",
             json!({"files": [{"id": file_id, "title": format!("Runway of {}", chart.account)}],
@@ -266,7 +266,7 @@ impl RequestMessages for SlackChannel {
             .await
         {
             // Deleted by someone: there is nothing left to edit.
-            Err(SendError::Permanent(e)) if e.contains("message_not_found") => Ok(()),
+            Err(e) if e.refused_with("message_not_found") => Ok(()),
             other => other.map(|_| ()),
         }
     }
@@ -491,21 +491,28 @@ mod tests {
 
     #[test]
     fn slack_errors_say_what_to_fix() {
-        assert!(matches!(
+        assert_eq!(
             classify("chat.postMessage", "ratelimited"),
-            SendError::Retryable(_)
+            SendError::rate_limited("Slack chat.postMessage: ratelimited", UNSAID_PAUSE)
+        );
+        assert!(matches!(
+            classify("chat.update", "internal_error"),
+            SendError::Transient { .. }
         ));
-        let SendError::Permanent(m) = classify("chat.postMessage", "not_in_channel") else {
+        assert!(classify("chat.update", "message_not_found").refused_with("message_not_found"));
+        let SendError::Refused { what: m, .. } = classify("chat.postMessage", "not_in_channel")
+        else {
             panic!()
         };
         assert!(m.contains("/invite"), "{m}");
-        let SendError::Permanent(m) = classify("chat.postMessage", "missing_scope") else {
+        let SendError::Refused { what: m, .. } = classify("chat.postMessage", "missing_scope")
+        else {
             panic!()
         };
         assert!(m.contains("chat:write"), "{m}");
         assert!(matches!(
             classify("chat.update", "invalid_blocks"),
-            SendError::Permanent(_)
+            SendError::Refused { .. }
         ));
     }
 

@@ -994,6 +994,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn postpone(&self, id: i64, why: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET last_error = ?, next_attempt_at = ?, sending_at = NULL WHERE id = ?",
+        )
+        .bind(redact(why).as_ref())
+        .bind(ms(until))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Notices not delivered: waiting, and (or only, `failed_only`) given
     /// up on; oldest first. For `purser outbox list`.
     async fn undelivered(&self, failed_only: bool) -> Result<Vec<OutboxRow>, StoreError> {

@@ -99,7 +99,7 @@ impl BotApi {
         let url = self
             .base
             .join(method)
-            .map_err(|e| SendError::Permanent(format!("Telegram API URL: {e}")))?;
+            .map_err(|e| SendError::refused(format!("Telegram API URL: {e}")))?;
         if let Some(pacer) = self.pacer(&body["chat_id"]) {
             pacer.wait().await;
         }
@@ -119,7 +119,7 @@ impl BotApi {
         let url = self
             .base
             .join("sendPhoto")
-            .map_err(|e| SendError::Permanent(format!("Telegram API URL: {e}")))?;
+            .map_err(|e| SendError::refused(format!("Telegram API URL: {e}")))?;
         if let Some(pacer) = self.pacer(chat) {
             pacer.wait().await;
         }
@@ -130,7 +130,7 @@ impl BotApi {
         let photo = reqwest::multipart::Part::bytes(png)
             .file_name("runway.png")
             .mime_str("image/png")
-            .map_err(|e| SendError::Permanent(format!("Telegram sendPhoto: {e}")))?;
+            .map_err(|e| SendError::refused(format!("Telegram sendPhoto: {e}")))?;
         let mut form = reqwest::multipart::Form::new()
             .text("chat_id", chat_id)
             .text(
@@ -157,17 +157,17 @@ impl BotApi {
             .send()
             .await
             // without_url: the URL carries the token.
-            .map_err(|e| SendError::Retryable(format!("Telegram {method}: {}", e.without_url())))?;
+            .map_err(|e| SendError::transient(format!("Telegram {method}: {}", e.without_url())))?;
         let status = response.status();
         let v: Value = match response.json().await {
             Ok(v) => v,
             Err(_) if status.is_server_error() => {
-                return Err(SendError::Retryable(format!(
+                return Err(SendError::transient(format!(
                     "Telegram {method}: HTTP {status}"
                 )));
             }
             Err(e) => {
-                return Err(SendError::Retryable(format!(
+                return Err(SendError::transient(format!(
                     "Telegram {method}: unreadable answer (HTTP {status}): {}",
                     e.without_url()
                 )));
@@ -180,21 +180,37 @@ impl BotApi {
     }
 }
 
+/// Names for the Bot API refusals purser acts on (the API gives only a
+/// number and a sentence; these are the sentences' stable parts).
+pub mod refusal {
+    pub const NOT_MODIFIED: &str = "message_not_modified";
+    pub const TO_EDIT_NOT_FOUND: &str = "message_to_edit_not_found";
+    pub const CANNOT_INITIATE: &str = "cant_initiate_conversation";
+}
+
 /// The Bot API's errors: what waiting mends, and what a person must fix.
 pub fn classify(method: &str, v: &Value) -> SendError {
     let code = v["error_code"].as_u64().unwrap_or(0);
     let description = v["description"].as_str().unwrap_or("no description given");
     let what = format!("Telegram {method}: {code} {description}");
     if code == 429 {
-        return SendError::Retryable(format!(
-            "{what}; retry after {} s",
-            v["parameters"]["retry_after"]
-        ));
+        let after = v["parameters"]["retry_after"]
+            .as_u64()
+            .map_or(StdDuration::from_secs(5), StdDuration::from_secs);
+        return SendError::rate_limited(what, after);
     }
     if code >= 500 || code == 0 {
-        return SendError::Retryable(what);
+        return SendError::transient(what);
     }
     let lower = description.to_ascii_lowercase();
+    let named = [
+        ("message is not modified", refusal::NOT_MODIFIED),
+        ("message to edit not found", refusal::TO_EDIT_NOT_FOUND),
+        ("can't initiate conversation", refusal::CANNOT_INITIATE),
+    ]
+    .into_iter()
+    .find(|(text, _)| lower.contains(text))
+    .map(|(_, name)| name.to_owned());
     // A wrong token is answered 401, or 404 "Not Found" (no such bot).
     let hint = if code == 401 || (code == 404 && lower == "not found") {
         "check the bot token (from @BotFather)"
@@ -209,10 +225,13 @@ pub fn classify(method: &str, v: &Value) -> SendError {
     } else {
         ""
     };
-    if hint.is_empty() {
-        SendError::Permanent(what)
-    } else {
-        SendError::Permanent(format!("{what}: {hint}"))
+    SendError::Refused {
+        code: named,
+        what: if hint.is_empty() {
+            what
+        } else {
+            format!("{what}: {hint}")
+        },
     }
 }
 
@@ -567,10 +586,13 @@ pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<
             }
             Err(e) => {
                 failures += 1;
-                let wait = StdDuration::from_secs(match &e {
-                    SendError::Permanent(_) => 60,
-                    SendError::Retryable(_) => (1u64 << failures.min(6)).min(60),
-                });
+                let wait = match &e {
+                    SendError::Refused { .. } => StdDuration::from_secs(60),
+                    SendError::RateLimited { retry_after, .. } => *retry_after,
+                    SendError::Transient { .. } => {
+                        StdDuration::from_secs((1u64 << failures.min(6)).min(60))
+                    }
+                };
                 warn!(error = %e, retry_in_s = wait.as_secs(), "telegram getUpdates failed");
                 let stopped = tokio::select! {
                     _ = tokio::time::sleep(wait) => false,
@@ -697,7 +719,15 @@ mod tests {
                 &json!({"ok": false, "error_code": 429,
                 "description": "Too Many Requests: retry after 3", "parameters": {"retry_after": 3}})
             ),
-            SendError::Retryable(_)
+            SendError::RateLimited { retry_after, .. } if retry_after == StdDuration::from_secs(3)
         ));
+        assert!(
+            classify(
+                "editMessageText",
+                &json!({"ok": false, "error_code": 400,
+                "description": "Bad Request: message is not modified: specified new message content and reply markup are exactly the same"})
+            )
+            .refused_with(refusal::NOT_MODIFIED)
+        );
     }
 }

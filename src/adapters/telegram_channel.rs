@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::telegram::{BotApi, escape};
+use super::telegram::{BotApi, escape, refusal};
 use crate::domain::request::Request;
 use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
 use crate::engine::charts::RunwayChart;
@@ -89,11 +89,13 @@ impl crate::ports::DirectMessages for TelegramChannel {
             }]]},
         });
         match self.call("sendMessage", body).await {
-            Err(SendError::Permanent(e)) if e.contains("can't initiate conversation") => {
-                Err(SendError::Permanent(format!(
-                    "{e}: the person must open a chat with the bot and press Start first"
-                )))
-            }
+            Err(e) if e.refused_with(refusal::CANNOT_INITIATE) => Err(SendError::refused_as(
+                refusal::CANNOT_INITIATE,
+                format!(
+                    "{}: the person must open a chat with the bot and press Start first",
+                    e.message()
+                ),
+            )),
             other => other.map(|_| ()),
         }
     }
@@ -114,8 +116,8 @@ impl AlertMessages for TelegramChannel {
         body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
         match self.call("editMessageText", body).await {
             // The same text again (an edit that raced another): done.
-            Err(SendError::Permanent(e)) if e.contains("message is not modified") => Ok(()),
-            Err(SendError::Permanent(e)) if e.contains("message to edit not found") => {
+            Err(e) if e.refused_with(refusal::NOT_MODIFIED) => Ok(()),
+            Err(e) if e.refused_with(refusal::TO_EDIT_NOT_FOUND) => {
                 tracing::info!(output = %self.output, "the alert's Telegram message was deleted; not edited");
                 Ok(())
             }
@@ -139,7 +141,7 @@ impl AlertMessages for TelegramChannel {
     }
 
     async fn chart(&self, at: &MessageRef, chart: &RunwayChart) -> Result<(), SendError> {
-        let Some(png) = super::chart::runway_png(chart).map_err(SendError::Permanent)? else {
+        let Some(png) = super::chart::runway_png(chart).map_err(SendError::refused)? else {
             return Ok(());
         };
         let message = at
@@ -172,9 +174,9 @@ impl RequestMessages for TelegramChannel {
         body["chat_id"] = Self::chat_id(&at.channel);
         body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
         match self.call("editMessageText", body).await {
-            Err(SendError::Permanent(e))
-                if e.contains("message is not modified")
-                    || e.contains("message to edit not found") =>
+            Err(e)
+                if e.refused_with(refusal::NOT_MODIFIED)
+                    || e.refused_with(refusal::TO_EDIT_NOT_FOUND) =>
             {
                 Ok(())
             }

@@ -16,6 +16,10 @@ use sha2::Sha256;
 use crate::ports::{Clock, Notifier, SendError, StoredNotice};
 use crate::secret::Secret;
 
+/// The pause after a 429 that names none (no Retry-After): the first
+/// step of the usual backoff.
+const UNSAID_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Webhook {
     client: reqwest::Client,
     url: reqwest::Url,
@@ -92,7 +96,7 @@ impl Notifier for Webhook {
             version: "1",
             notice,
         })
-        .map_err(|e| SendError::Permanent(format!("cannot encode notice: {e}")))?;
+        .map_err(|e| SendError::refused(format!("cannot encode notice: {e}")))?;
         let timestamp = self.clock.now().timestamp();
         let signature = sign(self.secret.expose(), timestamp, &body);
         let response = self
@@ -107,17 +111,20 @@ impl Notifier for Webhook {
             .await
             // The URL may carry a token (some receivers put one in the query): leave it out.
             .map_err(|e| {
-                SendError::Retryable(format!("webhook request failed: {}", e.without_url()))
+                SendError::transient(format!("webhook request failed: {}", e.without_url()))
             })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let message = format!("webhook answered HTTP {status}");
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(SendError::Retryable(message))
+        if status.as_u16() == 429 {
+            let after = super::http::retry_after(response.headers(), UNSAID_PAUSE);
+            Err(SendError::rate_limited(message, after))
+        } else if status.is_server_error() || status.as_u16() == 408 {
+            Err(SendError::transient(message))
         } else {
-            Err(SendError::Permanent(message))
+            Err(SendError::refused(message))
         }
     }
 }

@@ -23,7 +23,7 @@ pub async fn deliver(
     output: &str,
     notices: &[StoredNotice],
 ) -> Result<(), SendError> {
-    let store = |e: crate::ports::StoreError| SendError::Retryable(e.to_string());
+    let store = |e: crate::ports::StoreError| SendError::transient(e.to_string());
     let mut fresh = Vec::new();
     let mut posted: Vec<(MessageRef, Vec<&StoredNotice>)> = Vec::new();
     for n in notices {
@@ -80,7 +80,7 @@ pub async fn deliver(
             let shown = match charts.runway(account).await {
                 Ok(Some(chart)) => channel.chart(&at, &chart).await,
                 Ok(None) => Ok(()),
-                Err(e) => Err(SendError::Retryable(e.to_string())),
+                Err(e) => Err(SendError::transient(e.to_string())),
             };
             if let Err(e) = shown {
                 tracing::warn!(output, account, error = %e, "the alert's runway chart was not sent");

@@ -55,12 +55,15 @@ impl Board {
         // A message a platform refused for good (a deleted channel) is not
         // tried again until the request changes.
         let mut given_up: HashSet<(RequestId, String, u64)> = HashSet::new();
+        // Outputs that asked to be left alone (rate limited), until when.
+        let mut held: HashMap<String, DateTime<Utc>> = HashMap::new();
         loop {
             let activity = &self.signal.activity;
             let seen = activity.get().request_changes;
             activity.update(|s| s.board_idle = None);
             let now = self.clock.now();
-            let retry = match self.show(now, &mut given_up).await {
+            held.retain(|_, until| *until > now);
+            let retry = match self.show(now, &mut given_up, &mut held).await {
                 Ok(retry) => retry,
                 Err(e) => {
                     warn!(error = %e, "reading requests for their cards failed");
@@ -87,6 +90,7 @@ impl Board {
         &self,
         now: DateTime<Utc>,
         given_up: &mut HashSet<(RequestId, String, u64)>,
+        held: &mut HashMap<String, DateTime<Utc>>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         if self.outputs.is_empty() {
             return Ok(None);
@@ -101,12 +105,16 @@ impl Board {
             .into_iter()
             .map(|(id, c)| ((id, c.output.clone()), c))
             .collect();
-        let mut retry = None;
+        let mut retry = held.values().min().copied();
+        let sooner = |retry: Option<DateTime<Utc>>, at: DateTime<Utc>| {
+            Some(retry.map_or(at, |r: DateTime<Utc>| r.min(at)))
+        };
         for r in &recent {
             for (output, channel) in &self.outputs {
                 let card = cards.remove(&(r.id, output.clone()));
                 if card.as_ref().is_some_and(|c| c.version == r.version)
                     || given_up.contains(&(r.id, output.clone(), r.version))
+                    || held.contains_key(output)
                 {
                     continue;
                 }
@@ -115,13 +123,18 @@ impl Board {
                     .await
                 {
                     Ok(()) => {}
-                    Err(Failure::Send(SendError::Retryable(e))) => {
-                        warn!(output, request = %r.id, error = %e, "request card not updated; will retry");
-                        retry = Some(now + Duration::seconds(RETRY_AFTER));
-                    }
-                    Err(Failure::Send(SendError::Permanent(e))) => {
-                        warn!(output, request = %r.id, error = %e, "request card not updated; not retried until the request changes");
-                        given_up.insert((r.id, output.clone(), r.version));
+                    Err(Failure::Send(e)) => {
+                        if let Some(until) = e.held_until(now) {
+                            warn!(output, request = %r.id, error = %e, until = %until, "request card not updated; the output asks purser to wait");
+                            held.insert(output.clone(), until);
+                            retry = sooner(retry, until);
+                        } else if e.is_retryable() {
+                            warn!(output, request = %r.id, error = %e, "request card not updated; will retry");
+                            retry = sooner(retry, now + Duration::seconds(RETRY_AFTER));
+                        } else {
+                            warn!(output, request = %r.id, error = %e, "request card not updated; not retried until the request changes");
+                            given_up.insert((r.id, output.clone(), r.version));
+                        }
                     }
                     Err(Failure::Store(e)) => return Err(e),
                 }

@@ -49,6 +49,13 @@ pub struct Judge {
 
 const BATCH: u32 = 100;
 
+/// What one delivery pass over an output did.
+#[derive(Debug, Default)]
+struct Pass {
+    attempted: usize,
+    held: Option<DateTime<Utc>>,
+}
+
 /// A delivery that finds nothing due looks again this often anyway: a
 /// notice queued again by `purser outbox retry` (another process) is sent
 /// without a restart.
@@ -125,18 +132,28 @@ impl Dispatcher {
             let seen = self.activity.get().notices_written;
             idle(None);
             let now = self.clock.now();
-            let sent = match self.deliver_due(name, now).await {
-                Ok(n) => n,
+            let pass = match self.deliver_due(name, now).await {
+                Ok(pass) => pass,
                 Err(e) => {
                     error!(output = name, error = %e, "reading the outbox failed");
                     self.activity.store_failed(&e);
-                    0
+                    Pass::default()
                 }
             };
             if *shutdown.borrow() {
                 break;
             }
-            if sent > 0 {
+            if let Some(until) = pass.held {
+                // New notices wait too: sending them now would only be
+                // refused again, and may lengthen the pause.
+                idle(Some((seen, Some(until))));
+                tokio::select! {
+                    _ = self.clock.sleep_until(until) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            if pass.attempted > 0 {
                 continue;
             }
             let next = self.store.next_notice_due(name).await.ok().flatten();
@@ -150,23 +167,38 @@ impl Dispatcher {
         }
     }
 
-    /// Sends what is due on `output` at `now`; returns how many items were attempted.
-    async fn deliver_due(&self, output: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    /// Sends what is due on `output` at `now`: how many items were
+    /// attempted, and until when the output asked to be left alone if it
+    /// did (the rest of the pass then waits too).
+    async fn deliver_due(&self, output: &str, now: DateTime<Utc>) -> Result<Pass, StoreError> {
         let items = self.store.due_notices(output, now, BATCH).await?;
         let limit = self
             .outputs
             .get(output)
             .map_or(1, |o| o.notifier.group_limit());
         for group in groups(&items, |_| limit) {
-            self.deliver(&group, now).await?;
+            if let Some(until) = self.deliver(&group, now).await? {
+                return Ok(Pass {
+                    attempted: items.len(),
+                    held: Some(until),
+                });
+            }
         }
-        Ok(items.len())
+        Ok(Pass {
+            attempted: items.len(),
+            held: None,
+        })
     }
 
-    /// Delivers one group (one output; one item unless the output groups).
-    async fn deliver(&self, group: &[&OutboxItem], now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Delivers one group (one output; one item unless the output groups);
+    /// `Some(until)` when the output is rate limited until then.
+    async fn deliver(
+        &self,
+        group: &[&OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let Some(first) = group.first() else {
-            return Ok(());
+            return Ok(None);
         };
         let span = tracing::info_span!(
             "deliver",
@@ -184,9 +216,9 @@ impl Dispatcher {
         group: &[&OutboxItem],
         first: &OutboxItem,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let Some(output) = self.outputs.get(&first.output) else {
-            return Ok(());
+            return Ok(None);
         };
         if !self.gate.open_at(self.clock.now()) {
             return Err(StoreError::NotLeader(
@@ -209,25 +241,34 @@ impl Dispatcher {
         };
         // A fault in an output's code is that output's failure, retried.
         let sent = guard::caught(send).await.unwrap_or_else(|why| {
-            Err(SendError::Retryable(format!("failed inside purser: {why}")))
+            Err(SendError::transient(format!("failed inside purser: {why}")))
         });
         let attempts = group.iter().map(|i| i.attempts).max().unwrap_or(0);
+        let retrying = |e: &SendError| e.is_retryable() && attempts + 1 < output.max_attempts;
         let result = match &sent {
             Ok(()) => Sent::Delivered,
-            Err(SendError::Retryable(_)) if attempts + 1 < output.max_attempts => Sent::Retrying,
+            Err(SendError::RateLimited { .. }) => Sent::RateLimited,
+            Err(e) if retrying(e) => Sent::Retrying,
             Err(_) => Sent::Failed,
         };
         self.meter.notices(&first.output, result, group.len());
+        let held = sent.as_ref().err().and_then(|e| e.held_until(now));
         let mut lost = Vec::new();
         for item in group {
-            match &sent {
-                Ok(()) => self.store.mark_delivered(item.id, self.clock.now()).await?,
-                Err(SendError::Retryable(e)) if attempts + 1 < output.max_attempts => {
+            match (&sent, held) {
+                (Ok(()), _) => self.store.mark_delivered(item.id, self.clock.now()).await?,
+                (Err(e), Some(until)) => {
+                    warn!(output = %item.output, fingerprint = %item.notice.fingerprint, error = %e, until = %until, "the output asks purser to wait; nothing goes to it until then");
+                    self.store.postpone(item.id, &e.to_string(), until).await?;
+                }
+                (Err(e), None) if retrying(e) => {
                     let retry_at = now + SENDING.after(attempts.saturating_add(1));
                     warn!(output = %item.output, fingerprint = %item.notice.fingerprint, error = %e, attempt = attempts + 1, of = output.max_attempts, retry_at = %retry_at, "delivery failed; will retry");
-                    self.store.mark_failed(item.id, e, Some(retry_at)).await?;
+                    self.store
+                        .mark_failed(item.id, e.message(), Some(retry_at))
+                        .await?;
                 }
-                Err(e) => {
+                (Err(e), None) => {
                     error!(output = %item.output, fingerprint = %item.notice.fingerprint, error = %e.message(), attempts = attempts + 1, "delivery failed for good: the notice is kept as failed (purser outbox list --failed) and delivery_failed goes to the other outputs");
                     self.store.mark_failed(item.id, e.message(), None).await?;
                     lost.push((*item).clone());
@@ -235,7 +276,7 @@ impl Dispatcher {
             }
         }
         self.judge(&lost).await;
-        Ok(())
+        Ok(held)
     }
 
     /// Raises delivery_failed at once for the accounts of `lost` notices.

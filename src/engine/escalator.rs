@@ -545,54 +545,65 @@ impl Escalator {
     }
 
     /// Sends the pages due now; each is marked delivered once it went out.
+    /// A recipient that asks to be left alone (rate limited) gets nothing
+    /// more in this pass: its pages wait until the pause ends.
     async fn deliver_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut held: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
         for item in self.escalations.due_pages(now, BATCH).await? {
             if !self.gate.open_at(self.clock.now()) {
                 return Err(StoreError::NotLeader(
                     "this replica no longer leads; the leader pages".into(),
                 ));
             }
-            if self.escalations.paging(item.id, self.clock.now()).await? {
-                warn!(page = %item.page.id, to = %item.to, "paging again: this page was being sent when purser (or a replica) stopped; the receiver drops it by its id");
-                self.activity.update(|s| s.sent_again += 1);
-            }
-            let sent = self.send(&item).await;
             let target = match item.to.strip_prefix("dm:") {
                 // The platform, not the person: labels stay few.
                 Some(rest) => format!("dm:{}", rest.split(':').next().unwrap_or_default()),
                 None => item.to.clone(),
             };
+            if let Some((until, why)) = held.get(&target) {
+                self.escalations
+                    .page_postponed(item.id, why, *until)
+                    .await?;
+                continue;
+            }
+            if self.escalations.paging(item.id, self.clock.now()).await? {
+                warn!(page = %item.page.id, to = %item.to, "paging again: this page was being sent when purser (or a replica) stopped; the receiver drops it by its id");
+                self.activity.update(|s| s.sent_again += 1);
+            }
+            let sent = self.send(&item).await;
+            let retrying = |e: &SendError| e.is_retryable() && item.attempts + 1 < MAX_ATTEMPTS;
             self.meter.paged(
                 &target,
                 match &sent {
                     Ok(()) => Sent::Delivered,
-                    Err(SendError::Retryable(_)) if item.attempts + 1 < MAX_ATTEMPTS => {
-                        Sent::Retrying
-                    }
+                    Err(SendError::RateLimited { .. }) => Sent::RateLimited,
+                    Err(e) if retrying(e) => Sent::Retrying,
                     Err(_) => Sent::Failed,
                 },
             );
-            match sent {
-                Ok(()) => {
-                    info!(page = %item.page.id, to = %item.to, "paged");
-                    self.escalations.page_delivered(item.id, now).await?;
-                }
-                Err(SendError::Retryable(e)) if item.attempts + 1 < MAX_ATTEMPTS => {
-                    warn!(page = %item.page.id, to = %item.to, error = %e, "page failed; will retry");
-                    self.escalations
-                        .page_failed(
-                            item.id,
-                            &e,
-                            Some(now + SENDING.after(item.attempts.saturating_add(1))),
-                        )
-                        .await?;
-                }
-                Err(e) => {
-                    error!(page = %item.page.id, to = %item.to, error = %e, "page abandoned");
-                    self.escalations
-                        .page_failed(item.id, &e.to_string(), None)
-                        .await?;
-                }
+            let Err(e) = sent else {
+                info!(page = %item.page.id, to = %item.to, "paged");
+                self.escalations.page_delivered(item.id, now).await?;
+                continue;
+            };
+            if let Some(until) = e.held_until(now) {
+                warn!(page = %item.page.id, to = %item.to, error = %e, until = %until, "the recipient's platform asks purser to wait; its pages go then");
+                let why = e.to_string();
+                self.escalations
+                    .page_postponed(item.id, &why, until)
+                    .await?;
+                held.insert(target, (until, why));
+            } else if retrying(&e) {
+                warn!(page = %item.page.id, to = %item.to, error = %e, "page failed; will retry");
+                let retry_at = now + SENDING.after(item.attempts.saturating_add(1));
+                self.escalations
+                    .page_failed(item.id, e.message(), Some(retry_at))
+                    .await?;
+            } else {
+                error!(page = %item.page.id, to = %item.to, error = %e, "page abandoned");
+                self.escalations
+                    .page_failed(item.id, e.message(), None)
+                    .await?;
             }
         }
         Ok(())
@@ -602,9 +613,9 @@ impl Escalator {
         if let Some(rest) = item.to.strip_prefix("dm:") {
             let (platform, user) = rest
                 .split_once(':')
-                .ok_or_else(|| SendError::Permanent(format!("bad recipient {:?}", item.to)))?;
+                .ok_or_else(|| SendError::refused(format!("bad recipient {:?}", item.to)))?;
             let dm = self.direct.get(platform).ok_or_else(|| {
-                SendError::Permanent(format!("no direct messages on {platform} any more"))
+                SendError::refused(format!("no direct messages on {platform} any more"))
             })?;
             return dm.page(user, &item.page).await;
         }
@@ -612,10 +623,10 @@ impl Escalator {
             let pager = self
                 .pagers
                 .get(name)
-                .ok_or_else(|| SendError::Permanent(format!("no pager named {name:?} any more")))?;
+                .ok_or_else(|| SendError::refused(format!("no pager named {name:?} any more")))?;
             return pager.send(&item.page).await;
         }
-        Err(SendError::Permanent(format!("bad recipient {:?}", item.to)))
+        Err(SendError::refused(format!("bad recipient {:?}", item.to)))
     }
 }
 

@@ -31,6 +31,10 @@ pub struct ChatApi {
     answer: Box<Answer>,
 }
 
+/// A reply's `Retry-After` header, as the platform sends it with a 429: a
+/// reply body holding this key has it taken out and sent as the header.
+pub const RETRY_AFTER_HEADER: &str = "__retry_after_header";
+
 impl ChatApi {
     /// Serves on a loopback port; `answer` decides each reply.
     pub async fn start(
@@ -107,10 +111,21 @@ async fn record(
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         raw: String::from_utf8_lossy(&body).into_owned(),
     };
-    let (status, reply) = (api.answer)(&call);
+    let (status, mut reply) = (api.answer)(&call);
     api.calls.lock().unwrap().push(call);
     api.arrived.notify_waiters();
-    (StatusCode::from_u16(status).unwrap(), axum::Json(reply))
+    let mut headers = HeaderMap::new();
+    if let Some(after) = reply
+        .as_object_mut()
+        .and_then(|o| o.remove(RETRY_AFTER_HEADER))
+    {
+        headers.insert("retry-after", after.to_string().parse().unwrap());
+    }
+    (
+        StatusCode::from_u16(status).unwrap(),
+        headers,
+        axum::Json(reply),
+    )
 }
 
 /// `payload` as Slack posts an interaction: a form with one field.

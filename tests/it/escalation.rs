@@ -329,7 +329,8 @@ steps = [
             .contains("Respond by Sun 01 Nov 10:00 CST"),
         "{alert}"
     );
-    // PagerDuty throttled the first try: it is sent again after the backoff.
+    // PagerDuty throttled the first try (429, no Retry-After): it is sent
+    // again after a pause of 5 s.
     assert_eq!(pagers.wait("POST", "/v2/enqueue", 1).await.len(), 1);
     app.advance(Duration::seconds(5)).await;
     let events = pagers.wait("POST", "/v2/enqueue", 2).await;
@@ -403,7 +404,12 @@ fn page(event: PagerEvent) -> PageMessage {
 #[tokio::test]
 async fn a_refused_page_is_permanent_and_keeps_the_key_out_of_the_error() {
     let (_api, addr) = ChatApi::start(|c| {
-        if c.path == "/v2/enqueue" {
+        if c.path == "/busy/v2/enqueue" {
+            (
+                429,
+                json!({"status": "throttle event", "message": "Requests for this service are arriving too quickly"}),
+            )
+        } else if c.path == "/v2/enqueue" {
             (
                 400,
                 json!({"status": "invalid event", "message": "Event object is invalid", "errors": ["'payload.summary' is missing or blank"]}),
@@ -423,7 +429,7 @@ async fn a_refused_page_is_permanent_and_keeps_the_key_out_of_the_error() {
         timeout,
     );
     let e = pd.send(&page(PagerEvent::Trigger)).await.unwrap_err();
-    let SendError::Permanent(text) = &e else {
+    let SendError::Refused { what: text, .. } = &e else {
         panic!("{e:?}")
     };
     assert!(
@@ -437,7 +443,7 @@ async fn a_refused_page_is_permanent_and_keeps_the_key_out_of_the_error() {
         timeout,
     );
     let e = og.send(&page(PagerEvent::Resolve)).await.unwrap_err();
-    assert!(matches!(e, SendError::Permanent(_)), "{e:?}");
+    assert!(matches!(e, SendError::Refused { .. }), "{e:?}");
     assert!(!e.to_string().contains(OG_KEY), "{e}");
     // Nobody listening: worth another try.
     let gone = PagerDuty::new(
@@ -446,7 +452,19 @@ async fn a_refused_page_is_permanent_and_keeps_the_key_out_of_the_error() {
         timeout,
     );
     let e = gone.send(&page(PagerEvent::Trigger)).await.unwrap_err();
-    assert!(matches!(e, SendError::Retryable(_)), "{e:?}");
+    assert!(matches!(e, SendError::Transient { .. }), "{e:?}");
+    // Throttled: a pause, not a failure (5 s where no Retry-After is given).
+    let busy = PagerDuty::new(
+        format!("http://{addr}/busy/v2/enqueue").parse().unwrap(),
+        Secret::from_value(PD_KEY),
+        timeout,
+    );
+    let e = busy.send(&page(PagerEvent::Trigger)).await.unwrap_err();
+    assert!(
+        matches!(&e, SendError::RateLimited { retry_after, what }
+            if retry_after.as_secs() == 5 && what.contains("too quickly")),
+        "{e:?}"
+    );
 }
 
 fn slack_user(user: &str) -> Asker {

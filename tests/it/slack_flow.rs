@@ -9,7 +9,7 @@ use chrono::Duration;
 use purser::ports::Clock;
 use serde_json::{Value, json};
 
-use crate::chat_api::{ChatApi, slack_form, slack_interaction};
+use crate::chat_api::{ChatApi, RETRY_AFTER_HEADER, slack_form, slack_interaction};
 use crate::helpers::{SEVERAL, Setup, TestApp, World};
 
 const SECRET: &str = "slack-signing-secret-for-tests";
@@ -425,5 +425,64 @@ async fn one_poll_one_message_and_its_buttons_act_on_every_alert() {
         text.contains("asked by ana: asked from the alert"),
         "{text}"
     );
+    app.stop().await;
+}
+
+/// A 429 is a pause, not a failure: the notice waits out Slack's
+/// Retry-After (nothing goes to the output meanwhile), then goes once, and
+/// the pause did not count as an attempt.
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_and_the_message_sent_once() {
+    let throttled = std::sync::atomic::AtomicBool::new(false);
+    let (mock, addr) = ChatApi::start(move |c| match c.path.as_str() {
+        "/api/chat.postMessage" if !throttled.swap(true, std::sync::atomic::Ordering::SeqCst) => (
+            429,
+            json!({"ok": false, "error": "ratelimited", RETRY_AFTER_HEADER: 20}),
+        ),
+        "/api/chat.postMessage" => (200, json!({"ok": true, "channel": "C0ALERTS", "ts": TS})),
+        _ => (
+            200,
+            json!({"ok": false, "error": "method_not_supported_for_channel_type"}),
+        ),
+    })
+    .await;
+    let world = World::low_on_money(&config(addr)).await;
+    std::fs::write(world.dir.path().join("slack.secret"), SECRET).unwrap();
+    std::fs::write(world.dir.path().join("slack.token"), TOKEN).unwrap();
+    let app = world.start().await;
+    app.settle().await;
+    assert_eq!(mock.calls("POST", "/api/chat.postMessage").len(), 1);
+
+    app.advance(Duration::seconds(19)).await;
+    assert_eq!(
+        mock.calls("POST", "/api/chat.postMessage").len(),
+        1,
+        "sent again before Slack's Retry-After ran out"
+    );
+    let waiting = app.store.undelivered(false).await.unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].attempts, 0, "a pause is not an attempt");
+    assert!(
+        waiting[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("rate limited; retry after 20 s")),
+        "{waiting:?}"
+    );
+    assert_eq!(
+        waiting[0].at.timestamp_millis(),
+        (world.clock.now() + Duration::seconds(1)).timestamp_millis()
+    );
+
+    app.advance(Duration::seconds(1)).await;
+    let posted = wait(&mock, "/api/chat.postMessage", 2).await;
+    assert!(
+        posted[1].to_string().contains("low_balance"),
+        "{}",
+        posted[1]
+    );
+    app.advance(Duration::minutes(10)).await;
+    assert_eq!(mock.calls("POST", "/api/chat.postMessage").len(), 2);
+    assert!(app.store.undelivered(false).await.unwrap().is_empty());
     app.stop().await;
 }

@@ -274,6 +274,26 @@ impl Escalations for PgStore {
         Ok(())
     }
 
+    async fn page_postponed(
+        &self,
+        id: i64,
+        why: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx).await?;
+        sqlx::query(
+            "UPDATE pages SET last_error = $1, next_attempt_at = $2, sending_at = NULL WHERE id = $3",
+        )
+        .bind(crate::secret::redact(why).as_ref())
+        .bind(at_ms(until))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn add_override(
         &self,
         o: &Override,

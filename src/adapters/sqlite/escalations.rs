@@ -274,6 +274,23 @@ impl Escalations for SqliteStore {
         Ok(())
     }
 
+    async fn page_postponed(
+        &self,
+        id: i64,
+        why: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE pages SET last_error = ?, next_attempt_at = ?, sending_at = NULL WHERE id = ?",
+        )
+        .bind(crate::secret::redact(why).as_ref())
+        .bind(ms(until))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn add_override(
         &self,
         o: &Override,
