@@ -10,14 +10,14 @@ use crate::adapters::sqlite::SqliteStore;
 use crate::config::{Backend, StoreConfig};
 use crate::domain::alert::Alert;
 use crate::ports::{
-    BalanceEntries, Escalations, MessageRefs, RequestCards, Requests, Store, StoreError,
+    BalanceEntries, Escalations, MessageRefs, Receipts, RequestCards, Requests, Store, StoreError,
     StoredNotice,
 };
 
 /// Every port the store serves, on one backend.
 #[async_trait]
 pub trait Database:
-    Store + BalanceEntries + MessageRefs + Requests + RequestCards + Escalations
+    Store + BalanceEntries + MessageRefs + Requests + RequestCards + Escalations + Receipts
 {
     /// Waits for writes under way and closes the connections.
     async fn close(&self);

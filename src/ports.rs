@@ -1118,6 +1118,26 @@ impl Sent {
     }
 }
 
+/// What has come in from a chat platform already, so that a copy it sends
+/// again (after a reconnection, or to another replica) is not acted on
+/// twice, and where a feed of updates was read up to.
+#[async_trait]
+pub trait Receipts: Send + Sync {
+    /// Records `key` from `source` as taken at `at`: `false` when it was
+    /// taken before. Keys older than `keep` are forgotten on the way.
+    async fn first_receipt(
+        &self,
+        source: &str,
+        key: &str,
+        at: DateTime<Utc>,
+        keep: chrono::Duration,
+    ) -> Result<bool, StoreError>;
+    /// Where `source`'s feed was read up to, if anywhere.
+    async fn cursor(&self, source: &str) -> Result<Option<i64>, StoreError>;
+    /// Moves `source`'s cursor forward to `to` (never back).
+    async fn advance_cursor(&self, source: &str, to: i64) -> Result<(), StoreError>;
+}
+
 /// A dead man's switch outside purser, told after each completed cycle
 /// of polls; it raises the alarm when it stops hearing.
 #[async_trait]

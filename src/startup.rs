@@ -657,6 +657,8 @@ impl Application {
                 api: api.clone(),
                 app_token: app_token.clone(),
                 app: app.clone(),
+                receipts: store.clone(),
+                clock: clock.clone(),
             })),
             _ => None,
         };
@@ -691,7 +693,12 @@ impl Application {
             (Some(t), Some(chat)) => {
                 let api = bots.get(&t.api, &t.token).context("telegram.token")?;
                 Some((
-                    Arc::new(TelegramBot::new(api, chat.clone())),
+                    Arc::new(TelegramBot::new(
+                        api,
+                        chat.clone(),
+                        store.clone(),
+                        clock.clone(),
+                    )),
                     t.mode.clone(),
                 ))
             }

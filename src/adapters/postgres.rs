@@ -30,6 +30,7 @@ use crate::ports::{
 use crate::secret::redact;
 
 mod escalations;
+mod receipts;
 mod requests;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -22,6 +22,7 @@ use tracing::{debug, error, info, warn};
 use super::http::request_error;
 use super::slack::{SlackApp, SlashCommand};
 use super::ws::{Backoff, Quiet, stopped};
+use crate::ports::{Clock, Receipts};
 use crate::secret::Secret;
 
 pub struct SlackSocket {
@@ -30,7 +31,17 @@ pub struct SlackSocket {
     /// The app-level token (`xapp-…`, scope `connections:write`).
     pub app_token: Secret,
     pub app: Arc<SlackApp>,
+    /// Envelope ids taken, across reconnections, restarts and replicas.
+    pub receipts: Arc<dyn Receipts>,
+    pub clock: Arc<dyn Clock>,
 }
+
+/// The receipts' name for Socket Mode envelopes.
+const SOURCE: &str = "slack-envelope";
+
+/// How long an envelope id is remembered: Slack re-sends an envelope that
+/// was not acknowledged a few times within minutes.
+const REMEMBER: chrono::Duration = chrono::Duration::hours(1);
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +144,7 @@ async fn session(socket: &SlackSocket, backoff: &mut Backoff) -> Result<(), Sock
     // Acknowledgements are written by handlers running beside the reader.
     let (acks, mut outgoing) = mpsc::channel::<Value>(64);
     let mut quiet = Quiet::new(StdDuration::from_secs(30));
+    // The last few ids, so a quick re-send costs no store call.
     let mut seen: VecDeque<String> = VecDeque::new();
     loop {
         tokio::select! {
@@ -167,7 +179,7 @@ async fn session(socket: &SlackSocket, backoff: &mut Backoff) -> Result<(), Sock
                         let _ = sink.close().await;
                         return Ok(());
                     }
-                    _ => envelope(socket, message, &mut seen, &acks),
+                    _ => envelope(socket, message, &mut seen, &acks).await,
                 }
             }
             Some(ack) = outgoing.recv() => {
@@ -186,9 +198,28 @@ async fn session(socket: &SlackSocket, backoff: &mut Backoff) -> Result<(), Sock
     }
 }
 
+/// Whether the envelope `id` is new. When the store cannot say, it is taken
+/// as new (the connection's own memory still catches a quick re-send):
+/// answering a command twice beats dropping it.
+async fn first_time(socket: &SlackSocket, id: &str) -> bool {
+    let now = socket.clock.now();
+    match socket
+        .receipts
+        .first_receipt(SOURCE, id, now, REMEMBER)
+        .await
+    {
+        Ok(first) => first,
+        Err(e) => {
+            error!(error = %e, envelope = %id, "slack socket mode: cannot record the envelope; handling it as new");
+            true
+        }
+    }
+}
+
 /// Handles one envelope: acknowledged with its id, and run once even if
-/// Slack sends it again (a retry carries the same id).
-fn envelope(
+/// Slack sends it again (a retry carries the same id), on this connection
+/// or a later one.
+async fn envelope(
     socket: &SlackSocket,
     m: Value,
     seen: &mut VecDeque<String>,
@@ -206,7 +237,7 @@ fn envelope(
         // The channel holds 64; a full one means the writer is gone.
         let _ = acks.try_send(a);
     };
-    if seen.contains(&id) {
+    if seen.contains(&id) || !first_time(socket, &id).await {
         debug!(envelope = %id, "slack socket mode: a retried envelope, acknowledged again");
         ack(None);
         return;

@@ -28,6 +28,7 @@ use super::{at_ms, notice_at_ms};
 
 mod escalations;
 pub mod lock;
+mod receipts;
 mod requests;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -6,7 +6,6 @@
 //! the sender; a press on an alert's button is answered with a toast, and the
 //! notice it queues edits the message.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -16,14 +15,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::Mac;
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::pace::Pacer;
 use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
 use crate::engine::chatops::{Asker, ChatOps, Pick, Reply};
 use crate::engine::request_view::Choice;
-use crate::ports::{MessageRef, SendError};
+use crate::ports::{Clock, MessageRef, Receipts, SendError};
 use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://api.telegram.org/";
@@ -242,18 +241,33 @@ pub struct TelegramBot {
     /// The bot's @username, once `getMe` has said it: commands addressed to
     /// another bot in the same group are not ours.
     pub username: Mutex<Option<String>>,
-    /// Update ids already handled: Telegram redelivers a webhook update it
-    /// did not see answered.
-    seen: Mutex<VecDeque<i64>>,
+    /// Update ids handled, and where polling read up to: Telegram
+    /// redelivers a webhook update it did not see answered, and a restart
+    /// must neither replay a batch nor skip one.
+    receipts: Arc<dyn Receipts>,
+    clock: Arc<dyn Clock>,
 }
 
+/// The receipts' names for update ids and for the polling offset.
+const UPDATES: &str = "telegram-update";
+const OFFSET: &str = "telegram-offset";
+
+/// Telegram keeps an update for 24 hours; its id is remembered as long.
+const REMEMBER: chrono::Duration = chrono::Duration::hours(24);
+
 impl TelegramBot {
-    pub fn new(api: Arc<BotApi>, chat: Arc<ChatOps>) -> TelegramBot {
+    pub fn new(
+        api: Arc<BotApi>,
+        chat: Arc<ChatOps>,
+        receipts: Arc<dyn Receipts>,
+        clock: Arc<dyn Clock>,
+    ) -> TelegramBot {
         TelegramBot {
             api,
             chat,
             username: Mutex::new(None),
-            seen: Mutex::default(),
+            receipts,
+            clock,
         }
     }
 
@@ -290,16 +304,27 @@ impl TelegramBot {
         }
     }
 
-    /// Handles one update, once.
+    /// Handles one update, once. When the store cannot say whether it was
+    /// handled, it is handled: answering twice beats dropping a command.
     pub async fn handle(&self, update: &Value) {
         if let Some(id) = update["update_id"].as_i64() {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.contains(&id) {
-                return;
-            }
-            seen.push_back(id);
-            if seen.len() > 1000 {
-                seen.pop_front();
+            let now = self.clock.now();
+            match self
+                .receipts
+                .first_receipt(UPDATES, &id.to_string(), now, REMEMBER)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    debug!(
+                        update = id,
+                        "telegram update seen before; not handled again"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    error!(error = %e, update = id, "telegram: cannot record the update; handling it");
+                }
             }
         }
         if update["message"].is_object() {
@@ -555,7 +580,10 @@ pub async fn set_webhook(bot: &TelegramBot, url: &str, secret: &Secret) -> Resul
 /// Long polling until `stop`: each `getUpdates` confirms the ones before it.
 pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<bool>) {
     bot.introduce().await;
-    let mut offset: Option<i64> = None;
+    let mut offset: Option<i64> = bot.receipts.cursor(OFFSET).await.unwrap_or_else(|e| {
+        error!(error = %e, "telegram: cannot read where polling stopped; Telegram's own offset is used");
+        None
+    });
     let mut failures: u32 = 0;
     loop {
         let mut body =
@@ -578,10 +606,15 @@ pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<
             Ok(updates) => {
                 failures = 0;
                 for u in updates.as_array().into_iter().flatten() {
-                    if let Some(id) = u["update_id"].as_i64() {
-                        offset = Some(offset.map_or(id + 1, |o| o.max(id + 1)));
-                    }
                     bot.handle(u).await;
+                    // Stored after each one: a crash mid-batch resumes
+                    // after the last update handled.
+                    if let Some(next) = u["update_id"].as_i64().and_then(|id| id.checked_add(1)) {
+                        offset = Some(offset.map_or(next, |o| o.max(next)));
+                        if let Err(e) = bot.receipts.advance_cursor(OFFSET, next).await {
+                            warn!(error = %e, "telegram: cannot store the polling offset");
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -611,6 +611,31 @@ where
     assert_eq!(parts[0].bucket, contract);
 }
 
+/// Receipts: a key is taken once per source, forgotten after its time;
+/// a cursor only moves forward.
+async fn receipts_story(store: &dyn purser::ports::Receipts) {
+    use chrono::{Duration, TimeZone, Utc};
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap();
+    let keep = Duration::hours(1);
+    let first = |key: &'static str, at| store.first_receipt("slack-envelope", key, at, keep);
+    assert!(first("e1", t0).await.unwrap());
+    assert!(!first("e1", t0 + Duration::minutes(5)).await.unwrap());
+    assert!(
+        store.first_receipt("other", "e1", t0, keep).await.unwrap(),
+        "another source's key is its own"
+    );
+    assert!(first("e2", t0 + Duration::minutes(61)).await.unwrap());
+    // e1 was forgotten by that call.
+    assert!(first("e1", t0 + Duration::minutes(62)).await.unwrap());
+
+    assert_eq!(store.cursor("telegram-updates").await.unwrap(), None);
+    store.advance_cursor("telegram-updates", 42).await.unwrap();
+    store.advance_cursor("telegram-updates", 7).await.unwrap();
+    assert_eq!(store.cursor("telegram-updates").await.unwrap(), Some(42));
+    store.advance_cursor("telegram-updates", 43).await.unwrap();
+    assert_eq!(store.cursor("telegram-updates").await.unwrap(), Some(43));
+}
+
 #[tokio::test]
 async fn the_store_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -618,6 +643,7 @@ async fn the_store_story_on_sqlite() {
         .await
         .unwrap();
     story(&store).await;
+    receipts_story(&store).await;
 }
 
 #[tokio::test]
@@ -629,6 +655,7 @@ async fn the_store_story_on_postgres() {
         .await
         .unwrap();
     story(&store).await;
+    receipts_story(&store).await;
 }
 
 /// Two replicas on one database: one leads; the other takes over only once
@@ -1211,6 +1238,7 @@ async fn store_copy_moves_everything_and_refuses_a_target_not_empty() {
         .unwrap();
     story(&source).await;
     requests_story(&source).await;
+    receipts_story(&source).await;
     source.close().await;
 
     let url = pg.database().await;
@@ -1249,6 +1277,12 @@ async fn store_copy_moves_everything_and_refuses_a_target_not_empty() {
         .unwrap();
     let acme = purser::domain::model::AccountId::parse("acme").unwrap();
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    assert_eq!(
+        purser::ports::Receipts::cursor(&b, "telegram-updates")
+            .await
+            .unwrap(),
+        Some(43)
+    );
     assert_eq!(a.all_alerts().await.unwrap(), b.all_alerts().await.unwrap());
     assert_eq!(a.outbox().await.unwrap(), b.outbox().await.unwrap());
     assert_eq!(

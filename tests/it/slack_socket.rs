@@ -3,7 +3,8 @@
 //! slash commands arrive as envelopes and are answered in their
 //! acknowledgements → a button press is acknowledged, recorded and the
 //! message edited → a retried envelope runs once → Slack asks for a new
-//! connection and gets one, with a fresh URL.
+//! connection and gets one, with a fresh URL → an envelope re-sent there
+//! runs once too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -180,6 +181,20 @@ api = "http://{addr}/api"
     peer.send(command("e6", "U0ANA", "whoami", &respond)).await;
     let ack = ack_of(&mut peer, "e6").await;
     assert!(ack["payload"].to_string().contains("ana"), "{ack}");
+
+    // Slack re-sends an envelope on the new connection (its first copy's
+    // acknowledgement was lost with the old one): acknowledged, not run again.
+    let mut resent = command("e4", "U0ANA", "silence account=acme 1h wire sent", &respond);
+    resent["retry_attempt"] = json!(1);
+    resent["retry_reason"] = json!("timeout");
+    peer.send(resent).await;
+    let again = ack_of(&mut peer, "e4").await;
+    assert!(again.get("payload").is_none(), "{again}");
+    assert_eq!(
+        app.store.silences(world.clock.now()).await.unwrap().len(),
+        1,
+        "the silence was set once"
+    );
 
     // Every call to the Web API carried the right token for its purpose.
     for c in mock.calls("POST", "/api/apps.connections.open") {

@@ -458,6 +458,57 @@ async fn the_webhook_checks_its_secret_token_first() {
     drop(world);
 }
 
+/// purser dies after handling an update but before Telegram heard the
+/// offset that confirms it, so Telegram hands the update out again: the
+/// restarted bot asks from the stored offset, and the silence it set is
+/// not set twice.
+#[tokio::test]
+async fn after_a_crash_polling_resumes_after_the_last_update_handled() {
+    let (api, addr) = start_api().await;
+    let (world, app) = running("[telegram]", addr).await;
+    api.wait("sendMessage", 1).await;
+    let silence = message(ANA, "/silence account=acme 24h wire sent", 4);
+    api.push("message", silence.clone());
+    let answered = |api: &BotApi| {
+        api.calls("sendMessage")
+            .iter()
+            .filter(|b| b["text"].as_str().unwrap_or_default().contains("Silence #"))
+            .count()
+    };
+    api.wait("sendMessage", 2).await;
+    while answered(&api) == 0 {
+        api.wait("sendMessage", api.calls("sendMessage").len() + 1)
+            .await;
+    }
+    // The next poll comes once the offset is stored.
+    while api.calls("getUpdates").last().unwrap()["offset"] != 502 {
+        api.wait("getUpdates", api.calls("getUpdates").len() + 1)
+            .await;
+    }
+    app.crash().await;
+    // Telegram never heard offset 502: the update is still waiting there.
+    api.updates
+        .lock()
+        .unwrap()
+        .push_front(json!({"update_id": 501, "message": silence}));
+    let before = api.calls("getUpdates").len();
+
+    let app = world.start().await;
+    app.settle().await;
+    let polls = api.wait("getUpdates", before + 1).await;
+    assert_eq!(polls[before]["offset"], 502, "{:?}", polls[before]);
+    assert_eq!(answered(&api), 1, "the command ran once");
+    assert_eq!(
+        app.store
+            .silences(purser::ports::Clock::now(&*world.clock))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    app.stop().await;
+}
+
 /// Two resources expiring and the balance low, found by one poll: one
 /// message, and its buttons act on all three alerts.
 #[tokio::test]
