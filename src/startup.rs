@@ -27,6 +27,7 @@ use crate::adapters::slack_channel::SlackChannel;
 use crate::adapters::slack_socket::{self, SlackSocket};
 use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::sqlite::lock::StoreLock;
+use crate::adapters::tasks::Tasks;
 use crate::adapters::telegram::{self, BotApi, TelegramBot, TelegramWebhook};
 use crate::adapters::telegram_channel::TelegramChannel;
 use crate::adapters::tencent::Tencent;
@@ -329,6 +330,8 @@ pub struct Application {
     /// How long a stop may take.
     grace: std::time::Duration,
     clock: Arc<dyn Clock>,
+    /// Chat answers the platforms' adapters are still working on.
+    tasks: Tasks,
 }
 
 /// The work only the leader does, started each time this replica gains the
@@ -639,11 +642,14 @@ impl Application {
                 escalations: store.clone(),
             })
         });
+        // Work started for one chat request; drained at the stop.
+        let tasks = Tasks::default();
         let slack_app = chat.as_ref().map(|chat| {
             Arc::new(SlackApp {
                 chat: chat.clone(),
                 http: reqwest::Client::new(),
                 answer_within: http::ANSWER_WITHIN,
+                tasks: tasks.clone(),
             })
         });
         let slack_socket = match (&config.slack, &slack_app) {
@@ -669,6 +675,7 @@ impl Application {
                 api: d.api.clone(),
                 application_id: d.application_id.clone(),
                 answer_within: http::ANSWER_WITHIN,
+                tasks: tasks.clone(),
             })),
             _ => None,
         };
@@ -698,6 +705,7 @@ impl Application {
                         chat.clone(),
                         store.clone(),
                         clock.clone(),
+                        tasks.clone(),
                     )),
                     t.mode.clone(),
                 ))
@@ -817,6 +825,7 @@ impl Application {
             election,
             role,
             store_name: config.store.describe(),
+            tasks,
             grace: config
                 .scheduler
                 .shutdown_timeout
@@ -881,6 +890,7 @@ impl Application {
             grace,
             clock,
             activity,
+            tasks,
             ..
         } = self;
         let (ended_tx, mut ended) = mpsc::unbounded_channel();
@@ -1068,6 +1078,8 @@ impl Application {
         if let Some(l) = listener.as_mut() {
             l.stop.send_replace(true);
         }
+        // No chat arrives any more: answers under way finish and go out.
+        tasks.finish(grace).await;
         if let Some(ops) = ops.as_mut() {
             let _ = tokio::time::timeout(grace, ops.stop()).await;
         }

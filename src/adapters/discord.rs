@@ -87,6 +87,8 @@ pub struct DiscordApp {
     pub application_id: String,
     /// How long to work before deferring; zero always defers.
     pub answer_within: StdDuration,
+    /// Deferred answers and charts still being worked on.
+    pub tasks: super::tasks::Tasks,
 }
 
 /// The first response to an interaction, and, when it was deferred, the
@@ -186,7 +188,7 @@ impl DiscordApp {
             .api
             .join(&format!("webhooks/{}/{token}", self.application_id));
         let http = self.http.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("discord follow-up", async move {
             let Ok(webhook) = webhook else { return };
             let chart = match answered.later {
                 None => answered.chart,

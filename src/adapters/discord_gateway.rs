@@ -302,7 +302,8 @@ fn jitter() -> f64 {
 /// Answers one interaction through its callback, then edits in a deferred
 /// answer.
 fn interaction(app: Arc<DiscordApp>, v: Value) {
-    tokio::spawn(async move {
+    let tasks = app.tasks.clone();
+    tasks.spawn("discord interaction", async move {
         let (Some(id), Some(token)) = (v["id"].as_str(), v["token"].as_str()) else {
             return;
         };

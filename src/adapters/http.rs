@@ -63,10 +63,11 @@ pub async fn answer_with(
 /// Sends a late answer, built by `request` once it is ready, and logs a
 /// failure to deliver it (the platform has already been acknowledged).
 pub fn deliver_later(
+    tasks: &super::tasks::Tasks,
     work: tokio::task::JoinHandle<Reply>,
     request: impl FnOnce(Reply) -> Option<reqwest::RequestBuilder> + Send + 'static,
 ) {
-    tokio::spawn(async move {
+    tasks.spawn("late chat answer", async move {
         let Ok(reply) = work.await else { return };
         let Some(req) = request(reply) else { return };
         let sent = req.timeout(std::time::Duration::from_secs(10)).send().await;

@@ -26,6 +26,7 @@ pub mod slack;
 pub mod slack_channel;
 pub mod slack_socket;
 pub mod sqlite;
+pub mod tasks;
 pub mod telegram;
 pub mod telegram_channel;
 pub mod tencent;

@@ -24,6 +24,7 @@ use sha2::Sha256;
 use tracing::{info, warn};
 
 use super::http::{Answer, ReplayGuard, answer, deliver_later, within_window};
+use super::tasks::Tasks;
 use crate::engine::alert_view::{Button, On};
 use crate::engine::chatops::{Asker, ChatOps, Pick, Reply, ReplyKind};
 use crate::engine::request_view::Choice;
@@ -97,6 +98,8 @@ pub struct SlackApp {
     pub http: reqwest::Client,
     /// How long to work on an answer before acknowledging and answering later.
     pub answer_within: StdDuration,
+    /// Answers still being worked on after the acknowledgement.
+    pub tasks: Tasks,
 }
 
 /// A slash command's fields, the same over HTTP (a form) and Socket Mode (JSON).
@@ -135,7 +138,7 @@ impl SlackApp {
             Answer::Later(work) => {
                 let http = self.http.clone();
                 let response_url = c.response_url;
-                deliver_later(work, move |reply| {
+                deliver_later(&self.tasks, work, move |reply| {
                     (!response_url.is_empty())
                         .then(|| http.post(&response_url).json(&render(&reply)))
                 });
@@ -180,7 +183,7 @@ impl SlackApp {
         };
         let chat = self.chat.clone();
         let http = self.http.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("slack button", async move {
             let answer = press(&chat, &asker, &action, message, &blocks).await;
             if response_url.is_empty() {
                 return;

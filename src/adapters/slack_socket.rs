@@ -252,7 +252,7 @@ async fn envelope(
             let c = SlashCommand::from_fields(|k| p[k].as_str());
             let app = socket.app.clone();
             let acks = acks.clone();
-            tokio::spawn(async move {
+            socket.app.tasks.spawn("slack command", async move {
                 let answer = app.command(c).await;
                 let _ = acks
                     .send(json!({"envelope_id": id, "payload": answer}))

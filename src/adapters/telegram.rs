@@ -246,6 +246,8 @@ pub struct TelegramBot {
     /// must neither replay a batch nor skip one.
     receipts: Arc<dyn Receipts>,
     clock: Arc<dyn Clock>,
+    /// Webhook updates being handled after Telegram was answered.
+    tasks: super::tasks::Tasks,
 }
 
 /// The receipts' names for update ids and for the polling offset.
@@ -261,6 +263,7 @@ impl TelegramBot {
         chat: Arc<ChatOps>,
         receipts: Arc<dyn Receipts>,
         clock: Arc<dyn Clock>,
+        tasks: super::tasks::Tasks,
     ) -> TelegramBot {
         TelegramBot {
             api,
@@ -268,6 +271,7 @@ impl TelegramBot {
             username: Mutex::new(None),
             receipts,
             clock,
+            tasks,
         }
     }
 
@@ -545,7 +549,9 @@ pub async fn webhook(
     // Answered at once: Telegram waits for nothing, and retries what it
     // thinks failed (the update id keeps a retry from running twice).
     let bot = hook.bot.clone();
-    tokio::spawn(async move { bot.handle(&update).await });
+    hook.bot
+        .tasks
+        .spawn("telegram update", async move { bot.handle(&update).await });
     StatusCode::OK.into_response()
 }
 

@@ -97,3 +97,23 @@ fn only_adapters_and_config_name_a_cloud_or_a_platform() {
         }
     }
 }
+
+/// Adapters start no task of their own that nobody waits for: work for one
+/// request goes through `Tasks` (drained at the stop, panics logged), and
+/// long-lived tasks are started and watched by the composition root. The one
+/// `tokio::spawn` left is `http::answer_with`'s, whose handle is awaited or
+/// handed to a tracked task.
+#[test]
+fn adapters_spawn_only_tracked_work() {
+    for (path, text) in source("src/adapters") {
+        if path.ends_with("adapters/tasks.rs") {
+            continue;
+        }
+        let spawns = text.matches("tokio::spawn(").count();
+        let allowed = usize::from(path.ends_with("adapters/http.rs"));
+        assert!(
+            spawns <= allowed,
+            "{path} spawns {spawns} untracked task(s): use adapters::tasks::Tasks"
+        );
+    }
+}

@@ -305,6 +305,7 @@ async fn a_slow_answer_is_acknowledged_then_sent_to_response_url() {
             chat,
             http: reqwest::Client::new(),
             answer_within: std::time::Duration::ZERO,
+            tasks: Default::default(),
         }),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

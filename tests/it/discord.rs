@@ -186,6 +186,7 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
             api: format!("http://{api_addr}/api/").parse().unwrap(),
             application_id: APP_ID.into(),
             answer_within: std::time::Duration::ZERO,
+            tasks: Default::default(),
         }),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
