@@ -117,9 +117,12 @@ pub fn build_adapter(
 }
 
 /// One Bot API client per bot token, so that everything one bot sends shares
-/// its per-chat pace.
+/// its pace; and the pacing each needs running.
 #[derive(Default)]
-pub struct Bots(std::sync::Mutex<HashMap<(String, String), Arc<BotApi>>>);
+pub struct Bots {
+    bots: std::sync::Mutex<HashMap<(String, String), Arc<BotApi>>>,
+    pacing: std::sync::Mutex<Vec<telegram::Pacing>>,
+}
 
 impl Bots {
     pub fn get(
@@ -127,14 +130,24 @@ impl Bots {
         api: &reqwest::Url,
         token: &crate::secret::Secret,
     ) -> anyhow::Result<Arc<BotApi>> {
-        let mut bots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bots = self.bots.lock().unwrap_or_else(|p| p.into_inner());
         let key = (api.to_string(), token.expose().to_owned());
         if let Some(b) = bots.get(&key) {
             return Ok(b.clone());
         }
-        let bot = Arc::new(BotApi::new(api, token).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let (bot, pacing) = BotApi::new(api, token).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let bot = Arc::new(bot);
         bots.insert(key, bot.clone());
+        self.pacing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pacing);
         Ok(bot)
+    }
+
+    /// The pacing of every bot made so far, to be run.
+    fn take_pacing(&self) -> Vec<telegram::Pacing> {
+        std::mem::take(&mut *self.pacing.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -332,6 +345,9 @@ pub struct Application {
     clock: Arc<dyn Clock>,
     /// Chat answers the platforms' adapters are still working on.
     tasks: Tasks,
+    /// What keeps each Telegram bot within its limits (nothing is sent
+    /// without it).
+    pacing: Vec<telegram::Pacing>,
 }
 
 /// The work only the leader does, started each time this replica gains the
@@ -826,6 +842,7 @@ impl Application {
             role,
             store_name: config.store.describe(),
             tasks,
+            pacing: bots.take_pacing(),
             grace: config
                 .scheduler
                 .shutdown_timeout
@@ -891,9 +908,16 @@ impl Application {
             clock,
             activity,
             tasks,
+            pacing,
             ..
         } = self;
         let (ended_tx, mut ended) = mpsc::unbounded_channel();
+        // On every replica (any of them answers a chat command). Each runs
+        // as long as its bot: one that ends stops purser like any task.
+        let _pacing: Vec<Task> = pacing
+            .into_iter()
+            .map(|p| Task::spawn("telegram pacing", &ended_tx, move |_| p))
+            .collect();
         // On every replica: the listener (chat is answered wherever it
         // arrives), and on PostgreSQL the election and what tells the
         // leader of other replicas' writes.

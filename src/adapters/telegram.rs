@@ -1,11 +1,13 @@
-//! Telegram: the Bot API client, and the bot's side of the conversation.
-//! Updates arrive by long polling (`getUpdates`, no public URL needed) or at
-//! `POST /telegram/webhook`, where the secret token Telegram echoes in
-//! `X-Telegram-Bot-Api-Secret-Token` is checked before anything is read.
-//! `/purser <command>` and the per-command shortcuts (`/balance acme`) run as
-//! the sender; a press on an alert's button is answered with a toast, and the
-//! notice it queues edits the message.
+//! Telegram: the Bot API through teloxide's client, and the bot's side of
+//! the conversation. Updates arrive by long polling (`getUpdates`, no public
+//! URL needed) or at `POST /telegram/webhook`, where the secret token
+//! Telegram echoes in `X-Telegram-Bot-Api-Secret-Token` is checked before
+//! anything is read. `/purser <command>` and the per-command shortcuts
+//! (`/balance acme`) run as the sender; a press on an alert's button is
+//! answered with a toast, and the notice it queues edits the message.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -14,10 +16,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::Mac;
-use serde_json::{Value, json};
+use teloxide_core::adaptors::throttle::{Limits, Throttle};
+use teloxide_core::payloads::{
+    AnswerCallbackQuerySetters, GetUpdatesSetters, SendMessageSetters, SendPhotoSetters,
+    SetWebhookSetters,
+};
+use teloxide_core::requests::Requester;
+use teloxide_core::types::{
+    AllowedUpdate, BotCommand, CallbackQuery, ChatId, InputFile, LinkPreviewOptions, Message,
+    MessageId, ParseMode, Recipient, ReplyParameters, Update, UpdateKind,
+};
+use teloxide_core::{ApiError, Bot, RequestError};
 use tracing::{debug, error, info, warn};
 
-use super::pace::Pacer;
 use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
 use crate::engine::chatops::{Asker, ChatOps, Pick, Reply};
@@ -30,16 +41,35 @@ pub const DEFAULT_API: &str = "https://api.telegram.org/";
 const TEXT_CHARS: usize = 4096;
 const CAPTION_CHARS: usize = 1024;
 /// How long one `getUpdates` waits for something to happen.
-const POLL_SECS: u64 = 30;
+const POLL_SECS: u32 = 30;
+/// How long any other call may take.
+const CALL_TIMEOUT: StdDuration = StdDuration::from_secs(15);
 
-/// The Bot API for one bot. Its URL holds the token, so it is never printed.
-/// Calls that send to a chat are paced per chat as Telegram allows a group:
-/// one a second, twenty a minute; every sender through this client shares
-/// the pace, so answers and alerts together stay within it.
+/// What keeps a bot's messages within Telegram's limits; it must run for
+/// the bot to send (the composition root runs it, and notices if it ends).
+pub type Pacing = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The Bot API for one bot. Messages go through teloxide's `Throttle`, which
+/// holds each within the limits Telegram documents (Bots FAQ): one message a
+/// second and twenty a minute in a chat or group, thirty a second in all;
+/// on a 429 it waits the `retry_after` Telegram gave, stops that chat
+/// meanwhile, and sends again. Every sender through this client shares the
+/// pace, so answers and alerts together stay within it. The token is in
+/// every URL, so errors are told without them.
 pub struct BotApi {
-    base: reqwest::Url,
-    http: reqwest::Client,
-    pacers: Mutex<std::collections::HashMap<String, Arc<Pacer>>>,
+    sender: Throttle<Bot>,
+    /// Long polls, on a client whose timeout outlasts `getUpdates`' wait.
+    poller: Bot,
+}
+
+/// Telegram's documented limits for one bot.
+pub fn limits() -> Limits {
+    Limits {
+        messages_per_sec_chat: 1,
+        messages_per_min_chat: 20,
+        messages_per_min_channel_or_supergroup: 20,
+        messages_per_sec_overall: 30,
+    }
 }
 
 /// Whether `token` has a bot token's shape, `123456789:AA…` (never echoed).
@@ -55,183 +85,235 @@ pub fn token_shape_ok(token: &str) -> bool {
 }
 
 impl BotApi {
-    pub fn new(api: &reqwest::Url, token: &Secret) -> Result<BotApi, String> {
-        // "./": the token's colon would otherwise read as a URL scheme.
-        let base = api
-            .join(&format!("./bot{}/", token.expose()))
-            .map_err(|_| "the bot token does not fit in a URL".to_owned())?;
-        Ok(BotApi {
-            base,
-            http: reqwest::Client::new(),
-            pacers: Mutex::default(),
-        })
-    }
-
-    fn pacer(&self, chat: &Value) -> Option<Arc<Pacer>> {
-        let key = match chat {
-            Value::Null => return None,
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let mut pacers = self.pacers.lock().unwrap_or_else(|p| p.into_inner());
-        Some(
-            pacers
-                .entry(key)
-                .or_insert_with(|| {
-                    Arc::new(Pacer::every_within(
-                        StdDuration::from_secs(1),
-                        20,
-                        StdDuration::from_secs(60),
-                    ))
-                })
-                .clone(),
-        )
-    }
-
-    /// Calls `method`; returns its `result` when `ok`.
-    pub async fn call(
-        &self,
-        method: &str,
-        body: &Value,
-        timeout: StdDuration,
-    ) -> Result<Value, SendError> {
-        let url = self
-            .base
-            .join(method)
-            .map_err(|e| SendError::refused(format!("Telegram API URL: {e}")))?;
-        if let Some(pacer) = self.pacer(&body["chat_id"]) {
-            pacer.wait().await;
+    /// The client for the bot with `token` at `api`, and the pacing that
+    /// must run beside it.
+    pub fn new(api: &reqwest::Url, token: &Secret) -> Result<(BotApi, Pacing), String> {
+        if !token_shape_ok(token.expose()) {
+            return Err("the bot token does not have a bot token's shape".to_owned());
         }
-        let request = self.http.post(url).json(body).timeout(timeout);
-        Self::finish(method, request).await
+        if api.cannot_be_a_base() {
+            return Err(format!("the Bot API URL {api} cannot have a path"));
+        }
+        // teloxide adds `/bot<token>/<method>` to the URL's path: a trailing
+        // slash there would double.
+        let mut base = api.clone();
+        if let Ok(mut segments) = base.path_segments_mut() {
+            segments.pop_if_empty();
+        }
+        let client = |timeout: StdDuration| {
+            reqwest::Client::builder()
+                .connect_timeout(StdDuration::from_secs(5))
+                .timeout(timeout)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| format!("the HTTP client for Telegram: {e}"))
+        };
+        let bot = |timeout| -> Result<Bot, String> {
+            Ok(Bot::with_client(token.expose(), client(timeout)?).set_api_url(base.clone()))
+        };
+        let (sender, pacing) = Throttle::new(bot(CALL_TIMEOUT)?, limits());
+        let poller = bot(StdDuration::from_secs(u64::from(POLL_SECS) + 15))?;
+        Ok((BotApi { sender, poller }, Box::pin(pacing)))
     }
 
-    /// Sends a PNG to `chat` (`sendPhoto`, multipart), under the same pace as
-    /// messages.
+    /// Sends HTML `text` to `chat`, with its keyboard or in reply.
+    pub async fn send_html(
+        &self,
+        chat: Recipient,
+        text: String,
+        keyboard: Option<teloxide_core::types::InlineKeyboardMarkup>,
+        reply_to: Option<MessageId>,
+    ) -> Result<Message, SendError> {
+        let mut request = self
+            .sender
+            .send_message(chat, text)
+            .parse_mode(ParseMode::Html)
+            .link_preview_options(no_preview());
+        if let Some(k) = keyboard {
+            request = request.reply_markup(k);
+        }
+        if let Some(to) = reply_to {
+            request =
+                request.reply_parameters(ReplyParameters::new(to).allow_sending_without_reply());
+        }
+        request.await.map_err(|e| failure("sendMessage", e))
+    }
+
+    /// Replaces a message's HTML text and keyboard.
+    pub async fn edit_html(
+        &self,
+        chat: Recipient,
+        message: MessageId,
+        text: String,
+        keyboard: teloxide_core::types::InlineKeyboardMarkup,
+    ) -> Result<(), SendError> {
+        use teloxide_core::payloads::EditMessageTextSetters;
+        self.sender
+            .edit_message_text(chat, message, text)
+            .parse_mode(ParseMode::Html)
+            .link_preview_options(no_preview())
+            .reply_markup(keyboard)
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("editMessageText", e))
+    }
+
+    /// Sends a PNG to `chat` (`sendPhoto`), under the same pace as messages.
     pub async fn send_photo(
         &self,
-        chat: &Value,
+        chat: Recipient,
         png: Vec<u8>,
         caption: &str,
-        reply_to: &Value,
-    ) -> Result<Value, SendError> {
-        let url = self
-            .base
-            .join("sendPhoto")
-            .map_err(|e| SendError::refused(format!("Telegram API URL: {e}")))?;
-        if let Some(pacer) = self.pacer(chat) {
-            pacer.wait().await;
+        reply_to: Option<MessageId>,
+    ) -> Result<(), SendError> {
+        let photo = InputFile::memory(png).file_name("runway.png");
+        let mut request = self
+            .sender
+            .send_photo(chat, photo)
+            .caption(caption.chars().take(CAPTION_CHARS).collect::<String>());
+        if let Some(to) = reply_to {
+            request =
+                request.reply_parameters(ReplyParameters::new(to).allow_sending_without_reply());
         }
-        let chat_id = match chat {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let photo = reqwest::multipart::Part::bytes(png)
-            .file_name("runway.png")
-            .mime_str("image/png")
-            .map_err(|e| SendError::refused(format!("Telegram sendPhoto: {e}")))?;
-        let mut form = reqwest::multipart::Form::new()
-            .text("chat_id", chat_id)
-            .text(
-                "caption",
-                caption.chars().take(CAPTION_CHARS).collect::<String>(),
-            )
-            .part("photo", photo);
-        if !reply_to.is_null() {
-            form = form.text(
-                "reply_parameters",
-                json!({"message_id": reply_to, "allow_sending_without_reply": true}).to_string(),
-            );
-        }
-        let request = self
-            .http
-            .post(url)
-            .multipart(form)
-            .timeout(StdDuration::from_secs(30));
-        Self::finish("sendPhoto", request).await
+        request
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("sendPhoto", e))
     }
 
-    async fn finish(method: &str, request: reqwest::RequestBuilder) -> Result<Value, SendError> {
-        let response = request
-            .send()
+    /// Answers a button press: a toast, or a dialog the presser dismisses.
+    async fn answer_press(
+        &self,
+        q: &CallbackQuery,
+        text: String,
+        alert: bool,
+    ) -> Result<(), SendError> {
+        self.sender
+            .answer_callback_query(q.id.clone())
+            .text(text.chars().take(200).collect::<String>())
+            .show_alert(alert)
             .await
-            // without_url: the URL carries the token.
-            .map_err(|e| SendError::transient(format!("Telegram {method}: {}", e.without_url())))?;
-        let status = response.status();
-        let v: Value = match response.json().await {
-            Ok(v) => v,
-            Err(_) if status.is_server_error() => {
-                return Err(SendError::transient(format!(
-                    "Telegram {method}: HTTP {status}"
-                )));
-            }
-            Err(e) => {
-                return Err(SendError::transient(format!(
-                    "Telegram {method}: unreadable answer (HTTP {status}): {}",
-                    e.without_url()
-                )));
-            }
-        };
-        if v["ok"].as_bool() == Some(true) {
-            return Ok(v["result"].clone());
-        }
-        Err(classify(method, &v))
+            .map(|_| ())
+            .map_err(|e| failure("answerCallbackQuery", e))
     }
 }
 
-/// Names for the Bot API refusals purser acts on (the API gives only a
-/// number and a sentence; these are the sentences' stable parts).
+fn no_preview() -> LinkPreviewOptions {
+    LinkPreviewOptions {
+        is_disabled: true,
+        url: None,
+        prefer_small_media: false,
+        prefer_large_media: false,
+        show_above_text: false,
+    }
+}
+
+/// A chat as Telegram takes it: a number, or an `@username`.
+pub fn recipient(chat: &str) -> Recipient {
+    chat.parse::<i64>().map_or_else(
+        |_| Recipient::ChannelUsername(chat.to_owned()),
+        |id| Recipient::Id(ChatId(id)),
+    )
+}
+
+/// Names for the Bot API refusals purser acts on.
 pub mod refusal {
     pub const NOT_MODIFIED: &str = "message_not_modified";
     pub const TO_EDIT_NOT_FOUND: &str = "message_to_edit_not_found";
     pub const CANNOT_INITIATE: &str = "cant_initiate_conversation";
 }
 
-/// The Bot API's errors: what waiting mends, and what a person must fix.
-pub fn classify(method: &str, v: &Value) -> SendError {
-    let code = v["error_code"].as_u64().unwrap_or(0);
-    let description = v["description"].as_str().unwrap_or("no description given");
-    let what = format!("Telegram {method}: {code} {description}");
-    if code == 429 {
-        let after = v["parameters"]["retry_after"]
-            .as_u64()
-            .map_or(StdDuration::from_secs(5), StdDuration::from_secs);
-        return SendError::rate_limited(what, after);
-    }
-    if code >= 500 || code == 0 {
-        return SendError::transient(what);
-    }
-    let lower = description.to_ascii_lowercase();
-    let named = [
-        ("message is not modified", refusal::NOT_MODIFIED),
-        ("message to edit not found", refusal::TO_EDIT_NOT_FOUND),
-        ("can't initiate conversation", refusal::CANNOT_INITIATE),
-    ]
-    .into_iter()
-    .find(|(text, _)| lower.contains(text))
-    .map(|(_, name)| name.to_owned());
-    // A wrong token is answered 401, or 404 "Not Found" (no such bot).
-    let hint = if code == 401 || (code == 404 && lower == "not found") {
-        "check the bot token (from @BotFather)"
-    } else if lower.contains("chat not found") {
-        "check the output's chat id (a group's is negative, e.g. -1001234567890)"
-    } else if lower.contains("kicked") || lower.contains("not a member") {
-        "add the bot to the group"
-    } else if lower.contains("not enough rights") {
-        "let the bot send messages in the group"
-    } else if lower.contains("webhook is active") || code == 409 {
-        "a webhook is set for this bot: choose mode = \"webhook\", or remove it (deleteWebhook) to poll"
-    } else {
-        ""
+/// A failed call, as what waiting mends and what a person must fix. No
+/// part of it comes from a URL (the token is in every one); a description
+/// from the server is passed on, and redacted where it is stored or logged.
+pub fn failure(method: &str, e: RequestError) -> SendError {
+    let api = match e {
+        RequestError::Api(api) => api,
+        RequestError::RetryAfter(after) => {
+            return SendError::rate_limited(
+                format!("Telegram {method}: 429 Too Many Requests"),
+                after.duration(),
+            );
+        }
+        RequestError::MigrateToChatId(to) => {
+            return SendError::refused(format!(
+                "Telegram {method}: the group became a supergroup: set the output's chat id to {to}"
+            ));
+        }
+        RequestError::Network(e) => {
+            let why = if e.is_timeout() {
+                "timed out".to_owned()
+            } else if e.is_connect() {
+                "could not connect".to_owned()
+            } else {
+                // The sources name what went wrong without the URL.
+                let mut why = "network error".to_owned();
+                let mut source = std::error::Error::source(&*e);
+                while let Some(s) = source {
+                    why = format!("{why}: {s}");
+                    source = s.source();
+                }
+                why
+            };
+            return SendError::transient(format!("Telegram {method}: {why}"));
+        }
+        RequestError::InvalidJson { .. } => {
+            return SendError::transient(format!("Telegram {method}: unreadable answer"));
+        }
+        RequestError::Io(e) => return SendError::transient(format!("Telegram {method}: {e}")),
     };
-    SendError::Refused {
-        code: named,
-        what: if hint.is_empty() {
-            what
-        } else {
-            format!("{what}: {hint}")
-        },
+    let description = api.to_string();
+    let what = format!("Telegram {method}: {description}");
+    let named = match api {
+        ApiError::MessageNotModified => Some(refusal::NOT_MODIFIED),
+        ApiError::MessageToEditNotFound => Some(refusal::TO_EDIT_NOT_FOUND),
+        ApiError::CantInitiateConversation => Some(refusal::CANNOT_INITIATE),
+        // Telegram's own trouble: its error pages carry these.
+        ApiError::Unknown(ref text) if server_trouble(text) => {
+            return SendError::transient(what);
+        }
+        _ => None,
+    };
+    let lower = description.to_ascii_lowercase();
+    let hint = match api {
+        ApiError::InvalidToken => "check the bot token (from @BotFather)",
+        ApiError::ChatNotFound => {
+            "check the output's chat id (a group's is negative, e.g. -1001234567890)"
+        }
+        ApiError::BotKicked
+        | ApiError::BotKickedFromSupergroup
+        | ApiError::BotKickedFromChannel => "add the bot to the group",
+        ApiError::NotEnoughRightsToPostMessages => "let the bot send messages in the group",
+        ApiError::CantGetUpdates => {
+            "a webhook is set for this bot: choose mode = \"webhook\", or remove it (deleteWebhook) to poll"
+        }
+        ApiError::TerminatedByOtherGetUpdates => {
+            "another program polls this bot's updates: run one purser per bot token"
+        }
+        _ if lower.contains("not a member") => "add the bot to the group",
+        _ if lower.contains("not enough rights") => "let the bot send messages in the group",
+        _ => "",
+    };
+    let what = if hint.is_empty() {
+        what
+    } else {
+        format!("{what}: {hint}")
+    };
+    match named {
+        Some(code) => SendError::refused_as(code, what),
+        None => SendError::refused(what),
     }
+}
+
+fn server_trouble(text: &str) -> bool {
+    [
+        "Internal Server Error",
+        "Bad Gateway",
+        "Service Unavailable",
+        "Gateway Timeout",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
 }
 
 /// The bot: turns updates into commands and button presses.
@@ -257,6 +339,9 @@ const OFFSET: &str = "telegram-offset";
 /// Telegram keeps an update for 24 hours; its id is remembered as long.
 const REMEMBER: chrono::Duration = chrono::Duration::hours(24);
 
+/// The updates purser asks for.
+const WANTED: [AllowedUpdate; 2] = [AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
+
 impl TelegramBot {
     pub fn new(
         api: Arc<BotApi>,
@@ -278,68 +363,65 @@ impl TelegramBot {
     /// Learns the bot's name and publishes the command menu; a failure is
     /// logged, the bot works without them.
     pub async fn introduce(&self) {
-        match self
-            .api
-            .call("getMe", &json!({}), StdDuration::from_secs(10))
-            .await
-        {
+        match self.api.sender.get_me().await {
             Ok(me) => {
-                let name = me["username"].as_str().map(str::to_owned);
+                let name = me.user.username.clone();
                 info!(bot = name.as_deref().unwrap_or("?"), "telegram bot ready");
                 *self.username.lock().unwrap_or_else(|p| p.into_inner()) = name;
             }
-            Err(e) => warn!(error = %e, "telegram getMe failed"),
+            Err(e) => warn!(error = %failure("getMe", e), "telegram getMe failed"),
         }
-        let mut commands =
-            vec![json!({"command": "purser", "description": "any purser command: /purser help"})];
-        commands.extend(Verb::ALL.iter().map(|v| {
-            json!({"command": v.name(), "description": v.summary().chars().take(256).collect::<String>()})
-        }));
-        if let Err(e) = self
-            .api
-            .call(
-                "setMyCommands",
-                &json!({"commands": commands}),
-                StdDuration::from_secs(10),
-            )
-            .await
-        {
-            warn!(error = %e, "telegram setMyCommands failed; the command menu is not published");
+        let mut commands = vec![BotCommand::new(
+            "purser",
+            "any purser command: /purser help",
+        )];
+        commands.extend(
+            Verb::ALL.iter().map(|v| {
+                BotCommand::new(v.name(), v.summary().chars().take(256).collect::<String>())
+            }),
+        );
+        if let Err(e) = self.api.sender.set_my_commands(commands).await {
+            warn!(error = %failure("setMyCommands", e), "telegram setMyCommands failed; the command menu is not published");
         }
     }
 
     /// Handles one update, once. When the store cannot say whether it was
     /// handled, it is handled: answering twice beats dropping a command.
-    pub async fn handle(&self, update: &Value) {
-        if let Some(id) = update["update_id"].as_i64() {
-            let now = self.clock.now();
-            match self
-                .receipts
-                .first_receipt(UPDATES, &id.to_string(), now, REMEMBER)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    debug!(
-                        update = id,
-                        "telegram update seen before; not handled again"
-                    );
-                    return;
-                }
-                Err(e) => {
-                    error!(error = %e, update = id, "telegram: cannot record the update; handling it");
-                }
+    pub async fn handle(&self, update: &Update) {
+        let id = update.id.0;
+        let now = self.clock.now();
+        match self
+            .receipts
+            .first_receipt(UPDATES, &id.to_string(), now, REMEMBER)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                debug!(
+                    update = id,
+                    "telegram update seen before; not handled again"
+                );
+                return;
+            }
+            Err(e) => {
+                error!(error = %e, update = id, "telegram: cannot record the update; handling it");
             }
         }
-        if update["message"].is_object() {
-            self.on_message(&update["message"]).await;
-        } else if update["callback_query"].is_object() {
-            self.on_press(&update["callback_query"]).await;
+        match &update.kind {
+            UpdateKind::Message(m) => self.on_message(m).await,
+            UpdateKind::CallbackQuery(q) => self.on_press(q).await,
+            UpdateKind::Error(_) => {
+                warn!(
+                    update = id,
+                    "telegram: an update purser could not read; ignored"
+                );
+            }
+            _ => {}
         }
     }
 
-    async fn on_message(&self, m: &Value) {
-        let Some(text) = m["text"].as_str() else {
+    async fn on_message(&self, m: &Message) {
+        let Some(text) = m.text() else {
             return;
         };
         let username = self
@@ -352,23 +434,18 @@ impl TelegramBot {
         };
         let asker = Asker {
             platform: "telegram".into(),
-            user: m["from"]["id"]
-                .as_i64()
-                .map(|id| id.to_string())
+            user: m
+                .from
+                .as_ref()
+                .map(|u| u.id.0.to_string())
                 .unwrap_or_default(),
         };
         info!(user = %asker.user, "telegram command");
         let reply = self.chat.handle(&asker, &command).await;
-        let body = json!({
-            "chat_id": m["chat"]["id"],
-            "text": render(&reply),
-            "parse_mode": "HTML",
-            "link_preview_options": {"is_disabled": true},
-            "reply_parameters": {"message_id": m["message_id"], "allow_sending_without_reply": true},
-        });
+        let chat = Recipient::Id(m.chat.id);
         if let Err(e) = self
             .api
-            .call("sendMessage", &body, StdDuration::from_secs(10))
+            .send_html(chat.clone(), render(&reply), None, Some(m.id))
             .await
         {
             warn!(error = %e, "could not answer a telegram command");
@@ -379,11 +456,7 @@ impl TelegramBot {
         match super::chart::runway_png(chart) {
             Ok(Some(png)) => {
                 let caption = format!("Runway of {}", chart.account);
-                if let Err(e) = self
-                    .api
-                    .send_photo(&m["chat"]["id"], png, &caption, &m["message_id"])
-                    .await
-                {
+                if let Err(e) = self.api.send_photo(chat, png, &caption, Some(m.id)).await {
                     warn!(error = %e, "could not send a telegram runway chart");
                 }
             }
@@ -392,22 +465,26 @@ impl TelegramBot {
         }
     }
 
-    async fn on_press(&self, q: &Value) {
+    async fn on_press(&self, q: &CallbackQuery) {
         let asker = Asker {
             platform: "telegram".into(),
-            user: q["from"]["id"]
-                .as_i64()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            user: q.from.id.0.to_string(),
         };
-        let data = q["data"].as_str().unwrap_or_default();
-        let number = |v: &Value| v.as_i64().map(|n| n.to_string()).unwrap_or_default();
+        let data = q.data.as_deref().unwrap_or_default();
+        // The message the button is on (an inline message, which purser
+        // never sends, would have none).
+        let at = q.message.as_ref().map_or_else(
+            || MessageRef {
+                channel: String::new(),
+                message: String::new(),
+            },
+            |m| MessageRef {
+                channel: m.chat().id.0.to_string(),
+                message: m.id().0.to_string(),
+            },
+        );
         if let Some((choice, request)) = Choice::parse_data(data) {
             info!(user = %asker.user, button = choice.id(), request = %request, "telegram request button");
-            let at = MessageRef {
-                channel: number(&q["message"]["chat"]["id"]),
-                message: number(&q["message"]["message_id"]),
-            };
             let reply = self.chat.choose(&asker, choice, request, Some(&at)).await;
             // The card is redrawn by the request board; the presser gets the
             // outcome, as a dialog when nothing was done.
@@ -418,10 +495,6 @@ impl TelegramBot {
             None => (format!("purser does not know the button {data:?}."), true),
             Some((button, on)) => {
                 info!(user = %asker.user, button = button.id(), "telegram button");
-                let at = MessageRef {
-                    channel: number(&q["message"]["chat"]["id"]),
-                    message: number(&q["message"]["message_id"]),
-                };
                 let pressed = self.chat.press(&asker, button, &Pick::of(on, at)).await;
                 (pressed.reply.title, !pressed.changed)
             }
@@ -431,17 +504,8 @@ impl TelegramBot {
 
     /// Until answered, the presser's client shows a spinner. A refusal is
     /// a dialog they must dismiss; a success a passing toast.
-    async fn answer_press(&self, q: &Value, text: String, alert: bool) {
-        let body = json!({
-            "callback_query_id": q["id"],
-            "text": text.chars().take(200).collect::<String>(),
-            "show_alert": alert,
-        });
-        if let Err(e) = self
-            .api
-            .call("answerCallbackQuery", &body, StdDuration::from_secs(10))
-            .await
-        {
+    async fn answer_press(&self, q: &CallbackQuery, text: String, alert: bool) {
+        if let Err(e) = self.api.answer_press(q, text, alert).await {
             warn!(error = %e, "could not answer a telegram button press");
         }
     }
@@ -543,8 +607,12 @@ pub async fn webhook(
         );
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let Ok(update) = serde_json::from_slice::<Value>(&body) else {
-        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+    let update = match serde_json::from_slice::<Update>(&body) {
+        Ok(update) => update,
+        Err(e) => {
+            warn!(route = "/telegram/webhook", error = %e, "not a Telegram update");
+            return (StatusCode::BAD_REQUEST, "not a Telegram update").into_response();
+        }
     };
     // Answered at once: Telegram waits for nothing, and retries what it
     // thinks failed (the update id keeps a retry from running twice).
@@ -572,15 +640,16 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 /// Registers the webhook with Telegram (with its secret), so updates come to
 /// `url` instead of waiting to be polled.
 pub async fn set_webhook(bot: &TelegramBot, url: &str, secret: &Secret) -> Result<(), SendError> {
+    let url = reqwest::Url::parse(url)
+        .map_err(|e| SendError::refused(format!("Telegram setWebhook: the URL {url}: {e}")))?;
     bot.api
-        .call(
-            "setWebhook",
-            &json!({"url": url, "secret_token": secret.expose(),
-                    "allowed_updates": ["message", "callback_query"]}),
-            StdDuration::from_secs(10),
-        )
+        .sender
+        .set_webhook(url)
+        .secret_token(secret.expose())
+        .allowed_updates(WANTED)
         .await
         .map(|_| ())
+        .map_err(|e| failure("setWebhook", e))
 }
 
 /// Long polling until `stop`: each `getUpdates` confirms the ones before it.
@@ -592,14 +661,15 @@ pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<
     });
     let mut failures: u32 = 0;
     loop {
-        let mut body =
-            json!({"timeout": POLL_SECS, "allowed_updates": ["message", "callback_query"]});
-        if let Some(o) = offset {
-            body["offset"] = json!(o);
-        }
-        let call = bot
+        let mut call = bot
             .api
-            .call("getUpdates", &body, StdDuration::from_secs(POLL_SECS + 15));
+            .poller
+            .get_updates()
+            .timeout(POLL_SECS)
+            .allowed_updates(WANTED);
+        if let Some(o) = offset.and_then(|o| i32::try_from(o).ok()) {
+            call = call.offset(o);
+        }
         let got = tokio::select! {
             got = call => Some(got),
             _ = stop.wait_for(|s| *s) => None,
@@ -611,20 +681,20 @@ pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<
         match got {
             Ok(updates) => {
                 failures = 0;
-                for u in updates.as_array().into_iter().flatten() {
+                for u in &updates {
                     bot.handle(u).await;
                     // Stored after each one: a crash mid-batch resumes
                     // after the last update handled.
-                    if let Some(next) = u["update_id"].as_i64().and_then(|id| id.checked_add(1)) {
-                        offset = Some(offset.map_or(next, |o| o.max(next)));
-                        if let Err(e) = bot.receipts.advance_cursor(OFFSET, next).await {
-                            warn!(error = %e, "telegram: cannot store the polling offset");
-                        }
+                    let next = i64::from(u.id.0) + 1;
+                    offset = Some(offset.map_or(next, |o| o.max(next)));
+                    if let Err(e) = bot.receipts.advance_cursor(OFFSET, next).await {
+                        warn!(error = %e, "telegram: cannot store the polling offset");
                     }
                 }
             }
             Err(e) => {
-                failures += 1;
+                let e = failure("getUpdates", e);
+                failures = failures.saturating_add(1);
                 let wait = match &e {
                     SendError::Refused { .. } => StdDuration::from_secs(60),
                     SendError::RateLimited { retry_after, .. } => *retry_after,
@@ -649,14 +719,18 @@ pub async fn poll(bot: Arc<TelegramBot>, mut stop: tokio::sync::watch::Receiver<
 /// Tells Telegram, on the way out, which updates were handled, so that a
 /// restart does not see them again (the next poll would have said it).
 async fn confirm(bot: &TelegramBot, offset: Option<i64>) {
-    let Some(offset) = offset else { return };
-    let body = json!({"offset": offset, "timeout": 0, "limit": 1});
-    if let Err(e) = bot
+    let Some(offset) = offset.and_then(|o| i32::try_from(o).ok()) else {
+        return;
+    };
+    let call = bot
         .api
-        .call("getUpdates", &body, StdDuration::from_secs(5))
-        .await
-    {
-        warn!(error = %e, "could not confirm the last telegram updates; they may be seen again after the restart");
+        .poller
+        .get_updates()
+        .offset(offset)
+        .timeout(0)
+        .limit(1);
+    if let Err(e) = call.await {
+        warn!(error = %failure("getUpdates", e), "could not confirm the last telegram updates; they may be seen again after the restart");
     }
 }
 
@@ -713,16 +787,12 @@ mod tests {
     }
 
     #[test]
-    fn the_token_goes_into_the_path() {
-        let api = BotApi::new(
-            &reqwest::Url::parse("https://api.telegram.org/").unwrap(),
-            &Secret::from_value("123:AA-b_c".to_owned()),
-        )
-        .unwrap();
-        assert_eq!(
-            api.base.join("getMe").unwrap().as_str(),
-            "https://api.telegram.org/bot123:AA-b_c/getMe"
-        );
+    fn a_malformed_token_or_api_url_is_refused_before_any_call() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let token = |t: &str| Secret::from_value(t.to_owned());
+        assert!(BotApi::new(&url("https://api.telegram.org/"), &token("123:AA-b_c")).is_ok());
+        assert!(BotApi::new(&url("https://api.telegram.org/"), &token("123:a/b")).is_err());
+        assert!(BotApi::new(&url("mailto:bot@example.com"), &token("123:AA")).is_err());
         assert!(token_shape_ok("123456789:AAH-x_9"));
         for bad in ["", "123", ":abc", "12a:abc", "123:", "123:a/b", "123:a b"] {
             assert!(!token_shape_ok(bad), "{bad:?}");
@@ -739,34 +809,39 @@ mod tests {
 
     #[test]
     fn bot_api_errors_say_what_to_fix() {
-        let e = |v: Value| classify("sendMessage", &v).to_string();
+        let e = |api: ApiError| failure("sendMessage", RequestError::Api(api));
+        assert!(e(ApiError::ChatNotFound).to_string().contains("chat id"));
         assert!(
-            e(json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}))
-                .contains("chat id")
-        );
-        assert!(
-            e(json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was kicked from the group chat"}))
+            e(ApiError::BotKickedFromSupergroup)
+                .to_string()
                 .contains("add the bot")
         );
+        assert!(e(ApiError::InvalidToken).to_string().contains("bot token"));
+        assert!(e(ApiError::CantGetUpdates).to_string().contains("webhook"));
         assert!(
-            e(json!({"ok": false, "error_code": 401, "description": "Unauthorized"}))
-                .contains("bot token")
+            e(ApiError::Unknown(
+                "Forbidden: bot is not a member of the channel chat".into()
+            ))
+            .to_string()
+            .contains("add the bot")
         );
+        assert!(e(ApiError::MessageNotModified).refused_with(refusal::NOT_MODIFIED));
+        assert!(e(ApiError::MessageToEditNotFound).refused_with(refusal::TO_EDIT_NOT_FOUND));
+        assert!(e(ApiError::CantInitiateConversation).refused_with(refusal::CANNOT_INITIATE));
+        // Telegram's own trouble is waited out; anything else is refused.
+        assert!(e(ApiError::Unknown("Internal Server Error".into())).is_retryable());
+        assert!(!e(ApiError::Unknown("Bad Request: something new".into())).is_retryable());
         assert!(matches!(
-            classify(
-                "sendMessage",
-                &json!({"ok": false, "error_code": 429,
-                "description": "Too Many Requests: retry after 3", "parameters": {"retry_after": 3}})
-            ),
+            failure("sendMessage", RequestError::RetryAfter(teloxide_core::types::Seconds::from_seconds(3))),
             SendError::RateLimited { retry_after, .. } if retry_after == StdDuration::from_secs(3)
         ));
         assert!(
-            classify(
-                "editMessageText",
-                &json!({"ok": false, "error_code": 400,
-                "description": "Bad Request: message is not modified: specified new message content and reply markup are exactly the same"})
+            failure(
+                "sendMessage",
+                RequestError::MigrateToChatId(ChatId(-1_009_876))
             )
-            .refused_with(refusal::NOT_MODIFIED)
+            .to_string()
+            .contains("-1009876")
         );
     }
 }

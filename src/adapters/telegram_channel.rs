@@ -1,15 +1,14 @@
 //! Alerts as Telegram messages in a group: HTML text with an inline
 //! keyboard, edited in place when the alert is acknowledged, silenced or
-//! resolved, and repeats as replies to it. The client paces each chat as
-//! Telegram allows a group: one message a second, twenty a minute.
+//! resolved, and repeats as replies to it. The bot's client keeps each chat
+//! within Telegram's limits.
 
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use teloxide_core::types::{InlineKeyboardButton, InlineKeyboardMarkup, MessageId};
 
-use super::telegram::{BotApi, escape, refusal};
+use super::telegram::{BotApi, escape, recipient, refusal};
 use crate::domain::request::Request;
 use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
 use crate::engine::charts::RunwayChart;
@@ -28,7 +27,14 @@ pub struct TelegramChannel {
     pub refs: Arc<dyn MessageRefs>,
     /// Runway charts for messages about money running out; none, none sent.
     pub charts: Option<Arc<crate::engine::charts::Charts>>,
-    pub timeout: StdDuration,
+}
+
+/// A message as purser draws it: HTML text, and its buttons (none: an empty
+/// keyboard, which removes those an edited message had).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Card {
+    pub text: String,
+    pub keyboard: InlineKeyboardMarkup,
 }
 
 impl TelegramChannel {
@@ -44,33 +50,65 @@ impl TelegramChannel {
             chat,
             refs,
             charts: None,
-            timeout: StdDuration::from_secs(10),
         }
     }
 
-    async fn call(&self, method: &str, body: Value) -> Result<Value, SendError> {
-        self.api.call(method, &body, self.timeout).await
+    async fn send(&self, card: Card) -> Result<Option<MessageRef>, SendError> {
+        let m = self
+            .api
+            .send_html(recipient(&self.chat), card.text, Some(card.keyboard), None)
+            .await?;
+        Ok(Some(MessageRef {
+            channel: m.chat.id.0.to_string(),
+            message: m.id.0.to_string(),
+        }))
     }
 
-    /// Where a sent message landed, from Telegram's answer.
-    fn posted(&self, m: &Value) -> Option<MessageRef> {
-        let at = MessageRef {
-            channel: m["chat"]["id"]
-                .as_i64()
-                .map_or_else(|| self.chat.clone(), |id| id.to_string()),
-            message: m["message_id"]
-                .as_i64()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+    /// Redraws a message; the same text again (an edit that raced another)
+    /// or a message deleted meanwhile is no failure.
+    async fn redraw(&self, at: &MessageRef, card: Card) -> Result<(), SendError> {
+        let Some(message) = message_id(at) else {
+            tracing::warn!(output = %self.output, message = %at.message, "not a Telegram message id; not edited");
+            return Ok(());
         };
-        Some(at).filter(|at| !at.message.is_empty())
+        match self
+            .api
+            .edit_html(recipient(&at.channel), message, card.text, card.keyboard)
+            .await
+        {
+            Err(e) if e.refused_with(refusal::NOT_MODIFIED) => Ok(()),
+            Err(e) if e.refused_with(refusal::TO_EDIT_NOT_FOUND) => {
+                tracing::info!(output = %self.output, "the Telegram message was deleted; not edited");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
-    /// A chat id as Telegram wants it: a number, or an `@username`.
-    fn chat_id(chat: &str) -> Value {
-        chat.parse::<i64>()
-            .map_or_else(|_| json!(chat), |id| json!(id))
+    /// A line in reply to the message at `at`.
+    async fn answer(&self, at: &MessageRef, text: &str) -> Result<(), SendError> {
+        self.api
+            .send_html(
+                recipient(&at.channel),
+                escape(text).chars().take(4096).collect(),
+                None,
+                message_id(at),
+            )
+            .await
+            .map(|_| ())
     }
+}
+
+fn message_id(at: &MessageRef) -> Option<MessageId> {
+    at.message.parse().ok().map(MessageId)
+}
+
+fn keyboard<'a>(rows: impl Iterator<Item = &'a [(String, String)]>) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new(rows.map(|row| {
+        row.iter()
+            .map(|(label, data)| InlineKeyboardButton::callback(label.clone(), data.clone()))
+            .collect::<Vec<_>>()
+    }))
 }
 
 /// A page arrives as a private message from the bot, with an Acknowledge
@@ -79,16 +117,24 @@ impl TelegramChannel {
 #[async_trait]
 impl crate::ports::DirectMessages for TelegramChannel {
     async fn page(&self, user: &str, page: &crate::ports::PageMessage) -> Result<(), SendError> {
-        let body = json!({
-            "chat_id": Self::chat_id(user),
-            "text": escape(&crate::engine::escalator::page_text(page)).chars().take(4096).collect::<String>(),
-            "parse_mode": "HTML",
-            "reply_markup": {"inline_keyboard": [[{
-                "text": Button::Ack.label(),
-                "callback_data": Button::Ack.data(&page.fingerprint),
-            }]]},
-        });
-        match self.call("sendMessage", body).await {
+        let text = escape(&crate::engine::escalator::page_text(page))
+            .chars()
+            .take(4096)
+            .collect();
+        let ack = [(
+            Button::Ack.label().to_owned(),
+            Button::Ack.data(&page.fingerprint),
+        )];
+        let sent = self
+            .api
+            .send_html(
+                recipient(user),
+                text,
+                Some(keyboard([&ack[..]].into_iter())),
+                None,
+            )
+            .await;
+        match sent {
             Err(e) if e.refused_with(refusal::CANNOT_INITIATE) => Err(SendError::refused_as(
                 refusal::CANNOT_INITIATE,
                 format!(
@@ -104,105 +150,46 @@ impl crate::ports::DirectMessages for TelegramChannel {
 #[async_trait]
 impl AlertMessages for TelegramChannel {
     async fn post(&self, notices: &[StoredNotice]) -> Result<Option<MessageRef>, SendError> {
-        let mut body = alert_message(notices);
-        body["chat_id"] = Self::chat_id(&self.chat);
-        let m = self.call("sendMessage", body).await?;
-        Ok(self.posted(&m))
+        self.send(alert_message(notices)).await
     }
 
     async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
-        let mut body = alert_message(notices);
-        body["chat_id"] = Self::chat_id(&at.channel);
-        body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
-        match self.call("editMessageText", body).await {
-            // The same text again (an edit that raced another): done.
-            Err(e) if e.refused_with(refusal::NOT_MODIFIED) => Ok(()),
-            Err(e) if e.refused_with(refusal::TO_EDIT_NOT_FOUND) => {
-                tracing::info!(output = %self.output, "the alert's Telegram message was deleted; not edited");
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
+        self.redraw(at, alert_message(notices)).await
     }
 
     async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
-        self.call(
-            "sendMessage",
-            json!({
-                "chat_id": Self::chat_id(&at.channel),
-                "text": escape(&still_firing(notices)).chars().take(4096).collect::<String>(),
-                "parse_mode": "HTML",
-                "reply_parameters": {"message_id": at.message.parse::<i64>().unwrap_or_default(),
-                                     "allow_sending_without_reply": true},
-            }),
-        )
-        .await
-        .map(|_| ())
+        self.answer(at, &still_firing(notices)).await
     }
 
     async fn chart(&self, at: &MessageRef, chart: &RunwayChart) -> Result<(), SendError> {
         let Some(png) = super::chart::runway_png(chart).map_err(SendError::refused)? else {
             return Ok(());
         };
-        let message = at
-            .message
-            .parse::<i64>()
-            .map_or(Value::Null, |id| json!(id));
+        let caption = format!("Runway of {}", chart.account);
         self.api
-            .send_photo(
-                &Self::chat_id(&at.channel),
-                png,
-                &format!("Runway of {}", chart.account),
-                &message,
-            )
+            .send_photo(recipient(&at.channel), png, &caption, message_id(at))
             .await
-            .map(|_| ())
     }
 }
 
 #[async_trait]
 impl RequestMessages for TelegramChannel {
     async fn post_request(&self, r: &Request) -> Result<Option<MessageRef>, SendError> {
-        let mut body = request_message(&RequestView::of(r));
-        body["chat_id"] = Self::chat_id(&self.chat);
-        let m = self.call("sendMessage", body).await?;
-        Ok(self.posted(&m))
+        self.send(request_message(&RequestView::of(r))).await
     }
 
     async fn edit_request(&self, at: &MessageRef, r: &Request) -> Result<(), SendError> {
-        let mut body = request_message(&RequestView::of(r));
-        body["chat_id"] = Self::chat_id(&at.channel);
-        body["message_id"] = json!(at.message.parse::<i64>().unwrap_or_default());
-        match self.call("editMessageText", body).await {
-            Err(e)
-                if e.refused_with(refusal::NOT_MODIFIED)
-                    || e.refused_with(refusal::TO_EDIT_NOT_FOUND) =>
-            {
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
+        self.redraw(at, request_message(&RequestView::of(r))).await
     }
 
     async fn reply_request(&self, at: &MessageRef, text: &str) -> Result<(), SendError> {
-        self.call(
-            "sendMessage",
-            json!({
-                "chat_id": Self::chat_id(&at.channel),
-                "text": escape(text).chars().take(4096).collect::<String>(),
-                "parse_mode": "HTML",
-                "reply_parameters": {"message_id": at.message.parse::<i64>().unwrap_or_default(),
-                                     "allow_sending_without_reply": true},
-            }),
-        )
-        .await
-        .map(|_| ())
+        self.answer(at, text).await
     }
 }
 
 /// A request's card as Telegram HTML, with Approve and Deny while it waits
 /// (an empty keyboard removes them once it is decided).
-pub fn request_message(v: &RequestView) -> Value {
+pub fn request_message(v: &RequestView) -> Card {
     let mut text = format!("{} <b>{}</b>", icon(v.tone), escape(&v.headline));
     for l in &v.lines {
         text.push('\n');
@@ -216,22 +203,15 @@ pub fn request_message(v: &RequestView) -> Value {
             escape(v.lines.last().map_or("", String::as_str))
         );
     }
-    let row: Vec<Value> = v
+    let row: Vec<(String, String)> = v
         .buttons
         .iter()
-        .map(|c| json!({"text": c.label(), "callback_data": c.data(v.id)}))
+        .map(|c| (c.label().to_owned(), c.data(v.id)))
         .collect();
-    let keyboard: Vec<Vec<Value>> = if row.is_empty() {
-        Vec::new()
-    } else {
-        vec![row]
-    };
-    json!({
-        "text": text,
-        "parse_mode": "HTML",
-        "link_preview_options": {"is_disabled": true},
-        "reply_markup": {"inline_keyboard": keyboard},
-    })
+    Card {
+        text,
+        keyboard: keyboard(Some(&row[..]).filter(|r| !r.is_empty()).into_iter()),
+    }
 }
 
 impl ChatOutput for TelegramChannel {
@@ -260,20 +240,18 @@ fn icon(tone: Tone) -> &'static str {
 /// One alert as Telegram HTML with its buttons, two to a row; several of
 /// one account as a paragraph each, with buttons that act on all of them
 /// (an empty keyboard removes them). Within Telegram's 4,096 characters.
-pub fn alert_message(notices: &[StoredNotice]) -> Value {
-    let (text, keyboard) = match notices {
+pub fn alert_message(notices: &[StoredNotice]) -> Card {
+    let (text, buttons) = match notices {
         [n] => one_alert(n),
         _ => group(notices),
     };
-    json!({
-        "text": text,
-        "parse_mode": "HTML",
-        "link_preview_options": {"is_disabled": true},
-        "reply_markup": {"inline_keyboard": keyboard},
-    })
+    Card {
+        text,
+        keyboard: keyboard(buttons.chunks(2)),
+    }
 }
 
-fn one_alert(n: &StoredNotice) -> (String, Vec<Vec<Value>>) {
+fn one_alert(n: &StoredNotice) -> (String, Vec<(String, String)>) {
     let v = AlertView::of(n);
     let text = match v.tone {
         Tone::Resolved => format!(
@@ -302,19 +280,15 @@ fn one_alert(n: &StoredNotice) -> (String, Vec<Vec<Value>>) {
     } else {
         text
     };
-    let keyboard = v
+    let buttons = v
         .buttons
-        .chunks(2)
-        .map(|row| {
-            row.iter()
-                .map(|b| json!({"text": b.label(), "callback_data": b.data(&n.fingerprint)}))
-                .collect()
-        })
+        .iter()
+        .map(|b| (b.label().to_owned(), b.data(&n.fingerprint)))
         .collect();
-    (text, keyboard)
+    (text, buttons)
 }
 
-fn group(notices: &[StoredNotice]) -> (String, Vec<Vec<Value>>) {
+fn group(notices: &[StoredNotice]) -> (String, Vec<(String, String)>) {
     let g = GroupView::of(notices);
     let paragraph = |v: &AlertView, summary: &str| {
         let label = if v.tone == Tone::Resolved {
@@ -341,31 +315,32 @@ fn group(notices: &[StoredNotice]) -> (String, Vec<Vec<Value>>) {
     for v in &g.items {
         text.push_str(&paragraph(v, &super::escape_within(&v.summary, share)));
     }
-    let keyboard = g
+    let buttons = g
         .buttons
-        .chunks(2)
-        .map(|row| {
-            row.iter()
-                .map(|b| json!({"text": b.label_all(), "callback_data": b.data_all()}))
-                .collect()
-        })
+        .iter()
+        .map(|b| (b.label_all().to_owned(), b.data_all()))
         .collect();
-    (text, keyboard)
+    (text, buttons)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn buttons(card: &Card) -> Value {
+        serde_json::to_value(&card.keyboard).unwrap()["inline_keyboard"].clone()
+    }
 
     #[test]
     fn a_request_card_is_html_with_approve_and_deny_callbacks() {
         let r = crate::engine::request_view::tests::waiting();
         let m = request_message(&RequestView::of(&r));
-        let text = m["text"].as_str().unwrap();
+        let text = &m.text;
         assert!(text.starts_with("🟠 <b>R7 · top up"), "{text}");
         assert!(text.contains("Q4 &lt;budget&gt; &amp; more"), "{text}");
         assert_eq!(
-            m["reply_markup"]["inline_keyboard"],
+            buttons(&m),
             json!([[{"text": "Approve", "callback_data": "approve:R7"},
                     {"text": "Deny", "callback_data": "deny:R7"}]])
         );
@@ -373,7 +348,7 @@ mod tests {
             state: crate::domain::request::State::Expired,
             ..r
         }));
-        assert_eq!(done["reply_markup"]["inline_keyboard"], json!([]));
+        assert_eq!(buttons(&done), json!([]));
     }
     use crate::domain::alert::NoticeKind;
     use crate::engine::alert_view::tests::notice;
@@ -382,13 +357,13 @@ mod tests {
     fn a_firing_alert_is_escaped_html_with_a_keyboard() {
         let m = alert_message(&[notice(NoticeKind::Firing)]);
         assert_eq!(
-            m["text"],
+            m.text,
             "🟠 <b>[B] expiring · acme / ins-7f3k2a1b</b>\n\
              cvm ins-7f3k2a1b (web&lt;01&gt;) expires in 6 days &amp; counting\n\
              <i>id e0fae2a6 · firing since 2026-11-23 02:00 UTC</i>"
         );
         assert_eq!(
-            m["reply_markup"]["inline_keyboard"],
+            buttons(&m),
             json!([
                 [{"text": "Acknowledge", "callback_data": "ack:e0fae2a62feacddd"},
                  {"text": "Silence 1 h", "callback_data": "silence_1h:e0fae2a62feacddd"}],
@@ -404,13 +379,10 @@ mod tests {
         n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
         let m = alert_message(&[n]);
         assert!(
-            m["text"]
-                .as_str()
-                .unwrap()
-                .starts_with("✅ <b>Resolved</b> <s>[B] expiring"),
-            "{m}"
+            m.text.starts_with("✅ <b>Resolved</b> <s>[B] expiring"),
+            "{m:?}"
         );
-        assert_eq!(m["reply_markup"]["inline_keyboard"], json!([]));
+        assert_eq!(buttons(&m), json!([]));
     }
 
     #[test]
@@ -418,7 +390,7 @@ mod tests {
         let mut n = notice(NoticeKind::Firing);
         n.summary = "<".repeat(5000);
         let m = alert_message(&[n]);
-        let text = m["text"].as_str().unwrap();
+        let text = &m.text;
         assert!(text.starts_with("<b>[B] expiring"), "{text}");
         assert!(text.ends_with("&lt;…"), "cut between entities");
         // Telegram counts the text after parsing: each &lt; is one character.
@@ -436,7 +408,7 @@ mod tests {
             n.summary = "<&>".repeat(2_000);
         }
         let m = alert_message(&notices);
-        let text = m["text"].as_str().unwrap();
+        let text = &m.text;
         assert!(
             text.starts_with(
                 "🟠 <b>acme · 10 alerts firing</b>\n\n🟠 <b>[B] expiring · ins-0</b>\n&lt;&amp;&gt;"
@@ -445,7 +417,8 @@ mod tests {
         );
         assert!(text.chars().count() <= 4096, "{}", text.chars().count());
         assert_eq!(text.matches("<i>id ").count(), 10);
-        let data: Vec<&str> = m["reply_markup"]["inline_keyboard"]
+        let keys = buttons(&m);
+        let data: Vec<&str> = keys
             .as_array()
             .unwrap()
             .iter()

@@ -32,4 +32,5 @@ mod silences;
 mod slack_flow;
 mod slack_socket;
 mod telegram;
+mod telegram_limits;
 mod ws_peer;
