@@ -4,6 +4,7 @@ use chrono::TimeZone;
 
 pub mod alibaba;
 pub mod azure_china;
+pub mod block_kit;
 pub mod chart;
 pub mod cloud;
 pub mod console;

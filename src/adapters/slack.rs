@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tracing::{info, warn};
 
+use super::block_kit::{Block, ButtonElement, Element};
 use super::http::{Answer, ReplayGuard, answer, deliver_later, within_window};
 use super::tasks::Tasks;
 use crate::engine::alert_view::{Button, On};
@@ -304,25 +305,29 @@ async fn press(
     } else {
         &["silence_1h", "silence_24h"]
     };
+    let said = Block::context(format!(
+        "{done} by {} at {}",
+        escape(&who),
+        chat.clock.now().format("%H:%M UTC")
+    ));
+    // The message's blocks as Slack sent them back; one purser did not draw
+    // (none should be there) is kept as it came.
     let mut out: Vec<Value> = Vec::new();
     for b in blocks.as_array().into_iter().flatten() {
-        if b["type"] == "actions" {
-            let kept: Vec<Value> = b["elements"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|e| !gone.contains(&e["action_id"].as_str().unwrap_or_default()))
-                .cloned()
-                .collect();
-            out.push(
-                json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-                "{done} by {} at {}", escape(&who), chat.clock.now().format("%H:%M UTC"))}]}),
-            );
-            if !kept.is_empty() {
-                out.push(json!({"type": "actions", "elements": kept}));
+        match serde_json::from_value::<Block>(b.clone()) {
+            Ok(Block::Actions { elements }) => {
+                let kept: Vec<ButtonElement> = elements
+                    .into_iter()
+                    .map(|Element::Button(e)| e)
+                    .filter(|e| !gone.contains(&e.action_id.as_str()))
+                    .collect();
+                out.push(json!(said));
+                if !kept.is_empty() {
+                    out.push(json!(Block::actions(kept)));
+                }
             }
-        } else {
-            out.push(b.clone());
+            Ok(block) => out.push(json!(block)),
+            Err(_) => out.push(b.clone()),
         }
     }
     json!({"replace_original": true, "text": pressed.reply.title, "blocks": out})
@@ -338,7 +343,7 @@ pub fn render(reply: &Reply) -> Value {
         ReplyKind::Failed => ":warning: ",
     };
     let title = format!("{icon}{}", escape(&reply.title));
-    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": title}})];
+    let mut blocks = vec![Block::section(title)];
     let mut chunk = String::new();
     let mut chunks = Vec::new();
     for line in &reply.lines {
@@ -357,10 +362,12 @@ pub fn render(reply: &Reply) -> Value {
     let room = MAX_BLOCKS - 2;
     let more = chunks.len().saturating_sub(room);
     for c in chunks.into_iter().take(room) {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", escape(&c))}}));
+        blocks.push(Block::section(format!("```{}```", escape(&c))));
     }
     if more > 0 {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("…and {more} more sections; narrow the question")}]}));
+        blocks.push(Block::context(format!(
+            "…and {more} more sections; narrow the question"
+        )));
     }
     json!({
         "response_type": "ephemeral",

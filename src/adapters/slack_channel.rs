@@ -8,6 +8,7 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::block_kit::{Block, ButtonElement, Style};
 use super::pace::Pacer;
 use super::slack::escape;
 use crate::domain::request::Request;
@@ -291,9 +292,8 @@ impl crate::ports::DirectMessages for SlackChannel {
         self.call(
             "chat.postMessage",
             json!({"channel": user, "text": text, "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-                {"type": "actions", "elements": [
-                    button(Button::Ack, Button::Ack.label(), &page.fingerprint)]}
+                Block::section(text.clone()),
+                Block::actions(vec![button(Button::Ack, Button::Ack.label(), &page.fingerprint)]),
             ]}),
         )
         .await
@@ -303,7 +303,7 @@ impl crate::ports::DirectMessages for SlackChannel {
 
 /// A request's card: what, cost and who asked, each decision, the status,
 /// and Approve and Deny while it waits (the value names the request).
-pub fn request_blocks(v: &RequestView) -> Value {
+pub fn request_blocks(v: &RequestView) -> Vec<Block> {
     let mut text = format!("{} *{}*", icon(v.tone), escape(&v.headline));
     for l in &v.lines {
         text.push('\n');
@@ -312,20 +312,23 @@ pub fn request_blocks(v: &RequestView) -> Value {
     // A section takes 3,000 characters; a card is far shorter, but a long
     // reason must not make Slack refuse it.
     let text: String = text.chars().take(2900).collect();
-    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
+    let mut blocks = vec![Block::section(text)];
     if !v.buttons.is_empty() {
-        let buttons: Vec<Value> = v
+        let buttons = v
             .buttons
             .iter()
             .map(|c| {
-                json!({"type": "button", "action_id": c.id(), "value": v.id.to_string(),
-                       "style": if *c == Choice::Approve { "primary" } else { "danger" },
-                       "text": {"type": "plain_text", "text": c.label()}})
+                let style = if *c == Choice::Approve {
+                    Style::Primary
+                } else {
+                    Style::Danger
+                };
+                ButtonElement::new(c.id(), v.id.to_string(), c.label(), Some(style))
             })
             .collect();
-        blocks.push(json!({"type": "actions", "elements": buttons}));
+        blocks.push(Block::actions(buttons));
     }
-    Value::Array(blocks)
+    blocks
 }
 
 fn icon(tone: Tone) -> &'static str {
@@ -338,74 +341,80 @@ fn icon(tone: Tone) -> &'static str {
 }
 
 /// `id `e0fae2a6` · firing since …`, small, under an alert.
-fn context(v: &AlertView) -> Value {
-    json!({"type": "context", "elements": [{"type": "mrkdwn",
-        "text": format!("id `{}` · {}", v.short_id, escape(&v.status))}]})
+fn context(v: &AlertView) -> Block {
+    Block::context(format!("id `{}` · {}", v.short_id, escape(&v.status)))
 }
 
-fn button(b: Button, label: &str, value: &str) -> Value {
-    let mut e = json!({"type": "button", "action_id": b.id(), "value": value,
-        "text": {"type": "plain_text", "text": label}});
-    if b == Button::Ack {
-        e["style"] = json!("primary");
-    }
-    e
+fn button(b: Button, label: &str, value: &str) -> ButtonElement {
+    let style = (b == Button::Ack).then_some(Style::Primary);
+    ButtonElement::new(b.id(), value, label, style)
 }
 
 /// The message for one alert, or for several of one account (a line and
 /// its status per alert, then buttons that act on all of them: 2 + 2 × 10
 /// blocks at most, within Slack's 50).
-pub fn alert_blocks(notices: &[StoredNotice]) -> Value {
+pub fn alert_blocks(notices: &[StoredNotice]) -> Vec<Block> {
     if let [n] = notices {
         return one_alert(n);
     }
     let g = GroupView::of(notices);
-    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn",
-        "text": format!("{} *{}*", icon(g.tone), escape(&g.headline))}})];
+    let mut blocks = vec![Block::section(format!(
+        "{} *{}*",
+        icon(g.tone),
+        escape(&g.headline)
+    ))];
     for v in &g.items {
         let text = if v.tone == Tone::Resolved {
             format!("{} ~{}~\n{}", icon(v.tone), escape(&v.label), summary(v))
         } else {
             format!("{} *{}*\n{}", icon(v.tone), escape(&v.label), summary(v))
         };
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+        blocks.push(Block::section(text));
         blocks.push(context(v));
     }
     if !g.buttons.is_empty() {
-        let buttons: Vec<Value> = g
+        let buttons = g
             .buttons
             .iter()
             .map(|b| button(*b, b.label_all(), ALL))
             .collect();
-        blocks.push(json!({"type": "actions", "elements": buttons}));
+        blocks.push(Block::actions(buttons));
     }
-    Value::Array(blocks)
+    blocks
 }
 
-fn one_alert(n: &StoredNotice) -> Value {
+fn one_alert(n: &StoredNotice) -> Vec<Block> {
     let v = AlertView::of(n);
     if v.tone == Tone::Resolved {
-        return json!([
-            {"type": "section", "text": {"type": "mrkdwn", "text": format!(
-                ":white_check_mark: *Resolved* ~{}~\n{}", escape(&v.headline), summary(&v))}},
+        return vec![
+            Block::section(format!(
+                ":white_check_mark: *Resolved* ~{}~\n{}",
+                escape(&v.headline),
+                summary(&v)
+            )),
             context(&v),
-        ]);
+        ];
     }
     let (severity_rule, target) = v.headline.split_once(" · ").unwrap_or((&v.headline, ""));
     let mut blocks = vec![
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
-            "{} *{}* · {}\n{}", icon(v.tone), escape(severity_rule), escape(target), summary(&v))}}),
+        Block::section(format!(
+            "{} *{}* · {}\n{}",
+            icon(v.tone),
+            escape(severity_rule),
+            escape(target),
+            summary(&v)
+        )),
         context(&v),
     ];
     if !v.buttons.is_empty() {
-        let buttons: Vec<Value> = v
+        let buttons = v
             .buttons
             .iter()
             .map(|b| button(*b, b.label(), &n.fingerprint))
             .collect();
-        blocks.push(json!({"type": "actions", "elements": buttons}));
+        blocks.push(Block::actions(buttons));
     }
-    Value::Array(blocks)
+    blocks
 }
 
 #[cfg(test)]
@@ -415,7 +424,7 @@ mod tests {
     #[test]
     fn a_request_card_escapes_its_text_and_names_the_request_on_each_button() {
         let r = crate::engine::request_view::tests::waiting();
-        let blocks = request_blocks(&RequestView::of(&r));
+        let blocks = json!(request_blocks(&RequestView::of(&r)));
         let text = blocks[0]["text"]["text"].as_str().unwrap();
         assert!(
             text.starts_with(":large_orange_circle: *R7 · top up"),
@@ -432,14 +441,14 @@ mod tests {
             state: crate::domain::request::State::Cancelled,
             ..r
         }));
-        assert_eq!(done.as_array().unwrap().len(), 1, "no buttons once decided");
+        assert_eq!(done.len(), 1, "no buttons once decided");
     }
     use crate::domain::alert::NoticeKind;
     use crate::engine::alert_view::tests::notice;
 
     #[test]
     fn a_firing_alert_renders_with_its_buttons() {
-        let b = alert_blocks(&[notice(NoticeKind::Firing)]);
+        let b = json!(alert_blocks(&[notice(NoticeKind::Firing)]));
         assert_eq!(
             b[0]["text"]["text"],
             ":large_orange_circle: *[B] expiring* · acme / ins-7f3k2a1b\n\
@@ -475,7 +484,7 @@ mod tests {
     fn a_resolved_alert_renders_without_buttons() {
         let mut n = notice(NoticeKind::Resolved);
         n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
-        let b = alert_blocks(&[n]);
+        let b = json!(alert_blocks(&[n]));
         assert_eq!(b.as_array().unwrap().len(), 2);
         assert!(
             b[0]["text"]["text"]
@@ -521,7 +530,7 @@ mod tests {
         let mut notices = crate::engine::alert_view::tests::ten();
         notices[0].summary = "x".repeat(10_000);
         notices[1].kind = NoticeKind::Resolved;
-        let b = alert_blocks(&notices);
+        let b = json!(alert_blocks(&notices));
         let blocks = b.as_array().unwrap();
         assert_eq!(blocks.len(), 1 + 2 * 10 + 1);
         assert_eq!(
