@@ -122,9 +122,29 @@ pub fn build_adapter(
 pub struct Bots {
     bots: std::sync::Mutex<HashMap<(String, String), Arc<BotApi>>>,
     pacing: std::sync::Mutex<Vec<telegram::Pacing>>,
+    /// Discord's REST clients likewise, so that one rate limiter sees all
+    /// of a bot's calls.
+    discord: std::sync::Mutex<HashMap<(String, String), Arc<serenity::http::Http>>>,
 }
 
 impl Bots {
+    /// The Discord bot's REST client for `token`, made once.
+    pub fn discord(
+        &self,
+        api: &reqwest::Url,
+        token: &crate::secret::Secret,
+    ) -> anyhow::Result<Arc<serenity::http::Http>> {
+        let mut bots = self.discord.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (api.to_string(), token.expose().to_owned());
+        if let Some(b) = bots.get(&key) {
+            return Ok(b.clone());
+        }
+        let http =
+            Arc::new(discord::rest_client(token, None, api).map_err(|e| anyhow::anyhow!("{e}"))?);
+        bots.insert(key, http.clone());
+        Ok(http)
+    }
+
     pub fn get(
         &self,
         api: &reqwest::Url,
@@ -251,11 +271,12 @@ pub fn build_outputs(
                         charts: Some(charts.clone()),
                         ..DiscordChannel::new(
                             o.name.clone(),
-                            api.clone(),
-                            token.clone(),
-                            channel.clone(),
+                            bots.discord(api, token)
+                                .with_context(|| format!("output {}", o.name))?,
+                            channel,
                             refs.clone(),
                         )
+                        .map_err(|e| anyhow::anyhow!("output {}: {e}", o.name))?
                     });
                     shows(discord.clone());
                     direct
@@ -375,13 +396,47 @@ enum Election {
     Replica { elector: Elector, store: PgStore },
 }
 
+/// The REST client Discord's interactions are answered through: the bot's
+/// (shared with its outputs), knowing the application. Over HTTP without the
+/// bot's token, a Discord output's token serves; answers to interactions are
+/// authorized by the interaction's own token in any case.
+fn discord_http(
+    config: &Config,
+    d: &DiscordConfig,
+    bots: &Bots,
+) -> anyhow::Result<Arc<serenity::http::Http>> {
+    let token = match &d.mode {
+        DiscordMode::Gateway { token }
+        | DiscordMode::Http {
+            token: Some(token), ..
+        } => token.clone(),
+        DiscordMode::Http { token: None, .. } => config
+            .outputs
+            .iter()
+            .find_map(|o| match &o.kind {
+                OutputKind::Discord { token, api, .. } if *api == d.api => Some(token.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| crate::secret::Secret::from_value("")),
+    };
+    let http = bots.discord(&d.api, &token).context("discord")?;
+    let id = d
+        .application_id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id != 0)
+        .context("discord.application_id: a number")?;
+    http.set_application_id(id.into());
+    Ok(http)
+}
+
 /// What the Discord bot does when purser starts.
 #[derive(Clone)]
 enum DiscordBot {
     /// Keeps the gateway connection (publishing `/purser` first).
     Gateway(Arc<DiscordGateway>),
     /// Publishes `/purser`; interactions come over HTTP.
-    Register(Arc<DiscordApp>, crate::secret::Secret),
+    Register(Arc<DiscordApp>),
 }
 
 /// Opens the store the config names, and says how this replica comes to
@@ -687,9 +742,7 @@ impl Application {
         let discord_app = match (&config.discord, &chat) {
             (Some(d), Some(chat)) => Some(Arc::new(DiscordApp {
                 chat: chat.clone(),
-                http: reqwest::Client::new(),
-                api: d.api.clone(),
-                application_id: d.application_id.clone(),
+                http: discord_http(&config, d, &bots)?,
                 answer_within: http::ANSWER_WITHIN,
                 tasks: tasks.clone(),
             })),
@@ -702,12 +755,12 @@ impl Application {
                 DiscordMode::Gateway { token } => {
                     Some(DiscordBot::Gateway(Arc::new(DiscordGateway {
                         token: token.clone(),
+                        application_id: app.http.application_id().map_or(0, |id| id.get()),
+                        api: d.api.clone(),
                         app: app.clone(),
                     })))
                 }
-                DiscordMode::Http {
-                    token: Some(token), ..
-                } => Some(DiscordBot::Register(app.clone(), token.clone())),
+                DiscordMode::Http { token: Some(_), .. } => Some(DiscordBot::Register(app.clone())),
                 DiscordMode::Http { token: None, .. } => None,
             },
             _ => None,
@@ -1175,10 +1228,8 @@ impl Term {
                         })
                         .await
                     }
-                    DiscordBot::Register(app, token) => {
-                        match discord::register(&app.http, &app.api, &app.application_id, &token)
-                            .await
-                        {
+                    DiscordBot::Register(app) => {
+                        match discord::register(&app.http).await {
                             Ok(()) => info!("discord /purser command published"),
                             Err(e) => tracing::warn!(error = %e, "could not publish the discord /purser command"),
                         }

@@ -1,9 +1,12 @@
-//! Discord's HTTP interactions endpoint, `POST /discord/interactions`: every
-//! request is verified (Ed25519 over timestamp + raw body with the
+//! Discord, through serenity: the bot's REST client (with serenity's
+//! per-route and global rate limiter), its model of interactions, and the
+//! HTTP interactions endpoint, `POST /discord/interactions`. Every request
+//! there is verified (Ed25519 over timestamp + raw body with the
 //! application's public key, a 5-minute window, no replays) before anything
 //! in it is read. PING is answered PONG; `/purser <subcommand> [options]`
 //! becomes the shared command text, and the answer comes back within
-//! Discord's 3 seconds, or deferred and then edited in.
+//! Discord's 3 seconds, or deferred and then edited in. The gateway
+//! (`discord_gateway`) hands its interactions to the same `DiscordApp`.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -13,8 +16,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
-use serde_json::{Value, json};
+use serenity::all::{
+    Builder as _, CommandDataOption, CommandDataOptionValue, CommandInteraction, CommandOptionType,
+    ComponentInteraction, CreateAttachment, CreateCommand, CreateCommandOption,
+    CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage,
+    EditInteractionResponse, Http, HttpBuilder, Interaction,
+};
 use tracing::{info, warn};
 
 use super::http::{Answer, Forged, ReplayGuard, answer_with, within_window};
@@ -22,17 +29,136 @@ use crate::domain::command::Verb;
 use crate::engine::alert_view::Button;
 use crate::engine::chatops::{Asker, ChatOps, Pick, Reply, RunwayChart};
 use crate::engine::request_view::Choice;
-use crate::ports::{Clock, MessageRef};
+use crate::ports::{Clock, MessageRef, SendError};
 use crate::secret::Secret;
 
 pub const DEFAULT_API: &str = "https://discord.com/api/v10/";
 /// A message's content is at most 2,000 characters.
 const CONTENT_CHARS: usize = 2000;
-/// Only the asker sees the answer.
-const EPHEMERAL: u64 = 1 << 6;
+/// The longest one call may take, its rate-limit waits included: past it,
+/// the call is given up and retried later like any failed delivery.
+pub(crate) const CALL_WITHIN: StdDuration = StdDuration::from_secs(60);
+
+/// The bot's REST client. One per bot token, shared by the outputs, the
+/// gateway and the interactions that use it, so that one rate limiter sees
+/// all of the bot's calls (Discord's limits are the bot's, not a channel's).
+///
+/// `api` is Discord's (`DEFAULT_API`) or an API proxy in front of it such as
+/// twilight-http-proxy, served under `/api/v10`. A proxy keeps the limits
+/// for every process that shares it, so serenity's own limiter is off there,
+/// as serenity prescribes; a 429 from it comes back as `RateLimited`.
+pub fn rest_client(
+    token: &Secret,
+    application_id: Option<u64>,
+    api: &reqwest::Url,
+) -> Result<Http, String> {
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(StdDuration::from_secs(10))
+        .timeout(StdDuration::from_secs(30))
+        .build()
+        .map_err(|e| format!("the HTTP client: {e}"))?;
+    let mut builder = HttpBuilder::new(token.expose()).client(client);
+    if let Some(id) = application_id.filter(|id| *id != 0) {
+        builder = builder.application_id(id.into());
+    }
+    if api.as_str() != DEFAULT_API {
+        if api.path().trim_end_matches('/') != "/api/v10" {
+            return Err(format!(
+                "{api}: Discord's API is served under /api/v10 (a proxy in front of it too)"
+            ));
+        }
+        let origin = api.origin().ascii_serialization();
+        builder = builder.proxy(origin).ratelimiter_disabled(true);
+    }
+    let mut http = builder.build();
+    if let Some(limiter) = http.ratelimiter.as_mut() {
+        // The path can hold an interaction's token: only the wait is told.
+        limiter.set_ratelimit_callback(Box::new(|hit| {
+            warn!(
+                method = ?hit.method,
+                global = hit.global,
+                wait_ms = hit.timeout.as_millis() as u64,
+                "discord rate limit: waiting before the next call"
+            );
+        }));
+    }
+    Ok(http)
+}
+
+/// What a failed call means: what waiting mends, and what a person must fix.
+pub(crate) fn failure(what: &str, e: serenity::Error) -> SendError {
+    use serenity::http::HttpError;
+    match e {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(r)) => {
+            classify(what, r.status_code.as_u16(), r.error.code, &r.error.message)
+        }
+        serenity::Error::Http(HttpError::Request(e)) => {
+            SendError::transient(format!("{what}: {}", e.without_url()))
+        }
+        // A message over Discord's limits, say: sending it again cannot help.
+        serenity::Error::Model(e) => SendError::refused(format!("{what}: {e}")),
+        serenity::Error::Json(e) => SendError::transient(format!("{what}: unreadable answer: {e}")),
+        other => SendError::transient(format!("{what}: {other}")),
+    }
+}
+
+/// Discord's JSON error code for a message that no longer exists.
+pub(crate) const UNKNOWN_MESSAGE: &str = "10008";
+
+/// An unsuccessful answer by status and Discord's JSON error code. A 429
+/// reaches here only through an API proxy (serenity's limiter waits them out
+/// itself), and serenity keeps no `retry_after` for it: Discord's shortest
+/// sensible pause is assumed.
+pub(crate) fn classify(what: &str, status: u16, code: isize, message: &str) -> SendError {
+    if status == 429 {
+        return SendError::rate_limited(format!("{what}: rate limited"), StdDuration::from_secs(1));
+    }
+    if status >= 500 {
+        return SendError::transient(format!("{what}: HTTP {status}"));
+    }
+    let hint = match (status, code) {
+        (401, _) => "check the bot token (Developer Portal → Bot → Reset Token)",
+        (403, 50001) => "add the bot to the server and let it view the channel",
+        (403, 50013) => "give the bot View Channel, Send Messages and Embed Links in the channel",
+        (404, 10003) => "check the output's channel id (Developer Mode → Copy Channel ID)",
+        (403, 50007) => {
+            "the person must share a server with the bot and allow direct messages from its members"
+        }
+        _ => "",
+    };
+    let message = if code == -1 {
+        "an answer that is not Discord's JSON"
+    } else {
+        message
+    };
+    let said = format!("{what}: HTTP {status}, code {code}: {message}");
+    SendError::Refused {
+        code: (code > 0).then(|| code.to_string()),
+        what: if hint.is_empty() {
+            said
+        } else {
+            format!("{said}: {hint}")
+        },
+    }
+}
+
+/// Runs one call within `CALL_WITHIN`, its failure translated.
+pub(crate) async fn within<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, serenity::Error>>,
+) -> Result<T, SendError> {
+    match tokio::time::timeout(CALL_WITHIN, call).await {
+        Ok(done) => done.map_err(|e| failure(what, e)),
+        Err(_) => Err(SendError::transient(format!(
+            "{what}: no answer within {} s (slow, or rate limited all along)",
+            CALL_WITHIN.as_secs()
+        ))),
+    }
+}
 
 pub struct Verifier {
-    key: VerifyingKey,
+    key: serenity::interactions_endpoint::Verifier,
     replays: ReplayGuard,
 }
 
@@ -44,8 +170,8 @@ impl Verifier {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| "a public key is 64 hex digits".to_owned())?;
-        let key =
-            VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_owned())?;
+        let key = serenity::interactions_endpoint::Verifier::try_new(bytes)
+            .map_err(|_| "not an Ed25519 public key".to_owned())?;
         Ok(Verifier {
             key,
             replays: ReplayGuard::default(),
@@ -62,16 +188,9 @@ impl Verifier {
         let ts_text = timestamp.ok_or(Forged::Missing("X-Signature-Timestamp"))?;
         let sig_hex = signature.ok_or(Forged::Missing("X-Signature-Ed25519"))?;
         let ts = within_window(ts_text, now)?;
-        let sig: [u8; 64] = hex::decode(sig_hex.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or(Forged::BadSignature)?;
-        let mut message = Vec::with_capacity(ts_text.len() + body.len());
-        message.extend_from_slice(ts_text.as_bytes());
-        message.extend_from_slice(body);
         self.key
-            .verify(&message, &Signature::from_bytes(&sig))
-            .map_err(|_| Forged::BadSignature)?;
+            .verify(sig_hex.trim(), ts_text, body)
+            .map_err(|()| Forged::BadSignature)?;
         self.replays
             .first_use(&sig_hex.trim().to_ascii_lowercase(), ts, now)
     }
@@ -81,10 +200,8 @@ impl Verifier {
 /// (`DiscordEndpoint`) or over the gateway (`discord_gateway`).
 pub struct DiscordApp {
     pub chat: Arc<ChatOps>,
-    pub http: reqwest::Client,
-    /// The REST API's base URL (tests point it at a mock).
-    pub api: reqwest::Url,
-    pub application_id: String,
+    /// The bot's REST client (`rest_client`), which knows the application.
+    pub http: Arc<Http>,
     /// How long to work before deferring; zero always defers.
     pub answer_within: StdDuration,
     /// Deferred answers and charts still being worked on.
@@ -94,43 +211,49 @@ pub struct DiscordApp {
 /// The first response to an interaction, and, when it was deferred, the
 /// work whose reply is edited in after it.
 pub struct Answered {
-    pub response: Value,
+    pub response: CreateInteractionResponse,
     pub later: Option<tokio::task::JoinHandle<Reply>>,
     /// A chart that goes with an answer given at once.
     pub chart: Option<RunwayChart>,
 }
 
+/// Only the asker sees it.
+fn private(content: String) -> CreateInteractionResponse {
+    CreateInteractionResponse::Message(
+        CreateInteractionResponseMessage::new()
+            .ephemeral(true)
+            .content(content),
+    )
+}
+
 impl DiscordApp {
-    /// Answers a command (type 2) or a button press (type 3); `None` for
-    /// another type. The caller sends `response` first, then `follow_up`.
-    pub async fn answer(&self, v: &Value) -> Option<Answered> {
-        match v["type"].as_u64() {
-            Some(2) => Some(self.command(v).await),
-            Some(3) => Some(self.component(v).await),
+    /// Answers a command or a button press; `None` for another kind. The
+    /// caller sends `response` first, then `follow_up`.
+    pub async fn answer(&self, interaction: &Interaction) -> Option<Answered> {
+        match interaction {
+            Interaction::Command(c) => Some(self.command(c).await),
+            Interaction::Component(c) => Some(self.component(c).await),
             _ => None,
         }
     }
 
-    async fn command(&self, v: &Value) -> Answered {
-        let asker = asker(v);
+    async fn command(&self, c: &CommandInteraction) -> Answered {
+        let asker = asker(c.user.id.get());
         info!(user = %asker.user, "discord command");
         let chat = self.chat.clone();
-        let text = command_text(&v["data"]);
+        let text = command_text(&c.data.options);
         self.respond(async move { chat.handle(&asker, &text).await })
             .await
     }
 
     /// A button on an alert message. The presser is answered privately; when
     /// the alert changed, the notice it queued edits the message for everyone.
-    async fn component(&self, v: &Value) -> Answered {
-        let asker = asker(v);
-        let data = v["data"]["custom_id"].as_str().unwrap_or_default();
-        // The message the button is on names its channel; the interaction
-        // does too.
-        let text = |a: &Value, b: &Value| a.as_str().or(b.as_str()).unwrap_or_default().to_owned();
+    async fn component(&self, c: &ComponentInteraction) -> Answered {
+        let asker = asker(c.user.id.get());
+        let data = c.data.custom_id.as_str();
         let at = MessageRef {
-            channel: text(&v["message"]["channel_id"], &v["channel_id"]),
-            message: text(&v["message"]["id"], &Value::Null),
+            channel: c.message.channel_id.to_string(),
+            message: c.message.id.to_string(),
         };
         if let Some((choice, request)) = Choice::parse_data(data) {
             info!(user = %asker.user, button = choice.id(), request = %request, "discord request button");
@@ -142,8 +265,10 @@ impl DiscordApp {
         }
         let Some((button, on)) = Button::parse_data(data) else {
             return Answered {
-                response: json!({"type": 4, "data": {"flags": EPHEMERAL,
-                    "content": format!("purser does not know the button {:?}.", truncate(data.to_owned()))}}),
+                response: private(format!(
+                    "purser does not know the button {:?}.",
+                    truncate(data.to_owned())
+                )),
                 later: None,
                 chart: None,
             };
@@ -162,14 +287,15 @@ impl DiscordApp {
     ) -> Answered {
         match answer_with(work, self.answer_within).await {
             Answer::Now(reply) => Answered {
-                response: json!({"type": 4, "data": {"flags": EPHEMERAL,
-                    "content": render(&reply)}}),
+                response: private(render(&reply)),
                 later: None,
                 chart: reply.chart,
             },
             // Deferred: Discord shows "thinking…" until the original is edited.
             Answer::Later(work) => Answered {
-                response: json!({"type": 5, "data": {"flags": EPHEMERAL}}),
+                response: CreateInteractionResponse::Defer(
+                    CreateInteractionResponseMessage::new().ephemeral(true),
+                ),
                 later: Some(work),
                 chart: None,
             },
@@ -178,33 +304,22 @@ impl DiscordApp {
 
     /// After the first response: edits a deferred answer in once its work
     /// is done, and sends the answer's chart, if any, as a private follow-up
-    /// with the image attached.
-    pub fn follow_up(&self, interaction: &Value, answered: Answered) {
+    /// with the image attached. `token` is the interaction's.
+    pub fn follow_up(&self, token: String, answered: Answered) {
         if answered.later.is_none() && answered.chart.is_none() {
             return;
         }
-        let token = interaction["token"].as_str().unwrap_or_default().to_owned();
-        let webhook = self
-            .api
-            .join(&format!("webhooks/{}/{token}", self.application_id));
         let http = self.http.clone();
         self.tasks.spawn("discord follow-up", async move {
-            let Ok(webhook) = webhook else { return };
             let chart = match answered.later {
                 None => answered.chart,
                 Some(work) => {
                     let Ok(reply) = work.await else { return };
-                    let Ok(original) = webhook.join(&format!("{token}/messages/@original")) else {
-                        return;
-                    };
-                    let sent = http
-                        .patch(original)
-                        .json(&json!({"content": render(&reply)}))
-                        .timeout(StdDuration::from_secs(10))
-                        .send()
-                        .await;
-                    if let Err(e) = sent.and_then(|r| r.error_for_status()) {
-                        warn!(error = %e.without_url(), "could not deliver a late discord answer");
+                    let edit = EditInteractionResponse::new().content(render(&reply));
+                    if let Err(e) =
+                        within("Discord: a late answer", edit.execute(&*http, &token)).await
+                    {
+                        warn!(error = %e, "could not deliver a late discord answer");
                         return;
                     }
                     reply.chart
@@ -219,29 +334,19 @@ impl DiscordApp {
                     return;
                 }
             };
-            let Ok(file) = reqwest::multipart::Part::bytes(png)
-                .file_name("runway.png")
-                .mime_str("image/png")
-            else {
-                return;
-            };
-            let form = reqwest::multipart::Form::new()
-                .text(
-                    "payload_json",
-                    json!({"flags": EPHEMERAL,
-                           "attachments": [{"id": 0, "filename": "runway.png",
-                                            "description": format!("Runway of {}", chart.account)}]})
-                    .to_string(),
-                )
-                .part("files[0]", file);
-            let sent = http
-                .post(webhook)
-                .multipart(form)
-                .timeout(StdDuration::from_secs(30))
-                .send()
-                .await;
-            if let Err(e) = sent.and_then(|r| r.error_for_status()) {
-                warn!(error = %e.without_url(), "could not send a discord runway chart");
+            let follow = CreateInteractionResponseFollowup::new()
+                .ephemeral(true)
+                .add_file(
+                    CreateAttachment::bytes(png, "runway.png")
+                        .description(format!("Runway of {}", chart.account)),
+                );
+            if let Err(e) = within(
+                "Discord: a runway chart",
+                follow.execute(&*http, (None, &token)),
+            )
+            .await
+            {
+                warn!(error = %e, "could not send a discord runway chart");
             }
         });
     }
@@ -269,128 +374,110 @@ pub async fn interaction(
         warn!(route = "/discord/interactions", %why, "refused a request not signed by Discord");
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+    let interaction = match serde_json::from_slice::<Interaction>(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            warn!(route = "/discord/interactions", error = %e, "a signed body that is not an interaction");
+            return (StatusCode::BAD_REQUEST, "not a Discord interaction").into_response();
+        }
     };
-    if v["type"] == 1 {
-        return axum::Json(json!({"type": 1})).into_response();
+    if let Interaction::Ping(_) = interaction {
+        return axum::Json(CreateInteractionResponse::Pong).into_response();
     }
-    match discord.app.answer(&v).await {
+    match discord.app.answer(&interaction).await {
         Some(answered) => {
-            let response = answered.response.clone();
-            discord.app.follow_up(&v, answered);
-            axum::Json(response).into_response()
+            let response = axum::Json(&answered.response).into_response();
+            discord
+                .app
+                .follow_up(interaction.token().to_owned(), answered);
+            response
         }
         None => (StatusCode::BAD_REQUEST, "unknown interaction type").into_response(),
     }
 }
 
-/// Who sent an interaction: in a server under `member`, in a DM at the top.
-fn asker(v: &Value) -> Asker {
-    let user = v["member"]["user"]["id"]
-        .as_str()
-        .or_else(|| v["user"]["id"].as_str())
-        .unwrap_or_default()
-        .to_owned();
+/// Who sent an interaction (serenity fills `user` from `member` in a server).
+fn asker(user: u64) -> Asker {
     Asker {
         platform: "discord".into(),
-        user,
+        user: user.to_string(),
     }
 }
 
 /// The `/purser` slash command, a subcommand per command with its arguments
 /// as string options in usage order: what `register` publishes.
-pub fn command_definition() -> Value {
+pub fn command_definition() -> CreateCommand {
     fn clip(text: &str) -> String {
         // Discord allows 100 characters; the summary's first clause suffices.
         super::cut(text.split(", e.g.").next().unwrap_or(text), 100)
     }
-    let subcommands: Vec<Value> = Verb::ALL
-        .iter()
-        .map(|verb| {
-            let options: Vec<Value> = verb
-                .parameters()
-                .iter()
-                .map(|p| json!({"type": 3, "name": p.name, "description": p.about, "required": p.required}))
-                .collect();
-            json!({"type": 1, "name": verb.name(), "description": clip(verb.summary()), "options": options})
-        })
-        .collect();
-    json!({"name": "purser", "type": 1,
-           "description": "Balances, runway and alerts of the prepaid cloud accounts",
-           "options": subcommands})
-}
-
-/// A REST request as the bot: its token, and the user agent Discord asks
-/// bots to send.
-pub(crate) fn as_bot(request: reqwest::RequestBuilder, token: &Secret) -> reqwest::RequestBuilder {
-    request
-        .header("authorization", format!("Bot {}", token.expose()))
-        .header(
-            "user-agent",
-            concat!("DiscordBot (purser, ", env!("CARGO_PKG_VERSION"), ")"),
-        )
+    Verb::ALL.iter().fold(
+        CreateCommand::new("purser")
+            .description("Balances, runway and alerts of the prepaid cloud accounts"),
+        |command, verb| {
+            let sub = verb.parameters().iter().fold(
+                CreateCommandOption::new(
+                    CommandOptionType::SubCommand,
+                    verb.name(),
+                    clip(verb.summary()),
+                ),
+                |sub, p| {
+                    sub.add_sub_option(
+                        CreateCommandOption::new(CommandOptionType::String, p.name, p.about)
+                            .required(p.required),
+                    )
+                },
+            );
+            command.add_option(sub)
+        },
+    )
 }
 
 /// Publishes `/purser` for the application (a bulk overwrite of its global
 /// commands: running it again changes nothing).
-pub async fn register(
-    http: &reqwest::Client,
-    api: &reqwest::Url,
-    application_id: &str,
-    token: &Secret,
-) -> Result<(), String> {
-    let url = api
-        .join(&format!("applications/{application_id}/commands"))
-        .map_err(|e| e.to_string())?;
-    let r = as_bot(http.put(url), token)
-        .json(&json!([command_definition()]))
-        .timeout(StdDuration::from_secs(10))
-        .send()
-        .await
-        .map_err(super::http::request_error)?;
-    match r.status().as_u16() {
-        200..=299 => Ok(()),
-        401 => Err("401: check the bot token (Developer Portal → Bot → Reset Token)".into()),
-        403 => Err("403: the token is not this application's bot (application_id)".into()),
-        code => Err(format!("HTTP {code}")),
-    }
+pub async fn register(http: &Http) -> Result<(), SendError> {
+    within(
+        "Discord: publishing /purser",
+        serenity::all::Command::set_global_commands(http, vec![command_definition()]),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `/purser balance account:acme` arrives as the command `purser` with a
 /// subcommand `balance` and its options; they are joined, in the order the
 /// command declares them, into the text every platform shares. A single
 /// string option (`/purser text:balance acme`) passes through as is.
-pub fn command_text(data: &Value) -> String {
-    fn walk(options: &Value, verb: Option<Verb>, out: &mut Vec<String>) {
-        for o in options.as_array().into_iter().flatten() {
-            let name = o["name"].as_str().unwrap_or_default();
-            match o["type"].as_u64() {
+pub fn command_text(options: &[CommandDataOption]) -> String {
+    fn walk(options: &[CommandDataOption], verb: Option<Verb>, out: &mut Vec<String>) {
+        for o in options {
+            let name = o.name.as_str();
+            let value = match &o.value {
                 // Subcommand groups and subcommands name themselves.
-                Some(1 | 2) => {
+                CommandDataOptionValue::SubCommand(inner)
+                | CommandDataOptionValue::SubCommandGroup(inner) => {
                     out.push(name.to_owned());
-                    walk(&o["options"], Verb::parse(name), out);
+                    walk(inner, Verb::parse(name), out);
+                    continue;
                 }
-                _ => {
-                    let value = match &o["value"] {
-                        Value::String(s) => s.clone(),
-                        Value::Null => continue,
-                        other => other.to_string(),
-                    };
-                    let keyed = verb
-                        .and_then(|v| v.parameters().iter().find(|p| p.name == name))
-                        .is_some_and(|p| p.keyed);
-                    out.push(if keyed && !value.starts_with(&format!("{name}=")) {
-                        format!("{name}={value}")
-                    } else {
-                        value
-                    });
-                }
-            }
+                CommandDataOptionValue::String(s) => s.clone(),
+                CommandDataOptionValue::Integer(i) => i.to_string(),
+                CommandDataOptionValue::Boolean(b) => b.to_string(),
+                CommandDataOptionValue::Number(n) => n.to_string(),
+                _ => continue,
+            };
+            let keyed = verb
+                .and_then(|v| v.parameters().iter().find(|p| p.name == name))
+                .is_some_and(|p| p.keyed);
+            out.push(if keyed && !value.starts_with(&format!("{name}=")) {
+                format!("{name}={value}")
+            } else {
+                value
+            });
         }
     }
     let mut words = Vec::new();
-    walk(&data["options"], None, &mut words);
+    walk(options, None, &mut words);
     words.join(" ")
 }
 
@@ -446,6 +533,7 @@ mod tests {
     use crate::engine::chatops::ReplyKind;
     use chrono::TimeZone;
     use ed25519_dalek::{Signer, SigningKey};
+    use serde_json::json;
 
     /// RFC 8032, section 7.1, TEST 1: the primitive, on the empty message.
     #[test]
@@ -519,38 +607,45 @@ mod tests {
         assert!(Verifier::new(&"ab".repeat(31)).is_err());
     }
 
+    fn options(v: serde_json::Value) -> Vec<CommandDataOption> {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn subcommands_and_options_become_the_shared_text() {
-        let data = json!({"name": "purser", "options": [
+        let o = options(json!([
             {"name": "silence", "type": 1, "options": [
                 {"name": "matchers", "type": 3, "value": "account=acme,rule=expiring"},
                 {"name": "duration", "type": 3, "value": "24h"},
-                {"name": "reason", "type": 3, "value": "renewal booked"}]}]});
+                {"name": "reason", "type": 3, "value": "renewal booked"}]}]));
         assert_eq!(
-            command_text(&data),
+            command_text(&o),
             "silence account=acme,rule=expiring 24h renewal booked"
         );
-        let data = json!({"name": "purser", "options": [
-            {"name": "expiring", "type": 1, "options": [{"name": "days", "type": 4, "value": 7}]}]});
-        assert_eq!(command_text(&data), "expiring 7");
-        assert_eq!(command_text(&json!({"name": "purser"})), "");
+        let o = options(json!([
+            {"name": "expiring", "type": 1, "options": [{"name": "days", "type": 4, "value": 7}]}]));
+        assert_eq!(command_text(&o), "expiring 7");
+        assert_eq!(command_text(&[]), "");
     }
 
     #[test]
     fn the_published_command_fills_in_as_the_shared_language() {
-        let def = command_definition();
+        let def = serde_json::to_value(command_definition()).unwrap();
+        assert_eq!(def["name"], "purser");
         let subs = def["options"].as_array().unwrap();
         assert_eq!(subs.len(), Verb::ALL.len());
         for sub in subs {
+            assert_eq!(sub["type"], 1, "a subcommand");
             let d = sub["description"].as_str().unwrap();
             assert!((1..=100).contains(&d.chars().count()), "{d}");
             // Every option filled with a plausible value, in order, as Discord
             // sends them back: the text parses as that command.
-            let filled: Vec<Value> = sub["options"]
+            let filled: Vec<serde_json::Value> = sub["options"]
                 .as_array()
-                .unwrap()
-                .iter()
+                .into_iter()
+                .flatten()
                 .map(|o| {
+                    assert_eq!(o["type"], 3, "a string option");
                     let value = match o["name"].as_str().unwrap() {
                         "account" => "acme",
                         "days" => "7",
@@ -580,13 +675,59 @@ mod tests {
                     json!({"type": 3, "name": o["name"], "value": value})
                 })
                 .collect();
-            let data = json!({"name": "purser", "options": [
-                {"type": 1, "name": sub["name"], "options": filled}]});
-            let text = command_text(&data);
+            let o = options(json!([{"type": 1, "name": sub["name"], "options": filled}]));
+            let text = command_text(&o);
             let parsed =
                 crate::domain::command::parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
             assert_eq!(parsed.verb().name(), sub["name"], "{text}");
         }
+    }
+
+    #[test]
+    fn discord_errors_say_what_to_fix() {
+        let what = "Discord: posting";
+        assert_eq!(
+            classify(what, 429, 0, "You are being rate limited."),
+            SendError::rate_limited("Discord: posting: rate limited", StdDuration::from_secs(1))
+        );
+        assert!(classify(what, 404, 10008, "Unknown Message").refused_with(UNKNOWN_MESSAGE));
+        assert!(matches!(
+            classify(what, 502, -1, "not JSON"),
+            SendError::Transient { .. }
+        ));
+        let hint = |status, code, message| match classify(what, status, code, message) {
+            SendError::Refused { what, .. } => what,
+            other => panic!("{other:?}"),
+        };
+        assert!(hint(403, 50013, "Missing Permissions").contains("Embed Links"));
+        assert!(hint(404, 10003, "Unknown Channel").contains("channel id"));
+        // A page to someone the bot cannot write to.
+        assert!(
+            hint(403, 50007, "Cannot send messages to this user")
+                .contains("share a server with the bot")
+        );
+        assert!(hint(401, 0, "401: Unauthorized").contains("bot token"));
+        // An answer serenity could not read is not shown as Discord's words.
+        let m = hint(400, -1, "[Serenity] Could not decode json");
+        assert!(
+            m.contains("not Discord's JSON") && !m.contains("Serenity"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_proxy_must_serve_discords_api_path() {
+        let token = Secret::from_value("t");
+        let at = |u: &str| rest_client(&token, Some(1), &u.parse().unwrap());
+        assert!(at(DEFAULT_API).unwrap().ratelimiter.is_some());
+        let proxied = at("http://127.0.0.1:3000/api/v10").unwrap();
+        assert!(proxied.ratelimiter.is_none(), "the proxy keeps the limits");
+        assert_eq!(proxied.proxy.as_deref(), Some("http://127.0.0.1:3000"));
+        assert!(
+            at("http://127.0.0.1:3000/v9/")
+                .unwrap_err()
+                .contains("/api/v10")
+        );
     }
 
     #[test]

@@ -1,16 +1,21 @@
-//! Alerts as Discord messages in a channel, sent by the application's bot:
-//! an embed with buttons, edited in place when the alert is acknowledged,
-//! silenced or resolved, and repeats as replies to it. Paced at one message a
-//! second per channel (Discord allows 5 in 5 s), and when Discord says a
-//! bucket is empty, the next call waits for it to refill.
+//! Alerts as Discord messages in a channel, sent by the application's bot
+//! through serenity: an embed with buttons, edited in place when the alert
+//! is acknowledged, silenced or resolved, and repeats as replies to it.
+//! Paced at one message a second per channel (Discord allows 5 in 5 s);
+//! serenity's rate limiter, shared by all of the bot's calls, keeps the
+//! per-route and global buckets and waits out a 429's `retry_after`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serenity::all::{
+    ButtonStyle, ChannelId, CreateActionRow, CreateAllowedMentions, CreateAttachment, CreateButton,
+    CreateEmbed, CreateEmbedFooter, CreateMessage, EditMessage, Http, MessageId, MessageReference,
+    MessageReferenceKind, UserId,
+};
 
-use super::discord::escape;
+use super::discord::{UNKNOWN_MESSAGE, escape, within};
 use super::pace::Pacer;
 use crate::domain::request::Request;
 use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
@@ -19,222 +24,124 @@ use crate::engine::request_view::{Choice, RequestView};
 use crate::ports::{
     AlertMessages, MessageRef, MessageRefs, RequestMessages, SendError, StoredNotice,
 };
-use crate::secret::Secret;
 
 /// Embed limits: a title of 256 characters, a description of 4,096.
 const TITLE_CHARS: usize = 256;
 const DESCRIPTION_CHARS: usize = 4096;
+/// A message's content is at most 2,000 characters.
+const CONTENT_CHARS: usize = 2000;
 
 pub struct DiscordChannel {
     /// The output's name, under which its messages are remembered.
     pub output: String,
-    pub api: reqwest::Url,
-    pub token: Secret,
-    pub channel: String,
-    pub http: reqwest::Client,
+    /// The bot's REST client (`discord::rest_client`), shared with its other
+    /// outputs and its gateway.
+    pub http: Arc<Http>,
+    pub channel: ChannelId,
     pub refs: Arc<dyn MessageRefs>,
     /// Runway charts for messages about money running out; none, none sent.
     pub charts: Option<Arc<crate::engine::charts::Charts>>,
     pub pacer: Pacer,
-    /// Set when Discord reported an exhausted bucket: no call before then.
-    pub blocked_until: Mutex<Option<tokio::time::Instant>>,
-    pub timeout: StdDuration,
 }
 
 impl DiscordChannel {
+    /// `channel`: the channel's id, a number other than zero.
     pub fn new(
         output: String,
-        api: reqwest::Url,
-        token: Secret,
-        channel: String,
+        http: Arc<Http>,
+        channel: &str,
         refs: Arc<dyn MessageRefs>,
-    ) -> DiscordChannel {
-        DiscordChannel {
+    ) -> Result<DiscordChannel, String> {
+        let channel = snowflake(channel)
+            .map(ChannelId::new)
+            .ok_or("a Discord channel id is a number other than 0")?;
+        Ok(DiscordChannel {
             output,
-            api,
-            token,
+            http,
             channel,
-            http: reqwest::Client::new(),
             refs,
             charts: None,
             pacer: Pacer::every(StdDuration::from_secs(1)),
-            blocked_until: Mutex::new(None),
-            timeout: StdDuration::from_secs(10),
-        }
+        })
     }
 
-    /// Where a created message landed, from Discord's answer.
-    fn posted(&self, v: &Value) -> Option<MessageRef> {
-        let at = MessageRef {
-            channel: v["channel_id"].as_str().unwrap_or(&self.channel).to_owned(),
-            message: v["id"].as_str().unwrap_or_default().to_owned(),
-        };
-        Some(at).filter(|at| !at.message.is_empty())
-    }
-
-    /// Calls the REST API; returns the answer's JSON on success.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Value,
-    ) -> Result<Value, SendError> {
-        self.send(method, path, Body::Json(body)).await
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Body,
-    ) -> Result<Value, SendError> {
+    async fn send(&self, to: ChannelId, message: CreateMessage) -> Result<MessageRef, SendError> {
         self.pacer.wait().await;
-        let until = *self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(until) = until {
-            tokio::time::sleep_until(until).await;
-        }
-        let url = self
-            .api
-            .join(path)
-            .map_err(|e| SendError::refused(format!("Discord API URL: {e}")))?;
-        let request = super::discord::as_bot(self.http.request(method.clone(), url), &self.token);
-        let request = match body {
-            Body::Json(v) => request.json(&v),
-            Body::WithPng { payload, png } => {
-                let file = reqwest::multipart::Part::bytes(png)
-                    .file_name("runway.png")
-                    .mime_str("image/png")
-                    .map_err(|e| SendError::refused(format!("Discord {method}: {e}")))?;
-                request.multipart(
-                    reqwest::multipart::Form::new()
-                        .text("payload_json", payload.to_string())
-                        .part("files[0]", file),
-                )
-            }
-        };
-        let response =
-            request.timeout(self.timeout).send().await.map_err(|e| {
-                SendError::transient(format!("Discord {method}: {}", e.without_url()))
-            })?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        if header("x-ratelimit-remaining").as_deref() == Some("0") {
-            let wait = header("x-ratelimit-reset-after")
-                .and_then(|s| s.parse::<f64>().ok())
-                .and_then(|s| StdDuration::try_from_secs_f64(s).ok())
-                .unwrap_or(StdDuration::from_secs(1));
-            *self.blocked_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(tokio::time::Instant::now() + wait.min(StdDuration::from_secs(60)));
-        }
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            return serde_json::from_str(&text).or_else(|_| {
-                if text.is_empty() {
-                    Ok(Value::Null)
-                } else {
-                    Err(SendError::transient(format!(
-                        "Discord {method} {path}: unreadable answer"
-                    )))
-                }
-            });
-        }
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Err(classify(&method, status.as_u16(), &v))
-    }
-}
-
-/// What a call sends: JSON, or JSON with a PNG attached (multipart, the
-/// file as `files[0]`).
-enum Body {
-    Json(Value),
-    WithPng { payload: Value, png: Vec<u8> },
-}
-
-/// Discord's JSON error code for a message that no longer exists.
-const UNKNOWN_MESSAGE: &str = "10008";
-
-/// Discord's errors: what waiting mends, and what a person must fix.
-fn classify(method: &reqwest::Method, status: u16, v: &Value) -> SendError {
-    let code = v["code"].as_u64().unwrap_or(0);
-    let message = v["message"].as_str().unwrap_or("no message given");
-    if status == 429 {
-        // The body's retry_after is in seconds, with a fraction.
-        let after = v["retry_after"]
-            .as_f64()
-            .and_then(|s| StdDuration::try_from_secs_f64(s).ok())
-            .unwrap_or(StdDuration::from_secs(5));
-        let scope = if v["global"].as_bool() == Some(true) {
-            "the bot's global limit"
-        } else {
-            "this route's limit"
-        };
-        return SendError::rate_limited(format!("Discord {method}: {scope}"), after);
-    }
-    if status >= 500 {
-        return SendError::transient(format!("Discord {method}: HTTP {status}"));
-    }
-    let hint = match (status, code) {
-        (401, _) => "check the bot token (Developer Portal → Bot → Reset Token)",
-        (403, 50001) => "add the bot to the server and let it view the channel",
-        (403, 50013) => "give the bot View Channel, Send Messages and Embed Links in the channel",
-        (404, 10003) => "check the output's channel id (Developer Mode → Copy Channel ID)",
-        (403, 50007) => {
-            "the person must share a server with the bot and allow direct messages from its members"
-        }
-        _ => "",
-    };
-    let what = format!("Discord {method}: HTTP {status}, code {code}: {message}");
-    SendError::Refused {
-        code: (code != 0).then(|| code.to_string()),
-        what: if hint.is_empty() {
-            what
-        } else {
-            format!("{what}: {hint}")
-        },
-    }
-}
-
-#[async_trait]
-impl AlertMessages for DiscordChannel {
-    async fn post(&self, notices: &[StoredNotice]) -> Result<Option<MessageRef>, SendError> {
-        let path = format!("channels/{}/messages", self.channel);
-        let v = self
-            .call(reqwest::Method::POST, &path, alert_message(notices))
-            .await?;
-        Ok(self.posted(&v))
+        let sent = within("Discord: posting", to.send_message(&*self.http, message)).await?;
+        Ok(MessageRef {
+            channel: sent.channel_id.to_string(),
+            message: sent.id.to_string(),
+        })
     }
 
-    async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
-        let path = format!("channels/{}/messages/{}", at.channel, at.message);
-        match self
-            .call(reqwest::Method::PATCH, &path, alert_message(notices))
-            .await
+    /// Edits a message; one deleted by someone leaves nothing to edit.
+    async fn redraw(&self, at: &MessageRef, message: EditMessage) -> Result<(), SendError> {
+        let (channel, id) = message_at(at)?;
+        self.pacer.wait().await;
+        match within(
+            "Discord: editing",
+            channel.edit_message(&*self.http, id, message),
+        )
+        .await
         {
-            // Deleted by someone: there is nothing left to edit.
             Err(e) if e.refused_with(UNKNOWN_MESSAGE) => {
-                tracing::info!(output = %self.output, "the alert's Discord message was deleted; not edited");
+                tracing::info!(output = %self.output, "the Discord message was deleted; not edited");
                 Ok(())
             }
             other => other.map(|_| ()),
         }
     }
 
-    async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
-        let path = format!("channels/{}/messages", at.channel);
-        let body = json!({
-            "content": super::cut(&escape(&still_firing(notices)), 2000),
-            "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
-            "allowed_mentions": {"parse": []},
-        });
-        self.call(reqwest::Method::POST, &path, body)
+    /// A reply to the message at `at` (posted even when that one is gone).
+    async fn reply_to(&self, at: &MessageRef, message: CreateMessage) -> Result<(), SendError> {
+        let (channel, id) = message_at(at)?;
+        let reference = MessageReference::new(MessageReferenceKind::Default, channel)
+            .message_id(id)
+            .fail_if_not_exists(false);
+        self.send(channel, message.reference_message(reference))
             .await
             .map(|_| ())
+    }
+}
+
+/// A Discord id: a number other than zero (serenity's ids cannot be zero).
+fn snowflake(text: &str) -> Option<u64> {
+    text.trim().parse::<u64>().ok().filter(|id| *id != 0)
+}
+
+/// A remembered message's channel and id, as Discord's types.
+fn message_at(at: &MessageRef) -> Result<(ChannelId, MessageId), SendError> {
+    match (snowflake(&at.channel), snowflake(&at.message)) {
+        (Some(c), Some(m)) => Ok((ChannelId::new(c), MessageId::new(m))),
+        _ => Err(SendError::refused(format!(
+            "{:?} in {:?} is not a Discord message id",
+            at.message, at.channel
+        ))),
+    }
+}
+
+/// Plain text that mentions nobody.
+fn text(content: &str) -> CreateMessage {
+    CreateMessage::new()
+        .content(super::cut(&escape(content), CONTENT_CHARS))
+        .allowed_mentions(CreateAllowedMentions::new())
+}
+
+#[async_trait]
+impl AlertMessages for DiscordChannel {
+    async fn post(&self, notices: &[StoredNotice]) -> Result<Option<MessageRef>, SendError> {
+        let sent = self
+            .send(self.channel, alert_message(notices).create())
+            .await?;
+        Ok(Some(sent))
+    }
+
+    async fn edit(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
+        self.redraw(at, alert_message(notices).edit()).await
+    }
+
+    async fn reply(&self, at: &MessageRef, notices: &[StoredNotice]) -> Result<(), SendError> {
+        self.reply_to(at, text(&still_firing(notices))).await
     }
 
     /// The chart as a reply to the alert's message, the image attached.
@@ -242,17 +149,12 @@ impl AlertMessages for DiscordChannel {
         let Some(png) = super::chart::runway_png(chart).map_err(SendError::refused)? else {
             return Ok(());
         };
-        let payload = json!({
-            "content": "",
-            "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
-            "allowed_mentions": {"parse": []},
-            "attachments": [{"id": 0, "filename": "runway.png",
-                             "description": format!("Runway of {}", chart.account)}],
-        });
-        let path = format!("channels/{}/messages", at.channel);
-        self.send(reqwest::Method::POST, &path, Body::WithPng { payload, png })
-            .await
-            .map(|_| ())
+        let image = CreateAttachment::bytes(png, "runway.png")
+            .description(format!("Runway of {}", chart.account));
+        let message = CreateMessage::new()
+            .add_file(image)
+            .allowed_mentions(CreateAllowedMentions::new());
+        self.reply_to(at, message).await
     }
 }
 
@@ -262,83 +164,84 @@ impl AlertMessages for DiscordChannel {
 #[async_trait]
 impl crate::ports::DirectMessages for DiscordChannel {
     async fn page(&self, user: &str, page: &crate::ports::PageMessage) -> Result<(), SendError> {
-        let dm = self
-            .call(
-                reqwest::Method::POST,
-                "users/@me/channels",
-                json!({"recipient_id": user}),
-            )
-            .await?;
-        let Some(channel) = dm["id"].as_str() else {
-            return Err(SendError::transient(
-                "Discord opened no direct message channel",
-            ));
-        };
-        let body = json!({
-            "content": super::cut(&escape(&crate::engine::escalator::page_text(page)), 2000),
-            "components": rows(vec![button(
+        let user = snowflake(user).map(UserId::new).ok_or_else(|| {
+            SendError::refused(format!("{user:?} is not a Discord user id (a number)"))
+        })?;
+        let dm = within(
+            "Discord: opening a direct message",
+            user.create_dm_channel(&*self.http),
+        )
+        .await?;
+        let message =
+            text(&crate::engine::escalator::page_text(page)).components(rows(vec![button(
                 Button::Ack,
                 Button::Ack.label(),
                 Button::Ack.data(&page.fingerprint),
-            )]),
-            "allowed_mentions": {"parse": []},
-        });
-        self.call(
-            reqwest::Method::POST,
-            &format!("channels/{channel}/messages"),
-            body,
-        )
-        .await
-        .map(|_| ())
+            )]));
+        self.send(dm.id, message).await.map(|_| ())
     }
 }
 
 #[async_trait]
 impl RequestMessages for DiscordChannel {
     async fn post_request(&self, r: &Request) -> Result<Option<MessageRef>, SendError> {
-        let path = format!("channels/{}/messages", self.channel);
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &path,
-                request_message(&RequestView::of(r)),
-            )
-            .await?;
-        Ok(self.posted(&v))
+        let card = request_message(&RequestView::of(r));
+        Ok(Some(self.send(self.channel, card.create()).await?))
     }
 
     async fn edit_request(&self, at: &MessageRef, r: &Request) -> Result<(), SendError> {
-        let path = format!("channels/{}/messages/{}", at.channel, at.message);
-        match self
-            .call(
-                reqwest::Method::PATCH,
-                &path,
-                request_message(&RequestView::of(r)),
-            )
+        self.redraw(at, request_message(&RequestView::of(r)).edit())
             .await
-        {
-            Err(e) if e.refused_with(UNKNOWN_MESSAGE) => Ok(()),
-            other => other.map(|_| ()),
-        }
     }
 
-    async fn reply_request(&self, at: &MessageRef, text: &str) -> Result<(), SendError> {
-        let path = format!("channels/{}/messages", at.channel);
-        let body = json!({
-            "content": super::cut(&escape(text), 2000),
-            "message_reference": {"message_id": at.message, "fail_if_not_exists": false},
-            "allowed_mentions": {"parse": []},
-        });
-        self.call(reqwest::Method::POST, &path, body)
-            .await
-            .map(|_| ())
+    async fn reply_request(&self, at: &MessageRef, said: &str) -> Result<(), SendError> {
+        self.reply_to(at, text(said)).await
     }
 }
 
+/// A message as purser draws it: content, embeds and buttons, sent new or
+/// as an edit (where an empty button list removes the buttons).
+pub struct Card {
+    pub content: String,
+    pub embeds: Vec<CreateEmbed>,
+    pub buttons: Vec<CreateButton>,
+}
+
+impl Card {
+    pub fn create(self) -> CreateMessage {
+        CreateMessage::new()
+            .content(self.content)
+            .embeds(self.embeds)
+            .components(rows(self.buttons))
+            .allowed_mentions(CreateAllowedMentions::new())
+    }
+
+    pub fn edit(self) -> EditMessage {
+        EditMessage::new()
+            .content(self.content)
+            .embeds(self.embeds)
+            .components(rows(self.buttons))
+            .allowed_mentions(CreateAllowedMentions::new())
+    }
+}
+
+fn embed(
+    title: &str,
+    title_chars: usize,
+    description: &str,
+    chars: usize,
+    colour: u32,
+) -> CreateEmbed {
+    CreateEmbed::new()
+        .title(super::cut(&escape(title), title_chars))
+        .description(super::cut(&escape(description), chars))
+        .colour(colour)
+}
+
 /// A request's card as an embed, with Approve (green) and Deny (red) while
-/// it waits; an empty component list removes them once it is decided.
-pub fn request_message(v: &RequestView) -> Value {
-    let (title, color) = match v.tone {
+/// it waits; none once it is decided.
+pub fn request_message(v: &RequestView) -> Card {
+    let (title, colour) = match v.tone {
         Tone::Resolved => (format!("✅ {}", v.headline), 0x2e_b8_86),
         Tone::Critical => (format!("🔴 {}", v.headline), 0xe0_1e_5a),
         Tone::Warning => (format!("🟠 {}", v.headline), 0xf2_99_1c),
@@ -348,20 +251,27 @@ pub fn request_message(v: &RequestView) -> Value {
         .buttons
         .iter()
         .map(|c| {
-            json!({"type": 2, "style": if *c == Choice::Approve { 3 } else { 4 },
-                   "label": c.label(), "custom_id": c.data(v.id)})
+            let style = if *c == Choice::Approve {
+                ButtonStyle::Success
+            } else {
+                ButtonStyle::Danger
+            };
+            CreateButton::new(c.data(v.id))
+                .label(c.label())
+                .style(style)
         })
         .collect();
-    json!({
-        "content": "",
-        "embeds": [{
-            "title": super::cut(&escape(&title), TITLE_CHARS),
-            "description": super::cut(&escape(&v.lines.join("\n")), DESCRIPTION_CHARS),
-            "color": color,
-        }],
-        "components": rows(buttons),
-        "allowed_mentions": {"parse": []},
-    })
+    Card {
+        content: String::new(),
+        embeds: vec![embed(
+            &title,
+            TITLE_CHARS,
+            &v.lines.join("\n"),
+            DESCRIPTION_CHARS,
+            colour,
+        )],
+        buttons,
+    }
 }
 
 impl ChatOutput for DiscordChannel {
@@ -378,7 +288,7 @@ impl ChatOutput for DiscordChannel {
     }
 }
 
-fn title_and_color(v: &AlertView, title: &str) -> (String, u32) {
+fn title_and_colour(v: &AlertView, title: &str) -> (String, u32) {
     match v.tone {
         Tone::Resolved => (format!("✅ Resolved · {title}"), 0x2e_b8_86),
         Tone::Critical => (format!("🔴 {title}"), 0xe0_1e_5a),
@@ -388,41 +298,44 @@ fn title_and_color(v: &AlertView, title: &str) -> (String, u32) {
 }
 
 /// Buttons in rows of five, Discord's most (an empty list removes them).
-fn rows(buttons: Vec<Value>) -> Value {
-    Value::Array(
-        buttons
-            .chunks(5)
-            .map(|row| json!({"type": 1, "components": row}))
-            .collect(),
-    )
+fn rows(buttons: Vec<CreateButton>) -> Vec<CreateActionRow> {
+    buttons
+        .chunks(5)
+        .map(|row| CreateActionRow::Buttons(row.to_vec()))
+        .collect()
 }
 
-fn button(b: Button, label: &str, custom_id: String) -> Value {
-    json!({"type": 2, "style": if b == Button::Ack { 1 } else { 2 },
-           "label": label, "custom_id": custom_id})
+fn button(b: Button, label: &str, custom_id: String) -> CreateButton {
+    let style = if b == Button::Ack {
+        ButtonStyle::Primary
+    } else {
+        ButtonStyle::Secondary
+    };
+    CreateButton::new(custom_id).label(label).style(style)
 }
 
 /// One alert as a Discord message: an embed coloured by severity and its
 /// buttons; several of one account as an embed each (ten at most, Discord's
 /// limit, cut to stay within its 6,000 characters for all embeds) with
 /// buttons that act on all of them.
-pub fn alert_message(notices: &[StoredNotice]) -> Value {
-    let (content, embeds, buttons) = match notices {
+pub fn alert_message(notices: &[StoredNotice]) -> Card {
+    match notices {
         [n] => {
             let v = AlertView::of(n);
-            let (title, color) = title_and_color(&v, &v.headline);
-            let embed = json!({
-                "title": super::cut(&escape(&title), TITLE_CHARS),
-                "description": super::cut(&escape(&v.summary), DESCRIPTION_CHARS),
-                "color": color,
-                "footer": {"text": format!("id {} · {}", v.short_id, v.status)},
-            });
+            let (title, colour) = title_and_colour(&v, &v.headline);
+            let embed = embed(&title, TITLE_CHARS, &v.summary, DESCRIPTION_CHARS, colour).footer(
+                CreateEmbedFooter::new(format!("id {} · {}", v.short_id, v.status)),
+            );
             let buttons = v
                 .buttons
                 .iter()
                 .map(|b| button(*b, b.label(), b.data(&n.fingerprint)))
                 .collect();
-            (String::new(), vec![embed], buttons)
+            Card {
+                content: String::new(),
+                embeds: vec![embed],
+                buttons,
+            }
         }
         _ => {
             let g = GroupView::of(notices);
@@ -430,13 +343,10 @@ pub fn alert_message(notices: &[StoredNotice]) -> Value {
                 .items
                 .iter()
                 .map(|v| {
-                    let (title, color) = title_and_color(v, &v.label);
-                    json!({
-                        "title": super::cut(&escape(&title), 120),
-                        "description": super::cut(&escape(&v.summary), 350),
-                        "color": color,
-                        "footer": {"text": super::cut(&format!("id {} · {}", v.short_id, v.status), 100)},
-                    })
+                    let (title, colour) = title_and_colour(v, &v.label);
+                    embed(&title, 120, &v.summary, 350, colour).footer(CreateEmbedFooter::new(
+                        super::cut(&format!("id {} · {}", v.short_id, v.status), 100),
+                    ))
                 })
                 .collect();
             let buttons = g
@@ -444,25 +354,29 @@ pub fn alert_message(notices: &[StoredNotice]) -> Value {
                 .iter()
                 .map(|b| button(*b, b.label_all(), b.data_all()))
                 .collect();
-            (format!("**{}**", escape(&g.headline)), embeds, buttons)
+            Card {
+                content: format!("**{}**", escape(&g.headline)),
+                embeds,
+                buttons,
+            }
         }
-    };
-    json!({
-        "content": content,
-        "embeds": embeds,
-        "components": rows(buttons),
-        "allowed_mentions": {"parse": []},
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    /// What Discord is sent for a new message drawn as `card`.
+    fn sent(card: Card) -> Value {
+        serde_json::to_value(card.create()).unwrap()
+    }
 
     #[test]
     fn a_request_card_is_an_embed_with_green_and_red_buttons() {
         let r = crate::engine::request_view::tests::waiting();
-        let m = request_message(&RequestView::of(&r));
+        let m = sent(request_message(&RequestView::of(&r)));
         assert!(
             m["embeds"][0]["title"]
                 .as_str()
@@ -474,10 +388,12 @@ mod tests {
         assert_eq!(row[0]["style"], 3);
         assert_eq!(row[1]["custom_id"], "deny:R7");
         assert_eq!(row[1]["style"], 4);
-        let done = request_message(&RequestView::of(&crate::domain::request::Request {
-            state: crate::domain::request::State::Verified,
-            ..r
-        }));
+        let done = sent(request_message(&RequestView::of(
+            &crate::domain::request::Request {
+                state: crate::domain::request::State::Verified,
+                ..r
+            },
+        )));
         assert_eq!(done["components"], json!([]));
     }
     use crate::domain::alert::NoticeKind;
@@ -485,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_firing_alert_is_an_embed_with_buttons() {
-        let m = alert_message(&[notice(NoticeKind::Firing)]);
+        let m = sent(alert_message(&[notice(NoticeKind::Firing)]));
         assert_eq!(
             m["embeds"][0]["title"],
             "🟠 [B] expiring · acme / ins-7f3k2a1b"
@@ -520,7 +436,7 @@ mod tests {
     fn a_resolved_alert_loses_its_buttons() {
         let mut n = notice(NoticeKind::Resolved);
         n.resolved_at = Some(n.started_at + chrono::Duration::hours(3));
-        let m = alert_message(&[n]);
+        let m = sent(alert_message(&[n]));
         assert_eq!(m["components"], json!([]));
         assert!(
             m["embeds"][0]["title"]
@@ -535,7 +451,7 @@ mod tests {
         let mut n = notice(NoticeKind::Firing);
         n.summary = "x".repeat(5000);
         n.resource = "r".repeat(300);
-        let m = alert_message(&[n]);
+        let m = sent(alert_message(&[n]));
         assert_eq!(
             m["embeds"][0]["description"]
                 .as_str()
@@ -551,72 +467,12 @@ mod tests {
     }
 
     #[test]
-    fn discord_errors_say_what_to_fix() {
-        let post = reqwest::Method::POST;
-        assert_eq!(
-            classify(&post, 429, &json!({"retry_after": 1.5, "global": false})),
-            SendError::rate_limited(
-                "Discord POST: this route's limit",
-                StdDuration::from_millis(1500)
-            )
-        );
-        // A pause beyond reason is held to the longest believed.
-        let SendError::RateLimited { retry_after, .. } =
-            classify(&post, 429, &json!({"retry_after": 1e9, "global": true}))
-        else {
-            panic!()
-        };
-        assert_eq!(retry_after, SendError::LONGEST_PAUSE);
-        assert!(
-            classify(
-                &post,
-                404,
-                &json!({"code": 10008, "message": "Unknown Message"})
-            )
-            .refused_with(UNKNOWN_MESSAGE)
-        );
-        assert!(matches!(
-            classify(&post, 502, &Value::Null),
-            SendError::Transient { .. }
-        ));
-        let SendError::Refused { what: m, .. } = classify(
-            &post,
-            403,
-            &json!({"code": 50013, "message": "Missing Permissions"}),
-        ) else {
-            panic!()
-        };
-        assert!(m.contains("Embed Links"), "{m}");
-        let SendError::Refused { what: m, .. } = classify(
-            &post,
-            404,
-            &json!({"code": 10003, "message": "Unknown Channel"}),
-        ) else {
-            panic!()
-        };
-        assert!(m.contains("channel id"), "{m}");
-        // A page to someone the bot cannot write to.
-        let SendError::Refused { what: m, .. } = classify(
-            &post,
-            403,
-            &json!({"code": 50007, "message": "Cannot send messages to this user"}),
-        ) else {
-            panic!()
-        };
-        assert!(m.contains("share a server with the bot"), "{m}");
-        let SendError::Refused { what: m, .. } = classify(&post, 401, &json!({"code": 0})) else {
-            panic!()
-        };
-        assert!(m.contains("bot token"), "{m}");
-    }
-
-    #[test]
     fn a_group_is_an_embed_per_alert_within_discords_limits() {
         let mut notices = crate::engine::alert_view::tests::ten();
         for n in &mut notices {
             n.summary = "*".repeat(5_000);
         }
-        let m = alert_message(&notices);
+        let m = sent(alert_message(&notices));
         assert_eq!(m["content"], "**acme · 10 alerts firing**");
         let embeds = m["embeds"].as_array().unwrap();
         assert_eq!(embeds.len(), 10);

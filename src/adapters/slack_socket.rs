@@ -192,7 +192,7 @@ async fn session(socket: &SlackSocket, backoff: &mut Backoff) -> Result<(), Sock
                     return Err(SocketError::Quiet(secs));
                 }
                 // Our own ping: Slack's pong counts as hearing from it.
-                let _ = sink.send(Message::Ping(Vec::new().into())).await;
+                let _ = sink.send(Message::Ping(Vec::new())).await;
             }
         }
     }

@@ -11,9 +11,9 @@ use purser::ports::Clock;
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
+use crate::discord_shapes::{self as shapes, APP_ID};
 use crate::helpers::{ANA_ON_CALL, SEVERAL, Setup, TestApp, World};
 
-const APP_ID: &str = "1234567890";
 const ANA: &str = "80351110224678912";
 
 fn key() -> SigningKey {
@@ -70,9 +70,7 @@ async fn send(
 }
 
 fn command(user: &str, sub: &str, options: Value) -> Value {
-    json!({"type": 2, "token": "tok", "application_id": APP_ID,
-           "member": {"user": {"id": user}},
-           "data": {"name": "purser", "options": [{"name": sub, "type": 1, "options": options}]}})
+    shapes::command("1300000000000000001", user, sub, options)
 }
 
 #[tokio::test]
@@ -81,17 +79,18 @@ async fn ping_commands_strangers_and_forgeries() {
     let addr = app.http.unwrap();
     let now = world.clock.now().timestamp();
 
-    let ping = signed(&json!({"type": 1}), now, &key());
-    assert_eq!(send(addr, &ping).await, (200, json!({"type": 1})));
+    let ping = signed(&shapes::ping("1300000000000000000"), now, &key());
+    let (status, pong) = send(addr, &ping).await;
+    assert_eq!((status, &pong["type"]), (200, &json!(1)), "PONG: {pong}");
     // Discord probes with bad signatures; so does anyone else.
     let forged = signed(
-        &json!({"type": 1}),
+        &shapes::ping("1300000000000000000"),
         now,
         &SigningKey::from_bytes(&[9u8; 32]),
     );
     assert_eq!(send(addr, &forged).await.0, 401);
     assert_eq!(send(addr, &ping).await.0, 401, "a replay");
-    let stale = signed(&json!({"type": 1}), now - 600, &key());
+    let stale = signed(&shapes::ping("1300000000000000000"), now - 600, &key());
     assert_eq!(send(addr, &stale).await.0, 401);
 
     let ask = signed(
@@ -137,6 +136,13 @@ async fn ping_commands_strangers_and_forgeries() {
     assert_eq!(send(addr, &garbage).await.0, 400);
     let unknown = signed(&json!({"type": 99}), now + 5, &key());
     assert_eq!(send(addr, &unknown).await.0, 400);
+    // An interaction missing what Discord always sends (its id, token…).
+    let partial = signed(
+        &json!({"type": 2, "data": {"name": "purser"}}),
+        now + 6,
+        &key(),
+    );
+    assert_eq!(send(addr, &partial).await.0, 400);
 
     let stranger = signed(&command("42", "balance", json!([])), now + 3, &key());
     let (_, v) = send(addr, &stranger).await;
@@ -154,7 +160,7 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
     let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
     let arrived = Arc::new(tokio::sync::Notify::new());
     let api = Router::new().route(
-        "/api/webhooks/{app}/{token}/messages/@original",
+        "/api/v10/webhooks/{app}/{token}/messages/@original",
         patch({
             let got = got.clone();
             let arrived = arrived.clone();
@@ -164,7 +170,7 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
                 async move {
                     got.lock().unwrap().push((uri.path().to_owned(), v));
                     arrived.notify_waiters();
-                    axum::Json(json!({"id": "1"}))
+                    axum::Json(shapes::message("1", "5550001", ""))
                 }
             }
         }),
@@ -182,9 +188,14 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
         clock: world.clock.clone(),
         app: Arc::new(purser::adapters::discord::DiscordApp {
             chat,
-            http: reqwest::Client::new(),
-            api: format!("http://{api_addr}/api/").parse().unwrap(),
-            application_id: APP_ID.into(),
+            http: Arc::new(
+                purser::adapters::discord::rest_client(
+                    &purser::secret::Secret::from_value(BOT),
+                    Some(APP_ID.parse().unwrap()),
+                    &format!("http://{api_addr}/api/v10").parse().unwrap(),
+                )
+                .unwrap(),
+            ),
             answer_within: std::time::Duration::ZERO,
             tasks: Default::default(),
         }),
@@ -214,7 +225,7 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
     let (path, body) = got.lock().unwrap()[0].clone();
     assert_eq!(
         path,
-        format!("/api/webhooks/{APP_ID}/tok/messages/@original")
+        format!("/api/v10/webhooks/{APP_ID}/tok-1300000000000000001/messages/@original")
     );
     assert!(body["content"].as_str().unwrap().contains("acme"), "{body}");
     app.stop().await;
@@ -223,16 +234,19 @@ async fn a_slow_answer_is_deferred_then_edited_in() {
 const BOT: &str = "discord-bot-token-for-tests";
 
 /// Discord's REST API for the bot (its token checked): every message it is
-/// sent becomes message 9001 in channel 5550001.
+/// sent becomes message 9001 in the channel it was sent to, and every DM
+/// channel opened is channel 9001.
 async fn discord_api() -> (Arc<ChatApi>, std::net::SocketAddr) {
     ChatApi::start(|c| {
         if c.authorization.as_deref() != Some(&format!("Bot {BOT}")) {
             return (401, json!({"message": "401: Unauthorized", "code": 0}));
         }
-        (
-            200,
-            json!({"id": "9001", "channel_id": "5550001", "type": 0, "content": ""}),
-        )
+        if c.path == "/api/v10/users/@me/channels" {
+            let to = c.body["recipient_id"].as_str().unwrap_or_default();
+            return (200, shapes::dm_channel("9001", to));
+        }
+        let channel = c.path.split('/').nth(4).unwrap_or_default();
+        (200, shapes::message("9001", channel, ""))
     })
     .await
 }
@@ -317,7 +331,8 @@ async fn alert_posted_pressed_acknowledged_silenced_resolved() {
     let form = &posted[1].raw;
     for part in [
         "name=\"payload_json\"",
-        "\"message_reference\":{\"fail_if_not_exists\":false,\"message_id\":\"9001\"}",
+        "\"message_id\":\"9001\"",
+        "\"fail_if_not_exists\":false",
         "name=\"files[0]\"; filename=\"runway.png\"",
         "image/png",
         "PNG\r\n",
@@ -332,10 +347,7 @@ async fn alert_posted_pressed_acknowledged_silenced_resolved() {
     let now = world.clock.now().timestamp();
     let press = |user: &str, custom_id: &str, ts: i64| {
         signed(
-            &json!({"type": 3, "token": "tok", "application_id": APP_ID,
-                    "member": {"user": {"id": user}},
-                    "message": {"id": "9001", "channel_id": "5550001"},
-                    "data": {"component_type": 2, "custom_id": custom_id}}),
+            &shapes::press(&format!("14{ts}"), user, custom_id, "9001", "5550001"),
             ts,
             &key(),
         )
@@ -353,8 +365,7 @@ async fn alert_posted_pressed_acknowledged_silenced_resolved() {
     );
     // A forged press is refused before it is read.
     let forged = signed(
-        &json!({"type": 3, "member": {"user": {"id": ANA}},
-                "data": {"custom_id": buttons[0]}}),
+        &shapes::press("1400000000000000000", ANA, &buttons[0], "9001", "5550001"),
         now,
         &SigningKey::from_bytes(&[9u8; 32]),
     );
@@ -477,10 +488,7 @@ async fn one_poll_one_message_and_acknowledge_all() {
         "ack:all"
     );
 
-    let press = json!({"type": 3, "token": "tok", "application_id": APP_ID,
-        "member": {"user": {"id": ANA}}, "channel_id": "5550001",
-        "message": {"id": "9001", "channel_id": "5550001"},
-        "data": {"custom_id": "ack:all", "component_type": 2}});
+    let press = shapes::press("1400000000000000001", ANA, "ack:all", "9001", "5550001");
     let now = world.clock.now().timestamp();
     let (status, answer) = send(app.http.unwrap(), &signed(&press, now, &key())).await;
     assert_eq!(status, 200);
@@ -545,10 +553,7 @@ async fn a_request_card_is_approved_by_its_button() {
     let now = world.clock.now().timestamp();
     let press = |user: &str, custom_id: &str| {
         signed(
-            &json!({"type": 3, "token": "tok", "application_id": APP_ID,
-                    "member": {"user": {"id": user}},
-                    "message": {"id": "9001", "channel_id": "5550001"},
-                    "data": {"component_type": 2, "custom_id": custom_id}}),
+            &shapes::press(&format!("15{user}"), user, custom_id, "9001", "5550001"),
             now,
             &key(),
         )
@@ -634,10 +639,7 @@ async fn a_page_arrives_as_a_direct_message_and_its_button_acknowledges() {
     assert!(custom_id.starts_with("ack:"), "{custom_id}");
 
     let press = signed(
-        &json!({"type": 3, "token": "tok", "application_id": APP_ID,
-                "user": {"id": ANA}, "channel_id": "9001",
-                "message": {"id": "9002", "channel_id": "9001"},
-                "data": {"component_type": 2, "custom_id": custom_id}}),
+        &shapes::press_in_dm("1600000000000000000", ANA, &custom_id, "9002", "9001"),
         world.clock.now().timestamp(),
         &key(),
     );

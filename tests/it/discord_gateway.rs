@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Value, json};
 
 use crate::chat_api::ChatApi;
+use crate::discord_shapes::{self as shapes, APP_ID};
 use crate::helpers::World;
 use crate::ws_peer::{WsPeer, WsServer};
 
-const APP_ID: &str = "1234567890";
 const ANA: &str = "80351110224678912";
 const BOT: &str = "discord-bot-token-for-tests";
 
@@ -28,11 +28,6 @@ async fn next_op(peer: &mut WsPeer, op: u64) -> Value {
         }
         assert_eq!(m["op"], 1, "expected op {op}, got {m}");
     }
-}
-
-fn interaction(id: &str, user: &str, data: Value, kind: u64) -> Value {
-    json!({"id": id, "token": format!("tok-{id}"), "type": kind, "application_id": APP_ID,
-           "member": {"user": {"id": user}}, "channel_id": "5550001", "data": data})
 }
 
 fn dispatch(seq: u64, t: &str, d: Value) -> Value {
@@ -54,11 +49,20 @@ async fn interactions_arrive_over_the_gateway_and_the_session_resumes() {
             return (401, json!({"message": "401: Unauthorized", "code": 0}));
         }
         match c.path.as_str() {
-            "/api/v10/gateway/bot" => {
+            "/api/v10/gateway" | "/api/v10/gateway/bot" => {
                 count.fetch_add(1, Ordering::SeqCst);
-                (200, json!({"url": format!("ws://{ws}"), "shards": 1}))
+                (
+                    200,
+                    json!({"url": format!("ws://{ws}"), "shards": 1,
+                    "session_start_limit": {"total": 1000, "remaining": 999,
+                        "reset_after": 14400000, "max_concurrency": 1}}),
+                )
             }
-            _ => (200, json!({"id": "9001", "channel_id": "5550001"})),
+            p if p.ends_with("/commands") => (200, shapes::commands_stored(&c.body)),
+            p => {
+                let channel = p.split('/').nth(4).unwrap_or_default();
+                (200, shapes::message("9001", channel, ""))
+            }
         }
     })
     .await;
@@ -113,32 +117,38 @@ api = "http://{api_addr}/api/v10"
 
     // Hello → Identify (the token, no intents) → Ready.
     let mut peer = gateway.accept().await;
-    assert_eq!(peer.target, "/?v=10&encoding=json");
+    assert!(peer.target.starts_with("/?v=10"), "{}", peer.target);
+    assert_eq!(located.load(Ordering::SeqCst), 1);
     peer.send(json!({"op": 10, "d": {"heartbeat_interval": 45000}}))
         .await;
     let identify = next_op(&mut peer, 2).await;
-    assert_eq!(identify["d"]["token"], BOT);
+    assert!(
+        identify["d"]["token"].as_str().unwrap().ends_with(BOT),
+        "{identify}"
+    );
     assert_eq!(identify["d"]["intents"], 0);
     peer.send(dispatch(
         1,
         "READY",
-        json!({"session_id": "sess-1",
-        "resume_gateway_url": format!("ws://{ws}/resume"), "user": {"username": "purser"}}),
+        shapes::ready("sess-1", &format!("ws://{ws}")),
     ))
     .await;
     app.settle().await;
 
     // A command, answered through the interaction's callback.
-    let ask = json!({"name": "purser", "options": [{"type": 1, "name": "balance",
-        "options": [{"type": 3, "name": "account", "value": "acme"}]}]});
+    let ask = json!([{"type": 3, "name": "account", "value": "acme"}]);
     peer.send(dispatch(
         2,
         "INTERACTION_CREATE",
-        interaction("i1", ANA, ask, 2),
+        shapes::command("1300000000000000001", ANA, "balance", ask),
     ))
     .await;
     let answered = api
-        .wait("POST", "/api/v10/interactions/i1/tok-i1/callback", 1)
+        .wait(
+            "POST",
+            "/api/v10/interactions/1300000000000000001/tok-1300000000000000001/callback",
+            1,
+        )
         .await;
     assert_eq!(answered[0].body["type"], 4);
     assert_eq!(answered[0].body["data"]["flags"], 64);
@@ -153,15 +163,18 @@ api = "http://{api_addr}/api/v10"
         .as_str()
         .unwrap()
         .to_owned();
-    let press = json!({"component_type": 2, "custom_id": ack});
     peer.send(dispatch(
         3,
         "INTERACTION_CREATE",
-        interaction("i2", ANA, press, 3),
+        shapes::press("1300000000000000002", ANA, &ack, "9001", "5550001"),
     ))
     .await;
     let answered = api
-        .wait("POST", "/api/v10/interactions/i2/tok-i2/callback", 1)
+        .wait(
+            "POST",
+            "/api/v10/interactions/1300000000000000002/tok-1300000000000000002/callback",
+            1,
+        )
         .await;
     assert_eq!(answered[0].body["type"], 4);
     let edits = api
@@ -173,20 +186,27 @@ api = "http://{api_addr}/api/v10"
 
     // One account's runway: the answer, then the chart as a private
     // follow-up with the image attached.
-    let runway = json!({"name": "purser", "options": [{"type": 1, "name": "runway",
-        "options": [{"type": 3, "name": "account", "value": "acme"}]}]});
+    let runway = json!([{"type": 3, "name": "account", "value": "acme"}]);
     peer.send(dispatch(
         4,
         "INTERACTION_CREATE",
-        interaction("i4", ANA, runway, 2),
+        shapes::command("1300000000000000004", ANA, "runway", runway),
     ))
     .await;
     let answered = api
-        .wait("POST", "/api/v10/interactions/i4/tok-i4/callback", 1)
+        .wait(
+            "POST",
+            "/api/v10/interactions/1300000000000000004/tok-1300000000000000004/callback",
+            1,
+        )
         .await;
     assert!(answered[0].body.to_string().contains("acme"));
     let chart = api
-        .wait("POST", &format!("/api/v10/webhooks/{APP_ID}/tok-i4"), 1)
+        .wait(
+            "POST",
+            &format!("/api/v10/webhooks/{APP_ID}/tok-1300000000000000004"),
+            1,
+        )
         .await;
     for part in [
         "name=\"payload_json\"",
@@ -201,43 +221,35 @@ api = "http://{api_addr}/api/v10"
 
     // Discord asks for a heartbeat: it carries the last sequence number.
     peer.send(json!({"op": 1, "d": null})).await;
-    // A heartbeat purser sent on its own (jittered) schedule before the
-    // last dispatch may still be queued ahead of the answer: older numbers
-    // are skipped, never newer ones.
-    let beat = loop {
-        let beat = next_op(&mut peer, 1).await;
-        let seq = beat["d"].as_u64().unwrap_or(0);
-        assert!(seq <= 4, "{beat}");
-        if seq == 4 {
-            break beat;
-        }
-    };
+    let beat = next_op(&mut peer, 1).await;
     assert_eq!(beat["d"], 4);
     peer.send(json!({"op": 11})).await;
 
-    // Reconnect: purser closes and resumes the session at its resume URL,
-    // from the last sequence number, without identifying again.
+    // Reconnect: the connection is replaced and the session resumed from
+    // the last sequence number, without identifying again or locating anew.
     peer.send(json!({"op": 7, "d": null})).await;
-    peer.closed().await;
+    let mut old = peer;
     let mut peer = gateway.accept().await;
-    assert_eq!(peer.target, "/resume?v=10&encoding=json");
+    old.closed().await;
     peer.send(json!({"op": 10, "d": {"heartbeat_interval": 45000}}))
         .await;
     let resume = next_op(&mut peer, 6).await;
-    assert_eq!(
-        resume["d"],
-        json!({"token": BOT, "session_id": "sess-1", "seq": 4})
-    );
+    assert_eq!(resume["d"]["session_id"], "sess-1");
+    assert_eq!(resume["d"]["seq"], 4);
+    assert!(resume["d"]["token"].as_str().unwrap().ends_with(BOT));
     peer.send(dispatch(5, "RESUMED", json!({}))).await;
-    let who = json!({"name": "purser", "options": [{"type": 1, "name": "whoami", "options": []}]});
     peer.send(dispatch(
-        5,
+        6,
         "INTERACTION_CREATE",
-        interaction("i3", ANA, who, 2),
+        shapes::command("1300000000000000003", ANA, "whoami", json!([])),
     ))
     .await;
     let answered = api
-        .wait("POST", "/api/v10/interactions/i3/tok-i3/callback", 1)
+        .wait(
+            "POST",
+            "/api/v10/interactions/1300000000000000003/tok-1300000000000000003/callback",
+            1,
+        )
         .await;
     assert!(answered[0].body.to_string().contains("ana"));
     assert_eq!(
@@ -246,13 +258,11 @@ api = "http://{api_addr}/api/v10"
         "resuming needs no new URL"
     );
 
-    // An invalid session that cannot be resumed: a new one, identified anew
-    // at a freshly located URL.
+    // An invalid session that cannot be resumed: a new one, identified anew.
     peer.send(json!({"op": 9, "d": false})).await;
-    peer.closed().await;
+    let mut old = peer;
     let mut peer = gateway.accept().await;
-    assert_eq!(peer.target, "/?v=10&encoding=json");
-    assert_eq!(located.load(Ordering::SeqCst), 2);
+    old.closed().await;
     peer.send(json!({"op": 10, "d": {"heartbeat_interval": 45000}}))
         .await;
     next_op(&mut peer, 2).await;

@@ -15,6 +15,7 @@ mod delivery;
 mod deploy;
 mod discord;
 mod discord_gateway;
+mod discord_shapes;
 mod escalation;
 mod helpers;
 mod lifecycle;
