@@ -133,13 +133,7 @@ pub async fn run(
             (
                 p.name.clone(),
                 (
-                    build_adapter(
-                        &p.kind,
-                        &p.name,
-                        &config.accounts,
-                        clock.clone(),
-                        entries.clone(),
-                    ),
+                    build_adapter(&p.kind, &p.credentials, clock.clone(), entries.clone()),
                     Arc::new(Semaphore::new(p.concurrency)),
                 ),
             )

@@ -20,6 +20,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::adapters::cloud::CloudAccess;
+use crate::domain::account::AccountSpec;
 use crate::domain::model::{Account, AccountId, Labels, RenewalMode};
 use crate::domain::money::{Currency, Money};
 use crate::domain::rules::{
@@ -38,7 +40,7 @@ pub struct Config {
     /// The rules purser's own alerts (`calendar_expiring`) follow.
     pub own_rules: RuleSet,
     pub providers: Vec<ProviderConfig>,
-    pub accounts: Vec<AccountConfig>,
+    pub accounts: Vec<AccountSpec>,
     pub outputs: Vec<OutputConfig>,
     /// Which outputs hear of which alerts; none: every output hears all.
     pub routes: Vec<crate::domain::routing::Route>,
@@ -215,6 +217,9 @@ pub struct ProviderConfig {
     pub name: String,
     pub concurrency: usize,
     pub kind: ProviderKind,
+    /// The keys of the provider's accounts: they go to its adapter and
+    /// nowhere else.
+    pub credentials: HashMap<AccountId, CloudAccess>,
 }
 
 #[derive(Debug, Clone)]
@@ -260,43 +265,6 @@ impl Cloud {
             _ => Currency::Cny,
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct AccountConfig {
-    pub account: Account,
-    pub currency: Currency,
-    pub schedule: cron::Schedule,
-    pub rules: RuleSet,
-    /// How to reach the account's cloud; `None` for simulated accounts.
-    pub access: Option<CloudAccess>,
-    /// Per payment method, where the money goes (the bank account for a
-    /// wire, the portal page for Alipay): shown with a top-up's task.
-    pub payee: BTreeMap<crate::domain::request::PaymentMethod, String>,
-    /// What requests on this account must pass before anyone is asked.
-    pub policy: crate::domain::policy::Policy,
-}
-
-/// An account's credentials and addresses. Which fields a cloud needs is
-/// checked when the config is read.
-#[derive(Debug, Clone)]
-pub struct CloudAccess {
-    /// Tencent SecretId, Alibaba AccessKeyId, Huawei AK, Azure client id.
-    pub key_id: Secret,
-    /// Tencent SecretKey, Alibaba AccessKeySecret, Huawei SK, Azure client secret.
-    pub secret: Secret,
-    /// Replaces the cloud's API base URL (tests, private endpoints).
-    pub endpoint: Option<reqwest::Url>,
-    /// Tencent: regions whose CVM instances are read too.
-    pub regions: Vec<String>,
-    /// Huawei: the account (domain) id, sent as X-Domain-Id.
-    pub domain_id: Option<String>,
-    /// Azure: the Entra ID tenant.
-    pub tenant: Option<String>,
-    /// Azure: the subscription whose usage is read.
-    pub subscription: Option<String>,
-    /// Azure: an EA billing account whose balance can be read.
-    pub billing_account: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -1642,6 +1610,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
             name,
             concurrency,
             kind,
+            credentials: HashMap::new(),
         });
     }
 
@@ -1758,12 +1727,16 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
                 }
             }
         }
-        accounts.push(AccountConfig {
+        if let Some(access) = access
+            && let Some(p) = providers.iter_mut().find(|p| p.name == account.provider)
+        {
+            p.credentials.insert(account.id.clone(), access);
+        }
+        accounts.push(AccountSpec {
             account,
             currency,
             schedule,
             rules,
-            access,
             payee,
             policy,
         });
@@ -2104,34 +2077,6 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         people,
         approvals,
         oncall,
-    }
-}
-
-impl Config {
-    /// What the escalator needs: calendar, targets, chains, rotations and
-    /// how to reach each person.
-    pub fn escalation_settings(&self) -> crate::engine::escalator::Settings {
-        let o = &self.oncall;
-        crate::engine::escalator::Settings {
-            calendar: o.calendar.clone(),
-            calendars: o
-                .severity_calendars
-                .iter()
-                .map(|(s, (_, c))| (*s, c.clone()))
-                .collect(),
-            responses: o.responses.clone(),
-            chains: o.chains.clone(),
-            schedules: o.schedules.clone(),
-            overrides: o.overrides.clone(),
-            people: self
-                .people
-                .iter()
-                .map(|p| crate::engine::escalator::Contact {
-                    name: p.name.clone(),
-                    identities: p.identities.clone(),
-                })
-                .collect(),
-        }
     }
 }
 

@@ -793,7 +793,7 @@ async fn sla_report(
     format: Format,
 ) -> anyhow::Result<String> {
     use anyhow::{Context, bail};
-    let settings = config.escalation_settings();
+    let settings = purser::startup::escalation_settings(config);
     let zone = settings.zone();
     let now = chrono::Utc::now();
     let since = purser::report::parse_when(since, zone, now)

@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::adapters::alibaba::Alibaba;
 use crate::adapters::azure_china::AzureChina;
+use crate::adapters::cloud::CloudAccess;
 use crate::adapters::console::Console;
 use crate::adapters::discord::{self, DiscordApp, DiscordEndpoint};
 use crate::adapters::discord_channel::DiscordChannel;
@@ -33,8 +34,8 @@ use crate::adapters::telegram_channel::TelegramChannel;
 use crate::adapters::tencent::Tencent;
 use crate::adapters::webhook::Webhook;
 use crate::config::{
-    AccountConfig, Backend, Cloud, CloudAccess, Config, DiscordConfig, DiscordMode, OutputKind,
-    PagerKind, ProviderKind, SlackConfig, SlackMode, TelegramMode,
+    Backend, Cloud, Config, DiscordConfig, DiscordMode, OutputKind, PagerKind, ProviderKind,
+    SlackConfig, SlackMode, TelegramMode,
 };
 use crate::database::Database;
 use crate::domain::model::AccountId;
@@ -58,12 +59,11 @@ use crate::ports::{
 /// accounts it reads.
 pub fn build_provider(
     kind: &ProviderKind,
-    name: &str,
-    accounts: &[AccountConfig],
+    credentials: &HashMap<AccountId, CloudAccess>,
     clock: Arc<dyn Clock>,
     entries: Option<Arc<dyn BalanceEntries>>,
 ) -> Arc<dyn Provider> {
-    build_adapter(kind, name, accounts, clock, entries).provider
+    build_adapter(kind, credentials, clock, entries).provider
 }
 
 /// One provider's adapter: what reads its accounts, and what changes them
@@ -91,16 +91,11 @@ fn read_only<T: Provider + 'static>(adapter: T) -> Adapter {
 
 pub fn build_adapter(
     kind: &ProviderKind,
-    name: &str,
-    accounts: &[AccountConfig],
+    credentials: &HashMap<AccountId, CloudAccess>,
     clock: Arc<dyn Clock>,
     entries: Option<Arc<dyn BalanceEntries>>,
 ) -> Adapter {
-    let access: HashMap<AccountId, CloudAccess> = accounts
-        .iter()
-        .filter(|a| a.account.provider == name)
-        .filter_map(|a| Some((a.account.id.clone(), a.access.clone()?)))
-        .collect();
+    let access = credentials.clone();
     match kind {
         ProviderKind::Simulated { scenario } => both(SimulatedProvider::new(scenario, clock)),
         ProviderKind::Cloud {
@@ -541,8 +536,7 @@ impl Application {
                     None => {
                         let adapter = build_adapter(
                             &p.kind,
-                            &p.name,
-                            &config.accounts,
+                            &p.credentials,
                             clock.clone(),
                             Some(store.clone()),
                         );
@@ -663,7 +657,7 @@ impl Application {
             clock: clock.clone(),
             signal: board_signal.clone(),
         };
-        let oncall = Arc::new(config.escalation_settings());
+        let oncall = Arc::new(escalation_settings(&config));
         let escalator = Escalator {
             store: shared.clone(),
             escalations: store.clone(),
@@ -1523,13 +1517,7 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
     };
     let mut actions: HashMap<String, Arc<dyn Actions>> = HashMap::new();
     for p in &config.providers {
-        let adapter = build_adapter(
-            &p.kind,
-            &p.name,
-            &config.accounts,
-            clock.clone(),
-            Some(store.clone()),
-        );
+        let adapter = build_adapter(&p.kind, &p.credentials, clock.clone(), Some(store.clone()));
         if let Some(a) = adapter.actions {
             actions.insert(p.name.clone(), a);
         }
@@ -1559,7 +1547,7 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
         routing: config.routing(),
         outbox: None,
         approvals: approvals(config, &store, executor, None),
-        oncall: Arc::new(config.escalation_settings()),
+        oncall: Arc::new(escalation_settings(config)),
         escalations: store.clone(),
     };
     let reply = chat
@@ -1595,6 +1583,32 @@ pub fn approvals(
         executor,
         board,
     })
+}
+
+/// What the escalator needs: calendar, targets, chains, rotations and
+/// how to reach each person.
+pub fn escalation_settings(config: &Config) -> crate::engine::escalator::Settings {
+    let o = &config.oncall;
+    crate::engine::escalator::Settings {
+        calendar: o.calendar.clone(),
+        calendars: o
+            .severity_calendars
+            .iter()
+            .map(|(s, (_, c))| (*s, c.clone()))
+            .collect(),
+        responses: o.responses.clone(),
+        chains: o.chains.clone(),
+        schedules: o.schedules.clone(),
+        overrides: o.overrides.clone(),
+        people: config
+            .people
+            .iter()
+            .map(|p| crate::engine::escalator::Contact {
+                name: p.name.clone(),
+                identities: p.identities.clone(),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

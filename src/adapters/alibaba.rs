@@ -19,7 +19,7 @@ use super::cloud::{
     period_months, reported_spend, site, utc_text, utc_time,
 };
 use super::signing::{acs3, canonical_query, sha256_hex};
-use crate::config::CloudAccess;
+use crate::adapters::cloud::CloudAccess;
 use crate::domain::model::{
     Account, AccountId, Balance, Order, Recharge, RenewalMode, ReportedSpend, Resource,
     ResourceStatus, Snapshot,

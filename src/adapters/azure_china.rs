@@ -21,7 +21,7 @@ use super::cloud::{
     per_second,
 };
 use super::signing::canonical_query;
-use crate::config::CloudAccess;
+use crate::adapters::cloud::CloudAccess;
 use crate::domain::forecast::estimate_from_entry;
 use crate::domain::model::{Account, AccountId, Balance, ReportedSpend, Snapshot};
 use crate::domain::money::{Currency, Money};

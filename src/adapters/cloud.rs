@@ -586,11 +586,33 @@ pub fn authority(url: &reqwest::Url) -> String {
     }
 }
 
+/// An account's credentials and addresses. Which fields a cloud needs is
+/// checked when the config is read.
+#[derive(Debug, Clone)]
+pub struct CloudAccess {
+    /// Tencent SecretId, Alibaba AccessKeyId, Huawei AK, Azure client id.
+    pub key_id: crate::secret::Secret,
+    /// Tencent SecretKey, Alibaba AccessKeySecret, Huawei SK, Azure client secret.
+    pub secret: crate::secret::Secret,
+    /// Replaces the cloud's API base URL (tests, private endpoints).
+    pub endpoint: Option<reqwest::Url>,
+    /// Tencent: regions whose CVM instances are read too.
+    pub regions: Vec<String>,
+    /// Huawei: the account (domain) id, sent as X-Domain-Id.
+    pub domain_id: Option<String>,
+    /// Azure: the Entra ID tenant.
+    pub tenant: Option<String>,
+    /// Azure: the subscription whose usage is read.
+    pub subscription: Option<String>,
+    /// Azure: an EA billing account whose balance can be read.
+    pub billing_account: Option<String>,
+}
+
 /// The account's credentials, or a clear refusal.
 pub fn access_for<'a>(
-    accounts: &'a HashMap<crate::domain::model::AccountId, crate::config::CloudAccess>,
+    accounts: &'a HashMap<crate::domain::model::AccountId, CloudAccess>,
     account: &crate::domain::model::Account,
-) -> Result<&'a crate::config::CloudAccess, ProviderError> {
+) -> Result<&'a CloudAccess, ProviderError> {
     accounts
         .get(&account.id)
         .ok_or_else(|| ProviderError::Rejected {
@@ -602,13 +624,13 @@ pub fn access_for<'a>(
 /// One account as an adapter calls it: its keys, and whether it is on the
 /// international site (billed in USD) or the China site (CNY).
 pub struct Site<'a> {
-    pub access: &'a crate::config::CloudAccess,
+    pub access: &'a CloudAccess,
     pub intl: bool,
     pub currency: Currency,
 }
 
 pub fn site<'a>(
-    accounts: &'a HashMap<crate::domain::model::AccountId, crate::config::CloudAccess>,
+    accounts: &'a HashMap<crate::domain::model::AccountId, CloudAccess>,
     account: &crate::domain::model::Account,
 ) -> Result<Site<'a>, ProviderError> {
     let intl = account.site == "intl";

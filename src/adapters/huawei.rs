@@ -21,7 +21,7 @@ use super::cloud::{
     texts, utc_text, utc_time,
 };
 use super::signing::{canonical_query, huawei};
-use crate::config::CloudAccess;
+use crate::adapters::cloud::CloudAccess;
 use crate::domain::model::{
     Account, AccountId, Balance, Bucket, BucketKind, Order, Recharge, RenewalMode, ReportedSpend,
     Resource, ResourceStatus, Snapshot,

@@ -20,7 +20,7 @@ use super::cloud::{
     per_second, period_months, reported_spend, site, texts,
 };
 use super::signing::tc3;
-use crate::config::CloudAccess;
+use crate::adapters::cloud::CloudAccess;
 use crate::domain::model::{
     Account, AccountId, Balance, Charge, Order, Recharge, RenewalMode, ReportedSpend, Resource,
     ResourceStatus, Snapshot,

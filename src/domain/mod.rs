@@ -1,5 +1,6 @@
 //! Pure types and decisions: no I/O, no clock reads (time is a parameter).
 
+pub mod account;
 pub mod alert;
 pub mod audit;
 pub mod backoff;

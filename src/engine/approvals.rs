@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::executor::{self, Executor};
-use crate::config::AccountConfig;
+use crate::domain::account::AccountSpec;
 use crate::domain::audit::{Event, NewEntry};
 use crate::domain::model::{AccountId, Snapshot};
 use crate::domain::money::Money;
@@ -26,7 +26,7 @@ use crate::ports::{NewRequest, Requests, SecondFactors, Step, Store, StoreError,
 pub struct Approvals {
     pub requests: Arc<dyn Requests>,
     pub store: Arc<dyn Store>,
-    pub accounts: Arc<Vec<AccountConfig>>,
+    pub accounts: Arc<Vec<AccountSpec>>,
     pub policies: Arc<HashMap<AccountId, Policy>>,
     pub tiers: Tiers,
     /// How long a request waits for its decisions.
@@ -95,7 +95,7 @@ pub enum Cancelled {
 /// rules judge it on.
 pub async fn last_read(
     store: &dyn Store,
-    a: &AccountConfig,
+    a: &AccountSpec,
     now: DateTime<Utc>,
 ) -> Result<Option<Snapshot>, StoreError> {
     Ok(store
@@ -122,13 +122,13 @@ impl Approvals {
         }
     }
 
-    fn account(&self, id: &AccountId) -> Option<&AccountConfig> {
+    fn account(&self, id: &AccountId) -> Option<&AccountSpec> {
         self.accounts.iter().find(|a| &a.account.id == id)
     }
 
     async fn latest(
         &self,
-        a: &AccountConfig,
+        a: &AccountSpec,
         now: DateTime<Utc>,
     ) -> Result<Option<Snapshot>, StoreError> {
         last_read(self.store.as_ref(), a, now).await
@@ -281,7 +281,7 @@ impl Approvals {
     /// adjustment) is added when none was named.
     async fn offers(
         &self,
-        a: &AccountConfig,
+        a: &AccountSpec,
         action: &mut Action,
     ) -> Result<Option<Vec<policy::Offer>>, policy::Refusal> {
         let Action::Pay {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::AccountConfig;
+use crate::domain::account::AccountSpec;
 use crate::domain::alert::NoticeKind;
 use crate::domain::forecast;
 use crate::domain::model::Snapshot;
@@ -28,7 +28,7 @@ pub struct RunwayChart {
 /// The chart of `a` from its snapshots over the runway window; none
 /// without any.
 pub fn runway_chart(
-    a: &AccountConfig,
+    a: &AccountSpec,
     history: &[Snapshot],
     now: DateTime<Utc>,
 ) -> Option<RunwayChart> {
@@ -61,7 +61,7 @@ pub fn wanted(notices: &[StoredNotice]) -> Option<&str> {
 /// Reads runway charts for chat outputs.
 pub struct Charts {
     pub store: Arc<dyn Store>,
-    pub accounts: Arc<Vec<AccountConfig>>,
+    pub accounts: Arc<Vec<AccountSpec>>,
     pub clock: Arc<dyn Clock>,
 }
 

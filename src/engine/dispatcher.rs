@@ -15,7 +15,7 @@ use tracing::{Instrument, error, info, warn};
 use super::activity::Activity;
 use super::guard;
 use super::poller::Poller;
-use crate::config::AccountConfig;
+use crate::domain::account::AccountSpec;
 use crate::domain::backoff::SENDING;
 use crate::engine::leadership::Gate;
 use crate::ports::{
@@ -44,7 +44,7 @@ pub struct Dispatcher {
 /// What raising delivery_failed needs.
 pub struct Judge {
     pub poller: Poller,
-    pub accounts: Arc<Vec<AccountConfig>>,
+    pub accounts: Arc<Vec<AccountSpec>>,
 }
 
 const BATCH: u32 = 100;

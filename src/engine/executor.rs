@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{Instrument, warn};
 
-use crate::config::AccountConfig;
+use crate::domain::account::AccountSpec;
 use crate::domain::audit::{Event, NewEntry};
 use crate::domain::model::Account;
 use crate::domain::request::{Action, Request, RequestId, State};
@@ -107,7 +107,7 @@ pub fn execution(progress: Option<&Value>) -> Option<Execution> {
 
 pub struct Executor {
     pub requests: Arc<dyn Requests>,
-    pub accounts: Arc<Vec<AccountConfig>>,
+    pub accounts: Arc<Vec<AccountSpec>>,
     /// Each provider's actions, by provider name. A provider without any
     /// (no API for changes) gets tasks for people instead.
     pub actions: HashMap<String, Arc<dyn Actions>>,
@@ -162,7 +162,7 @@ impl Drop for Running<'_> {
 impl Executor {
     pub fn new(
         requests: Arc<dyn Requests>,
-        accounts: Arc<Vec<AccountConfig>>,
+        accounts: Arc<Vec<AccountSpec>>,
         actions: HashMap<String, Arc<dyn Actions>>,
         clock: Arc<dyn Clock>,
     ) -> Executor {
@@ -176,11 +176,11 @@ impl Executor {
         }
     }
 
-    fn account(&self, r: &Request) -> Option<&AccountConfig> {
+    fn account(&self, r: &Request) -> Option<&AccountSpec> {
         self.accounts.iter().find(|a| a.account.id == r.account)
     }
 
-    fn actions_for(&self, a: &AccountConfig) -> Option<&Arc<dyn Actions>> {
+    fn actions_for(&self, a: &AccountSpec) -> Option<&Arc<dyn Actions>> {
         self.actions.get(&a.account.provider)
     }
 

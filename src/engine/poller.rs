@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use super::guard;
-use crate::config::AccountConfig;
+use crate::domain::account::AccountSpec;
 use crate::domain::alert::{self, Alert, Changes};
 use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, Snapshot};
 use crate::domain::policy::Policy;
@@ -65,7 +65,7 @@ impl Poller {
     /// Polls, records and evaluates one account.
     pub async fn run(
         &self,
-        account: &AccountConfig,
+        account: &AccountSpec,
         provider: &LimitedProvider,
     ) -> Result<PollOutcome, StoreError> {
         let id = &account.account.id;
@@ -139,7 +139,7 @@ impl Poller {
 
     async fn poll(
         &self,
-        account: &AccountConfig,
+        account: &AccountSpec,
         provider: &LimitedProvider,
     ) -> Result<Snapshot, ProviderError> {
         let timeout = self.timeout;
@@ -173,7 +173,7 @@ impl Poller {
     /// snapshot holds is kept while it still applies).
     async fn price(
         &self,
-        account: &AccountConfig,
+        account: &AccountSpec,
         provider: &LimitedProvider,
         snapshot: &mut Snapshot,
     ) -> Result<(), StoreError> {
@@ -215,7 +215,7 @@ impl Poller {
     /// alone, with no history (what judging it fully could not do).
     async fn evaluate(
         &self,
-        account: &AccountConfig,
+        account: &AccountSpec,
         health: &crate::domain::model::PollHealth,
         now: DateTime<Utc>,
         blind: bool,
@@ -278,7 +278,7 @@ impl Poller {
 
     /// Judges at once whether an output has lost notices about `account`
     /// (its other rules wait for their poll), and writes what changes.
-    pub async fn judge_deliveries(&self, account: &AccountConfig) -> Result<bool, StoreError> {
+    pub async fn judge_deliveries(&self, account: &AccountSpec) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let id = &account.account.id;
         let undelivered = self.undelivered(id).await?;
@@ -312,7 +312,7 @@ impl Poller {
 
     async fn reconcile(
         &self,
-        account: &AccountConfig,
+        account: &AccountSpec,
         open: &[Alert],
         findings: &[rules::Finding],
         now: DateTime<Utc>,

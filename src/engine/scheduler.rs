@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, error, info};
 use super::activity::{Activity, InFlight};
 use super::approvals::Approvals;
 use super::poller::{LimitedProvider, Poller};
-use crate::config::AccountConfig;
+use crate::domain::account::AccountSpec;
 use crate::ports::{Heartbeat, Sent, Store};
 
 /// How often requests are swept: overdue ones expired, approved ones whose
@@ -26,7 +26,7 @@ const SWEEP_EVERY: Duration = Duration::seconds(20);
 pub struct Scheduler {
     /// Requests to expire and to carry on with, swept every minute.
     pub requests: Option<Arc<Approvals>>,
-    pub accounts: Arc<Vec<AccountConfig>>,
+    pub accounts: Arc<Vec<AccountSpec>>,
     pub providers: HashMap<String, LimitedProvider>,
     pub poller: Poller,
     pub jitter: Duration,

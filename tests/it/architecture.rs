@@ -117,3 +117,37 @@ fn adapters_spawn_only_tracked_work() {
         );
     }
 }
+
+/// The engine works on the domain's types through the ports: what the config
+/// file says reaches it as domain values (`AccountSpec`, rules, policies), and
+/// credentials reach only the adapters. Config reads the file; it decides
+/// nothing the engine does.
+#[test]
+fn the_engine_knows_neither_config_nor_adapters_and_config_not_the_engine() {
+    for (path, text) in source("src/engine") {
+        for forbidden in ["crate::config", "crate::adapters", "crate::startup"] {
+            assert!(!text.contains(forbidden), "{path} uses {forbidden}");
+        }
+    }
+    let config = source("src/config").into_iter().chain([(
+        "src/config.rs".to_owned(),
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config.rs"))
+            .unwrap(),
+    )]);
+    for (path, text) in config {
+        for forbidden in ["crate::engine", "crate::startup"] {
+            assert!(!text.contains(forbidden), "{path} uses {forbidden}");
+        }
+    }
+}
+
+/// Credentials (`CloudAccess`, secrets) never travel with an account into
+/// the engine.
+#[test]
+fn the_engine_never_holds_credentials() {
+    for (path, text) in source("src/engine").into_iter().chain(source("src/domain")) {
+        for forbidden in ["CloudAccess", "Secret"] {
+            assert!(!text.contains(forbidden), "{path} names {forbidden}");
+        }
+    }
+}

@@ -301,7 +301,7 @@ max_attempts = 5
             routing: config.routing(),
             outbox: None,
             approvals: app.approvals.clone(),
-            oncall: Arc::new(config.escalation_settings()),
+            oncall: Arc::new(purser::startup::escalation_settings(&config)),
             escalations: app.store.clone(),
         })
     }

@@ -343,7 +343,7 @@ steps = [{{ after = "1h", notify = ["person:ana"] }}]
     );
     let (_dir, c) = with_calendar(&text);
     let c = c.expect("valid");
-    let s = c.escalation_settings();
+    let s = purser::startup::escalation_settings(&c);
     // Saturday 21 November 2026, 22:00 in Beijing: B's clock runs (until
     // midnight, then from 09:00 Sunday); C's, on business days, does not.
     let at = bj(2026, 11, 21, 22, 0);

@@ -140,8 +140,7 @@ async fn a_slow_or_failing_account_does_not_stall_the_others() {
     let path = world.dir.path().join("scenario.toml");
     let sim = purser::startup::build_provider(
         &purser::config::ProviderKind::Simulated { scenario: path },
-        "sim",
-        &[],
+        &HashMap::new(),
         world.clock.clone(),
         None,
     );
@@ -298,8 +297,7 @@ async fn a_poll_that_panics_is_a_failed_poll_and_polling_goes_on() {
         &purser::config::ProviderKind::Simulated {
             scenario: world.dir.path().join("scenario.toml"),
         },
-        "sim",
-        &[],
+        &HashMap::new(),
         world.clock.clone(),
         None,
     );

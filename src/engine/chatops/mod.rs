@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::AccountConfig;
+use crate::domain::account::AccountSpec;
 use crate::domain::command::{self, Command, Target, Verb};
 use crate::domain::people::{Directory, Person};
 use crate::domain::request::{Action, RequestId, Via};
@@ -147,7 +147,7 @@ pub struct ChatOps {
     /// Which alerts each chat message shows, for buttons that act on all.
     pub refs: Arc<dyn MessageRefs>,
     pub entries: Arc<dyn BalanceEntries>,
-    pub accounts: Arc<Vec<AccountConfig>>,
+    pub accounts: Arc<Vec<AccountSpec>>,
     /// Accounts whose balance is entered by hand (`setbalance`).
     pub entered: std::collections::HashSet<crate::domain::model::AccountId>,
     pub directory: Directory,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::{ChatOps, Reply};
-use crate::config::AccountConfig;
+use crate::domain::account::AccountSpec;
 use crate::domain::command::{self, AmountText, Target, Verb};
 use crate::domain::forecast::{self, AccountView};
 use crate::domain::model::{AccountId, EnteredBucket};
@@ -22,7 +22,7 @@ impl ChatOps {
         target: Option<Target>,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
-        let chosen: Vec<&AccountConfig> = match &target {
+        let chosen: Vec<&AccountSpec> = match &target {
             None => self.accounts.iter().collect(),
             Some(Target::Account(id)) => self
                 .accounts
@@ -55,7 +55,7 @@ impl ChatOps {
         account: Option<AccountId>,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
-        let chosen: Vec<&AccountConfig> = self
+        let chosen: Vec<&AccountSpec> = self
             .accounts
             .iter()
             .filter(|a| account.as_ref().is_none_or(|id| &a.account.id == id))
@@ -224,7 +224,7 @@ impl ChatOps {
     /// The snapshots the rules judge the account on, oldest first.
     pub(super) async fn history(
         &self,
-        a: &AccountConfig,
+        a: &AccountSpec,
         now: DateTime<Utc>,
     ) -> Result<Vec<Snapshot>, StoreError> {
         self.store
@@ -234,7 +234,7 @@ impl ChatOps {
 
     pub(super) async fn latest(
         &self,
-        a: &AccountConfig,
+        a: &AccountSpec,
         now: DateTime<Utc>,
     ) -> Result<Option<Snapshot>, StoreError> {
         approvals::last_read(self.store.as_ref(), a, now).await
@@ -246,7 +246,7 @@ impl ChatOps {
     /// history).
     pub(super) async fn views(
         &self,
-        chosen: &[&AccountConfig],
+        chosen: &[&AccountSpec],
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<AccountView>>, StoreError> {
         let kept = if chosen.len() > 1 {
@@ -265,7 +265,7 @@ impl ChatOps {
     }
 
     /// An account with no good snapshot: why not.
-    pub(super) async fn unread_line(&self, a: &AccountConfig) -> Result<String, StoreError> {
+    pub(super) async fn unread_line(&self, a: &AccountSpec) -> Result<String, StoreError> {
         let health = self.store.health(&a.account.id).await?;
         Ok(match health.last_error {
             Some(e) => format!(
@@ -279,7 +279,7 @@ impl ChatOps {
 
     pub(super) async fn balance_line(
         &self,
-        a: &AccountConfig,
+        a: &AccountSpec,
         view: Option<AccountView>,
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
@@ -309,14 +309,14 @@ impl ChatOps {
 
     pub(super) async fn chart(
         &self,
-        a: &AccountConfig,
+        a: &AccountSpec,
         now: DateTime<Utc>,
     ) -> Result<Option<RunwayChart>, StoreError> {
         Ok(charts::runway_chart(a, &self.history(a, now).await?, now))
     }
 }
 
-fn runway_line(a: &AccountConfig, v: AccountView) -> String {
+fn runway_line(a: &AccountSpec, v: AccountView) -> String {
     if v.available.is_negative() {
         // No runway is left to count: the account owes the cloud.
         let owed = crate::domain::money::Money::zero(v.available.currency())

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use purser::adapters::cloud::CloudAccess;
 use purser::adapters::cloud::{Http, RetryPolicy};
-use purser::config::CloudAccess;
 use purser::domain::model::{Account, AccountId};
 use purser::engine::clock::ManualClock;
 use purser::secret::Secret;

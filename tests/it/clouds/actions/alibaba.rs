@@ -336,8 +336,8 @@ pub(super) const KEYS: [(&str, &str); 2] = [("ali-id", ID), ("ali-secret", SECRE
 async fn rig() -> (Rig, Arc<Mutex<Ali>>) {
     let (m, ali) = alibaba_cloud().await;
     let account = alibaba_account(&m);
-    let rig = Rig::new(m, &account, &KEYS, |a, clock| {
-        let access = super::super::accounts(&a.account, a.access.clone().unwrap());
+    let rig = Rig::new(m, &account, &KEYS, |a, access, clock| {
+        let access = super::super::accounts(&a.account, access);
         let mut x = Alibaba::new(access, None, clock);
         super::super::quick(x.http_mut());
         ("alibaba".to_owned(), Arc::new(x) as Arc<dyn Actions>)

@@ -450,8 +450,8 @@ async fn rig() -> (Rig, Arc<Mutex<Hw>>) {
 async fn rig_of(resources: &[&str]) -> (Rig, Arc<Mutex<Hw>>) {
     let (m, hw) = huawei_cloud_of(resources).await;
     let account = huawei_account(&m);
-    let rig = Rig::new(m, &account, &KEYS, |a, clock| {
-        let access = super::super::accounts(&a.account, a.access.clone().unwrap());
+    let rig = Rig::new(m, &account, &KEYS, |a, access, clock| {
+        let access = super::super::accounts(&a.account, access);
         let mut h = Huawei::new(access, None, clock);
         super::super::quick(h.http_mut());
         ("huawei".to_owned(), Arc::new(h) as Arc<dyn Actions>)

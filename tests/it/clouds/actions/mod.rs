@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use purser::adapters::cloud::CloudAccess;
 use purser::adapters::sqlite::SqliteStore;
-use purser::config::AccountConfig;
+use purser::domain::account::AccountSpec;
 use purser::domain::audit;
 use purser::domain::money::{Currency, Money};
 use purser::domain::request::{Action, Decision, Request, RequestId, State, Tiers, Verdict, Via};
@@ -278,18 +279,18 @@ pub(super) struct Rig {
     pub store: SqliteStore,
     pub clock: Arc<ManualClock>,
     pub mock: Mock,
-    pub accounts: Arc<Vec<AccountConfig>>,
+    pub accounts: Arc<Vec<AccountSpec>>,
     actions: HashMap<String, Arc<dyn Actions>>,
 }
 
 impl Rig {
     /// `account` is the account's config; `keys` its key files; `adapter`
-    /// builds the cloud's adapter for it.
+    /// builds the cloud's adapter for it, given its credentials.
     pub(super) async fn new(
         mock: Mock,
         account: &str,
         keys: &[(&str, &str)],
-        adapter: impl FnOnce(&AccountConfig, Arc<ManualClock>) -> (String, Arc<dyn Actions>),
+        adapter: impl FnOnce(&AccountSpec, CloudAccess, Arc<ManualClock>) -> (String, Arc<dyn Actions>),
     ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
@@ -300,8 +301,15 @@ impl Rig {
         let config = format!("[store]\npath = \"p.db\"\n{account}");
         std::fs::write(dir.path().join("purser.toml"), config).unwrap();
         let config = purser::config::Config::load(&dir.path().join("purser.toml")).unwrap();
-        let accounts: Arc<Vec<AccountConfig>> = Arc::new(config.accounts.clone());
-        let (name, actions) = adapter(&accounts[0], clock.clone());
+        let accounts: Arc<Vec<AccountSpec>> = Arc::new(config.accounts.clone());
+        let id = &accounts[0].account.id;
+        let access = config
+            .providers
+            .iter()
+            .find_map(|p| p.credentials.get(id))
+            .cloned()
+            .unwrap();
+        let (name, actions) = adapter(&accounts[0], access, clock.clone());
         Rig {
             _dir: dir,
             store,

@@ -17,7 +17,6 @@ use purser::adapters::alibaba::Alibaba;
 use purser::adapters::huawei::Huawei;
 use purser::adapters::sqlite::SqliteStore;
 use purser::adapters::tencent::Tencent;
-use purser::config::AccountConfig;
 use purser::domain::audit;
 use purser::domain::model::{AccountId, ExternalId};
 use purser::domain::money::{Currency, Money};
@@ -755,17 +754,17 @@ fn config(urls: &BTreeMap<&str, String>) -> String {
     c
 }
 
-/// Each account's adapter map, per provider.
+/// Each provider's adapter, given its accounts' credentials.
 fn adapters(
-    accounts: &[AccountConfig],
+    providers: &[purser::config::ProviderConfig],
     clock: Arc<ManualClock>,
 ) -> HashMap<String, Arc<dyn Actions>> {
     let of = |provider: &str| {
-        accounts
+        providers
             .iter()
-            .filter(|a| a.account.provider == provider)
-            .map(|a| (a.account.id.clone(), a.access.clone().unwrap()))
-            .collect::<HashMap<_, _>>()
+            .find(|p| p.name == provider)
+            .map(|p| p.credentials.clone())
+            .unwrap_or_default()
     };
     let fast = |http: &mut purser::adapters::cloud::Http| {
         super::super::quick(http);
@@ -869,7 +868,7 @@ async fn storm(seed: u64, backend: Backend<'_>) {
     let cfg = purser::config::Config::load(&dir.path().join("purser.toml")).unwrap();
     let accounts = Arc::new(cfg.accounts.clone());
     let clock = Arc::new(ManualClock::new(epoch()));
-    let actions = adapters(&accounts, clock.clone());
+    let actions = adapters(&cfg.providers, clock.clone());
     let store = backend.open(dir.path()).await;
 
     // Every request approved at once: 42 renewals, some of the same resources.

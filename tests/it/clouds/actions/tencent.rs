@@ -353,8 +353,8 @@ async fn from_chat_a_tencent_renewal_payment_and_auto_renew_change_each_charge_o
 async fn rig() -> (Rig, Arc<Mutex<Tc>>) {
     let (m, tc) = tencent_cloud().await;
     let account = tencent_account(&m);
-    let rig = Rig::new(m, &account, &KEYS, |a, clock| {
-        let access = super::super::accounts(&a.account, a.access.clone().unwrap());
+    let rig = Rig::new(m, &account, &KEYS, |a, access, clock| {
+        let access = super::super::accounts(&a.account, access);
         let mut t = Tencent::new(access, None, clock);
         super::super::quick(t.http_mut());
         ("tencent".to_owned(), Arc::new(t) as Arc<dyn Actions>)

@@ -1,0 +1,24 @@
+//! An account as purser watches it: who it is, what it bills in, when it is
+//! polled, the rules its alerts follow and what its requests must pass. Its
+//! credentials are not here: config hands them to the cloud's adapter alone.
+
+use std::collections::BTreeMap;
+
+use super::model::Account;
+use super::money::Currency;
+use super::policy::Policy;
+use super::request::PaymentMethod;
+use super::rules::RuleSet;
+
+#[derive(Debug, Clone)]
+pub struct AccountSpec {
+    pub account: Account,
+    pub currency: Currency,
+    pub schedule: cron::Schedule,
+    pub rules: RuleSet,
+    /// Per payment method, where the money goes (the bank account for a
+    /// wire, the portal page for Alipay): shown with a top-up's task.
+    pub payee: BTreeMap<PaymentMethod, String>,
+    /// What requests on this account must pass before anyone is asked.
+    pub policy: Policy,
+}
