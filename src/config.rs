@@ -1,19 +1,22 @@
 //! Configuration: TOML, read once, validated into [`Config`] before anything
 //! starts. Every error names the file, the line and the key.
 
+mod accounts;
 mod environment;
 mod oncall;
 mod operate;
 mod policy;
 mod rules;
-use rules::{RawOverride, RawRules, build_rules, merge_rules};
+use rules::{RawOverride, RawRules, build_rules};
+
+pub use accounts::{Cloud, ProviderConfig, ProviderKind};
+use accounts::{RawAccount, RawProvider};
 mod store;
 
 pub use oncall::{OPSGENIE_API, OnCallConfig, PAGERDUTY_EVENTS, PagerConfig, PagerKind, holidays};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -22,9 +25,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::adapters::cloud::CloudAccess;
 use crate::domain::account::AccountSpec;
-use crate::domain::model::{Account, AccountId, Labels};
 use crate::domain::money::{Currency, Money};
 use crate::domain::rules::RuleSet;
 use crate::secret::Secret;
@@ -209,61 +210,6 @@ pub struct SchedulerConfig {
     /// the calendar's (Asia/Shanghai unless set), so `0 9 * * *` is 09:00
     /// where the team is.
     pub timezone: chrono_tz::Tz,
-}
-
-#[derive(Debug, Clone)]
-pub struct ProviderConfig {
-    pub name: String,
-    pub concurrency: usize,
-    pub kind: ProviderKind,
-    /// The keys of the provider's accounts: they go to its adapter and
-    /// nowhere else.
-    pub credentials: HashMap<AccountId, CloudAccess>,
-}
-
-#[derive(Debug, Clone)]
-pub enum ProviderKind {
-    /// Accounts and their money come from a scenario file; see config/scenarios/.
-    Simulated { scenario: PathBuf },
-    /// A cloud's billing API. `requests_per_second` replaces the cloud's
-    /// documented per-API limits (counted per key, as the clouds count them).
-    Cloud {
-        cloud: Cloud,
-        requests_per_second: Option<NonZeroU32>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cloud {
-    Tencent,
-    Alibaba,
-    Huawei,
-    AzureChina,
-}
-
-impl Cloud {
-    const ALL: [(&'static str, Cloud); 4] = [
-        ("tencent", Cloud::Tencent),
-        ("alibaba", Cloud::Alibaba),
-        ("huawei", Cloud::Huawei),
-        ("azure_china", Cloud::AzureChina),
-    ];
-
-    /// The sites each cloud has, the first being the default.
-    pub fn sites(self) -> &'static [&'static str] {
-        match self {
-            Cloud::Tencent | Cloud::Alibaba | Cloud::Huawei => &["cn", "intl"],
-            Cloud::AzureChina => &["cn"],
-        }
-    }
-
-    /// The currency a site bills in.
-    pub fn site_currency(self, site: &str) -> Currency {
-        match site {
-            "intl" => Currency::Usd,
-            _ => Currency::Cny,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -517,46 +463,6 @@ struct RawScheduler {
     timeout: Option<S>,
     shutdown_timeout: Option<S>,
     timezone: Option<S>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    name: S,
-    kind: S,
-    concurrency: Option<Spanned<i64>>,
-    scenario: Option<S>,
-    requests_per_second: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAccount {
-    id: S,
-    provider: S,
-    site: Option<String>,
-    currency: Option<S>,
-    schedule: Option<S>,
-    #[serde(default)]
-    labels: Labels,
-    credentials: Option<Spanned<RawCredentials>>,
-    endpoint: Option<S>,
-    #[serde(default)]
-    regions: Vec<String>,
-    /// Where each payment method sends the money, for top-up instructions.
-    #[serde(default)]
-    payee: BTreeMap<String, S>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCredentials {
-    key_id: Option<S>,
-    secret: Option<S>,
-    domain_id: Option<String>,
-    tenant: Option<String>,
-    subscription: Option<String>,
-    billing_account: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -908,231 +814,12 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         }
     }
 
-    let mut providers = Vec::new();
-    let mut provider_names = HashSet::new();
-    let mut provider_kinds: HashMap<String, ProviderKind> = HashMap::new();
-    for (i, p) in raw.providers.iter().enumerate() {
-        let name = p.name.get_ref().clone();
-        if !provider_names.insert(name.clone()) {
-            issues.at(
-                &p.name,
-                format!("providers[{i}].name"),
-                format!("provider {name:?} is defined twice"),
-            );
-        }
-        let concurrency = match &p.concurrency {
-            None => 4,
-            Some(c) => match usize::try_from(*c.get_ref()) {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    issues.at(
-                        c,
-                        format!("providers[{i}].concurrency"),
-                        "must be 1 or more",
-                    );
-                    1
-                }
-            },
-        };
-        let kind = match p.kind.get_ref().as_str() {
-            "simulated" => match &p.scenario {
-                Some(s) => {
-                    let scenario = base.join(s.get_ref());
-                    if issues.files && !scenario.is_file() {
-                        issues.at(
-                            s,
-                            format!("providers[{i}].scenario"),
-                            format!("there is no scenario file {}", scenario.display()),
-                        );
-                    }
-                    ProviderKind::Simulated { scenario }
-                }
-                None => {
-                    issues.at(
-                        &p.kind,
-                        format!("providers[{i}].scenario"),
-                        "a simulated provider needs a scenario file",
-                    );
-                    continue;
-                }
-            },
-            other => match Cloud::ALL.iter().find(|(n, _)| *n == other) {
-                Some((_, cloud)) => ProviderKind::Cloud {
-                    cloud: *cloud,
-                    requests_per_second: p.requests_per_second.as_ref().and_then(|r| {
-                        let n = u32::try_from(*r.get_ref()).ok().and_then(NonZeroU32::new);
-                        if n.is_none() {
-                            issues.at(
-                                r,
-                                format!("providers[{i}].requests_per_second"),
-                                "must be 1 or more",
-                            );
-                        }
-                        n
-                    }),
-                },
-                None => {
-                    issues.at(
-                        &p.kind,
-                        format!("providers[{i}].kind"),
-                        format!(
-                            "unknown provider kind {other:?}; known: simulated, tencent, alibaba, huawei, azure_china"
-                        ),
-                    );
-                    continue;
-                }
-            },
-        };
-        if let (ProviderKind::Simulated { .. }, Some(r)) = (&kind, &p.requests_per_second) {
-            issues.at(
-                r,
-                format!("providers[{i}].requests_per_second"),
-                "applies to cloud providers only",
-            );
-        }
-        if let (ProviderKind::Cloud { .. }, Some(sc)) = (&kind, &p.scenario) {
-            issues.at(
-                sc,
-                format!("providers[{i}].scenario"),
-                "only a simulated provider reads a scenario file",
-            );
-        }
-        provider_kinds.insert(name.clone(), kind.clone());
-        providers.push(ProviderConfig {
-            name,
-            concurrency,
-            kind,
-            credentials: HashMap::new(),
-        });
-    }
-
-    let mut accounts = Vec::new();
-    let mut ids = HashSet::new();
-    for (i, a) in raw.accounts.iter().enumerate() {
-        let id = match AccountId::parse(a.id.get_ref()) {
-            Ok(id) => id,
-            Err(e) => {
-                issues.at(&a.id, format!("accounts[{i}].id"), e.to_string());
-                continue;
-            }
-        };
-        if !ids.insert(id.clone()) {
-            issues.at(
-                &a.id,
-                format!("accounts[{i}].id"),
-                format!("account {id} is defined twice"),
-            );
-        }
-        if !provider_names.contains(a.provider.get_ref()) {
-            issues.at(
-                &a.provider,
-                format!("accounts[{i}].provider"),
-                format!(
-                    "no provider named {:?} in [[providers]]",
-                    a.provider.get_ref()
-                ),
-            );
-        }
-        let cloud = match provider_kinds.get(a.provider.get_ref()) {
-            Some(ProviderKind::Cloud { cloud, .. }) => Some(*cloud),
-            _ => None,
-        };
-        let site = a
-            .site
-            .clone()
-            .unwrap_or_else(|| cloud.map_or("cn", |c| c.sites()[0]).to_owned());
-        if let Some(c) = cloud
-            && !c.sites().contains(&site.as_str())
-        {
-            issues.nowhere(
-                format!("accounts[{i}].site"),
-                format!(
-                    "site {site:?} is not one of this cloud's: {}",
-                    c.sites().join(", ")
-                ),
-            );
-        }
-        let access = access(issues, a, i, cloud, base);
-        let currency = match &a.currency {
-            None => cloud.map_or(Currency::Cny, |c| c.site_currency(&site)),
-            Some(c) => Currency::from_code(c.get_ref()).unwrap_or_else(|| {
-                issues.at(
-                    c,
-                    format!("accounts[{i}].currency"),
-                    format!("unknown currency {:?}; known: CNY, USD", c.get_ref()),
-                );
-                Currency::Cny
-            }),
-        };
-        let schedule = match (&a.schedule, &default_schedule) {
-            (Some(s), _) => parse_cron(s.get_ref()).unwrap_or_else(|e| {
-                issues.at(s, format!("accounts[{i}].schedule"), e);
-                default_cron()
-            }),
-            (None, Some((_, Ok(s)))) => s.clone(),
-            (None, _) => default_cron(),
-        };
-        let account = Account {
-            id: id.clone(),
-            provider: a.provider.get_ref().clone(),
-            site,
-            labels: a.labels.clone(),
-        };
-        let mut merged = raw.rules.clone();
-        let mut merged_policy = raw.policy.clone();
-        for o in &raw.overrides {
-            let by_account =
-                o.accounts.is_empty() || o.accounts.iter().any(|x| x.get_ref() == id.as_str());
-            let by_labels = o
-                .labels
-                .iter()
-                .all(|(k, v)| account.labels.get(k) == Some(v));
-            if by_account && by_labels {
-                merge_rules(&mut merged, &o.rules);
-                policy::merge(&mut merged_policy, &o.policy);
-            }
-        }
-        let before = issues.list.len();
-        let rules = build_rules(issues, &merged, currency);
-        let policy = policy::resolve(issues, &merged_policy, cloud, currency);
-        // The same bad value would be reported once per account; keep the first.
-        dedup_from(&mut issues.list, before);
-        let mut payee = BTreeMap::new();
-        for (method, text) in &a.payee {
-            let at = format!("accounts[{i}].payee.{method}");
-            match crate::domain::request::PaymentMethod::parse(method) {
-                None => issues.at(
-                    text,
-                    at,
-                    format!(
-                        "unknown payment method {method:?}; use {}",
-                        crate::domain::request::PaymentMethod::ALL
-                            .map(|m| m.as_str())
-                            .join(", ")
-                    ),
-                ),
-                Some(_) if text.get_ref().trim().is_empty() => {
-                    issues.at(text, at, "must not be empty")
-                }
-                Some(m) => {
-                    payee.insert(m, text.get_ref().trim().to_owned());
-                }
-            }
-        }
-        if let Some(access) = access
-            && let Some(p) = providers.iter_mut().find(|p| p.name == account.provider)
-        {
-            p.credentials.insert(account.id.clone(), access);
-        }
-        accounts.push(AccountSpec {
-            account,
-            currency,
-            schedule,
-            rules,
-            payee,
-            policy,
-        });
-    }
+    let mut providers = accounts::build_providers(issues, &raw.providers, base);
+    let default = match &default_schedule {
+        Some((_, Ok(s))) => s.clone(),
+        _ => default_cron(),
+    };
+    let accounts = accounts::build_accounts(issues, &raw, &default, &mut providers, base);
     // purser's own alerts (about itself) follow their [rules] table, with
     // no override; the accounts' rules, with their currencies, are not theirs.
     let before = issues.list.len();
@@ -1142,17 +829,6 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
     };
     let own_rules = build_rules(issues, &own, Currency::Cny);
     dedup_from(&mut issues.list, before);
-    for (i, o) in raw.overrides.iter().enumerate() {
-        for a in &o.accounts {
-            if !ids.iter().any(|id| id.as_str() == a.get_ref()) {
-                issues.at(
-                    a,
-                    format!("overrides[{i}].accounts"),
-                    format!("no account {:?} is defined", a.get_ref()),
-                );
-            }
-        }
-    }
     if accounts.is_empty() && issues.list.is_empty() {
         issues.nowhere(
             "accounts",
@@ -2142,113 +1818,6 @@ fn dedup_from(list: &mut Vec<ConfigIssue>, from: usize) {
             list.push(issue);
         }
     }
-}
-
-/// A labelled, readable summary for `config check`.
-/// An account's credentials, checked against what its cloud needs.
-fn access(
-    issues: &mut Issues<'_>,
-    a: &RawAccount,
-    i: usize,
-    cloud: Option<Cloud>,
-    base: &Path,
-) -> Option<CloudAccess> {
-    let key = |k: &str| format!("accounts[{i}].{k}");
-    let Some(cloud) = cloud else {
-        if let Some(c) = &a.credentials {
-            issues.at(
-                c,
-                key("credentials"),
-                "a simulated account has no credentials",
-            );
-        }
-        if let Some(e) = &a.endpoint {
-            issues.at(e, key("endpoint"), "a simulated account has no endpoint");
-        }
-        return None;
-    };
-    let Some(raw) = &a.credentials else {
-        issues.at(
-            &a.id,
-            key("credentials"),
-            "a cloud account needs credentials = { key_id = \"env:…\", secret = \"env:…\" }",
-        );
-        return None;
-    };
-    let creds = raw.get_ref();
-    let mut secret = |field: &str, value: &Option<S>| match value {
-        Some(v) => Secret::resolve(v.get_ref(), base)
-            .map_err(|e| issues.at(v, key(&format!("credentials.{field}")), e))
-            .ok(),
-        None => {
-            issues.at(
-                raw,
-                key(&format!("credentials.{field}")),
-                "missing (\"env:NAME\" or \"file:PATH\")",
-            );
-            None
-        }
-    };
-    let key_id = secret("key_id", &creds.key_id);
-    let secret_value = secret("secret", &creds.secret);
-    let endpoint = a
-        .endpoint
-        .as_ref()
-        .and_then(|e| match reqwest::Url::parse(e.get_ref()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
-            _ => {
-                issues.at(e, key("endpoint"), "must be an http or https URL");
-                None
-            }
-        });
-    let mut only = |field: &str, present: bool, clouds: &str| {
-        if present {
-            issues.at(
-                raw,
-                key(&format!("credentials.{field}")),
-                format!("is used by {clouds} accounts only"),
-            );
-        }
-    };
-    if cloud != Cloud::Huawei {
-        only("domain_id", creds.domain_id.is_some(), "huawei");
-    }
-    if cloud != Cloud::AzureChina {
-        only("tenant", creds.tenant.is_some(), "azure_china");
-        only("subscription", creds.subscription.is_some(), "azure_china");
-        only(
-            "billing_account",
-            creds.billing_account.is_some(),
-            "azure_china",
-        );
-    }
-    if cloud != Cloud::Tencent && !a.regions.is_empty() {
-        issues.at(&a.id, key("regions"), "is used by tencent accounts only");
-    }
-    if cloud == Cloud::AzureChina {
-        for (field, value) in [
-            ("tenant", &creds.tenant),
-            ("subscription", &creds.subscription),
-        ] {
-            if value.is_none() {
-                issues.at(
-                    raw,
-                    key(&format!("credentials.{field}")),
-                    "an azure_china account needs it",
-                );
-            }
-        }
-    }
-    Some(CloudAccess {
-        key_id: key_id?,
-        secret: secret_value?,
-        endpoint,
-        regions: a.regions.clone(),
-        domain_id: creds.domain_id.clone(),
-        tenant: creds.tenant.clone(),
-        subscription: creds.subscription.clone(),
-        billing_account: creds.billing_account.clone(),
-    })
 }
 
 pub fn describe(config: &Config) -> String {
