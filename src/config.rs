@@ -772,47 +772,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
     if let Some((s, Err(e))) = &default_schedule {
         issues.at(s, "scheduler.schedule", e.clone());
     }
-    let scheduler = SchedulerConfig {
-        jitter: duration(
-            issues,
-            "scheduler.jitter",
-            raw.scheduler.jitter.as_ref(),
-            Duration::seconds(30),
-        ),
-        timeout: duration(
-            issues,
-            "scheduler.timeout",
-            raw.scheduler.timeout.as_ref(),
-            Duration::seconds(30),
-        ),
-        shutdown_timeout: duration(
-            issues,
-            "scheduler.shutdown_timeout",
-            raw.scheduler.shutdown_timeout.as_ref(),
-            Duration::seconds(10),
-        ),
-        // Settled once the calendar is read.
-        timezone: chrono_tz::UTC,
-    };
-    for (key, value, raw_value) in [
-        (
-            "scheduler.timeout",
-            scheduler.timeout,
-            &raw.scheduler.timeout,
-        ),
-        (
-            "scheduler.shutdown_timeout",
-            scheduler.shutdown_timeout,
-            &raw.scheduler.shutdown_timeout,
-        ),
-    ] {
-        if value <= Duration::zero() {
-            match raw_value {
-                Some(v) => issues.at(v, key, "must be longer than zero"),
-                None => issues.nowhere(key, "must be longer than zero"),
-            }
-        }
-    }
+    let scheduler = build_scheduler(issues, &raw.scheduler);
 
     let mut providers = accounts::build_providers(issues, &raw.providers, base);
     let default = match &default_schedule {
@@ -836,188 +796,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         );
     }
 
-    let mut outputs = Vec::new();
-    let mut output_names = HashSet::new();
-    for (i, o) in raw.outputs.iter().enumerate() {
-        let name = o.name.get_ref().clone();
-        if !output_names.insert(name.clone()) {
-            issues.at(
-                &o.name,
-                format!("outputs[{i}].name"),
-                format!("output {name:?} is defined twice"),
-            );
-        }
-        let kind = match o.kind.get_ref().as_str() {
-            "console" => OutputKind::Console,
-            "slack" => match chat_output(
-                issues,
-                base,
-                i,
-                o,
-                ChatOutput {
-                    kind: "slack",
-                    channel: "the channel's id (e.g. C0123ABCD, from the channel's details)",
-                    token: "env:SLACK_BOT_TOKEN",
-                    api: crate::adapters::slack_channel::DEFAULT_API,
-                },
-            ) {
-                Some((channel, token, api)) => OutputKind::Slack {
-                    channel,
-                    token,
-                    api,
-                },
-                None => continue,
-            },
-            kind @ ("dingtalk" | "wecom" | "feishu") => {
-                use crate::adapters::robots::RobotKind;
-                let kind = match kind {
-                    "dingtalk" => RobotKind::DingTalk,
-                    "wecom" => RobotKind::WeCom,
-                    _ => RobotKind::Feishu,
-                };
-                match robot_output(issues, base, i, o, kind) {
-                    Some((url, secret)) => OutputKind::Robot { kind, url, secret },
-                    None => continue,
-                }
-            }
-            "telegram" => match chat_output(
-                issues,
-                base,
-                i,
-                o,
-                ChatOutput {
-                    kind: "telegram",
-                    channel: "the group's chat id (e.g. -1001234567890; see the README)",
-                    token: "env:TELEGRAM_BOT_TOKEN",
-                    api: crate::adapters::telegram::DEFAULT_API,
-                },
-            ) {
-                Some((chat, _, _)) if !(chat.starts_with('@') || chat.parse::<i64>().is_ok()) => {
-                    issues.at(
-                        o.channel.as_ref().unwrap_or(&o.kind),
-                        format!("outputs[{i}].channel"),
-                        "a Telegram chat id is a number (a group's is negative, e.g. -1001234567890) or @channelname",
-                    );
-                    continue;
-                }
-                Some((_, token, _))
-                    if !crate::adapters::telegram::token_shape_ok(token.expose()) =>
-                {
-                    issues.at(
-                        o.token.as_ref().unwrap_or(&o.kind),
-                        format!("outputs[{i}].token"),
-                        TELEGRAM_TOKEN_SHAPE,
-                    );
-                    continue;
-                }
-                Some((chat, token, api)) => OutputKind::Telegram { chat, token, api },
-                None => continue,
-            },
-            "discord" => match chat_output(
-                issues,
-                base,
-                i,
-                o,
-                ChatOutput {
-                    kind: "discord",
-                    channel: "the channel's id (a number: Developer Mode → Copy Channel ID)",
-                    token: "env:DISCORD_BOT_TOKEN",
-                    api: crate::adapters::discord::DEFAULT_API,
-                },
-            ) {
-                Some((channel, _, _)) if !channel.chars().all(|c| c.is_ascii_digit()) => {
-                    issues.at(
-                        o.channel.as_ref().unwrap_or(&o.kind),
-                        format!("outputs[{i}].channel"),
-                        "a Discord channel id is a number (Developer Mode → Copy Channel ID)",
-                    );
-                    continue;
-                }
-                Some((channel, token, api)) => OutputKind::Discord {
-                    channel,
-                    token,
-                    api,
-                },
-                None => continue,
-            },
-            "webhook" => {
-                let url = match &o.url {
-                    Some(u) => match reqwest::Url::parse(u.get_ref()) {
-                        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-                        Ok(_) => {
-                            issues.at(
-                                u,
-                                format!("outputs[{i}].url"),
-                                "must be an http or https URL",
-                            );
-                            None
-                        }
-                        Err(e) => {
-                            issues.at(u, format!("outputs[{i}].url"), format!("not a URL: {e}"));
-                            None
-                        }
-                    },
-                    None => {
-                        issues.at(
-                            &o.kind,
-                            format!("outputs[{i}].url"),
-                            "a webhook needs a url",
-                        );
-                        None
-                    }
-                };
-                let secret = match &o.secret {
-                    Some(s) => Secret::resolve(s.get_ref(), base)
-                        .map_err(|e| issues.at(s, format!("outputs[{i}].secret"), e))
-                        .ok(),
-                    None => {
-                        issues.at(
-                            &o.kind,
-                            format!("outputs[{i}].secret"),
-                            "a webhook needs a signing secret (\"env:NAME\" or \"file:PATH\")",
-                        );
-                        None
-                    }
-                };
-                let timeout = duration(
-                    issues,
-                    &format!("outputs[{i}].timeout"),
-                    o.timeout.as_ref(),
-                    Duration::seconds(10),
-                );
-                let max_attempts = match &o.max_attempts {
-                    None => 10,
-                    Some(m) => u32::try_from(*m.get_ref())
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .unwrap_or_else(|| {
-                            issues.at(m, format!("outputs[{i}].max_attempts"), "must be 1 or more");
-                            1
-                        }),
-                };
-                match (url, secret, timeout.to_std()) {
-                    (Some(url), Some(secret), Ok(timeout)) => OutputKind::Webhook {
-                        url,
-                        secret,
-                        timeout,
-                        max_attempts,
-                    },
-                    _ => continue,
-                }
-            }
-            other => {
-                issues.at(
-                    &o.kind,
-                    format!("outputs[{i}].kind"),
-                    format!(
-                        "unknown output kind {other:?}; known: console, webhook, slack, discord"
-                    ),
-                );
-                continue;
-            }
-        };
-        outputs.push(OutputConfig { name, kind });
-    }
+    let outputs = build_outputs(issues, &raw.outputs, base);
 
     let metrics = raw
         .metrics
@@ -1027,21 +806,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         .heartbeat
         .as_ref()
         .and_then(|h| operate::heartbeat(issues, h, base));
-    let http = raw.http.as_ref().and_then(|h| {
-        address(issues, "http.listen", &h.listen).map(|listen| HttpConfig {
-            listen,
-            max_connections: match &h.max_connections {
-                None => 256,
-                Some(n) => match usize::try_from(*n.get_ref()) {
-                    Ok(n) if (1..=100_000).contains(&n) => n,
-                    _ => {
-                        issues.at(n, "http.max_connections", "give 1 to 100000 connections");
-                        256
-                    }
-                },
-            },
-        })
-    });
+    let http = raw.http.as_ref().and_then(|h| build_http(issues, h));
     let slack = raw
         .slack
         .as_ref()
@@ -1050,43 +815,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         .discord
         .as_ref()
         .and_then(|d| build_discord(issues, base, d, raw.http.is_some()));
-    let mut routes = Vec::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let matchers = match &r.matchers {
-            None => Ok(Vec::new()),
-            Some(m) => crate::domain::command::Matcher::parse_all(m.get_ref())
-                .map_err(|e| issues.at(m, format!("routes[{i}].matchers"), e)),
-        };
-        let names = r.outputs.get_ref();
-        if names.is_empty() {
-            issues.at(
-                &r.outputs,
-                format!("routes[{i}].outputs"),
-                "name at least one output",
-            );
-        }
-        for n in names {
-            if !output_names.contains(n) {
-                let known: Vec<&str> = raw
-                    .outputs
-                    .iter()
-                    .map(|o| o.name.get_ref().as_str())
-                    .collect();
-                issues.at(
-                    &r.outputs,
-                    format!("routes[{i}].outputs"),
-                    format!("no output is named {n:?}; known: {}", known.join(", ")),
-                );
-            }
-        }
-        if let Ok(matchers) = matchers {
-            routes.push(crate::domain::routing::Route {
-                matchers,
-                outputs: names.clone(),
-                continue_matching: r.continue_matching,
-            });
-        }
-    }
+    let routes = build_routes(issues, &raw.routes, &raw.outputs);
     let telegram = raw
         .telegram
         .as_ref()
@@ -1112,20 +841,11 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         &dm_platforms,
     );
     let mut scheduler = scheduler;
-    scheduler.timezone = match &raw.scheduler.timezone {
-        None => oncall.calendar.zone,
-        Some(z) => z.get_ref().trim().parse().unwrap_or_else(|_| {
-            issues.at(
-                z,
-                "scheduler.timezone",
-                format!(
-                    "{:?} is not an IANA time zone; write e.g. Asia/Shanghai",
-                    z.get_ref()
-                ),
-            );
-            oncall.calendar.zone
-        }),
-    };
+    scheduler.timezone = zone(
+        issues,
+        raw.scheduler.timezone.as_ref(),
+        oncall.calendar.zone,
+    );
 
     Config {
         file: path.to_owned(),
@@ -1145,6 +865,384 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         people,
         approvals,
         oncall,
+    }
+}
+
+/// `[scheduler]`; its time zone is settled once the calendar is read.
+fn build_scheduler(issues: &mut Issues<'_>, raw: &RawScheduler) -> SchedulerConfig {
+    let scheduler = SchedulerConfig {
+        jitter: duration(
+            issues,
+            "scheduler.jitter",
+            raw.jitter.as_ref(),
+            Duration::seconds(30),
+        ),
+        timeout: duration(
+            issues,
+            "scheduler.timeout",
+            raw.timeout.as_ref(),
+            Duration::seconds(30),
+        ),
+        shutdown_timeout: duration(
+            issues,
+            "scheduler.shutdown_timeout",
+            raw.shutdown_timeout.as_ref(),
+            Duration::seconds(10),
+        ),
+        // Settled once the calendar is read.
+        timezone: chrono_tz::UTC,
+    };
+    for (key, value, raw_value) in [
+        ("scheduler.timeout", scheduler.timeout, &raw.timeout),
+        (
+            "scheduler.shutdown_timeout",
+            scheduler.shutdown_timeout,
+            &raw.shutdown_timeout,
+        ),
+    ] {
+        if value <= Duration::zero() {
+            match raw_value {
+                Some(v) => issues.at(v, key, "must be longer than zero"),
+                None => issues.nowhere(key, "must be longer than zero"),
+            }
+        }
+    }
+    scheduler
+}
+
+/// `[[routes]]`: which alerts go to which outputs, every output named known.
+fn build_routes(
+    issues: &mut Issues<'_>,
+    raw: &[RawRoute],
+    outputs: &[RawOutput],
+) -> Vec<crate::domain::routing::Route> {
+    let mut routes = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let matchers = match &r.matchers {
+            None => Ok(Vec::new()),
+            Some(m) => crate::domain::command::Matcher::parse_all(m.get_ref())
+                .map_err(|e| issues.at(m, format!("routes[{i}].matchers"), e)),
+        };
+        let names = r.outputs.get_ref();
+        if names.is_empty() {
+            issues.at(
+                &r.outputs,
+                format!("routes[{i}].outputs"),
+                "name at least one output",
+            );
+        }
+        for n in names {
+            if !outputs.iter().any(|o| o.name.get_ref() == n) {
+                let known: Vec<&str> = outputs.iter().map(|o| o.name.get_ref().as_str()).collect();
+                issues.at(
+                    &r.outputs,
+                    format!("routes[{i}].outputs"),
+                    format!("no output is named {n:?}; known: {}", known.join(", ")),
+                );
+            }
+        }
+        if let Ok(matchers) = matchers {
+            routes.push(crate::domain::routing::Route {
+                matchers,
+                outputs: names.clone(),
+                continue_matching: r.continue_matching,
+            });
+        }
+    }
+    routes
+}
+
+fn build_http(issues: &mut Issues<'_>, h: &RawHttp) -> Option<HttpConfig> {
+    address(issues, "http.listen", &h.listen).map(|listen| HttpConfig {
+        listen,
+        max_connections: match &h.max_connections {
+            None => 256,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if (1..=100_000).contains(&n) => n,
+                _ => {
+                    issues.at(n, "http.max_connections", "give 1 to 100000 connections");
+                    256
+                }
+            },
+        },
+    })
+}
+
+/// The zone cron schedules are read in: `[scheduler] timezone`, else the
+/// calendar's.
+fn zone(issues: &mut Issues<'_>, raw: Option<&S>, calendar: chrono_tz::Tz) -> chrono_tz::Tz {
+    match raw {
+        None => calendar,
+        Some(z) => z.get_ref().trim().parse().unwrap_or_else(|_| {
+            issues.at(
+                z,
+                "scheduler.timezone",
+                format!(
+                    "{:?} is not an IANA time zone; write e.g. Asia/Shanghai",
+                    z.get_ref()
+                ),
+            );
+            calendar
+        }),
+    }
+}
+
+/// Each `[[outputs]]` entry, checked; a name given twice is reported.
+fn build_outputs(issues: &mut Issues<'_>, raw: &[RawOutput], base: &Path) -> Vec<OutputConfig> {
+    let mut outputs = Vec::new();
+    let mut names = HashSet::new();
+    for (i, o) in raw.iter().enumerate() {
+        let name = o.name.get_ref().clone();
+        if !names.insert(name.clone()) {
+            issues.at(
+                &o.name,
+                format!("outputs[{i}].name"),
+                format!("output {name:?} is defined twice"),
+            );
+        }
+        if let Some(kind) = output(issues, base, i, o) {
+            outputs.push(OutputConfig { name, kind });
+        }
+    }
+    outputs
+}
+
+fn output(issues: &mut Issues<'_>, base: &Path, i: usize, o: &RawOutput) -> Option<OutputKind> {
+    foreign_settings(issues, i, o);
+    let kind = match o.kind.get_ref().as_str() {
+        "console" => OutputKind::Console,
+        "slack" => match chat_output(
+            issues,
+            base,
+            i,
+            o,
+            ChatOutput {
+                kind: "slack",
+                channel: "the channel's id (e.g. C0123ABCD, from the channel's details)",
+                token: "env:SLACK_BOT_TOKEN",
+                api: crate::adapters::slack_channel::DEFAULT_API,
+            },
+        ) {
+            Some((channel, token, api)) => OutputKind::Slack {
+                channel,
+                token,
+                api,
+            },
+            None => return None,
+        },
+        kind @ ("dingtalk" | "wecom" | "feishu") => {
+            use crate::adapters::robots::RobotKind;
+            let kind = match kind {
+                "dingtalk" => RobotKind::DingTalk,
+                "wecom" => RobotKind::WeCom,
+                _ => RobotKind::Feishu,
+            };
+            match robot_output(issues, base, i, o, kind) {
+                Some((url, secret)) => OutputKind::Robot { kind, url, secret },
+                None => return None,
+            }
+        }
+        "telegram" => telegram_output(issues, base, i, o)?,
+        "discord" => discord_output(issues, base, i, o)?,
+        "webhook" => webhook_output(issues, base, i, o)?,
+        other => {
+            issues.at(
+                    &o.kind,
+                    format!("outputs[{i}].kind"),
+                    format!(
+                        "unknown output kind {other:?}; known: console, webhook, slack, discord, telegram, dingtalk, wecom, feishu"
+                    ),
+                );
+            return None;
+        }
+    };
+    Some(kind)
+}
+
+/// Settings given to an output of a kind that does not read them (a
+/// `channel` on a webhook) are refused where they stand, not ignored.
+fn foreign_settings(issues: &mut Issues<'_>, i: usize, o: &RawOutput) {
+    let kind = o.kind.get_ref().as_str();
+    let reads: &[&str] = match kind {
+        "console" => &[],
+        "webhook" => &["url", "secret", "timeout", "max_attempts"],
+        "slack" | "discord" | "telegram" => &["channel", "token", "api"],
+        "dingtalk" | "wecom" | "feishu" => &["url", "secret"],
+        // An unknown kind is reported by itself.
+        _ => return,
+    };
+    let given = [
+        ("url", o.url.as_ref().map(|v| v.span())),
+        ("secret", o.secret.as_ref().map(|v| v.span())),
+        ("timeout", o.timeout.as_ref().map(|v| v.span())),
+        ("max_attempts", o.max_attempts.as_ref().map(|v| v.span())),
+        ("channel", o.channel.as_ref().map(|v| v.span())),
+        ("token", o.token.as_ref().map(|v| v.span())),
+        ("api", o.api.as_ref().map(|v| v.span())),
+    ];
+    for (key, span) in given {
+        let Some(span) = span else { continue };
+        if reads.contains(&key) {
+            continue;
+        }
+        let settings = if reads.is_empty() {
+            "it has none besides name and kind".to_owned()
+        } else {
+            format!("its settings: {}", reads.join(", "))
+        };
+        issues.at(
+            &Spanned::new(span, ()),
+            format!("outputs[{i}].{key}"),
+            format!("a {kind} output does not read `{key}` ({settings})"),
+        );
+    }
+}
+
+/// A Telegram group, by its chat id, and the bot that posts there.
+fn telegram_output(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    i: usize,
+    o: &RawOutput,
+) -> Option<OutputKind> {
+    match chat_output(
+        issues,
+        base,
+        i,
+        o,
+        ChatOutput {
+            kind: "telegram",
+            channel: "the group's chat id (e.g. -1001234567890; see the README)",
+            token: "env:TELEGRAM_BOT_TOKEN",
+            api: crate::adapters::telegram::DEFAULT_API,
+        },
+    ) {
+        Some((chat, _, _)) if !(chat.starts_with('@') || chat.parse::<i64>().is_ok()) => {
+            issues.at(
+                o.channel.as_ref().unwrap_or(&o.kind),
+                format!("outputs[{i}].channel"),
+                "a Telegram chat id is a number (a group's is negative, e.g. -1001234567890) or @channelname",
+            );
+            None
+        }
+        Some((_, token, _)) if !crate::adapters::telegram::token_shape_ok(token.expose()) => {
+            issues.at(
+                o.token.as_ref().unwrap_or(&o.kind),
+                format!("outputs[{i}].token"),
+                TELEGRAM_TOKEN_SHAPE,
+            );
+            None
+        }
+        Some((chat, token, api)) => Some(OutputKind::Telegram { chat, token, api }),
+        None => None,
+    }
+}
+
+/// A Discord channel, by its id, and the bot that posts there.
+fn discord_output(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    i: usize,
+    o: &RawOutput,
+) -> Option<OutputKind> {
+    match chat_output(
+        issues,
+        base,
+        i,
+        o,
+        ChatOutput {
+            kind: "discord",
+            channel: "the channel's id (a number: Developer Mode → Copy Channel ID)",
+            token: "env:DISCORD_BOT_TOKEN",
+            api: crate::adapters::discord::DEFAULT_API,
+        },
+    ) {
+        Some((channel, _, _)) if !channel.chars().all(|c| c.is_ascii_digit()) => {
+            issues.at(
+                o.channel.as_ref().unwrap_or(&o.kind),
+                format!("outputs[{i}].channel"),
+                "a Discord channel id is a number (Developer Mode → Copy Channel ID)",
+            );
+            None
+        }
+        Some((channel, token, api)) => Some(OutputKind::Discord {
+            channel,
+            token,
+            api,
+        }),
+        None => None,
+    }
+}
+
+/// A signed JSON webhook: where, with which secret, how patiently.
+fn webhook_output(
+    issues: &mut Issues<'_>,
+    base: &Path,
+    i: usize,
+    o: &RawOutput,
+) -> Option<OutputKind> {
+    let url = match &o.url {
+        Some(u) => match reqwest::Url::parse(u.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+            Ok(_) => {
+                issues.at(
+                    u,
+                    format!("outputs[{i}].url"),
+                    "must be an http or https URL",
+                );
+                None
+            }
+            Err(e) => {
+                issues.at(u, format!("outputs[{i}].url"), format!("not a URL: {e}"));
+                None
+            }
+        },
+        None => {
+            issues.at(
+                &o.kind,
+                format!("outputs[{i}].url"),
+                "a webhook needs a url",
+            );
+            None
+        }
+    };
+    let secret = match &o.secret {
+        Some(s) => Secret::resolve(s.get_ref(), base)
+            .map_err(|e| issues.at(s, format!("outputs[{i}].secret"), e))
+            .ok(),
+        None => {
+            issues.at(
+                &o.kind,
+                format!("outputs[{i}].secret"),
+                "a webhook needs a signing secret (\"env:NAME\" or \"file:PATH\")",
+            );
+            None
+        }
+    };
+    let timeout = duration(
+        issues,
+        &format!("outputs[{i}].timeout"),
+        o.timeout.as_ref(),
+        Duration::seconds(10),
+    );
+    let max_attempts = match &o.max_attempts {
+        None => 10,
+        Some(m) => u32::try_from(*m.get_ref())
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| {
+                issues.at(m, format!("outputs[{i}].max_attempts"), "must be 1 or more");
+                1
+            }),
+    };
+    match (url, secret, timeout.to_std()) {
+        (Some(url), Some(secret), Ok(timeout)) => Some(OutputKind::Webhook {
+            url,
+            secret,
+            timeout,
+            max_attempts,
+        }),
+        _ => None,
     }
 }
 

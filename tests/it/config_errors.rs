@@ -906,3 +906,31 @@ fn store_mistakes_are_each_named() {
         error_of(&none)
     );
 }
+
+#[test]
+fn a_setting_the_output_kind_does_not_read_is_refused_where_it_stands() {
+    // A chat channel on a webhook, a timeout on a robot, an api on the console.
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://example.com/hook\"\nsecret = \"env:PATH\"\nchannel = \"#ops\"\n\n[[outputs]]\nname = \"r\"\nkind = \"dingtalk\"\nurl = \"env:PATH\"\ntimeout = \"5s\"\n\n[[outputs]]\nname = \"c\"\nkind = \"console\"\napi = \"http://127.0.0.1:1\"\n"
+    ));
+    for want in [
+        ":19: outputs[0].channel: a webhook output does not read `channel` (its settings: url, secret, timeout, max_attempts)",
+        ":25: outputs[1].timeout: a dingtalk output does not read `timeout` (its settings: url, secret)",
+        ":30: outputs[2].api: a console output does not read `api` (it has none besides name and kind)",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+}
+
+#[test]
+fn an_unknown_output_kind_lists_every_kind() {
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"x\"\nkind = \"teams\"\n"
+    ));
+    assert!(
+        err.contains(
+            "outputs[0].kind: unknown output kind \"teams\"; known: console, webhook, slack, discord, telegram, dingtalk, wecom, feishu"
+        ),
+        "{err}"
+    );
+}
