@@ -39,6 +39,17 @@ const CONTENT_CHARS: usize = 2000;
 /// the call is given up and retried later like any failed delivery.
 pub(crate) const CALL_WITHIN: StdDuration = StdDuration::from_secs(60);
 
+/// A wait in serenity's rate limiter. Its path can hold an interaction's
+/// token: only the method and the wait are told.
+pub(crate) fn log_ratelimit(hit: &serenity::http::RatelimitInfo) {
+    warn!(
+        method = ?hit.method,
+        global = hit.global,
+        wait_ms = hit.timeout.as_millis() as u64,
+        "discord rate limit: waiting before the next call"
+    );
+}
+
 /// The bot's REST client. One per bot token, shared by the outputs, the
 /// gateway and the interactions that use it, so that one rate limiter sees
 /// all of the bot's calls (Discord's limits are the bot's, not a channel's).
@@ -73,15 +84,7 @@ pub fn rest_client(
     }
     let mut http = builder.build();
     if let Some(limiter) = http.ratelimiter.as_mut() {
-        // The path can hold an interaction's token: only the wait is told.
-        limiter.set_ratelimit_callback(Box::new(|hit| {
-            warn!(
-                method = ?hit.method,
-                global = hit.global,
-                wait_ms = hit.timeout.as_millis() as u64,
-                "discord rate limit: waiting before the next call"
-            );
-        }));
+        limiter.set_ratelimit_callback(Box::new(|hit| log_ratelimit(&hit)));
     }
     Ok(http)
 }

@@ -50,13 +50,9 @@ impl EventHandler for Handler {
         info!("discord gateway resumed");
     }
 
+    /// The client puts this in place of `rest_client`'s callback.
     async fn ratelimit(&self, hit: RatelimitInfo) {
-        warn!(
-            method = ?hit.method,
-            global = hit.global,
-            wait_ms = hit.timeout.as_millis() as u64,
-            "discord rate limit: waiting before the next call"
-        );
+        discord::log_ratelimit(&hit);
     }
 
     /// Answers through the interaction's callback, then edits in a deferred
