@@ -19,25 +19,8 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-# The config benches/scrape.sh writes, polled every 15 s.
-python3 - "$work" "$accounts" "$resources" "$port" <<'PY'
-import sys
-work, n, r, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-config = ['[store]\npath = "bench.db"\n[scheduler]\nschedule = "*/15 * * * * *"\njitter = "0s"\n'
-          f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-          '[[providers]]\nname = "sim"\nkind = "simulated"\nscenario = "scenario.toml"\nconcurrency = 16\n'
-          '[[outputs]]\nname = "console"\nkind = "console"\n']
-scenario = []
-for a in range(n):
-    config.append(f'[[accounts]]\nid = "acct-{a:05}"\nprovider = "sim"\n')
-    scenario.append(f'[[accounts]]\nid = "acct-{a:05}"\nbalance = "{500 + a * 7919 % 60000}"\n'
-                    'burn_per_day = "300"\nreport_spend = true\n')
-    for i in range(r):
-        scenario.append(f'[[accounts.resources]]\nid = "ins-{a:05}-{i}"\nproduct = "cvm"\n'
-                        f'expires_in = "{1 + (a + i) % 40}d"\nrenewal = "manual"\n')
-open(f"{work}/purser.toml", "w").write("".join(config))
-open(f"{work}/scenario.toml", "w").write("".join(scenario))
-PY
+# The watch benches/scrape.sh reads, polled every 15 s.
+python3 "$root/benches/watch_config.py" "$work" "$accounts" "$resources" "$port" "*/15 * * * * *"
 
 (cd "$work" && exec "$purser" run --config purser.toml >/dev/null 2>"$work/log") &
 pid=$!
