@@ -229,6 +229,48 @@ impl Issues<'_> {
         });
     }
 
+    /// The parser's or a type's complaint, at its line, naming its key and
+    /// saying what was wanted where the parser's words do not.
+    fn parser_issue(&self, e: &toml::de::Error) -> ConfigIssue {
+        let message = e.message().trim().to_owned();
+        let Some(span) = e.span() else {
+            return ConfigIssue {
+                line: None,
+                key: String::new(),
+                message,
+            };
+        };
+        let line = Some(self.line_of(span.start));
+        let text = self.source.get(span.clone()).unwrap_or("").trim();
+        let bare = text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        match mistyped(&message) {
+            // A value of the wrong type: name its key, and say what was
+            // wanted.
+            Some((got, expected)) => {
+                let key = key_at(self.source, span.start);
+                let expected = match expected.as_str() {
+                    "a string" => wanted(&key).to_owned(),
+                    "i64" | "u64" | "i32" | "u32" | "u16" | "u8" | "usize" => {
+                        "a whole number".to_owned()
+                    }
+                    _ => expected,
+                };
+                ConfigIssue {
+                    line,
+                    key,
+                    message: format!("expected {expected}, got {got}"),
+                }
+            }
+            None => ConfigIssue {
+                line,
+                key: if bare { text.to_owned() } else { String::new() },
+                message,
+            },
+        }
+    }
+
     fn nowhere(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.list.push(ConfigIssue {
             line: None,
@@ -258,7 +300,8 @@ struct RawConfig {
     providers: Vec<RawProvider>,
     #[serde(default)]
     accounts: Vec<RawAccount>,
-    #[serde(default)]
+    /// Read apart from the rest, by [`outputs::read`].
+    #[serde(skip)]
     outputs: Vec<RawOutput>,
     #[serde(default)]
     routes: Vec<RawRoute>,
@@ -563,41 +606,14 @@ impl Config {
             files,
             list: Vec::new(),
         };
-        let raw: RawConfig = match toml::from_str(source) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let message = e.message().trim().to_owned();
-                let (line, key, message) = match e.span() {
-                    Some(span) => {
-                        let text = source.get(span.clone()).unwrap_or("").trim();
-                        let bare = text
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                        match mistyped(&message) {
-                            // A value of the wrong type: name its key, and
-                            // say what was wanted.
-                            Some((got, expected)) => {
-                                let key = key_at(source, span.start);
-                                let expected = if expected == "a string" {
-                                    wanted(&key).to_owned()
-                                } else {
-                                    expected
-                                };
-                                let message = format!("expected {expected}, got {got}");
-                                (Some(issues.line_of(span.start)), key, message)
-                            }
-                            None => (
-                                Some(issues.line_of(span.start)),
-                                if bare { text.to_owned() } else { String::new() },
-                                message,
-                            ),
-                        }
-                    }
-                    None => (None, String::new(), message),
-                };
-                return Err(fail(vec![ConfigIssue { line, key, message }]));
-            }
-        };
+        // Outputs are read per kind (each kind its own settings, with
+        // their lines), so they come out of the document before the rest.
+        let mut doc =
+            toml::de::DeTable::parse(source).map_err(|e| fail(vec![issues.parser_issue(&e)]))?;
+        let outputs = doc.get_mut().remove("outputs");
+        let mut raw = RawConfig::deserialize(toml::de::Deserializer::from(doc))
+            .map_err(|e| fail(vec![issues.parser_issue(&e)]))?;
+        raw.outputs = outputs::read(&mut issues, outputs);
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let config = build(&mut issues, raw, path, &base);
         if issues.list.is_empty() {

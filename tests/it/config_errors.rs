@@ -914,12 +914,30 @@ fn a_setting_the_output_kind_does_not_read_is_refused_where_it_stands() {
         "{BASE}\n[[outputs]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://example.com/hook\"\nsecret = \"env:PATH\"\nchannel = \"#ops\"\n\n[[outputs]]\nname = \"r\"\nkind = \"dingtalk\"\nurl = \"env:PATH\"\ntimeout = \"5s\"\n\n[[outputs]]\nname = \"c\"\nkind = \"console\"\napi = \"http://127.0.0.1:1\"\n"
     ));
     for want in [
-        ":19: outputs[0].channel: a webhook output does not read `channel` (its settings: url, secret, timeout, max_attempts)",
-        ":25: outputs[1].timeout: a dingtalk output does not read `timeout` (its settings: url, secret)",
-        ":30: outputs[2].api: a console output does not read `api` (it has none besides name and kind)",
+        ":19: outputs[0].channel: a webhook output: unknown field `channel`, expected one of `url`, `secret`, `timeout`, `max_attempts`",
+        ":25: outputs[1].timeout: a dingtalk output: unknown field `timeout`, expected `url` or `secret`",
+        ":30: outputs[2].api: a console output: unknown field `api` (it reads nothing besides name and kind)",
     ] {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     }
+}
+
+#[test]
+fn an_output_setting_of_the_wrong_type_or_a_missing_kind_is_located() {
+    let err = error_of(&format!(
+        "{BASE}\n[[outputs]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://example.com/hook\"\nsecret = \"env:PATH\"\nmax_attempts = \"ten\"\n\n[[outputs]]\nname = \"k\"\n"
+    ));
+    for want in [
+        ":19: outputs[0].max_attempts: a webhook output: expected a whole number, got string \"ten\"",
+        ":21: outputs[1].kind: missing; every output has a kind",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    let err = error_of(&format!("outputs = 3\n{BASE}"));
+    assert!(
+        err.contains(":1: outputs: expected [[outputs]] tables, each with a name and a kind"),
+        "{err}"
+    );
 }
 
 #[test]
