@@ -77,13 +77,13 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         | Verb::Allocate
         | Verb::Renew
         | Verb::Pay
-        | Verb::Autorenew
-        | Verb::Requests
+        | Verb::Autorenew => requests(&a),
+        Verb::Requests
         | Verb::Request
         | Verb::Cancel
         | Verb::Approve
         | Verb::Deny
-        | Verb::Resolve => requests(&a),
+        | Verb::Resolve => decisions(&a),
     }
 }
 
@@ -231,11 +231,10 @@ fn quieting(a: &Args<'_>) -> Result<Command, CommandError> {
 }
 
 /// Money moving: balances entered by hand, top-ups, renewals, orders
-/// paid, auto-renewal, and requests and the decisions on them.
+/// paid, auto-renewal.
 fn requests(a: &Args<'_>) -> Result<Command, CommandError> {
     let (verb, args) = (a.verb, a.args.as_slice());
     let fail = |message: String| a.fail(message);
-    let at_most = |n: usize| a.at_most(n);
     let account = |text: &str| a.account(text);
     let command = match verb {
         Verb::SetBalance => {
@@ -385,6 +384,19 @@ fn requests(a: &Args<'_>) -> Result<Command, CommandError> {
                 reason: reason(&args[2..]),
             }
         }
+        // `parse` hands each family only its own verbs.
+        other => return Err(a.fail(format!("{} is not read here", other.name()))),
+    };
+    Ok(command)
+}
+
+/// Requests and the decisions on them: listed, shown, cancelled,
+/// approved, denied, resolved.
+fn decisions(a: &Args<'_>) -> Result<Command, CommandError> {
+    let (verb, args) = (a.verb, a.args.as_slice());
+    let fail = |message: String| a.fail(message);
+    let at_most = |n: usize| a.at_most(n);
+    let command = match verb {
         Verb::Requests => {
             at_most(1)?;
             let all = match args.first() {
