@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 
 use super::command::Role;
-use super::model::{BucketKind, RenewalMode, ResourceStatus, Snapshot};
+use super::model::{BucketKind, ExternalId, RenewalMode, ResourceStatus, Snapshot};
 use super::money::{Currency, Money};
 use super::people::Person;
 use super::request::{Action, ActionKind, PaymentMethod};
@@ -168,249 +168,285 @@ pub fn check(policy: &Policy, action: &Action, cx: &Context<'_>) -> Result<(), R
         }
     }
     match action {
-        Action::Topup { amount, method } => {
-            let Some(rule) = policy.method(*method) else {
-                let accepted: Vec<&str> = policy.topup.iter().map(|m| m.method.as_str()).collect();
-                return refuse(
-                    "topup.methods",
-                    if accepted.is_empty() {
-                        "this account takes no top-ups through purser".to_owned()
-                    } else {
-                        format!(
-                            "this account does not take {}; it takes {}",
-                            method.label(),
-                            accepted.join(", ")
-                        )
-                    },
-                );
-            };
-            steps(
-                amount,
-                rule.minimum,
-                rule.multiple,
-                ("topup.minimum", "topup.multiple"),
-                &format!("a top-up by {}", method.label()),
-            )?;
-        }
+        Action::Topup { amount, method } => topup(policy, amount, *method)?,
         Action::Allocate {
             amount, contract, ..
-        } => {
-            let Some(rule) = &policy.allocate else {
-                return refuse(
-                    "allocate",
-                    "this account has no service contracts to allocate money to",
-                );
-            };
-            steps(
-                amount,
-                rule.minimum,
-                rule.multiple,
-                ("allocate.minimum", "allocate.multiple"),
-                "an allocation",
-            )?;
-            // What the contract held is what closes the task later.
-            let Some(s) = cx.latest else {
-                return refuse(
-                    "allocate.contract",
-                    "the account has not been read yet, so its contracts are not known; try after the next poll",
-                );
-            };
-            {
-                let buckets = &s.balance.buckets;
-                if !buckets
-                    .iter()
-                    .any(|b| b.kind == BucketKind::Contract && &b.name == contract)
-                {
-                    let known: Vec<&str> = buckets
-                        .iter()
-                        .filter(|b| b.kind == BucketKind::Contract)
-                        .map(|b| b.name.as_str())
-                        .collect();
-                    return refuse(
-                        "allocate.contract",
-                        format!(
-                            "the account has no contract {contract:?}{}",
-                            if known.is_empty() {
-                                "; enter its balance first (setbalance <account> <amount> contract=<number>)".to_owned()
-                            } else {
-                                format!("; its contracts: {}", known.join(", "))
-                            }
-                        ),
-                    );
-                }
-                let free = s.balance.unallocated().unwrap_or(Money::zero(currency));
-                if free.amount() < amount.amount() {
-                    return refuse(
-                        "allocate.funds",
-                        format!(
-                            "only {free} is paid in and unallocated; top up before allocating {amount}"
-                        ),
-                    );
-                }
-            }
-        }
-        Action::Renew { resources, months } => {
-            if !policy.renew_months.contains(months) {
-                let list: Vec<String> = policy.renew_months.iter().map(u32::to_string).collect();
-                return refuse(
-                    "renew.periods",
-                    format!(
-                        "{months} months is not a renewal period this cloud takes; it takes {} months",
-                        list.join(", ")
-                    ),
-                );
-            }
-            let Some(s) = cx.latest else {
-                return refuse(
-                    "renew.resource",
-                    "the account has not been read yet, so its resources are not known; try after the next poll",
-                );
-            };
-            for id in resources {
-                match s.resources.iter().find(|r| &r.id == id) {
-                    None => {
-                        return refuse(
-                            "renew.resource",
-                            format!("{id} is not a prepaid resource of this account as last read"),
-                        );
-                    }
-                    Some(r) if r.status == ResourceStatus::Released => {
-                        return refuse(
-                            "renew.resource",
-                            format!("{id} was released; it can no longer be renewed"),
-                        );
-                    }
-                    Some(_) => {}
-                }
-            }
-            funds(policy, cx)?;
-        }
+        } => allocate(policy, cx, amount, contract)?,
+        Action::Renew { resources, months } => renew(policy, cx, resources, *months)?,
         Action::Pay {
             orders,
             coupons,
             discount,
             ..
-        } => {
-            let Some(s) = cx.latest else {
-                return refuse(
-                    "pay.order",
-                    "the account has not been read yet, so its orders are not known; try after the next poll",
-                );
-            };
-            if orders.len() > 1 && !policy.combined_payment {
-                return refuse(
-                    "pay.combined",
-                    "this cloud pays orders one at a time; ask for each order separately",
-                );
-            }
-            for id in orders {
-                let Some(o) = s.orders.iter().find(|o| &o.id == id) else {
-                    return refuse(
-                        "pay.order",
-                        format!(
-                            "order {id} is not awaiting payment as last read (paid, cancelled, or still under review); combined payments need every order reviewed"
-                        ),
-                    );
-                };
-                if let Some(deadline) = o.pay_deadline
-                    && cx.now >= deadline
-                {
-                    return refuse(
-                        "pay.window",
-                        format!(
-                            "order {id} could be paid until {}; the cloud has cancelled it or will",
-                            deadline.format("%Y-%m-%d %H:%M UTC")
-                        ),
-                    );
-                }
-            }
-            if coupons.len() > usize::from(policy.coupons_per_order) {
-                return refuse(
-                    "pay.coupons",
-                    format!(
-                        "at most {} coupon(s) per order; {} given",
-                        policy.coupons_per_order,
-                        coupons.len()
-                    ),
-                );
-            }
-            if discount.is_some() && policy.discounts_per_order == 0 {
-                return refuse("pay.discounts", "this cloud takes no discount on payment");
-            }
-            if orders.len() > 1 && (!coupons.is_empty() || discount.is_some()) {
-                return refuse(
-                    "pay.offers",
-                    "a coupon or discount applies to one order: pay that order on its own",
-                );
-            }
-            let Some(offers) = cx.offers else {
-                // The cloud checks them when paying.
-                funds(policy, cx)?;
-                return Ok(());
-            };
-            if let Some(required) = offers.iter().find(|o| o.required && o.discount)
-                && discount.as_ref().is_some_and(|d| d != &required.id)
-            {
-                return refuse(
-                    "pay.discounts",
-                    format!(
-                        "the order carries {} ({}), which the cloud requires and which excludes any other discount",
-                        required.id, required.label
-                    ),
-                );
-            }
-            for id in coupons.iter().chain(discount.iter()) {
-                let Some(offer) = offers.iter().find(|o| &o.id == id) else {
-                    return refuse(
-                        "pay.offers",
-                        format!("{id} is not a coupon or discount the cloud offers on this order"),
-                    );
-                };
-                if offer.discount != discount.as_ref().is_some_and(|d| d == id) {
-                    return refuse(
-                        "pay.offers",
-                        format!(
-                            "{id} is a {}, not a {}",
-                            if offer.discount { "discount" } else { "coupon" },
-                            if offer.discount { "coupon" } else { "discount" }
-                        ),
-                    );
-                }
-                if offer.expires_at.is_some_and(|at| at <= cx.now) {
-                    return refuse(
-                        "pay.offers",
-                        format!("{id} has expired; an expired discount or coupon cannot be used"),
-                    );
-                }
-            }
-            funds(policy, cx)?;
-        }
-        Action::Autorenew { resource, on } => {
-            if let Some(s) = cx.latest {
-                match s.resources.iter().find(|r| &r.id == resource) {
-                    None => {
-                        return refuse(
-                            "autorenew.resource",
-                            format!(
-                                "{resource} is not a prepaid resource of this account as last read"
-                            ),
-                        );
-                    }
-                    Some(r) if (r.renewal == RenewalMode::Auto) == *on => {
-                        return refuse(
-                            "autorenew.unchanged",
-                            format!(
-                                "{resource} already renews {}",
-                                if *on { "automatically" } else { "by hand" }
-                            ),
-                        );
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
+        } => pay(policy, cx, orders, coupons, discount)?,
+        Action::Autorenew { resource, on } => autorenew(cx, resource, *on)?,
     }
     caps(policy, action, cx)
+}
+
+/// A top-up: a method the account takes, in the amounts it takes.
+fn topup(policy: &Policy, amount: &Money, method: PaymentMethod) -> Result<(), Refusal> {
+    let Some(rule) = policy.method(method) else {
+        let accepted: Vec<&str> = policy.topup.iter().map(|m| m.method.as_str()).collect();
+        return refuse(
+            "topup.methods",
+            if accepted.is_empty() {
+                "this account takes no top-ups through purser".to_owned()
+            } else {
+                format!(
+                    "this account does not take {}; it takes {}",
+                    method.label(),
+                    accepted.join(", ")
+                )
+            },
+        );
+    };
+    steps(
+        amount,
+        rule.minimum,
+        rule.multiple,
+        ("topup.minimum", "topup.multiple"),
+        &format!("a top-up by {}", method.label()),
+    )?;
+    Ok(())
+}
+
+/// An allocation: to a contract the account has, from money paid in and
+/// not yet allocated.
+fn allocate(
+    policy: &Policy,
+    cx: &Context<'_>,
+    amount: &Money,
+    contract: &str,
+) -> Result<(), Refusal> {
+    let currency = policy.currency;
+    let Some(rule) = &policy.allocate else {
+        return refuse(
+            "allocate",
+            "this account has no service contracts to allocate money to",
+        );
+    };
+    steps(
+        amount,
+        rule.minimum,
+        rule.multiple,
+        ("allocate.minimum", "allocate.multiple"),
+        "an allocation",
+    )?;
+    // What the contract held is what closes the task later.
+    let Some(s) = cx.latest else {
+        return refuse(
+            "allocate.contract",
+            "the account has not been read yet, so its contracts are not known; try after the next poll",
+        );
+    };
+    {
+        let buckets = &s.balance.buckets;
+        if !buckets
+            .iter()
+            .any(|b| b.kind == BucketKind::Contract && b.name == contract)
+        {
+            let known: Vec<&str> = buckets
+                .iter()
+                .filter(|b| b.kind == BucketKind::Contract)
+                .map(|b| b.name.as_str())
+                .collect();
+            return refuse(
+                "allocate.contract",
+                format!(
+                    "the account has no contract {contract:?}{}",
+                    if known.is_empty() {
+                        "; enter its balance first (setbalance <account> <amount> contract=<number>)".to_owned()
+                    } else {
+                        format!("; its contracts: {}", known.join(", "))
+                    }
+                ),
+            );
+        }
+        let free = s.balance.unallocated().unwrap_or(Money::zero(currency));
+        if free.amount() < amount.amount() {
+            return refuse(
+                "allocate.funds",
+                format!(
+                    "only {free} is paid in and unallocated; top up before allocating {amount}"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A renewal: a period the cloud takes, of resources the account has and
+/// that are not released, with the money for it.
+fn renew(
+    policy: &Policy,
+    cx: &Context<'_>,
+    resources: &[ExternalId],
+    months: u32,
+) -> Result<(), Refusal> {
+    if !policy.renew_months.contains(&months) {
+        let list: Vec<String> = policy.renew_months.iter().map(u32::to_string).collect();
+        return refuse(
+            "renew.periods",
+            format!(
+                "{months} months is not a renewal period this cloud takes; it takes {} months",
+                list.join(", ")
+            ),
+        );
+    }
+    let Some(s) = cx.latest else {
+        return refuse(
+            "renew.resource",
+            "the account has not been read yet, so its resources are not known; try after the next poll",
+        );
+    };
+    for id in resources {
+        match s.resources.iter().find(|r| &r.id == id) {
+            None => {
+                return refuse(
+                    "renew.resource",
+                    format!("{id} is not a prepaid resource of this account as last read"),
+                );
+            }
+            Some(r) if r.status == ResourceStatus::Released => {
+                return refuse(
+                    "renew.resource",
+                    format!("{id} was released; it can no longer be renewed"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    funds(policy, cx)
+}
+
+/// A payment: orders awaiting payment and within their window, offers the
+/// cloud makes on them, and the money for it.
+fn pay(
+    policy: &Policy,
+    cx: &Context<'_>,
+    orders: &[ExternalId],
+    coupons: &[String],
+    discount: &Option<String>,
+) -> Result<(), Refusal> {
+    let Some(s) = cx.latest else {
+        return refuse(
+            "pay.order",
+            "the account has not been read yet, so its orders are not known; try after the next poll",
+        );
+    };
+    if orders.len() > 1 && !policy.combined_payment {
+        return refuse(
+            "pay.combined",
+            "this cloud pays orders one at a time; ask for each order separately",
+        );
+    }
+    for id in orders {
+        let Some(o) = s.orders.iter().find(|o| &o.id == id) else {
+            return refuse(
+                "pay.order",
+                format!(
+                    "order {id} is not awaiting payment as last read (paid, cancelled, or still under review); combined payments need every order reviewed"
+                ),
+            );
+        };
+        if let Some(deadline) = o.pay_deadline
+            && cx.now >= deadline
+        {
+            return refuse(
+                "pay.window",
+                format!(
+                    "order {id} could be paid until {}; the cloud has cancelled it or will",
+                    deadline.format("%Y-%m-%d %H:%M UTC")
+                ),
+            );
+        }
+    }
+    if coupons.len() > usize::from(policy.coupons_per_order) {
+        return refuse(
+            "pay.coupons",
+            format!(
+                "at most {} coupon(s) per order; {} given",
+                policy.coupons_per_order,
+                coupons.len()
+            ),
+        );
+    }
+    if discount.is_some() && policy.discounts_per_order == 0 {
+        return refuse("pay.discounts", "this cloud takes no discount on payment");
+    }
+    if orders.len() > 1 && (!coupons.is_empty() || discount.is_some()) {
+        return refuse(
+            "pay.offers",
+            "a coupon or discount applies to one order: pay that order on its own",
+        );
+    }
+    let Some(offers) = cx.offers else {
+        // The cloud checks them when paying.
+        return funds(policy, cx);
+    };
+    if let Some(required) = offers.iter().find(|o| o.required && o.discount)
+        && discount.as_ref().is_some_and(|d| d != &required.id)
+    {
+        return refuse(
+            "pay.discounts",
+            format!(
+                "the order carries {} ({}), which the cloud requires and which excludes any other discount",
+                required.id, required.label
+            ),
+        );
+    }
+    for id in coupons.iter().chain(discount.iter()) {
+        let Some(offer) = offers.iter().find(|o| &o.id == id) else {
+            return refuse(
+                "pay.offers",
+                format!("{id} is not a coupon or discount the cloud offers on this order"),
+            );
+        };
+        if offer.discount != discount.as_ref().is_some_and(|d| d == id) {
+            return refuse(
+                "pay.offers",
+                format!(
+                    "{id} is a {}, not a {}",
+                    if offer.discount { "discount" } else { "coupon" },
+                    if offer.discount { "coupon" } else { "discount" }
+                ),
+            );
+        }
+        if offer.expires_at.is_some_and(|at| at <= cx.now) {
+            return refuse(
+                "pay.offers",
+                format!("{id} has expired; an expired discount or coupon cannot be used"),
+            );
+        }
+    }
+    funds(policy, cx)
+}
+
+/// A change of auto-renewal: on a resource the account has, to what it is
+/// not already.
+fn autorenew(cx: &Context<'_>, resource: &ExternalId, on: bool) -> Result<(), Refusal> {
+    if let Some(s) = cx.latest {
+        match s.resources.iter().find(|r| &r.id == resource) {
+            None => {
+                return refuse(
+                    "autorenew.resource",
+                    format!("{resource} is not a prepaid resource of this account as last read"),
+                );
+            }
+            Some(r) if (r.renewal == RenewalMode::Auto) == on => {
+                return refuse(
+                    "autorenew.unchanged",
+                    format!(
+                        "{resource} already renews {}",
+                        if on { "automatically" } else { "by hand" }
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn steps(
@@ -920,6 +956,24 @@ mod tests {
             months: 1,
         };
         assert_eq!(rule_of(ask.check(&p, &unpriced)), "caps");
+    }
+
+    #[test]
+    fn a_payment_keeps_the_caps_where_the_cloud_lists_no_offers() {
+        let mut p = policy();
+        p.caps.per_request = Some(Decimal::from(500));
+        let mut ask = Ask::new();
+        ask.cost = Some(cny(800));
+        let pay = Action::Pay {
+            orders: vec![id("o-1")],
+            coupons: vec![],
+            discount: None,
+            offered: vec![],
+        };
+        assert_eq!(rule_of(ask.check(&p, &pay)), "caps.per_request");
+        // A cloud that checks coupons itself when paying lists none.
+        ask.offers = None;
+        assert_eq!(rule_of(ask.check(&p, &pay)), "caps.per_request");
     }
 
     #[test]
