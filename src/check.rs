@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::domain::account::AccountSpec;
 use crate::domain::model::{FailureKind, PollFailure, PollHealth, Snapshot};
 use crate::domain::money::Money;
 use crate::domain::rules::{self, AccountState, Level, Severity};
@@ -126,6 +127,52 @@ pub async fn run(
     progress: Option<&dyn Progress>,
 ) -> Report {
     let now = clock.now();
+    let results = poll_all(config, clock, entries, progress).await;
+    let mut report = Report {
+        checked_at: now,
+        accounts: vec![],
+        resources: vec![],
+        alerts: vec![],
+    };
+    for (a, result) in config.accounts.iter().zip(results) {
+        let undelivered = undelivered
+            .get(a.account.id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        add_account(&mut report, a, result, undelivered, now);
+    }
+    // purser's own watch: the holiday file running out.
+    if let Some(file) = &config.oncall.calendar_file
+        && let Some(f) = rules::calendar_expiring(
+            &config.own_rules.calendar_expiring,
+            &config.oncall.calendar_years,
+            file,
+            config.oncall.calendar.zone,
+            now,
+        )
+    {
+        report.alerts.push(AlertRow {
+            fingerprint: f.key.fingerprint(),
+            rule: f.key.rule.as_str().to_owned(),
+            severity: f.severity,
+            account: f.key.account.clone(),
+            resource: Some(f.key.resource.clone()),
+            summary: f.summary,
+        });
+    }
+    report
+        .alerts
+        .sort_by(|a, b| (a.severity, &a.account, &a.rule).cmp(&(b.severity, &b.account, &b.rule)));
+    report
+}
+
+/// Every account polled once, each provider within its concurrency, with
+/// what the store holds entered by hand and renewal prices looked up.
+async fn poll_all(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    entries: Option<Arc<dyn BalanceEntries>>,
+    progress: Option<&dyn Progress>,
+) -> Vec<Result<Snapshot, ProviderError>> {
     let providers: HashMap<String, (Adapter, Arc<Semaphore>)> = config
         .providers
         .iter()
@@ -202,133 +249,110 @@ pub async fn run(
     if let Some(p) = progress {
         p.finished();
     }
+    results
+}
 
-    let mut report = Report {
-        checked_at: now,
-        accounts: vec![],
-        resources: vec![],
-        alerts: vec![],
+/// One account's row, its resources' rows and the alerts that fire on it.
+fn add_account(
+    report: &mut Report,
+    a: &AccountSpec,
+    result: Result<Snapshot, ProviderError>,
+    undelivered: &[rules::Undelivered],
+    now: DateTime<Utc>,
+) {
+    let mut health = PollHealth::new();
+    let history: Vec<Snapshot> = match result {
+        Ok(s) if s.balance.available.currency() != a.currency => {
+            health.failed(
+                now,
+                PollFailure {
+                    kind: FailureKind::Malformed,
+                    message: format!(
+                        "the account reports {}, but is configured as {}",
+                        s.balance.available.currency(),
+                        a.currency
+                    ),
+                },
+            );
+            vec![]
+        }
+        Ok(s) => {
+            health.succeeded(now);
+            vec![s]
+        }
+        Err(e) => {
+            health.failed(now, e.failure());
+            vec![]
+        }
     };
-    for (a, result) in config.accounts.iter().zip(results) {
-        let mut health = PollHealth::new();
-        let history: Vec<Snapshot> = match result {
-            Ok(s) if s.balance.available.currency() != a.currency => {
-                health.failed(
-                    now,
-                    PollFailure {
-                        kind: FailureKind::Malformed,
-                        message: format!(
-                            "the account reports {}, but is configured as {}",
-                            s.balance.available.currency(),
-                            a.currency
-                        ),
-                    },
-                );
-                vec![]
-            }
-            Ok(s) => {
-                health.succeeded(now);
-                vec![s]
-            }
-            Err(e) => {
-                health.failed(now, e.failure());
-                vec![]
-            }
-        };
-        // A one-off check reads no requests: no payment can run late here.
-        let state = AccountState {
-            account: &a.account,
-            history: &history,
-            health: &health,
-            payments: &[],
-            undelivered: undelivered
-                .get(a.account.id.as_str())
-                .map_or(&[], Vec::as_slice),
-        };
-        let eval = rules::evaluate(&a.rules, &state, now);
-        let latest = history.last();
-        report.accounts.push(AccountRow {
-            id: a.account.id.to_string(),
-            provider: a.account.provider.clone(),
-            site: a.account.site.clone(),
-            available: latest.map(|s| s.balance.available.amount_string()),
-            currency: a.currency.code().to_owned(),
-            burn_per_day: eval
-                .forecast
+    // A one-off check reads no requests: no payment can run late here.
+    let state = AccountState {
+        account: &a.account,
+        history: &history,
+        health: &health,
+        payments: &[],
+        undelivered,
+    };
+    let eval = rules::evaluate(&a.rules, &state, now);
+    let latest = history.last();
+    report.accounts.push(AccountRow {
+        id: a.account.id.to_string(),
+        provider: a.account.provider.clone(),
+        site: a.account.site.clone(),
+        available: latest.map(|s| s.balance.available.amount_string()),
+        currency: a.currency.code().to_owned(),
+        burn_per_day: eval
+            .forecast
+            .as_ref()
+            .map(|f| f.burn.per_day.amount_string()),
+        runway_days: eval
+            .forecast
+            .as_ref()
+            .and_then(|f| f.runway_days)
+            .and_then(|d| d.to_f64()),
+        error: health
+            .last_error
+            .as_ref()
+            .map(|e| crate::secret::redact(&e.message).into_owned()),
+        shown: (
+            latest.map(|s| s.balance.available),
+            eval.forecast.as_ref().map(|f| f.burn.per_day),
+        ),
+    });
+    for r in latest.map(|s| s.resources.as_slice()).unwrap_or_default() {
+        report.resources.push(ResourceRow {
+            account: a.account.id.to_string(),
+            id: r.id.to_string(),
+            product: r.product.clone(),
+            region: r.region.clone(),
+            expires_at: r.expires_at,
+            days_left: (r.expires_at - now).num_seconds().div_euclid(86_400),
+            renewal: r.renewal.as_str().to_owned(),
+            status: r.status.as_str().to_owned(),
+            renewal_months: r.period_months(),
+            renewal_price: r.renewal_price.map(|p| p.amount_string()),
+            unpriced: r.unpriced.as_ref().map(|u| u.why.clone()),
+            last_renewal_charge: r
+                .unpriced
                 .as_ref()
-                .map(|f| f.burn.per_day.amount_string()),
-            runway_days: eval
-                .forecast
-                .as_ref()
-                .and_then(|f| f.runway_days)
-                .and_then(|d| d.to_f64()),
-            error: health
-                .last_error
-                .as_ref()
-                .map(|e| crate::secret::redact(&e.message).into_owned()),
-            shown: (
-                latest.map(|s| s.balance.available),
-                eval.forecast.as_ref().map(|f| f.burn.per_day),
-            ),
+                .and_then(|u| u.last_charge)
+                .map(|c| c.amount.amount_string()),
         });
-        for r in latest.map(|s| s.resources.as_slice()).unwrap_or_default() {
-            report.resources.push(ResourceRow {
-                account: a.account.id.to_string(),
-                id: r.id.to_string(),
-                product: r.product.clone(),
-                region: r.region.clone(),
-                expires_at: r.expires_at,
-                days_left: (r.expires_at - now).num_seconds().div_euclid(86_400),
-                renewal: r.renewal.as_str().to_owned(),
-                status: r.status.as_str().to_owned(),
-                renewal_months: r.period_months(),
-                renewal_price: r.renewal_price.map(|p| p.amount_string()),
-                unpriced: r.unpriced.as_ref().map(|u| u.why.clone()),
-                last_renewal_charge: r
-                    .unpriced
-                    .as_ref()
-                    .and_then(|u| u.last_charge)
-                    .map(|c| c.amount.amount_string()),
-            });
-        }
-        for f in eval
-            .findings
-            .into_iter()
-            .filter(|f| f.level == Level::Breach)
-        {
-            report.alerts.push(AlertRow {
-                fingerprint: f.key.fingerprint(),
-                rule: f.key.rule.as_str().to_owned(),
-                severity: f.severity,
-                account: f.key.account.clone(),
-                resource: (!f.key.resource.is_empty()).then(|| f.key.resource.clone()),
-                summary: crate::secret::redact(&f.summary).into_owned(),
-            });
-        }
     }
-    // purser's own watch: the holiday file running out.
-    if let Some(file) = &config.oncall.calendar_file
-        && let Some(f) = rules::calendar_expiring(
-            &config.own_rules.calendar_expiring,
-            &config.oncall.calendar_years,
-            file,
-            config.oncall.calendar.zone,
-            now,
-        )
+    for f in eval
+        .findings
+        .into_iter()
+        .filter(|f| f.level == Level::Breach)
     {
         report.alerts.push(AlertRow {
             fingerprint: f.key.fingerprint(),
             rule: f.key.rule.as_str().to_owned(),
             severity: f.severity,
             account: f.key.account.clone(),
-            resource: Some(f.key.resource.clone()),
-            summary: f.summary,
+            resource: (!f.key.resource.is_empty()).then(|| f.key.resource.clone()),
+            summary: crate::secret::redact(&f.summary).into_owned(),
         });
     }
-    report
-        .alerts
-        .sort_by(|a, b| (a.severity, &a.account, &a.rule).cmp(&(b.severity, &b.account, &b.rule)));
-    report
 }
 
 /// A table that reads well in a terminal.
