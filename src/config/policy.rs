@@ -370,6 +370,24 @@ pub(super) fn resolve(
             }
         }
     }
+    roles(issues, raw, &mut policy);
+    if let Some(t) = &raw.topup {
+        topup(issues, t, &documented, &mut policy, who);
+    }
+    if let Some(a) = &raw.allocate {
+        allocate(issues, a, &documented, &mut policy, who);
+    }
+    if let Some(periods) = raw.renew.as_ref().and_then(|r| r.periods.as_ref()) {
+        renew_periods(issues, periods, &documented, &mut policy, who);
+    }
+    if let Some(pay) = &raw.pay {
+        self::pay(issues, pay, &documented, &mut policy, who);
+    }
+    policy
+}
+
+/// `[policy.roles]`: the least role that may ask for each kind of request.
+fn roles(issues: &mut Issues<'_>, raw: &RawPolicy, policy: &mut Policy) {
     for (kind, role) in &raw.roles {
         let key = format!("policy.roles.{kind}");
         let Some(kind) = ActionKind::parse(kind) else {
@@ -397,111 +415,130 @@ pub(super) fn resolve(
             ),
         }
     }
-    if let Some(t) = &raw.topup {
-        topup(issues, t, &documented, &mut policy, who);
+}
+
+/// `[policy.allocate]`: within what the cloud takes.
+fn allocate(
+    issues: &mut Issues<'_>,
+    a: &RawAllocate,
+    documented: &Policy,
+    policy: &mut Policy,
+    who: &str,
+) {
+    let currency = policy.currency;
+    let Some(rule) = policy.allocate.as_mut() else {
+        return;
+    };
+    let was = documented.allocate.clone().unwrap_or(rule.clone());
+    if let Some(v) = &a.minimum
+        && let Some(m) = floor(
+            issues,
+            "policy.allocate.minimum",
+            v,
+            was.minimum,
+            currency,
+            &format!("{who} takes allocations"),
+        )
+    {
+        rule.minimum = m;
     }
-    if let (Some(a), Some(rule)) = (&raw.allocate, policy.allocate.as_mut()) {
-        let was = documented.allocate.clone().unwrap_or(rule.clone());
-        if let Some(v) = &a.minimum
-            && let Some(m) = floor(
-                issues,
-                "policy.allocate.minimum",
-                v,
-                was.minimum,
-                currency,
-                &format!("{who} takes allocations"),
-            )
-        {
-            rule.minimum = m;
-        }
-        if let Some(v) = &a.multiple
-            && let Some(m) = step(
-                issues,
-                "policy.allocate.multiple",
-                v,
-                was.multiple,
-                currency,
-                who,
-            )
-        {
-            rule.multiple = m;
-        }
+    if let Some(v) = &a.multiple
+        && let Some(m) = step(
+            issues,
+            "policy.allocate.multiple",
+            v,
+            was.multiple,
+            currency,
+            who,
+        )
+    {
+        rule.multiple = m;
     }
-    if let Some(periods) = raw.renew.as_ref().and_then(|r| r.periods.as_ref()) {
-        let key = "policy.renew.periods";
-        let mut chosen = Vec::new();
-        for p in periods.get_ref() {
-            match u32::try_from(*p.get_ref()) {
-                Ok(m) if documented.renew_months.contains(&m) => {
-                    if !chosen.contains(&m) {
-                        chosen.push(m);
-                    }
+}
+
+/// `[policy.renew] periods`: some of the periods the cloud renews for.
+fn renew_periods(
+    issues: &mut Issues<'_>,
+    periods: &Spanned<Vec<Spanned<i64>>>,
+    documented: &Policy,
+    policy: &mut Policy,
+    who: &str,
+) {
+    let key = "policy.renew.periods";
+    let mut chosen = Vec::new();
+    for p in periods.get_ref() {
+        match u32::try_from(*p.get_ref()) {
+            Ok(m) if documented.renew_months.contains(&m) => {
+                if !chosen.contains(&m) {
+                    chosen.push(m);
                 }
-                _ => issues.at(
-                    p,
-                    key,
-                    format!(
-                        "{who} renews for {} months; {} is not one of them",
-                        list(&documented.renew_months),
-                        p.get_ref()
-                    ),
-                ),
             }
-        }
-        if periods.get_ref().is_empty() {
-            issues.at(
-                periods,
+            _ => issues.at(
+                p,
                 key,
-                "must list at least one period; to keep people from asking for renewals, raise the role for renew in [policy.roles]",
-            );
-        } else if !chosen.is_empty() {
-            chosen.sort_unstable();
-            policy.renew_months = chosen;
-        }
-    }
-    if let Some(pay) = &raw.pay {
-        if let Some(v) = &pay.combined {
-            if *v.get_ref() && !documented.combined_payment {
-                issues.at(
-                    v,
-                    "policy.pay.combined",
-                    format!("{who} pays orders one at a time; it cannot be true here"),
-                );
-            } else {
-                policy.combined_payment = *v.get_ref();
-            }
-        }
-        for (value, slot, most, key, what) in [
-            (
-                &pay.coupons,
-                &mut policy.coupons_per_order,
-                documented.coupons_per_order,
-                "policy.pay.coupons",
-                "coupon(s)",
-            ),
-            (
-                &pay.discounts,
-                &mut policy.discounts_per_order,
-                documented.discounts_per_order,
-                "policy.pay.discounts",
-                "discount(s)",
-            ),
-        ] {
-            let Some(v) = value else { continue };
-            match u8::try_from(*v.get_ref()) {
-                Ok(n) if n <= most => *slot = n,
-                _ => issues.at(
-                    v,
-                    key,
-                    format!(
-                        "{who} takes at most {most} {what} per order; {} is not allowed",
-                        v.get_ref()
-                    ),
+                format!(
+                    "{who} renews for {} months; {} is not one of them",
+                    list(&documented.renew_months),
+                    p.get_ref()
                 ),
-            }
+            ),
         }
     }
-    policy
+    if periods.get_ref().is_empty() {
+        issues.at(
+            periods,
+            key,
+            "must list at least one period; to keep people from asking for renewals, raise the role for renew in [policy.roles]",
+        );
+    } else if !chosen.is_empty() {
+        chosen.sort_unstable();
+        policy.renew_months = chosen;
+    }
+}
+
+/// `[policy.pay]`: combined payments, coupons and discounts, within what
+/// the cloud takes.
+fn pay(issues: &mut Issues<'_>, pay: &RawPay, documented: &Policy, policy: &mut Policy, who: &str) {
+    if let Some(v) = &pay.combined {
+        if *v.get_ref() && !documented.combined_payment {
+            issues.at(
+                v,
+                "policy.pay.combined",
+                format!("{who} pays orders one at a time; it cannot be true here"),
+            );
+        } else {
+            policy.combined_payment = *v.get_ref();
+        }
+    }
+    for (value, slot, most, key, what) in [
+        (
+            &pay.coupons,
+            &mut policy.coupons_per_order,
+            documented.coupons_per_order,
+            "policy.pay.coupons",
+            "coupon(s)",
+        ),
+        (
+            &pay.discounts,
+            &mut policy.discounts_per_order,
+            documented.discounts_per_order,
+            "policy.pay.discounts",
+            "discount(s)",
+        ),
+    ] {
+        let Some(v) = value else { continue };
+        match u8::try_from(*v.get_ref()) {
+            Ok(n) if n <= most => *slot = n,
+            _ => issues.at(
+                v,
+                key,
+                format!(
+                    "{who} takes at most {most} {what} per order; {} is not allowed",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
 }
 
 fn topup(
