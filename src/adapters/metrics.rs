@@ -179,6 +179,9 @@ impl Metrics {
     /// The families, with a zero shown from the start for each of
     /// `providers`' polls and `outputs`' notices, so that a rate or an
     /// absence means what it says from the first scrape.
+    ///
+    /// Long because it is the list: one registration per family, each
+    /// with its help text, in the order `/metrics` shows them.
     pub fn new(version: &str, commit: &str, providers: &[String], outputs: &[String]) -> Metrics {
         let mut r = Registry::default();
         let polls: Family<PollLabels, Counter> = family(

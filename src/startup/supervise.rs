@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
+use super::{DiscordBot, LeaderWork};
 use crate::adapters::discord;
 use crate::adapters::discord_gateway;
 use crate::adapters::http;
@@ -19,8 +20,6 @@ use crate::engine::chatops::OutboxSignal;
 use crate::engine::guard;
 use crate::engine::leadership::Role;
 use crate::ports::Clock;
-
-use super::{DiscordBot, LeaderWork};
 
 /// One spell of leading: the tasks only the leader runs, and how they end.
 pub(super) struct Term {
