@@ -13,25 +13,31 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
 
 use super::{at_ms, notice_at_ms};
-use crate::domain::alert::{Acknowledgement, Alert, AlertState, Changes, Notice};
-use crate::domain::command::{AlertRef, Matcher};
+use crate::domain::alert::{Acknowledgement, Alert, Changes};
+use crate::domain::command::AlertRef;
 use crate::domain::forecast::AccountView;
 use crate::domain::model::{
-    Account, AccountId, BalanceEntry, EnteredBucket, FailureKind, PollFailure, PollHealth, Snapshot,
+    Account, AccountId, BalanceEntry, EnteredBucket, PollFailure, PollHealth, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
 use crate::domain::routing::Routing;
-use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Lead, Leadership, MessageRef,
-    MessageRefs, NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, MessageRef, MessageRefs,
+    NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice,
 };
 use crate::secret::redact;
 
 mod escalations;
+mod lease;
 mod receipts;
 mod requests;
+mod rows;
+
+use rows::{
+    alert_from_row, corrupt, count, enqueue, from_json, health_in, json, queue_notice,
+    silence_from_row,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -318,326 +324,6 @@ impl PgStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// Takes the lead for `holder` until `now + term`, if nobody else holds
-    /// an unexpired lease; a holder taking it again keeps its token, a new
-    /// one gets the next. `None`: another replica leads.
-    pub async fn lead(
-        &self,
-        holder: &str,
-        now: DateTime<Utc>,
-        term: chrono::Duration,
-    ) -> Result<Option<Lead>, StoreError> {
-        let (now, until) = (at_ms(now), at_ms(now + term));
-        // Another's unexpired lease: nothing to take, and no lock taken
-        // that would hold the leader's writes up.
-        if let Some(l) = self.leader().await?
-            && l.holder != holder
-            && l.expires_at > now
-        {
-            self.set_fence(0);
-            return Ok(None);
-        }
-        // A change of holder waits for the writes fenced by the old token
-        // to end, and those after it see the new one.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('purser:leadership'))")
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(
-            "INSERT INTO leadership (id, holder, token, since, expires_at) VALUES (1, $1, 1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET
-               token = CASE WHEN leadership.holder = excluded.holder AND leadership.expires_at > $2
-                            THEN leadership.token ELSE leadership.token + 1 END,
-               since = CASE WHEN leadership.holder = excluded.holder AND leadership.expires_at > $2
-                            THEN leadership.since ELSE excluded.since END,
-               holder = excluded.holder,
-               expires_at = excluded.expires_at
-             WHERE leadership.expires_at <= $2 OR leadership.holder = excluded.holder
-             RETURNING holder, token, since, expires_at",
-        )
-        .bind(holder)
-        .bind(now)
-        .bind(until)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let lease = row.as_ref().map(lease_from_row).transpose()?;
-        self.set_fence(lease.as_ref().map_or(0, |l| l.token));
-        Ok(lease)
-    }
-
-    /// Extends the lease `token` names to `now + term`, while it has not
-    /// run out; `false`: it has, or another replica took over. A leader
-    /// that cannot renew stops leading.
-    pub async fn renew(
-        &self,
-        token: i64,
-        now: DateTime<Utc>,
-        term: chrono::Duration,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE leadership SET expires_at = $3 WHERE token = $1 AND expires_at > $2",
-        )
-        .bind(token)
-        .bind(at_ms(now))
-        .bind(at_ms(now + term))
-        .execute(&self.pool)
-        .await;
-        match done {
-            Ok(done) if done.rows_affected() == 1 => Ok(true),
-            Ok(_) => {
-                self.set_fence(0);
-                Ok(false)
-            }
-            Err(e) => {
-                // Not renewed: the term may run out before the database
-                // answers again, so nothing more is written as leader.
-                self.set_fence(0);
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Gives the lead up at once (a clean stop), so a standby need not wait
-    /// for the term.
-    pub async fn step_down(&self, token: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.set_fence(0);
-        sqlx::query("UPDATE leadership SET expires_at = $2 WHERE token = $1")
-            .bind(token)
-            .bind(at_ms(now))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Who leads, as the row says (expired or not).
-    pub async fn leader(&self) -> Result<Option<Lead>, StoreError> {
-        let row =
-            sqlx::query("SELECT holder, token, since, expires_at FROM leadership WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        row.as_ref().map(lease_from_row).transpose()
-    }
-
-    /// Fails unless `token` is still the leader's: every write that acts on
-    /// leadership checks it in its own transaction, so a leader that was
-    /// paused past its lease and replaced cannot write when it wakes.
-    pub async fn fenced(tx: &mut sqlx::PgConnection, token: i64) -> Result<(), StoreError> {
-        // Shared with every other fenced write, exclusive to a change of
-        // holder (`lead`): held to the end of `tx`, so no take-over commits
-        // between this check and the write. A lock in memory, not on the
-        // row, so many writers at once cost the database nothing to track.
-        sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext('purser:leadership'))")
-            .execute(&mut *tx)
-            .await?;
-        // A statement of its own: its snapshot is taken after the lock.
-        let held: Option<i64> = sqlx::query_scalar("SELECT token FROM leadership WHERE id = 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        if held == Some(token) {
-            Ok(())
-        } else {
-            Err(not_leader(held, token))
-        }
-    }
-
-    /// Runs `write` in one transaction fenced by `token`.
-    pub async fn with_lead<T>(
-        &self,
-        token: i64,
-        write: impl for<'c> FnOnce(
-            &'c mut sqlx::PgConnection,
-        )
-            -> futures_util::future::BoxFuture<'c, Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        PgStore::fenced(&mut tx, token).await?;
-        let out = write(&mut tx).await?;
-        tx.commit().await?;
-        Ok(out)
-    }
-}
-
-fn lease_from_row(r: &PgRow) -> Result<Lead, StoreError> {
-    Ok(Lead {
-        holder: r.try_get("holder")?,
-        token: r.try_get("token")?,
-        since: r.try_get("since")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(corrupt)
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(r: &PgRow, column: &str) -> Result<T, StoreError> {
-    let v: serde_json::Value = r.try_get(column)?;
-    serde_json::from_value(v).map_err(corrupt)
-}
-
-fn count(r: &PgRow, column: &str) -> Result<u32, StoreError> {
-    u32::try_from(r.try_get::<i32, _>(column)?).map_err(corrupt)
-}
-
-fn alert_from_row(r: &PgRow) -> Result<Alert, StoreError> {
-    let rule: String = r.try_get("rule")?;
-    let severity: String = r.try_get("severity")?;
-    let state: String = r.try_get("state")?;
-    Ok(Alert {
-        fingerprint: r.try_get("fingerprint")?,
-        key: AlertKey {
-            rule: RuleName::parse(&rule).ok_or_else(|| corrupt(format!("unknown rule {rule}")))?,
-            account: r.try_get("account")?,
-            resource: r.try_get("resource")?,
-            tier: r.try_get("tier")?,
-        },
-        severity: Severity::parse(&severity)
-            .ok_or_else(|| corrupt(format!("bad severity {severity}")))?,
-        rank: count(r, "rank")?,
-        state: AlertState::parse(&state).ok_or_else(|| corrupt(format!("bad state {state}")))?,
-        summary: r.try_get("summary")?,
-        started_at: r.try_get("started_at")?,
-        fired_at: r.try_get("fired_at")?,
-        last_notified_at: r.try_get("last_notified_at")?,
-        resolved_at: r.try_get("resolved_at")?,
-        acknowledged: match (
-            r.try_get::<Option<String>, _>("acked_by")?,
-            r.try_get::<Option<DateTime<Utc>>, _>("acked_at")?,
-        ) {
-            (Some(by), Some(at)) => Some(Acknowledgement { by, at }),
-            _ => None,
-        },
-    })
-}
-
-fn silence_from_row(r: &PgRow) -> Result<Silence, StoreError> {
-    let matchers: String = r.try_get("matchers")?;
-    Ok(Silence {
-        id: u64::try_from(r.try_get::<i64, _>("id")?).map_err(corrupt)?,
-        matchers: Matcher::parse_list(&matchers).map_err(corrupt)?,
-        starts_at: r.try_get("starts_at")?,
-        ends_at: r.try_get("ends_at")?,
-        created_by: r.try_get("created_by")?,
-        reason: r.try_get("reason")?,
-        ended_by: r.try_get("ended_by")?,
-    })
-}
-
-/// One outbox row per output `routing` picks for a notice.
-async fn enqueue(
-    tx: &mut sqlx::PgConnection,
-    n: &Notice,
-    account: &Account,
-    decided_at: DateTime<Utc>,
-    routing: &Routing,
-    silence: Option<&Silence>,
-) -> Result<(), StoreError> {
-    let outputs = routing.outputs_for(account, &n.alert.key, n.alert.severity.as_str());
-    let notice_id = format!(
-        "{}-{}-{}-{}",
-        n.alert.fingerprint,
-        n.alert.started_at.timestamp_millis(),
-        n.kind.as_str(),
-        decided_at.timestamp_millis()
-    );
-    let mut stored = StoredNotice::from_notice(n, account, notice_id, decided_at);
-    if let Some(s) = silence {
-        stored.silenced_by = Some(s.created_by.clone());
-        stored.silenced_until = Some(s.ends_at);
-    }
-    for output in &outputs {
-        // A row already queued for the pair is left as it is.
-        queue_notice(tx, output, &stored).await?;
-    }
-    Ok(())
-}
-
-/// Queues a notice already decided (an escalation step's) for `output`.
-async fn queue_notice(
-    tx: &mut sqlx::PgConnection,
-    output: &str,
-    notice: &StoredNotice,
-) -> Result<(), StoreError> {
-    let stored = notice_at_ms(notice);
-    sqlx::query(
-        "INSERT INTO outbox (notice_id, output, body, created_at, next_attempt_at, account)
-         VALUES ($1, $2, $3::jsonb, $4, $4, $5) ON CONFLICT (notice_id, output) DO NOTHING",
-    )
-    .bind(&stored.id)
-    .bind(output)
-    .bind(redact(&json(&stored)?).as_ref())
-    .bind(stored.decided_at)
-    .bind(&stored.account)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-async fn health_in(
-    conn: &mut sqlx::PgConnection,
-    account: &AccountId,
-) -> Result<PollHealth, StoreError> {
-    let row = sqlx::query("SELECT * FROM poll_health WHERE account = $1")
-        .bind(account.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(r) = row else {
-        return Ok(PollHealth::new());
-    };
-    Ok(PollHealth {
-        last_success_at: r.try_get("last_success_at")?,
-        last_attempt_at: r.try_get("last_attempt_at")?,
-        last_error: match r.try_get::<Option<String>, _>("last_error")? {
-            None => None,
-            Some(message) => {
-                let kind: Option<String> = r.try_get("last_error_kind")?;
-                Some(PollFailure {
-                    kind: kind
-                        .as_deref()
-                        .map(|k| {
-                            FailureKind::parse(k)
-                                .ok_or_else(|| corrupt(format!("failure kind {k:?}")))
-                        })
-                        .transpose()?
-                        .unwrap_or(FailureKind::Unreachable),
-                    message,
-                })
-            }
-        },
-        consecutive_failures: count(&r, "consecutive_failures")?,
-    })
-}
-
-#[async_trait]
-impl Leadership for PgStore {
-    async fn lead(
-        &self,
-        holder: &str,
-        now: DateTime<Utc>,
-        term: chrono::Duration,
-    ) -> Result<Option<Lead>, StoreError> {
-        PgStore::lead(self, holder, now, term).await
-    }
-    async fn renew(
-        &self,
-        token: i64,
-        now: DateTime<Utc>,
-        term: chrono::Duration,
-    ) -> Result<bool, StoreError> {
-        PgStore::renew(self, token, now, term).await
-    }
-    async fn step_down(&self, token: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        PgStore::step_down(self, token, now).await
-    }
-    async fn leader(&self) -> Result<Option<Lead>, StoreError> {
-        PgStore::leader(self).await
     }
 }
 
