@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::at_ms;
 use super::{PgStore, not_leader};
+use crate::adapters::at_ms;
 use crate::ports::{Lead, Leadership, StoreError};
 
 impl PgStore {

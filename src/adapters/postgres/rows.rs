@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::notice_at_ms;
+use crate::adapters::notice_at_ms;
 use crate::domain::alert::{Acknowledgement, Alert, AlertState, Notice};
 use crate::domain::command::Matcher;
 use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, PollHealth};

@@ -205,12 +205,7 @@ pub(super) fn autorenew_at_risk(
     }
 }
 
-fn at_risk(
-    rule: &AutorenewAtRisk,
-    account: &str,
-    r: &Resource,
-    summary: String,
-) -> Finding {
+fn at_risk(rule: &AutorenewAtRisk, account: &str, r: &Resource, summary: String) -> Finding {
     Finding {
         key: key(
             RuleName::AutorenewAtRisk,
