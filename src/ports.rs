@@ -478,7 +478,7 @@ pub trait AlertMessages: Send + Sync {
     async fn chart(
         &self,
         _at: &MessageRef,
-        _chart: &crate::engine::charts::RunwayChart,
+        _chart: &crate::domain::forecast::RunwayChart,
     ) -> Result<(), SendError> {
         Ok(())
     }

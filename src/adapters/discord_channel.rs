@@ -17,9 +17,9 @@ use serenity::all::{
 
 use super::discord::{UNKNOWN_MESSAGE, escape, within};
 use super::pace::Pacer;
+use crate::domain::forecast::RunwayChart;
 use crate::domain::request::Request;
 use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
-use crate::engine::charts::RunwayChart;
 use crate::engine::request_view::{Choice, RequestView};
 use crate::ports::{
     AlertMessages, MessageRef, MessageRefs, RequestMessages, SendError, StoredNotice,

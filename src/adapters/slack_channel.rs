@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use super::block_kit::{Block, ButtonElement, Style};
 use super::pace::Pacer;
 use super::slack::escape;
+use crate::domain::forecast::RunwayChart;
 use crate::domain::request::Request;
 use crate::engine::alert_view::{
     ALL, AlertView, Button, ChatOutput, GroupView, Tone, still_firing,
 };
-use crate::engine::charts::RunwayChart;
 use crate::engine::request_view::{Choice, RequestView};
 use crate::ports::{
     AlertMessages, MessageRef, MessageRefs, RequestMessages, SendError, StoredNotice,

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use teloxide_core::types::{InlineKeyboardButton, InlineKeyboardMarkup, MessageId};
 
 use super::telegram::{BotApi, escape, recipient, refusal};
+use crate::domain::forecast::RunwayChart;
 use crate::domain::request::Request;
 use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
-use crate::engine::charts::RunwayChart;
 use crate::engine::request_view::RequestView;
 use crate::ports::{
     AlertMessages, MessageRef, MessageRefs, RequestMessages, SendError, StoredNotice,

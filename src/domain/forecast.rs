@@ -175,6 +175,39 @@ pub fn estimate_from_entry(
     Ok(entry.amount.checked_sub(&spent)?.round_to_minor())
 }
 
+/// One account's balance history and its forecast to zero: the data of a
+/// runway chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunwayChart {
+    pub account: String,
+    /// Available balance over the runway window, oldest first.
+    pub history: Vec<(DateTime<Utc>, Money)>,
+    /// Days until zero at the current burn; `None` when nothing is spent.
+    pub runway_days: Option<Decimal>,
+}
+
+/// The chart of `account` from its snapshots over the runway `window`;
+/// none without any.
+pub fn runway_chart(
+    account: &str,
+    window: Duration,
+    history: &[Snapshot],
+    now: DateTime<Utc>,
+) -> Option<RunwayChart> {
+    if history.is_empty() {
+        return None;
+    }
+    let f = forecast(history, window, now);
+    Some(RunwayChart {
+        account: account.to_owned(),
+        history: history
+            .iter()
+            .map(|s| (s.taken_at, s.balance.available))
+            .collect(),
+        runway_days: f.and_then(|f| f.runway_days),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

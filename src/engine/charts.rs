@@ -1,50 +1,14 @@
-//! Runway charts as data: an account's balance history and its forecast to
-//! zero, for chat answers and for the messages of alerts about money running
-//! out. Each platform's adapter draws it, or not.
+//! Runway charts for chat outputs: which alerts' messages carry one, and
+//! each account's chart from what the store holds (the chart's data is
+//! `domain::forecast::RunwayChart`). Each platform's adapter draws it, or not.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 use crate::domain::account::AccountSpec;
 use crate::domain::alert::NoticeKind;
-use crate::domain::forecast;
-use crate::domain::model::Snapshot;
-use crate::domain::money::Money;
+use crate::domain::forecast::{RunwayChart, runway_chart};
 use crate::domain::rules::RuleName;
 use crate::ports::{Clock, Store, StoreError, StoredNotice};
-
-/// One account's balance history and its forecast to zero: the data of a
-/// runway chart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunwayChart {
-    pub account: String,
-    /// Available balance over the runway window, oldest first.
-    pub history: Vec<(DateTime<Utc>, Money)>,
-    /// Days until zero at the current burn; `None` when nothing is spent.
-    pub runway_days: Option<rust_decimal::Decimal>,
-}
-
-/// The chart of `a` from its snapshots over the runway window; none
-/// without any.
-pub fn runway_chart(
-    a: &AccountSpec,
-    history: &[Snapshot],
-    now: DateTime<Utc>,
-) -> Option<RunwayChart> {
-    if history.is_empty() {
-        return None;
-    }
-    let f = forecast::forecast(history, a.rules.runway.window, now);
-    Some(RunwayChart {
-        account: a.account.id.to_string(),
-        history: history
-            .iter()
-            .map(|s| (s.taken_at, s.balance.available))
-            .collect(),
-        runway_days: f.and_then(|f| f.runway_days),
-    })
-}
 
 /// The account whose chart a new message of `notices` should carry: one
 /// that fires about money running out (low balance or runway).
@@ -80,7 +44,12 @@ impl Charts {
             .store
             .history(&a.account.id, now - a.rules.runway.window)
             .await?;
-        Ok(runway_chart(a, &history, now))
+        Ok(runway_chart(
+            a.account.id.as_str(),
+            a.rules.runway.window,
+            &history,
+            now,
+        ))
     }
 }
 

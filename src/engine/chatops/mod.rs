@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::account::AccountSpec;
 use crate::domain::command::{self, Command, Target, Verb};
+pub use crate::domain::forecast::RunwayChart;
 use crate::domain::people::{Directory, Person};
 use crate::domain::request::{Action, RequestId, Via};
 use crate::engine::alert_view::{Button, On};
 use crate::engine::approvals::Approvals;
-pub use crate::engine::charts::RunwayChart;
 
 mod buttons;
 mod oncall;

@@ -7,12 +7,12 @@ use super::{ChatOps, Reply};
 use crate::domain::account::AccountSpec;
 use crate::domain::command::{self, AmountText, Target, Verb};
 use crate::domain::forecast::{self, AccountView};
+use crate::domain::forecast::{RunwayChart, runway_chart};
 use crate::domain::model::{AccountId, EnteredBucket};
 use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::people::Person;
 use crate::domain::silence;
 use crate::engine::approvals::{self};
-use crate::engine::charts::{self, RunwayChart};
 use crate::ports::StoreError;
 
 impl ChatOps {
@@ -312,7 +312,13 @@ impl ChatOps {
         a: &AccountSpec,
         now: DateTime<Utc>,
     ) -> Result<Option<RunwayChart>, StoreError> {
-        Ok(charts::runway_chart(a, &self.history(a, now).await?, now))
+        let history = self.history(a, now).await?;
+        Ok(runway_chart(
+            a.account.id.as_str(),
+            a.rules.runway.window,
+            &history,
+            now,
+        ))
     }
 }
 
