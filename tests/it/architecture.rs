@@ -151,3 +151,26 @@ fn the_engine_never_holds_credentials() {
         }
     }
 }
+
+#[test]
+fn unsafe_code_is_only_the_malloc_tunable() {
+    // The lint denies unsafe code; one function in the binary is allowed it.
+    let mut allowed = vec![];
+    for dir in ["src", "tests", "examples", "benches"] {
+        if !Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).exists() {
+            continue;
+        }
+        for (path, text) in source(dir) {
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("#[allow(unsafe_code)]") {
+                    allowed.push(format!("{path}:{}", n + 1));
+                }
+            }
+        }
+    }
+    assert_eq!(allowed.len(), 1, "{allowed:?}");
+    assert!(allowed[0].contains("src/bin/purser/main.rs"), "{allowed:?}");
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("unsafe_code = \"deny\""));
+}
