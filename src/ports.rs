@@ -48,6 +48,10 @@ pub enum StoreError {
     /// longer leads: another took over, and does the work now.
     #[error("store: {0}")]
     NotLeader(String),
+    /// One failure of a write that several callers shared (polls recorded
+    /// together), given to each of them.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StoreError>),
 }
 
 /// A replica's lead: who, the fencing token its writes carry, since when
@@ -126,6 +130,16 @@ impl StoreError {
             },
             StoreError::Unavailable(_) => true,
             StoreError::Corrupt(_) | StoreError::NotLeader(_) => false,
+            StoreError::Shared(e) => e.is_unreachable(),
+        }
+    }
+
+    /// Why a write as leader was refused, when that is what this is.
+    pub fn not_leader(&self) -> Option<&str> {
+        match self {
+            StoreError::NotLeader(why) => Some(why),
+            StoreError::Shared(e) => e.not_leader(),
+            _ => None,
         }
     }
 }
@@ -212,6 +226,34 @@ pub enum EndSilenceOutcome {
     /// It had already ended, by itself or by someone.
     AlreadyOver(crate::domain::silence::Silence),
     NotFound,
+}
+
+/// One account's poll, as `Store::record_polls` keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct PollRecord<'a> {
+    pub account: &'a AccountId,
+    pub at: DateTime<Utc>,
+    pub outcome: Result<&'a Snapshot, &'a PollFailure>,
+}
+
+/// What judging one account reads: its good snapshots since a time (as
+/// `Store::history` gives them, except that a store may leave the resources
+/// and orders out of all but the newest: the rules read only the balances
+/// of those before it), its open alerts, and the notices about it that an
+/// output gave up on.
+#[derive(Debug, Clone, Default)]
+pub struct Judging {
+    pub history: Vec<Snapshot>,
+    pub open: Vec<Alert>,
+    pub failed: Vec<FailedNotice>,
+}
+
+/// One account's judgement, to keep: its latest view and its alert changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Judgement<'a> {
+    pub account: &'a Account,
+    pub view: Option<&'a crate::domain::forecast::AccountView>,
+    pub changes: &'a Changes,
 }
 
 /// Persistence. Every method is one transaction.
@@ -328,6 +370,51 @@ pub trait Store: Send + Sync {
     /// Notices not delivered: waiting, and (or only, `failed_only`) given
     /// up on; oldest first. For `purser outbox list`.
     async fn undelivered(&self, failed_only: bool) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Records several polls, as `record_poll` does each, in order; their
+    /// accounts' poll health after. A store that can writes them in one
+    /// transaction, so that a cycle of many accounts is not one commit each.
+    async fn record_polls(&self, polls: &[PollRecord<'_>]) -> Result<Vec<PollHealth>, StoreError> {
+        let mut healths = Vec::with_capacity(polls.len());
+        for p in polls {
+            healths.push(self.record_poll(p.account, p.at, p.outcome).await?);
+        }
+        Ok(healths)
+    }
+
+    /// What judging each account reads, its history from the time paired
+    /// with it; in order. A store that can reads them all in a few queries.
+    async fn judging(
+        &self,
+        accounts: &[(&AccountId, DateTime<Utc>)],
+    ) -> Result<Vec<Judging>, StoreError> {
+        let mut out = Vec::with_capacity(accounts.len());
+        for (id, since) in accounts {
+            out.push(Judging {
+                history: self.history(id, *since).await?,
+                open: self.open_alerts(id).await?,
+                failed: self.failed_notices(Some(id.as_str())).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Keeps each judgement's view (`record_view`) and writes its alert
+    /// changes with their outbox rows (`apply`). A store that can writes
+    /// them all in one transaction.
+    async fn record_judgements(
+        &self,
+        judged: &[Judgement<'_>],
+        routing: &Routing,
+    ) -> Result<(), StoreError> {
+        for j in judged {
+            if let Some(view) = j.view {
+                self.record_view(&j.account.id, view).await?;
+            }
+            self.apply(j.account, j.changes, routing).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Balances entered by hand, for clouds that cannot be asked.

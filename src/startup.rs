@@ -254,7 +254,9 @@ impl Application {
             policies: Arc::new(config.policies()),
             entries: Some(store.clone()),
             meter: meter.clone(),
-        };
+            recorder: None,
+        }
+        .recording_together(recorders(&config.store.backend));
         let board_signal = BoardSignal {
             activity: activity.clone(),
             wake: Arc::new(Notify::new()),
@@ -753,5 +755,15 @@ pub fn escalation_settings(config: &Config) -> crate::engine::escalator::Setting
                 identities: p.identities.clone(),
             })
             .collect(),
+    }
+}
+
+/// Tasks that record polls: SQLite takes one writer at a time, so one; a
+/// PostgreSQL store takes several, each batch a round trip per statement,
+/// so half its connections, leaving the rest to chat and deliveries.
+fn recorders(backend: &Backend) -> usize {
+    match backend {
+        Backend::Sqlite { .. } => 1,
+        Backend::Postgres(pg) => usize::try_from(pg.pool / 2).unwrap_or(1).max(1),
     }
 }

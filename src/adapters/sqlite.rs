@@ -15,13 +15,14 @@ use crate::domain::model::{Account, AccountId, BalanceEntry, PollFailure, PollHe
 use crate::domain::routing::Routing;
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, MessageRef, MessageRefs,
-    NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Judgement, Judging, MessageRef,
+    MessageRefs, NewSilence, OutboxItem, OutboxRow, PollRecord, Store, StoreError, StoredNotice,
 };
 use crate::secret::redact;
 
 use super::{at_ms, notice_at_ms};
 
+mod batch;
 mod escalations;
 pub mod lock;
 mod receipts;
@@ -29,7 +30,8 @@ mod requests;
 mod rows;
 
 use rows::{
-    alert_from_row, bucket_kind, enqueue, entry_from_row, health_in, queue_notice, silence_from_row,
+    alert_from_row, bucket_kind, enqueue, entry_from_row, failed_from_row, health_in, queue_notice,
+    silence_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -677,50 +679,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for a in &changes.alerts {
-            let updated = sqlx::query(
-                "UPDATE alerts SET severity = ?, rank = ?, state = ?, summary = ?, fired_at = ?,
-                   last_notified_at = ?, resolved_at = ?
-                 WHERE fingerprint = ? AND state <> 'resolved'",
-            )
-            .bind(a.severity.as_str())
-            .bind(i64::from(a.rank))
-            .bind(a.state.as_str())
-            .bind(&a.summary)
-            .bind(a.fired_at.map(ms))
-            .bind(a.last_notified_at.map(ms))
-            .bind(a.resolved_at.map(ms))
-            .bind(&a.fingerprint)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                sqlx::query(
-                    "INSERT INTO alerts (fingerprint, rule, account, resource, tier, severity, rank, state, summary,
-                       started_at, fired_at, last_notified_at, resolved_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&a.fingerprint)
-                .bind(a.key.rule.as_str())
-                .bind(&a.key.account)
-                .bind(&a.key.resource)
-                .bind(&a.key.tier)
-                .bind(a.severity.as_str())
-                .bind(i64::from(a.rank))
-                .bind(a.state.as_str())
-                .bind(&a.summary)
-                .bind(ms(a.started_at))
-                .bind(a.fired_at.map(ms))
-                .bind(a.last_notified_at.map(ms))
-                .bind(a.resolved_at.map(ms))
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        for n in &changes.notices {
-            let decided_at = n.alert.last_notified_at.unwrap_or(n.alert.started_at);
-            enqueue(&mut tx, n, account, decided_at, routing, None).await?;
-        }
+        apply_in(&mut tx, account, changes, routing).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -784,18 +743,7 @@ impl Store for SqliteStore {
         .bind(account)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FailedNotice {
-                    id: r.get("id"),
-                    output: r.get("output"),
-                    attempts: u32::try_from(r.get::<i64, _>("attempts")).map_err(corrupt)?,
-                    error: r.get::<Option<String>, _>("last_error").unwrap_or_default(),
-                    failed_at: from_ms(r.get("abandoned_at"))?,
-                    notice: serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?,
-                })
-            })
-            .collect()
+        rows.iter().map(failed_from_row).collect()
     }
 
     async fn retry_failed(
@@ -911,6 +859,25 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn record_polls(&self, polls: &[PollRecord<'_>]) -> Result<Vec<PollHealth>, StoreError> {
+        batch::record_polls(&self.pool, polls).await
+    }
+
+    async fn judging(
+        &self,
+        accounts: &[(&AccountId, DateTime<Utc>)],
+    ) -> Result<Vec<Judging>, StoreError> {
+        batch::judging(&self.pool, accounts).await
+    }
+
+    async fn record_judgements(
+        &self,
+        judged: &[Judgement<'_>],
+        routing: &Routing,
+    ) -> Result<(), StoreError> {
+        batch::record_judgements(&self.pool, judged, routing).await
+    }
+
     async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "DELETE FROM snapshots WHERE taken_at < ?
@@ -921,4 +888,58 @@ impl Store for SqliteStore {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Writes alert changes and their outbox rows inside `tx`.
+async fn apply_in(
+    tx: &mut sqlx::SqliteConnection,
+    account: &Account,
+    changes: &Changes,
+    routing: &Routing,
+) -> Result<(), StoreError> {
+    for a in &changes.alerts {
+        let updated = sqlx::query(
+            "UPDATE alerts SET severity = ?, rank = ?, state = ?, summary = ?, fired_at = ?,
+               last_notified_at = ?, resolved_at = ?
+             WHERE fingerprint = ? AND state <> 'resolved'",
+        )
+        .bind(a.severity.as_str())
+        .bind(i64::from(a.rank))
+        .bind(a.state.as_str())
+        .bind(&a.summary)
+        .bind(a.fired_at.map(ms))
+        .bind(a.last_notified_at.map(ms))
+        .bind(a.resolved_at.map(ms))
+        .bind(&a.fingerprint)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            sqlx::query(
+                "INSERT INTO alerts (fingerprint, rule, account, resource, tier, severity, rank, state, summary,
+                   started_at, fired_at, last_notified_at, resolved_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&a.fingerprint)
+            .bind(a.key.rule.as_str())
+            .bind(&a.key.account)
+            .bind(&a.key.resource)
+            .bind(&a.key.tier)
+            .bind(a.severity.as_str())
+            .bind(i64::from(a.rank))
+            .bind(a.state.as_str())
+            .bind(&a.summary)
+            .bind(ms(a.started_at))
+            .bind(a.fired_at.map(ms))
+            .bind(a.last_notified_at.map(ms))
+            .bind(a.resolved_at.map(ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    for n in &changes.notices {
+        let decided_at = n.alert.last_notified_at.unwrap_or(n.alert.started_at);
+        enqueue(&mut *tx, n, account, decided_at, routing, None).await?;
+    }
+    Ok(())
 }

@@ -109,7 +109,7 @@ impl Activity {
     pub fn store_failed(&self, error: &crate::ports::StoreError) {
         // Not a failure: another replica took over, and this one's leading
         // work is being stopped.
-        if let crate::ports::StoreError::NotLeader(why) = error {
+        if let Some(why) = error.not_leader() {
             tracing::warn!(%why, "a write as leader was refused");
             return;
         }

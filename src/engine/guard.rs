@@ -27,6 +27,11 @@ pub async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String> {
         .map_err(|p| panic_text(p.as_ref()))
 }
 
+/// Runs `work` now, turning a panic inside it into `Err` with its text.
+pub fn caught_now<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(work)).map_err(|p| panic_text(p.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,20 +5,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::guard;
 use crate::domain::account::AccountSpec;
 use crate::domain::alert::{self, Alert, Changes};
-use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, Snapshot};
+use crate::domain::forecast::AccountView;
+use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, PollHealth, Snapshot};
 use crate::domain::policy::Policy;
-use crate::domain::request;
-use crate::domain::rules::{self, AccountState, RuleName, RuleSet, Undelivered};
-use crate::domain::silence;
+use crate::domain::request::{self, Request};
+use crate::domain::rules::{self, AccountState, PendingPayment, RuleName, RuleSet, Undelivered};
+use crate::domain::silence::{self, Silence};
 use crate::ports::{
-    Actions, BalanceEntries, Clock, Meter, Polled, Provider, ProviderError, Requests, Store,
-    StoreError,
+    Actions, BalanceEntries, Clock, FailedNotice, Judgement, Judging, Meter, PollRecord, Polled,
+    Provider, ProviderError, Requests, Store, StoreError,
 };
 
 /// Open requests read per evaluation at most; more open at once than this
@@ -41,6 +42,9 @@ pub struct Poller {
     pub entries: Option<Arc<dyn BalanceEntries>>,
     /// What each poll is counted into, for the operators' metrics.
     pub meter: Arc<dyn Meter>,
+    /// Where polls go to be recorded together with others (see
+    /// `recording_together`); none: each is recorded alone.
+    pub recorder: Option<Recorder>,
 }
 
 /// What one poll came to.
@@ -62,6 +66,19 @@ pub struct LimitedProvider {
 }
 
 impl Poller {
+    /// Starts `workers` tasks that record polls many at a time, and gives
+    /// the poller that hands its polls to them.
+    pub fn recording_together(mut self, workers: usize) -> Poller {
+        let (tx, rx) = mpsc::channel::<Job>(BATCH * 2);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        self.recorder = None;
+        for _ in 0..workers.max(1) {
+            tokio::spawn(record_queued(self.clone(), rx.clone()));
+        }
+        self.recorder = Some(Recorder { tx });
+        self
+    }
+
     /// Polls, records and evaluates one account.
     pub async fn run(
         &self,
@@ -79,62 +96,138 @@ impl Poller {
                 self.price(account, provider, &mut snapshot).await?;
                 Ok(snapshot)
             }
-            Err(e) => Err(e),
-        };
-        let now = self.clock.now();
-        let recorded = match &outcome {
-            Ok(snapshot) => self.store.record_poll(id, now, Ok(snapshot)).await?,
             Err(e) => {
                 warn!(account = %id, error = %e, "poll failed; keeping the last good snapshot");
-                self.store.record_poll(id, now, Err(&e.failure())).await?
+                Err(e.failure())
             }
         };
-        let (changes, view) = match guard::caught(self.evaluate(account, &recorded, now, false))
-            .await
-        {
-            Ok(changes) => changes?,
-            Err(why) => {
-                // A fault in purser: the account is judged as one it cannot
-                // read, so that poll_failed says so at once and the other
-                // accounts are watched on.
-                error!(account = %id, panic = %why, "judging the account failed; reporting it as unreadable");
-                let mut blind = recorded.clone();
-                blind.failed(
-                    now,
-                    PollFailure {
-                        kind: FailureKind::Internal,
-                        message: format!("judging what the cloud answered failed: {why}"),
-                    },
-                );
-                self.evaluate(account, &blind, now, true).await?
-            }
+        let fetched = Fetched {
+            account: account.clone(),
+            started,
+            at: self.clock.now(),
+            outcome,
         };
-        let took = (self.clock.now() - started).to_std().unwrap_or_default();
-        self.meter.polled(&Polled {
-            account: &account.account,
-            failure: outcome.as_ref().err().map(|e| e.failure().kind),
-            took,
-            snapshot: outcome.as_ref().ok(),
-            view: view.as_ref(),
-            last_success_at: recorded.last_success_at,
-        });
-        let wrote = !changes.notices.is_empty();
-        for n in &changes.notices {
-            info!(
-                account = %id,
-                fingerprint = %n.alert.fingerprint,
-                rule = %n.alert.key.rule,
-                kind = n.kind.as_str(),
-                "alert notice decided"
-            );
+        match &self.recorder {
+            Some(recorder) => recorder.record(fetched).await,
+            None => self
+                .record(std::slice::from_ref(&fetched))
+                .await?
+                .pop()
+                .ok_or_else(|| StoreError::Unavailable("the poll was not recorded".into())),
         }
+    }
+
+    /// Records polls and judges their accounts: a few reads and writes for
+    /// the lot, then one outcome per poll, in order.
+    async fn record(&self, batch: &[Fetched]) -> Result<Vec<PollOutcome>, StoreError> {
+        let Some(earliest) = batch.iter().map(|f| f.at).min() else {
+            return Ok(Vec::new());
+        };
+        let polls: Vec<PollRecord> = batch
+            .iter()
+            .map(|f| PollRecord {
+                account: &f.account.account.id,
+                at: f.at,
+                outcome: f.outcome.as_ref(),
+            })
+            .collect();
+        let healths = self.store.record_polls(&polls).await?;
+        let wanted: Vec<(&AccountId, DateTime<Utc>)> = batch
+            .iter()
+            .map(|f| (&f.account.account.id, f.at - f.account.rules.runway.window))
+            .collect();
+        let readings = self.store.judging(&wanted).await?;
+        let silences = self.store.silences(earliest).await?;
+        let requests = self.open_requests(batch).await?;
+        let mut judged = Vec::with_capacity(batch.len());
+        for ((f, health), reading) in batch.iter().zip(&healths).zip(&readings) {
+            let id = &f.account.account.id;
+            let payments: Vec<PendingPayment> = match self.policies.get(id) {
+                Some(policy) => requests
+                    .iter()
+                    .filter(|r| &r.account == id)
+                    .filter_map(|r| request::pending_payment(r, policy))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let judge = |health: &PollHealth, blind: bool| {
+                judge(
+                    &f.account, health, reading, &payments, &silences, f.at, blind,
+                )
+            };
+            judged.push(match guard::caught_now(|| judge(health, false)) {
+                Ok(done) => done,
+                Err(why) => {
+                    // A fault in purser: the account is judged as one it
+                    // cannot read, so that poll_failed says so at once and
+                    // the other accounts are watched on.
+                    error!(account = %id, panic = %why, "judging the account failed; reporting it as unreadable");
+                    let mut blind = health.clone();
+                    blind.failed(
+                        f.at,
+                        PollFailure {
+                            kind: FailureKind::Internal,
+                            message: format!("judging what the cloud answered failed: {why}"),
+                        },
+                    );
+                    judge(&blind, true)
+                }
+            });
+        }
+        let judgements: Vec<Judgement> = batch
+            .iter()
+            .zip(&judged)
+            .map(|(f, (changes, view))| Judgement {
+                account: &f.account.account,
+                view: view.as_ref(),
+                changes,
+            })
+            .collect();
         self.store
-            .apply(&account.account, &changes, &self.routing)
+            .record_judgements(&judgements, &self.routing)
             .await?;
-        Ok(PollOutcome {
-            wrote,
-            read: outcome.is_ok(),
-        })
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for ((f, health), (changes, view)) in batch.iter().zip(&healths).zip(&judged) {
+            let id = &f.account.account.id;
+            let took = (self.clock.now() - f.started).to_std().unwrap_or_default();
+            self.meter.polled(&Polled {
+                account: &f.account.account,
+                failure: f.outcome.as_ref().err().map(|e| e.kind),
+                took,
+                snapshot: f.outcome.as_ref().ok(),
+                view: view.as_ref(),
+                last_success_at: health.last_success_at,
+            });
+            for n in &changes.notices {
+                info!(
+                    account = %id,
+                    fingerprint = %n.alert.fingerprint,
+                    rule = %n.alert.key.rule,
+                    kind = n.kind.as_str(),
+                    "alert notice decided"
+                );
+            }
+            outcomes.push(PollOutcome {
+                wrote: !changes.notices.is_empty(),
+                read: f.outcome.is_ok(),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// The open requests, read once for a batch, when one of its accounts
+    /// has a policy (only then can a payment run late).
+    async fn open_requests(&self, batch: &[Fetched]) -> Result<Vec<Request>, StoreError> {
+        match &self.requests {
+            Some(requests)
+                if batch
+                    .iter()
+                    .any(|f| self.policies.contains_key(&f.account.account.id)) =>
+            {
+                requests.requests(true, OPEN_LIMIT).await
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     async fn poll(
@@ -211,78 +304,13 @@ impl Poller {
         Ok(())
     }
 
-    /// The account's alert changes at `now`; `blind`: judged on its health
-    /// alone, with no history (what judging it fully could not do).
-    async fn evaluate(
-        &self,
-        account: &AccountSpec,
-        health: &crate::domain::model::PollHealth,
-        now: DateTime<Utc>,
-        blind: bool,
-    ) -> Result<(Changes, Option<crate::domain::forecast::AccountView>), StoreError> {
-        let id = &account.account.id;
-        let history = if blind {
-            Vec::new()
-        } else {
-            self.store
-                .history(id, now - account.rules.runway.window)
-                .await?
-        };
-        let view =
-            crate::domain::forecast::AccountView::of(&history, account.rules.runway.window, now);
-        if let Some(view) = &view {
-            self.store.record_view(id, view).await?;
-        }
-        let payments = match (&self.requests, self.policies.get(id)) {
-            (Some(requests), Some(policy)) => requests
-                .requests(true, OPEN_LIMIT)
-                .await?
-                .iter()
-                .filter(|r| &r.account == id)
-                .filter_map(|r| request::pending_payment(r, policy))
-                .collect(),
-            _ => Vec::new(),
-        };
-        let undelivered = self.undelivered(id).await?;
-        let state = AccountState {
-            account: &account.account,
-            history: &history,
-            health,
-            payments: &payments,
-            undelivered: &undelivered,
-        };
-        let evaluation = rules::evaluate(&account.rules, &state, now);
-        let open = self.store.open_alerts(id).await?;
-        let changes = self
-            .reconcile(account, &open, &evaluation.findings, now)
-            .await?;
-        Ok((changes, view))
-    }
-
-    /// Notices about the account that an output never took.
-    async fn undelivered(&self, id: &AccountId) -> Result<Vec<Undelivered>, StoreError> {
-        Ok(self
-            .store
-            .failed_notices(Some(id.as_str()))
-            .await?
-            .into_iter()
-            .map(|f| Undelivered {
-                output: f.output,
-                rule: f.notice.rule,
-                severity: f.notice.severity,
-                error: f.error,
-                failed_at: f.failed_at,
-            })
-            .collect())
-    }
-
     /// Judges at once whether an output has lost notices about `account`
     /// (its other rules wait for their poll), and writes what changes.
     pub async fn judge_deliveries(&self, account: &AccountSpec) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let id = &account.account.id;
-        let undelivered = self.undelivered(id).await?;
-        let health = crate::domain::model::PollHealth::new();
+        let undelivered = undelivered(&self.store.failed_notices(Some(id.as_str())).await?);
+        let health = PollHealth::new();
         let state = AccountState {
             account: &account.account,
             history: &[],
@@ -380,4 +408,124 @@ pub struct OwnWatch {
     /// The holiday file, as the config names it.
     pub file: String,
     pub zone: chrono_tz::Tz,
+}
+
+/// Most polls recorded together; more waiting go in the next batch.
+const BATCH: usize = 256;
+
+/// What one poll fetched, waiting to be recorded.
+struct Fetched {
+    account: AccountSpec,
+    started: DateTime<Utc>,
+    /// When the answer came (or the poll gave up).
+    at: DateTime<Utc>,
+    outcome: Result<Snapshot, PollFailure>,
+}
+
+struct Job {
+    fetched: Fetched,
+    done: oneshot::Sender<Result<PollOutcome, StoreError>>,
+}
+
+/// Where polls are handed to be recorded with the others waiting.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Recorder {
+    async fn record(&self, fetched: Fetched) -> Result<PollOutcome, StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send(Job { fetched, done })
+            .await
+            .map_err(|_| StoreError::Unavailable("the poll recorder has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the poll recorder stopped before recording the poll".into())
+        })?
+    }
+}
+
+/// Records what is queued, a batch at a time, until every poller is gone.
+async fn record_queued(poller: Poller, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    let mut jobs = Vec::with_capacity(BATCH);
+    loop {
+        // One worker takes a batch while another records the one before.
+        if queue.lock().await.recv_many(&mut jobs, BATCH).await == 0 {
+            return;
+        }
+        let (batch, done): (Vec<Fetched>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.fetched, j.done)).unzip();
+        match guard::caught(poller.record(&batch)).await {
+            Ok(Ok(outcomes)) => {
+                for (done, outcome) in done.into_iter().zip(outcomes) {
+                    let _ = done.send(Ok(outcome));
+                }
+            }
+            Ok(Err(e)) => {
+                let e = Arc::new(e);
+                for done in done {
+                    let _ = done.send(Err(StoreError::Shared(e.clone())));
+                }
+            }
+            Err(why) => {
+                error!(panic = %why, polls = batch.len(), "recording polls failed inside purser");
+                for done in done {
+                    let _ = done.send(Err(StoreError::Unavailable(format!(
+                        "recording the poll failed inside purser: {why}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// One account's alert changes and view at `now`, from what the store
+/// holds of it; `blind`: judged on its health alone, with no history (what
+/// judging it fully could not do).
+fn judge(
+    account: &AccountSpec,
+    health: &PollHealth,
+    reading: &Judging,
+    payments: &[PendingPayment],
+    silences: &[Silence],
+    now: DateTime<Utc>,
+    blind: bool,
+) -> (Changes, Option<AccountView>) {
+    let history: &[Snapshot] = if blind { &[] } else { &reading.history };
+    let view = AccountView::of(history, account.rules.runway.window, now);
+    let undelivered = undelivered(&reading.failed);
+    let state = AccountState {
+        account: &account.account,
+        history,
+        health,
+        payments,
+        undelivered: &undelivered,
+    };
+    let evaluation = rules::evaluate(&account.rules, &state, now);
+    let muted = |a: &Alert| {
+        silence::silenced_by(silences, &account.account, &a.key, a.severity.as_str(), now).is_some()
+    };
+    let changes = alert::reconcile(
+        &reading.open,
+        &evaluation.findings,
+        &account.rules,
+        &muted,
+        now,
+    );
+    (changes, view)
+}
+
+/// Notices about an account that an output never took, as the rules see them.
+fn undelivered(failed: &[FailedNotice]) -> Vec<Undelivered> {
+    failed
+        .iter()
+        .map(|f| Undelivered {
+            output: f.output.clone(),
+            rule: f.notice.rule,
+            severity: f.notice.severity,
+            error: f.error.clone(),
+            failed_at: f.failed_at,
+        })
+        .collect()
 }

@@ -636,6 +636,193 @@ async fn receipts_story(store: &dyn purser::ports::Receipts) {
     assert_eq!(store.cursor("telegram-updates").await.unwrap(), Some(43));
 }
 
+/// Polls recorded, read and judged many accounts at a time come to what
+/// one account at a time would: each account's health after its polls in
+/// order, its own window of history, its own alerts and lost notices.
+async fn batch_story<S: purser::ports::Store>(store: &S) {
+    use chrono::{Duration, TimeZone, Utc};
+    use purser::domain::alert::{Alert, AlertState, Changes, Notice, NoticeKind};
+    use purser::domain::forecast::AccountView;
+    use purser::domain::model::{Account, AccountId, Balance, FailureKind, PollFailure, Snapshot};
+    use purser::domain::money::{Currency, Money};
+    use purser::domain::routing::Routing;
+    use purser::domain::rules::{AlertKey, RuleName, Severity};
+    use purser::ports::{Judgement, PollRecord};
+
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+    let t1 = t0 + Duration::hours(1);
+    let id = |s: &str| AccountId::parse(s).unwrap();
+    let (one, two, three) = (id("batch-one"), id("batch-two"), id("batch-three"));
+    let account = |id: &AccountId| Account {
+        id: id.clone(),
+        provider: "sim".into(),
+        site: "cn".into(),
+        labels: Default::default(),
+    };
+    let snapshot = |at, balance: &str| Snapshot {
+        taken_at: at,
+        balance: Balance::available_only(Money::parse(balance, Currency::Cny).unwrap()),
+        resources: vec![],
+        orders: vec![],
+        spend: None,
+        recharges: vec![],
+    };
+    let down = PollFailure {
+        kind: FailureKind::Unreachable,
+        message: "connection refused".into(),
+    };
+    let server: purser::domain::model::Resource = serde_json::from_value(serde_json::json!({
+        "id": "ins-1", "product": "cvm", "expires_at": "2026-12-01T00:00:00Z",
+        "renewal": "auto", "status": "active"
+    }))
+    .unwrap();
+    let with_server = |at, balance: &str| Snapshot {
+        resources: vec![server.clone()],
+        ..snapshot(at, balance)
+    };
+    let (s1, s2, s3) = (
+        with_server(t0, "1000"),
+        snapshot(t0, "50"),
+        with_server(t1, "800"),
+    );
+    let first = store
+        .record_polls(&[
+            PollRecord {
+                account: &one,
+                at: t0,
+                outcome: Ok(&s1),
+            },
+            PollRecord {
+                account: &two,
+                at: t0,
+                outcome: Ok(&s2),
+            },
+            PollRecord {
+                account: &three,
+                at: t0,
+                outcome: Err(&down),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(first[0].last_success_at, Some(t0));
+    assert_eq!(first[2].consecutive_failures, 1);
+    // The same account twice in one batch: in order, as two calls would.
+    let second = store
+        .record_polls(&[
+            PollRecord {
+                account: &three,
+                at: t1,
+                outcome: Err(&down),
+            },
+            PollRecord {
+                account: &one,
+                at: t1,
+                outcome: Ok(&s3),
+            },
+            PollRecord {
+                account: &three,
+                at: t1,
+                outcome: Err(&down),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(second[0].consecutive_failures, 2);
+    assert_eq!(second[2].consecutive_failures, 3);
+    assert_eq!(store.health(&one).await.unwrap(), second[1]);
+    assert_eq!(store.health(&two).await.unwrap(), first[1]);
+    assert_eq!(store.health(&three).await.unwrap(), second[2]);
+
+    // Each account's own window, the newest before it kept; one named twice.
+    let readings = store
+        .judging(&[(&one, t1), (&two, t1), (&three, t0), (&one, t0)])
+        .await
+        .unwrap();
+    let balances = |i: usize| -> Vec<String> {
+        readings[i]
+            .history
+            .iter()
+            .map(|s| s.balance.available.to_string())
+            .collect()
+    };
+    assert_eq!(balances(0), ["¥800.00"]);
+    assert_eq!(balances(1), ["¥50.00"], "the latest known state is kept");
+    assert!(readings[2].history.is_empty());
+    assert_eq!(balances(3), ["¥1,000.00", "¥800.00"]);
+    // The newest whole; those before it may come without their resources.
+    let whole = store.history(&one, t0).await.unwrap();
+    assert_eq!(readings[3].history.last(), whole.last());
+    assert_eq!(readings[3].history[0].balance, whole[0].balance);
+
+    // Judgements: a view for one, an alert and its notice for two.
+    let view = AccountView::of(&readings[3].history, Duration::days(7), t1).unwrap();
+    let key = AlertKey {
+        rule: RuleName::LowBalance,
+        account: "batch-two".into(),
+        resource: String::new(),
+        tier: "100.00".into(),
+    };
+    let alert = Alert {
+        fingerprint: key.fingerprint(),
+        key,
+        severity: Severity::B,
+        rank: 1,
+        state: AlertState::Firing,
+        summary: "the balance is ¥50.00".into(),
+        started_at: t1,
+        fired_at: Some(t1),
+        last_notified_at: Some(t1),
+        resolved_at: None,
+        acknowledged: None,
+    };
+    let fired = Changes {
+        alerts: vec![alert.clone()],
+        notices: vec![Notice {
+            kind: NoticeKind::Firing,
+            alert: alert.clone(),
+            escalated_from: None,
+        }],
+    };
+    let (acc_one, acc_two) = (account(&one), account(&two));
+    let routing = Routing::everywhere(&["batch-hook".to_owned()]);
+    store
+        .record_judgements(
+            &[
+                Judgement {
+                    account: &acc_one,
+                    view: Some(&view),
+                    changes: &Changes::default(),
+                },
+                Judgement {
+                    account: &acc_two,
+                    view: None,
+                    changes: &fired,
+                },
+            ],
+            &routing,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.views().await.unwrap().get(&one), Some(&view));
+    assert!(!store.views().await.unwrap().contains_key(&two));
+    let due = store.due_notices("batch-hook", t1, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .mark_failed(due[0].id, "410 gone", None)
+        .await
+        .unwrap();
+
+    // Read back together: two's open alert and lost notice, no one else's.
+    let readings = store.judging(&[(&two, t0), (&one, t0)]).await.unwrap();
+    assert_eq!(readings[0].open, store.open_alerts(&two).await.unwrap());
+    assert_eq!(readings[0].open.len(), 1);
+    let failed: Vec<i64> = readings[0].failed.iter().map(|f| f.id).collect();
+    assert_eq!(failed, [due[0].id]);
+    assert_eq!(readings[0].failed[0].error, "410 gone");
+    assert!(readings[1].open.is_empty() && readings[1].failed.is_empty());
+}
+
 #[tokio::test]
 async fn the_store_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -644,6 +831,7 @@ async fn the_store_story_on_sqlite() {
         .unwrap();
     story(&store).await;
     receipts_story(&store).await;
+    batch_story(&store).await;
 }
 
 #[tokio::test]
@@ -656,6 +844,7 @@ async fn the_store_story_on_postgres() {
         .unwrap();
     story(&store).await;
     receipts_story(&store).await;
+    batch_story(&store).await;
 }
 
 /// Two replicas on one database: one leads; the other takes over only once

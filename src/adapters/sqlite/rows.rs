@@ -15,7 +15,7 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::routing::Routing;
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
-use crate::ports::{StoreError, StoredNotice};
+use crate::ports::{FailedNotice, StoreError, StoredNotice};
 use crate::secret::redact;
 
 pub(super) fn alert_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
@@ -159,9 +159,10 @@ pub(super) async fn health_in(
         .bind(account.as_str())
         .fetch_optional(&mut *conn)
         .await?;
-    let Some(r) = row else {
-        return Ok(PollHealth::new());
-    };
+    row.map_or_else(|| Ok(PollHealth::new()), |r| health_from_row(&r))
+}
+
+pub(super) fn health_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PollHealth, StoreError> {
     Ok(PollHealth {
         last_success_at: opt_from_ms(r.get("last_success_at"))?,
         last_attempt_at: opt_from_ms(r.get("last_attempt_at"))?,
@@ -185,5 +186,16 @@ pub(super) async fn health_in(
         },
         consecutive_failures: u32::try_from(r.get::<i64, _>("consecutive_failures"))
             .map_err(corrupt)?,
+    })
+}
+
+pub(super) fn failed_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<FailedNotice, StoreError> {
+    Ok(FailedNotice {
+        id: r.get("id"),
+        output: r.get("output"),
+        attempts: u32::try_from(r.get::<i64, _>("attempts")).map_err(corrupt)?,
+        error: r.get::<Option<String>, _>("last_error").unwrap_or_default(),
+        failed_at: from_ms(r.get("abandoned_at"))?,
+        notice: serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?,
     })
 }

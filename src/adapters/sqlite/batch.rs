@@ -1,0 +1,276 @@
+//! A cycle's polls written and read many accounts at a time: each statement
+//! is a trip to SQLite's worker thread, and each commit a write to the log,
+//! so a cycle of thousands of accounts pays for a few hundred of each, not
+//! for a dozen per account.
+
+use std::collections::HashMap;
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::rows::{alert_from_row, failed_from_row, health_from_row};
+use super::{apply_in, corrupt, ms};
+use crate::domain::model::{AccountId, PollFailure, PollHealth, Snapshot};
+use crate::domain::routing::Routing;
+use crate::ports::{Judgement, Judging, PollRecord, StoreError};
+use crate::secret::redact;
+
+/// Accounts per statement: well under SQLite's limit of bound values
+/// (32,766) at six values a row.
+const CHUNK: usize = 500;
+
+/// A list of `?` placeholders bound to `ids`, for `IN (…)`.
+fn bind_ids<'a>(q: &mut QueryBuilder<'a, Sqlite>, ids: &[&'a str]) {
+    q.push("(");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+}
+
+fn distinct<'a>(ids: impl Iterator<Item = &'a AccountId>) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = ids.map(AccountId::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Rows of `sql … IN (ids)`, a chunk of ids at a time.
+async fn rows_for(
+    conn: &mut sqlx::SqliteConnection,
+    head: &str,
+    ids: &[&str],
+    tail: &str,
+) -> Result<Vec<SqliteRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let mut q = QueryBuilder::new(head);
+        bind_ids(&mut q, chunk);
+        q.push(tail);
+        rows.extend(q.build().fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
+pub(super) async fn record_polls(
+    pool: &SqlitePool,
+    polls: &[PollRecord<'_>],
+) -> Result<Vec<PollHealth>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let ids = distinct(polls.iter().map(|p| p.account));
+    let mut healths: HashMap<String, PollHealth> = HashMap::with_capacity(ids.len());
+    for r in rows_for(
+        &mut tx,
+        "SELECT * FROM poll_health WHERE account IN ",
+        &ids,
+        "",
+    )
+    .await?
+    {
+        healths.insert(r.get("account"), health_from_row(&r)?);
+    }
+    let mut after = Vec::with_capacity(polls.len());
+    let mut snapshots: Vec<(&str, i64, String)> = Vec::new();
+    for p in polls {
+        let health = healths.entry(p.account.as_str().to_owned()).or_default();
+        match p.outcome {
+            Ok(snapshot) => {
+                let body = serde_json::to_string(snapshot).map_err(corrupt)?;
+                snapshots.push((p.account.as_str(), ms(snapshot.taken_at), body));
+                health.succeeded(p.at);
+            }
+            Err(error) => health.failed(
+                p.at,
+                PollFailure {
+                    kind: error.kind,
+                    message: redact(&error.message).into_owned(),
+                },
+            ),
+        }
+        after.push(health.clone());
+    }
+    for chunk in snapshots.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO snapshots (account, taken_at, body) ");
+        q.push_values(chunk, |mut row, (account, taken_at, body)| {
+            row.push_bind(*account)
+                .push_bind(*taken_at)
+                .push_bind(body.as_str());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    let last: Vec<(&str, &PollHealth)> = ids
+        .iter()
+        .filter_map(|id| healths.get(*id).map(|h| (*id, h)))
+        .collect();
+    for chunk in last.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO poll_health (account, last_success_at, last_attempt_at, last_error,
+               last_error_kind, consecutive_failures) ",
+        );
+        q.push_values(chunk, |mut row, (account, h)| {
+            row.push_bind(*account)
+                .push_bind(h.last_success_at.map(ms))
+                .push_bind(h.last_attempt_at.map(ms))
+                .push_bind(h.last_error.as_ref().map(|e| e.message.clone()))
+                .push_bind(h.last_error.as_ref().map(|e| e.kind.as_str()))
+                .push_bind(i64::from(h.consecutive_failures));
+        });
+        q.push(
+            " ON CONFLICT (account) DO UPDATE SET last_success_at = excluded.last_success_at,
+               last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error,
+               last_error_kind = excluded.last_error_kind,
+               consecutive_failures = excluded.consecutive_failures",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(after)
+}
+
+pub(super) async fn judging(
+    pool: &SqlitePool,
+    accounts: &[(&AccountId, chrono::DateTime<chrono::Utc>)],
+) -> Result<Vec<Judging>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    // Each account once, from the earliest time it is named with; each
+    // naming's own window is cut from that below.
+    let mut earliest: HashMap<&str, i64> = HashMap::new();
+    for (id, since) in accounts {
+        let since = ms(*since);
+        earliest
+            .entry(id.as_str())
+            .and_modify(|e| *e = (*e).min(since))
+            .or_insert(since);
+    }
+    let earliest: Vec<(&str, i64)> = earliest.into_iter().collect();
+    let mut by_account: HashMap<&str, Judging> = earliest
+        .iter()
+        .map(|(id, _)| (*id, Judging::default()))
+        .collect();
+    // The window, as `history` reads it: the newest snapshot before the
+    // window is kept too.
+    for chunk in earliest.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("WITH w (account, since) AS (");
+        q.push_values(chunk, |mut row, (id, since)| {
+            row.push_bind(*id).push_bind(*since);
+        });
+        // Only the newest is read whole: of those before it the rules read
+        // the balance, and a fleet's resources decoded again at every poll
+        // would be most of a cycle's work.
+        q.push(
+            "), n AS (SELECT account, since,
+                 (SELECT MAX(taken_at) FROM snapshots m WHERE m.account = w.account) AS newest
+               FROM w)
+             SELECT s.account,
+               CASE WHEN s.taken_at = n.newest THEN s.body
+                 ELSE json_remove(s.body, '$.resources', '$.orders') END AS body
+             FROM snapshots s JOIN n ON s.account = n.account
+             WHERE s.taken_at >= MIN(n.since, n.newest)
+             ORDER BY s.account, s.taken_at",
+        );
+        for r in q.build().fetch_all(&mut *conn).await? {
+            let snapshot: Snapshot =
+                serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?;
+            if let Some(j) = by_account.get_mut(r.get::<&str, _>("account")) {
+                j.history.push(snapshot);
+            }
+        }
+    }
+    let ids = distinct(accounts.iter().map(|(id, _)| *id));
+    let open = rows_for(
+        &mut conn,
+        "SELECT * FROM alerts WHERE state <> 'resolved' AND account IN ",
+        &ids,
+        " ORDER BY id",
+    )
+    .await?;
+    for r in &open {
+        if let Some(j) = by_account.get_mut(r.get::<&str, _>("account")) {
+            j.open.push(alert_from_row(r)?);
+        }
+    }
+    let failed = rows_for(
+        &mut conn,
+        "SELECT id, account, output, attempts, last_error, abandoned_at, body FROM outbox
+         WHERE abandoned_at IS NOT NULL AND delivered_at IS NULL AND account IN ",
+        &ids,
+        " ORDER BY id",
+    )
+    .await?;
+    for r in &failed {
+        if let Some(j) = by_account.get_mut(r.get::<&str, _>("account")) {
+            j.failed.push(failed_from_row(r)?);
+        }
+    }
+    let mut left: HashMap<&str, usize> = HashMap::new();
+    for (id, _) in accounts {
+        *left.entry(id.as_str()).or_default() += 1;
+    }
+    let mut out = Vec::with_capacity(accounts.len());
+    for (id, since) in accounts {
+        // Taken by its last naming, copied for any before.
+        let last = left.get_mut(id.as_str()).is_some_and(|n| {
+            *n -= 1;
+            *n == 0
+        });
+        let mut judging = if last {
+            by_account.remove(id.as_str())
+        } else {
+            by_account.get(id.as_str()).cloned()
+        }
+        .unwrap_or_default();
+        let since = ms(*since);
+        if let Some(newest) = judging.history.last().map(|s| ms(s.taken_at)) {
+            let cut = since.min(newest);
+            judging.history.retain(|s| ms(s.taken_at) >= cut);
+        }
+        out.push(judging);
+    }
+    Ok(out)
+}
+
+pub(super) async fn record_judgements(
+    pool: &SqlitePool,
+    judged: &[Judgement<'_>],
+    routing: &Routing,
+) -> Result<(), StoreError> {
+    // One row per account (the last view given), as an upsert of several
+    // rows cannot change one row twice.
+    let mut latest: HashMap<&str, &crate::domain::forecast::AccountView> = HashMap::new();
+    for j in judged {
+        if let Some(v) = j.view {
+            latest.insert(j.account.id.as_str(), v);
+        }
+    }
+    let views: Vec<(&str, String, i64)> = latest
+        .into_iter()
+        .map(|(id, v)| {
+            Ok((
+                id,
+                serde_json::to_string(v).map_err(corrupt)?,
+                ms(v.taken_at),
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    if views.is_empty() && judged.iter().all(|j| j.changes.is_empty()) {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for chunk in views.chunks(CHUNK) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO account_views (account, body, taken_at) ");
+        q.push_values(chunk, |mut row, (account, body, taken_at)| {
+            row.push_bind(*account)
+                .push_bind(body.as_str())
+                .push_bind(*taken_at);
+        });
+        q.push(" ON CONFLICT (account) DO UPDATE SET body = excluded.body, taken_at = excluded.taken_at");
+        q.build().execute(&mut *tx).await?;
+    }
+    for j in judged.iter().filter(|j| !j.changes.is_empty()) {
+        apply_in(&mut tx, j.account, j.changes, routing).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
