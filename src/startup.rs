@@ -309,7 +309,13 @@ impl Application {
             escalations: store.clone(),
             clock: clock.clone(),
             settings: oncall.clone(),
-            accounts: Arc::new(config.accounts.iter().map(|a| a.account.clone()).collect()),
+            accounts: Arc::new(
+                config
+                    .accounts
+                    .iter()
+                    .map(|a| (a.account.id.to_string(), a.account.clone()))
+                    .collect(),
+            ),
             routing: Arc::new(config.routing()),
             direct: std::mem::take(&mut outputs.direct),
             pagers: pagers(&config.oncall.pagers),

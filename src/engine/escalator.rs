@@ -8,7 +8,7 @@
 //! stored as taken is never taken again. Pages are delivered from their own
 //! table, retried with backoff.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -77,7 +77,8 @@ pub struct Escalator {
     pub escalations: Arc<dyn Escalations>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
-    pub accounts: Arc<Vec<Account>>,
+    /// By id.
+    pub accounts: Arc<HashMap<String, Account>>,
     pub routing: Arc<Routing>,
     /// By platform.
     pub direct: HashMap<String, Arc<dyn DirectMessages>>,
@@ -92,6 +93,9 @@ pub struct Escalator {
 }
 
 const BATCH: u32 = 100;
+/// Seconds a pass waits at most for a running cycle's polls to finish:
+/// well inside any response time, so no step is late for it.
+const SETTLE: i64 = 10;
 const MAX_ATTEMPTS: u32 = 8;
 
 impl Escalator {
@@ -113,6 +117,7 @@ impl Escalator {
                 break;
             }
             if self.activity.get().notices_written != seen {
+                self.settle(&mut changes, &mut shutdown).await;
                 continue;
             }
             self.activity
@@ -132,6 +137,24 @@ impl Escalator {
         info!("escalator stopped");
     }
 
+    /// Waits while polls are in flight, for at most `SETTLE`: a cycle of
+    /// many accounts writes its notices a batch at a time, and one pass
+    /// after the lot costs what one pass after each batch would, once.
+    async fn settle(
+        &self,
+        changes: &mut watch::Receiver<super::activity::ActivityState>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let until = self.clock.now() + Duration::seconds(SETTLE);
+        while changes.borrow_and_update().polls_in_flight > 0 {
+            tokio::select! {
+                _ = self.clock.sleep_until(until) => return,
+                _ = shutdown.changed() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
     /// One pass at `now`: escalations brought in line with the alerts, steps
     /// taken, pages sent. Returns when something is next due.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -146,10 +169,15 @@ impl Escalator {
         let silences = self.store.silences(now).await?;
         let overrides = overrides(&self.settings, &*self.escalations, now).await?;
         let mut wrote_notices = false;
+        // By fingerprint and start: each alert's chain found at once, not by
+        // a walk of them all (thousands of each at a fleet's worst).
+        let chained: HashSet<(&str, DateTime<Utc>)> = open.iter().map(key).collect();
+        let mut raised = false;
         for a in &alerts {
-            if open.iter().any(|e| same(e, a)) {
+            if chained.contains(&(a.fingerprint.as_str(), a.started_at)) {
                 continue;
             }
+            raised = true;
             let e = self.raise(a);
             self.escalations
                 .write_escalation(&EscalationWrite {
@@ -164,8 +192,19 @@ impl Escalator {
         }
         // A silenced chain waits for its silence to end, not for its step.
         let mut held: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for e in self.escalations.open_escalations().await? {
-            let alert = alerts.iter().find(|a| same(&e, a));
+        let by_key: HashMap<(&str, DateTime<Utc>), &Alert> = alerts
+            .iter()
+            .map(|a| ((a.fingerprint.as_str(), a.started_at), a))
+            .collect();
+        // Read again only when chains were raised: what this pass wrote.
+        let walked = if raised {
+            self.escalations.open_escalations().await?
+        } else {
+            open
+        };
+        let mut stepped = raised;
+        for e in &walked {
+            let alert = by_key.get(&key(e)).copied();
             let silenced = alert.and_then(|a| {
                 let acc = self.account(&a.key.account)?;
                 silence::silenced_by(&silences, acc, &a.key, a.severity.as_str(), now)
@@ -174,8 +213,9 @@ impl Escalator {
                 held.insert(e.fingerprint.clone(), s.ends_at);
             }
             let muted = silenced.is_some();
-            let write = self.advance(&e, alert, muted, &overrides, now).await?;
+            let write = self.advance(e, alert, muted, &overrides, now).await?;
             if let Some(change) = write {
+                stepped = true;
                 wrote_notices |= !change.notices.is_empty();
                 let written = self
                     .escalations
@@ -198,10 +238,12 @@ impl Escalator {
             self.written.notify_one();
         }
         self.deliver_due(now).await?;
-        let steps = self
-            .escalations
-            .open_escalations()
-            .await?
+        let walked = if stepped {
+            self.escalations.open_escalations().await?
+        } else {
+            walked
+        };
+        let steps = walked
             .iter()
             .filter_map(|e| {
                 let next = e.next_at?;
@@ -216,7 +258,7 @@ impl Escalator {
     }
 
     fn account(&self, id: &str) -> Option<&Account> {
-        self.accounts.iter().find(|a| a.id.as_str() == id)
+        self.accounts.get(id)
     }
 
     fn raise(&self, a: &Alert) -> Escalation {
@@ -655,8 +697,9 @@ struct Change {
     reopen: bool,
 }
 
-fn same(e: &Escalation, a: &Alert) -> bool {
-    e.fingerprint == a.fingerprint && e.started_at == a.started_at
+/// What ties a chain to its alert: the alert's fingerprint and start.
+fn key(e: &Escalation) -> (&str, DateTime<Utc>) {
+    (e.fingerprint.as_str(), e.started_at)
 }
 
 /// The response deadline in the calendar's zone: "Tue 07 Apr 12:30 CST".
