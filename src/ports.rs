@@ -723,3 +723,21 @@ impl Meter for NoMeter {
     fn cloud_call(&self, _: &str, _: &str, _: bool) {}
     fn heartbeat(&self, _: Sent) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_failure_keeps_its_kind() {
+        let shared = |e: StoreError| StoreError::Shared(std::sync::Arc::new(e));
+        let refused = shared(StoreError::NotLeader("replica b took over".into()));
+        assert_eq!(refused.not_leader(), Some("replica b took over"));
+        assert!(!refused.is_unreachable());
+        let down = shared(StoreError::Unavailable("connection refused".into()));
+        assert!(down.is_unreachable());
+        assert_eq!(down.not_leader(), None);
+        assert_eq!(down.to_string(), "store: connection refused");
+        assert!(!shared(StoreError::Corrupt("bad row".into())).is_unreachable());
+    }
+}
