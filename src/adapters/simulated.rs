@@ -237,52 +237,139 @@ impl SimulatedProvider {
 fn load(path: &Path, bytes: &[u8]) -> Result<Scenario, String> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("scenario {}: not UTF-8: {e}", path.display()))?;
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("scenario {}: {e}", path.display()))?;
-    let epoch = match table.remove("epoch") {
-        None => None,
-        Some(toml::Value::String(s)) => Some(
-            DateTime::parse_from_rfc3339(&s)
-                .map_err(|e| format!("scenario {}: epoch {s:?}: {e}", path.display()))?
-                .with_timezone(&Utc),
-        ),
-        Some(toml::Value::Datetime(d)) => Some(
-            DateTime::parse_from_rfc3339(&d.to_string())
-                .map_err(|e| format!("scenario {}: epoch {d}: {e}", path.display()))?
-                .with_timezone(&Utc),
-        ),
-        Some(other) => {
+    let mut scenario = Scenario {
+        epoch: None,
+        accounts: HashMap::new(),
+    };
+    let pieces = pieces(text);
+    let several = pieces.len() > 1;
+    for (i, &(start, piece)) in pieces.iter().enumerate() {
+        let mut table: toml::Table = piece
+            .parse()
+            .map_err(|e: toml::de::Error| located(path, text, start, &e))?;
+        if let Some(epoch) = table.remove("epoch") {
+            scenario.epoch = Some(parse_epoch(path, epoch)?);
+        }
+        match table.remove("accounts") {
+            None => {}
+            Some(toml::Value::Array(list)) => {
+                // An inline `accounts = [...]` before `[[accounts]]` tables
+                // is a duplicate key in the document as a whole.
+                if i == 0 && several {
+                    return Err(format!(
+                        "scenario {}: accounts is given both as `accounts = [...]` and as [[accounts]] tables",
+                        path.display()
+                    ));
+                }
+                for entry in list {
+                    add_account(path, &mut scenario, entry);
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "scenario {}: accounts must be [[accounts]] tables, not {}",
+                    path.display(),
+                    other.type_str()
+                ));
+            }
+        }
+        if let Some(key) = table.keys().next() {
+            return Err(format!(
+                "scenario {}: unknown key {key:?}; expected epoch and [[accounts]]",
+                path.display()
+            ));
+        }
+    }
+    Ok(scenario)
+}
+
+/// The scenario cut before each `[[accounts]]` header, with where each piece
+/// starts. Parsed whole, a document holds every token, event and table at
+/// once: gigabytes for 10,000 accounts of 20 resources. A header-looking
+/// line can be something else only inside a multi-line string, so a file
+/// with one is parsed whole.
+fn pieces(text: &str) -> Vec<(usize, &str)> {
+    if text.contains("\"\"\"") || text.contains("'''") {
+        return vec![(0, text)];
+    }
+    let mut starts = vec![0];
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if at > 0 && accounts_header(line) {
+            starts.push(at);
+        }
+        at += line.len();
+    }
+    starts.push(text.len());
+    starts
+        .windows(2)
+        .map(|w| (w[0], &text[w[0]..w[1]]))
+        .collect()
+}
+
+fn accounts_header(line: &str) -> bool {
+    let Some((key, after)) = line
+        .trim_start()
+        .strip_prefix("[[")
+        .and_then(|rest| rest.split_once("]]"))
+    else {
+        return false;
+    };
+    let after = after.trim();
+    key.trim() == "accounts" && (after.is_empty() || after.starts_with('#'))
+}
+
+/// A piece's parse error, placed in the whole file.
+fn located(path: &Path, text: &str, start: usize, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    let Some(at) = e
+        .span()
+        .map(|s| start + s.start)
+        .filter(|&at| text.is_char_boundary(at))
+    else {
+        return format!("scenario {}: {message}", path.display());
+    };
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |n| n + 1)..]
+        .chars()
+        .count()
+        + 1;
+    format!(
+        "scenario {}: line {line}, column {column}: {message}",
+        path.display()
+    )
+}
+
+fn parse_epoch(path: &Path, value: toml::Value) -> Result<DateTime<Utc>, String> {
+    let text = match value {
+        toml::Value::String(s) => s,
+        toml::Value::Datetime(d) => d.to_string(),
+        other => {
             return Err(format!(
                 "scenario {}: epoch must be a date-time, not {other}",
                 path.display()
             ));
         }
     };
-    let mut accounts = HashMap::new();
-    if let Some(toml::Value::Array(list)) = table.remove("accounts") {
-        for entry in list {
-            let Some(id) = entry.get("id").and_then(|v| v.as_str()).map(str::to_owned) else {
-                continue;
-            };
-            // Each account is read on its own: one malformed entry spoils only itself.
-            let parsed = entry.try_into::<SimAccount>().map_err(|e| {
-                format!(
-                    "scenario {} account {id}: {}",
-                    path.display(),
-                    e.message().trim()
-                )
-            });
-            accounts.insert(id, parsed);
-        }
-    }
-    if let Some(key) = table.keys().next() {
-        return Err(format!(
-            "scenario {}: unknown key {key:?}; expected epoch and [[accounts]]",
-            path.display()
-        ));
-    }
-    Ok(Scenario { epoch, accounts })
+    DateTime::parse_from_rfc3339(&text)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| format!("scenario {}: epoch {text:?}: {e}", path.display()))
+}
+
+/// Each account is read on its own: one malformed entry spoils only itself.
+fn add_account(path: &Path, scenario: &mut Scenario, entry: toml::Value) {
+    let Some(id) = entry.get("id").and_then(|v| v.as_str()).map(str::to_owned) else {
+        return;
+    };
+    let parsed = entry.try_into::<SimAccount>().map_err(|e| {
+        format!(
+            "scenario {} account {id}: {}",
+            path.display(),
+            e.message().trim()
+        )
+    });
+    scenario.accounts.insert(id, parsed);
 }
 
 impl SimAccount {
@@ -712,5 +799,148 @@ impl SimulatedProvider {
         }
         let s = sim.snapshot(epoch, now).map_err(ProviderError::Malformed)?;
         Ok(self.apply(account, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn loaded(text: &str) -> Result<Scenario, String> {
+        load(Path::new("s.toml"), text.as_bytes())
+    }
+
+    /// Every account as the whole document parses it, for comparison.
+    fn whole(text: &str) -> Vec<String> {
+        let table: toml::Table = text.parse().unwrap();
+        let mut ids: Vec<String> = table["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{:?}", a.clone().try_into::<SimAccount>()))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn pieced(s: &Scenario) -> Vec<String> {
+        let mut ids: Vec<String> = s
+            .accounts
+            .values()
+            .map(|a| format!("{:?}", a.as_ref().map_err(|_| ())))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    const TWO: &str = r#"# a demo
+epoch = "2026-11-01T00:00:00Z"
+
+[[accounts]]
+id = "a"
+balance = "100"
+[[accounts.resources]]
+id = "ins-1"
+product = "cvm"
+expires_in = "3d"
+renewal = "auto"
+[accounts.resources_note]
+
+  [[ accounts ]]   # indented, spaced, commented
+id = "b"
+balance = "¥2,000"
+topups = [
+  { at = "1d", amount = "50" },
+]
+[[accounts.orders]]
+id = "o-1"
+amount = "9.90"
+created = "-1d"
+"#;
+
+    #[test]
+    fn pieces_parse_to_what_the_whole_document_does() {
+        let text = TWO.replace("[accounts.resources_note]\n", "");
+        assert_eq!(pieces(&text).len(), 3);
+        let s = loaded(&text).unwrap();
+        assert_eq!(
+            s.epoch,
+            Some(Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())
+        );
+        assert_eq!(pieced(&s), whole(&text));
+        let b = s.accounts["b"].as_ref().unwrap();
+        assert_eq!((b.topups.len(), b.orders.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_key_unknown_to_an_account_spoils_only_it() {
+        let s = loaded(TWO).unwrap();
+        let a = s.accounts["a"].as_ref().unwrap_err();
+        assert!(
+            a.contains("account a") && a.contains("resources_note"),
+            "{a}"
+        );
+        assert!(s.accounts["b"].is_ok());
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line_in_the_whole_file() {
+        let text = TWO.replace("amount = \"9.90\"", "amount = 9.90.1");
+        let e = loaded(&text).map(|_| ()).unwrap_err();
+        let line = text.lines().position(|l| l.contains("9.90.1")).unwrap() + 1;
+        assert_eq!(
+            e,
+            format!("scenario s.toml: line {line}, column 14: invalid float, expected nothing")
+        );
+        // Where the whole document's parser puts it too.
+        let whole = text.parse::<toml::Table>().unwrap_err().to_string();
+        assert!(
+            whole.contains(&format!("line {line}, column 14")),
+            "{whole}"
+        );
+    }
+
+    #[test]
+    fn a_table_after_the_accounts_is_an_unknown_key() {
+        let e = loaded(&format!("{TWO}\n[extra]\nx = 1\n"))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.contains("unknown key \"extra\""), "{e}");
+    }
+
+    #[test]
+    fn a_multi_line_string_is_parsed_whole() {
+        let text = "[[accounts]]\nid = \"a\"\nbalance = \"1\"\n[[accounts.orders]]\nid = \"o\"\namount = \"1\"\ncreated = \"0d\"\ndescription = \"\"\"\n[[accounts]]\n\"\"\"\n";
+        assert_eq!(pieces(text).len(), 1);
+        let s = loaded(text).unwrap();
+        assert_eq!(s.accounts.len(), 1);
+        let a = s.accounts["a"].as_ref().unwrap();
+        assert_eq!(a.orders[0].description, "[[accounts]]\n");
+    }
+
+    #[test]
+    fn accounts_given_two_ways_is_an_error_as_in_the_whole_document() {
+        let text = "accounts = [{ id = \"x\", balance = \"1\" }]\n[[accounts]]\nid = \"a\"\nbalance = \"1\"\n";
+        assert!(text.parse::<toml::Table>().is_err());
+        let e = loaded(text).map(|_| ()).unwrap_err();
+        assert!(e.contains("both as"), "{e}");
+        let e = loaded("accounts = 3\n").map(|_| ()).unwrap_err();
+        assert!(
+            e.contains("must be [[accounts]] tables, not integer"),
+            "{e}"
+        );
+        let inline = loaded("accounts = [{ id = \"x\", balance = \"1\" }]\n").unwrap();
+        assert!(inline.accounts["x"].is_ok());
+    }
+
+    #[test]
+    fn headers_are_told_from_lookalikes() {
+        assert!(accounts_header("[[accounts]]\n"));
+        assert!(accounts_header("  [[ accounts ]] # x\n"));
+        assert!(!accounts_header("[[accounts.resources]]\n"));
+        assert!(!accounts_header("[accounts]\n"));
+        assert!(!accounts_header("# [[accounts]]\n"));
+        assert!(!accounts_header("[[accounts]] x = 1\n"));
     }
 }
