@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::Duration;
 use serde::Deserialize;
@@ -50,7 +51,8 @@ pub struct Config {
     /// The rules purser's own alerts (`calendar_expiring`) follow.
     pub own_rules: RuleSet,
     pub providers: Vec<ProviderConfig>,
-    pub accounts: Vec<AccountSpec>,
+    /// Shared, not copied, by every part that reads the accounts.
+    pub accounts: Arc<Vec<AccountSpec>>,
     pub outputs: Vec<OutputConfig>,
     /// Which outputs hear of which alerts; none: every output hears all.
     pub routes: Vec<crate::domain::routing::Route>,
@@ -679,7 +681,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         store,
         scheduler,
         providers,
-        accounts,
+        accounts: Arc::new(accounts),
         outputs,
         routes,
         http,

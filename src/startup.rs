@@ -175,7 +175,7 @@ fn scheduler(
 ) -> Scheduler {
     Scheduler {
         requests: Some(requests),
-        accounts: Arc::new(config.accounts.clone()),
+        accounts: Arc::new(config.accounts.iter().cloned().map(Arc::new).collect()),
         providers,
         poller,
         jitter: config.scheduler.jitter,
@@ -238,7 +238,7 @@ impl Application {
         warn_if_the_calendar_runs_out(&config, &clock);
         let executor = Arc::new(Executor::new(
             store.clone(),
-            Arc::new(config.accounts.clone()),
+            config.accounts.clone(),
             actions,
             clock.clone(),
         ));
@@ -269,7 +269,7 @@ impl Application {
         );
         let judge = Judge {
             poller: poller.clone(),
-            accounts: Arc::new(config.accounts.clone()),
+            accounts: config.accounts.clone(),
         };
         let scheduler = scheduler(
             &config,
@@ -286,7 +286,7 @@ impl Application {
             store.clone(),
             &Arc::new(Charts {
                 store: shared.clone(),
-                accounts: Arc::new(config.accounts.clone()),
+                accounts: config.accounts.clone(),
                 clock: clock.clone(),
             }),
             &bots,
@@ -677,7 +677,7 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
     }
     let executor = Arc::new(Executor::new(
         store.clone(),
-        Arc::new(config.accounts.clone()),
+        config.accounts.clone(),
         actions,
         clock.clone(),
     ));
@@ -693,7 +693,7 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
         store: store.clone(),
         refs: store.clone(),
         entries: store.clone(),
-        accounts: Arc::new(config.accounts.clone()),
+        accounts: config.accounts.clone(),
         entered: config.entered_balance_accounts(),
         directory: crate::domain::people::Directory::new(identities),
         clock,
@@ -728,7 +728,7 @@ pub fn approvals(
     Arc::new(Approvals {
         requests: store.clone(),
         store: store.clone(),
-        accounts: Arc::new(config.accounts.clone()),
+        accounts: config.accounts.clone(),
         policies: Arc::new(config.policies()),
         tiers: config.approvals.tiers.clone(),
         ttl: config.approvals.expire_after,

@@ -75,25 +75,46 @@ impl Poller {
         for _ in 0..workers.max(1) {
             tokio::spawn(record_queued(self.clone(), rx.clone()));
         }
-        self.recorder = Some(Recorder { tx });
+        self.recorder = Some(Recorder {
+            tx,
+            room: Arc::new(Semaphore::new(BATCH * 2 * workers.max(1))),
+        });
         self
     }
 
     /// Polls, records and evaluates one account.
     pub async fn run(
         &self,
-        account: &AccountSpec,
+        account: Arc<AccountSpec>,
+        provider: &LimitedProvider,
+    ) -> Result<PollOutcome, StoreError> {
+        // Fetching faster than polls are recorded would only pile snapshots
+        // up in memory: a poll waits for room before it asks the cloud.
+        let _room =
+            match &self.recorder {
+                Some(recorder) => Some(recorder.room.acquire().await.map_err(|_| {
+                    StoreError::Unavailable("the poll recorder has stopped".into())
+                })?),
+                None => None,
+            };
+        // Boxed, so that a whole cycle's polls waiting for room stay small.
+        Box::pin(self.fetch_and_record(account, provider)).await
+    }
+
+    async fn fetch_and_record(
+        &self,
+        account: Arc<AccountSpec>,
         provider: &LimitedProvider,
     ) -> Result<PollOutcome, StoreError> {
         let id = &account.account.id;
         let started = self.clock.now();
-        let outcome = match self.poll(account, provider).await {
+        let outcome = match self.poll(&account, provider).await {
             Ok(mut snapshot) => {
                 if let Some(entries) = &self.entries {
                     let entered = entries.bucket_entries(id).await?;
                     snapshot.balance.with_entries(&entered);
                 }
-                self.price(account, provider, &mut snapshot).await?;
+                self.price(&account, provider, &mut snapshot).await?;
                 Ok(snapshot)
             }
             Err(e) => {
@@ -102,7 +123,7 @@ impl Poller {
             }
         };
         let fetched = Fetched {
-            account: account.clone(),
+            account,
             started,
             at: self.clock.now(),
             outcome,
@@ -415,7 +436,7 @@ const BATCH: usize = 256;
 
 /// What one poll fetched, waiting to be recorded.
 struct Fetched {
-    account: AccountSpec,
+    account: Arc<AccountSpec>,
     started: DateTime<Utc>,
     /// When the answer came (or the poll gave up).
     at: DateTime<Utc>,
@@ -431,6 +452,8 @@ struct Job {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Job>,
+    /// Polls between asking the cloud and being recorded.
+    room: Arc<Semaphore>,
 }
 
 impl Recorder {

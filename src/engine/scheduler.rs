@@ -26,7 +26,8 @@ const SWEEP_EVERY: Duration = Duration::seconds(20);
 pub struct Scheduler {
     /// Requests to expire and to carry on with, swept every minute.
     pub requests: Option<Arc<Approvals>>,
-    pub accounts: Arc<Vec<AccountSpec>>,
+    /// Shared with each poll, which hands its account on to be recorded.
+    pub accounts: Arc<Vec<Arc<AccountSpec>>>,
     pub providers: HashMap<String, LimitedProvider>,
     pub poller: Poller,
     pub jitter: Duration,
@@ -281,7 +282,7 @@ impl Scheduler {
         running.spawn(async move {
             // A panic here would leave the account marked in flight, never
             // polled again: it is caught and said instead.
-            let (wrote, read) = match super::guard::caught(poller.run(&account, &provider)).await {
+            let (wrote, read) = match super::guard::caught(poller.run(account.clone(), &provider)).await {
                 Ok(Ok(done)) => (done.wrote, done.read),
                 Ok(Err(e)) => {
                     error!(account = %account.account.id, error = %e, "recording the poll failed");

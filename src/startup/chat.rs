@@ -200,7 +200,7 @@ pub(super) fn answerer(
             store: store.clone(),
             refs: store.clone(),
             entries: store.clone(),
-            accounts: Arc::new(config.accounts.clone()),
+            accounts: config.accounts.clone(),
             entered: config.entered_balance_accounts(),
             directory: config.directory(),
             clock: clock.clone(),

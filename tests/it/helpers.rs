@@ -294,7 +294,7 @@ max_attempts = 5
             store: app.store.clone(),
             refs: app.store.clone(),
             entries: app.store.clone(),
-            accounts: Arc::new(config.accounts.clone()),
+            accounts: config.accounts.clone(),
             entered: config.entered_balance_accounts(),
             directory: config.directory(),
             clock: self.clock.clone(),

@@ -866,7 +866,7 @@ async fn storm(seed: u64, backend: Backend<'_>) {
     }
     std::fs::write(dir.path().join("purser.toml"), config(&urls)).unwrap();
     let cfg = purser::config::Config::load(&dir.path().join("purser.toml")).unwrap();
-    let accounts = Arc::new(cfg.accounts.clone());
+    let accounts = cfg.accounts.clone();
     let clock = Arc::new(ManualClock::new(epoch()));
     let actions = adapters(&cfg.providers, clock.clone());
     let store = backend.open(dir.path()).await;
