@@ -236,6 +236,16 @@ pub struct PollRecord<'a> {
     pub outcome: Result<&'a Snapshot, &'a PollFailure>,
 }
 
+/// Which of an account's history judging reads: its good snapshots since
+/// `since`. `fresh`: when the snapshot the caller holds whole was taken (the
+/// one its poll just recorded), which a store may then read thin as well.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    pub account: &'a AccountId,
+    pub since: DateTime<Utc>,
+    pub fresh: Option<DateTime<Utc>>,
+}
+
 /// What judging one account reads: its good snapshots since a time (as
 /// `Store::history` gives them, except that a store may leave the resources
 /// and orders out of all but the newest: the rules read only the balances
@@ -384,16 +394,13 @@ pub trait Store: Send + Sync {
 
     /// What judging each account reads, its history from the time paired
     /// with it; in order. A store that can reads them all in a few queries.
-    async fn judging(
-        &self,
-        accounts: &[(&AccountId, DateTime<Utc>)],
-    ) -> Result<Vec<Judging>, StoreError> {
-        let mut out = Vec::with_capacity(accounts.len());
-        for (id, since) in accounts {
+    async fn judging(&self, windows: &[Window<'_>]) -> Result<Vec<Judging>, StoreError> {
+        let mut out = Vec::with_capacity(windows.len());
+        for w in windows {
             out.push(Judging {
-                history: self.history(id, *since).await?,
-                open: self.open_alerts(id).await?,
-                failed: self.failed_notices(Some(id.as_str())).await?,
+                history: self.history(w.account, w.since).await?,
+                open: self.open_alerts(w.account).await?,
+                failed: self.failed_notices(Some(w.account.as_str())).await?,
             });
         }
         Ok(out)

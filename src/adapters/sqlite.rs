@@ -17,6 +17,7 @@ use crate::domain::silence::Silence;
 use crate::ports::{
     AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Judgement, Judging, MessageRef,
     MessageRefs, NewSilence, OutboxItem, OutboxRow, PollRecord, Store, StoreError, StoredNotice,
+    Window,
 };
 use crate::secret::redact;
 
@@ -863,11 +864,8 @@ impl Store for SqliteStore {
         batch::record_polls(&self.pool, polls).await
     }
 
-    async fn judging(
-        &self,
-        accounts: &[(&AccountId, DateTime<Utc>)],
-    ) -> Result<Vec<Judging>, StoreError> {
-        batch::judging(&self.pool, accounts).await
+    async fn judging(&self, windows: &[Window<'_>]) -> Result<Vec<Judging>, StoreError> {
+        batch::judging(&self.pool, windows).await
     }
 
     async fn record_judgements(

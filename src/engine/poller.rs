@@ -19,7 +19,7 @@ use crate::domain::rules::{self, AccountState, PendingPayment, RuleName, RuleSet
 use crate::domain::silence::{self, Silence};
 use crate::ports::{
     Actions, BalanceEntries, Clock, FailedNotice, Judgement, Judging, Meter, PollRecord, Polled,
-    Provider, ProviderError, Requests, Store, StoreError,
+    Provider, ProviderError, Requests, Store, StoreError, Window,
 };
 
 /// Open requests read per evaluation at most; more open at once than this
@@ -153,11 +153,31 @@ impl Poller {
             })
             .collect();
         let healths = self.store.record_polls(&polls).await?;
-        let wanted: Vec<(&AccountId, DateTime<Utc>)> = batch
+        let windows: Vec<Window> = batch
             .iter()
-            .map(|f| (&f.account.account.id, f.at - f.account.rules.runway.window))
+            .map(|f| Window {
+                account: &f.account.account.id,
+                since: f.at - f.account.rules.runway.window,
+                fresh: f.outcome.as_ref().ok().map(|s| s.taken_at),
+            })
             .collect();
-        let readings = self.store.judging(&wanted).await?;
+        let mut readings = self.store.judging(&windows).await?;
+        // What this batch fetched is judged as held, not as read back (a
+        // store may have left its resources out).
+        let fresh: HashMap<(&AccountId, DateTime<Utc>), &Snapshot> = batch
+            .iter()
+            .filter_map(|f| {
+                let held = f.outcome.as_ref().ok()?;
+                Some(((&f.account.account.id, held.taken_at), held))
+            })
+            .collect();
+        for (f, reading) in batch.iter().zip(readings.iter_mut()) {
+            if let Some(newest) = reading.history.last_mut()
+                && let Some(held) = fresh.get(&(&f.account.account.id, newest.taken_at))
+            {
+                *newest = (*held).clone();
+            }
+        }
         let silences = self.store.silences(earliest).await?;
         let requests = self.open_requests(batch).await?;
         let mut judged = Vec::with_capacity(batch.len());

@@ -647,11 +647,16 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
     use purser::domain::money::{Currency, Money};
     use purser::domain::routing::Routing;
     use purser::domain::rules::{AlertKey, RuleName, Severity};
-    use purser::ports::{Judgement, PollRecord};
+    use purser::ports::{Judgement, PollRecord, Window};
 
     let t0 = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
     let t1 = t0 + Duration::hours(1);
     let id = |s: &str| AccountId::parse(s).unwrap();
+    let window = |account, since| Window {
+        account,
+        since,
+        fresh: None,
+    };
     let (one, two, three) = (id("batch-one"), id("batch-two"), id("batch-three"));
     let account = |id: &AccountId| Account {
         id: id.clone(),
@@ -736,7 +741,12 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
 
     // Each account's own window, the newest before it kept; one named twice.
     let readings = store
-        .judging(&[(&one, t1), (&two, t1), (&three, t0), (&one, t0)])
+        .judging(&[
+            window(&one, t1),
+            window(&two, t1),
+            window(&three, t0),
+            window(&one, t0),
+        ])
         .await
         .unwrap();
     let balances = |i: usize| -> Vec<String> {
@@ -754,6 +764,22 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
     let whole = store.history(&one, t0).await.unwrap();
     assert_eq!(readings[3].history.last(), whole.last());
     assert_eq!(readings[3].history[0].balance, whole[0].balance);
+    // Held by the caller, the newest may come thin too; nothing else changes.
+    let held = store
+        .judging(&[Window {
+            fresh: Some(t1),
+            ..window(&one, t0)
+        }])
+        .await
+        .unwrap();
+    let bare = |s: &Snapshot| Snapshot {
+        resources: vec![],
+        orders: vec![],
+        ..s.clone()
+    };
+    let thin: Vec<Snapshot> = held[0].history.iter().map(bare).collect();
+    assert_eq!(thin, whole.iter().map(bare).collect::<Vec<_>>());
+    assert_eq!(held[0].open, readings[3].open);
 
     // Judgements: a view for one, an alert and its notice for two.
     let view = AccountView::of(&readings[3].history, Duration::days(7), t1).unwrap();
@@ -814,7 +840,10 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
         .unwrap();
 
     // Read back together: two's open alert and lost notice, no one else's.
-    let readings = store.judging(&[(&two, t0), (&one, t0)]).await.unwrap();
+    let readings = store
+        .judging(&[window(&two, t0), window(&one, t0)])
+        .await
+        .unwrap();
     assert_eq!(readings[0].open, store.open_alerts(&two).await.unwrap());
     assert_eq!(readings[0].open.len(), 1);
     let failed: Vec<i64> = readings[0].failed.iter().map(|f| f.id).collect();

@@ -12,7 +12,7 @@ use super::rows::{alert_from_row, failed_from_row, health_from_row};
 use super::{apply_in, corrupt, ms};
 use crate::domain::model::{AccountId, PollFailure, PollHealth, Snapshot};
 use crate::domain::routing::Routing;
-use crate::ports::{Judgement, Judging, PollRecord, StoreError};
+use crate::ports::{Judgement, Judging, PollRecord, StoreError, Window};
 use crate::secret::redact;
 
 /// Accounts per statement: well under SQLite's limit of bound values
@@ -130,20 +130,24 @@ pub(super) async fn record_polls(
 
 pub(super) async fn judging(
     pool: &SqlitePool,
-    accounts: &[(&AccountId, chrono::DateTime<chrono::Utc>)],
+    windows: &[Window<'_>],
 ) -> Result<Vec<Judging>, StoreError> {
     let mut conn = pool.acquire().await?;
-    // Each account once, from the earliest time it is named with; each
-    // naming's own window is cut from that below.
-    let mut earliest: HashMap<&str, i64> = HashMap::new();
-    for (id, since) in accounts {
-        let since = ms(*since);
+    // Each account once, from the earliest time it is named with (each
+    // naming's own window is cut from that below), with the latest
+    // snapshot the caller holds of it.
+    let mut earliest: HashMap<&str, (i64, Option<i64>)> = HashMap::new();
+    for w in windows {
+        let (since, fresh) = (ms(w.since), w.fresh.map(ms));
         earliest
-            .entry(id.as_str())
-            .and_modify(|e| *e = (*e).min(since))
-            .or_insert(since);
+            .entry(w.account.as_str())
+            .and_modify(|(s, f)| {
+                *s = (*s).min(since);
+                *f = (*f).max(fresh);
+            })
+            .or_insert((since, fresh));
     }
-    let earliest: Vec<(&str, i64)> = earliest.into_iter().collect();
+    let earliest: Vec<(&str, (i64, Option<i64>))> = earliest.into_iter().collect();
     let mut by_account: HashMap<&str, Judging> = earliest
         .iter()
         .map(|(id, _)| (*id, Judging::default()))
@@ -151,19 +155,20 @@ pub(super) async fn judging(
     // The window, as `history` reads it: the newest snapshot before the
     // window is kept too.
     for chunk in earliest.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("WITH w (account, since) AS (");
-        q.push_values(chunk, |mut row, (id, since)| {
-            row.push_bind(*id).push_bind(*since);
+        let mut q = QueryBuilder::<Sqlite>::new("WITH w (account, since, fresh) AS (");
+        q.push_values(chunk, |mut row, (id, (since, fresh))| {
+            row.push_bind(*id).push_bind(*since).push_bind(*fresh);
         });
-        // Only the newest is read whole: of those before it the rules read
-        // the balance, and a fleet's resources decoded again at every poll
-        // would be most of a cycle's work.
+        // Only the newest is read whole, and not even that when the caller
+        // holds it: of those before it the rules read the balance, and a
+        // fleet's resources decoded again at every poll would be most of a
+        // cycle's work.
         q.push(
-            "), n AS (SELECT account, since,
+            "), n AS (SELECT account, since, fresh,
                  (SELECT MAX(taken_at) FROM snapshots m WHERE m.account = w.account) AS newest
                FROM w)
              SELECT s.account,
-               CASE WHEN s.taken_at = n.newest THEN s.body
+               CASE WHEN s.taken_at = n.newest AND s.taken_at IS NOT n.fresh THEN s.body
                  ELSE json_remove(s.body, '$.resources', '$.orders') END AS body
              FROM snapshots s JOIN n ON s.account = n.account
              WHERE s.taken_at >= MIN(n.since, n.newest)
@@ -177,7 +182,7 @@ pub(super) async fn judging(
             }
         }
     }
-    let ids = distinct(accounts.iter().map(|(id, _)| *id));
+    let ids = distinct(windows.iter().map(|w| w.account));
     let open = rows_for(
         &mut conn,
         "SELECT * FROM alerts WHERE state <> 'resolved' AND account IN ",
@@ -204,11 +209,14 @@ pub(super) async fn judging(
         }
     }
     let mut left: HashMap<&str, usize> = HashMap::new();
-    for (id, _) in accounts {
-        *left.entry(id.as_str()).or_default() += 1;
+    for w in windows {
+        *left.entry(w.account.as_str()).or_default() += 1;
     }
-    let mut out = Vec::with_capacity(accounts.len());
-    for (id, since) in accounts {
+    let mut out = Vec::with_capacity(windows.len());
+    for &Window {
+        account: id, since, ..
+    } in windows
+    {
         // Taken by its last naming, copied for any before.
         let last = left.get_mut(id.as_str()).is_some_and(|n| {
             *n -= 1;
@@ -220,7 +228,7 @@ pub(super) async fn judging(
             by_account.get(id.as_str()).cloned()
         }
         .unwrap_or_default();
-        let since = ms(*since);
+        let since = ms(since);
         if let Some(newest) = judging.history.last().map(|s| ms(s.taken_at)) {
             let cut = since.min(newest);
             judging.history.retain(|s| ms(s.taken_at) >= cut);
