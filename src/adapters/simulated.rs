@@ -284,7 +284,7 @@ fn load(path: &Path, bytes: &[u8]) -> Result<Scenario, String> {
 }
 
 /// The scenario cut before each `[[accounts]]` header, with where each piece
-/// starts. Parsed whole, a document holds every token, event and table at
+/// starts; the first piece, perhaps empty, holds what comes before them. Parsed whole, a document holds every token, event and table at
 /// once: gigabytes for 10,000 accounts of 20 resources. A header-looking
 /// line can be something else only inside a multi-line string, so a file
 /// with one is parsed whole.
@@ -292,10 +292,11 @@ fn pieces(text: &str) -> Vec<(usize, &str)> {
     if text.contains("\"\"\"") || text.contains("'''") {
         return vec![(0, text)];
     }
+    // The first piece is what comes before the first header, if anything.
     let mut starts = vec![0];
     let mut at = 0;
     for line in text.split_inclusive('\n') {
-        if at > 0 && accounts_header(line) {
+        if accounts_header(line) {
             starts.push(at);
         }
         at += line.len();
@@ -863,6 +864,10 @@ created = "-1d"
     fn pieces_parse_to_what_the_whole_document_does() {
         let text = TWO.replace("[accounts.resources_note]\n", "");
         assert_eq!(pieces(&text).len(), 3);
+        // A file that begins with its first account.
+        let bare = text.replacen("# a demo\nepoch = \"2026-11-01T00:00:00Z\"\n\n", "", 1);
+        assert!(bare.starts_with("[[accounts]]"), "{bare}");
+        assert_eq!(pieced(&loaded(&bare).unwrap()), whole(&bare));
         let s = loaded(&text).unwrap();
         assert_eq!(
             s.epoch,
