@@ -286,6 +286,14 @@ pub trait Store: Send + Sync {
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
     /// Every account's open alerts, most severe first.
     async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError>;
+    /// Up to `limit` of the firing alerts in `all_open_alerts`' order,
+    /// skipping `offset`, and how many fire in all: a page of a long list
+    /// for a question in chat, without reading the rest.
+    async fn firing_alerts(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Alert>, usize), StoreError>;
     /// Marks the one open alert whose fingerprint starts with `alert`, and in
     /// the same transaction queues an `acknowledged` notice for the outputs
     /// `routing` picks (`accounts` give the alert's account labels).
@@ -368,6 +376,10 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         view: &crate::domain::forecast::AccountView,
     ) -> Result<(), StoreError>;
+    /// A count that moves with every write of a view (in the same
+    /// transaction): a copy of `views` read after it stays true while it
+    /// stays the same.
+    async fn views_written(&self) -> Result<i64, StoreError>;
     /// Every account's latest view.
     async fn views(
         &self,

@@ -702,6 +702,7 @@ pub async fn ask(config: &Config, name: &str, text: &str) -> anyhow::Result<(boo
         approvals: approvals(config, &store, executor, None),
         oncall: Arc::new(escalation_settings(config)),
         escalations: store.clone(),
+        views: Default::default(),
     };
     let reply = chat
         .handle(

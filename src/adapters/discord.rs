@@ -673,6 +673,7 @@ mod tests {
                         "schedule" => "ops",
                         "outcome" => "done",
                         "note" => "the order shows paid",
+                        "page" => "2",
                         other => panic!("no sample for {other}"),
                     };
                     json!({"type": 3, "name": o["name"], "value": value})

@@ -418,6 +418,26 @@ impl Store for PgStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    async fn firing_alerts(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Alert>, usize), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts WHERE state = 'firing'")
+            .fetch_one(&mut *conn)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state = 'firing' ORDER BY severity, account, id LIMIT $1 OFFSET $2",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+        let alerts = rows.iter().map(alert_from_row).collect::<Result<_, _>>()?;
+        Ok((alerts, usize::try_from(total).unwrap_or(0)))
+    }
+
     async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM alerts WHERE state <> 'resolved' ORDER BY severity, account, id",
@@ -794,8 +814,17 @@ impl Store for PgStore {
         .bind(at_ms(view.taken_at))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE views_written SET n = n + 1")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn views_written(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT n FROM views_written")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn views(&self) -> Result<HashMap<AccountId, AccountView>, StoreError> {

@@ -37,6 +37,9 @@ use rows::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Moves `views_written` on, in the transaction that wrote views.
+const VIEWS_WRITTEN: &str = "UPDATE views_written SET n = n + 1";
+
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -442,6 +445,7 @@ impl Store for SqliteStore {
 
     async fn record_view(&self, account: &AccountId, view: &AccountView) -> Result<(), StoreError> {
         let body = serde_json::to_string(view).map_err(corrupt)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO account_views (account, body, taken_at) VALUES (?, ?, ?)
              ON CONFLICT (account) DO UPDATE
@@ -450,9 +454,17 @@ impl Store for SqliteStore {
         .bind(account.as_str())
         .bind(body)
         .bind(ms(view.taken_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(VIEWS_WRITTEN).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn views_written(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT n FROM views_written")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn views(&self) -> Result<HashMap<AccountId, AccountView>, StoreError> {
@@ -502,6 +514,26 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn firing_alerts(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Alert>, usize), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts WHERE state = 'firing'")
+            .fetch_one(&mut *conn)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state = 'firing' ORDER BY severity, account, id LIMIT ? OFFSET ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+        let alerts = rows.iter().map(alert_from_row).collect::<Result<_, _>>()?;
+        Ok((alerts, usize::try_from(total).unwrap_or(0)))
     }
 
     async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError> {

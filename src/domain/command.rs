@@ -146,10 +146,11 @@ impl Verb {
     /// Arguments, after the command's name.
     pub fn arguments(self) -> &'static str {
         match self {
-            Verb::Balance => "[account | label=value]",
-            Verb::Runway => "[account]",
-            Verb::Expiring => "[days]",
-            Verb::Alerts | Verb::Silences | Verb::Whoami | Verb::Escalations => "",
+            Verb::Balance => "[account | label=value] [page=N]",
+            Verb::Runway => "[account] [page=N]",
+            Verb::Expiring => "[days] [page=N]",
+            Verb::Alerts => "[page=N]",
+            Verb::Silences | Verb::Whoami | Verb::Escalations => "",
             Verb::Oncall => "[schedule] | override <schedule> <person> <from> <until> [reason]",
             Verb::Ack => "<alert id>",
             Verb::Silence => "<label=value[,label=value…]> <duration> [reason]",
@@ -192,10 +193,20 @@ impl Verb {
             };
         }
         match self {
-            Verb::Balance => &[p!("account", false, "an account id, or label=value")],
-            Verb::Runway => &[p!("account", false, "an account id")],
-            Verb::Expiring => &[p!("days", false, "how many days ahead (default 30)")],
-            Verb::Alerts | Verb::Silences | Verb::Whoami | Verb::Escalations => &[],
+            Verb::Balance => &[
+                p!("account", false, "an account id, or label=value"),
+                p!(keyed "page", "which page of a long answer (25 lines a page)"),
+            ],
+            Verb::Runway => &[
+                p!("account", false, "an account id"),
+                p!(keyed "page", "which page of a long answer (25 lines a page)"),
+            ],
+            Verb::Expiring => &[
+                p!("days", false, "how many days ahead (default 30)"),
+                p!(keyed "page", "which page of a long answer (25 lines a page)"),
+            ],
+            Verb::Alerts => &[p!(keyed "page", "which page of a long answer (25 lines a page)")],
+            Verb::Silences | Verb::Whoami | Verb::Escalations => &[],
             Verb::Oncall => &[p!(
                 "schedule",
                 false,
@@ -378,14 +389,19 @@ impl Verb {
 pub enum Command {
     Balance {
         target: Option<Target>,
+        page: Page,
     },
     Runway {
         account: Option<AccountId>,
+        page: Page,
     },
     Expiring {
         days: u32,
+        page: Page,
     },
-    Alerts,
+    Alerts {
+        page: Page,
+    },
     Ack {
         alert: AlertRef,
     },
@@ -492,7 +508,7 @@ impl Command {
             Command::Balance { .. } => Verb::Balance,
             Command::Runway { .. } => Verb::Runway,
             Command::Expiring { .. } => Verb::Expiring,
-            Command::Alerts => Verb::Alerts,
+            Command::Alerts { .. } => Verb::Alerts,
             Command::Ack { .. } => Verb::Ack,
             Command::Silence { .. } => Verb::Silence,
             Command::Unsilence { .. } => Verb::Unsilence,
@@ -514,6 +530,41 @@ impl Command {
             Command::Whoami => Verb::Whoami,
             Command::Help { .. } => Verb::Help,
         }
+    }
+}
+
+/// Which page of a long answer is asked for (the first unless `page=N`
+/// says otherwise), so that a fleet of a thousand accounts is answered
+/// 25 lines at a time rather than cut short by the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page(u32);
+
+impl Page {
+    pub const FIRST: Page = Page(1);
+    /// Lines on one page: inside every platform's limit for one message
+    /// (Discord's 2,000 characters is the tightest).
+    pub const LINES: usize = 25;
+    const MOST: u32 = 10_000;
+
+    /// `n` counted from 1.
+    pub fn new(n: u32) -> Option<Page> {
+        (1..=Page::MOST).contains(&n).then_some(Page(n))
+    }
+
+    pub fn number(self) -> u32 {
+        self.0
+    }
+
+    /// Where this page starts among `total` lines; `None` past the last.
+    /// The first page always exists, empty or not.
+    pub fn start(self, total: usize) -> Option<usize> {
+        let start = (self.0 as usize - 1).checked_mul(Page::LINES)?;
+        (start < total || self.0 == 1).then_some(start)
+    }
+
+    /// How many pages `total` lines fill (one at least).
+    pub fn count(total: usize) -> usize {
+        total.div_ceil(Page::LINES).max(1)
     }
 }
 
@@ -754,6 +805,22 @@ mod tests {
     }
 
     #[test]
+    fn a_page_starts_where_the_one_before_ends() {
+        assert_eq!(
+            Page::FIRST.start(0),
+            Some(0),
+            "an empty answer has its first page"
+        );
+        assert_eq!(Page::new(2).and_then(|p| p.start(25)), None);
+        assert_eq!(Page::new(2).and_then(|p| p.start(26)), Some(25));
+        assert_eq!(Page::count(0), 1);
+        assert_eq!(Page::count(25), 1);
+        assert_eq!(Page::count(1000), 40);
+        assert_eq!(Page::new(0), None);
+        assert_eq!(Page::new(10_001), None);
+    }
+
+    #[test]
     fn parameters_agree_with_the_usage() {
         for verb in Verb::ALL {
             // A second form after `] | ` (oncall's override) is typed whole
@@ -808,11 +875,35 @@ mod tests {
                 },
             ),
             ("?", Command::Help { topic: None }),
-            ("balance", Command::Balance { target: None }),
+            (
+                "balance",
+                Command::Balance {
+                    target: None,
+                    page: Page::FIRST,
+                },
+            ),
             (
                 "balance shop-prod",
                 Command::Balance {
                     target: Some(Target::Account(id("shop-prod"))),
+                    page: Page::FIRST,
+                },
+            ),
+            (
+                "balance page=3",
+                Command::Balance {
+                    target: None,
+                    page: Page(3),
+                },
+            ),
+            (
+                "balance Page=2 env=prod",
+                Command::Balance {
+                    target: Some(Target::Label {
+                        name: "env".into(),
+                        value: "prod".into(),
+                    }),
+                    page: Page(2),
                 },
             ),
             (
@@ -822,19 +913,53 @@ mod tests {
                         name: "env".into(),
                         value: "prod".into(),
                     }),
+                    page: Page::FIRST,
                 },
             ),
-            ("runway", Command::Runway { account: None }),
+            (
+                "runway",
+                Command::Runway {
+                    account: None,
+                    page: Page::FIRST,
+                },
+            ),
             (
                 "runway manual-cn",
                 Command::Runway {
                     account: Some(id("manual-cn")),
+                    page: Page::FIRST,
                 },
             ),
-            ("expiring", Command::Expiring { days: 30 }),
-            ("expiring 7", Command::Expiring { days: 7 }),
-            ("expiring 2w", Command::Expiring { days: 14 }),
-            ("alerts", Command::Alerts),
+            (
+                "runway page=12",
+                Command::Runway {
+                    account: None,
+                    page: Page(12),
+                },
+            ),
+            (
+                "expiring",
+                Command::Expiring {
+                    days: 30,
+                    page: Page::FIRST,
+                },
+            ),
+            (
+                "expiring 7",
+                Command::Expiring {
+                    days: 7,
+                    page: Page::FIRST,
+                },
+            ),
+            (
+                "expiring 2w page=2",
+                Command::Expiring {
+                    days: 14,
+                    page: Page(2),
+                },
+            ),
+            ("alerts", Command::Alerts { page: Page::FIRST }),
+            ("alerts page=4", Command::Alerts { page: Page(4) }),
             ("silences", Command::Silences),
             ("whoami", Command::Whoami),
             (
@@ -959,8 +1084,17 @@ mod tests {
             ("frobnicate", "unknown command \"frobnicate\"\ntry: help"),
             (
                 "balance a b",
-                "unexpected \"b\"\nusage: balance [account | label=value]",
+                "unexpected \"b\"\nusage: balance [account | label=value] [page=N]",
             ),
+            (
+                "balance page=0",
+                "\"page=0\": write page=2 for the second page",
+            ),
+            ("runway page=two", "\"page=two\": write page=2"),
+            ("alerts page=-1", "write page=2"),
+            ("expiring 7 page=99999", "write page=2"),
+            ("alerts page=2 page=3", "page= given twice"),
+            ("alerts page=2 now", "alerts takes no arguments"),
             ("balance env=", "give the label a value"),
             ("balance env!=prod", "write label=value"),
             ("balance Bad/Id", "usage: balance"),
@@ -969,7 +1103,10 @@ mod tests {
             ("expiring 0", "give 1 to 366 days"),
             ("expiring 400", "give 1 to 366 days"),
             ("expiring 36h", "give whole days"),
-            ("alerts now", "alerts takes no arguments\nusage: alerts"),
+            (
+                "alerts now",
+                "alerts takes no arguments\nusage: alerts [page=N]",
+            ),
             ("whoami please", "whoami takes no arguments"),
             ("ack", "which alert? give its id\nusage: ack <alert id>"),
             ("ack e0f", "at least 6"),

@@ -209,6 +209,7 @@ pub(super) fn answerer(
             approvals: approvals.clone(),
             oncall: oncall.clone(),
             escalations: store.clone(),
+            views: Default::default(),
         })
     })
 }

@@ -303,6 +303,7 @@ max_attempts = 5
             approvals: app.approvals.clone(),
             oncall: Arc::new(purser::startup::escalation_settings(&config)),
             escalations: app.store.clone(),
+            views: Default::default(),
         })
     }
 

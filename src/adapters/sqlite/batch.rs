@@ -276,6 +276,9 @@ pub(super) async fn record_judgements(
         q.push(" ON CONFLICT (account) DO UPDATE SET body = excluded.body, taken_at = excluded.taken_at");
         q.build().execute(&mut *tx).await?;
     }
+    if !views.is_empty() {
+        sqlx::query(super::VIEWS_WRITTEN).execute(&mut *tx).await?;
+    }
     for j in judged.iter().filter(|j| !j.changes.is_empty()) {
         apply_in(&mut tx, j.account, j.changes, routing).await?;
     }

@@ -4,8 +4,8 @@
 use chrono::Duration;
 
 use super::{
-    AlertRef, AmountText, Command, CommandError, MAX_SILENCE_DAYS, MatchOp, Matcher, Target, Verb,
-    When,
+    AlertRef, AmountText, Command, CommandError, MAX_SILENCE_DAYS, MatchOp, Matcher, Page, Target,
+    Verb, When,
 };
 use crate::domain::duration;
 use crate::domain::model::{AccountId, ExternalId};
@@ -39,6 +39,39 @@ impl Args<'_> {
         }
     }
 
+    /// Takes `page=N` out of the words, wherever it stands: the first page
+    /// if it is not there. `page` is never a label here, so a label of that
+    /// name cannot be asked for by `balance`.
+    fn take_page(&mut self) -> Result<Page, CommandError> {
+        let mut found = None;
+        for (i, w) in self.args.iter().enumerate() {
+            if let Some((key, value)) = w.split_once('=')
+                && key.eq_ignore_ascii_case("page")
+            {
+                if found.is_some() {
+                    return Err(self.fail("page= given twice".into()));
+                }
+                let page = value
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(Page::new)
+                    .ok_or_else(|| {
+                        self.fail(format!(
+                            "{w:?}: write page=2 for the second page, and so on"
+                        ))
+                    })?;
+                found = Some((i, page));
+            }
+        }
+        Ok(match found {
+            Some((i, page)) => {
+                self.args.remove(i);
+                page
+            }
+            None => Page::FIRST,
+        })
+    }
+
     fn account(&self, text: &str) -> Result<AccountId, CommandError> {
         AccountId::parse(text).map_err(|e| self.fail(e.to_string()))
     }
@@ -70,7 +103,7 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         | Verb::Whoami
         | Verb::Escalations
         | Verb::Oncall
-        | Verb::Help => questions(&a),
+        | Verb::Help => questions(a),
         Verb::Ack | Verb::Silence | Verb::Unsilence => quieting(&a),
         Verb::SetBalance
         | Verb::Topup
@@ -89,7 +122,12 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
 
 /// Questions: balances, runway, what expires, alerts, silences, who is
 /// asked, on call, help.
-fn questions(a: &Args<'_>) -> Result<Command, CommandError> {
+fn questions(mut a: Args<'_>) -> Result<Command, CommandError> {
+    let page = match a.verb {
+        Verb::Balance | Verb::Runway | Verb::Expiring | Verb::Alerts => a.take_page()?,
+        _ => Page::FIRST,
+    };
+    let a = &a;
     let (verb, args) = (a.verb, a.args.as_slice());
     let fail = |message: String| a.fail(message);
     let at_most = |n: usize| a.at_most(n);
@@ -113,12 +151,13 @@ fn questions(a: &Args<'_>) -> Result<Command, CommandError> {
                     None => Some(Target::Account(account(a)?)),
                 },
             };
-            Command::Balance { target }
+            Command::Balance { target, page }
         }
         Verb::Runway => {
             at_most(1)?;
             Command::Runway {
                 account: args.first().map(|a| account(a)).transpose()?,
+                page,
             }
         }
         Verb::Expiring => {
@@ -127,11 +166,11 @@ fn questions(a: &Args<'_>) -> Result<Command, CommandError> {
                 None => 30,
                 Some(a) => days(a).map_err(&fail)?,
             };
-            Command::Expiring { days }
+            Command::Expiring { days, page }
         }
         Verb::Alerts => {
             at_most(0)?;
-            Command::Alerts
+            Command::Alerts { page }
         }
         Verb::Silences => {
             at_most(0)?;

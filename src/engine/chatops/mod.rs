@@ -17,6 +17,7 @@ use crate::engine::approvals::Approvals;
 mod buttons;
 mod oncall;
 mod questions;
+pub use questions::ViewCache;
 mod quieting;
 mod requests;
 use crate::engine::request_view::Choice;
@@ -163,6 +164,8 @@ pub struct ChatOps {
     pub oncall: Arc<crate::engine::escalator::Settings>,
     /// Escalations and the overrides made in chat.
     pub escalations: Arc<dyn Escalations>,
+    /// The accounts' views, kept between questions about the fleet.
+    pub views: ViewCache,
 }
 
 /// How a writer of outbox rows wakes the dispatcher (and keeps the activity
@@ -292,10 +295,10 @@ impl ChatOps {
     ) -> Result<Reply, StoreError> {
         match command {
             // Questions about the accounts (questions.rs).
-            Command::Balance { target } => self.balance(target, now).await,
-            Command::Runway { account } => self.runway(account, now).await,
-            Command::Expiring { days } => self.expiring(days, now).await,
-            Command::Alerts => self.alerts(now).await,
+            Command::Balance { target, page } => self.balance(target, page, now).await,
+            Command::Runway { account, page } => self.runway(account, page, now).await,
+            Command::Expiring { days, page } => self.expiring(days, page, now).await,
+            Command::Alerts { page } => self.alerts(page, now).await,
             Command::SetBalance {
                 account,
                 amount,
@@ -399,7 +402,13 @@ impl ChatOps {
             Some(Target::Label { name, value }) => format!("No account has {name}={value}."),
             None => "No accounts are configured.".into(),
         };
-        Reply::refused(format!("{what} Known: {}", known.join(", ")))
+        // A long fleet is named in part: the reply stays one message.
+        const NAMED: usize = 20;
+        let mut list = known[..known.len().min(NAMED)].join(", ");
+        if known.len() > NAMED {
+            list.push_str(&format!(" and {} more", known.len() - NAMED));
+        }
+        Reply::refused(format!("{what} Known: {list}"))
     }
 }
 

@@ -1,11 +1,14 @@
 //! Questions about the accounts (`balance`, `runway`, `expiring`, `alerts`,
 //! `whoami`, `help`) and `setbalance`, which enters an answer by hand.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::{ChatOps, Reply};
 use crate::domain::account::AccountSpec;
-use crate::domain::command::{self, AmountText, Target, Verb};
+use crate::domain::command::{self, AmountText, Page, Target, Verb};
 use crate::domain::forecast::{self, AccountView};
 use crate::domain::forecast::{RunwayChart, runway_chart};
 use crate::domain::model::{AccountId, EnteredBucket};
@@ -13,13 +16,14 @@ use crate::domain::model::{BalanceEntry, RenewalMode, Snapshot};
 use crate::domain::people::Person;
 use crate::domain::silence;
 use crate::engine::approvals::{self};
-use crate::ports::StoreError;
+use crate::ports::{Store, StoreError};
 
 impl ChatOps {
     /// `balance`: each chosen account's money, burn and runway.
     pub(super) async fn balance(
         &self,
         target: Option<Target>,
+        page: Page,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
         let chosen: Vec<&AccountSpec> = match &target {
@@ -38,21 +42,23 @@ impl ChatOps {
         if chosen.is_empty() {
             return Ok(self.no_such(&target));
         }
-        let views = self.views(&chosen, now).await?;
-        let mut lines = Vec::new();
-        for (a, view) in chosen.iter().zip(views) {
+        let title = "Balances (available · burn/day · runway)";
+        let total = chosen.len();
+        let Some(shown) = self.urgent_first(&chosen, page, now).await? else {
+            return Ok(past_the_end(title, total, page));
+        };
+        let mut lines = Vec::with_capacity(shown.len());
+        for (a, view) in shown {
             lines.push(self.balance_line(a, view, now).await?);
         }
-        Ok(Reply::done(
-            "Balances (available · burn/day · runway)",
-            lines,
-        ))
+        Ok(one_page(title, total, page, lines))
     }
 
     /// `runway`: days left per account; one named account's chart too.
     pub(super) async fn runway(
         &self,
         account: Option<AccountId>,
+        page: Page,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
         let chosen: Vec<&AccountSpec> = self
@@ -63,15 +69,18 @@ impl ChatOps {
         if chosen.is_empty() {
             return Ok(self.no_such(&account.map(Target::Account)));
         }
-        let views = self.views(&chosen, now).await?;
-        let mut lines = Vec::new();
-        for (a, view) in chosen.iter().zip(views) {
+        let total = chosen.len();
+        let Some(shown) = self.urgent_first(&chosen, page, now).await? else {
+            return Ok(past_the_end("Runway", total, page));
+        };
+        let mut lines = Vec::with_capacity(shown.len());
+        for (a, view) in shown {
             lines.push(match view {
                 Some(v) => runway_line(a, v),
                 None => self.unread_line(a).await?,
             });
         }
-        let mut reply = Reply::done("Runway", lines);
+        let mut reply = one_page("Runway", total, page, lines);
         // One account asked for by name: its chart too.
         if let (true, [a]) = (account.is_some(), chosen.as_slice()) {
             reply.chart = self.chart(a, now).await?;
@@ -83,6 +92,7 @@ impl ChatOps {
     pub(super) async fn expiring(
         &self,
         days: u32,
+        page: Page,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
         let until = now + Duration::days(i64::from(days));
@@ -109,19 +119,32 @@ impl ChatOps {
         }
         rows.sort_by_key(|(at, _)| *at);
         let title = format!("Expiring within {days} days: {}", rows.len());
-        Ok(Reply::done(
-            title,
-            rows.into_iter().map(|(_, l)| l).collect(),
-        ))
+        let total = rows.len();
+        let Some(start) = page.start(total) else {
+            return Ok(past_the_end(&title, total, page));
+        };
+        let lines = rows
+            .into_iter()
+            .skip(start)
+            .take(Page::LINES)
+            .map(|(_, l)| l)
+            .collect();
+        Ok(one_page(&title, total, page, lines))
     }
 
     /// `alerts`: what fires now, and who acknowledged or silenced it.
-    pub(super) async fn alerts(&self, now: DateTime<Utc>) -> Result<Reply, StoreError> {
-        let alerts = self.store.all_open_alerts().await?;
+    /// Only the page asked for is read from the store: a storm of a
+    /// thousand alerts costs a question 25 rows.
+    pub(super) async fn alerts(&self, page: Page, now: DateTime<Utc>) -> Result<Reply, StoreError> {
+        let start = (page.number() as usize - 1) * Page::LINES;
+        let (alerts, total) = self.store.firing_alerts(start, Page::LINES).await?;
+        let title = format!("Firing: {total}");
+        if page.start(total).is_none() {
+            return Ok(past_the_end(&title, total, page));
+        }
         let silences = self.store.silences(now).await?;
         let lines = alerts
             .iter()
-            .filter(|a| a.state == crate::domain::alert::AlertState::Firing)
             .map(|a| {
                 let account = self
                     .accounts
@@ -146,7 +169,7 @@ impl ChatOps {
                 l
             })
             .collect::<Vec<_>>();
-        Ok(Reply::done(format!("Firing: {}", lines.len()), lines))
+        Ok(one_page(&title, total, page, lines))
     }
 
     /// `setbalance`: a balance (or a contract's part) entered by hand.
@@ -240,6 +263,29 @@ impl ChatOps {
         approvals::last_read(self.store.as_ref(), a, now).await
     }
 
+    /// The page asked for of `chosen`, with each one's view: those that
+    /// cannot be read first, then those in arrears, then by days of runway
+    /// left, fewest first (in configuration order where alike), so that the
+    /// first page of a large fleet is the one to act on. `None` past the
+    /// last page.
+    async fn urgent_first<'a>(
+        &self,
+        chosen: &[&'a AccountSpec],
+        page: Page,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<(&'a AccountSpec, Option<AccountView>)>>, StoreError> {
+        let Some(start) = page.start(chosen.len()) else {
+            return Ok(None);
+        };
+        let views = self.views(chosen, now).await?;
+        let mut all: Vec<(&AccountSpec, Option<AccountView>)> =
+            chosen.iter().copied().zip(views).collect();
+        all.sort_by_key(|(_, v)| urgency(v.as_ref()));
+        Ok(Some(
+            all.into_iter().skip(start).take(Page::LINES).collect(),
+        ))
+    }
+
     /// The latest balance and forecast of each of `chosen`, in order: for
     /// one account from its history now; for several from the views the
     /// poller keeps, one read for all (an account without one yet, from its
@@ -250,7 +296,7 @@ impl ChatOps {
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<AccountView>>, StoreError> {
         let kept = if chosen.len() > 1 {
-            self.store.views().await?
+            self.views.get(self.store.as_ref()).await?
         } else {
             Default::default()
         };
@@ -319,6 +365,84 @@ impl ChatOps {
             &history,
             now,
         ))
+    }
+}
+
+/// How soon an account needs someone, least first: unread, in arrears,
+/// runway in days, nothing known.
+fn urgency(view: Option<&AccountView>) -> (u8, Option<rust_decimal::Decimal>) {
+    match view {
+        None => (0, None),
+        Some(v) if v.available.is_negative() => (1, None),
+        Some(v) => match v.forecast.as_ref().and_then(|f| f.runway_days) {
+            Some(days) => (2, Some(days)),
+            None => (3, None),
+        },
+    }
+}
+
+/// One page of an answer `total` lines long: the title says which page
+/// when there are several, and the last line how to ask for the next.
+fn one_page(title: &str, total: usize, page: Page, lines: Vec<String>) -> Reply {
+    let pages = Page::count(total);
+    if pages == 1 {
+        return Reply::done(title, lines);
+    }
+    let n = page.number();
+    let mut lines = lines;
+    lines.push(if (n as usize) < pages {
+        format!("Page {n} of {pages}: add page={} for the next.", n + 1)
+    } else {
+        format!("Page {n} of {pages}, the last.")
+    });
+    Reply::done(format!("{title} (page {n} of {pages})"), lines)
+}
+
+/// A page asked for beyond the last.
+fn past_the_end(title: &str, total: usize, page: Page) -> Reply {
+    let pages = Page::count(total);
+    Reply::refused(format!(
+        "{title}: there is no page {}, the answer has {pages} ({} lines a page).",
+        page.number(),
+        Page::LINES
+    ))
+}
+
+/// Every account's view as last read, with the `views_written` count it was
+/// read at: shared by every question about the fleet until the count moves,
+/// so two hundred people asking at once cost the store one number each.
+#[derive(Default)]
+pub struct ViewCache {
+    kept: std::sync::Mutex<Option<(i64, Views)>>,
+    /// One question reads the views again; the others wait for its copy.
+    reading: tokio::sync::Mutex<()>,
+}
+
+type Views = Arc<HashMap<AccountId, AccountView>>;
+
+impl ViewCache {
+    async fn get(&self, store: &dyn Store) -> Result<Views, StoreError> {
+        // The count before the views: a write between the two leaves a copy
+        // newer than its count (read again next time), never older.
+        let written = store.views_written().await?;
+        if let Some(v) = self.as_new_as(written) {
+            return Ok(v);
+        }
+        let _reading = self.reading.lock().await;
+        if let Some(v) = self.as_new_as(written) {
+            return Ok(v);
+        }
+        let views: Views = Arc::new(store.views().await?);
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Some((written, views.clone()));
+        Ok(views)
+    }
+
+    /// The copy, if it was read after at least `written` writes.
+    fn as_new_as(&self, written: i64) -> Option<Views> {
+        match &*self.kept.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((n, views)) if *n >= written => Some(views.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -394,5 +518,43 @@ pub(super) fn help(person: &Person, topic: Option<Verb>) -> Reply {
                 format!("needs the {} role", v.role()),
             ],
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::chatops::ReplyKind;
+
+    fn lines(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("line {i}")).collect()
+    }
+
+    #[test]
+    fn a_short_answer_is_one_page_without_a_footer() {
+        let r = one_page("Runway", 3, Page::FIRST, lines(3));
+        assert_eq!(r.title, "Runway");
+        assert_eq!(r.lines, lines(3));
+    }
+
+    #[test]
+    fn a_long_answer_says_which_page_and_how_to_ask_for_the_next() {
+        let p2 = Page::new(2).unwrap();
+        let r = one_page("Runway", 60, p2, lines(Page::LINES));
+        assert_eq!(r.title, "Runway (page 2 of 3)");
+        assert_eq!(r.lines.len(), Page::LINES + 1);
+        assert_eq!(
+            r.lines[Page::LINES],
+            "Page 2 of 3: add page=3 for the next."
+        );
+        let last = one_page("Runway", 60, Page::new(3).unwrap(), lines(10));
+        assert_eq!(last.lines[10], "Page 3 of 3, the last.");
+        let past = past_the_end("Runway", 60, Page::new(4).unwrap());
+        assert_eq!(past.kind, ReplyKind::Refused);
+        assert!(
+            past.title.contains("no page 4, the answer has 3"),
+            "{}",
+            past.title
+        );
     }
 }
