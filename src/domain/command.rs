@@ -542,7 +542,7 @@ pub struct Page(u32);
 impl Page {
     pub const FIRST: Page = Page(1);
     /// Lines on one page: inside every platform's limit for one message
-    /// (Discord's 2,000 characters is the tightest).
+    /// (the tightest allows 2,000 characters).
     pub const LINES: usize = 25;
     const MOST: u32 = 10_000;
 
