@@ -6,6 +6,8 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=PURSER_COMMIT");
+    // The migrations are built in (`sqlx::migrate!`): a new one rebuilds.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     let commit = std::env::var("PURSER_COMMIT")

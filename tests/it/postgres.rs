@@ -460,6 +460,9 @@ where
     store.apply(&account, &changes, &routing).await.unwrap();
     let open = store.open_alerts(&acme).await.unwrap();
     assert_eq!(open.len(), 1);
+    // A page of the firing alerts, and how many fire in all.
+    assert_eq!(store.firing_alerts(0, 25).await.unwrap(), (open.clone(), 1));
+    assert_eq!(store.firing_alerts(1, 25).await.unwrap(), (vec![], 1));
     assert_eq!(
         open[0].started_at,
         t1.trunc_subsecs(3),
@@ -571,8 +574,13 @@ where
 
     // Views, retention.
     let view = purser::domain::forecast::AccountView::of(&all, Duration::days(7), t1).unwrap();
+    let written = store.views_written().await.unwrap();
     store.record_view(&acme, &view).await.unwrap();
     assert_eq!(store.views().await.unwrap()[&acme], view);
+    assert!(
+        store.views_written().await.unwrap() > written,
+        "a copy kept of the views is stale now"
+    );
     assert_eq!(
         store.prune_snapshots(t0 + Duration::days(1)).await.unwrap(),
         1
@@ -812,6 +820,7 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
     };
     let (acc_one, acc_two) = (account(&one), account(&two));
     let routing = Routing::everywhere(&["batch-hook".to_owned()]);
+    let written = store.views_written().await.unwrap();
     store
         .record_judgements(
             &[
@@ -830,6 +839,10 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
         )
         .await
         .unwrap();
+    assert!(
+        store.views_written().await.unwrap() > written,
+        "judgements that wrote a view move the count"
+    );
     assert_eq!(store.views().await.unwrap().get(&one), Some(&view));
     assert!(!store.views().await.unwrap().contains_key(&two));
     let due = store.due_notices("batch-hook", t1, 10).await.unwrap();
