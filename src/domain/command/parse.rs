@@ -31,7 +31,9 @@ impl Args<'_> {
     fn at_most(&self, n: usize) -> Result<(), CommandError> {
         if self.args.len() > n {
             Err(self.fail(match n {
-                0 => format!("{} takes no arguments", self.verb.name()),
+                0 if self.verb.parameters().is_empty() => {
+                    format!("{} takes no arguments", self.verb.name())
+                }
                 _ => format!("unexpected {:?}", self.args[n..].join(" ")),
             }))
         } else {
