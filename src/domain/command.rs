@@ -555,11 +555,21 @@ impl Page {
         self.0
     }
 
+    /// The lines before this page (at most 9,999 pages of 25).
+    pub fn offset(self) -> usize {
+        (self.0 as usize - 1) * Page::LINES
+    }
+
     /// Where this page starts among `total` lines; `None` past the last.
     /// The first page always exists, empty or not.
     pub fn start(self, total: usize) -> Option<usize> {
-        let start = (self.0 as usize - 1).checked_mul(Page::LINES)?;
-        (start < total || self.0 == 1).then_some(start)
+        (self.offset() < total || self.0 == 1).then_some(self.offset())
+    }
+
+    /// This page's share of `items`; `None` past the last.
+    pub fn of<T>(self, items: Vec<T>) -> Option<Vec<T>> {
+        let start = self.start(items.len())?;
+        Some(items.into_iter().skip(start).take(Page::LINES).collect())
     }
 
     /// How many pages `total` lines fill (one at least).
@@ -813,6 +823,10 @@ mod tests {
         );
         assert_eq!(Page::new(2).and_then(|p| p.start(25)), None);
         assert_eq!(Page::new(2).and_then(|p| p.start(26)), Some(25));
+        assert_eq!(
+            Page::new(3).and_then(|p| p.of((0..60).collect())),
+            Some((50..60).collect())
+        );
         assert_eq!(Page::count(0), 1);
         assert_eq!(Page::count(25), 1);
         assert_eq!(Page::count(1000), 40);

@@ -120,15 +120,10 @@ impl ChatOps {
         rows.sort_by_key(|(at, _)| *at);
         let title = format!("Expiring within {days} days: {}", rows.len());
         let total = rows.len();
-        let Some(start) = page.start(total) else {
+        let Some(shown) = page.of(rows) else {
             return Ok(past_the_end(&title, total, page));
         };
-        let lines = rows
-            .into_iter()
-            .skip(start)
-            .take(Page::LINES)
-            .map(|(_, l)| l)
-            .collect();
+        let lines = shown.into_iter().map(|(_, l)| l).collect();
         Ok(one_page(&title, total, page, lines))
     }
 
@@ -136,8 +131,7 @@ impl ChatOps {
     /// Only the page asked for is read from the store: a storm of a
     /// thousand alerts costs a question 25 rows.
     pub(super) async fn alerts(&self, page: Page, now: DateTime<Utc>) -> Result<Reply, StoreError> {
-        let start = (page.number() as usize - 1) * Page::LINES;
-        let (alerts, total) = self.store.firing_alerts(start, Page::LINES).await?;
+        let (alerts, total) = self.store.firing_alerts(page.offset(), Page::LINES).await?;
         let title = format!("Firing: {total}");
         if page.start(total).is_none() {
             return Ok(past_the_end(&title, total, page));
@@ -274,16 +268,14 @@ impl ChatOps {
         page: Page,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<(&'a AccountSpec, Option<AccountView>)>>, StoreError> {
-        let Some(start) = page.start(chosen.len()) else {
+        if page.start(chosen.len()).is_none() {
             return Ok(None);
-        };
+        }
         let views = self.views(chosen, now).await?;
         let mut all: Vec<(&AccountSpec, Option<AccountView>)> =
             chosen.iter().copied().zip(views).collect();
         all.sort_by_key(|(_, v)| urgency(v.as_ref()));
-        Ok(Some(
-            all.into_iter().skip(start).take(Page::LINES).collect(),
-        ))
+        Ok(page.of(all))
     }
 
     /// The latest balance and forecast of each of `chosen`, in order: for
@@ -383,13 +375,12 @@ fn urgency(view: Option<&AccountView>) -> (u8, Option<rust_decimal::Decimal>) {
 
 /// One page of an answer `total` lines long: the title says which page
 /// when there are several, and the last line how to ask for the next.
-fn one_page(title: &str, total: usize, page: Page, lines: Vec<String>) -> Reply {
+fn one_page(title: &str, total: usize, page: Page, mut lines: Vec<String>) -> Reply {
     let pages = Page::count(total);
     if pages == 1 {
         return Reply::done(title, lines);
     }
     let n = page.number();
-    let mut lines = lines;
     lines.push(if (n as usize) < pages {
         format!("Page {n} of {pages}: add page={} for the next.", n + 1)
     } else {
