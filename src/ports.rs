@@ -286,6 +286,13 @@ pub trait Store: Send + Sync {
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
     /// Every account's open alerts, most severe first.
     async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError>;
+    /// The number of the newest alert write: read before `all_open_alerts`,
+    /// it is where `alerts_changed_since` picks up from.
+    async fn alerts_written(&self) -> Result<i64, StoreError>;
+    /// The alerts (in any state) written after write number `after`, oldest
+    /// write first, and the number to pass next time. A write still under
+    /// way when this reads is seen the next time, never skipped.
+    async fn alerts_changed_since(&self, after: i64) -> Result<(Vec<Alert>, i64), StoreError>;
     /// Up to `limit` of the firing alerts in `all_open_alerts`' order,
     /// skipping `offset`, and how many fire in all: a page of a long list
     /// for a question in chat, without reading the rest.
@@ -730,6 +737,9 @@ pub trait Meter: Send + Sync {
     fn paged(&self, target: &str, result: Sent);
     fn cloud_call(&self, provider: &str, action: &str, ok: bool);
     fn heartbeat(&self, result: Sent);
+    /// One escalator pass: whether it read every firing alert and open
+    /// chain, or only what changed; and how long it took.
+    fn escalator_pass(&self, read_all: bool, took: StdDuration);
 }
 
 /// Counts nothing: for pieces built without metrics (tools, tests).
@@ -741,6 +751,7 @@ impl Meter for NoMeter {
     fn paged(&self, _: &str, _: Sent) {}
     fn cloud_call(&self, _: &str, _: &str, _: bool) {}
     fn heartbeat(&self, _: Sent) {}
+    fn escalator_pass(&self, _: bool, _: StdDuration) {}
 }
 
 #[cfg(test)]

@@ -100,6 +100,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadLabel {
+    read: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     kind: String,
     state: String,
@@ -129,6 +134,11 @@ fn family<M: Metric + Clone + Default>(r: &mut Registry, name: &str, help: &str)
 /// timeout in tens of seconds.
 const POLL_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// An escalator pass reads what changed in a millisecond or so, and every
+/// chain of a large fleet in a fraction of a second; a storm's writes take
+/// seconds.
+const PASS_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0];
+
 fn poll_histogram() -> Histogram {
     Histogram::new(POLL_BUCKETS)
 }
@@ -153,6 +163,8 @@ pub struct Metrics {
     pages: Family<TargetResult, Counter>,
     cloud_calls: Family<CloudCallLabels, Counter>,
     heartbeats: Family<ResultLabel, Counter>,
+    escalator_passes: Family<ReadLabel, Counter>,
+    escalator_pass_duration: Histogram,
     alerts: Family<AlertLabels, Gauge>,
     outbox_pending: Family<OutputLabel, Gauge>,
     outbox_oldest: Family<OutputLabel, FloatGauge>,
@@ -197,6 +209,12 @@ impl Metrics {
             "purser_poll_duration_seconds",
             "How long one poll took, from asking the cloud to recording the answer",
             poll_duration.clone(),
+        );
+        let escalator_pass_duration = Histogram::new(PASS_BUCKETS);
+        r.register(
+            "purser_escalator_pass_duration_seconds",
+            "How long one escalator pass took, reading, walking chains and sending pages",
+            escalator_pass_duration.clone(),
         );
         let notices: Family<OutputResult, Counter> = family(
             &mut r,
@@ -271,6 +289,12 @@ impl Metrics {
                 "purser_heartbeats",
                 "Heartbeats sent to the outside dead man's switch, by result",
             ),
+            escalator_passes: family(
+                &mut r,
+                "purser_escalator_passes",
+                "Escalator passes, by what they read: every open alert and chain (all), or what changed since the last (changes)",
+            ),
+            escalator_pass_duration,
             alerts: family(
                 &mut r,
                 "purser_alerts",
@@ -560,6 +584,15 @@ impl Meter for Metrics {
                 result: result.as_str().to_owned(),
             })
             .inc();
+    }
+
+    fn escalator_pass(&self, read_all: bool, took: std::time::Duration) {
+        self.escalator_passes
+            .get_or_create(&ReadLabel {
+                read: if read_all { "all" } else { "changes" }.to_owned(),
+            })
+            .inc();
+        self.escalator_pass_duration.observe(took.as_secs_f64());
     }
 }
 

@@ -41,6 +41,17 @@ use rows::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The number the alert writes of this transaction are marked with. Taken
+/// before any alert row is touched: the counter's row lock then orders the
+/// writers, so numbers commit in the order they are taken.
+pub(crate) async fn alert_change(tx: &mut sqlx::PgConnection) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("UPDATE alerts_written SET n = n + 1 RETURNING n")
+            .fetch_one(&mut *tx)
+            .await?,
+    )
+}
+
 /// The oldest server purser runs on: 13 (`server_version_num` 130000).
 pub const OLDEST: i64 = 130_000;
 
@@ -447,6 +458,26 @@ impl Store for PgStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    async fn alerts_written(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT n FROM alerts_written")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn alerts_changed_since(&self, after: i64) -> Result<(Vec<Alert>, i64), StoreError> {
+        let rows = sqlx::query("SELECT * FROM alerts WHERE changed > $1 ORDER BY changed, id")
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut upto = after;
+        let mut alerts = Vec::with_capacity(rows.len());
+        for r in &rows {
+            upto = upto.max(r.try_get("changed")?);
+            alerts.push(alert_from_row(r)?);
+        }
+        Ok((alerts, upto))
+    }
+
     async fn acknowledge(
         &self,
         alert: &AlertRef,
@@ -472,14 +503,16 @@ impl Store for PgStore {
                 if a.acknowledged.is_some() {
                     AckOutcome::AlreadyAcknowledged(a)
                 } else {
+                    let change = alert_change(&mut tx).await?;
                     // Guarded by acked_by IS NULL: of two racing clicks, on
                     // any replicas, one wins.
                     let done = sqlx::query(
-                        "UPDATE alerts SET acked_by = $1, acked_at = $2
-                         WHERE fingerprint = $3 AND state <> 'resolved' AND acked_by IS NULL",
+                        "UPDATE alerts SET acked_by = $1, acked_at = $2, changed = $3
+                         WHERE fingerprint = $4 AND state <> 'resolved' AND acked_by IS NULL",
                     )
                     .bind(by)
                     .bind(at)
+                    .bind(change)
                     .bind(&a.fingerprint)
                     .execute(&mut *tx)
                     .await?
@@ -616,11 +649,15 @@ impl Store for PgStore {
         }
         let mut tx = self.pool.begin().await?;
         self.fence(&mut tx).await?;
+        let change = match changes.alerts.is_empty() {
+            true => 0,
+            false => alert_change(&mut tx).await?,
+        };
         for a in &changes.alerts {
             let updated = sqlx::query(
                 "UPDATE alerts SET severity = $1, rank = $2, state = $3, summary = $4, fired_at = $5,
-                   last_notified_at = $6, resolved_at = $7
-                 WHERE fingerprint = $8 AND state <> 'resolved'",
+                   last_notified_at = $6, resolved_at = $7, changed = $8
+                 WHERE fingerprint = $9 AND state <> 'resolved'",
             )
             .bind(a.severity.as_str())
             .bind(i32::try_from(a.rank).unwrap_or(i32::MAX))
@@ -629,6 +666,7 @@ impl Store for PgStore {
             .bind(a.fired_at.map(at_ms))
             .bind(a.last_notified_at.map(at_ms))
             .bind(a.resolved_at.map(at_ms))
+            .bind(change)
             .bind(&a.fingerprint)
             .execute(&mut *tx)
             .await?
@@ -636,8 +674,8 @@ impl Store for PgStore {
             if updated == 0 {
                 sqlx::query(
                     "INSERT INTO alerts (fingerprint, rule, account, resource, tier, severity, rank, state, summary,
-                       started_at, fired_at, last_notified_at, resolved_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                       started_at, fired_at, last_notified_at, resolved_at, changed)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(&a.fingerprint)
                 .bind(a.key.rule.as_str())
@@ -652,6 +690,7 @@ impl Store for PgStore {
                 .bind(a.fired_at.map(at_ms))
                 .bind(a.last_notified_at.map(at_ms))
                 .bind(a.resolved_at.map(at_ms))
+                .bind(change)
                 .execute(&mut *tx)
                 .await?;
             }

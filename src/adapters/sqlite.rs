@@ -40,6 +40,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Moves `views_written` on, in the transaction that wrote views.
 const VIEWS_WRITTEN: &str = "UPDATE views_written SET n = n + 1";
 
+/// The number the alert writes of this transaction are marked with.
+async fn alert_change(tx: &mut sqlx::SqliteConnection) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("UPDATE alerts_written SET n = n + 1 RETURNING n")
+            .fetch_one(&mut *tx)
+            .await?,
+    )
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -545,6 +554,26 @@ impl Store for SqliteStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    async fn alerts_written(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT n FROM alerts_written")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn alerts_changed_since(&self, after: i64) -> Result<(Vec<Alert>, i64), StoreError> {
+        let rows = sqlx::query("SELECT * FROM alerts WHERE changed > ? ORDER BY changed, id")
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut upto = after;
+        let mut alerts = Vec::with_capacity(rows.len());
+        for r in &rows {
+            upto = upto.max(r.try_get("changed")?);
+            alerts.push(alert_from_row(r)?);
+        }
+        Ok((alerts, upto))
+    }
+
     async fn acknowledge(
         &self,
         alert: &AlertRef,
@@ -569,13 +598,15 @@ impl Store for SqliteStore {
                 if a.acknowledged.is_some() {
                     AckOutcome::AlreadyAcknowledged(a)
                 } else {
+                    let change = alert_change(&mut tx).await?;
                     // Guarded by acked_by IS NULL: of two racing clicks, one wins.
                     let done = sqlx::query(
-                        "UPDATE alerts SET acked_by = ?, acked_at = ?
+                        "UPDATE alerts SET acked_by = ?, acked_at = ?, changed = ?
                          WHERE fingerprint = ? AND state <> 'resolved' AND acked_by IS NULL",
                     )
                     .bind(by)
                     .bind(ms(at))
+                    .bind(change)
                     .bind(&a.fingerprint)
                     .execute(&mut *tx)
                     .await?
@@ -927,10 +958,14 @@ async fn apply_in(
     changes: &Changes,
     routing: &Routing,
 ) -> Result<(), StoreError> {
+    let change = match changes.alerts.is_empty() {
+        true => 0,
+        false => alert_change(&mut *tx).await?,
+    };
     for a in &changes.alerts {
         let updated = sqlx::query(
             "UPDATE alerts SET severity = ?, rank = ?, state = ?, summary = ?, fired_at = ?,
-               last_notified_at = ?, resolved_at = ?
+               last_notified_at = ?, resolved_at = ?, changed = ?
              WHERE fingerprint = ? AND state <> 'resolved'",
         )
         .bind(a.severity.as_str())
@@ -940,6 +975,7 @@ async fn apply_in(
         .bind(a.fired_at.map(ms))
         .bind(a.last_notified_at.map(ms))
         .bind(a.resolved_at.map(ms))
+        .bind(change)
         .bind(&a.fingerprint)
         .execute(&mut *tx)
         .await?
@@ -947,8 +983,8 @@ async fn apply_in(
         if updated == 0 {
             sqlx::query(
                 "INSERT INTO alerts (fingerprint, rule, account, resource, tier, severity, rank, state, summary,
-                   started_at, fired_at, last_notified_at, resolved_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   started_at, fired_at, last_notified_at, resolved_at, changed)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&a.fingerprint)
             .bind(a.key.rule.as_str())
@@ -963,6 +999,7 @@ async fn apply_in(
             .bind(a.fired_at.map(ms))
             .bind(a.last_notified_at.map(ms))
             .bind(a.resolved_at.map(ms))
+            .bind(change)
             .execute(&mut *tx)
             .await?;
         }

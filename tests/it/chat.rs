@@ -62,7 +62,7 @@ async fn running() -> (World, TestApp) {
     (world, app)
 }
 
-fn form(user: &str, text: &str, response_url: &str) -> String {
+pub(crate) fn form(user: &str, text: &str, response_url: &str) -> String {
     form_urlencoded::Serializer::new(String::new())
         .append_pair("token", "legacy")
         .append_pair("team_id", "T1")
@@ -75,12 +75,12 @@ fn form(user: &str, text: &str, response_url: &str) -> String {
         .finish()
 }
 
-struct Sent {
-    status: u16,
-    body: String,
+pub(crate) struct Sent {
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
-async fn post_signed(app: &TestApp, body: &str, ts: i64, secret: &str) -> Sent {
+pub(crate) async fn post_signed(app: &TestApp, body: &str, ts: i64, secret: &str) -> Sent {
     let ts = ts.to_string();
     let sig = slack::sign(secret, &ts, body.as_bytes());
     post_raw(app, body, Some(&ts), Some(&sig)).await

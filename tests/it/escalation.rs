@@ -816,6 +816,90 @@ async fn a_silence_holds_the_chain_until_it_ends() {
     app.stop().await;
 }
 
+/// After the first pass of a spell, the escalator reads the alerts written
+/// since its last pass, not every open alert and chain: an acknowledgement
+/// is taken up by such a pass. Every ten minutes it reads everything anyway.
+#[tokio::test]
+async fn passes_read_what_changed_and_everything_every_ten_minutes() {
+    use crate::operate::{by_label, get, parse};
+    let chain = format!("{CHAIN}\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let (mock, addr, world, app) = started(&chain, "A").await;
+    let passes = || async {
+        let (_, text) = get(app.metrics.unwrap(), "/metrics").await;
+        by_label(&parse(&text), "purser_escalator_passes", "read")
+    };
+    let open = app.store.open_escalations().await.unwrap();
+    assert_eq!(open.len(), 1, "the chain is raised");
+    assert_eq!(passes().await.get("all"), Some(&1.0));
+
+    app.advance(Duration::minutes(2)).await;
+    assert_eq!(
+        ack_in_dm(&app, &world, addr, "U0ANA", &open[0].fingerprint).await,
+        200
+    );
+    mock.wait("POST", "/respond", 1).await;
+    app.settle().await;
+    let open = app.store.open_escalations().await.unwrap();
+    assert_eq!(
+        open[0].phase,
+        purser::domain::escalation::Phase::Acknowledged
+    );
+    let seen = passes().await;
+    assert_eq!(seen.get("all"), Some(&1.0), "{seen:?}");
+    assert!(seen.get("changes").is_some_and(|n| *n >= 1.0), "{seen:?}");
+
+    app.advance(Duration::minutes(9)).await;
+    assert_eq!(passes().await.get("all"), Some(&2.0), "the ten-minute read");
+    app.advance(Duration::minutes(5)).await;
+    let calls = mock.calls("POST", "/api/chat.postMessage");
+    assert!(to(&calls, "U0ANA").is_empty(), "acknowledged: {calls:?}");
+    app.stop().await;
+}
+
+/// A silence ended early lets the chain it held go at once, not when the
+/// silence would have ended.
+#[tokio::test]
+async fn a_silence_ended_early_lets_the_held_chain_go_at_once() {
+    let (mock, _, world, app) = started(CHAIN, "A").await;
+    let chat = world.chat_ops(&app);
+    let r = chat
+        .handle(&slack_user("U0ANA"), "silence account=acme 40m maintenance")
+        .await;
+    assert_eq!(r.kind, ReplyKind::Done, "{}", r.text());
+    let id = r
+        .text()
+        .split_once('#')
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .expect("the reply names the silence")
+        .to_owned();
+    // The 15-minute step fell due at 15: held.
+    app.advance(Duration::minutes(20)).await;
+    let calls = mock.calls("POST", "/api/chat.postMessage");
+    assert!(to(&calls, "U0ANA").is_empty(), "{calls:?}");
+    // As a slash command, so that the running daemon hears of it.
+    let body = crate::chat::form(
+        "U0BO",
+        &format!("unsilence {id}"),
+        "http://127.0.0.1:9/unused",
+    );
+    let sent = crate::chat::post_signed(&app, &body, world.clock.now().timestamp(), SECRET).await;
+    assert!(
+        sent.status == 200 && sent.body.contains(&format!("Silence #{id} ended")),
+        "{} {}",
+        sent.status,
+        sent.body
+    );
+    app.settle().await;
+    let calls = mock.calls("POST", "/api/chat.postMessage");
+    assert_eq!(
+        to(&calls, "U0ANA").len(),
+        1,
+        "the on-call person is paged as the silence ends: {calls:?}"
+    );
+    assert!(to(&calls, "U0BO").is_empty(), "the 30m step is not due yet");
+    app.stop().await;
+}
+
 /// Two replicas on PostgreSQL; the leader dies just as its escalation pages
 /// PagerDuty. The survivor takes over and the page is not lost: it arrives
 /// once, or twice only when the first send was cut off before it was

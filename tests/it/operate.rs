@@ -48,13 +48,13 @@ async fn next_ping(pings: &mut mpsc::UnboundedReceiver<Ping>) -> Ping {
         .expect("the receiver stopped")
 }
 
-fn parse(text: &str) -> MetricsExposition<OpenMetricsType, OpenMetricsValue> {
+pub(crate) fn parse(text: &str) -> MetricsExposition<OpenMetricsType, OpenMetricsValue> {
     openmetrics_parser::openmetrics::parse_openmetrics(text)
         .unwrap_or_else(|e| panic!("not OpenMetrics ({e:?}):\n{text}"))
 }
 
 /// Each sample of `family` with `label`'s value: value.
-fn by_label(
+pub(crate) fn by_label(
     m: &MetricsExposition<OpenMetricsType, OpenMetricsValue>,
     family: &str,
     label: &str,
@@ -483,7 +483,7 @@ fn the_example_config_is_printed() {
     assert_eq!(printed, file);
 }
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }

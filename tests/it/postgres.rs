@@ -447,6 +447,7 @@ where
         acknowledged: None,
     };
     let routing = Routing::everywhere(&["hook".to_owned(), "chat".to_owned()]);
+    let before = store.alerts_written().await.unwrap();
     let changes = Changes {
         alerts: vec![alert.clone()],
         notices: vec![Notice {
@@ -463,6 +464,15 @@ where
     // A page of the firing alerts, and how many fire in all.
     assert_eq!(store.firing_alerts(0, 25).await.unwrap(), (open.clone(), 1));
     assert_eq!(store.firing_alerts(1, 25).await.unwrap(), (vec![], 1));
+    // Each write of an alert is numbered: a reader picks up from the last
+    // number it saw, and reads nothing twice.
+    let (changed, seen) = store.alerts_changed_since(before).await.unwrap();
+    assert_eq!(changed, open, "both writes of it, read as it is now");
+    assert!(seen > before && seen <= store.alerts_written().await.unwrap());
+    assert_eq!(
+        store.alerts_changed_since(seen).await.unwrap(),
+        (vec![], seen)
+    );
     assert_eq!(
         open[0].started_at,
         t1.trunc_subsecs(3),
@@ -489,6 +499,13 @@ where
         .await
         .unwrap();
     assert!(matches!(second, AckOutcome::AlreadyAcknowledged(_)));
+    let (changed, acked) = store.alerts_changed_since(seen).await.unwrap();
+    assert_eq!(changed.len(), 1, "the acknowledgement is a change");
+    assert_eq!(
+        changed[0].acknowledged.as_ref().map(|a| a.by.as_str()),
+        Some("ana")
+    );
+    assert_eq!(store.alerts_changed_since(acked).await.unwrap().1, acked);
     let hook = store.due_notices("hook", t2, 10).await.unwrap();
     assert_eq!(hook.len(), 2);
     assert_eq!(hook[1].notice.kind, NoticeKind::Acknowledged);

@@ -135,10 +135,12 @@ impl Escalations for PgStore {
             return Ok(false);
         }
         if w.reopen {
+            let change = super::alert_change(&mut tx).await?;
             sqlx::query(
-                "UPDATE alerts SET acked_by = NULL, acked_at = NULL
-                 WHERE fingerprint = $1 AND started_at = $2 AND state <> 'resolved'",
+                "UPDATE alerts SET acked_by = NULL, acked_at = NULL, changed = $1
+                 WHERE fingerprint = $2 AND started_at = $3 AND state <> 'resolved'",
             )
+            .bind(change)
             .bind(&e.fingerprint)
             .bind(at_ms(e.started_at))
             .execute(&mut *tx)

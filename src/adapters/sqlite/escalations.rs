@@ -130,10 +130,12 @@ impl Escalations for SqliteStore {
             return Ok(false);
         }
         if w.reopen {
+            let change = super::alert_change(&mut tx).await?;
             sqlx::query(
-                "UPDATE alerts SET acked_by = NULL, acked_at = NULL
+                "UPDATE alerts SET acked_by = NULL, acked_at = NULL, changed = ?
                  WHERE fingerprint = ? AND started_at = ? AND state <> 'resolved'",
             )
+            .bind(change)
             .bind(&e.fingerprint)
             .bind(ms(e.started_at))
             .execute(&mut *tx)

@@ -182,6 +182,13 @@ impl OutboxSignal {
         self.activity.update(|s| s.notices_written += 1);
         self.written.notify_one();
     }
+
+    /// A silence ended early. No notice is written, but it counts as one:
+    /// the escalator wakes on the count, and the chains the silence held
+    /// go now rather than when it would have ended.
+    pub fn silence_ended(&self) {
+        self.wrote();
+    }
 }
 
 impl ChatOps {

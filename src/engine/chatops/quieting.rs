@@ -122,6 +122,9 @@ impl ChatOps {
     ) -> Result<Reply, StoreError> {
         Ok(match self.store.end_silence(id, &person.name, now).await? {
             EndSilenceOutcome::Ended(s) => {
+                if let Some(signal) = &self.outbox {
+                    signal.silence_ended();
+                }
                 Reply::done(format!("Silence #{} ended.", s.id), vec![silence_line(&s)])
             }
             EndSilenceOutcome::AlreadyOver(s) => Reply::done(
