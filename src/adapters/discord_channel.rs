@@ -1,12 +1,15 @@
 //! Alerts as Discord messages in a channel, sent by the application's bot
 //! through serenity: an embed with buttons, edited in place when the alert
 //! is acknowledged, silenced or resolved, and repeats as replies to it.
-//! Paced at one message a second per channel (Discord allows 5 in 5 s);
-//! serenity's rate limiter, shared by all of the bot's calls, keeps the
-//! per-route and global buckets and waits out a 429's `retry_after`.
+//! Paced as Discord limits it: a channel's bucket lets 5 messages go in
+//! 5 s (a burst, then a wait for the window), and a bot makes at most 50
+//! requests a second in all, a pace its channels share. serenity's rate
+//! limiter, shared by all of the bot's calls, also keeps the buckets the
+//! `X-RateLimit-*` headers describe and waits out a 429's `retry_after`;
+//! it does not run behind a proxy (`api`), and learns the global limit only
+//! from a 429, so purser paces itself as well.
 
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use serenity::all::{
@@ -16,7 +19,7 @@ use serenity::all::{
 };
 
 use super::discord::{UNKNOWN_MESSAGE, escape, within};
-use super::pace::Pacer;
+use super::pace::{Bucket, Pacer};
 use crate::domain::forecast::RunwayChart;
 use crate::domain::request::Request;
 use crate::engine::alert_view::{AlertView, Button, ChatOutput, GroupView, Tone, still_firing};
@@ -31,6 +34,21 @@ const DESCRIPTION_CHARS: usize = 4096;
 /// A message's content is at most 2,000 characters.
 const CONTENT_CHARS: usize = 2000;
 
+/// Discord's global limit for a bot: 50 requests a second.
+const GLOBAL_PER_SECOND: std::num::NonZeroU32 = std::num::NonZeroU32::new(50).unwrap();
+
+/// One bot's pace, for all of its channels: just under the global limit.
+pub fn global_pace() -> Pacer {
+    Pacer::new(GLOBAL_PER_SECOND)
+}
+
+/// A channel's: 5 messages in any 5.15 s. The bucket Discord reports for
+/// creating messages is 5 in 5 s from the first; the 3 % more absorbs the
+/// jitter between leaving here and arriving there.
+fn channel_bucket() -> Bucket {
+    Bucket::new(5, std::time::Duration::from_millis(5_150))
+}
+
 pub struct DiscordChannel {
     /// The output's name, under which its messages are remembered.
     pub output: String,
@@ -41,14 +59,19 @@ pub struct DiscordChannel {
     pub refs: Arc<dyn MessageRefs>,
     /// Runway charts for messages about money running out; none, none sent.
     pub charts: Option<Arc<crate::engine::charts::Charts>>,
-    pub pacer: Pacer,
+    /// This channel's bucket.
+    pub bucket: Bucket,
+    /// The bot's pace under the global limit, shared by its channels.
+    pub pacer: Arc<Pacer>,
 }
 
 impl DiscordChannel {
-    /// `channel`: the channel's id, a number other than zero.
+    /// `channel`: the channel's id, a number other than zero; `pacer`: the
+    /// bot's (`global_pace`).
     pub fn new(
         output: String,
         http: Arc<Http>,
+        pacer: Arc<Pacer>,
         channel: &str,
         refs: Arc<dyn MessageRefs>,
     ) -> Result<DiscordChannel, String> {
@@ -61,12 +84,13 @@ impl DiscordChannel {
             channel,
             refs,
             charts: None,
-            pacer: Pacer::every(StdDuration::from_secs(1)),
+            bucket: channel_bucket(),
+            pacer,
         })
     }
 
     async fn send(&self, to: ChannelId, message: CreateMessage) -> Result<MessageRef, SendError> {
-        self.pacer.wait().await;
+        self.bucket.wait_then(&self.pacer).await;
         let sent = within("Discord: posting", to.send_message(&*self.http, message)).await?;
         Ok(MessageRef {
             channel: sent.channel_id.to_string(),
@@ -77,7 +101,7 @@ impl DiscordChannel {
     /// Edits a message; one deleted by someone leaves nothing to edit.
     async fn redraw(&self, at: &MessageRef, message: EditMessage) -> Result<(), SendError> {
         let (channel, id) = message_at(at)?;
-        self.pacer.wait().await;
+        self.bucket.wait_then(&self.pacer).await;
         match within(
             "Discord: editing",
             channel.edit_message(&*self.http, id, message),

@@ -74,6 +74,41 @@ impl Pacer {
     }
 }
 
+/// At most `count` departures in any `span`, counted when they leave: a
+/// caller waits for room here, then for a second pace (a bot's, shared by
+/// its channels), and only then is counted. A `Pacer` window counts the
+/// slot it gives out, so a caller held up after its slot would let a later
+/// one, on time, into the server's window: the 429 this avoids.
+pub struct Bucket {
+    count: usize,
+    span: StdDuration,
+    sent: tokio::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+}
+
+impl Bucket {
+    pub fn new(count: usize, span: StdDuration) -> Bucket {
+        Bucket {
+            count: count.max(1),
+            span,
+            sent: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// Returns when there is room here and `then` has let this caller go.
+    pub async fn wait_then(&self, then: &Pacer) {
+        // Held until counted: two callers never take the same room.
+        let mut sent = self.sent.lock().await;
+        if sent.len() >= self.count {
+            tokio::time::sleep_until(sent[sent.len() - self.count] + self.span).await;
+        }
+        then.wait().await;
+        sent.push_back(tokio::time::Instant::now());
+        while sent.len() > self.count {
+            sent.pop_front();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +187,39 @@ mod tests {
         }
         assert_eq!(times[20], StdDuration::from_secs(60));
         assert_eq!(times[40], StdDuration::from_secs(120));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_counts_departures_held_up_by_the_shared_pace() {
+        // Discord: 5 in 5 s per channel, under a bot-wide pace whose first
+        // five slots other calls have taken: the channel's first message
+        // leaves at 2 s, and its sixth may not leave before 7 s.
+        let global = Arc::new(Pacer::every(StdDuration::from_millis(400)));
+        let start = tokio::time::Instant::now();
+        let mut others = tokio::task::JoinSet::new();
+        for _ in 0..5 {
+            let global = global.clone();
+            others.spawn(async move { global.wait().await });
+        }
+        tokio::task::yield_now().await;
+        let bucket = Bucket::new(5, StdDuration::from_secs(5));
+        let mut times = Vec::new();
+        for _ in 0..12 {
+            bucket.wait_then(&global).await;
+            times.push(tokio::time::Instant::now() - start);
+        }
+        others.join_all().await;
+        assert_eq!(times[0], StdDuration::from_millis(2_000));
+        for i in 5..times.len() {
+            assert!(
+                times[i] - times[i - 5] >= StdDuration::from_secs(5),
+                "six in 5 s: {times:?}"
+            );
+        }
+        assert_eq!(times[5], StdDuration::from_secs(7), "and no later");
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= StdDuration::from_millis(400));
+        }
     }
 
     #[tokio::test(start_paused = true)]

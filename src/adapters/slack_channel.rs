@@ -54,7 +54,9 @@ impl SlackChannel {
             http: reqwest::Client::new(),
             refs,
             charts: None,
-            pacer: Pacer::every(StdDuration::from_secs(1)),
+            // One a second in a channel, and 3 % more for the jitter
+            // between leaving here and arriving there.
+            pacer: Pacer::every(StdDuration::from_millis(1_030)),
             timeout: StdDuration::from_secs(10),
         }
     }

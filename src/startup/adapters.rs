@@ -99,6 +99,8 @@ pub struct Bots {
     /// Discord's REST clients likewise, so that one rate limiter sees all
     /// of a bot's calls.
     discord: std::sync::Mutex<HashMap<(String, String), Arc<serenity::http::Http>>>,
+    /// And one pace per Discord bot, under its global limit.
+    discord_pace: std::sync::Mutex<HashMap<(String, String), Arc<crate::adapters::pace::Pacer>>>,
 }
 
 impl Bots {
@@ -117,6 +119,19 @@ impl Bots {
             Arc::new(discord::rest_client(token, None, api).map_err(|e| anyhow::anyhow!("{e}"))?);
         bots.insert(key, http.clone());
         Ok(http)
+    }
+
+    /// The Discord bot's pace for `token`, shared by its channels.
+    pub fn discord_pace(
+        &self,
+        api: &reqwest::Url,
+        token: &crate::secret::Secret,
+    ) -> Arc<crate::adapters::pace::Pacer> {
+        let mut paces = self.discord_pace.lock().unwrap_or_else(|p| p.into_inner());
+        paces
+            .entry((api.to_string(), token.expose().to_owned()))
+            .or_insert_with(|| Arc::new(crate::adapters::discord_channel::global_pace()))
+            .clone()
     }
 
     pub fn get(
@@ -247,6 +262,7 @@ pub fn build_outputs(
                             o.name.clone(),
                             bots.discord(api, token)
                                 .with_context(|| format!("output {}", o.name))?,
+                            bots.discord_pace(api, token),
                             channel,
                             refs.clone(),
                         )
