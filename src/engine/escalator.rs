@@ -3,9 +3,12 @@
 //! steps that fall due: direct messages to the people the schedules name,
 //! events to outside pagers, and a line in the alert's channels for each.
 //!
-//! Level-triggered: every pass compares the open alerts with the stored
+//! Level-triggered underneath: a pass compares firing alerts with stored
 //! escalations, so a missed wake-up or a restart loses nothing, and a step
-//! stored as taken is never taken again. Pages are delivered from their own
+//! stored as taken is never taken again. Most passes compare only what
+//! changed since the last (the alerts written since, the steps due); the
+//! first of a spell of leading, one after a failure and one every ten
+//! minutes compare everything. Pages are delivered from their own
 //! table, retried with backoff.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -95,10 +98,11 @@ pub struct Escalator {
 /// An alert occurrence, and the chain it walks: fingerprint and start.
 type Key = (String, DateTime<Utc>);
 
-/// What one spell of walking keeps between passes: the firing alerts and
-/// the open chains as last read or written (the escalator is their only
-/// writer), so that a pass reads only the alerts written since the last
-/// and walks only those and the chains with a step due.
+/// What one spell of walking keeps between passes: the firing alerts as
+/// last read, and the open chains as last read or written (the escalator
+/// is the chains' only writer), so that a pass reads only the alerts
+/// written since the last and walks only those and the chains with a step
+/// due.
 #[derive(Debug, Default)]
 pub struct Passes {
     alerts: HashMap<Key, Alert>,
@@ -115,11 +119,6 @@ pub struct Passes {
 }
 
 impl Passes {
-    /// The chains open now, as the escalator last wrote or read them.
-    pub fn open(&self) -> usize {
-        self.open.len()
-    }
-
     /// When the first step falls due: a held chain's when its silence ends.
     fn next_step(&self) -> Option<DateTime<Utc>> {
         self.open
