@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use process::cpu_seconds;
 use purser::adapters::sqlite::SqliteStore;
 use purser::config::Config;
 use purser::domain::alert::{Alert, AlertState, Changes};
@@ -33,14 +34,8 @@ use purser::engine::leadership::Gate;
 use purser::ports::{NoMeter, Store};
 use purser::startup::escalation_settings;
 
-fn cpu_seconds() -> f64 {
-    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 Hz).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12)) as f64 / 100.0
-}
+#[path = "support/process.rs"]
+mod process;
 
 /// Runs `times` passes at `now`, and prints their mean wall and CPU time.
 /// `fresh`: each pass begins a spell, reading everything.
