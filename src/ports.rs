@@ -283,6 +283,9 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         since: DateTime<Utc>,
     ) -> Result<Vec<Snapshot>, StoreError>;
+    /// The newest good snapshot, however old: the last `history` holds,
+    /// read as one row.
+    async fn latest_snapshot(&self, account: &AccountId) -> Result<Option<Snapshot>, StoreError>;
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
     /// Every account's open alerts, most severe first.
     async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError>;

@@ -419,6 +419,16 @@ impl Store for PgStore {
         rows.iter().map(|r| from_json(r, "body")).collect()
     }
 
+    async fn latest_snapshot(&self, account: &AccountId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT body FROM snapshots WHERE account = $1 ORDER BY taken_at DESC, id DESC LIMIT 1",
+        )
+        .bind(account.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| from_json(&r, "body")).transpose()
+    }
+
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM alerts WHERE account = $1 AND state <> 'resolved' ORDER BY id",

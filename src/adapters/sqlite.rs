@@ -515,6 +515,17 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn latest_snapshot(&self, account: &AccountId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT body FROM snapshots WHERE account = ? ORDER BY taken_at DESC, id DESC LIMIT 1",
+        )
+        .bind(account.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| serde_json::from_str::<Snapshot>(r.get::<&str, _>("body")).map_err(corrupt))
+            .transpose()
+    }
+
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM alerts WHERE account = ? AND state <> 'resolved' ORDER BY id",

@@ -91,17 +91,10 @@ pub enum Cancelled {
     NotFound(RequestId),
 }
 
-/// The account's latest good snapshot within its runway window: what the
-/// rules judge it on.
-pub async fn last_read(
-    store: &dyn Store,
-    a: &AccountSpec,
-    now: DateTime<Utc>,
-) -> Result<Option<Snapshot>, StoreError> {
-    Ok(store
-        .history(&a.account.id, now - a.rules.runway.window)
-        .await?
-        .pop())
+/// The account's latest good snapshot: what the rules judge it on. One row,
+/// not the runway window's history (thousands of snapshots a month).
+pub async fn last_read(store: &dyn Store, a: &AccountSpec) -> Result<Option<Snapshot>, StoreError> {
+    store.latest_snapshot(&a.account.id).await
 }
 
 /// Who purser is in the audit log when it acts by itself.
@@ -126,12 +119,8 @@ impl Approvals {
         self.accounts.iter().find(|a| &a.account.id == id)
     }
 
-    async fn latest(
-        &self,
-        a: &AccountSpec,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        last_read(self.store.as_ref(), a, now).await
+    async fn latest(&self, a: &AccountSpec) -> Result<Option<Snapshot>, StoreError> {
+        last_read(self.store.as_ref(), a).await
     }
 
     /// The account whose latest snapshot has `found`, among all.
@@ -139,11 +128,10 @@ impl Approvals {
         &self,
         what: &str,
         found: impl Fn(&Snapshot) -> bool,
-        now: DateTime<Utc>,
     ) -> Result<Result<AccountId, String>, StoreError> {
         let mut owners = Vec::new();
         for a in self.accounts.iter() {
-            if let Some(s) = self.latest(a, now).await?
+            if let Some(s) = self.latest(a).await?
                 && found(&s)
             {
                 owners.push(a.account.id.clone());
@@ -170,7 +158,6 @@ impl Approvals {
         &self,
         named: Option<&AccountId>,
         action: &Action,
-        now: DateTime<Utc>,
     ) -> Result<Result<AccountId, String>, StoreError> {
         if let Some(id) = named {
             return Ok(match self.account(id) {
@@ -188,28 +175,22 @@ impl Approvals {
         match action {
             Action::Renew { resources, .. } => {
                 let first = &resources[0];
-                self.owner(
-                    &format!("resource {first}"),
-                    |s| s.resources.iter().any(|r| &r.id == first),
-                    now,
-                )
+                self.owner(&format!("resource {first}"), |s| {
+                    s.resources.iter().any(|r| &r.id == first)
+                })
                 .await
             }
             Action::Autorenew { resource, .. } => {
-                self.owner(
-                    &format!("resource {resource}"),
-                    |s| s.resources.iter().any(|r| &r.id == resource),
-                    now,
-                )
+                self.owner(&format!("resource {resource}"), |s| {
+                    s.resources.iter().any(|r| &r.id == resource)
+                })
                 .await
             }
             Action::Pay { orders, .. } => {
                 let first = &orders[0];
-                self.owner(
-                    &format!("unpaid order {first}"),
-                    |s| s.orders.iter().any(|o| &o.id == first),
-                    now,
-                )
+                self.owner(&format!("unpaid order {first}"), |s| {
+                    s.orders.iter().any(|o| &o.id == first)
+                })
                 .await
             }
             Action::Topup { .. } | Action::Allocate { .. } => {
@@ -356,7 +337,7 @@ impl Approvals {
         let (Some(a), Some(policy)) = (self.account(account), self.policies.get(account)) else {
             return Ok(Opened::Unknown(format!("No account {account}.")));
         };
-        let latest = self.latest(a, now).await?;
+        let latest = self.latest(a).await?;
         let zero = Money::zero(a.currency);
         let mut cost = Self::cost(&action, latest.as_ref(), zero);
         if cost.is_none()
@@ -645,7 +626,7 @@ impl Approvals {
         let Some(a) = self.account(&r.account) else {
             return Ok(());
         };
-        let Some(s) = self.latest(a, now).await? else {
+        let Some(s) = self.latest(a).await? else {
             return Ok(());
         };
         if s.taken_at < r.requested_at {

@@ -425,6 +425,11 @@ where
     assert_eq!(all[1].balance.available, cny("900"));
     let later = store.history(&acme, t0 + Duration::hours(1)).await.unwrap();
     assert_eq!(later.len(), 1, "the latest known state is kept");
+    // The newest alone, as one row.
+    let newest = store.latest_snapshot(&acme).await.unwrap();
+    assert_eq!(newest.as_ref(), all.last());
+    let nobody = AccountId::parse("nobody").unwrap();
+    assert!(store.latest_snapshot(&nobody).await.unwrap().is_none());
 
     // An alert and its notice, written together; one row per output.
     let key = AlertKey {

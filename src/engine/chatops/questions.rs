@@ -98,7 +98,7 @@ impl ChatOps {
         let until = now + Duration::days(i64::from(days));
         let mut rows = Vec::new();
         for a in self.accounts.iter() {
-            let Some(latest) = self.latest(a, now).await? else {
+            let Some(latest) = self.latest(a).await? else {
                 continue;
             };
             for r in latest.resources {
@@ -249,12 +249,8 @@ impl ChatOps {
             .await
     }
 
-    pub(super) async fn latest(
-        &self,
-        a: &AccountSpec,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        approvals::last_read(self.store.as_ref(), a, now).await
+    pub(super) async fn latest(&self, a: &AccountSpec) -> Result<Option<Snapshot>, StoreError> {
+        approvals::last_read(self.store.as_ref(), a).await
     }
 
     /// The page asked for of `chosen`, with each one's view: those that

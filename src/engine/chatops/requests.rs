@@ -51,7 +51,7 @@ impl ChatOps {
         via: Via,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
-        let account = match self.approvals.account_of(account, &action, now).await? {
+        let account = match self.approvals.account_of(account, &action).await? {
             Ok(a) => a,
             Err(why) => return Ok(Reply::refused(why)),
         };
