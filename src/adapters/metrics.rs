@@ -104,7 +104,7 @@ struct ResultLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReadLabel {
-    read: String,
+    read: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -610,7 +610,7 @@ impl Meter for Metrics {
     fn escalator_pass(&self, read_all: bool, took: std::time::Duration) {
         self.escalator_passes
             .get_or_create(&ReadLabel {
-                read: if read_all { "all" } else { "changes" }.to_owned(),
+                read: if read_all { "all" } else { "changes" },
             })
             .inc();
         self.escalator_pass_duration.observe(took.as_secs_f64());
