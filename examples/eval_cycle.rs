@@ -4,9 +4,11 @@
 //! `PURSER_STORE_URL` names an empty database (then as the one replica,
 //! leading under a lease renewed as the clock moves).
 //!
-//!     cargo run --release --example eval_cycle -- [ACCOUNTS] [RESOURCES_PER_ACCOUNT]
+//!     cargo run --release --example eval_cycle -- [ACCOUNTS] [RESOURCES_PER_ACCOUNT] [CYCLES]
 //!
-//! Defaults: 10,000 accounts with 20 resources each (200,000 resources).
+//! Defaults: 10,000 accounts with 20 resources each (200,000 resources),
+//! three hourly cycles. More cycles measure judging with a deeper history
+//! (the runway window is 7 days: 168 hourly snapshots an account).
 //! Prints wall and CPU time per cycle and the process's peak resident memory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -51,6 +53,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let accounts: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let per_account: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let cycles: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let dir = tempfile::tempdir().unwrap();
     let scenario_path = dir.path().join("scenario.toml");
     std::fs::write(&scenario_path, scenario(accounts, per_account)).unwrap();
@@ -101,7 +104,7 @@ async fn main() {
         accounts * per_account,
         if replica { "PostgreSQL" } else { "SQLite" }
     );
-    for cycle in 1..=3 {
+    for cycle in 1..=cycles {
         if cycle > 1 {
             if replica {
                 // A minute at a time, each once the lease was renewed within
