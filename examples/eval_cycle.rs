@@ -139,6 +139,15 @@ async fn main() {
     }
     let alerts = store.all_alerts().await.unwrap();
     println!("alerts recorded: {}", alerts.len());
+    if !replica {
+        // The store's file and its write-ahead log, as they stand.
+        let size: u64 = ["bench.db", "bench.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        println!("store file: {:.0} MiB", size as f64 / 1048576.0);
+    }
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }

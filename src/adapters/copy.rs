@@ -37,6 +37,19 @@ struct Table {
 /// In an order that keeps references whole (requests before their
 /// decisions and cards).
 const TABLES: &[Table] = &[
+    // Before the snapshots that name them.
+    Table {
+        name: "inventories",
+        columns: &[("account", Text), ("digest", Text), ("body", Json)],
+        // Those the snapshots copied below name.
+        select: "SELECT account, digest, body FROM inventories i
+                 WHERE EXISTS (SELECT 1 FROM snapshots s
+                   WHERE s.account = i.account AND s.digest = i.digest
+                     AND (s.taken_at >= ?1
+                          OR s.id IN (SELECT MAX(id) FROM snapshots GROUP BY account)))
+                 ORDER BY account, digest",
+        serial: None,
+    },
     Table {
         name: "snapshots",
         columns: &[
@@ -44,9 +57,10 @@ const TABLES: &[Table] = &[
             ("account", Text),
             ("taken_at", Time),
             ("body", Json),
+            ("digest", Text),
         ],
         // Within the retention period, and each account's newest.
-        select: "SELECT id, account, taken_at, body FROM snapshots
+        select: "SELECT id, account, taken_at, body, digest FROM snapshots
                  WHERE taken_at >= ?1 OR id IN (SELECT MAX(id) FROM snapshots GROUP BY account)
                  ORDER BY id",
         serial: Some("id"),
@@ -341,7 +355,7 @@ pub async fn sqlite_to_postgres(
     let mut copied = Vec::new();
     for table in TABLES {
         let mut query = sqlx::query(table.select);
-        if table.name == "snapshots" {
+        if matches!(table.name, "snapshots" | "inventories") {
             query = query.bind(history_since.timestamp_millis());
         }
         let rows = query.fetch_all(from.pool()).await?;

@@ -27,6 +27,7 @@ pub mod slack;
 pub mod slack_channel;
 pub mod slack_socket;
 pub mod sqlite;
+mod stored_snapshot;
 pub mod tasks;
 pub mod telegram;
 pub mod telegram_channel;

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
 
+use super::stored_snapshot::{self, Inventories};
 use super::{at_ms, notice_at_ms};
 use crate::domain::alert::{Acknowledgement, Alert, Changes};
 use crate::domain::command::AlertRef;
@@ -36,7 +37,7 @@ mod rows;
 
 use rows::{
     alert_from_row, corrupt, count, enqueue, from_json, health_in, json, queue_notice,
-    silence_from_row,
+    silence_from_row, snapshot_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -357,12 +358,24 @@ impl Store for PgStore {
         let mut health = health_in(&mut tx, account).await?;
         match outcome {
             Ok(snapshot) => {
+                let stored = stored_snapshot::split(snapshot)?;
                 sqlx::query(
-                    "INSERT INTO snapshots (account, taken_at, body) VALUES ($1, $2, $3::jsonb)",
+                    "INSERT INTO inventories (account, digest, body) VALUES ($1, $2, $3::jsonb)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(account.as_str())
+                .bind(&stored.digest)
+                .bind(&stored.inventory)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO snapshots (account, taken_at, body, digest)
+                     VALUES ($1, $2, $3::jsonb, $4)",
                 )
                 .bind(account.as_str())
                 .bind(at_ms(snapshot.taken_at))
-                .bind(json(snapshot)?)
+                .bind(&stored.balance)
+                .bind(&stored.digest)
                 .execute(&mut *tx)
                 .await?;
                 health.succeeded(at);
@@ -408,25 +421,33 @@ impl Store for PgStore {
     ) -> Result<Vec<Snapshot>, StoreError> {
         // The newest snapshot before the window is kept too, as on SQLite.
         let rows = sqlx::query(
-            "SELECT body FROM snapshots WHERE account = $1
-               AND taken_at >= LEAST($2, (SELECT MAX(taken_at) FROM snapshots WHERE account = $1))
-             ORDER BY taken_at, id",
+            "SELECT s.body::text AS body, s.digest, i.body::text AS inventory FROM snapshots s
+               LEFT JOIN inventories i ON i.account = s.account AND i.digest = s.digest
+             WHERE s.account = $1
+               AND s.taken_at >= LEAST($2, (SELECT MAX(taken_at) FROM snapshots WHERE account = $1))
+             ORDER BY s.taken_at, s.id",
         )
         .bind(account.as_str())
         .bind(at_ms(since))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| from_json(r, "body")).collect()
+        let mut inventories = Inventories::default();
+        rows.iter()
+            .map(|r| snapshot_from_row(r, &mut inventories))
+            .collect()
     }
 
     async fn latest_snapshot(&self, account: &AccountId) -> Result<Option<Snapshot>, StoreError> {
         let row = sqlx::query(
-            "SELECT body FROM snapshots WHERE account = $1 ORDER BY taken_at DESC, id DESC LIMIT 1",
+            "SELECT s.body::text AS body, s.digest, i.body::text AS inventory FROM snapshots s
+               LEFT JOIN inventories i ON i.account = s.account AND i.digest = s.digest
+             WHERE s.account = $1 ORDER BY s.taken_at DESC, s.id DESC LIMIT 1",
         )
         .bind(account.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| from_json(&r, "body")).transpose()
+        row.map(|r| snapshot_from_row(&r, &mut Inventories::default()))
+            .transpose()
     }
 
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError> {
@@ -950,6 +971,26 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Inventories no snapshot names any more. A poll that takes one up
+        // again meanwhile holds it through the foreign key, and this fails
+        // rather than take it from under that snapshot: the next prune
+        // tries again.
+        let orphans = sqlx::query(
+            "DELETE FROM inventories i WHERE NOT EXISTS
+               (SELECT 1 FROM snapshots s WHERE s.account = i.account AND s.digest = i.digest)",
+        )
+        .execute(&self.pool)
+        .await;
+        match orphans {
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                tracing::info!(
+                    "an inventory being pruned was taken up again; left for the next prune"
+                );
+            }
+            other => {
+                other?;
+            }
+        }
         Ok(done.rows_affected())
     }
 }

@@ -21,6 +21,7 @@ use crate::ports::{
 };
 use crate::secret::redact;
 
+use super::stored_snapshot::{self, Inventories};
 use super::{at_ms, notice_at_ms};
 
 mod batch;
@@ -32,7 +33,7 @@ mod rows;
 
 use rows::{
     alert_from_row, bucket_kind, enqueue, entry_from_row, failed_from_row, health_in, queue_notice,
-    silence_from_row,
+    silence_from_row, snapshot_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -414,13 +415,25 @@ impl Store for SqliteStore {
         let mut health = health_in(&mut tx, account).await?;
         match outcome {
             Ok(snapshot) => {
-                let body = serde_json::to_string(snapshot).map_err(corrupt)?;
-                sqlx::query("INSERT INTO snapshots (account, taken_at, body) VALUES (?, ?, ?)")
-                    .bind(account.as_str())
-                    .bind(ms(snapshot.taken_at))
-                    .bind(body)
-                    .execute(&mut *tx)
-                    .await?;
+                let stored = stored_snapshot::split(snapshot)?;
+                sqlx::query(
+                    "INSERT INTO inventories (account, digest, body) VALUES (?, ?, ?)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(account.as_str())
+                .bind(&stored.digest)
+                .bind(&stored.inventory)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO snapshots (account, taken_at, body, digest) VALUES (?, ?, ?, ?)",
+                )
+                .bind(account.as_str())
+                .bind(ms(snapshot.taken_at))
+                .bind(&stored.balance)
+                .bind(&stored.digest)
+                .execute(&mut *tx)
+                .await?;
                 health.succeeded(at);
             }
             Err(error) => health.failed(
@@ -502,27 +515,32 @@ impl Store for SqliteStore {
         // The newest snapshot before the window is kept too: the rules judge the
         // latest known state even when the account has been unreadable for a while.
         let rows = sqlx::query(
-            "SELECT body FROM snapshots WHERE account = ?1
-               AND taken_at >= MIN(?2, (SELECT MAX(taken_at) FROM snapshots WHERE account = ?1))
-             ORDER BY taken_at",
+            "SELECT s.body, s.digest, i.body AS inventory FROM snapshots s
+               LEFT JOIN inventories i ON i.account = s.account AND i.digest = s.digest
+             WHERE s.account = ?1
+               AND s.taken_at >= MIN(?2, (SELECT MAX(taken_at) FROM snapshots WHERE account = ?1))
+             ORDER BY s.taken_at",
         )
         .bind(account.as_str())
         .bind(ms(since))
         .fetch_all(&self.pool)
         .await?;
+        let mut inventories = Inventories::default();
         rows.iter()
-            .map(|r| serde_json::from_str::<Snapshot>(r.get::<&str, _>("body")).map_err(corrupt))
+            .map(|r| snapshot_from_row(r, &mut inventories))
             .collect()
     }
 
     async fn latest_snapshot(&self, account: &AccountId) -> Result<Option<Snapshot>, StoreError> {
         let row = sqlx::query(
-            "SELECT body FROM snapshots WHERE account = ? ORDER BY taken_at DESC, id DESC LIMIT 1",
+            "SELECT s.body, s.digest, i.body AS inventory FROM snapshots s
+               LEFT JOIN inventories i ON i.account = s.account AND i.digest = s.digest
+             WHERE s.account = ? ORDER BY s.taken_at DESC, s.id DESC LIMIT 1",
         )
         .bind(account.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| serde_json::from_str::<Snapshot>(r.get::<&str, _>("body")).map_err(corrupt))
+        row.map(|r| snapshot_from_row(&r, &mut Inventories::default()))
             .transpose()
     }
 
@@ -951,13 +969,23 @@ impl Store for SqliteStore {
     }
 
     async fn prune_snapshots(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "DELETE FROM snapshots WHERE taken_at < ?
                AND id NOT IN (SELECT MAX(id) FROM snapshots GROUP BY account)",
         )
         .bind(ms(before))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // Inventories no snapshot names any more.
+        sqlx::query(
+            "DELETE FROM inventories WHERE NOT EXISTS
+               (SELECT 1 FROM snapshots s WHERE s.account = inventories.account
+                  AND s.digest = inventories.digest)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 }

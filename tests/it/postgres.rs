@@ -887,15 +887,219 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
     assert!(readings[1].open.is_empty() && readings[1].failed.is_empty());
 }
 
+/// Resources and orders are kept once per content: polls that saw the same
+/// ones share them, every snapshot reads back whole, and pruning drops only
+/// what no snapshot names. `kept` counts the inventories the store holds
+/// for the account, read beside the store.
+async fn inventory_story<S, F>(store: &S, kept: impl Fn() -> F)
+where
+    S: purser::ports::Store,
+    F: std::future::Future<Output = i64>,
+{
+    use chrono::{Duration, TimeZone, Utc};
+    use purser::domain::model::{AccountId, Balance, Resource, Snapshot};
+    use purser::domain::money::{Currency, Money};
+    use purser::ports::{PollRecord, Window};
+
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 3, 0, 0, 0).unwrap();
+    let at = |h| t0 + Duration::hours(h);
+    let acct = AccountId::parse("inventory-one").unwrap();
+    let resource = |id: &str| -> Resource {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "product": "cvm", "expires_at": "2026-12-01T00:00:00Z",
+            "renewal": "auto", "status": "active"
+        }))
+        .unwrap()
+    };
+    let snapshot = |at, balance: &str, resources: Vec<Resource>| Snapshot {
+        taken_at: at,
+        balance: Balance::available_only(Money::parse(balance, Currency::Cny).unwrap()),
+        resources,
+        orders: vec![],
+        spend: None,
+        recharges: vec![],
+    };
+    let one = vec![resource("ins-1")];
+    let two = vec![resource("ins-1"), resource("ins-2")];
+    let (a, b, c) = (
+        snapshot(at(0), "1000", one.clone()),
+        snapshot(at(1), "990", one.clone()),
+        snapshot(at(2), "980", two.clone()),
+    );
+    fn polled<'a>(account: &'a AccountId, s: &'a Snapshot) -> PollRecord<'a> {
+        PollRecord {
+            account,
+            at: s.taken_at,
+            outcome: Ok(s),
+        }
+    }
+    let record = |s| polled(&acct, s);
+    store.record_poll(&acct, a.taken_at, Ok(&a)).await.unwrap();
+    store.record_polls(&[record(&b), record(&c)]).await.unwrap();
+    assert_eq!(
+        kept().await,
+        2,
+        "two polls that saw the same resources share them"
+    );
+    assert_eq!(
+        store.history(&acct, t0).await.unwrap(),
+        vec![a.clone(), b.clone(), c.clone()]
+    );
+    assert_eq!(store.latest_snapshot(&acct).await.unwrap(), Some(c.clone()));
+    // Judging reads the newest whole and the others' balances.
+    let judging = store
+        .judging(&[Window {
+            account: &acct,
+            since: t0,
+            fresh: None,
+        }])
+        .await
+        .unwrap();
+    let history = &judging[0].history;
+    assert_eq!(history.last(), Some(&c));
+    assert_eq!(
+        history
+            .iter()
+            .map(|s| s.balance.available)
+            .collect::<Vec<_>>(),
+        [&a, &b, &c].map(|s| s.balance.available)
+    );
+
+    // Pruned to the newest, the first resources go; seen again, they are
+    // kept again. (The other stories' accounts are pruned too.)
+    assert!(store.prune_snapshots(at(2)).await.unwrap() >= 2);
+    assert_eq!(kept().await, 1);
+    assert_eq!(store.history(&acct, t0).await.unwrap(), vec![c.clone()]);
+    let d = snapshot(at(3), "970", one.clone());
+    store.record_polls(&[record(&d)]).await.unwrap();
+    assert_eq!(kept().await, 2);
+    assert_eq!(store.history(&acct, t0).await.unwrap(), vec![c, d.clone()]);
+    assert_eq!(store.latest_snapshot(&acct).await.unwrap(), Some(d));
+}
+
+/// Snapshots written before resources and orders were kept apart read back
+/// whole after the upgrade, and the next poll of the same resources is
+/// kept beside them.
+async fn upgraded_snapshot_story<S: purser::ports::Store>(store: &S) {
+    use chrono::{Duration, TimeZone, Utc};
+    use purser::domain::model::{AccountId, Snapshot};
+    let acct = AccountId::parse("old").unwrap();
+    let history = store
+        .history(&acct, Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    let old = &history[0];
+    assert_eq!(old.balance.available.to_string(), "¥1,000.00");
+    assert_eq!(old.resources.len(), 1);
+    assert_eq!(old.resources[0].id.as_str(), "ins-old");
+    let next = Snapshot {
+        taken_at: old.taken_at + Duration::hours(1),
+        ..old.clone()
+    };
+    store
+        .record_poll(&acct, next.taken_at, Ok(&next))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.history(&acct, old.taken_at).await.unwrap(),
+        vec![old.clone(), next]
+    );
+}
+
+const OLD_SNAPSHOT: &str = r#"{"taken_at":"2026-10-01T00:00:00Z","balance":{"available":{"amount":"1000","currency":"CNY"}},"resources":[{"id":"ins-old","product":"cvm","expires_at":"2026-12-01T00:00:00Z","renewal":"auto","status":"active"}],"orders":[]}"#;
+
+#[tokio::test]
+async fn snapshots_kept_before_the_upgrade_read_back_whole_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let mut before = sqlx::migrate!("./migrations/sqlite");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| !m.description.contains("inventories"))
+            .cloned()
+            .collect();
+        before.run(&pool).await.unwrap();
+        sqlx::query("INSERT INTO snapshots (account, taken_at, body) VALUES ('old', ?, ?)")
+            .bind(1_790_812_800_000_i64)
+            .bind(OLD_SNAPSHOT)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let store = purser::adapters::sqlite::SqliteStore::open(&path)
+        .await
+        .unwrap();
+    upgraded_snapshot_story(&store).await;
+}
+
+#[tokio::test]
+async fn snapshots_kept_before_the_upgrade_read_back_whole_on_postgres() {
+    let Some(pg) = Postgres::start("snapshots_kept_before_the_upgrade").await else {
+        return;
+    };
+    let url = pg.database().await;
+    {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let mut before = sqlx::migrate!("./migrations/postgres");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| !m.description.contains("inventories"))
+            .cloned()
+            .collect();
+        before.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO snapshots (account, taken_at, body)
+             VALUES ('old', '2026-10-01T00:00:00Z', $1::jsonb)",
+        )
+        .bind(OLD_SNAPSHOT)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = purser::adapters::postgres::PgStore::open(&url, None, 4)
+        .await
+        .unwrap();
+    upgraded_snapshot_story(&store).await;
+}
+
+/// How many inventories the store holds for the inventory story's account.
+async fn kept<'a, DB: sqlx::Database>(pool: &'a sqlx::Pool<DB>) -> i64
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    <DB as sqlx::Database>::Arguments<'a>: sqlx::IntoArguments<'a, DB>,
+{
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM inventories WHERE account = 'inventory-one'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    n
+}
+
 #[tokio::test]
 async fn the_store_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = purser::adapters::sqlite::SqliteStore::open(&dir.path().join("s.db"))
+    let path = dir.path().join("s.db");
+    let store = purser::adapters::sqlite::SqliteStore::open(&path)
         .await
         .unwrap();
     story(&store).await;
     receipts_story(&store).await;
     batch_story(&store).await;
+    let beside = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    inventory_story(&store, || kept(&beside)).await;
 }
 
 #[tokio::test]
@@ -903,12 +1107,15 @@ async fn the_store_story_on_postgres() {
     let Some(pg) = Postgres::start("the_store_story_on_postgres").await else {
         return;
     };
-    let store = purser::adapters::postgres::PgStore::open(&pg.database().await, None, 4)
+    let url = pg.database().await;
+    let store = purser::adapters::postgres::PgStore::open(&url, None, 4)
         .await
         .unwrap();
     story(&store).await;
     receipts_story(&store).await;
     batch_story(&store).await;
+    let beside = sqlx::PgPool::connect(&url).await.unwrap();
+    inventory_story(&store, || kept(&beside)).await;
 }
 
 /// Two replicas on one database: one leads; the other takes over only once

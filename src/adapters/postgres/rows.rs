@@ -6,9 +6,10 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::adapters::notice_at_ms;
+use crate::adapters::stored_snapshot::{self, Inventories};
 use crate::domain::alert::{Acknowledgement, Alert, AlertState, Notice};
 use crate::domain::command::Matcher;
-use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, PollHealth};
+use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, PollHealth, Snapshot};
 use crate::domain::routing::Routing;
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
@@ -29,6 +30,16 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, StoreError> {
     let v: serde_json::Value = r.try_get(column)?;
     serde_json::from_value(v).map_err(corrupt)
+}
+
+/// A snapshot from its row's `body` and `digest`, with the resources and
+/// orders of its `inventory` when that was read (both read as text).
+pub(super) fn snapshot_from_row(
+    r: &PgRow,
+    inventories: &mut Inventories,
+) -> Result<Snapshot, StoreError> {
+    let inventory = inventories.get(r.try_get("digest")?, r.try_get("inventory")?)?;
+    stored_snapshot::join(r.try_get("body")?, inventory)
 }
 
 pub(super) fn count(r: &PgRow, column: &str) -> Result<u32, StoreError> {

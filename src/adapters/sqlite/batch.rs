@@ -3,14 +3,15 @@
 //! so a cycle of thousands of accounts pays for a few hundred of each, not
 //! for a dozen per account.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::rows::{alert_from_row, failed_from_row, health_from_row};
+use super::rows::{alert_from_row, failed_from_row, health_from_row, snapshot_from_row};
 use super::{apply_in, corrupt, ms};
-use crate::domain::model::{AccountId, PollFailure, PollHealth, Snapshot};
+use crate::adapters::stored_snapshot::{self, Inventories, Split};
+use crate::domain::model::{AccountId, PollFailure, PollHealth};
 use crate::domain::routing::Routing;
 use crate::ports::{Judgement, Judging, PollRecord, StoreError, Window};
 use crate::secret::redact;
@@ -71,13 +72,13 @@ pub(super) async fn record_polls(
         healths.insert(r.get("account"), health_from_row(&r)?);
     }
     let mut after = Vec::with_capacity(polls.len());
-    let mut snapshots: Vec<(&str, i64, String)> = Vec::new();
+    let mut snapshots: Vec<(&str, i64, Split)> = Vec::new();
     for p in polls {
         let health = healths.entry(p.account.as_str().to_owned()).or_default();
         match p.outcome {
             Ok(snapshot) => {
-                let body = serde_json::to_string(snapshot).map_err(corrupt)?;
-                snapshots.push((p.account.as_str(), ms(snapshot.taken_at), body));
+                let stored = stored_snapshot::split(snapshot)?;
+                snapshots.push((p.account.as_str(), ms(snapshot.taken_at), stored));
                 health.succeeded(p.at);
             }
             Err(error) => health.failed(
@@ -90,12 +91,47 @@ pub(super) async fn record_polls(
         }
         after.push(health.clone());
     }
+    // Most polls find the resources and orders they saw already kept: only
+    // the new ones are written.
+    let mut named: Vec<(&str, &str, &str)> = snapshots
+        .iter()
+        .map(|(account, _, s)| (*account, s.digest.as_str(), s.inventory.as_str()))
+        .collect();
+    named.sort_unstable_by_key(|(account, digest, _)| (*account, *digest));
+    named.dedup_by_key(|(account, digest, _)| (*account, *digest));
+    let mut kept: HashSet<(String, String)> = HashSet::new();
+    for chunk in named.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT account, digest FROM inventories WHERE (account, digest) IN (",
+        );
+        q.push_values(chunk, |mut row, (account, digest, _)| {
+            row.push_bind(*account).push_bind(*digest);
+        });
+        q.push(")");
+        for r in q.build().fetch_all(&mut *tx).await? {
+            kept.insert((r.get("account"), r.get("digest")));
+        }
+    }
+    let new: Vec<&(&str, &str, &str)> = named
+        .iter()
+        .filter(|(a, d, _)| !kept.contains(&((*a).to_owned(), (*d).to_owned())))
+        .collect();
+    for chunk in new.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO inventories (account, digest, body) ");
+        q.push_values(chunk, |mut row, (account, digest, body)| {
+            row.push_bind(*account).push_bind(*digest).push_bind(*body);
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut *tx).await?;
+    }
     for chunk in snapshots.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO snapshots (account, taken_at, body) ");
-        q.push_values(chunk, |mut row, (account, taken_at, body)| {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO snapshots (account, taken_at, body, digest) ");
+        q.push_values(chunk, |mut row, (account, taken_at, stored)| {
             row.push_bind(*account)
                 .push_bind(*taken_at)
-                .push_bind(body.as_str());
+                .push_bind(stored.balance.as_str())
+                .push_bind(stored.digest.as_str());
         });
         q.build().execute(&mut *tx).await?;
     }
@@ -154,6 +190,7 @@ pub(super) async fn judging(
         .collect();
     // The window, as `history` reads it: the newest snapshot before the
     // window is kept too.
+    let mut inventories = Inventories::default();
     for chunk in earliest.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new("WITH w (account, since, fresh) AS (");
         q.push_values(chunk, |mut row, (id, (since, fresh))| {
@@ -162,25 +199,28 @@ pub(super) async fn judging(
         // Only the newest is read whole, and not even that when the caller
         // holds it: of those before it the rules read the balance, and a
         // fleet's resources decoded again at every poll would be most of a
-        // cycle's work.
+        // cycle's work. The others' rows hold their balance part only.
         q.push(
-            "), n AS (SELECT account, since, fresh,
+            "), n AS MATERIALIZED (SELECT account, since, fresh,
                  (SELECT MAX(taken_at) FROM snapshots m WHERE m.account = w.account) AS newest
                FROM w)
-             SELECT s.account,
-               CASE WHEN s.taken_at = n.newest AND s.taken_at IS NOT n.fresh THEN s.body
-                 ELSE json_remove(s.body, '$.resources', '$.orders') END AS body
+             SELECT s.account, s.body, s.digest, i.body AS inventory
              FROM snapshots s JOIN n ON s.account = n.account
-             WHERE s.taken_at >= MIN(n.since, n.newest)
-             ORDER BY s.account, s.taken_at",
+               LEFT JOIN inventories i ON s.taken_at = n.newest AND s.taken_at IS NOT n.fresh
+                 AND i.account = s.account AND i.digest = s.digest
+             WHERE s.taken_at >= MIN(n.since, n.newest)",
         );
         for r in q.build().fetch_all(&mut *conn).await? {
-            let snapshot: Snapshot =
-                serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?;
+            let snapshot = snapshot_from_row(&r, &mut inventories)?;
             if let Some(j) = by_account.get_mut(r.get::<&str, _>("account")) {
                 j.history.push(snapshot);
             }
         }
+    }
+    // In time order, put right here rather than by a sort of the whole
+    // chunk's rows in SQLite.
+    for j in by_account.values_mut() {
+        j.history.sort_by_key(|s| s.taken_at);
     }
     let ids = distinct(windows.iter().map(|w| w.account));
     let open = rows_for(

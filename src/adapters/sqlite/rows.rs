@@ -6,10 +6,11 @@ use sqlx::Row;
 
 use super::{corrupt, from_ms, ms, opt_from_ms};
 use crate::adapters::notice_at_ms;
+use crate::adapters::stored_snapshot::{self, Inventories};
 use crate::domain::alert::{Acknowledgement, Alert, AlertState, Notice};
 use crate::domain::command::Matcher;
 use crate::domain::model::{
-    Account, AccountId, BalanceEntry, FailureKind, PollFailure, PollHealth,
+    Account, AccountId, BalanceEntry, FailureKind, PollFailure, PollHealth, Snapshot,
 };
 use crate::domain::money::{Currency, Money};
 use crate::domain::routing::Routing;
@@ -17,6 +18,16 @@ use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
 use crate::ports::{FailedNotice, StoreError, StoredNotice};
 use crate::secret::redact;
+
+/// A snapshot from its row's `body` and `digest`, with the resources and
+/// orders of its `inventory` when that was read.
+pub(super) fn snapshot_from_row(
+    r: &sqlx::sqlite::SqliteRow,
+    inventories: &mut Inventories,
+) -> Result<Snapshot, StoreError> {
+    let inventory = inventories.get(r.get("digest"), r.get("inventory"))?;
+    stored_snapshot::join(r.get("body"), inventory)
+}
 
 pub(super) fn alert_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
     let rule: String = r.get("rule");

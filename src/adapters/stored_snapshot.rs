@@ -1,0 +1,228 @@
+//! How both stores keep a snapshot: its balance part on every row, and its
+//! resources and orders (the inventory, which rarely changes from one poll
+//! to the next) once per account for each different content, named by the
+//! content's digest. A fleet polled every 15 minutes keeps a week of
+//! balances without a week of copies of the same resource lists, and
+//! judging reads the small part only. The stores differ only in SQL.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::model::{Order, Resource, Snapshot};
+use crate::ports::StoreError;
+
+/// A snapshot as it is written.
+pub(crate) struct Split {
+    /// The snapshot without its resources and orders (JSON).
+    pub balance: String,
+    /// `{"resources": […], "orders": […]}`.
+    pub inventory: String,
+    /// SHA-256 of `inventory`, in hex: the same content, the same name.
+    pub digest: String,
+}
+
+#[derive(Serialize)]
+struct BalancePart<'a> {
+    taken_at: &'a chrono::DateTime<chrono::Utc>,
+    balance: &'a crate::domain::model::Balance,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spend: &'a Option<crate::domain::model::ReportedSpend>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    recharges: &'a Vec<crate::domain::model::Recharge>,
+}
+
+#[derive(Serialize)]
+struct InventoryRef<'a> {
+    resources: &'a [Resource],
+    orders: &'a [Order],
+}
+
+/// A stored inventory, decoded.
+#[derive(Clone, Deserialize)]
+pub(crate) struct Inventory {
+    #[serde(default)]
+    resources: Vec<Resource>,
+    #[serde(default)]
+    orders: Vec<Order>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("a stored snapshot does not decode: {e}"))
+}
+
+pub(crate) fn split(snapshot: &Snapshot) -> Result<Split, StoreError> {
+    // Every field named, so that a field added to snapshots is placed here
+    // (or the build fails) rather than silently left unstored.
+    let Snapshot {
+        taken_at,
+        balance,
+        resources,
+        orders,
+        spend,
+        recharges,
+    } = snapshot;
+    let balance = serde_json::to_string(&BalancePart {
+        taken_at,
+        balance,
+        spend,
+        recharges,
+    })
+    .map_err(corrupt)?;
+    let inventory = serde_json::to_string(&InventoryRef { resources, orders }).map_err(corrupt)?;
+    let digest = hex::encode(Sha256::digest(inventory.as_bytes()));
+    Ok(Split {
+        balance,
+        inventory,
+        digest,
+    })
+}
+
+/// The snapshot from its balance part, with its resources and orders when
+/// the inventory was read (judging reads only the newest one's).
+pub(crate) fn join(balance: &str, inventory: Option<Inventory>) -> Result<Snapshot, StoreError> {
+    let mut snapshot: Snapshot = serde_json::from_str(balance).map_err(corrupt)?;
+    if let Some(Inventory { resources, orders }) = inventory {
+        snapshot.resources = resources;
+        snapshot.orders = orders;
+    }
+    Ok(snapshot)
+}
+
+/// Decodes inventories read alongside snapshots, each different one once:
+/// a history of a week shares a handful.
+#[derive(Default)]
+pub(crate) struct Inventories {
+    seen: HashMap<String, Inventory>,
+}
+
+impl Inventories {
+    /// The inventory stored as `body` under `digest` (`None` when the row
+    /// named none, or it was not read).
+    pub(crate) fn get(
+        &mut self,
+        digest: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<Option<Inventory>, StoreError> {
+        let (Some(digest), Some(body)) = (digest, body) else {
+            return Ok(None);
+        };
+        if let Some(known) = self.seen.get(digest) {
+            return Ok(Some(known.clone()));
+        }
+        let decoded: Inventory = serde_json::from_str(body).map_err(corrupt)?;
+        self.seen.insert(digest.to_owned(), decoded.clone());
+        Ok(Some(decoded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::{
+        Balance, Bucket, BucketKind, ExternalId, Recharge, RenewalMode, ReportedSpend,
+        ResourceStatus,
+    };
+    use crate::domain::money::{Currency, Money};
+    use chrono::{Duration, TimeZone, Utc};
+    use rust_decimal::Decimal;
+
+    fn cny(v: &str) -> Money {
+        Money::new(v.parse::<Decimal>().unwrap(), Currency::Cny)
+    }
+
+    fn full() -> Snapshot {
+        let at = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let mut balance = Balance::available_only(cny("1234.56"));
+        balance.cash = Some(cny("1000"));
+        balance.buckets.push(Bucket {
+            name: "COC-1".into(),
+            kind: BucketKind::Contract,
+            amount: cny("50"),
+            entered_as_of: Some(at),
+        });
+        Snapshot {
+            taken_at: at,
+            balance,
+            resources: vec![Resource {
+                id: ExternalId::parse("ins-1").unwrap(),
+                product: "cvm".into(),
+                region: Some("ap-shanghai".into()),
+                name: None,
+                expires_at: at + Duration::days(3),
+                renewal: RenewalMode::Auto,
+                status: ResourceStatus::Active,
+                renewal_months: Some(1),
+                renewal_price: Some(cny("900")),
+                unpriced: None,
+            }],
+            orders: vec![Order {
+                id: ExternalId::parse("ord-7").unwrap(),
+                amount: cny("300"),
+                created_at: at - Duration::days(1),
+                pay_deadline: Some(at + Duration::days(2)),
+                description: "renewal".into(),
+            }],
+            spend: Some(ReportedSpend {
+                per_day: cny("12.5"),
+                over_days: 7,
+            }),
+            recharges: vec![Recharge {
+                at: at - Duration::hours(2),
+                amount: cny("500"),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_snapshot_split_and_joined_is_the_same_snapshot() {
+        let s = full();
+        let stored = split(&s).unwrap();
+        let inventory: Inventory = serde_json::from_str(&stored.inventory).unwrap();
+        assert_eq!(join(&stored.balance, Some(inventory)).unwrap(), s);
+    }
+
+    #[test]
+    fn the_balance_part_alone_is_the_snapshot_without_its_lists() {
+        let s = full();
+        let stored = split(&s).unwrap();
+        assert!(!stored.balance.contains("ins-1") && !stored.balance.contains("ord-7"));
+        let thin = join(&stored.balance, None).unwrap();
+        assert_eq!(
+            thin,
+            Snapshot {
+                resources: Vec::new(),
+                orders: Vec::new(),
+                ..s
+            }
+        );
+    }
+
+    #[test]
+    fn the_same_lists_have_the_same_digest_and_any_change_another() {
+        let s = full();
+        let a = split(&s).unwrap();
+        let mut later = s.clone();
+        later.taken_at += Duration::hours(1);
+        later.balance.available = cny("1200");
+        assert_eq!(split(&later).unwrap().digest, a.digest);
+        later.resources[0].renewal = RenewalMode::Manual;
+        assert_ne!(split(&later).unwrap().digest, a.digest);
+        assert_eq!(a.digest.len(), 64);
+    }
+
+    #[test]
+    fn a_stored_body_that_does_not_decode_is_named_corrupt() {
+        assert!(matches!(
+            join("{\"taken_at\": 5}", None),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut seen = Inventories::default();
+        assert!(matches!(
+            seen.get(Some("d"), Some("[1, 2")),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(seen.get(Some("d"), None).unwrap().is_none());
+    }
+}
