@@ -461,6 +461,21 @@ pub trait BalanceEntries: Send + Sync {
     ) -> Result<Option<BalanceEntry>, StoreError>;
     /// The entry in force for each contract and for the unallocated money.
     async fn bucket_entries(&self, account: &AccountId) -> Result<Vec<BalanceEntry>, StoreError>;
+    /// `bucket_entries` of each of `accounts`; an account with none is left
+    /// out. A store that can reads them all in a few queries.
+    async fn bucket_entries_of(
+        &self,
+        accounts: &[&AccountId],
+    ) -> Result<std::collections::HashMap<AccountId, Vec<BalanceEntry>>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for a in accounts {
+            let entries = self.bucket_entries(a).await?;
+            if !entries.is_empty() {
+                out.insert((*a).clone(), entries);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Why an output did not take a message, in the terms its sender acts on.

@@ -147,7 +147,10 @@ fn poll_histogram() -> Histogram {
 }
 
 /// The balance parts and resources an account's last poll showed.
-type Shown = (Vec<PartLabels>, Vec<ResourceLabels>);
+/// What an account's last poll showed: its balance parts, and its
+/// resources with the series each is set on (so that a resource seen again
+/// is set without looking its series up).
+type Shown = (Vec<PartLabels>, Vec<(ResourceLabels, Gauge)>);
 
 /// Every family purser exposes, in one registry per daemon.
 pub struct Metrics {
@@ -533,38 +536,62 @@ impl Meter for Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&account)
             .unwrap_or_default();
-        // Last poll's labels, by resource: reused where unchanged.
-        let known: HashMap<&str, &ResourceLabels> =
-            before.1.iter().map(|l| (&*l.resource, l)).collect();
-        let owner: Arc<str> = Arc::from(account.as_str());
-        let resources: Vec<ResourceLabels> = snapshot
-            .resources
-            .iter()
-            .map(|r| {
-                let renewal = r.renewal.as_str();
-                let l = match known.get(r.id.as_str()) {
-                    Some(l) if *l.product == *r.product && l.renewal == renewal => (*l).clone(),
-                    _ => ResourceLabels {
-                        account: owner.clone(),
-                        resource: Arc::from(r.id.as_str()),
-                        product: Arc::from(r.product.as_str()),
-                        renewal,
-                    },
-                };
-                self.expiry.get_or_create(&l).set(r.expires_at.timestamp());
-                l
-            })
-            .collect();
         let (old_parts, old_resources) = before;
         for l in old_parts.iter().filter(|l| !parts.contains(l)) {
             self.balance_part.remove(l);
         }
-        // A set: an account of thousands of resources is not compared
-        // pairwise at every poll.
-        let now: HashSet<&ResourceLabels> = resources.iter().collect();
-        for l in old_resources.iter().filter(|l| !now.contains(l)) {
-            self.expiry.remove(l);
-        }
+        let same = |l: &ResourceLabels, r: &Resource| {
+            *l.resource == *r.id.as_str()
+                && *l.product == *r.product
+                && l.renewal == r.renewal.as_str()
+        };
+        let resources = if old_resources.len() == snapshot.resources.len()
+            && old_resources
+                .iter()
+                .zip(&snapshot.resources)
+                .all(|((l, _), r)| same(l, r))
+        {
+            // The same resources as the last poll, as most polls see.
+            for ((_, gauge), r) in old_resources.iter().zip(&snapshot.resources) {
+                gauge.set(r.expires_at.timestamp());
+            }
+            old_resources
+        } else {
+            // Last poll's labels, by resource: reused where unchanged.
+            let known: HashMap<&str, &(ResourceLabels, Gauge)> = old_resources
+                .iter()
+                .map(|shown| (&*shown.0.resource, shown))
+                .collect();
+            let owner: Arc<str> = Arc::from(account.as_str());
+            let resources: Vec<(ResourceLabels, Gauge)> = snapshot
+                .resources
+                .iter()
+                .map(|r| {
+                    let shown = match known.get(r.id.as_str()) {
+                        Some(shown) if same(&shown.0, r) => (*shown).clone(),
+                        _ => {
+                            let l = ResourceLabels {
+                                account: owner.clone(),
+                                resource: Arc::from(r.id.as_str()),
+                                product: Arc::from(r.product.as_str()),
+                                renewal: r.renewal.as_str(),
+                            };
+                            let gauge = self.expiry.get_or_create(&l).clone();
+                            (l, gauge)
+                        }
+                    };
+                    shown.1.set(r.expires_at.timestamp());
+                    shown
+                })
+                .collect();
+            // A set: an account of thousands of resources is not compared
+            // pairwise at every poll.
+            let now: HashSet<&ResourceLabels> = resources.iter().map(|(l, _)| l).collect();
+            for (l, _) in old_resources.iter().filter(|(l, _)| !now.contains(l)) {
+                self.expiry.remove(l);
+            }
+            resources
+        };
         self.shown
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -795,6 +822,76 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn a_resource_seen_again_shows_its_new_expiry_and_a_changed_renewal_its_new_series() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = crate::adapters::sqlite::SqliteStore::open(&dir.path().join("m.db"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let m = Metrics::new("1.2.3", "abc", &["tc".into()], &["ops".into()]);
+        let account = Account {
+            id: AccountId::parse("acme").unwrap_or_else(|e| panic!("{e}")),
+            provider: "tc".into(),
+            site: String::new(),
+            labels: Default::default(),
+        };
+        let mut snapshot = Snapshot {
+            taken_at: DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default(),
+            balance: Balance::available_only(cny("10")),
+            resources: vec![resource("ins-a"), resource("ins-b")],
+            orders: Vec::new(),
+            spend: None,
+            recharges: Vec::new(),
+        };
+        let (m, store) = (&m, &store);
+        let shown = |s: &Snapshot| {
+            m.polled(&Polled {
+                account: &account,
+                failure: None,
+                took: std::time::Duration::from_millis(300),
+                snapshot: Some(s),
+                view: None,
+                last_success_at: Some(s.taken_at),
+            });
+            let at = s.taken_at;
+            async move {
+                let text = m
+                    .render(store, false, at)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let mut by_renewal =
+                    samples(&text, "purser_resource_expiry_timestamp_seconds", "renewal");
+                by_renewal.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+                by_renewal
+            }
+        };
+        assert_eq!(
+            shown(&snapshot).await,
+            [
+                ("auto".to_owned(), 1_800_000_000.0),
+                ("auto".to_owned(), 1_800_000_000.0)
+            ]
+        );
+        // Renewed: the same resources, one with a later expiry.
+        snapshot.resources[0].expires_at += chrono::Duration::days(30);
+        assert_eq!(
+            shown(&snapshot).await,
+            [
+                ("auto".to_owned(), 1_800_000_000.0),
+                ("auto".to_owned(), 1_802_592_000.0)
+            ]
+        );
+        // Auto-renewal turned off on ins-b: its auto series goes.
+        snapshot.resources[1].renewal = RenewalMode::Manual;
+        assert_eq!(
+            shown(&snapshot).await,
+            [
+                ("auto".to_owned(), 1_802_592_000.0),
+                ("manual".to_owned(), 1_800_000_000.0)
+            ]
+        );
     }
 
     #[tokio::test]

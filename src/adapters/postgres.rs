@@ -1155,6 +1155,27 @@ impl BalanceEntries for PgStore {
         .await?;
         rows.iter().map(entry_from_row).collect()
     }
+
+    async fn bucket_entries_of(
+        &self,
+        accounts: &[&AccountId],
+    ) -> Result<HashMap<AccountId, Vec<BalanceEntry>>, StoreError> {
+        let ids: Vec<&str> = accounts.iter().map(|a| a.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (account, bucket_kind, bucket_name) * FROM balance_entries
+             WHERE account = ANY($1) AND bucket_kind IS NOT NULL
+             ORDER BY account, bucket_kind, bucket_name, as_of DESC, id DESC",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: HashMap<AccountId, Vec<BalanceEntry>> = HashMap::new();
+        for r in &rows {
+            let account = AccountId::parse(r.try_get::<&str, _>("account")?).map_err(corrupt)?;
+            out.entry(account).or_default().push(entry_from_row(r)?);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

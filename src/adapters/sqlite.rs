@@ -401,6 +401,13 @@ impl BalanceEntries for SqliteStore {
         .await?;
         rows.iter().map(entry_from_row).collect()
     }
+
+    async fn bucket_entries_of(
+        &self,
+        accounts: &[&AccountId],
+    ) -> Result<HashMap<AccountId, Vec<BalanceEntry>>, StoreError> {
+        batch::bucket_entries_of(&self.pool, accounts).await
+    }
 }
 
 #[async_trait]

@@ -110,10 +110,6 @@ impl Poller {
         let started = self.clock.now();
         let outcome = match self.poll(&account, provider).await {
             Ok(mut snapshot) => {
-                if let Some(entries) = &self.entries {
-                    let entered = entries.bucket_entries(id).await?;
-                    snapshot.balance.with_entries(&entered);
-                }
                 self.price(&account, provider, &mut snapshot).await?;
                 Ok(snapshot)
             }
@@ -122,7 +118,7 @@ impl Poller {
                 Err(e.failure())
             }
         };
-        let fetched = Fetched {
+        let mut fetched = Fetched {
             account,
             started,
             at: self.clock.now(),
@@ -131,7 +127,7 @@ impl Poller {
         match &self.recorder {
             Some(recorder) => recorder.record(fetched).await,
             None => self
-                .record(std::slice::from_ref(&fetched))
+                .record(std::slice::from_mut(&mut fetched))
                 .await?
                 .pop()
                 .ok_or_else(|| StoreError::Unavailable("the poll was not recorded".into())),
@@ -140,10 +136,12 @@ impl Poller {
 
     /// Records polls and judges their accounts: a few reads and writes for
     /// the lot, then one outcome per poll, in order.
-    async fn record(&self, batch: &[Fetched]) -> Result<Vec<PollOutcome>, StoreError> {
+    async fn record(&self, batch: &mut [Fetched]) -> Result<Vec<PollOutcome>, StoreError> {
         let Some(earliest) = batch.iter().map(|f| f.at).min() else {
             return Ok(Vec::new());
         };
+        self.enter_balances(batch).await?;
+        let batch = &*batch;
         let polls: Vec<PollRecord> = batch
             .iter()
             .map(|f| PollRecord {
@@ -256,6 +254,32 @@ impl Poller {
         Ok(outcomes)
     }
 
+    /// Lays the balances people entered for parts of an account (a
+    /// contract's money, the unallocated money) over what was read: one
+    /// read for the batch.
+    async fn enter_balances(&self, batch: &mut [Fetched]) -> Result<(), StoreError> {
+        let Some(entries) = &self.entries else {
+            return Ok(());
+        };
+        let read: Vec<&AccountId> = batch
+            .iter()
+            .filter(|f| f.outcome.is_ok())
+            .map(|f| &f.account.account.id)
+            .collect();
+        if read.is_empty() {
+            return Ok(());
+        }
+        let entered = entries.bucket_entries_of(&read).await?;
+        for f in batch.iter_mut() {
+            if let (Ok(snapshot), Some(entered)) =
+                (&mut f.outcome, entered.get(&f.account.account.id))
+            {
+                snapshot.balance.with_entries(entered);
+            }
+        }
+        Ok(())
+    }
+
     /// The open requests, read once for a batch, when one of its accounts
     /// has a policy (only then can a payment run late).
     async fn open_requests(&self, batch: &[Fetched]) -> Result<Vec<Request>, StoreError> {
@@ -324,7 +348,7 @@ impl Poller {
         {
             return Ok(());
         }
-        let previous = self.store.history(&account.account.id, now).await?;
+        let previous = self.store.latest_snapshot(&account.account.id).await?;
         let Ok(_permit) = provider.permits.acquire().await else {
             return Ok(());
         };
@@ -334,7 +358,7 @@ impl Poller {
             self.clock.as_ref(),
             &account.account,
             snapshot,
-            previous.last(),
+            previous.as_ref(),
             rule.within,
             deadline,
         ))
@@ -497,9 +521,9 @@ async fn record_queued(poller: Poller, queue: Arc<tokio::sync::Mutex<mpsc::Recei
         if queue.lock().await.recv_many(&mut jobs, BATCH).await == 0 {
             return;
         }
-        let (batch, done): (Vec<Fetched>, Vec<_>) =
+        let (mut batch, done): (Vec<Fetched>, Vec<_>) =
             jobs.drain(..).map(|j| (j.fetched, j.done)).unzip();
-        match guard::caught(poller.record(&batch)).await {
+        match guard::caught(poller.record(&mut batch)).await {
             Ok(Ok(outcomes)) => {
                 for (done, outcome) in done.into_iter().zip(outcomes) {
                     let _ = done.send(Ok(outcome));

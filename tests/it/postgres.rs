@@ -639,6 +639,22 @@ where
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0].amount.amount_string(), "250.00");
     assert_eq!(parts[0].bucket, contract);
+    // Many accounts at once, as one at a time; one with none is left out.
+    let other = AccountId::parse("other").unwrap();
+    let unallocated = Some(EnteredBucket::Unallocated);
+    store
+        .record_balance_entry(&other, &entry(unallocated.clone(), "7", t0))
+        .await
+        .unwrap();
+    let none = AccountId::parse("nobody-entered").unwrap();
+    let all = store
+        .bucket_entries_of(&[&acme, &none, &other, &acme])
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[&acme], parts);
+    assert_eq!(all[&other], store.bucket_entries(&other).await.unwrap());
+    assert_eq!(all[&other][0].bucket, unallocated);
 }
 
 /// Receipts: a key is taken once per source, forgotten after its time;

@@ -8,10 +8,12 @@ use std::collections::{HashMap, HashSet};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::rows::{alert_from_row, failed_from_row, health_from_row, snapshot_from_row};
+use super::rows::{
+    alert_from_row, entry_from_row, failed_from_row, health_from_row, snapshot_from_row,
+};
 use super::{apply_in, corrupt, ms};
 use crate::adapters::stored_snapshot::{self, Inventories, Split};
-use crate::domain::model::{AccountId, PollFailure, PollHealth};
+use crate::domain::model::{AccountId, BalanceEntry, PollFailure, PollHealth};
 use crate::domain::routing::Routing;
 use crate::ports::{Judgement, Judging, PollRecord, StoreError, Window};
 use crate::secret::redact;
@@ -324,4 +326,34 @@ pub(super) async fn record_judgements(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The entries in force for each part of each of `accounts` (as
+/// `bucket_entries` reads one account's), a chunk of accounts at a time.
+pub(super) async fn bucket_entries_of(
+    pool: &SqlitePool,
+    accounts: &[&AccountId],
+) -> Result<HashMap<AccountId, Vec<BalanceEntry>>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let ids = distinct(accounts.iter().copied());
+    let rows = rows_for(
+        &mut conn,
+        "SELECT account, amount, currency, as_of, entered_by, entered_at, bucket_kind, bucket_name
+           FROM balance_entries e
+         WHERE bucket_kind IS NOT NULL
+           AND id = (SELECT id FROM balance_entries x
+                      WHERE x.account = e.account AND x.bucket_kind = e.bucket_kind
+                        AND x.bucket_name = e.bucket_name
+                      ORDER BY as_of DESC, id DESC LIMIT 1)
+           AND account IN ",
+        &ids,
+        " ORDER BY account, bucket_kind, bucket_name",
+    )
+    .await?;
+    let mut out: HashMap<AccountId, Vec<BalanceEntry>> = HashMap::new();
+    for r in &rows {
+        let account = AccountId::parse(r.get::<&str, _>("account")).map_err(corrupt)?;
+        out.entry(account).or_default().push(entry_from_row(r)?);
+    }
+    Ok(out)
 }
