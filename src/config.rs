@@ -52,7 +52,7 @@ pub struct Config {
     pub own_rules: RuleSet,
     pub providers: Vec<ProviderConfig>,
     /// Shared, not copied, by every part that reads the accounts.
-    pub accounts: Arc<Vec<AccountSpec>>,
+    pub accounts: Arc<Vec<Arc<AccountSpec>>>,
     pub outputs: Vec<OutputConfig>,
     /// Which outputs hear of which alerts; none: every output hears all.
     pub routes: Vec<crate::domain::routing::Route>,
@@ -603,10 +603,10 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
     let scheduler = build_scheduler(issues, &raw.scheduler);
 
     let mut providers = accounts::build_providers(issues, &raw.providers, base);
-    let default = match &default_schedule {
+    let default = Arc::new(match &default_schedule {
         Some((_, Ok(s))) => s.clone(),
         _ => default_cron(),
-    };
+    });
     let accounts = accounts::build_accounts(issues, &raw, &default, &mut providers, base);
     // purser's own alerts (about itself) follow their [rules] table, with
     // no override; the accounts' rules, with their currencies, are not theirs.
@@ -681,7 +681,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         store,
         scheduler,
         providers,
-        accounts: Arc::new(accounts),
+        accounts: Arc::new(accounts.into_iter().map(Arc::new).collect()),
         outputs,
         routes,
         http,
@@ -854,7 +854,7 @@ pub fn describe(config: &Config) -> String {
     let schedules: BTreeMap<String, &cron::Schedule> = config
         .accounts
         .iter()
-        .map(|a| (a.schedule.to_string(), &a.schedule))
+        .map(|a| (a.schedule.to_string(), &*a.schedule))
         .collect();
     for (text, schedule) in schedules {
         let next = schedule.upcoming(zone).next().map_or_else(

@@ -175,7 +175,7 @@ fn scheduler(
 ) -> Scheduler {
     Scheduler {
         requests: Some(requests),
-        accounts: Arc::new(config.accounts.iter().cloned().map(Arc::new).collect()),
+        accounts: config.accounts.clone(),
         providers,
         poller,
         jitter: config.scheduler.jitter,

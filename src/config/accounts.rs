@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -139,7 +140,7 @@ fn provider(
 pub(super) fn build_accounts(
     issues: &mut Issues<'_>,
     raw: &RawConfig,
-    default_schedule: &cron::Schedule,
+    default_schedule: &Arc<cron::Schedule>,
     providers: &mut [ProviderConfig],
     base: &Path,
 ) -> Vec<AccountSpec> {
@@ -184,7 +185,7 @@ pub(super) fn build_accounts(
 /// What an account is read against: the rest of the file.
 struct File<'a> {
     raw: &'a RawConfig,
-    default_schedule: &'a cron::Schedule,
+    default_schedule: &'a Arc<cron::Schedule>,
     providers: &'a [ProviderConfig],
     base: &'a Path,
 }
@@ -265,11 +266,11 @@ fn account(
         }),
     };
     let schedule = match &a.schedule {
-        Some(s) => parse_cron(s.get_ref()).unwrap_or_else(|e| {
+        Some(s) => Arc::new(parse_cron(s.get_ref()).unwrap_or_else(|e| {
             issues.at(s, format!("accounts[{i}].schedule"), e);
             default_cron()
-        }),
-        None => default_schedule.clone(),
+        })),
+        None => Arc::clone(default_schedule),
     };
     let account = Account {
         id: id.clone(),

@@ -3,6 +3,7 @@
 //! credentials are not here: config hands them to the cloud's adapter alone.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::model::Account;
 use super::money::Currency;
@@ -14,7 +15,9 @@ use super::rules::RuleSet;
 pub struct AccountSpec {
     pub account: Account,
     pub currency: Currency,
-    pub schedule: cron::Schedule,
+    /// Shared by the accounts on the same schedule: a parsed schedule keeps
+    /// every second, minute, hour, day and year it fires on.
+    pub schedule: Arc<cron::Schedule>,
     pub rules: RuleSet,
     /// Per payment method, where the money goes (the bank account for a
     /// wire, the portal page for Alipay): shown with a top-up's task.

@@ -26,7 +26,7 @@ use crate::ports::{NewRequest, Requests, SecondFactors, Step, Store, StoreError,
 pub struct Approvals {
     pub requests: Arc<dyn Requests>,
     pub store: Arc<dyn Store>,
-    pub accounts: Arc<Vec<AccountSpec>>,
+    pub accounts: Arc<Vec<Arc<AccountSpec>>>,
     pub policies: Arc<HashMap<AccountId, Policy>>,
     pub tiers: Tiers,
     /// How long a request waits for its decisions.
@@ -116,7 +116,10 @@ impl Approvals {
     }
 
     fn account(&self, id: &AccountId) -> Option<&AccountSpec> {
-        self.accounts.iter().find(|a| &a.account.id == id)
+        self.accounts
+            .iter()
+            .find(|a| &a.account.id == id)
+            .map(|a| &**a)
     }
 
     async fn latest(&self, a: &AccountSpec) -> Result<Option<Snapshot>, StoreError> {

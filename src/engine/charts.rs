@@ -25,7 +25,7 @@ pub fn wanted(notices: &[StoredNotice]) -> Option<&str> {
 /// Reads runway charts for chat outputs.
 pub struct Charts {
     pub store: Arc<dyn Store>,
-    pub accounts: Arc<Vec<AccountSpec>>,
+    pub accounts: Arc<Vec<Arc<AccountSpec>>>,
     pub clock: Arc<dyn Clock>,
 }
 

@@ -44,7 +44,7 @@ pub struct Dispatcher {
 /// What raising delivery_failed needs.
 pub struct Judge {
     pub poller: Poller,
-    pub accounts: Arc<Vec<AccountSpec>>,
+    pub accounts: Arc<Vec<Arc<AccountSpec>>>,
 }
 
 const BATCH: u32 = 100;

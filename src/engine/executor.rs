@@ -107,7 +107,7 @@ pub fn execution(progress: Option<&Value>) -> Option<Execution> {
 
 pub struct Executor {
     pub requests: Arc<dyn Requests>,
-    pub accounts: Arc<Vec<AccountSpec>>,
+    pub accounts: Arc<Vec<Arc<AccountSpec>>>,
     /// Each provider's actions, by provider name. A provider without any
     /// (no API for changes) gets tasks for people instead.
     pub actions: HashMap<String, Arc<dyn Actions>>,
@@ -162,7 +162,7 @@ impl Drop for Running<'_> {
 impl Executor {
     pub fn new(
         requests: Arc<dyn Requests>,
-        accounts: Arc<Vec<AccountSpec>>,
+        accounts: Arc<Vec<Arc<AccountSpec>>>,
         actions: HashMap<String, Arc<dyn Actions>>,
         clock: Arc<dyn Clock>,
     ) -> Executor {
@@ -177,7 +177,10 @@ impl Executor {
     }
 
     fn account(&self, r: &Request) -> Option<&AccountSpec> {
-        self.accounts.iter().find(|a| a.account.id == r.account)
+        self.accounts
+            .iter()
+            .find(|a| a.account.id == r.account)
+            .map(|a| &**a)
     }
 
     fn actions_for(&self, a: &AccountSpec) -> Option<&Arc<dyn Actions>> {

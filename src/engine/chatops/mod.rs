@@ -148,7 +148,7 @@ pub struct ChatOps {
     /// Which alerts each chat message shows, for buttons that act on all.
     pub refs: Arc<dyn MessageRefs>,
     pub entries: Arc<dyn BalanceEntries>,
-    pub accounts: Arc<Vec<AccountSpec>>,
+    pub accounts: Arc<Vec<Arc<AccountSpec>>>,
     /// Accounts whose balance is entered by hand (`setbalance`).
     pub entered: std::collections::HashSet<crate::domain::model::AccountId>,
     pub directory: Directory,

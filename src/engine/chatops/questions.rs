@@ -27,15 +27,17 @@ impl ChatOps {
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
         let chosen: Vec<&AccountSpec> = match &target {
-            None => self.accounts.iter().collect(),
+            None => self.accounts.iter().map(|a| &**a).collect(),
             Some(Target::Account(id)) => self
                 .accounts
                 .iter()
+                .map(|a| &**a)
                 .filter(|a| &a.account.id == id)
                 .collect(),
             Some(Target::Label { name, value }) => self
                 .accounts
                 .iter()
+                .map(|a| &**a)
                 .filter(|a| a.account.labels.get(name) == Some(value))
                 .collect(),
         };
@@ -64,6 +66,7 @@ impl ChatOps {
         let chosen: Vec<&AccountSpec> = self
             .accounts
             .iter()
+            .map(|a| &**a)
             .filter(|a| account.as_ref().is_none_or(|id| &a.account.id == id))
             .collect();
         if chosen.is_empty() {

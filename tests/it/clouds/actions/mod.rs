@@ -279,7 +279,7 @@ pub(super) struct Rig {
     pub store: SqliteStore,
     pub clock: Arc<ManualClock>,
     pub mock: Mock,
-    pub accounts: Arc<Vec<AccountSpec>>,
+    pub accounts: Arc<Vec<Arc<AccountSpec>>>,
     actions: HashMap<String, Arc<dyn Actions>>,
 }
 
@@ -301,7 +301,7 @@ impl Rig {
         let config = format!("[store]\npath = \"p.db\"\n{account}");
         std::fs::write(dir.path().join("purser.toml"), config).unwrap();
         let config = purser::config::Config::load(&dir.path().join("purser.toml")).unwrap();
-        let accounts: Arc<Vec<AccountSpec>> = config.accounts.clone();
+        let accounts: Arc<Vec<Arc<AccountSpec>>> = config.accounts.clone();
         let id = &accounts[0].account.id;
         let access = config
             .providers
