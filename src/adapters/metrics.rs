@@ -824,8 +824,14 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn a_resource_seen_again_shows_its_new_expiry_and_a_changed_renewal_its_new_series() {
+    /// An exporter, a store for it to read at render, and the account it
+    /// is shown polls of.
+    async fn exporter() -> (
+        tempfile::TempDir,
+        crate::adapters::sqlite::SqliteStore,
+        Metrics,
+        Account,
+    ) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = crate::adapters::sqlite::SqliteStore::open(&dir.path().join("m.db"))
             .await
@@ -837,6 +843,12 @@ mod tests {
             site: String::new(),
             labels: Default::default(),
         };
+        (dir, store, m, account)
+    }
+
+    #[tokio::test]
+    async fn a_resource_seen_again_shows_its_new_expiry_and_a_changed_renewal_its_new_series() {
+        let (_dir, store, m, account) = exporter().await;
         let mut snapshot = Snapshot {
             taken_at: DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default(),
             balance: Balance::available_only(cny("10")),
@@ -896,17 +908,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_a_poll_no_longer_shows_stops_being_exposed_and_counts_add_up() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = crate::adapters::sqlite::SqliteStore::open(&dir.path().join("m.db"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let m = Metrics::new("1.2.3", "abc", &["tc".into()], &["ops".into()]);
-        let account = Account {
-            id: AccountId::parse("acme").unwrap_or_else(|e| panic!("{e}")),
-            provider: "tc".into(),
-            site: String::new(),
-            labels: Default::default(),
-        };
+        let (_dir, store, m, account) = exporter().await;
         let mut snapshot = Snapshot {
             taken_at: DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default(),
             balance: Balance {
