@@ -101,7 +101,7 @@ pub(super) async fn record_polls(
         .collect();
     named.sort_unstable_by_key(|(account, digest, _)| (*account, *digest));
     named.dedup_by_key(|(account, digest, _)| (*account, *digest));
-    let mut kept: HashSet<(String, String)> = HashSet::new();
+    let mut found: Vec<(String, String)> = Vec::new();
     for chunk in named.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT account, digest FROM inventories WHERE (account, digest) IN (",
@@ -111,12 +111,13 @@ pub(super) async fn record_polls(
         });
         q.push(")");
         for r in q.build().fetch_all(&mut *tx).await? {
-            kept.insert((r.get("account"), r.get("digest")));
+            found.push((r.get("account"), r.get("digest")));
         }
     }
+    let kept: HashSet<(&str, &str)> = found.iter().map(|(a, d)| (&**a, &**d)).collect();
     let new: Vec<&(&str, &str, &str)> = named
         .iter()
-        .filter(|(a, d, _)| !kept.contains(&((*a).to_owned(), (*d).to_owned())))
+        .filter(|(a, d, _)| !kept.contains(&(*a, *d)))
         .collect();
     for chunk in new.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO inventories (account, digest, body) ");
