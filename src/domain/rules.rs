@@ -1159,6 +1159,59 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_expiring_resource_breaches_its_nearest_step_and_holds_the_ones_beyond() {
+        let mut s = snapshot("90000");
+        let manual = |id: &str, hours: i64| Resource {
+            renewal: RenewalMode::Manual,
+            expires_at: now() + Duration::hours(hours),
+            ..auto(id, 0, "100")
+        };
+        s.resources = vec![
+            manual("today", 12),
+            manual("week", 24 * 5),
+            manual("month", 24 * 30),
+            manual("later", 24 * 31),
+            Resource {
+                status: ResourceStatus::Released,
+                ..manual("released", 12)
+            },
+            auto("renews", 2, "100"),
+        ];
+        let f = run(s, &PollHealth::new());
+        assert_eq!(
+            breaches(&f, RuleName::Expiring),
+            ["today:1d", "week:7d", "month:30d"]
+        );
+        let mut held: Vec<String> = f
+            .iter()
+            .filter(|f| f.key.rule == RuleName::Expiring && f.level == Level::Hold)
+            .map(|f| format!("{}:{}", f.key.resource, f.key.tier))
+            .collect();
+        held.sort();
+        assert_eq!(
+            held,
+            [
+                "today:15d",
+                "today:30d",
+                "today:3d",
+                "today:7d",
+                "week:15d",
+                "week:30d"
+            ]
+        );
+        let today = f
+            .iter()
+            .find(|f| f.key.resource == "today" && f.level == Level::Breach)
+            .unwrap();
+        assert!(
+            today.summary.contains("expires in 0 days")
+                && today.summary.contains("renewal ¥100.00"),
+            "{}",
+            today.summary
+        );
+    }
+
+    #[test]
     fn an_auto_renewal_past_expiry_has_failed() {
         let mut s = snapshot("90000");
         let mut r = auto("gone", -1, "100");

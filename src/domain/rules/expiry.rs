@@ -33,6 +33,12 @@ pub(super) fn expiring(
         if !rule.modes.contains(&r.renewal) || r.status == ResourceStatus::Released {
             continue;
         }
+        let reached = |days: u32| r.expires_at - now <= Duration::days(i64::from(days));
+        // Most resources are far from every step: nothing to say about them,
+        // so nothing to format.
+        if !rule.ladder.iter().any(|step| reached(step.days)) {
+            continue;
+        }
         let left = days_left(r.expires_at, now);
         let when = if r.expires_at <= now {
             format!(
@@ -51,7 +57,6 @@ pub(super) fn expiring(
             summary.push_str(&format!("; {price}"));
         }
         let tiers = rule.ladder.iter().map(|step| {
-            let reached = (r.expires_at - now) <= Duration::days(i64::from(step.days));
             (
                 key(
                     RuleName::Expiring,
@@ -60,7 +65,7 @@ pub(super) fn expiring(
                     format!("{}d", step.days),
                 ),
                 step.severity,
-                reached.then_some(true),
+                reached(step.days).then_some(true),
                 summary.clone(),
             )
         });
