@@ -365,7 +365,7 @@ impl Store for PgStore {
                 )
                 .bind(account.as_str())
                 .bind(&stored.digest)
-                .bind(&stored.inventory)
+                .bind(stored.inventory()?)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(

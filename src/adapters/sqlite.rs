@@ -429,7 +429,7 @@ impl Store for SqliteStore {
                 )
                 .bind(account.as_str())
                 .bind(&stored.digest)
-                .bind(&stored.inventory)
+                .bind(stored.inventory()?)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(

@@ -6,6 +6,7 @@
 //! judging reads the small part only. The stores differ only in SQL.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,13 +15,20 @@ use crate::domain::model::{Order, Resource, Snapshot};
 use crate::ports::StoreError;
 
 /// A snapshot as it is written.
-pub(crate) struct Split {
+pub(crate) struct Split<'a> {
     /// The snapshot without its resources and orders (JSON).
     pub balance: String,
-    /// `{"resources": […], "orders": […]}`.
-    pub inventory: String,
-    /// SHA-256 of `inventory`, in hex: the same content, the same name.
+    /// Names the resources and orders: the same content, the same name.
     pub digest: String,
+    inventory: InventoryRef<'a>,
+}
+
+impl Split<'_> {
+    /// The resources and orders as stored: `{"resources": […], "orders":
+    /// […]}`. Encoded only when asked, since most polls find theirs kept.
+    pub fn inventory(&self) -> Result<String, StoreError> {
+        serde_json::to_string(&self.inventory).map_err(corrupt)
+    }
 }
 
 #[derive(Serialize)]
@@ -33,7 +41,7 @@ struct BalancePart<'a> {
     recharges: &'a Vec<crate::domain::model::Recharge>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Hash)]
 struct InventoryRef<'a> {
     resources: &'a [Resource],
     orders: &'a [Order],
@@ -52,7 +60,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("a stored snapshot does not decode: {e}"))
 }
 
-pub(crate) fn split(snapshot: &Snapshot) -> Result<Split, StoreError> {
+pub(crate) fn split(snapshot: &Snapshot) -> Result<Split<'_>, StoreError> {
     // Every field named, so that a field added to snapshots is placed here
     // (or the build fails) rather than silently left unstored.
     let Snapshot {
@@ -70,13 +78,33 @@ pub(crate) fn split(snapshot: &Snapshot) -> Result<Split, StoreError> {
         recharges,
     })
     .map_err(corrupt)?;
-    let inventory = serde_json::to_string(&InventoryRef { resources, orders }).map_err(corrupt)?;
-    let digest = hex::encode(Sha256::digest(inventory.as_bytes()));
+    let inventory = InventoryRef { resources, orders };
+    let mut hasher = ContentHasher(Sha256::new());
+    inventory.hash(&mut hasher);
     Ok(Split {
         balance,
+        digest: hex::encode(hasher.0.finalize()),
         inventory,
-        digest,
     })
+}
+
+/// SHA-256 over what `Hash` writes of a value: a name for its content
+/// without encoding it first (`Hash` writes lengths before collections and
+/// ends strings with a byte UTF-8 never uses, so different contents write
+/// different bytes). The bytes depend on the build's integer widths and
+/// byte order: a build that writes them differently names the same content
+/// anew, which costs one more kept copy, never a wrong one.
+struct ContentHasher(Sha256);
+
+impl Hasher for ContentHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
 }
 
 /// The snapshot from its balance part, with its resources and orders when
@@ -179,7 +207,7 @@ mod tests {
     fn a_snapshot_split_and_joined_is_the_same_snapshot() {
         let s = full();
         let stored = split(&s).unwrap();
-        let inventory: Inventory = serde_json::from_str(&stored.inventory).unwrap();
+        let inventory: Inventory = serde_json::from_str(&stored.inventory().unwrap()).unwrap();
         assert_eq!(join(&stored.balance, Some(inventory)).unwrap(), s);
     }
 
@@ -210,6 +238,40 @@ mod tests {
         later.resources[0].renewal = RenewalMode::Manual;
         assert_ne!(split(&later).unwrap().digest, a.digest);
         assert_eq!(a.digest.len(), 64);
+    }
+
+    #[test]
+    fn contents_that_differ_only_in_where_a_text_ends_have_different_digests() {
+        let s = full();
+        let variants: Vec<Snapshot> = [
+            |_: &mut Snapshot| {},
+            |s: &mut Snapshot| {
+                s.resources[0].product = "cv".into();
+                s.resources[0].region = Some(format!(
+                    "m{}",
+                    s.resources[0].region.as_deref().unwrap_or("")
+                ));
+            },
+            |s: &mut Snapshot| s.resources[0].name = Some("a".into()),
+            |s: &mut Snapshot| s.resources[0].name = Some(String::new()),
+            |s: &mut Snapshot| s.orders.clear(),
+            |s: &mut Snapshot| s.resources.push(s.resources[0].clone()),
+            |s: &mut Snapshot| s.orders[0].description.push(' '),
+            |s: &mut Snapshot| s.resources[0].renewal_months = None,
+        ]
+        .iter()
+        .map(|change| {
+            let mut v = s.clone();
+            change(&mut v);
+            v
+        })
+        .collect();
+        for (i, v) in variants.iter().enumerate().skip(1) {
+            assert_ne!(v, &s, "variant {i} changes nothing");
+        }
+        let digests: std::collections::HashSet<String> =
+            variants.iter().map(|v| split(v).unwrap().digest).collect();
+        assert_eq!(digests.len(), variants.len());
     }
 
     #[test]

@@ -262,7 +262,7 @@ impl ResourceStatus {
 }
 
 /// A prepaid (subscription) resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Resource {
     pub id: ExternalId,
     pub product: String,
@@ -318,7 +318,7 @@ impl Resource {
 
 /// A resource the cloud would not price: why, and what its ledger last
 /// charged for renewing it, if anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Unpriced {
     pub why: String,
     /// The cloud has no price inquiry for it (asking again will not help),
@@ -330,14 +330,14 @@ pub struct Unpriced {
 }
 
 /// Money the cloud's ledger shows taken for something, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Charge {
     pub amount: Money,
     pub at: DateTime<Utc>,
 }
 
 /// An order placed but not paid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Order {
     pub id: ExternalId,
     pub amount: Money,

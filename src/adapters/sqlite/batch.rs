@@ -95,9 +95,9 @@ pub(super) async fn record_polls(
     }
     // Most polls find the resources and orders they saw already kept: only
     // the new ones are written.
-    let mut named: Vec<(&str, &str, &str)> = snapshots
+    let mut named: Vec<(&str, &str, &Split)> = snapshots
         .iter()
-        .map(|(account, _, s)| (*account, s.digest.as_str(), s.inventory.as_str()))
+        .map(|(account, _, s)| (*account, s.digest.as_str(), s))
         .collect();
     named.sort_unstable_by_key(|(account, digest, _)| (*account, *digest));
     named.dedup_by_key(|(account, digest, _)| (*account, *digest));
@@ -115,14 +115,17 @@ pub(super) async fn record_polls(
         }
     }
     let kept: HashSet<(&str, &str)> = found.iter().map(|(a, d)| (&**a, &**d)).collect();
-    let new: Vec<&(&str, &str, &str)> = named
+    let new = named
         .iter()
         .filter(|(a, d, _)| !kept.contains(&(*a, *d)))
-        .collect();
+        .map(|(a, d, s)| Ok((*a, *d, s.inventory()?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
     for chunk in new.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO inventories (account, digest, body) ");
         q.push_values(chunk, |mut row, (account, digest, body)| {
-            row.push_bind(*account).push_bind(*digest).push_bind(*body);
+            row.push_bind(*account)
+                .push_bind(*digest)
+                .push_bind(body.as_str());
         });
         q.push(" ON CONFLICT DO NOTHING");
         q.build().execute(&mut *tx).await?;
