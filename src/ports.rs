@@ -238,7 +238,7 @@ pub struct PollRecord<'a> {
 
 /// Which of an account's history judging reads: its good snapshots since
 /// `since`. `fresh`: when the snapshot the caller holds whole was taken (the
-/// one its poll just recorded), which a store may then read thin as well.
+/// one its poll just fetched): a store may read those no newer than it thin.
 #[derive(Debug, Clone, Copy)]
 pub struct Window<'a> {
     pub account: &'a AccountId,
@@ -249,8 +249,10 @@ pub struct Window<'a> {
 /// What judging one account reads: its good snapshots since a time (as
 /// `Store::history` gives them, except that a store may leave the resources
 /// and orders out of all but the newest: the rules read only the balances
-/// of those before it), its open alerts, and the notices about it that an
-/// output gave up on.
+/// of those before it; and when the first carries a tally, it may leave
+/// out all but the first and the newest: the tallies sum what lies
+/// between), its open alerts, and the notices about it that an output gave
+/// up on.
 #[derive(Debug, Clone, Default)]
 pub struct Judging {
     pub history: Vec<Snapshot>,

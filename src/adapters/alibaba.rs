@@ -619,6 +619,7 @@ impl Provider for Alibaba {
             orders,
             spend,
             recharges,
+            tally: None,
         })
     }
 }

@@ -397,6 +397,7 @@ impl Provider for AzureChina {
             orders: Vec::new(),
             spend: Some(spend),
             recharges: Vec::new(),
+            tally: None,
         })
     }
 }

@@ -708,6 +708,7 @@ impl Provider for Huawei {
             orders,
             spend,
             recharges,
+            tally: None,
         })
     }
 }

@@ -856,6 +856,7 @@ mod tests {
             orders: Vec::new(),
             spend: None,
             recharges: Vec::new(),
+            tally: None,
         };
         let (m, store) = (&m, &store);
         let shown = |s: &Snapshot| {
@@ -920,6 +921,7 @@ mod tests {
             orders: Vec::new(),
             spend: None,
             recharges: Vec::new(),
+            tally: None,
         };
         let poll = |s: &Snapshot| {
             m.polled(&Polled {

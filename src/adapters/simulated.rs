@@ -487,6 +487,7 @@ impl SimAccount {
                 over_days: 7,
             }),
             recharges,
+            tally: None,
         })
     }
 }

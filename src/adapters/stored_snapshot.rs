@@ -39,6 +39,8 @@ struct BalancePart<'a> {
     spend: &'a Option<crate::domain::model::ReportedSpend>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     recharges: &'a Vec<crate::domain::model::Recharge>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tally: &'a Option<crate::domain::model::Tally>,
 }
 
 #[derive(Serialize, Hash)]
@@ -70,12 +72,14 @@ pub(crate) fn split(snapshot: &Snapshot) -> Result<Split<'_>, StoreError> {
         orders,
         spend,
         recharges,
+        tally,
     } = snapshot;
     let balance = serde_json::to_string(&BalancePart {
         taken_at,
         balance,
         spend,
         recharges,
+        tally,
     })
     .map_err(corrupt)?;
     let inventory = InventoryRef { resources, orders };
@@ -200,6 +204,7 @@ mod tests {
                 at: at - Duration::hours(2),
                 amount: cny("500"),
             }],
+            tally: None,
         }
     }
 

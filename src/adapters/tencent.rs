@@ -648,6 +648,7 @@ impl Provider for Tencent {
             orders,
             spend,
             recharges,
+            tally: None,
         })
     }
 }

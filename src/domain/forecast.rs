@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::model::{BalanceEntry, Snapshot};
+use super::model::{BalanceEntry, Snapshot, Tally};
 use super::money::{Money, MoneyError};
 
 /// Where a burn rate came from, so output can say how much to trust it.
@@ -38,6 +38,10 @@ const MIN_OBSERVED: i64 = 3600;
 /// otherwise the balance's falls are summed, with recorded top-ups added back so
 /// that a top-up never makes spending look negative, and rises that no record
 /// explains are counted as zero spend.
+///
+/// When the first snapshot in the window and the newest carry tallies of one
+/// chain, the sum is the difference of the two, and the snapshots between
+/// them need not be given; otherwise it is walked, and they must be.
 pub fn burn_rate(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> Option<BurnRate> {
     let latest = history.last()?;
     if let Some(spend) = &latest.spend {
@@ -47,40 +51,31 @@ pub fn burn_rate(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> 
         });
     }
     let since = now - window;
-    let points: Vec<&Snapshot> = history.iter().filter(|s| s.taken_at >= since).collect();
+    let start = history.partition_point(|s| s.taken_at < since);
+    let points = history.get(start..)?;
     let (first, last) = (points.first()?, points.last()?);
     let observed = (last.taken_at - first.taken_at).num_seconds();
     if observed < MIN_OBSERVED {
         return None;
     }
     let currency = last.balance.available.currency();
-    let mut spent = Decimal::ZERO;
-    for pair in points.windows(2) {
-        let (prev, cur) = (pair[0], pair[1]);
-        if prev.balance.available.currency() != currency
-            || cur.balance.available.currency() != currency
-        {
-            return None;
+    let spent = match (&first.tally, &last.tally) {
+        (Some(a), Some(b)) if a.chain == b.chain => {
+            // A change of currency inside the window leaves no rate, as
+            // the walk below finds.
+            if b.spent_since > first.taken_at {
+                return None;
+            }
+            b.spent.checked_sub(a.spent)?
         }
-        // Amounts are bounded where they come in; checked all the same, so
-        // that no figure from outside can panic an evaluation.
-        let recharged = cur
-            .recharges
-            .iter()
-            .filter(|r| {
-                r.at > prev.taken_at && r.at <= cur.taken_at && r.amount.currency() == currency
-            })
-            .try_fold(Decimal::ZERO, |sum, r| sum.checked_add(r.amount.amount()))?;
-        let fall = prev
-            .balance
-            .available
-            .amount()
-            .checked_sub(cur.balance.available.amount())?
-            .checked_add(recharged)?;
-        if fall > Decimal::ZERO {
-            spent = spent.checked_add(fall)?;
+        _ => {
+            let mut spent = Decimal::ZERO;
+            for pair in points.windows(2) {
+                spent = spent.checked_add(fall(&pair[0], &pair[1])?)?;
+            }
+            spent
         }
-    }
+    };
     let per_day = spent
         .checked_mul(Decimal::from(86_400))?
         .checked_div(Decimal::from(observed))?;
@@ -88,6 +83,87 @@ pub fn burn_rate(history: &[Snapshot], window: Duration, now: DateTime<Utc>) -> 
         per_day: Money::new(per_day, currency).round_to_minor(),
         source: BurnSource::BalanceDeltas,
     })
+}
+
+/// What was spent between two consecutive snapshots: the balance's fall
+/// with the top-ups recorded between them added back, or nothing when it
+/// rose. `None` when their currencies differ (or a sum would overflow).
+fn fall(prev: &Snapshot, cur: &Snapshot) -> Option<Decimal> {
+    let currency = cur.balance.available.currency();
+    if prev.balance.available.currency() != currency {
+        return None;
+    }
+    // Amounts are bounded where they come in; checked all the same, so
+    // that no figure from outside can panic an evaluation.
+    let recharged = cur
+        .recharges
+        .iter()
+        .filter(|r| r.at > prev.taken_at && r.at <= cur.taken_at && r.amount.currency() == currency)
+        .try_fold(Decimal::ZERO, |sum, r| sum.checked_add(r.amount.amount()))?;
+    let fall = prev
+        .balance
+        .available
+        .amount()
+        .checked_sub(cur.balance.available.amount())?
+        .checked_add(recharged)?;
+    Some(fall.max(Decimal::ZERO))
+}
+
+fn unallocated(s: &Snapshot) -> bool {
+    s.balance.unallocated().is_some_and(|m| m.is_positive())
+}
+
+/// The tally of `cur`, carried from `prev`: the account's newest snapshot
+/// before it, with that one's own tally. Without a tallied one before it, a
+/// chain begins at `cur`. A change of currency, or a sum too large to hold,
+/// starts `spent` again. `None` for a snapshot older than `prev` (recorded
+/// out of time order): it is left out of the sums, which the next snapshot
+/// carries on from `prev`.
+pub fn carry(prev: Option<&Snapshot>, cur: &Snapshot) -> Option<Tally> {
+    let held = unallocated(cur);
+    if prev.is_some_and(|p| p.taken_at > cur.taken_at) {
+        return None;
+    }
+    let Some((prev, tally)) = prev.and_then(|p| Some((p, p.tally.as_ref()?))) else {
+        return Some(Tally {
+            chain: cur.taken_at,
+            spent: Decimal::ZERO,
+            spent_since: cur.taken_at,
+            unallocated_since: held.then_some(cur.taken_at),
+        });
+    };
+    let (spent, spent_since) = match fall(prev, cur).and_then(|f| tally.spent.checked_add(f)) {
+        Some(spent) => (spent, tally.spent_since),
+        None => (Decimal::ZERO, cur.taken_at),
+    };
+    Some(Tally {
+        chain: tally.chain,
+        spent,
+        spent_since,
+        unallocated_since: held.then(|| tally.unallocated_since.unwrap_or(cur.taken_at)),
+    })
+}
+
+/// Since when money has sat unallocated without a break in `history`
+/// (oldest first), counting from its first snapshot; `None` when the newest
+/// holds none. The newest snapshot's tally answers when it is of one chain
+/// with the first; otherwise the snapshots are walked.
+pub fn unallocated_since(history: &[Snapshot]) -> Option<DateTime<Utc>> {
+    let (first, last) = (history.first()?, history.last()?);
+    if !unallocated(last) {
+        return None;
+    }
+    match (&first.tally, &last.tally) {
+        (Some(a), Some(b)) if a.chain == b.chain => {
+            b.unallocated_since.map(|since| since.max(first.taken_at))
+        }
+        _ => history
+            .iter()
+            .rev()
+            .take_while(|s| unallocated(s))
+            .last()
+            .map(|s| s.taken_at),
+    }
 }
 
 /// Days of runway at `burn` for `available`: zero when the money is already gone,
@@ -232,7 +308,117 @@ mod tests {
             orders: vec![],
             spend: None,
             recharges: vec![],
+            tally: None,
         }
+    }
+
+    /// One poll of a made-up history: hours since the one before, the
+    /// balance's change in fen, a top-up in fen within the gap, a switch
+    /// of currency, unallocated money in fen.
+    type Step = (i64, i64, Option<i64>, bool, Option<i64>);
+
+    fn made_up(steps: &[Step]) -> Vec<Snapshot> {
+        let (mut at, mut fen, mut currency) = (0i64, 1_000_000i64, Currency::Cny);
+        let money = |fen: i64, c| Money::new(Decimal::new(fen, 2), c);
+        steps
+            .iter()
+            .map(|&(gap, change, topup, switch, unallocated)| {
+                at += gap;
+                fen += change;
+                if switch {
+                    currency = match currency {
+                        Currency::Cny => Currency::Usd,
+                        Currency::Usd => Currency::Cny,
+                    };
+                }
+                let mut s = snap(0, "0");
+                s.taken_at = t(at) - Duration::minutes(7);
+                s.balance = Balance::available_only(money(fen, currency));
+                if let Some(u) = unallocated {
+                    s.balance.buckets.push(crate::domain::model::Bucket {
+                        name: "unallocated".into(),
+                        kind: crate::domain::model::BucketKind::Unallocated,
+                        amount: money(u, currency),
+                        entered_as_of: None,
+                    });
+                }
+                if let Some(topup) = topup {
+                    fen += topup;
+                    s.balance.available = money(fen, currency);
+                    s.recharges.push(Recharge {
+                        at: s.taken_at - Duration::minutes(30),
+                        amount: money(topup, currency),
+                    });
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// What a store may hand judging of a tallied history: from the
+    /// window's start (or the newest), only the first and the newest when
+    /// the first carries a tally.
+    fn as_read(tallied: &[Snapshot], since: DateTime<Utc>) -> Vec<Snapshot> {
+        let Some(newest) = tallied.last() else {
+            return Vec::new();
+        };
+        let cut = since.min(newest.taken_at);
+        let window: Vec<Snapshot> = tallied
+            .iter()
+            .filter(|s| s.taken_at >= cut)
+            .cloned()
+            .collect();
+        match window.first() {
+            Some(first) if first.tally.is_some() && window.len() > 1 => {
+                vec![first.clone(), newest.clone()]
+            }
+            _ => window,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tallies_give_what_walking_every_poll_gives(
+            steps in proptest::collection::vec(
+                (
+                    1i64..6,
+                    -90_000i64..20_000,
+                    proptest::option::weighted(0.1, 1i64..500_000),
+                    proptest::bool::weighted(0.03),
+                    proptest::option::weighted(0.9, 0i64..50_000),
+                ),
+                1..80,
+            ),
+            untallied in 0usize..20,
+            window_hours in 1i64..200,
+        ) {
+            let plain = made_up(&steps);
+            // The first `untallied` were recorded before tallies were kept.
+            let mut tallied = plain.clone();
+            for i in untallied.min(tallied.len())..tallied.len() {
+                let prev = i.checked_sub(1).map(|p| tallied[p].clone());
+                tallied[i].tally = carry(prev.as_ref(), &tallied[i]);
+            }
+            let now = plain.last().unwrap().taken_at;
+            let window = Duration::hours(window_hours);
+            let read = as_read(&tallied, now - window);
+            let walked = as_read(&plain, now - window);
+            proptest::prop_assert_eq!(burn_rate(&read, window, now), burn_rate(&walked, window, now));
+            proptest::prop_assert_eq!(burn_rate(&tallied, window, now), burn_rate(&plain, window, now));
+            proptest::prop_assert_eq!(unallocated_since(&read), unallocated_since(&walked));
+        }
+    }
+
+    #[test]
+    fn a_snapshot_older_than_the_one_before_carries_no_tally() {
+        let a = snap(5, "100");
+        let a = Snapshot {
+            tally: carry(None, &a),
+            ..a
+        };
+        assert!(carry(Some(&a), &snap(4, "90")).is_none());
+        let b = carry(Some(&a), &snap(6, "90")).unwrap();
+        assert_eq!((b.chain, b.spent), (t(5), Decimal::from(10)));
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use rust_decimal::Decimal;
+
 use super::money::Money;
 
 /// Refusal to build an identifier.
@@ -380,6 +382,32 @@ pub struct Snapshot {
     /// Top-ups the cloud recorded recently; used to keep them out of the burn rate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recharges: Vec<Recharge>,
+    /// What the account's snapshots before this one add up to, carried to
+    /// it as it is recorded (see `forecast::carry`); `None` as a cloud
+    /// answers, and on snapshots recorded before tallies were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tally: Option<Tally>,
+}
+
+/// Sums carried from each of an account's snapshots to the next, so that
+/// what was spent over any stretch is the difference of the tallies at its
+/// ends, not a walk over every poll in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// When the chain of tallies this one belongs to began: the first
+    /// snapshot tallied with no tallied one before it. Tallies of different
+    /// chains are not comparable.
+    pub chain: DateTime<Utc>,
+    /// Spent since `spent_since`, as the burn rate counts it: the balance's
+    /// falls, with recorded top-ups added back. In the snapshot's currency.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub spent: Decimal,
+    /// When `spent` began counting: the chain's start, or the last change
+    /// of currency after it.
+    pub spent_since: DateTime<Utc>,
+    /// Since when money has sat unallocated without a break, while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unallocated_since: Option<DateTime<Utc>>,
 }
 
 /// A balance a person read off a portal and entered, for a cloud with no

@@ -638,6 +638,7 @@ mod tests {
             }],
             spend: None,
             recharges: vec![],
+            tally: None,
         }
     }
 

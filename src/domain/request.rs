@@ -1065,6 +1065,7 @@ mod tests {
                     amount: cny(*a),
                 })
                 .collect(),
+            tally: None,
         }
     }
 

@@ -680,17 +680,14 @@ fn unallocated_funds(
     now: DateTime<Utc>,
     out: &mut Vec<Finding>,
 ) {
-    let held = |s: &Snapshot| s.balance.unallocated().filter(|m| m.is_positive());
-    let Some(amount) = history.last().and_then(held) else {
+    let Some(amount) = history
+        .last()
+        .and_then(|s| s.balance.unallocated())
+        .filter(|m| m.is_positive())
+    else {
         return;
     };
-    // Since when, without a break, there has been money unallocated.
-    let since = history
-        .iter()
-        .rev()
-        .take_while(|s| held(s).is_some())
-        .last()
-        .map_or(now, |s| s.taken_at);
+    let since = forecast::unallocated_since(history).unwrap_or(now);
     if now - since < rule.after {
         return;
     }
@@ -1011,6 +1008,7 @@ pub(crate) mod tests {
             orders: vec![],
             spend: None,
             recharges: vec![],
+            tally: None,
         }
     }
 

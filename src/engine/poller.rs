@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use super::guard;
 use crate::domain::account::AccountSpec;
 use crate::domain::alert::{self, Alert, Changes};
-use crate::domain::forecast::AccountView;
+use crate::domain::forecast::{self, AccountView};
 use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, PollHealth, Snapshot};
 use crate::domain::policy::Policy;
 use crate::domain::request::{self, Request};
@@ -141,6 +141,20 @@ impl Poller {
             return Ok(Vec::new());
         };
         self.enter_balances(batch).await?;
+        // Read before this batch is written: the snapshots it holds are
+        // judged as held, and each one's tally is carried from the one the
+        // store holds before it.
+        let windows: Vec<Window> = batch
+            .iter()
+            .map(|f| Window {
+                account: &f.account.account.id,
+                since: f.at - f.account.rules.runway.window,
+                fresh: f.outcome.as_ref().ok().map(|s| s.taken_at),
+            })
+            .collect();
+        let mut readings = self.store.judging(&windows).await?;
+        drop(windows);
+        carry_tallies(batch, &readings);
         let batch = &*batch;
         let polls: Vec<PollRecord> = batch
             .iter()
@@ -151,29 +165,28 @@ impl Poller {
             })
             .collect();
         let healths = self.store.record_polls(&polls).await?;
-        let windows: Vec<Window> = batch
-            .iter()
-            .map(|f| Window {
-                account: &f.account.account.id,
-                since: f.at - f.account.rules.runway.window,
-                fresh: f.outcome.as_ref().ok().map(|s| s.taken_at),
-            })
-            .collect();
-        let mut readings = self.store.judging(&windows).await?;
-        // What this batch fetched is judged as held, not as read back (a
-        // store may have left its resources out).
-        let fresh: HashMap<(&AccountId, DateTime<Utc>), &Snapshot> = batch
-            .iter()
-            .filter_map(|f| {
-                let held = f.outcome.as_ref().ok()?;
-                Some(((&f.account.account.id, held.taken_at), held))
-            })
-            .collect();
+        // Each account's history as it now stands: what was read, with
+        // every snapshot the batch holds of the account in its place (as
+        // held: a store may have read others thin).
+        let mut held: HashMap<&AccountId, Vec<&Snapshot>> = HashMap::new();
+        for f in batch {
+            if let Ok(s) = &f.outcome {
+                held.entry(&f.account.account.id).or_default().push(s);
+            }
+        }
         for (f, reading) in batch.iter().zip(readings.iter_mut()) {
-            if let Some(newest) = reading.history.last_mut()
-                && let Some(held) = fresh.get(&(&f.account.account.id, newest.taken_at))
-            {
-                *newest = (*held).clone();
+            let Some(held) = held.get(&f.account.account.id) else {
+                continue;
+            };
+            let history = &mut reading.history;
+            history.retain(|s| !held.iter().any(|h| h.taken_at == s.taken_at));
+            history.extend(held.iter().map(|s| (*s).clone()));
+            history.sort_by_key(|s| s.taken_at);
+            // As the store cuts a window: from its start, or from the
+            // newest snapshot when none is newer.
+            if let Some(newest) = history.last().map(|s| s.taken_at) {
+                let cut = (f.at - f.account.rules.runway.window).min(newest);
+                history.retain(|s| s.taken_at >= cut);
             }
         }
         let silences = self.store.silences(earliest).await?;
@@ -543,6 +556,31 @@ async fn record_queued(poller: Poller, queue: Arc<tokio::sync::Mutex<mpsc::Recei
                     ))));
                 }
             }
+        }
+    }
+}
+
+/// Carries each snapshot of the batch a tally from the snapshot before it:
+/// the newest the store held of its account, or one earlier in the batch.
+fn carry_tallies(batch: &mut [Fetched], readings: &[Judging]) {
+    let mut newest: HashMap<AccountId, usize> = HashMap::new();
+    for i in 0..batch.len() {
+        let (earlier, rest) = batch.split_at_mut(i);
+        let Some(f) = rest.first_mut() else { break };
+        let id = &f.account.account.id;
+        let Ok(cur) = &mut f.outcome else { continue };
+        let stored = readings.get(i).and_then(|r| r.history.last());
+        let in_batch = newest
+            .get(id)
+            .and_then(|&j| earlier.get(j))
+            .and_then(|e| e.outcome.as_ref().ok());
+        let prev = stored
+            .into_iter()
+            .chain(in_batch)
+            .max_by_key(|s| s.taken_at);
+        cur.tally = forecast::carry(prev, cur);
+        if in_batch.is_none_or(|p| p.taken_at <= cur.taken_at) {
+            newest.insert(id.clone(), i);
         }
     }
 }

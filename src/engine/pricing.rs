@@ -183,6 +183,7 @@ mod tests {
             orders: vec![],
             spend: None,
             recharges: vec![],
+            tally: None,
         }
     }
 

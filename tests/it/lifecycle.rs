@@ -435,3 +435,50 @@ async fn a_holiday_calendar_that_ran_out_is_raised_through_the_outputs() {
     assert_eq!(firing, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn each_poll_carries_a_tally_and_the_forecast_is_what_every_poll_walked_gives() {
+    use purser::domain::forecast::burn_rate;
+    use purser::domain::model::{AccountId, Snapshot};
+    use purser::ports::Clock;
+
+    let (world, app) = World::running(&balance_only("10000"), Setup::default()).await;
+    // Falls, a rise no top-up record explains (no spend), falls again.
+    for amount in ["9900", "9750", "9800", "9600", "9550"] {
+        world.scenario(&balance_only(amount));
+        app.advance(Duration::minutes(20)).await;
+    }
+    let acme = AccountId::parse("acme").unwrap();
+    let start = app.clock.now() - Duration::days(1);
+    let history = app.store.history(&acme, start).await.unwrap();
+    assert!(history.len() >= 6, "{} polls kept", history.len());
+    let chain = history[0]
+        .tally
+        .as_ref()
+        .expect("the first poll is tallied")
+        .chain;
+    assert!(
+        history
+            .iter()
+            .all(|s| s.tally.is_some_and(|t| t.chain == chain)),
+        "one chain of tallies: {history:?}"
+    );
+    let plain: Vec<Snapshot> = history
+        .iter()
+        .map(|s| Snapshot {
+            tally: None,
+            ..s.clone()
+        })
+        .collect();
+    let (window, now) = (Duration::days(7), app.clock.now());
+    let walked = burn_rate(&plain, window, now).expect("over an hour observed");
+    // ¥100 + ¥150 + ¥200 + ¥50 spent.
+    assert_eq!(
+        history.last().unwrap().tally.unwrap().spent.to_string(),
+        "500.00"
+    );
+    let views = app.store.views().await.unwrap();
+    let forecast = views[&acme].forecast.as_ref().unwrap();
+    assert_eq!(forecast.burn, walked);
+    app.stop().await;
+}

@@ -389,6 +389,7 @@ where
         orders: vec![],
         spend: None,
         recharges: vec![],
+        tally: None,
     };
 
     // Polls: two good, one failed (its message redacted as stored).
@@ -717,6 +718,7 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
         orders: vec![],
         spend: None,
         recharges: vec![],
+        tally: None,
     };
     let down = PollFailure {
         kind: FailureKind::Unreachable,
@@ -934,6 +936,7 @@ where
         orders: vec![],
         spend: None,
         recharges: vec![],
+        tally: None,
     };
     let one = vec![resource("ins-1")];
     let two = vec![resource("ins-1"), resource("ins-2")];
@@ -1102,6 +1105,88 @@ where
     n
 }
 
+/// Tallies: judging reads what the rules need of a window and the forecast
+/// is the one every snapshot walked gives. From a tallied first snapshot a
+/// store may skip to the newest (`skips`: this one does); from one kept
+/// before tallies were, it reads them all.
+async fn tally_story<S: purser::ports::Store>(store: &S, skips: bool) {
+    use chrono::{Duration, TimeZone, Utc};
+    use purser::domain::forecast::{burn_rate, carry};
+    use purser::domain::model::{AccountId, Balance, Snapshot};
+    use purser::domain::money::{Currency, Money};
+    use purser::ports::{PollRecord, Window};
+
+    let t = |h: i64| Utc.with_ymd_and_hms(2026, 11, 3, 0, 0, 0).unwrap() + Duration::hours(h);
+    let id = AccountId::parse("tallied").unwrap();
+    let mut kept: Vec<Snapshot> = Vec::new();
+    for (h, balance) in [
+        (0, "1000"),
+        (1, "990"),
+        (2, "970"),
+        (3, "975"),
+        (4, "940"),
+        (5, "900"),
+    ] {
+        let mut s = Snapshot {
+            taken_at: t(h),
+            balance: Balance::available_only(Money::parse(balance, Currency::Cny).unwrap()),
+            resources: vec![],
+            orders: vec![],
+            spend: None,
+            recharges: vec![],
+            tally: None,
+        };
+        // The first two were kept before tallies were.
+        if h >= 2 {
+            s.tally = carry(kept.last(), &s);
+        }
+        store
+            .record_polls(&[PollRecord {
+                account: &id,
+                at: s.taken_at,
+                outcome: Ok(&s),
+            }])
+            .await
+            .unwrap();
+        kept.push(s);
+    }
+    let id = &id;
+    let read = |since| async move {
+        let w = Window {
+            account: id,
+            since,
+            fresh: Some(t(5)),
+        };
+        store.judging(&[w]).await.unwrap().remove(0).history
+    };
+    // The rate every snapshot from `from` on gives, walked one by one.
+    let walked = |from: usize, window| {
+        let plain: Vec<Snapshot> = kept[from..]
+            .iter()
+            .map(|s| Snapshot {
+                tally: None,
+                ..s.clone()
+            })
+            .collect();
+        burn_rate(&plain, window, t(5)).unwrap()
+    };
+    // Untallied first: every snapshot, and the same rate.
+    let week = Duration::days(7);
+    let all = read(t(0)).await;
+    assert_eq!(all, kept);
+    assert_eq!(burn_rate(&all, week, t(5)).unwrap(), walked(0, week));
+    // Tallied first: its tally and the newest's sum what lies between.
+    let from_two = read(t(2)).await;
+    assert_eq!(from_two.first(), kept.get(2));
+    assert_eq!(from_two.last(), kept.last());
+    assert_eq!(from_two.len(), if skips { 2 } else { 4 });
+    let three = Duration::hours(3);
+    let rate = burn_rate(&from_two, three, t(5)).unwrap();
+    assert_eq!(rate, walked(2, three));
+    // ¥35 and ¥40 fell over 3 hours (the rise is no spend): ¥600 a day.
+    assert_eq!(rate.per_day.to_string(), "¥600.00");
+}
+
 #[tokio::test]
 async fn the_store_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -1112,6 +1197,7 @@ async fn the_store_story_on_sqlite() {
     story(&store).await;
     receipts_story(&store).await;
     batch_story(&store).await;
+    tally_story(&store, true).await;
     let beside = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
@@ -1130,6 +1216,7 @@ async fn the_store_story_on_postgres() {
     story(&store).await;
     receipts_story(&store).await;
     batch_story(&store).await;
+    tally_story(&store, false).await;
     let beside = sqlx::PgPool::connect(&url).await.unwrap();
     inventory_story(&store, || kept(&beside)).await;
 }
@@ -1646,6 +1733,7 @@ async fn a_replica_writes_as_leader_only_while_it_holds_the_lease() {
         orders: vec![],
         spend: None,
         recharges: vec![],
+        tally: None,
     };
     let poll = |s: &PgStore, at| {
         let (s, acme, snapshot) = (s.clone(), acme.clone(), snapshot.clone());

@@ -175,59 +175,65 @@ pub(super) async fn judging(
     windows: &[Window<'_>],
 ) -> Result<Vec<Judging>, StoreError> {
     let mut conn = pool.acquire().await?;
-    // Each account once, from the earliest time it is named with (each
-    // naming's own window is cut from that below), with the latest
-    // snapshot the caller holds of it.
-    let mut earliest: HashMap<&str, (i64, Option<i64>)> = HashMap::new();
-    for w in windows {
-        let (since, fresh) = (ms(w.since), w.fresh.map(ms));
-        earliest
-            .entry(w.account.as_str())
-            .and_modify(|(s, f)| {
-                *s = (*s).min(since);
-                *f = (*f).max(fresh);
-            })
-            .or_insert((since, fresh));
-    }
-    let earliest: Vec<(&str, (i64, Option<i64>))> = earliest.into_iter().collect();
-    let mut by_account: HashMap<&str, Judging> = earliest
-        .iter()
-        .map(|(id, _)| (*id, Judging::default()))
-        .collect();
-    // The window, as `history` reads it: the newest snapshot before the
-    // window is kept too.
+    let mut histories: Vec<Vec<crate::domain::model::Snapshot>> = vec![Vec::new(); windows.len()];
     let mut inventories = Inventories::default();
-    for chunk in earliest.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("WITH w (account, since, fresh) AS (");
-        q.push_values(chunk, |mut row, (id, (since, fresh))| {
-            row.push_bind(*id).push_bind(*since).push_bind(*fresh);
+    let numbered: Vec<(i64, &Window)> = (0i64..).zip(windows).collect();
+    for chunk in numbered.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("WITH w (i, account, since, fresh) AS (");
+        q.push_values(chunk, |mut row, (i, w)| {
+            row.push_bind(*i)
+                .push_bind(w.account.as_str())
+                .push_bind(ms(w.since))
+                .push_bind(w.fresh.map(ms));
         });
-        // Only the newest is read whole, and not even that when the caller
-        // holds it: of those before it the rules read the balance, and a
-        // fleet's resources decoded again at every poll would be most of a
-        // cycle's work. The others' rows hold their balance part only.
+        // The window, as `history` reads it: from its start, or from the
+        // newest snapshot when none is newer. When its first snapshot
+        // carries a tally, so does every one after it, and the rules need
+        // only that one and the newest (`forecast::burn_rate`): the rest
+        // are left unread. Only the newest is read whole, and not even
+        // that when the caller holds one as new: of those before it the
+        // rules read the balance, and a fleet's resources decoded again at
+        // every poll would be most of a cycle's work.
         q.push(
-            "), n AS MATERIALIZED (SELECT account, since, fresh,
-                 (SELECT MAX(taken_at) FROM snapshots m WHERE m.account = w.account) AS newest
-               FROM w)
-             SELECT s.account, s.body, s.digest, i.body AS inventory
-             FROM snapshots s JOIN n ON s.account = n.account
-               LEFT JOIN inventories i ON s.taken_at = n.newest AND s.taken_at IS NOT n.fresh
+            "), n AS MATERIALIZED (
+               SELECT i, account, fresh, newest, MIN(since, newest) AS cut FROM (
+                 SELECT i, account, since, fresh,
+                   (SELECT MAX(taken_at) FROM snapshots m WHERE m.account = w.account) AS newest
+                 FROM w)),
+             f AS MATERIALIZED (
+               SELECT n.*, (SELECT MIN(taken_at) FROM snapshots s
+                            WHERE s.account = n.account AND s.taken_at >= n.cut) AS first
+               FROM n),
+             t AS MATERIALIZED (
+               SELECT f.*, (SELECT json_extract(s.body, '$.tally') IS NOT NULL FROM snapshots s
+                            WHERE s.account = f.account AND s.taken_at = f.first) AS tallied
+               FROM f)
+             SELECT t.i, s.body, s.digest, NULL AS inventory
+             FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.first
+             WHERE t.first < t.newest
+             UNION ALL
+             SELECT t.i, s.body, s.digest, i.body AS inventory
+             FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.newest
+               LEFT JOIN inventories i ON (t.fresh IS NULL OR t.fresh < s.taken_at)
                  AND i.account = s.account AND i.digest = s.digest
-             WHERE s.taken_at >= MIN(n.since, n.newest)",
+             UNION ALL
+             SELECT t.i, s.body, s.digest, NULL AS inventory
+             FROM t JOIN snapshots s ON s.account = t.account
+               AND s.taken_at > t.first AND s.taken_at < t.newest
+             WHERE t.tallied IS NOT 1",
         );
         for r in q.build().fetch_all(&mut *conn).await? {
             let snapshot = snapshot_from_row(&r, &mut inventories)?;
-            if let Some(j) = by_account.get_mut(r.get::<&str, _>("account")) {
-                j.history.push(snapshot);
+            let i: i64 = r.get("i");
+            if let Some(h) = usize::try_from(i).ok().and_then(|i| histories.get_mut(i)) {
+                h.push(snapshot);
             }
         }
     }
-    // In time order, put right here rather than by a sort of the whole
-    // chunk's rows in SQLite.
-    for j in by_account.values_mut() {
-        j.history.sort_by_key(|s| s.taken_at);
-    }
+    let mut by_account: HashMap<&str, Judging> = windows
+        .iter()
+        .map(|w| (w.account.as_str(), Judging::default()))
+        .collect();
     let ids = distinct(windows.iter().map(|w| w.account));
     let open = rows_for(
         &mut conn,
@@ -259,27 +265,24 @@ pub(super) async fn judging(
         *left.entry(w.account.as_str()).or_default() += 1;
     }
     let mut out = Vec::with_capacity(windows.len());
-    for &Window {
-        account: id, since, ..
-    } in windows
-    {
-        // Taken by its last naming, copied for any before.
-        let last = left.get_mut(id.as_str()).is_some_and(|n| {
+    for (w, mut history) in windows.iter().zip(histories) {
+        // In time order, put right here rather than by a sort of the whole
+        // chunk's rows in SQLite.
+        history.sort_by_key(|s| s.taken_at);
+        // The alerts and notices taken by the account's last naming,
+        // copied for any before.
+        let id = w.account.as_str();
+        let last = left.get_mut(id).is_some_and(|n| {
             *n -= 1;
             *n == 0
         });
-        let mut judging = if last {
-            by_account.remove(id.as_str())
+        let judging = if last {
+            by_account.remove(id)
         } else {
-            by_account.get(id.as_str()).cloned()
+            by_account.get(id).cloned()
         }
         .unwrap_or_default();
-        let since = ms(since);
-        if let Some(newest) = judging.history.last().map(|s| ms(s.taken_at)) {
-            let cut = since.min(newest);
-            judging.history.retain(|s| ms(s.taken_at) >= cut);
-        }
-        out.push(judging);
+        out.push(Judging { history, ..judging });
     }
     Ok(out)
 }
