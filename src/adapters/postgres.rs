@@ -24,8 +24,8 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::routing::Routing;
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, MessageRef, MessageRefs,
-    NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Judging, MessageRef, MessageRefs,
+    NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice, Window,
 };
 use crate::secret::redact;
 
@@ -437,6 +437,90 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn judging(&self, windows: &[Window<'_>]) -> Result<Vec<Judging>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let numbers: Vec<i64> = (0i64..).take(windows.len()).collect();
+        let accounts: Vec<&str> = windows.iter().map(|w| w.account.as_str()).collect();
+        let sinces: Vec<DateTime<Utc>> = windows.iter().map(|w| at_ms(w.since)).collect();
+        let fresh: Vec<Option<DateTime<Utc>>> =
+            windows.iter().map(|w| w.fresh.map(at_ms)).collect();
+        // As on SQLite: from the window's start, or from the newest when
+        // none is newer; only the first and the newest when the first
+        // carries a tally; the newest whole unless the caller holds one as
+        // new.
+        let rows = sqlx::query(
+            "WITH w AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+                          AS w (i, account, since, fresh)),
+             n AS MATERIALIZED (
+               SELECT w.i, w.account, w.fresh, m.newest, LEAST(w.since, m.newest) AS cut
+               FROM w CROSS JOIN LATERAL
+                 (SELECT MAX(taken_at) AS newest FROM snapshots s WHERE s.account = w.account) m),
+             f AS MATERIALIZED (
+               SELECT n.*, (SELECT MIN(taken_at) FROM snapshots s
+                            WHERE s.account = n.account AND s.taken_at >= n.cut) AS first
+               FROM n),
+             t AS MATERIALIZED (
+               SELECT f.*, (SELECT bool_or(s.body ? 'tally') FROM snapshots s
+                            WHERE s.account = f.account AND s.taken_at = f.first) AS tallied
+               FROM f)
+             SELECT t.i, s.body::text AS body, s.digest, NULL::text AS inventory
+             FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.first
+             WHERE t.first < t.newest
+             UNION ALL
+             SELECT t.i, s.body::text, s.digest, i.body::text
+             FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.newest
+               LEFT JOIN inventories i ON (t.fresh IS NULL OR t.fresh < s.taken_at)
+                 AND i.account = s.account AND i.digest = s.digest
+             UNION ALL
+             SELECT t.i, s.body::text, s.digest, NULL::text
+             FROM t JOIN snapshots s ON s.account = t.account
+               AND s.taken_at > t.first AND s.taken_at < t.newest
+             WHERE t.tallied IS NOT TRUE",
+        )
+        .bind(&numbers)
+        .bind(&accounts)
+        .bind(&sinces)
+        .bind(&fresh)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut histories: Vec<Vec<Snapshot>> = vec![Vec::new(); windows.len()];
+        let mut inventories = Inventories::default();
+        for r in &rows {
+            let snapshot = snapshot_from_row(r, &mut inventories)?;
+            let i: i64 = r.try_get("i")?;
+            if let Some(h) = usize::try_from(i).ok().and_then(|i| histories.get_mut(i)) {
+                h.push(snapshot);
+            }
+        }
+        let mut by_account: HashMap<&str, Judging> =
+            accounts.iter().map(|a| (*a, Judging::default())).collect();
+        let open = sqlx::query(
+            "SELECT * FROM alerts WHERE account = ANY($1) AND state <> 'resolved' ORDER BY id",
+        )
+        .bind(&accounts)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in &open {
+            if let Some(j) = by_account.get_mut(r.try_get::<&str, _>("account")?) {
+                j.open.push(alert_from_row(r)?);
+            }
+        }
+        let failed = sqlx::query(
+            "SELECT id, account, output, attempts, last_error, abandoned_at, body FROM outbox
+             WHERE abandoned_at IS NOT NULL AND delivered_at IS NULL AND account = ANY($1)
+             ORDER BY id",
+        )
+        .bind(&accounts)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in &failed {
+            if let Some(j) = by_account.get_mut(r.try_get::<&str, _>("account")?) {
+                j.failed.push(failed_from_row(r)?);
+            }
+        }
+        Ok(stored_snapshot::judgings(windows, histories, by_account))
+    }
+
     async fn latest_snapshot(&self, account: &AccountId) -> Result<Option<Snapshot>, StoreError> {
         let row = sqlx::query(
             "SELECT s.body::text AS body, s.digest, i.body::text AS inventory FROM snapshots s
@@ -791,20 +875,7 @@ impl Store for PgStore {
         .bind(account)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FailedNotice {
-                    id: r.try_get("id")?,
-                    output: r.try_get("output")?,
-                    attempts: count(r, "attempts")?,
-                    error: r
-                        .try_get::<Option<String>, _>("last_error")?
-                        .unwrap_or_default(),
-                    failed_at: r.try_get("abandoned_at")?,
-                    notice: from_json(r, "body")?,
-                })
-            })
-            .collect()
+        rows.iter().map(failed_from_row).collect()
     }
 
     async fn retry_failed(
@@ -1176,6 +1247,19 @@ impl BalanceEntries for PgStore {
         }
         Ok(out)
     }
+}
+
+fn failed_from_row(r: &PgRow) -> Result<FailedNotice, StoreError> {
+    Ok(FailedNotice {
+        id: r.try_get("id")?,
+        output: r.try_get("output")?,
+        attempts: count(r, "attempts")?,
+        error: r
+            .try_get::<Option<String>, _>("last_error")?
+            .unwrap_or_default(),
+        failed_at: r.try_get("abandoned_at")?,
+        notice: from_json(r, "body")?,
+    })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::model::{Order, Resource, Snapshot};
-use crate::ports::StoreError;
+use crate::ports::{Judging, StoreError, Window};
 
 /// A snapshot as it is written.
 pub(crate) struct Split<'a> {
@@ -147,6 +147,38 @@ impl Inventories {
         self.seen.insert(digest.to_owned(), decoded.clone());
         Ok(Some(decoded))
     }
+}
+
+/// Judging's reads put together, one per window in order: each window's
+/// own snapshots (put in time order here rather than by a sort of a whole
+/// chunk's rows in the store), and its account's open alerts and lost
+/// notices, taken by the account's last window and copied for any before.
+pub(crate) fn judgings(
+    windows: &[Window<'_>],
+    histories: Vec<Vec<Snapshot>>,
+    mut by_account: HashMap<&str, Judging>,
+) -> Vec<Judging> {
+    let mut left: HashMap<&str, usize> = HashMap::new();
+    for w in windows {
+        *left.entry(w.account.as_str()).or_default() += 1;
+    }
+    let mut out = Vec::with_capacity(windows.len());
+    for (w, mut history) in windows.iter().zip(histories) {
+        history.sort_by_key(|s| s.taken_at);
+        let id = w.account.as_str();
+        let last = left.get_mut(id).is_some_and(|n| {
+            *n -= 1;
+            *n == 0
+        });
+        let judging = if last {
+            by_account.remove(id)
+        } else {
+            by_account.get(id).cloned()
+        }
+        .unwrap_or_default();
+        out.push(Judging { history, ..judging });
+    }
+    out
 }
 
 #[cfg(test)]

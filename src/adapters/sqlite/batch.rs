@@ -260,31 +260,7 @@ pub(super) async fn judging(
             j.failed.push(failed_from_row(r)?);
         }
     }
-    let mut left: HashMap<&str, usize> = HashMap::new();
-    for w in windows {
-        *left.entry(w.account.as_str()).or_default() += 1;
-    }
-    let mut out = Vec::with_capacity(windows.len());
-    for (w, mut history) in windows.iter().zip(histories) {
-        // In time order, put right here rather than by a sort of the whole
-        // chunk's rows in SQLite.
-        history.sort_by_key(|s| s.taken_at);
-        // The alerts and notices taken by the account's last naming,
-        // copied for any before.
-        let id = w.account.as_str();
-        let last = left.get_mut(id).is_some_and(|n| {
-            *n -= 1;
-            *n == 0
-        });
-        let judging = if last {
-            by_account.remove(id)
-        } else {
-            by_account.get(id).cloned()
-        }
-        .unwrap_or_default();
-        out.push(Judging { history, ..judging });
-    }
-    Ok(out)
+    Ok(stored_snapshot::judgings(windows, histories, by_account))
 }
 
 pub(super) async fn record_judgements(
