@@ -352,6 +352,24 @@ async fn the_store_opens_on_postgres_and_names_a_server_it_cannot_reach() {
     assert!(err.contains("not a PostgreSQL URL"), "{err}");
 }
 
+/// A snapshot of an account's balance alone, in yuan.
+fn balance_only(
+    at: chrono::DateTime<chrono::Utc>,
+    balance: &str,
+) -> purser::domain::model::Snapshot {
+    use purser::domain::model::{Balance, Snapshot};
+    use purser::domain::money::{Currency, Money};
+    Snapshot {
+        taken_at: at,
+        balance: Balance::available_only(Money::parse(balance, Currency::Cny).unwrap()),
+        resources: vec![],
+        orders: vec![],
+        spend: None,
+        recharges: vec![],
+        tally: None,
+    }
+}
+
 /// The store's story, told to any backend: polls and their history,
 /// alerts and their notices in one write, an acknowledgement (once, of two
 /// clicks), a silence, delivery and failure, views, retention, entries.
@@ -690,8 +708,7 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
     use chrono::{Duration, TimeZone, Utc};
     use purser::domain::alert::{Alert, AlertState, Changes, Notice, NoticeKind};
     use purser::domain::forecast::AccountView;
-    use purser::domain::model::{Account, AccountId, Balance, FailureKind, PollFailure, Snapshot};
-    use purser::domain::money::{Currency, Money};
+    use purser::domain::model::{Account, AccountId, FailureKind, PollFailure, Snapshot};
     use purser::domain::routing::Routing;
     use purser::domain::rules::{AlertKey, RuleName, Severity};
     use purser::ports::{Judgement, PollRecord, Window};
@@ -711,15 +728,7 @@ async fn batch_story<S: purser::ports::Store>(store: &S) {
         site: "cn".into(),
         labels: Default::default(),
     };
-    let snapshot = |at, balance: &str| Snapshot {
-        taken_at: at,
-        balance: Balance::available_only(Money::parse(balance, Currency::Cny).unwrap()),
-        resources: vec![],
-        orders: vec![],
-        spend: None,
-        recharges: vec![],
-        tally: None,
-    };
+    let snapshot = balance_only;
     let down = PollFailure {
         kind: FailureKind::Unreachable,
         message: "connection refused".into(),
@@ -1112,8 +1121,7 @@ where
 async fn tally_story<S: purser::ports::Store>(store: &S) {
     use chrono::{Duration, TimeZone, Utc};
     use purser::domain::forecast::{burn_rate, carry};
-    use purser::domain::model::{AccountId, Balance, Snapshot};
-    use purser::domain::money::{Currency, Money};
+    use purser::domain::model::{AccountId, Snapshot};
     use purser::ports::{PollRecord, Window};
 
     let t = |h: i64| Utc.with_ymd_and_hms(2026, 11, 3, 0, 0, 0).unwrap() + Duration::hours(h);
@@ -1127,15 +1135,7 @@ async fn tally_story<S: purser::ports::Store>(store: &S) {
         (4, "940"),
         (5, "900"),
     ] {
-        let mut s = Snapshot {
-            taken_at: t(h),
-            balance: Balance::available_only(Money::parse(balance, Currency::Cny).unwrap()),
-            resources: vec![],
-            orders: vec![],
-            spend: None,
-            recharges: vec![],
-            tally: None,
-        };
+        let mut s = balance_only(t(h), balance);
         // The first two were kept before tallies were.
         if h >= 2 {
             s.tally = carry(kept.last(), &s);
