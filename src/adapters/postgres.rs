@@ -445,9 +445,9 @@ impl Store for PgStore {
         let fresh: Vec<Option<DateTime<Utc>>> =
             windows.iter().map(|w| w.fresh.map(at_ms)).collect();
         // As on SQLite: from the window's start, or from the newest when
-        // none is newer; only the first and the newest when the first
-        // carries a tally; the newest whole unless the caller holds one as
-        // new.
+        // none is newer; only the first, the one after it and the newest
+        // when the first carries a tally; the newest whole unless the
+        // caller holds one as new.
         let rows = sqlx::query(
             "WITH w AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[])
                           AS w (i, account, since, fresh)),
@@ -459,13 +459,21 @@ impl Store for PgStore {
                SELECT n.*, (SELECT MIN(taken_at) FROM snapshots s
                             WHERE s.account = n.account AND s.taken_at >= n.cut) AS first
                FROM n),
+             g AS MATERIALIZED (
+               SELECT f.*, (SELECT MIN(taken_at) FROM snapshots s
+                            WHERE s.account = f.account AND s.taken_at > f.first) AS second
+               FROM f),
              t AS MATERIALIZED (
-               SELECT f.*, (SELECT bool_or(s.body ? 'tally') FROM snapshots s
-                            WHERE s.account = f.account AND s.taken_at = f.first) AS tallied
-               FROM f)
+               SELECT g.*, (SELECT bool_or(s.body ? 'tally') FROM snapshots s
+                            WHERE s.account = g.account AND s.taken_at = g.first) AS tallied
+               FROM g)
              SELECT t.i, s.body::text AS body, s.digest, NULL::text AS inventory
              FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.first
              WHERE t.first < t.newest
+             UNION ALL
+             SELECT t.i, s.body::text, s.digest, NULL::text
+             FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.second
+             WHERE t.second < t.newest
              UNION ALL
              SELECT t.i, s.body::text, s.digest, i.body::text
              FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.newest
@@ -474,7 +482,7 @@ impl Store for PgStore {
              UNION ALL
              SELECT t.i, s.body::text, s.digest, NULL::text
              FROM t JOIN snapshots s ON s.account = t.account
-               AND s.taken_at > t.first AND s.taken_at < t.newest
+               AND s.taken_at > t.second AND s.taken_at < t.newest
              WHERE t.tallied IS NOT TRUE",
         )
         .bind(&numbers)

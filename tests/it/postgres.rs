@@ -1179,12 +1179,21 @@ async fn tally_story<S: purser::ports::Store>(store: &S) {
     let from_two = read(t(2)).await;
     assert_eq!(from_two.first(), kept.get(2));
     assert_eq!(from_two.last(), kept.last());
-    assert_eq!(from_two.len(), 2);
+    assert_eq!(from_two.len(), 3, "the first, the one after it, the newest");
     let three = Duration::hours(3);
     let rate = burn_rate(&from_two, three, t(5)).unwrap();
     assert_eq!(rate, walked(2, three));
     // ¥35 and ¥40 fell over 3 hours (the rise is no spend): ¥600 a day.
     assert_eq!(rate.per_day.to_string(), "¥600.00");
+    // A window that starts inside the millisecond of its first snapshot,
+    // just after it: the store keeps times to the millisecond, the rules
+    // do not, and the next snapshot is the window's first.
+    let late = Duration::hours(3) - Duration::microseconds(500);
+    let from_inside = read(t(5) - late).await;
+    assert_eq!(
+        burn_rate(&from_inside, late, t(5)).unwrap(),
+        walked(0, late)
+    );
 }
 
 #[tokio::test]

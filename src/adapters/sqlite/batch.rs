@@ -189,8 +189,11 @@ pub(super) async fn judging(
         // The window, as `history` reads it: from its start, or from the
         // newest snapshot when none is newer. When its first snapshot
         // carries a tally, so does every one after it, and the rules need
-        // only that one and the newest (`forecast::burn_rate`): the rest
-        // are left unread. Only the newest is read whole, and not even
+        // only that one and the newest (`forecast::burn_rate`); the one
+        // after the first too, since rows are compared here by the
+        // millisecond and the rules by the nanosecond: a first in the
+        // window's first millisecond may fall just before it. The rest are
+        // left unread. Only the newest is read whole, and not even
         // that when the caller holds one as new: of those before it the
         // rules read the balance, and a fleet's resources decoded again at
         // every poll would be most of a cycle's work.
@@ -204,13 +207,21 @@ pub(super) async fn judging(
                SELECT n.*, (SELECT MIN(taken_at) FROM snapshots s
                             WHERE s.account = n.account AND s.taken_at >= n.cut) AS first
                FROM n),
+             g AS MATERIALIZED (
+               SELECT f.*, (SELECT MIN(taken_at) FROM snapshots s
+                            WHERE s.account = f.account AND s.taken_at > f.first) AS second
+               FROM f),
              t AS MATERIALIZED (
-               SELECT f.*, (SELECT json_extract(s.body, '$.tally') IS NOT NULL FROM snapshots s
-                            WHERE s.account = f.account AND s.taken_at = f.first) AS tallied
-               FROM f)
+               SELECT g.*, (SELECT json_extract(s.body, '$.tally') IS NOT NULL FROM snapshots s
+                            WHERE s.account = g.account AND s.taken_at = g.first) AS tallied
+               FROM g)
              SELECT t.i, s.body, s.digest, NULL AS inventory
              FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.first
              WHERE t.first < t.newest
+             UNION ALL
+             SELECT t.i, s.body, s.digest, NULL AS inventory
+             FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.second
+             WHERE t.second < t.newest
              UNION ALL
              SELECT t.i, s.body, s.digest, i.body AS inventory
              FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.newest
@@ -219,7 +230,7 @@ pub(super) async fn judging(
              UNION ALL
              SELECT t.i, s.body, s.digest, NULL AS inventory
              FROM t JOIN snapshots s ON s.account = t.account
-               AND s.taken_at > t.first AND s.taken_at < t.newest
+               AND s.taken_at > t.second AND s.taken_at < t.newest
              WHERE t.tallied IS NOT 1",
         );
         for r in q.build().fetch_all(&mut *conn).await? {
