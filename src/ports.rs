@@ -250,9 +250,10 @@ pub struct Window<'a> {
 /// `Store::history` gives them, except that a store may leave the resources
 /// and orders out of all but the newest: the rules read only the balances
 /// of those before it; and when the first carries a tally, it may leave
-/// out all but the first and the newest: the tallies sum what lies
-/// between), its open alerts, and the notices about it that an output gave
-/// up on.
+/// out all but the first two and the newest: the tallies sum what lies
+/// between, and the second stands in for a first the store's coarser time
+/// put in the window), its open alerts, and the notices about it that an
+/// output gave up on.
 #[derive(Debug, Clone, Default)]
 pub struct Judging {
     pub history: Vec<Snapshot>,
