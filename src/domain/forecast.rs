@@ -356,8 +356,8 @@ mod tests {
     }
 
     /// What a store may hand judging of a tallied history: from the
-    /// window's start (or the newest), only the first and the newest when
-    /// the first carries a tally.
+    /// window's start (or the newest), only the first two and the newest
+    /// when the first carries a tally.
     fn as_read(tallied: &[Snapshot], since: DateTime<Utc>) -> Vec<Snapshot> {
         let Some(newest) = tallied.last() else {
             return Vec::new();
@@ -369,8 +369,8 @@ mod tests {
             .cloned()
             .collect();
         match window.first() {
-            Some(first) if first.tally.is_some() && window.len() > 1 => {
-                vec![first.clone(), newest.clone()]
+            Some(first) if first.tally.is_some() && window.len() > 3 => {
+                vec![first.clone(), window[1].clone(), newest.clone()]
             }
             _ => window,
         }
