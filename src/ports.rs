@@ -249,8 +249,9 @@ pub struct Window<'a> {
 /// What judging one account reads: its good snapshots since a time (as
 /// `Store::history` gives them, except that a store may leave the resources
 /// and orders out of all but the newest: the rules read only the balances
-/// of those before it; and when the first carries a tally, it may leave
-/// out all but the first two and the newest: the tallies sum what lies
+/// of those before it; and when the first and the newest carry tallies of
+/// one chain, it may leave out all but the first two and the newest: the
+/// tallies sum what lies
 /// between, and the second stands in for a first the store's coarser time
 /// put in the window), its open alerts, and the notices about it that an
 /// output gave up on.

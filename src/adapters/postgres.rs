@@ -446,8 +446,8 @@ impl Store for PgStore {
             windows.iter().map(|w| w.fresh.map(at_ms)).collect();
         // As on SQLite: from the window's start, or from the newest when
         // none is newer; only the first, the one after it and the newest
-        // when the first carries a tally; the newest whole unless the
-        // caller holds one as new.
+        // when the first and the newest carry tallies of one chain; the
+        // newest whole unless the caller holds one as new.
         let rows = sqlx::query(
             "WITH w AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[])
                           AS w (i, account, since, fresh)),
@@ -464,8 +464,11 @@ impl Store for PgStore {
                             WHERE s.account = f.account AND s.taken_at > f.first) AS second
                FROM f),
              t AS MATERIALIZED (
-               SELECT g.*, (SELECT bool_or(s.body ? 'tally') FROM snapshots s
-                            WHERE s.account = g.account AND s.taken_at = g.first) AS tallied
+               SELECT g.*,
+                 (SELECT max(s.body -> 'tally' ->> 'chain') FROM snapshots s
+                  WHERE s.account = g.account AND s.taken_at = g.first)
+                 = (SELECT max(s.body -> 'tally' ->> 'chain') FROM snapshots s
+                    WHERE s.account = g.account AND s.taken_at = g.newest) AS tallied
                FROM g)
              SELECT t.i, s.body::text AS body, s.digest, NULL::text AS inventory
              FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.first

@@ -1194,6 +1194,46 @@ async fn tally_story<S: purser::ports::Store>(store: &S) {
         burn_rate(&from_inside, late, t(5)).unwrap(),
         walked(0, late)
     );
+    // A snapshot without a tally after them (as a replica of an older
+    // build would write) starts a new chain: the window is read whole.
+    for (h, balance, tallied) in [(6, "880", false), (7, "850", true)] {
+        let mut s = balance_only(t(h), balance);
+        if tallied {
+            s.tally = carry(kept.last(), &s);
+        }
+        store
+            .record_polls(&[PollRecord {
+                account: id,
+                at: s.taken_at,
+                outcome: Ok(&s),
+            }])
+            .await
+            .unwrap();
+        kept.push(s);
+    }
+    let broken = store
+        .judging(&[Window {
+            account: id,
+            since: t(2),
+            fresh: Some(t(7)),
+        }])
+        .await
+        .unwrap()
+        .remove(0)
+        .history;
+    assert_eq!(broken, kept[2..]);
+    let plain: Vec<Snapshot> = kept[2..]
+        .iter()
+        .map(|s| Snapshot {
+            tally: None,
+            ..s.clone()
+        })
+        .collect();
+    let window = Duration::hours(5);
+    assert_eq!(
+        burn_rate(&broken, window, t(7)),
+        burn_rate(&plain, window, t(7))
+    );
 }
 
 #[tokio::test]

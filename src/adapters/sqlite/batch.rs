@@ -187,9 +187,9 @@ pub(super) async fn judging(
                 .push_bind(w.fresh.map(ms));
         });
         // The window, as `history` reads it: from its start, or from the
-        // newest snapshot when none is newer. When its first snapshot
-        // carries a tally, so does every one after it, and the rules need
-        // only that one and the newest (`forecast::burn_rate`); the one
+        // newest snapshot when none is newer. When its first snapshot and
+        // the newest carry tallies of one chain, so does every one between,
+        // and the rules need only those two (`forecast::burn_rate`); the one
         // after the first too, since rows are compared here by the
         // millisecond and the rules by the nanosecond: a first in the
         // window's first millisecond may fall just before it. The rest are
@@ -212,8 +212,11 @@ pub(super) async fn judging(
                             WHERE s.account = f.account AND s.taken_at > f.first) AS second
                FROM f),
              t AS MATERIALIZED (
-               SELECT g.*, (SELECT json_extract(s.body, '$.tally') IS NOT NULL FROM snapshots s
-                            WHERE s.account = g.account AND s.taken_at = g.first) AS tallied
+               SELECT g.*,
+                 (SELECT json_extract(s.body, '$.tally.chain') FROM snapshots s
+                  WHERE s.account = g.account AND s.taken_at = g.first)
+                 = (SELECT json_extract(s.body, '$.tally.chain') FROM snapshots s
+                    WHERE s.account = g.account AND s.taken_at = g.newest) AS tallied
                FROM g)
              SELECT t.i, s.body, s.digest, NULL AS inventory
              FROM t JOIN snapshots s ON s.account = t.account AND s.taken_at = t.first
