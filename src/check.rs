@@ -220,7 +220,7 @@ async fn poll_all(
                     clock.as_ref(),
                     &a.account,
                     &mut snapshot,
-                    None,
+                    &[],
                     rule.within,
                     deadline,
                 )

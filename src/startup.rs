@@ -255,6 +255,7 @@ impl Application {
             entries: Some(store.clone()),
             meter: meter.clone(),
             recorder: None,
+            prices: Default::default(),
         }
         .recording_together(recorders(&config.store.backend));
         let board_signal = BoardSignal {

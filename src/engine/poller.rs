@@ -45,6 +45,8 @@ pub struct Poller {
     /// Where polls go to be recorded together with others (see
     /// `recording_together`); none: each is recorded alone.
     pub recorder: Option<Recorder>,
+    /// The renewal prices each account's last poll here found.
+    pub prices: Arc<super::pricing::Remembered>,
 }
 
 /// What one poll came to.
@@ -361,7 +363,13 @@ impl Poller {
         {
             return Ok(());
         }
-        let previous = self.store.latest_snapshot(&account.account.id).await?;
+        let id = &account.account.id;
+        let previous = match self.prices.take(id) {
+            Some(remembered) => remembered,
+            None => (self.store.latest_snapshot(id).await?)
+                .map(|s| s.resources)
+                .unwrap_or_default(),
+        };
         let Ok(_permit) = provider.permits.acquire().await else {
             return Ok(());
         };
@@ -371,13 +379,14 @@ impl Poller {
             self.clock.as_ref(),
             &account.account,
             snapshot,
-            previous.as_ref(),
+            &previous,
             rule.within,
             deadline,
         ))
         .await;
-        if let Err(why) = priced {
-            error!(account = %account.account.id, panic = %why, "pricing renewals failed");
+        match priced {
+            Ok(()) => self.prices.keep(id, snapshot),
+            Err(why) => error!(account = %id, panic = %why, "pricing renewals failed"),
         }
         Ok(())
     }

@@ -2,23 +2,26 @@
 //! inquiry, only for resources that fall due inside the rule's window, and
 //! kept until the resource's expiry or renewal period changes.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use chrono::{DateTime, Duration, Utc};
 use tracing::{debug, warn};
 
-use crate::domain::model::{Account, Resource, Snapshot, Unpriced};
+use crate::domain::model::{Account, AccountId, Resource, Snapshot, Unpriced};
 use crate::domain::request::Action;
 use crate::domain::rules::renews_within;
 use crate::ports::{Actions, Clock};
 
 /// Prices the resources of `snapshot` that auto-renew within `within`.
-/// A price from `previous` is kept while the resource's expiry and period
-/// are unchanged; what cannot be priced by `deadline` says so.
+/// A price one of `previous` holds is kept while the resource's expiry and
+/// period are unchanged; what cannot be priced by `deadline` says so.
 pub async fn price(
     actions: &dyn Actions,
     clock: &dyn Clock,
     account: &Account,
     snapshot: &mut Snapshot,
-    previous: Option<&Snapshot>,
+    previous: &[Resource],
     within: Duration,
     deadline: DateTime<Utc>,
 ) {
@@ -27,7 +30,7 @@ pub async fn price(
         if !renews_within(r, within, now) || r.renewal_price.is_some() {
             continue;
         }
-        if let Some(known) = previous.and_then(|p| kept(p, r)) {
+        if let Some(known) = kept(previous, r) {
             r.renewal_price = known.renewal_price;
             r.unpriced = known.unpriced.clone();
             continue;
@@ -85,13 +88,55 @@ pub async fn price(
 
 /// What `previous` knew of `r`'s price, if it still holds: the same expiry
 /// and period, and either a quote or a lasting reason there is none.
-fn kept<'a>(previous: &'a Snapshot, r: &Resource) -> Option<&'a Resource> {
-    previous.resources.iter().find(|p| {
-        p.id == r.id
-            && p.expires_at == r.expires_at
-            && p.period_months() == r.period_months()
-            && (p.renewal_price.is_some() || p.unpriced.as_ref().is_some_and(|u| u.lasting))
-    })
+fn kept<'a>(previous: &'a [Resource], r: &Resource) -> Option<&'a Resource> {
+    previous
+        .iter()
+        .find(|p| p.id == r.id && p.expires_at == r.expires_at && holds_price(p, r))
+}
+
+/// Whether `p` holds a price that `r`'s renewal period can keep.
+fn holds_price(p: &Resource, r: &Resource) -> bool {
+    p.period_months() == r.period_months()
+        && (p.renewal_price.is_some() || p.unpriced.as_ref().is_some_and(|u| u.lasting))
+}
+
+/// The prices each account's last poll here found or kept, so that the
+/// next poll keeps them without reading its snapshot back from the store.
+/// A price stands for a resource's expiry and period, not for the moment
+/// it was asked, so one remembered from this replica's last poll holds as
+/// well as one from the store's newest snapshot; a miss (the first poll
+/// here, or one running beside another of the same account) reads the
+/// store.
+#[derive(Default)]
+pub struct Remembered(Mutex<HashMap<AccountId, Vec<Resource>>>);
+
+impl Remembered {
+    /// What the account's last poll here priced, taken out: a poll running
+    /// beside it finds nothing and reads the store.
+    pub fn take(&self, account: &AccountId) -> Option<Vec<Resource>> {
+        self.lock().remove(account)
+    }
+
+    /// Keeps what `snapshot` holds a price for, for the account's next poll.
+    pub fn keep(&self, account: &AccountId, snapshot: &Snapshot) {
+        let priced: Vec<Resource> = snapshot
+            .resources
+            .iter()
+            .filter(|r| holds_price(r, r))
+            .cloned()
+            .collect();
+        let mut by_account = self.lock();
+        if priced.is_empty() {
+            by_account.remove(account);
+        } else {
+            by_account.insert(account.clone(), priced);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, Vec<Resource>>> {
+        // A map of plain data: a panic elsewhere cannot leave it half-made.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[cfg(test)]
@@ -224,7 +269,7 @@ mod tests {
             &clock,
             &account(),
             &mut s,
-            None,
+            &[],
             Duration::days(14),
             deadline,
         )
@@ -267,7 +312,7 @@ mod tests {
             &clock,
             &account(),
             &mut next,
-            Some(&s),
+            &s.resources,
             Duration::days(14),
             deadline,
         )
@@ -289,12 +334,78 @@ mod tests {
             &clock,
             &account(),
             &mut moved,
-            Some(&next),
+            &next.resources,
             Duration::days(14),
             deadline,
         )
         .await;
         assert_eq!(*q.asked.lock().unwrap(), ["soon/3", "charged/3"]);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_poll_keeps_its_prices_and_one_with_none_is_forgotten() {
+        let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        let clock = ManualClock::new(now);
+        let q = Quotes {
+            asked: Mutex::new(vec![]),
+            answer: |id| match id {
+                "soon" => Ok(Some(cny(900))),
+                "gone" => Ok(None),
+                _ => Err(ProviderError::Transport("connection reset".into())),
+            },
+        };
+        let fresh = |at| {
+            snapshot(
+                at,
+                vec![
+                    resource("soon", 5, RenewalMode::Auto, now),
+                    resource("gone", 5, RenewalMode::Auto, now),
+                    resource("failing", 5, RenewalMode::Auto, now),
+                    resource("later", 60, RenewalMode::Auto, now),
+                ],
+            )
+        };
+        let id = account().id;
+        let memory = Remembered::default();
+        let deadline = now + Duration::seconds(30);
+        let mut first = fresh(now);
+        price(
+            &q,
+            &clock,
+            &account(),
+            &mut first,
+            &[],
+            Duration::days(14),
+            deadline,
+        )
+        .await;
+        memory.keep(&id, &first);
+
+        // The next poll, from memory: the quote and the lasting gap are
+        // kept, the failed inquiry is asked again.
+        q.asked.lock().unwrap().clear();
+        let remembered = memory.take(&id).expect("the first poll's prices");
+        let kept: Vec<&str> = remembered.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(kept, ["soon", "gone"], "only what holds a price is kept");
+        assert!(memory.take(&id).is_none(), "taken out while in use");
+        let mut next = fresh(now + Duration::minutes(15));
+        price(
+            &q,
+            &clock,
+            &account(),
+            &mut next,
+            &remembered,
+            Duration::days(14),
+            deadline,
+        )
+        .await;
+        assert_eq!(*q.asked.lock().unwrap(), ["failing/3"]);
+        assert_eq!(next.resources[0].renewal_price, Some(cny(900)));
+
+        // A poll that priced nothing leaves nothing behind.
+        memory.keep(&id, &next);
+        memory.keep(&id, &fresh(now + Duration::minutes(30)));
+        assert!(memory.take(&id).is_none());
     }
 
     #[tokio::test]
@@ -311,7 +422,7 @@ mod tests {
             &clock,
             &account(),
             &mut s,
-            None,
+            &[],
             Duration::days(14),
             now + Duration::seconds(30),
         )
