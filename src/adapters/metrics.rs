@@ -2,7 +2,7 @@
 //! format Prometheus scrapes: counts of its work as it happens, the
 //! accounts as last polled, and the store's state read at each scrape.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +16,7 @@ use prometheus_client::registry::{Metric, Registry};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use super::resource_expiry::Expiries;
 use crate::database::Database;
 use crate::domain::model::{Account, Charge, ExternalId, Resource};
 use crate::domain::money::Money;
@@ -60,17 +61,6 @@ struct BalanceLabels {
 struct PartLabels {
     account: String,
     part: String,
-}
-
-/// Shared strings: the family's key and the account's `shown` list hold the
-/// same ones, and a resource's labels are built once, not at every poll
-/// (200,000 resources, two copies each, were 47 MB of strings).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResourceLabels {
-    account: Arc<str>,
-    resource: Arc<str>,
-    product: Arc<str>,
-    renewal: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -146,12 +136,6 @@ fn poll_histogram() -> Histogram {
     Histogram::new(POLL_BUCKETS)
 }
 
-/// The balance parts and resources an account's last poll showed.
-/// What an account's last poll showed: its balance parts, and its
-/// resources with the series each is set on (so that a resource seen again
-/// is set without looking its series up).
-type Shown = (Vec<PartLabels>, Vec<(ResourceLabels, Gauge)>);
-
 /// Every family purser exposes, in one registry per daemon.
 pub struct Metrics {
     registry: Registry,
@@ -161,10 +145,10 @@ pub struct Metrics {
     balance: Family<BalanceLabels, FloatGauge>,
     balance_part: Family<PartLabels, FloatGauge>,
     runway: Family<AccountLabel, FloatGauge>,
-    expiry: Family<ResourceLabels, Gauge>,
-    /// The label sets each account's last poll set, so that what is no
-    /// longer there (a part, a released resource) stops being exposed.
-    shown: Mutex<HashMap<String, Shown>>,
+    expiry: Arc<Expiries>,
+    /// The balance parts each account's last poll set, so that a part no
+    /// longer there stops being exposed.
+    shown: Mutex<HashMap<String, Vec<PartLabels>>>,
     notices: Family<OutputResult, Counter>,
     pages: Family<TargetResult, Counter>,
     cloud_calls: Family<CloudCallLabels, Counter>,
@@ -274,11 +258,11 @@ impl Metrics {
                 "purser_runway_days",
                 "Days until the available balance runs out at the current burn (absent while nothing is spent)",
             ),
-            expiry: family(
-                &mut r,
-                "purser_resource_expiry_timestamp_seconds",
-                "When each prepaid resource expires, and how it renews",
-            ),
+            expiry: {
+                let expiry = Arc::new(Expiries::default());
+                r.register_collector(Box::new(expiry.clone()));
+                expiry
+            },
             shown: Mutex::default(),
             pages: family(
                 &mut r,
@@ -529,73 +513,16 @@ impl Meter for Metrics {
                 l
             })
             .collect();
-        // One poll of an account at a time: taken out while it is redone.
         let before = self
             .shown
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&account)
+            .insert(account.clone(), parts.clone())
             .unwrap_or_default();
-        let (old_parts, old_resources) = before;
-        for l in old_parts.iter().filter(|l| !parts.contains(l)) {
+        for l in before.iter().filter(|l| !parts.contains(l)) {
             self.balance_part.remove(l);
         }
-        let same = |l: &ResourceLabels, r: &Resource| {
-            *l.resource == *r.id.as_str()
-                && *l.product == *r.product
-                && l.renewal == r.renewal.as_str()
-        };
-        let resources = if old_resources.len() == snapshot.resources.len()
-            && old_resources
-                .iter()
-                .zip(&snapshot.resources)
-                .all(|((l, _), r)| same(l, r))
-        {
-            // The same resources as the last poll, as most polls see.
-            for ((_, gauge), r) in old_resources.iter().zip(&snapshot.resources) {
-                gauge.set(r.expires_at.timestamp());
-            }
-            old_resources
-        } else {
-            // Last poll's labels, by resource: reused where unchanged.
-            let known: HashMap<&str, &(ResourceLabels, Gauge)> = old_resources
-                .iter()
-                .map(|shown| (&*shown.0.resource, shown))
-                .collect();
-            let owner: Arc<str> = Arc::from(account.as_str());
-            let resources: Vec<(ResourceLabels, Gauge)> = snapshot
-                .resources
-                .iter()
-                .map(|r| {
-                    let shown = match known.get(r.id.as_str()) {
-                        Some(shown) if same(&shown.0, r) => (*shown).clone(),
-                        _ => {
-                            let l = ResourceLabels {
-                                account: owner.clone(),
-                                resource: Arc::from(r.id.as_str()),
-                                product: Arc::from(r.product.as_str()),
-                                renewal: r.renewal.as_str(),
-                            };
-                            let gauge = self.expiry.get_or_create(&l).clone();
-                            (l, gauge)
-                        }
-                    };
-                    shown.1.set(r.expires_at.timestamp());
-                    shown
-                })
-                .collect();
-            // A set: an account of thousands of resources is not compared
-            // pairwise at every poll.
-            let now: HashSet<&ResourceLabels> = resources.iter().map(|(l, _)| l).collect();
-            for (l, _) in old_resources.iter().filter(|(l, _)| !now.contains(l)) {
-                self.expiry.remove(l);
-            }
-            resources
-        };
-        self.shown
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(account, (parts, resources));
+        self.expiry.show(&account, &snapshot.resources);
     }
 
     fn notices(&self, output: &str, result: Sent, count: usize) {
@@ -874,6 +801,13 @@ mod tests {
                     .render(store, false, at)
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    text.contains(
+                        "# TYPE purser_resource_expiry_timestamp_seconds gauge\n\
+                         purser_resource_expiry_timestamp_seconds{account=\"acme\",resource=\"ins-a\",product=\"cvm\","
+                    ),
+                    "{text}"
+                );
                 let mut by_renewal =
                     samples(&text, "purser_resource_expiry_timestamp_seconds", "renewal");
                 by_renewal.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));

@@ -20,6 +20,7 @@ pub mod pace;
 pub mod pagers;
 pub mod postgres;
 mod request_record;
+mod resource_expiry;
 pub mod robots;
 pub mod signing;
 pub mod simulated;
