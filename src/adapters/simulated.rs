@@ -59,7 +59,7 @@ struct Cached {
 
 struct Scenario {
     epoch: Option<DateTime<Utc>>,
-    accounts: HashMap<String, Result<SimAccount, String>>,
+    accounts: HashMap<String, Result<Compiled, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,13 +363,16 @@ fn add_account(path: &Path, scenario: &mut Scenario, entry: toml::Value) {
     let Some(id) = entry.get("id").and_then(|v| v.as_str()).map(str::to_owned) else {
         return;
     };
-    let parsed = entry.try_into::<SimAccount>().map_err(|e| {
-        format!(
-            "scenario {} account {id}: {}",
-            path.display(),
-            e.message().trim()
-        )
-    });
+    let parsed = entry
+        .try_into::<SimAccount>()
+        .map_err(|e| {
+            format!(
+                "scenario {} account {id}: {}",
+                path.display(),
+                e.message().trim()
+            )
+        })
+        .and_then(|a| a.compile());
     scenario.accounts.insert(id, parsed);
 }
 
@@ -379,24 +382,145 @@ impl SimAccount {
             .map_err(|e| format!("account {}: {field}: {e}", self.id))
     }
 
-    fn snapshot(&self, epoch: DateTime<Utc>, now: DateTime<Utc>) -> Result<Snapshot, String> {
+    /// Every value parsed, once, as the scenario is loaded: a read is then
+    /// arithmetic and copies, and a bad value fails each read of the
+    /// account with what is wrong with it.
+    fn compile(&self) -> Result<Compiled, String> {
         let currency: Currency = self
             .currency
             .parse()
             .map_err(|e| format!("account {}: {e}", self.id))?;
+        let money = |field: &str, text: &str| self.money(field, text, currency);
+        let topups = self
+            .topups
+            .iter()
+            .map(|t| {
+                let at = offset(&t.at).map_err(|e| format!("account {}: topup: {e}", self.id))?;
+                Ok((at, money("topup amount", &t.amount)?))
+            })
+            .collect::<Result<_, String>>()?;
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|b| {
+                Ok(Bucket {
+                    name: b.name.clone(),
+                    kind: b.kind,
+                    amount: money("bucket", &b.amount)?,
+                    entered_as_of: None,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        let resources = self
+            .resources
+            .iter()
+            .map(|r| {
+                let expires_in =
+                    offset(&r.expires_in).map_err(|e| format!("resource {}: {e}", r.id))?;
+                let resource = Resource {
+                    id: ExternalId::parse(&r.id).map_err(|e| e.to_string())?,
+                    product: r.product.clone(),
+                    region: r.region.clone(),
+                    name: r.name.clone(),
+                    expires_at: DateTime::UNIX_EPOCH,
+                    renewal: r.renewal,
+                    status: r.status,
+                    renewal_price: r
+                        .renewal_price
+                        .as_deref()
+                        .map(|p| money("renewal_price", p))
+                        .transpose()?,
+                    renewal_months: r.renewal_months,
+                    unpriced: None,
+                };
+                Ok((expires_in, resource))
+            })
+            .collect::<Result<_, String>>()?;
+        let orders = self
+            .orders
+            .iter()
+            .map(|o| {
+                let at = |d: &str| offset(d).map_err(|e| format!("order {}: {e}", o.id));
+                let order = Order {
+                    id: ExternalId::parse(&o.id).map_err(|e| e.to_string())?,
+                    amount: money("order amount", &o.amount)?,
+                    created_at: DateTime::UNIX_EPOCH,
+                    pay_deadline: None,
+                    description: o.description.clone(),
+                };
+                Ok((
+                    at(&o.created)?,
+                    o.deadline.as_deref().map(at).transpose()?,
+                    order,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        let outages = self
+            .outages
+            .iter()
+            .map(|o| Ok((offset(&o.from)?, offset(&o.until)?, o.error.clone())))
+            .collect::<Result<_, String>>()?;
+        Ok(Compiled {
+            currency,
+            balance: money("balance", &self.balance)?,
+            burn_per_day: money("burn_per_day", &self.burn_per_day)?,
+            report_spend: self.report_spend,
+            topups,
+            buckets,
+            resources,
+            orders,
+            fail: self.fail.clone(),
+            outages,
+            slow: self.slow.as_deref().map(parse_duration).transpose()?,
+            entered: self
+                .entered
+                .as_deref()
+                .map(offset)
+                .transpose()
+                .map_err(|e| format!("account {}: entered: {e}", self.id))?,
+        })
+    }
+}
+
+/// An account of the scenario as reads use it: offsets are from the
+/// scenario's epoch, and the times in `resources` and `orders` are set
+/// from them at each read.
+#[derive(Debug)]
+struct Compiled {
+    currency: Currency,
+    balance: Money,
+    burn_per_day: Money,
+    report_spend: bool,
+    topups: Vec<(Duration, Money)>,
+    buckets: Vec<Bucket>,
+    /// Each resource with its expiry's offset.
+    resources: Vec<(Duration, Resource)>,
+    /// Each order with its creation's and its deadline's offsets.
+    orders: Vec<(Duration, Option<Duration>, Order)>,
+    /// Every read fails this way.
+    fail: Option<String>,
+    /// From, until, and the failure.
+    outages: Vec<(Duration, Duration, String)>,
+    slow: Option<Duration>,
+    entered: Option<Duration>,
+}
+
+impl Compiled {
+    fn snapshot(&self, epoch: DateTime<Utc>, now: DateTime<Utc>) -> Result<Snapshot, String> {
+        let currency = self.currency;
         let elapsed = now - epoch;
-        let start = self.money("balance", &self.balance, currency)?;
-        let burn = self.money("burn_per_day", &self.burn_per_day, currency)?;
-        let spent = burn
+        let spent = self
+            .burn_per_day
             .checked_mul(Decimal::from(elapsed.num_seconds()) / Decimal::from(86_400))
             .map_err(|e| e.to_string())?
             .round_to_minor();
-        let mut available = start.checked_sub(&spent).map_err(|e| e.to_string())?;
+        let mut available = self
+            .balance
+            .checked_sub(&spent)
+            .map_err(|e| e.to_string())?;
         let mut recharges = Vec::new();
-        for t in &self.topups {
-            let at = offset(&t.at).map_err(|e| format!("account {}: topup: {e}", self.id))?;
+        for &(at, amount) in &self.topups {
             if at <= elapsed {
-                let amount = self.money("topup amount", &t.amount, currency)?;
                 available = available.checked_add(&amount).map_err(|e| e.to_string())?;
                 recharges.push(Recharge {
                     at: epoch + at,
@@ -407,63 +531,23 @@ impl SimAccount {
         let owed = available
             .is_negative()
             .then(|| Money::new(-available.amount(), currency));
-        let buckets = self
-            .buckets
-            .iter()
-            .map(|b| {
-                Ok(Bucket {
-                    name: b.name.clone(),
-                    kind: b.kind,
-                    amount: self.money("bucket", &b.amount, currency)?,
-                    entered_as_of: None,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
         let resources = self
             .resources
             .iter()
-            .map(|r| {
-                Ok(Resource {
-                    id: ExternalId::parse(&r.id).map_err(|e| e.to_string())?,
-                    product: r.product.clone(),
-                    region: r.region.clone(),
-                    name: r.name.clone(),
-                    expires_at: epoch
-                        + offset(&r.expires_in).map_err(|e| format!("resource {}: {e}", r.id))?,
-                    renewal: r.renewal,
-                    status: r.status,
-                    renewal_price: r
-                        .renewal_price
-                        .as_deref()
-                        .map(|p| self.money("renewal_price", p, currency))
-                        .transpose()?,
-                    renewal_months: r.renewal_months,
-                    unpriced: None,
-                })
+            .map(|(expires_in, r)| Resource {
+                expires_at: epoch + *expires_in,
+                ..r.clone()
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect();
         let orders = self
             .orders
             .iter()
-            .map(|o| {
-                Ok(Order {
-                    id: ExternalId::parse(&o.id).map_err(|e| e.to_string())?,
-                    amount: self.money("order amount", &o.amount, currency)?,
-                    created_at: epoch
-                        + offset(&o.created).map_err(|e| format!("order {}: {e}", o.id))?,
-                    pay_deadline: o
-                        .deadline
-                        .as_deref()
-                        .map(|d| {
-                            offset(d)
-                                .map(|off| epoch + off)
-                                .map_err(|e| format!("order {}: {e}", o.id))
-                        })
-                        .transpose()?,
-                    description: o.description.clone(),
-                })
+            .map(|(created, deadline, o)| Order {
+                created_at: epoch + *created,
+                pay_deadline: deadline.map(|d| epoch + d),
+                ..o.clone()
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect();
         Ok(Snapshot {
             taken_at: now,
             balance: Balance {
@@ -472,18 +556,13 @@ impl SimAccount {
                 credit: None,
                 frozen: None,
                 owed,
-                buckets,
-                entered_as_of: self
-                    .entered
-                    .as_deref()
-                    .map(|e| offset(e).map(|d| epoch + d))
-                    .transpose()
-                    .map_err(|e| format!("account {}: entered: {e}", self.id))?,
+                buckets: self.buckets.clone(),
+                entered_as_of: self.entered.map(|d| epoch + d),
             },
             resources,
             orders,
             spend: self.report_spend.then_some(ReportedSpend {
-                per_day: burn,
+                per_day: self.burn_per_day,
                 over_days: 7,
             }),
             recharges,
@@ -783,8 +862,7 @@ impl SimulatedProvider {
             Some(Ok(sim)) => sim,
         };
         let epoch = scenario.epoch.unwrap_or(self.started);
-        if let Some(slow) = &sim.slow {
-            let delay = parse_duration(slow).map_err(ProviderError::Malformed)?;
+        if let Some(delay) = sim.slow {
             let until = self.clock.now() + delay;
             self.clock.sleep_until(until).await;
         }
@@ -792,11 +870,9 @@ impl SimulatedProvider {
         if let Some(kind) = &sim.fail {
             return Err(failure(kind));
         }
-        for o in &sim.outages {
-            let from = offset(&o.from).map_err(ProviderError::Malformed)?;
-            let until = offset(&o.until).map_err(ProviderError::Malformed)?;
-            if now - epoch >= from && now - epoch < until {
-                return Err(failure(&o.error));
+        for (from, until, error) in &sim.outages {
+            if now - epoch >= *from && now - epoch < *until {
+                return Err(failure(error));
             }
         }
         let s = sim.snapshot(epoch, now).map_err(ProviderError::Malformed)?;
@@ -820,7 +896,10 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| format!("{:?}", a.clone().try_into::<SimAccount>()))
+            .map(|a| {
+                let compiled = a.clone().try_into::<SimAccount>().unwrap().compile();
+                format!("{:?}", compiled.map_err(|_| ()))
+            })
             .collect();
         ids.sort();
         ids
@@ -922,7 +1001,7 @@ created = "-1d"
         let s = loaded(text).unwrap();
         assert_eq!(s.accounts.len(), 1);
         let a = s.accounts["a"].as_ref().unwrap();
-        assert_eq!(a.orders[0].description, "[[accounts]]\n");
+        assert_eq!(a.orders[0].2.description, "[[accounts]]\n");
     }
 
     #[test]
@@ -938,6 +1017,62 @@ created = "-1d"
         );
         let inline = loaded("accounts = [{ id = \"x\", balance = \"1\" }]\n").unwrap();
         assert!(inline.accounts["x"].is_ok());
+    }
+
+    #[test]
+    fn a_bad_value_anywhere_in_an_account_is_found_at_load_and_named() {
+        let s = loaded(
+            r#"
+[[accounts]]
+id = "priced"
+balance = "100"
+[[accounts.resources]]
+id = "ins-1"
+product = "cvm"
+expires_in = "3d"
+renewal = "auto"
+renewal_price = "1,2,3"
+
+[[accounts]]
+id = "later"
+balance = "100"
+topups = [{ at = "400d", amount = "lots" }]
+
+[[accounts]]
+id = "due"
+balance = "100"
+[[accounts.orders]]
+id = "o-1"
+amount = "9.90"
+created = "-1d"
+deadline = "soon"
+
+[[accounts]]
+id = "fine"
+balance = "¥100"
+"#,
+        )
+        .unwrap();
+        let err = |id: &str| s.accounts[id].as_ref().map(|_| ()).unwrap_err().clone();
+        assert!(
+            err("priced").starts_with("account priced: renewal_price: "),
+            "{}",
+            err("priced")
+        );
+        // A top-up not yet due is still checked: the mistake shows at once.
+        assert!(
+            err("later").starts_with("account later: topup amount: "),
+            "{}",
+            err("later")
+        );
+        assert!(err("due").starts_with("order o-1: "), "{}", err("due"));
+        let fine = s.accounts["fine"].as_ref().unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+        let read = fine.snapshot(now - Duration::days(1), now).unwrap();
+        assert_eq!(
+            read.balance.available,
+            Money::from_minor(10_000, Currency::Cny)
+        );
     }
 
     #[test]
