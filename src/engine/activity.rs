@@ -160,7 +160,7 @@ pub struct InFlight {
 
 impl InFlight {
     pub fn start(activity: &Activity, count: fn(&mut ActivityState) -> &mut usize) -> InFlight {
-        activity.update(|s| *count(s) += 1);
+        activity.count(count, |n| n.saturating_add(1), |_| {});
         InFlight {
             activity: activity.clone(),
             count,
@@ -171,21 +171,39 @@ impl InFlight {
     /// Ends it, with `also` changed in the same update.
     pub fn finish(mut self, also: impl FnOnce(&mut ActivityState)) {
         self.done = true;
-        let count = self.count;
-        self.activity.update(|s| {
-            *count(s) = count(s).saturating_sub(1);
-            also(s);
-        });
+        self.activity
+            .count(self.count, |n| n.saturating_sub(1), also);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
-            let count = self.count;
             self.activity
-                .update(|s| *count(s) = count(s).saturating_sub(1));
+                .count(self.count, |n| n.saturating_sub(1), |_| {});
         }
+    }
+}
+
+impl Activity {
+    /// Steps a count of work in flight, with `also` changed in the same
+    /// update. Waiters hear of it when the count leaves or reaches zero, or
+    /// when `also` changed something: every waiter watches for quiet, none
+    /// for a count's steps on the way, and waking them at each of a cycle's
+    /// 10,000 polls cost a thread switch each.
+    fn count(
+        &self,
+        count: fn(&mut ActivityState) -> &mut usize,
+        step: impl FnOnce(usize) -> usize,
+        also: impl FnOnce(&mut ActivityState),
+    ) {
+        self.tx.send_if_modified(|s| {
+            let was = *count(s);
+            *count(s) = step(was);
+            let counted = s.clone();
+            also(s);
+            (was == 0) != (*count(s) == 0) || *s != counted
+        });
     }
 }
 
@@ -209,6 +227,26 @@ mod tests {
         assert_eq!((a.get().polls_in_flight, a.get().notices_written), (1, 1));
         drop(cut);
         assert_eq!(a.get().polls_in_flight, 0);
+    }
+
+    #[test]
+    fn waiters_hear_of_work_starting_and_ending_not_of_each_step_between() {
+        let a = Activity::new();
+        let mut rx = a.subscribe();
+        let first = InFlight::start(&a, |s| &mut s.polls_in_flight);
+        assert!(rx.has_changed().unwrap(), "no longer quiet");
+        rx.borrow_and_update();
+        let second = InFlight::start(&a, |s| &mut s.polls_in_flight);
+        first.finish(|_| {});
+        assert!(!rx.has_changed().unwrap(), "2, then 1 in flight");
+        assert_eq!(a.get().polls_in_flight, 1, "read as it stands all the same");
+        let third = InFlight::start(&a, |s| &mut s.polls_in_flight);
+        third.finish(|s| s.notices_written += 1);
+        assert!(rx.has_changed().unwrap(), "a write is heard");
+        rx.borrow_and_update();
+        drop(second);
+        assert!(rx.has_changed().unwrap(), "quiet again");
+        assert_eq!(rx.borrow_and_update().polls_in_flight, 0);
     }
 
     #[test]
