@@ -681,7 +681,7 @@ fn build(issues: &mut Issues<'_>, raw: RawConfig, path: &Path, base: &Path) -> C
         store,
         scheduler,
         providers,
-        accounts: Arc::new(accounts.into_iter().map(Arc::new).collect()),
+        accounts: Arc::new(shared(accounts)),
         outputs,
         routes,
         http,
@@ -935,4 +935,13 @@ pub fn describe(config: &Config) -> String {
         ));
     }
     out
+}
+
+/// Each account behind a pointer of its own, in a list of exactly their
+/// number: collected in place, the pointers would keep the room the specs
+/// took (11 MB at 10,000 accounts).
+fn shared(accounts: Vec<AccountSpec>) -> Vec<Arc<AccountSpec>> {
+    let mut list: Vec<Arc<AccountSpec>> = accounts.into_iter().map(Arc::new).collect();
+    list.shrink_to_fit();
+    list
 }
