@@ -241,18 +241,24 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn only_what_renews_inside_the_window_is_priced_and_a_price_is_kept() {
-        let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
-        let clock = ManualClock::new(now);
-        let q = Quotes {
+    /// A cloud that quotes `soon`, has no inquiry for `gone`, and fails for
+    /// the rest.
+    fn quotes() -> Quotes {
+        Quotes {
             asked: Mutex::new(vec![]),
             answer: |id| match id {
                 "soon" => Ok(Some(cny(900))),
                 "gone" => Ok(None),
                 _ => Err(ProviderError::Transport("connection reset".into())),
             },
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn only_what_renews_inside_the_window_is_priced_and_a_price_is_kept() {
+        let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        let clock = ManualClock::new(now);
+        let q = quotes();
         let mut s = snapshot(
             now,
             vec![
@@ -346,14 +352,7 @@ mod tests {
     async fn a_remembered_poll_keeps_its_prices_and_one_with_none_is_forgotten() {
         let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
         let clock = ManualClock::new(now);
-        let q = Quotes {
-            asked: Mutex::new(vec![]),
-            answer: |id| match id {
-                "soon" => Ok(Some(cny(900))),
-                "gone" => Ok(None),
-                _ => Err(ProviderError::Transport("connection reset".into())),
-            },
-        };
+        let q = quotes();
         let fresh = |at| {
             snapshot(
                 at,
