@@ -22,7 +22,8 @@ const NAME: &str = "purser_resource_expiry_timestamp_seconds";
 /// As the registry writes its own: ending in a full stop.
 const HELP: &str = "When each prepaid resource expires, and how it renews.";
 
-/// Each account's resources as its last poll showed them.
+/// Each account's resources as its last poll showed them, each label set
+/// once.
 #[derive(Debug, Default)]
 pub struct Expiries {
     by_account: Mutex<HashMap<Arc<str>, Arc<[Row]>>>,
@@ -68,8 +69,12 @@ impl Expiries {
             .flat_map(|rows| rows.iter())
             .map(|row| (&*row.resource, row))
             .collect();
+        // A cloud that lists a resource twice still gets one series: the
+        // same labels twice would make Prometheus refuse the whole scrape.
+        let mut seen = HashSet::new();
         let rows: Arc<[Row]> = resources
             .iter()
+            .filter(|r| seen.insert((r.id.as_str(), r.product.as_str(), r.renewal.as_str())))
             .map(|r| {
                 let (resource, product) = match known.get(r.id.as_str()) {
                     Some(row) if row.is(r) => (row.resource.clone(), row.product.clone()),
@@ -131,4 +136,68 @@ impl Collector for Expiries {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Plain data: a panic elsewhere cannot leave it half-made.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::{ExternalId, RenewalMode, ResourceStatus};
+    use chrono::DateTime;
+
+    fn resource(id: &str, at: i64) -> Resource {
+        Resource {
+            id: ExternalId::parse(id).unwrap(),
+            product: "cvm".into(),
+            region: None,
+            name: None,
+            expires_at: DateTime::from_timestamp(at, 0).unwrap(),
+            renewal: RenewalMode::Auto,
+            status: ResourceStatus::Active,
+            renewal_price: None,
+            renewal_months: None,
+            unpriced: None,
+        }
+    }
+
+    fn scraped(registry: &prometheus_client::registry::Registry) -> Vec<String> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(NAME))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_resource_listed_twice_is_one_series_and_one_gone_is_none() {
+        let e = Arc::new(Expiries::default());
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(e.clone()));
+        e.show(
+            "acme",
+            &[
+                resource("ins-a", 100),
+                resource("ins-a", 100),
+                resource("ins-b", 200),
+            ],
+        );
+        assert_eq!(
+            scraped(&registry),
+            [
+                format!(
+                    "{NAME}{{account=\"acme\",resource=\"ins-a\",product=\"cvm\",renewal=\"auto\"}} 100"
+                ),
+                format!(
+                    "{NAME}{{account=\"acme\",resource=\"ins-b\",product=\"cvm\",renewal=\"auto\"}} 200"
+                ),
+            ]
+        );
+        e.show("acme", &[resource("ins-b", 300)]);
+        assert_eq!(
+            scraped(&registry),
+            [format!(
+                "{NAME}{{account=\"acme\",resource=\"ins-b\",product=\"cvm\",renewal=\"auto\"}} 300"
+            )]
+        );
+    }
 }
