@@ -89,15 +89,17 @@ pub async fn price(
 /// What `previous` knew of `r`'s price, if it still holds: the same expiry
 /// and period, and either a quote or a lasting reason there is none.
 fn kept<'a>(previous: &'a [Resource], r: &Resource) -> Option<&'a Resource> {
-    previous
-        .iter()
-        .find(|p| p.id == r.id && p.expires_at == r.expires_at && holds_price(p, r))
+    previous.iter().find(|p| {
+        p.id == r.id
+            && p.expires_at == r.expires_at
+            && p.period_months() == r.period_months()
+            && holds_price(p)
+    })
 }
 
-/// Whether `p` holds a price that `r`'s renewal period can keep.
-fn holds_price(p: &Resource, r: &Resource) -> bool {
-    p.period_months() == r.period_months()
-        && (p.renewal_price.is_some() || p.unpriced.as_ref().is_some_and(|u| u.lasting))
+/// Whether `r` holds a quote, or a lasting reason there is none.
+fn holds_price(r: &Resource) -> bool {
+    r.renewal_price.is_some() || r.unpriced.as_ref().is_some_and(|u| u.lasting)
 }
 
 /// The prices each account's last poll here found or kept, so that the
@@ -122,7 +124,7 @@ impl Remembered {
         let priced: Vec<Resource> = snapshot
             .resources
             .iter()
-            .filter(|r| holds_price(r, r))
+            .filter(|r| holds_price(r))
             .cloned()
             .collect();
         let mut by_account = self.lock();
