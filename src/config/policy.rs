@@ -4,6 +4,7 @@
 //! refuse what it does not take — and the team's own caps and roles.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::Duration;
 use rust_decimal::Decimal;
@@ -134,10 +135,10 @@ pub fn defaults(cloud: Option<Cloud>, currency: Currency) -> Policy {
 
 impl Config {
     /// Every account's policy.
-    pub fn policies(&self) -> HashMap<AccountId, Policy> {
+    pub fn policies(&self) -> HashMap<AccountId, Arc<Policy>> {
         self.accounts
             .iter()
-            .map(|a| (a.account.id.clone(), a.policy.clone()))
+            .map(|a| (a.account.id.clone(), Arc::clone(&a.policy)))
             .collect()
     }
 }

@@ -18,10 +18,13 @@ pub struct AccountSpec {
     /// Shared by the accounts on the same schedule: a parsed schedule keeps
     /// every second, minute, hour, day and year it fires on.
     pub schedule: Arc<cron::Schedule>,
-    pub rules: RuleSet,
+    /// Shared by the accounts whose rules are equal, as most are: the
+    /// file's own or one override's.
+    pub rules: Arc<RuleSet>,
     /// Per payment method, where the money goes (the bank account for a
     /// wire, the portal page for Alipay): shown with a top-up's task.
     pub payee: BTreeMap<PaymentMethod, String>,
-    /// What requests on this account must pass before anyone is asked.
-    pub policy: Policy,
+    /// What requests on this account must pass before anyone is asked;
+    /// shared, like the rules, by the accounts where it is equal.
+    pub policy: Arc<Policy>,
 }

@@ -27,7 +27,7 @@ pub struct Approvals {
     pub requests: Arc<dyn Requests>,
     pub store: Arc<dyn Store>,
     pub accounts: Arc<Vec<Arc<AccountSpec>>>,
-    pub policies: Arc<HashMap<AccountId, Policy>>,
+    pub policies: Arc<HashMap<AccountId, Arc<Policy>>>,
     pub tiers: Tiers,
     /// How long a request waits for its decisions.
     pub ttl: Duration,

@@ -36,7 +36,7 @@ pub struct Poller {
     pub timeout: chrono::Duration,
     /// Where approved top-ups are read, to say when one runs late.
     pub requests: Option<Arc<dyn Requests>>,
-    pub policies: Arc<HashMap<AccountId, Policy>>,
+    pub policies: Arc<HashMap<AccountId, Arc<Policy>>>,
     /// Contract and unallocated balances people entered, laid over each
     /// snapshot.
     pub entries: Option<Arc<dyn BalanceEntries>>,

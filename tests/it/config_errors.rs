@@ -269,6 +269,24 @@ fn the_new_rules_take_settings_overrides_and_located_errors() {
 }
 
 #[test]
+fn accounts_with_equal_rules_and_policy_share_them_and_an_override_does_not() {
+    let text = format!(
+        "{BASE}\n[[accounts]]\nid = \"beta\"\nprovider = \"sim\"\n\n[[accounts]]\nid = \"gamma\"\nprovider = \"sim\"\n\n[[overrides]]\naccounts = [\"gamma\"]\n[overrides.rules.low_balance]\nrepeat = \"2h\"\n[overrides.policy]\nrequire_funds = false\n"
+    );
+    let c = Config::parse(&text, Path::new("p.toml")).unwrap();
+    let [acme, beta, gamma] = &c.accounts[..] else {
+        panic!("three accounts");
+    };
+    assert!(std::sync::Arc::ptr_eq(&acme.rules, &beta.rules));
+    assert!(std::sync::Arc::ptr_eq(&acme.policy, &beta.policy));
+    assert!(!std::sync::Arc::ptr_eq(&acme.rules, &gamma.rules));
+    let two_hours = Some(chrono::Duration::hours(2));
+    assert_eq!(gamma.rules.low_balance.timing.repeat_every, two_hours);
+    assert_ne!(acme.rules.low_balance.timing.repeat_every, two_hours);
+    assert!(!gamma.policy.require_funds && acme.policy.require_funds);
+}
+
+#[test]
 fn chat_config_mistakes_are_located() {
     let text = format!(
         "{BASE}\n[slack]\nmode = \"http\"\nsigning_secret = \"env:PURSER_TEST_UNSET_SLACK\"\n[[people]]\nname = \"ana\"\nrole = \"boss\"\nslack = \"U1\"\n\n[[people]]\nname = \"bo\"\nrole = \"viewer\"\nslack = \"U1\"\n\n[[people]]\nname = \"cy\"\nrole = \"admin\"\n"
