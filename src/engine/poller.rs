@@ -367,7 +367,7 @@ impl Poller {
         let previous = match self.prices.take(id) {
             Some(remembered) => remembered,
             None => (self.store.latest_snapshot(id).await?)
-                .map(|s| s.resources)
+                .map(|s| super::pricing::known(&s.resources).into_boxed_slice())
                 .unwrap_or_default(),
         };
         let Ok(_permit) = provider.permits.acquire().await else {

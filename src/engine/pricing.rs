@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, Duration, Utc};
 use tracing::{debug, warn};
 
-use crate::domain::model::{Account, AccountId, Resource, Snapshot, Unpriced};
+use crate::domain::model::{Account, AccountId, ExternalId, Resource, Snapshot, Unpriced};
+use crate::domain::money::Money;
 use crate::domain::request::Action;
 use crate::domain::rules::renews_within;
 use crate::ports::{Actions, Clock};
@@ -21,7 +22,7 @@ pub async fn price(
     clock: &dyn Clock,
     account: &Account,
     snapshot: &mut Snapshot,
-    previous: &[Resource],
+    previous: &[Known],
     within: Duration,
     deadline: DateTime<Utc>,
 ) {
@@ -31,8 +32,10 @@ pub async fn price(
             continue;
         }
         if let Some(known) = kept(previous, r) {
-            r.renewal_price = known.renewal_price;
-            r.unpriced = known.unpriced.clone();
+            match &known.price {
+                Ok(p) => r.renewal_price = Some(*p),
+                Err(gap) => r.unpriced = Some(Unpriced::clone(gap)),
+            }
             continue;
         }
         if clock.now() >= deadline {
@@ -86,20 +89,43 @@ pub async fn price(
     }
 }
 
-/// What `previous` knew of `r`'s price, if it still holds: the same expiry
-/// and period, and either a quote or a lasting reason there is none.
-fn kept<'a>(previous: &'a [Resource], r: &Resource) -> Option<&'a Resource> {
-    previous.iter().find(|p| {
-        p.id == r.id
-            && p.expires_at == r.expires_at
-            && p.period_months() == r.period_months()
-            && holds_price(p)
-    })
+/// A price a poll found for a resource: a quote, or a lasting reason there
+/// is none. It stands while the resource's expiry and period are the same.
+#[derive(Debug, Clone)]
+pub struct Known {
+    id: ExternalId,
+    expires_at: DateTime<Utc>,
+    months: u32,
+    // Boxed: a lasting gap is rare, and most of a Known's size otherwise.
+    price: Result<Money, Box<Unpriced>>,
 }
 
-/// Whether `r` holds a quote, or a lasting reason there is none.
-fn holds_price(r: &Resource) -> bool {
-    r.renewal_price.is_some() || r.unpriced.as_ref().is_some_and(|u| u.lasting)
+/// The prices `resources` hold, for a later poll to keep.
+pub fn known(resources: &[Resource]) -> Vec<Known> {
+    resources
+        .iter()
+        .filter_map(|r| {
+            let price = match (&r.renewal_price, &r.unpriced) {
+                (Some(p), _) => Ok(*p),
+                (None, Some(u)) if u.lasting => Err(Box::new(u.clone())),
+                _ => return None,
+            };
+            Some(Known {
+                id: r.id.clone(),
+                expires_at: r.expires_at,
+                months: r.period_months(),
+                price,
+            })
+        })
+        .collect()
+}
+
+/// What `previous` knew of `r`'s price, if it still holds: the same expiry
+/// and period.
+fn kept<'a>(previous: &'a [Known], r: &Resource) -> Option<&'a Known> {
+    previous
+        .iter()
+        .find(|p| p.id == r.id && p.expires_at == r.expires_at && p.months == r.period_months())
 }
 
 /// The prices each account's last poll here found or kept, so that the
@@ -110,32 +136,27 @@ fn holds_price(r: &Resource) -> bool {
 /// here, or one running beside another of the same account) reads the
 /// store.
 #[derive(Default)]
-pub struct Remembered(Mutex<HashMap<AccountId, Vec<Resource>>>);
+pub struct Remembered(Mutex<HashMap<AccountId, Box<[Known]>>>);
 
 impl Remembered {
     /// What the account's last poll here priced, taken out: a poll running
     /// beside it finds nothing and reads the store.
-    pub fn take(&self, account: &AccountId) -> Option<Vec<Resource>> {
+    pub fn take(&self, account: &AccountId) -> Option<Box<[Known]>> {
         self.lock().remove(account)
     }
 
     /// Keeps what `snapshot` holds a price for, for the account's next poll.
     pub fn keep(&self, account: &AccountId, snapshot: &Snapshot) {
-        let priced: Vec<Resource> = snapshot
-            .resources
-            .iter()
-            .filter(|r| holds_price(r))
-            .cloned()
-            .collect();
+        let priced = known(&snapshot.resources);
         let mut by_account = self.lock();
         if priced.is_empty() {
             by_account.remove(account);
         } else {
-            by_account.insert(account.clone(), priced);
+            by_account.insert(account.clone(), priced.into_boxed_slice());
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, Vec<Resource>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, Box<[Known]>>> {
         // A map of plain data: a panic elsewhere cannot leave it half-made.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -320,7 +341,7 @@ mod tests {
             &clock,
             &account(),
             &mut next,
-            &s.resources,
+            &known(&s.resources),
             Duration::days(14),
             deadline,
         )
@@ -342,7 +363,7 @@ mod tests {
             &clock,
             &account(),
             &mut moved,
-            &next.resources,
+            &known(&next.resources),
             Duration::days(14),
             deadline,
         )
