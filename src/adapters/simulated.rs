@@ -3,7 +3,7 @@
 //! Deterministic under the injected clock, and re-read when the file changes,
 //! so a demo can be steered by editing it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -241,6 +241,7 @@ fn load(path: &Path, bytes: &[u8]) -> Result<Scenario, String> {
         epoch: None,
         accounts: HashMap::new(),
     };
+    let mut names = Names::default();
     let pieces = pieces(text);
     let several = pieces.len() > 1;
     for (i, &(start, piece)) in pieces.iter().enumerate() {
@@ -262,7 +263,7 @@ fn load(path: &Path, bytes: &[u8]) -> Result<Scenario, String> {
                     ));
                 }
                 for entry in list {
-                    add_account(path, &mut scenario, entry);
+                    add_account(path, &mut scenario, &mut names, entry);
                 }
             }
             Some(other) => {
@@ -359,7 +360,7 @@ fn parse_epoch(path: &Path, value: toml::Value) -> Result<DateTime<Utc>, String>
 }
 
 /// Each account is read on its own: one malformed entry spoils only itself.
-fn add_account(path: &Path, scenario: &mut Scenario, entry: toml::Value) {
+fn add_account(path: &Path, scenario: &mut Scenario, names: &mut Names, entry: toml::Value) {
     let Some(id) = entry.get("id").and_then(|v| v.as_str()).map(str::to_owned) else {
         return;
     };
@@ -372,8 +373,23 @@ fn add_account(path: &Path, scenario: &mut Scenario, entry: toml::Value) {
                 e.message().trim()
             )
         })
-        .and_then(|a| a.compile());
+        .and_then(|a| a.compile(names));
     scenario.accounts.insert(id, parsed);
+}
+
+/// Products and regions, one string each however many resources name them.
+#[derive(Default)]
+struct Names(HashSet<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.get(name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(name);
+        self.0.insert(Arc::clone(&new));
+        new
+    }
 }
 
 impl SimAccount {
@@ -385,7 +401,7 @@ impl SimAccount {
     /// Every value parsed, once, as the scenario is loaded: a read is then
     /// arithmetic and copies, and a bad value fails each read of the
     /// account with what is wrong with it.
-    fn compile(&self) -> Result<Compiled, String> {
+    fn compile(&self, names: &mut Names) -> Result<Compiled, String> {
         let currency: Currency = self
             .currency
             .parse()
@@ -417,12 +433,12 @@ impl SimAccount {
             .map(|r| {
                 let expires_in =
                     offset(&r.expires_in).map_err(|e| format!("resource {}: {e}", r.id))?;
-                let resource = Resource {
+                Ok(Listed {
+                    expires_in,
                     id: ExternalId::parse(&r.id).map_err(|e| e.to_string())?,
-                    product: r.product.clone(),
-                    region: r.region.clone(),
-                    name: r.name.clone(),
-                    expires_at: DateTime::UNIX_EPOCH,
+                    product: names.get(&r.product),
+                    region: r.region.as_deref().map(|x| names.get(x)),
+                    name: r.name.as_deref().map(Box::from),
                     renewal: r.renewal,
                     status: r.status,
                     renewal_price: r
@@ -431,9 +447,7 @@ impl SimAccount {
                         .map(|p| money("renewal_price", p))
                         .transpose()?,
                     renewal_months: r.renewal_months,
-                    unpriced: None,
-                };
-                Ok((expires_in, resource))
+                })
             })
             .collect::<Result<_, String>>()?;
         let orders = self
@@ -496,8 +510,7 @@ struct Compiled {
     // resources).
     topups: Box<[(Duration, Money)]>,
     buckets: Box<[Bucket]>,
-    /// Each resource with its expiry's offset.
-    resources: Box<[(Duration, Resource)]>,
+    resources: Box<[Listed]>,
     /// Each order with its creation's and its deadline's offsets.
     orders: Box<[(Duration, Option<Duration>, Order)]>,
     /// Every read fails this way.
@@ -506,6 +519,38 @@ struct Compiled {
     outages: Box<[(Duration, Duration, String)]>,
     slow: Option<Duration>,
     entered: Option<Duration>,
+}
+
+/// A resource as the scenario lists it, with its expiry's offset; kept
+/// compact, as a scenario may list hundreds of thousands.
+#[derive(Debug)]
+struct Listed {
+    expires_in: Duration,
+    id: ExternalId,
+    product: Arc<str>,
+    region: Option<Arc<str>>,
+    name: Option<Box<str>>,
+    renewal: RenewalMode,
+    status: ResourceStatus,
+    renewal_price: Option<Money>,
+    renewal_months: Option<u32>,
+}
+
+impl Listed {
+    fn at(&self, epoch: DateTime<Utc>) -> Resource {
+        Resource {
+            id: self.id.clone(),
+            product: self.product.to_string(),
+            region: self.region.as_deref().map(str::to_owned),
+            name: self.name.as_deref().map(str::to_owned),
+            expires_at: epoch + self.expires_in,
+            renewal: self.renewal,
+            status: self.status,
+            renewal_months: self.renewal_months,
+            renewal_price: self.renewal_price,
+            unpriced: None,
+        }
+    }
 }
 
 impl Compiled {
@@ -534,14 +579,7 @@ impl Compiled {
         let owed = available
             .is_negative()
             .then(|| Money::new(-available.amount(), currency));
-        let resources = self
-            .resources
-            .iter()
-            .map(|(expires_in, r)| Resource {
-                expires_at: epoch + *expires_in,
-                ..r.clone()
-            })
-            .collect();
+        let resources = self.resources.iter().map(|r| r.at(epoch)).collect();
         let orders = self
             .orders
             .iter()
@@ -900,7 +938,11 @@ mod tests {
             .unwrap()
             .iter()
             .map(|a| {
-                let compiled = a.clone().try_into::<SimAccount>().unwrap().compile();
+                let compiled = a
+                    .clone()
+                    .try_into::<SimAccount>()
+                    .unwrap()
+                    .compile(&mut Names::default());
                 format!("{:?}", compiled.map_err(|_| ()))
             })
             .collect();
