@@ -4,8 +4,9 @@
 //! A fleet holds hundreds of thousands of resources. As a family of
 //! gauges each series was a label set in a hash map (held twice while the
 //! map grew) plus a copy of its labels kept to remove it when it vanished:
-//! about 50 MB at 200,000 resources. Here each is one row in its account's
-//! list, and a vanished resource is simply not in the next list.
+//! about 50 MB at 200,000 resources. Here each is one row of 24 bytes in
+//! its account's list, beside its id in the account's one string of ids,
+//! and a vanished resource is simply not in the next list.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,7 +17,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::domain::model::Resource;
+use crate::domain::model::{RenewalMode, Resource};
 
 const NAME: &str = "purser_resource_expiry_timestamp_seconds";
 /// As the registry writes its own: ending in a full stop.
@@ -26,25 +27,67 @@ const HELP: &str = "When each prepaid resource expires, and how it renews.";
 /// once.
 #[derive(Debug, Default)]
 pub struct Expiries {
-    by_account: Mutex<HashMap<Arc<str>, Arc<[Row]>>>,
-    /// Product names, one copy each: a fleet has a few dozen.
-    products: Mutex<HashSet<Arc<str>>>,
+    by_account: Mutex<HashMap<Arc<str>, Arc<Listed>>>,
+    products: Mutex<Products>,
+}
+
+/// Product names, one copy each (a fleet has a few dozen), numbered.
+#[derive(Debug, Default)]
+struct Products {
+    names: Vec<Arc<str>>,
+    numbers: HashMap<Arc<str>, u32>,
+}
+
+impl Products {
+    fn number(&mut self, name: &str) -> Option<u32> {
+        if let Some(&n) = self.numbers.get(name) {
+            return Some(n);
+        }
+        // Four billion names would be four billion allocations first.
+        let n = u32::try_from(self.names.len()).ok()?;
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(name.clone());
+        self.numbers.insert(name, n);
+        Some(n)
+    }
+}
+
+/// One account's series: its resource ids end to end in one string, and a
+/// row of 24 bytes each.
+#[derive(Debug)]
+struct Listed {
+    ids: Box<str>,
+    rows: Box<[Row]>,
 }
 
 #[derive(Debug)]
 struct Row {
-    resource: Arc<str>,
-    product: Arc<str>,
-    renewal: &'static str,
     /// Seconds since the epoch; set in place when only the time changed.
     expires: AtomicI64,
+    /// Where this row's id ends in `ids` (it starts where the last ended).
+    id_end: usize,
+    product: u32,
+    renewal: RenewalMode,
 }
 
-impl Row {
-    fn is(&self, r: &Resource) -> bool {
-        *self.resource == *r.id.as_str()
-            && *self.product == *r.product
-            && self.renewal == r.renewal.as_str()
+impl Listed {
+    fn series(&self) -> impl Iterator<Item = (&str, &Row)> {
+        let mut start = 0;
+        self.rows.iter().map(move |row| {
+            let id = self.ids.get(start..row.id_end).unwrap_or_default();
+            start = row.id_end;
+            (id, row)
+        })
+    }
+
+    /// Whether these are the same series as `resources` list, in order.
+    fn same(&self, resources: &[Resource], products: &Products) -> bool {
+        self.rows.len() == resources.len()
+            && self.series().zip(resources).all(|((id, row), r)| {
+                id == r.id.as_str()
+                    && row.renewal == r.renewal
+                    && products.numbers.get(r.product.as_str()) == Some(&row.product)
+            })
     }
 }
 
@@ -53,77 +96,71 @@ impl Expiries {
     /// showed.
     pub fn show(&self, account: &str, resources: &[Resource]) {
         let before = lock(&self.by_account).get(account).cloned();
-        if let Some(rows) = &before
-            && rows.len() == resources.len()
-            && rows.iter().zip(resources).all(|(row, r)| row.is(r))
+        let mut products = lock(&self.products);
+        if let Some(listed) = &before
+            && listed.same(resources, &products)
         {
             // The same resources as the last poll, as most polls see.
-            for (row, r) in rows.iter().zip(resources) {
+            for (row, r) in listed.rows.iter().zip(resources) {
                 row.expires
                     .store(r.expires_at.timestamp(), Ordering::Relaxed);
             }
             return;
         }
-        let known: HashMap<&str, &Row> = before
-            .iter()
-            .flat_map(|rows| rows.iter())
-            .map(|row| (&*row.resource, row))
-            .collect();
         // A cloud that lists a resource twice still gets one series: the
         // same labels twice would make Prometheus refuse the whole scrape.
         let mut seen = HashSet::new();
-        let rows: Arc<[Row]> = resources
-            .iter()
-            .filter(|r| seen.insert((r.id.as_str(), r.product.as_str(), r.renewal.as_str())))
-            .map(|r| {
-                let (resource, product) = match known.get(r.id.as_str()) {
-                    Some(row) if row.is(r) => (row.resource.clone(), row.product.clone()),
-                    _ => (Arc::from(r.id.as_str()), self.product(&r.product)),
-                };
-                Row {
-                    resource,
-                    product,
-                    renewal: r.renewal.as_str(),
-                    expires: AtomicI64::new(r.expires_at.timestamp()),
-                }
-            })
-            .collect();
-        lock(&self.by_account).insert(Arc::from(account), rows);
-    }
-
-    fn product(&self, name: &str) -> Arc<str> {
-        let mut products = lock(&self.products);
-        match products.get(name) {
-            Some(p) => p.clone(),
-            None => {
-                let p: Arc<str> = Arc::from(name);
-                products.insert(p.clone());
-                p
+        let mut ids = String::new();
+        let mut rows = Vec::with_capacity(resources.len());
+        for r in resources {
+            if !seen.insert((r.id.as_str(), r.product.as_str(), r.renewal)) {
+                continue;
             }
+            let Some(product) = products.number(&r.product) else {
+                continue;
+            };
+            ids.push_str(r.id.as_str());
+            rows.push(Row {
+                expires: AtomicI64::new(r.expires_at.timestamp()),
+                id_end: ids.len(),
+                product,
+                renewal: r.renewal,
+            });
         }
+        drop(products);
+        let listed = Listed {
+            ids: ids.into_boxed_str(),
+            rows: rows.into_boxed_slice(),
+        };
+        lock(&self.by_account).insert(Arc::from(account), Arc::new(listed));
     }
 }
 
 impl Collector for Expiries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        // Taken out of the lock, so that polls are not held up by a scrape.
-        let mut accounts: Vec<(Arc<str>, Arc<[Row]>)> = lock(&self.by_account)
+        // Taken out of the locks, so that polls are not held up by a scrape.
+        let mut accounts: Vec<(Arc<str>, Arc<Listed>)> = lock(&self.by_account)
             .iter()
-            .filter(|(_, rows)| !rows.is_empty())
-            .map(|(a, rows)| (a.clone(), rows.clone()))
+            .filter(|(_, listed)| !listed.rows.is_empty())
+            .map(|(a, listed)| (a.clone(), listed.clone()))
             .collect();
         if accounts.is_empty() {
             return Ok(());
         }
+        let products = lock(&self.products).names.clone();
         accounts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut metric = encoder.encode_descriptor(NAME, HELP, None, MetricType::Gauge)?;
-        for (account, rows) in &accounts {
-            for row in rows.iter() {
+        for (account, listed) in &accounts {
+            for (id, row) in listed.series() {
+                let product = usize::try_from(row.product)
+                    .ok()
+                    .and_then(|n| products.get(n))
+                    .map_or("", |p| &**p);
                 let labels = [
                     ("account", &**account),
-                    ("resource", &*row.resource),
-                    ("product", &*row.product),
-                    ("renewal", row.renewal),
+                    ("resource", id),
+                    ("product", product),
+                    ("renewal", row.renewal.as_str()),
                 ];
                 let series = metric.encode_family(&labels)?;
                 ConstGauge::new(row.expires.load(Ordering::Relaxed)).encode(series)?;
@@ -141,7 +178,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::model::{ExternalId, RenewalMode, ResourceStatus};
+    use crate::domain::model::{ExternalId, ResourceStatus};
     use chrono::DateTime;
 
     fn resource(id: &str, at: i64) -> Resource {
@@ -198,6 +235,41 @@ mod tests {
             [format!(
                 "{NAME}{{account=\"acme\",resource=\"ins-b\",product=\"cvm\",renewal=\"auto\"}} 300"
             )]
+        );
+    }
+
+    #[test]
+    fn a_new_expiry_is_set_in_place_and_a_new_product_or_mode_is_a_new_series() {
+        let e = Arc::new(Expiries::default());
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(e.clone()));
+        e.show("acme", &[resource("ins-a", 100), resource("ins-bb", 200)]);
+        e.show("beta", &[resource("ins-c", 50)]);
+        e.show("acme", &[resource("ins-a", 150), resource("ins-bb", 250)]);
+        let series = |id: &str, product: &str, renewal: &str, account: &str, at: i64| {
+            format!(
+                "{NAME}{{account=\"{account}\",resource=\"{id}\",product=\"{product}\",renewal=\"{renewal}\"}} {at}"
+            )
+        };
+        assert_eq!(
+            scraped(&registry),
+            [
+                series("ins-a", "cvm", "auto", "acme", 150),
+                series("ins-bb", "cvm", "auto", "acme", 250),
+                series("ins-c", "cvm", "auto", "beta", 50),
+            ]
+        );
+        let mut moved = resource("ins-bb", 250);
+        moved.product = "cdb".into();
+        let mut manual = resource("ins-a", 150);
+        manual.renewal = RenewalMode::Manual;
+        e.show("acme", &[manual, moved]);
+        assert_eq!(
+            scraped(&registry)[..2],
+            [
+                series("ins-a", "cvm", "manual", "acme", 150),
+                series("ins-bb", "cdb", "auto", "acme", 250),
+            ]
         );
     }
 }
