@@ -579,9 +579,8 @@ impl Store for PgStore {
         let rows = sqlx::query(
             "SELECT * FROM alerts WHERE state <> 'resolved' ORDER BY severity, account, id",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(alert_from_row).collect()
+        .fetch(&self.pool);
+        rows::decoded(rows, alert_from_row).await
     }
 
     async fn alerts_written(&self) -> Result<i64, StoreError> {

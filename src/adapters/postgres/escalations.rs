@@ -59,12 +59,10 @@ fn small(n: u32) -> Result<i32, StoreError> {
 #[async_trait]
 impl Escalations for PgStore {
     async fn open_escalations(&self) -> Result<Vec<Escalation>, StoreError> {
-        sqlx::query("SELECT * FROM escalations WHERE phase <> 'resolved' ORDER BY raised_at")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(escalation_from_row)
-            .collect()
+        let rows =
+            sqlx::query("SELECT * FROM escalations WHERE phase <> 'resolved' ORDER BY raised_at")
+                .fetch(&self.pool);
+        super::rows::decoded(rows, escalation_from_row).await
     }
 
     async fn escalations_since(&self, since: DateTime<Utc>) -> Result<Vec<Escalation>, StoreError> {

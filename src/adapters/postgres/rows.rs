@@ -174,3 +174,16 @@ pub(super) async fn health_in(
         consecutive_failures: count(&r, "consecutive_failures")?,
     })
 }
+
+/// Each row decoded as it arrives: a read of thousands (every open alert)
+/// never holds all the raw rows beside what they decode to.
+pub(super) async fn decoded<T>(
+    mut rows: futures_util::stream::BoxStream<'_, Result<PgRow, sqlx::Error>>,
+    decode: fn(&PgRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+        out.push(decode(&row)?);
+    }
+    Ok(out)
+}

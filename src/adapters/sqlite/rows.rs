@@ -210,3 +210,16 @@ pub(super) fn failed_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<FailedNotic
         notice: serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?,
     })
 }
+
+/// Each row decoded as it arrives: a read of thousands (every open alert)
+/// never holds all the raw rows beside what they decode to.
+pub(super) async fn decoded<T>(
+    mut rows: futures_util::stream::BoxStream<'_, Result<sqlx::sqlite::SqliteRow, sqlx::Error>>,
+    decode: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+        out.push(decode(&row)?);
+    }
+    Ok(out)
+}
