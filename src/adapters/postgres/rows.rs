@@ -182,8 +182,16 @@ pub(super) async fn decoded<T>(
     decode: fn(&PgRow) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
-    while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
-        out.push(decode(&row)?);
+    // The rows ready now taken together, then decoded: decoding between
+    // single rows kept the store's thread and this one waking each other.
+    let mut ready = futures_util::TryStreamExt::try_ready_chunks(&mut rows, 256);
+    while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut ready)
+        .await
+        .map_err(|e| e.1)?
+    {
+        for row in &chunk {
+            out.push(decode(row)?);
+        }
     }
     Ok(out)
 }
