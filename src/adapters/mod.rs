@@ -60,6 +60,26 @@ pub(crate) fn at_ms(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono
         .unwrap_or(t)
 }
 
+/// Each row of a store's read decoded as it arrives: a read of thousands
+/// (every open alert) never holds all the raw rows beside what they decode
+/// to. The rows ready now are taken together, up to 256, then decoded:
+/// decoding between single rows kept the store's thread and this one
+/// waking each other.
+pub(crate) async fn decoded<R, T>(
+    rows: futures_util::stream::BoxStream<'_, Result<R, sqlx::Error>>,
+    decode: fn(&R) -> Result<T, crate::ports::StoreError>,
+) -> Result<Vec<T>, crate::ports::StoreError> {
+    use futures_util::TryStreamExt;
+    let mut out = Vec::new();
+    let mut ready = rows.try_ready_chunks(256);
+    while let Some(chunk) = ready.try_next().await.map_err(|e| e.1)? {
+        for row in &chunk {
+            out.push(decode(row)?);
+        }
+    }
+    Ok(out)
+}
+
 /// A notice with every time at the store's precision: an alert read back
 /// from its row then matches the notice that announced it.
 pub(crate) fn notice_at_ms(n: &crate::ports::StoredNotice) -> crate::ports::StoredNotice {

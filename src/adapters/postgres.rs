@@ -580,7 +580,7 @@ impl Store for PgStore {
             "SELECT * FROM alerts WHERE state <> 'resolved' ORDER BY severity, account, id",
         )
         .fetch(&self.pool);
-        rows::decoded(rows, alert_from_row).await
+        crate::adapters::decoded(rows, alert_from_row).await
     }
 
     async fn alerts_written(&self) -> Result<i64, StoreError> {

@@ -60,7 +60,7 @@ impl Escalations for SqliteStore {
         let rows =
             sqlx::query("SELECT * FROM escalations WHERE phase <> 'resolved' ORDER BY raised_at")
                 .fetch(&self.pool);
-        super::rows::decoded(rows, escalation_from_row).await
+        crate::adapters::decoded(rows, escalation_from_row).await
     }
 
     async fn escalations_since(&self, since: DateTime<Utc>) -> Result<Vec<Escalation>, StoreError> {

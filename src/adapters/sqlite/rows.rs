@@ -210,24 +210,3 @@ pub(super) fn failed_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<FailedNotic
         notice: serde_json::from_str(r.get::<&str, _>("body")).map_err(corrupt)?,
     })
 }
-
-/// Each row decoded as it arrives: a read of thousands (every open alert)
-/// never holds all the raw rows beside what they decode to.
-pub(super) async fn decoded<T>(
-    mut rows: futures_util::stream::BoxStream<'_, Result<sqlx::sqlite::SqliteRow, sqlx::Error>>,
-    decode: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut out = Vec::new();
-    // The rows ready now taken together, then decoded: decoding between
-    // single rows kept the store's thread and this one waking each other.
-    let mut ready = futures_util::TryStreamExt::try_ready_chunks(&mut rows, 256);
-    while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut ready)
-        .await
-        .map_err(|e| e.1)?
-    {
-        for row in &chunk {
-            out.push(decode(row)?);
-        }
-    }
-    Ok(out)
-}
