@@ -2156,3 +2156,46 @@ async fn the_store_connects_over_tls_and_refuses_a_server_it_cannot_verify() {
     assert!(err.contains("cannot be reached"), "{err}");
     assert!(err.contains("127.0.0.1"), "{err}");
 }
+
+/// The escalator's full read takes the open alerts in batches of the rows
+/// ready at once: every one arrives, in the store's order, and a row that
+/// cannot be read fails the read with its reason, not skipped.
+#[tokio::test]
+async fn every_open_alert_is_read_across_batches_and_a_bad_row_is_named() {
+    use purser::ports::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = purser::adapters::sqlite::SqliteStore::open(&path)
+        .await
+        .unwrap();
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let insert = |fingerprint: String, rule: &'static str, account: String| {
+        sqlx::query(
+            "INSERT INTO alerts (fingerprint, rule, account, resource, tier, severity, rank,
+               state, summary, started_at, changed)
+             VALUES (?, ?, ?, '', '', 'B', 1, 'firing', 'low', 1800000000000, 1)",
+        )
+        .bind(fingerprint)
+        .bind(rule)
+        .bind(account)
+    };
+    for i in 0..600 {
+        insert(format!("fp-{i:04}"), "low_balance", format!("acct-{i:04}"))
+            .execute(&mut raw)
+            .await
+            .unwrap();
+    }
+    let open = store.all_open_alerts().await.unwrap();
+    let accounts: Vec<String> = open.iter().map(|a| a.key.account.clone()).collect();
+    let expected: Vec<String> = (0..600).map(|i| format!("acct-{i:04}")).collect();
+    assert_eq!(accounts, expected);
+
+    insert("fp-bad".into(), "no_such_rule", "acct-9999".into())
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let err = store.all_open_alerts().await.unwrap_err().to_string();
+    assert!(err.contains("unknown rule no_such_rule"), "{err}");
+}
