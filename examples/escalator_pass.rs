@@ -5,8 +5,9 @@
 //! - the pass that raises every chain;
 //! - a pass with nothing changed (what an unrelated outbox write costs);
 //! - a pass after one alert is acknowledged;
-//! - a pass that reads every alert and chain (a spell's first, and the
-//!   safety net every ten minutes);
+//! - a pass that reads every alert and chain (a spell's first);
+//! - a pass that checks every alert's and chain's mark (the safety net
+//!   every ten minutes);
 //! - the pass at which every chain's first step falls due at once.
 //!
 //!     cargo run --release --example escalator_pass -- [ALERTS]
@@ -211,9 +212,18 @@ async fn main() {
         "every alert and chain read",
         &escalator,
         &mut passes,
-        at(5),
+        at(4),
         10,
         true,
+    )
+    .await;
+    measure(
+        "the ten-minute check of every mark",
+        &escalator,
+        &mut passes,
+        at(14),
+        1,
+        false,
     )
     .await;
     measure(

@@ -297,9 +297,20 @@ pub trait Store: Send + Sync {
     /// it is where `alerts_changed_since` picks up from.
     async fn alerts_written(&self) -> Result<i64, StoreError>;
     /// The alerts (in any state) written after write number `after`, oldest
-    /// write first, and the number to pass next time. A write still under
-    /// way when this reads is seen the next time, never skipped.
-    async fn alerts_changed_since(&self, after: i64) -> Result<(Vec<Alert>, i64), StoreError>;
+    /// write first, each with the number of its last write, and the number
+    /// to pass next time. A write still under way when this reads is seen
+    /// the next time, never skipped.
+    async fn alerts_changed_since(
+        &self,
+        after: i64,
+    ) -> Result<(Vec<(i64, Alert)>, i64), StoreError>;
+    /// Every firing alert with the number of its last write: what the
+    /// escalator holds between passes.
+    async fn firing_as_written(&self) -> Result<Vec<(i64, Alert)>, StoreError>;
+    /// The mark of every firing alert, and of every alert written after
+    /// `after` whatever its state: a few columns a row, for checking what
+    /// is held against the store without reading every alert whole.
+    async fn firing_marks(&self, after: i64) -> Result<Vec<Mark>, StoreError>;
     /// Up to `limit` of the firing alerts in `all_open_alerts`' order,
     /// skipping `offset`, and how many fire in all: a page of a long list
     /// for a question in chat, without reading the rest.
@@ -759,9 +770,40 @@ pub trait Meter: Send + Sync {
     fn paged(&self, target: &str, result: Sent);
     fn cloud_call(&self, provider: &str, action: &str, ok: bool);
     fn heartbeat(&self, result: Sent);
-    /// One escalator pass: whether it read every firing alert and open
-    /// chain, or only what changed; and how long it took.
-    fn escalator_pass(&self, read_all: bool, took: StdDuration);
+    /// One escalator pass: what it read, and how long it took.
+    fn escalator_pass(&self, read: PassRead, took: StdDuration);
+}
+
+/// What an escalator pass read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassRead {
+    /// Every firing alert and open chain, whole.
+    All,
+    /// Only the alerts written since the last pass.
+    Changes,
+    /// The alerts written since, and every one's mark, which agreed with
+    /// what was held.
+    Checked,
+}
+
+impl PassRead {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassRead::All => "all",
+            PassRead::Changes => "changes",
+            PassRead::Checked => "checked",
+        }
+    }
+}
+
+/// Which alert occurrence or chain a row is (fingerprint and start), and
+/// the number of its last write: an alert's change number, a chain's
+/// version. Two equal marks are the same write of the same row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub fingerprint: String,
+    pub started_at: DateTime<Utc>,
+    pub written: i64,
 }
 
 /// Counts nothing: for pieces built without metrics (tools, tests).
@@ -773,7 +815,7 @@ impl Meter for NoMeter {
     fn paged(&self, _: &str, _: Sent) {}
     fn cloud_call(&self, _: &str, _: &str, _: bool) {}
     fn heartbeat(&self, _: Sent) {}
-    fn escalator_pass(&self, _: bool, _: StdDuration) {}
+    fn escalator_pass(&self, _: PassRead, _: StdDuration) {}
 }
 
 #[cfg(test)]

@@ -561,10 +561,10 @@ impl Meter for Metrics {
             .inc();
     }
 
-    fn escalator_pass(&self, read_all: bool, took: std::time::Duration) {
+    fn escalator_pass(&self, read: crate::ports::PassRead, took: std::time::Duration) {
         self.escalator_passes
             .get_or_create(&ReadLabel {
-                read: if read_all { "all" } else { "changes" },
+                read: read.as_str(),
             })
             .inc();
         self.escalator_pass_duration.observe(took.as_secs_f64());

@@ -24,8 +24,8 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::routing::Routing;
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Judging, MessageRef, MessageRefs,
-    NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice, Window,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Judging, Mark, MessageRef,
+    MessageRefs, NewSilence, OutboxItem, OutboxRow, Store, StoreError, StoredNotice, Window,
 };
 use crate::secret::redact;
 
@@ -36,8 +36,8 @@ mod requests;
 mod rows;
 
 use rows::{
-    alert_from_row, corrupt, count, enqueue, from_json, health_in, json, queue_notice,
-    silence_from_row, snapshot_from_row,
+    alert_from_row, corrupt, count, enqueue, from_json, health_in, json, mark_from_row,
+    queue_notice, silence_from_row, snapshot_from_row, written_alert_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -589,18 +589,35 @@ impl Store for PgStore {
             .await?)
     }
 
-    async fn alerts_changed_since(&self, after: i64) -> Result<(Vec<Alert>, i64), StoreError> {
+    async fn alerts_changed_since(
+        &self,
+        after: i64,
+    ) -> Result<(Vec<(i64, Alert)>, i64), StoreError> {
         let rows = sqlx::query("SELECT * FROM alerts WHERE changed > $1 ORDER BY changed, id")
             .bind(after)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut upto = after;
-        let mut alerts = Vec::with_capacity(rows.len());
-        for r in &rows {
-            upto = upto.max(r.try_get("changed")?);
-            alerts.push(alert_from_row(r)?);
-        }
+            .fetch(&self.pool);
+        let alerts = crate::adapters::decoded(rows, written_alert_from_row).await?;
+        let upto = alerts.iter().map(|(n, _)| *n).fold(after, i64::max);
         Ok((alerts, upto))
+    }
+
+    async fn firing_as_written(&self) -> Result<Vec<(i64, Alert)>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM alerts WHERE state = 'firing' ORDER BY id")
+            .fetch(&self.pool);
+        crate::adapters::decoded(rows, written_alert_from_row).await
+    }
+
+    async fn firing_marks(&self, after: i64) -> Result<Vec<Mark>, StoreError> {
+        // Two halves, so that each is read by its own index.
+        let rows = sqlx::query(
+            "SELECT fingerprint, started_at, changed AS written FROM alerts WHERE state = 'firing'
+             UNION ALL
+             SELECT fingerprint, started_at, changed FROM alerts
+             WHERE changed > $1 AND state <> 'firing'",
+        )
+        .bind(after)
+        .fetch(&self.pool);
+        crate::adapters::decoded(rows, mark_from_row).await
     }
 
     async fn acknowledge(

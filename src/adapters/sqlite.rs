@@ -15,9 +15,9 @@ use crate::domain::model::{Account, AccountId, BalanceEntry, PollFailure, PollHe
 use crate::domain::routing::Routing;
 use crate::domain::silence::Silence;
 use crate::ports::{
-    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Judgement, Judging, MessageRef,
-    MessageRefs, NewSilence, OutboxItem, OutboxRow, PollRecord, Store, StoreError, StoredNotice,
-    Window,
+    AckOutcome, BalanceEntries, EndSilenceOutcome, FailedNotice, Judgement, Judging, Mark,
+    MessageRef, MessageRefs, NewSilence, OutboxItem, OutboxRow, PollRecord, Store, StoreError,
+    StoredNotice, Window,
 };
 use crate::secret::redact;
 
@@ -32,8 +32,8 @@ mod requests;
 mod rows;
 
 use rows::{
-    alert_from_row, bucket_kind, enqueue, entry_from_row, failed_from_row, health_in, queue_notice,
-    silence_from_row, snapshot_from_row,
+    alert_from_row, bucket_kind, enqueue, entry_from_row, failed_from_row, health_in,
+    mark_from_row, queue_notice, silence_from_row, snapshot_from_row, written_alert_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -600,18 +600,35 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn alerts_changed_since(&self, after: i64) -> Result<(Vec<Alert>, i64), StoreError> {
+    async fn alerts_changed_since(
+        &self,
+        after: i64,
+    ) -> Result<(Vec<(i64, Alert)>, i64), StoreError> {
         let rows = sqlx::query("SELECT * FROM alerts WHERE changed > ? ORDER BY changed, id")
             .bind(after)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut upto = after;
-        let mut alerts = Vec::with_capacity(rows.len());
-        for r in &rows {
-            upto = upto.max(r.try_get("changed")?);
-            alerts.push(alert_from_row(r)?);
-        }
+            .fetch(&self.pool);
+        let alerts = crate::adapters::decoded(rows, written_alert_from_row).await?;
+        let upto = alerts.iter().map(|(n, _)| *n).fold(after, i64::max);
         Ok((alerts, upto))
+    }
+
+    async fn firing_as_written(&self) -> Result<Vec<(i64, Alert)>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM alerts WHERE state = 'firing' ORDER BY id")
+            .fetch(&self.pool);
+        crate::adapters::decoded(rows, written_alert_from_row).await
+    }
+
+    async fn firing_marks(&self, after: i64) -> Result<Vec<Mark>, StoreError> {
+        // Two halves, so that each is read by its own index.
+        let rows = sqlx::query(
+            "SELECT fingerprint, started_at, changed AS written FROM alerts WHERE state = 'firing'
+             UNION ALL
+             SELECT fingerprint, started_at, changed FROM alerts
+             WHERE changed > ? AND state <> 'firing'",
+        )
+        .bind(after)
+        .fetch(&self.pool);
+        crate::adapters::decoded(rows, mark_from_row).await
     }
 
     async fn acknowledge(

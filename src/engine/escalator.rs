@@ -7,9 +7,11 @@
 //! escalations, so a missed wake-up or a restart loses nothing, and a step
 //! stored as taken is never taken again. Most passes compare only what
 //! changed since the last (the alerts written since, the steps due); the
-//! first of a spell of leading, one after a failure and one every ten
-//! minutes compare everything. Pages are delivered from their own
-//! table, retried with backoff.
+//! first of a spell of leading and one after a failure read everything.
+//! Every ten minutes a pass checks what it holds against every firing
+//! alert's and open chain's mark (which row, which write of it), and reads
+//! everything again only when they disagree. Pages are delivered from
+//! their own table, retried with backoff.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -31,8 +33,8 @@ use crate::domain::rules::Severity;
 use crate::domain::silence;
 use crate::engine::leadership::Gate;
 use crate::ports::{
-    Clock, DirectMessages, EscalationWrite, Escalations, Meter, OutsidePager, PageItem,
-    PageMessage, PagerEvent, SendError, Sent, Store, StoreError, StoredNotice,
+    Clock, DirectMessages, EscalationWrite, Escalations, Mark, Meter, OutsidePager, PageItem,
+    PageMessage, PagerEvent, PassRead, SendError, Sent, Store, StoreError, StoredNotice,
 };
 
 /// A person as the escalator reaches them.
@@ -99,13 +101,13 @@ pub struct Escalator {
 type Key = (String, DateTime<Utc>);
 
 /// What one spell of walking keeps between passes: the firing alerts as
-/// last read, and the open chains as last read or written (the escalator
-/// is the chains' only writer), so that a pass reads only the alerts
-/// written since the last and walks only those and the chains with a step
-/// due.
+/// last read, each with the number of the write read, and the open chains
+/// as last read or written (the escalator is the chains' only writer), so
+/// that a pass reads only the alerts written since the last and walks only
+/// those and the chains with a step due.
 #[derive(Debug, Default)]
 pub struct Passes {
-    alerts: HashMap<Key, Alert>,
+    alerts: HashMap<Key, (i64, Alert)>,
     open: HashMap<Key, Escalation>,
     /// Chains a silence holds, until it ends.
     held: HashMap<Key, DateTime<Utc>>,
@@ -116,6 +118,8 @@ pub struct Passes {
     seen: i64,
     /// When everything was last read; `None` reads it all at the next pass.
     read_all_at: Option<DateTime<Utc>>,
+    /// When what is held was last read whole or checked against the marks.
+    checked_at: Option<DateTime<Utc>>,
 }
 
 impl Passes {
@@ -134,10 +138,11 @@ impl Passes {
     }
 }
 
-/// How often a pass reads every firing alert and open chain even though
-/// nothing says it must: a safety net under the bookkeeping, cheap at this
-/// interval even for a fleet's worst (10,000 chains read in about 0.2 s).
-const READ_ALL: i64 = 600;
+/// How often a pass checks what it holds against every firing alert's and
+/// open chain's mark even though nothing says it must: a safety net under
+/// the bookkeeping. Marks are a few columns a row, a fraction of reading
+/// every alert and chain whole.
+const CHECK: i64 = 600;
 const BATCH: u32 = 100;
 /// Seconds a pass waits at most for a running cycle's polls to finish:
 /// well inside any response time, so no step is late for it.
@@ -203,41 +208,55 @@ impl Escalator {
     }
 
     /// One pass at `now`: escalations brought in line with the alerts,
-    /// steps taken, pages sent. The first pass of a spell, one after a
-    /// failure and one every `READ_ALL` read every firing alert and open
-    /// chain; the others read the alerts written since and walk only those
-    /// and the chains with a step due. Returns when something is next due.
+    /// steps taken, pages sent. The first pass of a spell and one after a
+    /// failure read every firing alert and open chain; the others read the
+    /// alerts written since and walk only those and the chains with a step
+    /// due, and one every `CHECK` checks the marks of everything first.
+    /// Returns when something is next due.
     pub async fn walk(
         &self,
         passes: &mut Passes,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let everything = passes
-            .read_all_at
-            .is_none_or(|at| now < at || now - at >= Duration::seconds(READ_ALL));
         let began = self.clock.now();
-        let walked = self.walk_in(passes, everything, now).await;
+        let mut read = PassRead::Changes;
+        let walked = self.walk_in(passes, &mut read, now).await;
         if walked.is_err() {
             // What was written is uncertain: read it all again.
             passes.read_all_at = None;
         }
         let took = (self.clock.now() - began).to_std().unwrap_or_default();
-        self.meter.escalator_pass(everything, took);
+        self.meter.escalator_pass(read, took);
         walked
     }
 
     async fn walk_in(
         &self,
         passes: &mut Passes,
-        everything: bool,
+        read: &mut PassRead,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let silences = self.store.silences(now).await?;
-        let (work, told) = if everything {
-            (self.read_all(passes, now).await?, None)
-        } else {
-            let (work, told) = self.read_changes(passes, &silences, now).await?;
-            (work, Some(told))
+        let due = passes
+            .checked_at
+            .is_none_or(|at| now < at || now - at >= Duration::seconds(CHECK));
+        let mut changes = None;
+        if passes.read_all_at.is_some() {
+            let read_changes = self.read_changes(passes, &silences, now).await?;
+            if !due {
+                changes = Some(read_changes);
+            } else if self.agrees(passes).await? {
+                passes.checked_at = Some(now);
+                *read = PassRead::Checked;
+                changes = Some(read_changes);
+            }
+        }
+        let (work, told) = match changes {
+            Some((work, told)) => (work, Some(told)),
+            None => {
+                *read = PassRead::All;
+                (self.read_all(passes, now).await?, None)
+            }
         };
         passes.silences = silences;
         if !work.is_empty() {
@@ -253,10 +272,8 @@ impl Escalator {
         self.deliver_due(now).await?;
         let retry = self.escalations.next_page_due().await?;
         // The safety net is kept even when nothing else is due.
-        let read_all = passes
-            .read_all_at
-            .map(|at| at + Duration::seconds(READ_ALL));
-        Ok([passes.next_step(), retry, read_all]
+        let check = passes.checked_at.map(|at| at + Duration::seconds(CHECK));
+        Ok([passes.next_step(), retry, check]
             .into_iter()
             .flatten()
             .min())
@@ -272,16 +289,18 @@ impl Escalator {
         // Before the alerts: a write made while they are read is read again
         // as a change, never missed.
         let seen = self.store.alerts_written().await?;
-        let alerts = self.store.all_open_alerts().await?;
+        // What is held goes before the new is read: never both at once.
+        passes.alerts = HashMap::new();
+        passes.open = HashMap::new();
+        let alerts = self.store.firing_as_written().await?;
         let open = self.escalations.open_escalations().await?;
         let mut work: Vec<Key> = Vec::with_capacity(alerts.len().max(open.len()));
         passes.alerts = alerts
             .into_iter()
-            .filter(|a| a.state == AlertState::Firing)
-            .map(|a| {
+            .map(|(n, a)| {
                 let k = (a.fingerprint.clone(), a.started_at);
                 work.push(k.clone());
-                (k, a)
+                (k, (n, a))
             })
             .collect();
         passes.open = open
@@ -297,7 +316,27 @@ impl Escalator {
         passes.held.clear();
         passes.seen = seen;
         passes.read_all_at = Some(now);
+        passes.checked_at = Some(now);
         Ok(work)
+    }
+
+    /// Whether what `passes` holds agrees with the store's marks of every
+    /// firing alert and open chain (see [`differences`]); a difference
+    /// means the bookkeeping missed a write, and is logged. The check
+    /// trusts that each write of an alert takes a new number, as every
+    /// statement that writes one does.
+    async fn agrees(&self, passes: &Passes) -> Result<bool, StoreError> {
+        let alerts = self.store.firing_marks(passes.seen).await?;
+        let chains = self.escalations.open_marks().await?;
+        let differ = differences(passes, alerts, chains);
+        if let Some(first) = differ.first() {
+            warn!(
+                differ = differ.len(),
+                fingerprint = %first.0,
+                "what the escalator held differed from the store; reading everything again"
+            );
+        }
+        Ok(differ.is_empty())
     }
 
     /// Reads the alerts written since the last pass into `passes`. What is
@@ -314,13 +353,13 @@ impl Escalator {
         passes.seen = upto;
         let mut told = HashSet::with_capacity(changed.len());
         let mut work = Vec::with_capacity(changed.len());
-        for a in changed {
+        for (n, a) in changed {
             let k = (a.fingerprint.clone(), a.started_at);
             if told.insert(k.clone()) {
                 work.push(k.clone());
             }
             if a.state == AlertState::Firing {
-                passes.alerts.insert(k, a);
+                passes.alerts.insert(k, (n, a));
             } else {
                 passes.alerts.remove(&k);
             }
@@ -353,7 +392,7 @@ impl Escalator {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         for k in work {
-            let Some(a) = passes.alerts.get(k) else {
+            let Some((_, a)) = passes.alerts.get(k) else {
                 continue;
             };
             if passes.open.contains_key(k) {
@@ -389,7 +428,7 @@ impl Escalator {
         let mut wrote_notices = false;
         for k in walking {
             let e = &passes.open[k];
-            let alert = passes.alerts.get(k);
+            let alert = passes.alerts.get(k).map(|(_, a)| a);
             if alert.is_none() && told.is_some_and(|t| !t.contains(k)) {
                 // A chain due whose alert this spell has not seen fire: the
                 // store knows better than the bookkeeping.
@@ -877,6 +916,43 @@ pub async fn overrides(
 }
 
 /// One escalation's change, as written.
+/// The keys where `passes` differs from the marks read: a firing alert not
+/// held or held as another write, one held that no longer fires, a chain
+/// not held, held at another version, or held and resolved. Alerts with a
+/// write newer than `passes.seen` are on their way to the next read of
+/// changes, and not compared.
+fn differences(passes: &Passes, alerts: Vec<Mark>, chains: Vec<Mark>) -> Vec<Key> {
+    let mut differ = Vec::new();
+    let mut marked: HashMap<Key, i64> = alerts
+        .into_iter()
+        .map(|m| ((m.fingerprint, m.started_at), m.written))
+        .collect();
+    for (k, (n, _)) in &passes.alerts {
+        match marked.remove(k) {
+            Some(w) if w == *n || w > passes.seen => {}
+            _ => differ.push(k.clone()),
+        }
+    }
+    // Firing, not held, and not written since.
+    differ.extend(
+        marked
+            .into_iter()
+            .filter(|(_, w)| *w <= passes.seen)
+            .map(|(k, _)| k),
+    );
+    let mut marked: HashMap<Key, i64> = chains
+        .into_iter()
+        .map(|m| ((m.fingerprint, m.started_at), m.written))
+        .collect();
+    for (k, e) in &passes.open {
+        if marked.remove(k) != Some(e.version) {
+            differ.push(k.clone());
+        }
+    }
+    differ.extend(marked.into_keys());
+    differ
+}
+
 struct Change {
     next: Escalation,
     pages: Vec<(String, PageMessage)>,
@@ -899,4 +975,111 @@ pub fn page_text(p: &PageMessage) -> String {
         "[{}] {}: {}\n{who}, you are paged as {}: nobody has acknowledged it. Respond by {}.",
         p.severity, p.account, p.summary, p.why, p.due_text
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::rules::{AlertKey, RuleName};
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000, 0).expect("a time") + Duration::minutes(minute)
+    }
+
+    fn alert(fingerprint: &str) -> Alert {
+        Alert {
+            fingerprint: fingerprint.into(),
+            key: AlertKey {
+                rule: RuleName::LowBalance,
+                account: "acme".into(),
+                resource: String::new(),
+                tier: "1000".into(),
+            },
+            severity: Severity::A,
+            rank: 1,
+            state: AlertState::Firing,
+            summary: "low".into(),
+            started_at: at(0),
+            fired_at: Some(at(0)),
+            last_notified_at: Some(at(0)),
+            resolved_at: None,
+            acknowledged: None,
+        }
+    }
+
+    fn chain(fingerprint: &str, version: i64) -> Escalation {
+        let calendar = Calendar::weekdays(chrono_tz::Asia::Shanghai, 9 * 60, 18 * 60);
+        let e = escalation::raise(
+            fingerprint,
+            at(0),
+            Severity::A,
+            at(0),
+            Response::default_for(Severity::A),
+            None,
+            &calendar,
+        );
+        Escalation { version, ..e }
+    }
+
+    fn mark(fingerprint: &str, written: i64) -> Mark {
+        Mark {
+            fingerprint: fingerprint.into(),
+            started_at: at(0),
+            written,
+        }
+    }
+
+    /// Held: alerts a (write 3) and b (write 5), chains a and b at version
+    /// 2; the changes were read up to write 6.
+    fn held() -> Passes {
+        let key = |f: &str| (f.to_owned(), at(0));
+        Passes {
+            alerts: [(key("a"), (3, alert("a"))), (key("b"), (5, alert("b")))].into(),
+            open: [(key("a"), chain("a", 2)), (key("b"), chain("b", 2))].into(),
+            seen: 6,
+            ..Passes::default()
+        }
+    }
+
+    fn differ(alerts: Vec<Mark>, chains: Vec<Mark>) -> Vec<String> {
+        let mut d: Vec<String> = differences(&held(), alerts, chains)
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
+        d.sort();
+        d
+    }
+
+    #[test]
+    fn held_as_the_store_has_it_differs_nowhere() {
+        let chains = || vec![mark("a", 2), mark("b", 2)];
+        assert!(differ(vec![mark("a", 3), mark("b", 5)], chains()).is_empty());
+        // Written after the changes were read: left to the next read.
+        assert!(differ(vec![mark("a", 3), mark("b", 7), mark("c", 8)], chains()).is_empty());
+        // Resolved since (marked only for its newer write).
+        assert!(differ(vec![mark("a", 3), mark("b", 9)], chains()).is_empty());
+    }
+
+    #[test]
+    fn a_write_the_changes_did_not_bring_is_a_difference() {
+        let chains = || vec![mark("a", 2), mark("b", 2)];
+        // Another write of b, numbered below what was read.
+        assert_eq!(differ(vec![mark("a", 3), mark("b", 4)], chains()), ["b"]);
+        // c fires, unseen; b stopped firing, unseen.
+        assert_eq!(
+            differ(vec![mark("a", 3), mark("c", 2)], chains()),
+            ["b", "c"]
+        );
+    }
+
+    #[test]
+    fn a_chain_at_another_version_missing_or_unheld_is_a_difference() {
+        let alerts = || vec![mark("a", 3), mark("b", 5)];
+        assert_eq!(differ(alerts(), vec![mark("a", 2), mark("b", 3)]), ["b"]);
+        assert_eq!(differ(alerts(), vec![mark("a", 2)]), ["b"]);
+        assert_eq!(
+            differ(alerts(), vec![mark("a", 2), mark("b", 2), mark("c", 1)]),
+            ["c"]
+        );
+    }
 }

@@ -87,6 +87,8 @@ pub trait Escalations: Send + Sync {
     async fn open_escalations(
         &self,
     ) -> Result<Vec<crate::domain::escalation::Escalation>, StoreError>;
+    /// The mark of each one not resolved: its version is the write number.
+    async fn open_marks(&self) -> Result<Vec<super::Mark>, StoreError>;
     /// Those raised at or after `since`, for the SLA report.
     async fn escalations_since(
         &self,

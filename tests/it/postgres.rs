@@ -491,12 +491,27 @@ where
     // Each write of an alert is numbered: a reader picks up from the last
     // number it saw, and reads nothing twice.
     let (changed, seen) = store.alerts_changed_since(before).await.unwrap();
-    assert_eq!(changed, open, "both writes of it, read as it is now");
+    assert_eq!(
+        changed,
+        vec![(seen, open[0].clone())],
+        "both writes of it, read as it is now, with the number of the last"
+    );
     assert!(seen > before && seen <= store.alerts_written().await.unwrap());
     assert_eq!(
         store.alerts_changed_since(seen).await.unwrap(),
         (vec![], seen)
     );
+    // Every firing alert as written, and its mark: which occurrence, which write.
+    assert_eq!(
+        store.firing_as_written().await.unwrap(),
+        vec![(seen, open[0].clone())]
+    );
+    let mark = purser::ports::Mark {
+        fingerprint: alert.fingerprint.clone(),
+        started_at: open[0].started_at,
+        written: seen,
+    };
+    assert_eq!(store.firing_marks(seen).await.unwrap(), vec![mark.clone()]);
     assert_eq!(
         open[0].started_at,
         t1.trunc_subsecs(3),
@@ -526,10 +541,56 @@ where
     let (changed, acked) = store.alerts_changed_since(seen).await.unwrap();
     assert_eq!(changed.len(), 1, "the acknowledgement is a change");
     assert_eq!(
-        changed[0].acknowledged.as_ref().map(|a| a.by.as_str()),
+        changed[0].1.acknowledged.as_ref().map(|a| a.by.as_str()),
         Some("ana")
     );
+    assert_eq!(changed[0].0, acked);
     assert_eq!(store.alerts_changed_since(acked).await.unwrap().1, acked);
+    // The mark moves with the write.
+    let mark = purser::ports::Mark {
+        written: acked,
+        ..mark
+    };
+    assert_eq!(store.firing_marks(acked).await.unwrap(), vec![mark.clone()]);
+    // An alert that fired and resolved after a number is marked with its
+    // last write, to be read as a change; after that write it is not marked.
+    let brief = Alert {
+        fingerprint: "b0".repeat(16),
+        ..alert.clone()
+    };
+    let only = |a: &Alert| Changes {
+        alerts: vec![a.clone()],
+        notices: vec![],
+    };
+    store
+        .apply(&account, &only(&brief), &routing)
+        .await
+        .unwrap();
+    let resolved = Alert {
+        state: AlertState::Resolved,
+        resolved_at: Some(t2),
+        ..brief.clone()
+    };
+    store
+        .apply(&account, &only(&resolved), &routing)
+        .await
+        .unwrap();
+    let gone = store.alerts_written().await.unwrap();
+    let mut marks = store.firing_marks(acked).await.unwrap();
+    marks.sort_by_key(|m| m.written);
+    assert_eq!(
+        marks,
+        vec![
+            mark.clone(),
+            purser::ports::Mark {
+                fingerprint: brief.fingerprint.clone(),
+                started_at: open[0].started_at,
+                written: gone,
+            }
+        ]
+    );
+    assert_eq!(store.firing_marks(gone).await.unwrap(), vec![mark.clone()]);
+    assert_eq!(store.firing_as_written().await.unwrap().len(), 1);
     let hook = store.due_notices("hook", t2, 10).await.unwrap();
     assert_eq!(hook.len(), 2);
     assert_eq!(hook[1].notice.kind, NoticeKind::Acknowledged);
@@ -1689,6 +1750,15 @@ where
     let (p, q) = tokio::join!(store.write_escalation(&step), store.write_escalation(&step));
     assert_eq!([p.unwrap(), q.unwrap()].iter().filter(|w| **w).count(), 1);
     assert_eq!(store.escalations_since(t0).await.unwrap().len(), 1);
+    // Its mark: which chain, which version.
+    assert_eq!(
+        store.open_marks().await.unwrap(),
+        vec![purser::ports::Mark {
+            fingerprint: "fp-1".into(),
+            started_at: at(10).trunc_subsecs(3),
+            written: 2,
+        }]
+    );
     let due = store.due_pages(at(10), 10).await.unwrap();
     assert_eq!(due.len(), 1, "one row per page id");
     assert_eq!(due[0].page, page, "kept whole, as decided");

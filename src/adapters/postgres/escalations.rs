@@ -14,7 +14,7 @@ use crate::domain::calendar::ResponseClock;
 use crate::domain::escalation::{Escalation, Phase};
 use crate::domain::oncall::Override;
 use crate::domain::rules::Severity;
-use crate::ports::{EscalationWrite, Escalations, PageItem, PageMessage, StoreError};
+use crate::ports::{EscalationWrite, Escalations, Mark, PageItem, PageMessage, StoreError};
 
 fn escalation_from_row(r: &PgRow) -> Result<Escalation, StoreError> {
     let severity: String = r.try_get("severity")?;
@@ -63,6 +63,15 @@ impl Escalations for PgStore {
             sqlx::query("SELECT * FROM escalations WHERE phase <> 'resolved' ORDER BY raised_at")
                 .fetch(&self.pool);
         crate::adapters::decoded(rows, escalation_from_row).await
+    }
+
+    async fn open_marks(&self) -> Result<Vec<Mark>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, started_at, version AS written FROM escalations
+             WHERE phase <> 'resolved'",
+        )
+        .fetch(&self.pool);
+        crate::adapters::decoded(rows, super::rows::mark_from_row).await
     }
 
     async fn escalations_since(&self, since: DateTime<Utc>) -> Result<Vec<Escalation>, StoreError> {

@@ -13,7 +13,7 @@ use crate::domain::model::{Account, AccountId, FailureKind, PollFailure, PollHea
 use crate::domain::routing::Routing;
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
-use crate::ports::{StoreError, StoredNotice};
+use crate::ports::{Mark, StoreError, StoredNotice};
 use crate::secret::redact;
 
 pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -44,6 +44,20 @@ pub(super) fn snapshot_from_row(
 
 pub(super) fn count(r: &PgRow, column: &str) -> Result<u32, StoreError> {
     u32::try_from(r.try_get::<i32, _>(column)?).map_err(corrupt)
+}
+
+/// An alert with the number of its last write.
+pub(super) fn written_alert_from_row(r: &PgRow) -> Result<(i64, Alert), StoreError> {
+    Ok((r.try_get("changed")?, alert_from_row(r)?))
+}
+
+/// A row's mark: `fingerprint`, `started_at` and the write number as `written`.
+pub(super) fn mark_from_row(r: &PgRow) -> Result<Mark, StoreError> {
+    Ok(Mark {
+        fingerprint: r.try_get("fingerprint")?,
+        started_at: r.try_get("started_at")?,
+        written: r.try_get("written")?,
+    })
 }
 
 pub(super) fn alert_from_row(r: &PgRow) -> Result<Alert, StoreError> {

@@ -12,7 +12,7 @@ use crate::domain::calendar::ResponseClock;
 use crate::domain::escalation::{Escalation, Phase};
 use crate::domain::oncall::Override;
 use crate::domain::rules::Severity;
-use crate::ports::{EscalationWrite, Escalations, PageItem, PageMessage, StoreError};
+use crate::ports::{EscalationWrite, Escalations, Mark, PageItem, PageMessage, StoreError};
 
 fn escalation_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Escalation, StoreError> {
     let text = |c: &str| -> Result<String, StoreError> { Ok(r.try_get::<String, _>(c)?) };
@@ -61,6 +61,15 @@ impl Escalations for SqliteStore {
             sqlx::query("SELECT * FROM escalations WHERE phase <> 'resolved' ORDER BY raised_at")
                 .fetch(&self.pool);
         crate::adapters::decoded(rows, escalation_from_row).await
+    }
+
+    async fn open_marks(&self) -> Result<Vec<Mark>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, started_at, version AS written FROM escalations
+             WHERE phase <> 'resolved'",
+        )
+        .fetch(&self.pool);
+        crate::adapters::decoded(rows, super::rows::mark_from_row).await
     }
 
     async fn escalations_since(&self, since: DateTime<Utc>) -> Result<Vec<Escalation>, StoreError> {

@@ -16,7 +16,7 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::routing::Routing;
 use crate::domain::rules::{AlertKey, RuleName, Severity};
 use crate::domain::silence::Silence;
-use crate::ports::{FailedNotice, StoreError, StoredNotice};
+use crate::ports::{FailedNotice, Mark, StoreError, StoredNotice};
 use crate::secret::redact;
 
 /// A snapshot from its row's `body` and `digest`, with the resources and
@@ -27,6 +27,22 @@ pub(super) fn snapshot_from_row(
 ) -> Result<Snapshot, StoreError> {
     let inventory = inventories.get(r.get("digest"), r.get("inventory"))?;
     stored_snapshot::join(r.get("body"), inventory)
+}
+
+/// An alert with the number of its last write.
+pub(super) fn written_alert_from_row(
+    r: &sqlx::sqlite::SqliteRow,
+) -> Result<(i64, Alert), StoreError> {
+    Ok((r.try_get("changed")?, alert_from_row(r)?))
+}
+
+/// A row's mark: `fingerprint`, `started_at` and the write number as `written`.
+pub(super) fn mark_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Mark, StoreError> {
+    Ok(Mark {
+        fingerprint: r.try_get("fingerprint")?,
+        started_at: from_ms(r.try_get("started_at")?)?,
+        written: r.try_get("written")?,
+    })
 }
 
 pub(super) fn alert_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
