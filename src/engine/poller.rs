@@ -157,7 +157,6 @@ impl Poller {
         let mut readings = self.store.judging(&windows).await?;
         drop(windows);
         carry_tallies(batch, &readings);
-        let batch = &*batch;
         let polls: Vec<PollRecord> = batch
             .iter()
             .map(|f| PollRecord {
@@ -167,22 +166,45 @@ impl Poller {
             })
             .collect();
         let healths = self.store.record_polls(&polls).await?;
+        drop(polls);
         // Each account's history as it now stands: what was read, with
         // every snapshot the batch holds of the account in its place (as
-        // held: a store may have read others thin).
-        let mut held: HashMap<&AccountId, Vec<&Snapshot>> = HashMap::new();
-        for f in batch {
-            if let Ok(s) = &f.outcome {
-                held.entry(&f.account.account.id).or_default().push(s);
+        // held: a store may have read others thin). The snapshots are
+        // moved there, not copied, their resources being most of a cycle's
+        // work: the batch keeps each without its resources and orders.
+        let mut held: HashMap<AccountId, Vec<Snapshot>> = HashMap::new();
+        for f in batch.iter_mut() {
+            if let Ok(s) = &mut f.outcome {
+                let whole = Snapshot {
+                    resources: std::mem::take(&mut s.resources),
+                    orders: std::mem::take(&mut s.orders),
+                    ..s.clone()
+                };
+                held.entry(f.account.account.id.clone())
+                    .or_default()
+                    .push(whole);
             }
         }
-        for (f, reading) in batch.iter().zip(readings.iter_mut()) {
-            let Some(held) = held.get(&f.account.account.id) else {
+        let batch = &*batch;
+        // An account's last place in the batch takes its snapshots; any
+        // before it (an account polled twice in one batch), copies.
+        let last: HashMap<&AccountId, usize> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (&f.account.account.id, i))
+            .collect();
+        for (i, (f, reading)) in batch.iter().zip(readings.iter_mut()).enumerate() {
+            let id = &f.account.account.id;
+            let fresh = match last.get(id) == Some(&i) {
+                true => held.remove(id),
+                false => held.get(id).cloned(),
+            };
+            let Some(fresh) = fresh else {
                 continue;
             };
             let history = &mut reading.history;
-            history.retain(|s| !held.iter().any(|h| h.taken_at == s.taken_at));
-            history.extend(held.iter().map(|s| (*s).clone()));
+            history.retain(|s| !fresh.iter().any(|h| h.taken_at == s.taken_at));
+            history.extend(fresh);
             history.sort_by_key(|s| s.taken_at);
             // As the store cuts a window: from its start, or from the
             // newest snapshot when none is newer.
@@ -241,14 +263,25 @@ impl Poller {
             .record_judgements(&judgements, &self.routing)
             .await?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        for ((f, health), (changes, view)) in batch.iter().zip(&healths).zip(&judged) {
+        for (((f, health), (changes, view)), reading) in
+            batch.iter().zip(&healths).zip(&judged).zip(&readings)
+        {
             let id = &f.account.account.id;
             let took = (self.clock.now() - f.started).to_std().unwrap_or_default();
+            // The snapshot whole, where it was moved to.
+            let snapshot = f.outcome.as_ref().ok().map(|kept| {
+                reading
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|s| s.taken_at == kept.taken_at)
+                    .unwrap_or(kept)
+            });
             self.meter.polled(&Polled {
                 account: &f.account.account,
                 failure: f.outcome.as_ref().err().map(|e| e.kind),
                 took,
-                snapshot: f.outcome.as_ref().ok(),
+                snapshot,
                 view: view.as_ref(),
                 last_success_at: health.last_success_at,
             });

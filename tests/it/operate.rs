@@ -212,6 +212,10 @@ async fn the_demo_exposes_its_accounts_as_check_reads_them_and_pings_its_check()
         assert_eq!(f.family_type, kind, "{family}");
     }
     assert_eq!(by_label(&m, "purser_leader", "")[""], 1.0);
+    // Each resource of the demo's scenario, from the poll's whole snapshot.
+    let expiring = by_label(&m, "purser_resource_expiry_timestamp_seconds", "resource");
+    assert_eq!(expiring.len(), 5, "{expiring:?}");
+    assert!(expiring["ins-7f3k2a1b"] > 1e9, "{expiring:?}");
     let polls = by_label(&m, "purser_polls", "result");
     assert_eq!((polls["ok"], polls["refused"]), (4.0, 1.0), "{polls:?}");
     assert!(by_label(&m, "process_resident_memory_bytes", "")[""] > 1e6);
