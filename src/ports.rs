@@ -293,7 +293,7 @@ pub trait Store: Send + Sync {
     async fn open_alerts(&self, account: &AccountId) -> Result<Vec<Alert>, StoreError>;
     /// Every account's open alerts, most severe first.
     async fn all_open_alerts(&self) -> Result<Vec<Alert>, StoreError>;
-    /// The number of the newest alert write: read before `all_open_alerts`,
+    /// The number of the newest alert write: read before `firing_as_written`,
     /// it is where `alerts_changed_since` picks up from.
     async fn alerts_written(&self) -> Result<i64, StoreError>;
     /// The alerts (in any state) written after write number `after`, oldest

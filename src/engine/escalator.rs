@@ -116,8 +116,9 @@ pub struct Passes {
     silences: Vec<silence::Silence>,
     /// The newest alert write seen.
     seen: i64,
-    /// When everything was last read; `None` reads it all at the next pass.
-    read_all_at: Option<DateTime<Utc>>,
+    /// Whether everything was read this spell and kept in line since;
+    /// `false` reads it all at the next pass.
+    read_whole: bool,
     /// When what is held was last read whole or checked against the marks.
     checked_at: Option<DateTime<Utc>>,
 }
@@ -223,7 +224,7 @@ impl Escalator {
         let walked = self.walk_in(passes, &mut read, now).await;
         if walked.is_err() {
             // What was written is uncertain: read it all again.
-            passes.read_all_at = None;
+            passes.read_whole = false;
         }
         let took = (self.clock.now() - began).to_std().unwrap_or_default();
         self.meter.escalator_pass(read, took);
@@ -241,7 +242,7 @@ impl Escalator {
             .checked_at
             .is_none_or(|at| now < at || now - at >= Duration::seconds(CHECK));
         let mut changes = None;
-        if passes.read_all_at.is_some() {
+        if passes.read_whole {
             let read_changes = self.read_changes(passes, &silences, now).await?;
             if !due {
                 changes = Some(read_changes);
@@ -315,7 +316,7 @@ impl Escalator {
             .collect();
         passes.held.clear();
         passes.seen = seen;
-        passes.read_all_at = Some(now);
+        passes.read_whole = true;
         passes.checked_at = Some(now);
         Ok(work)
     }
@@ -416,7 +417,7 @@ impl Escalator {
                     .insert(k.clone(), Escalation { version: 1, ..e });
             } else {
                 warn!(fingerprint = %k.0, "a chain was raised for this alert elsewhere; reading every chain again next pass");
-                passes.read_all_at = None;
+                passes.read_whole = false;
             }
         }
         let mut walking: Vec<&Key> = work
@@ -433,7 +434,7 @@ impl Escalator {
                 // A chain due whose alert this spell has not seen fire: the
                 // store knows better than the bookkeeping.
                 warn!(fingerprint = %k.0, "a chain fell due for an alert not known to fire; reading every alert again next pass");
-                passes.read_all_at = None;
+                passes.read_whole = false;
                 continue;
             }
             let silenced = alert.and_then(|a| {
@@ -464,7 +465,7 @@ impl Escalator {
                 .await?;
             if !written {
                 warn!(fingerprint = %e.fingerprint, "escalation changed while being walked; taken up again next pass");
-                passes.read_all_at = None;
+                passes.read_whole = false;
                 continue;
             }
             // Saturating: a version the store could not have written makes

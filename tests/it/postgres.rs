@@ -2227,9 +2227,10 @@ async fn the_store_connects_over_tls_and_refuses_a_server_it_cannot_verify() {
     assert!(err.contains("127.0.0.1"), "{err}");
 }
 
-/// The escalator's full read takes the open alerts in batches of the rows
-/// ready at once: every one arrives, in the store's order, and a row that
-/// cannot be read fails the read with its reason, not skipped.
+/// The read of every open alert (chat's lists, the command line) takes the
+/// rows in batches of those ready at once: every one arrives, in the
+/// store's order, and a row that cannot be read fails the read with its
+/// reason, not skipped.
 #[tokio::test]
 async fn every_open_alert_is_read_across_batches_and_a_bad_row_is_named() {
     use purser::ports::Store;
