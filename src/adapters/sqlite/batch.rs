@@ -372,6 +372,21 @@ mod tests {
     use sqlx::Connection;
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
+    /// A migrated store in a temporary directory, on one connection.
+    async fn one_connection() -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("p.db"))
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        super::super::MIGRATOR.run(&pool).await.unwrap();
+        (dir, pool)
+    }
+
     /// Records and judges batches of `n` accounts, each account once.
     async fn batch_of(pool: &SqlitePool, n: usize, round: i64) {
         let ids: Vec<AccountId> = (0..n)
@@ -409,17 +424,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_of_any_size_uses_the_statements_already_prepared() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("p.db"))
-            .create_if_missing(true);
         // One connection, so that every statement is cached on it.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .unwrap();
-        super::super::MIGRATOR.run(&pool).await.unwrap();
+        let (_dir, pool) = one_connection().await;
         batch_of(&pool, 1, 0).await;
         let prepared = pool.acquire().await.unwrap().cached_statements_size();
         for (round, n) in (1..).zip(2..=9) {
@@ -431,16 +437,7 @@ mod tests {
 
     #[tokio::test]
     async fn text_the_batch_carries_as_json_is_stored_as_given() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("p.db"))
-            .create_if_missing(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .unwrap();
-        super::super::MIGRATOR.run(&pool).await.unwrap();
+        let (_dir, pool) = one_connection().await;
         let account = AccountId::parse("shop").unwrap();
         let message = "said \"no\" \\ twice\n\t余额不足 \u{1F4B8} \u{0} end";
         let failure = PollFailure {
